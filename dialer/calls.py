@@ -1,0 +1,74 @@
+"""Calls as partners read them back: the public view of a call and paginated listing of a batch's calls."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from bson import ObjectId
+
+from .clock import iso
+from .statuses import CallStatus
+from .store import Store
+from .tenancy import parse_id
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+STATUS_VALUES = {s.value for s in CallStatus}
+
+
+class CallQueryError(ValueError):
+    pass
+
+
+def call_view(call: dict) -> dict:
+    return {
+        "callId": str(call["_id"]),
+        "batchId": str(call["batchId"]),
+        "phoneNumber": call["phoneNumber"],
+        "extension": call.get("extension"),
+        "input": call.get("input", {}),
+        "variables": call.get("variables", {}),
+        "timezones": call.get("timezones", []),
+        "zoneSource": call.get("zoneSource"),
+        "status": call["status"],
+        "attempts": call.get("attempts", 0),
+        "nextAttemptAt": iso(call.get("nextAttemptAt")),
+        "providerCallId": call.get("providerCallId"),
+        "outcome": call.get("outcome"),
+        "history": [
+            {**h, "at": iso(h["at"])} if "at" in h else h for h in call.get("history", [])
+        ],
+        "createdAt": iso(call.get("createdAt")),
+        "updatedAt": iso(call.get("updatedAt")),
+    }
+
+
+async def list_calls(store: Store, batch_id: ObjectId, query: Mapping[str, str]) -> dict:
+    """A page of calls in enqueue order. Query: status (comma-separated), limit (1-1000), cursor (a callId)."""
+    flt: dict = {"batchId": batch_id}
+    statuses = [s for s in query.get("status", "").split(",") if s]
+    unknown = set(statuses) - STATUS_VALUES
+    if unknown:
+        raise CallQueryError(f"unknown status {sorted(unknown)}; use {sorted(STATUS_VALUES)}")
+    if statuses:
+        flt["status"] = {"$in": statuses}
+    try:
+        limit = int(query.get("limit", DEFAULT_PAGE))
+    except ValueError:
+        raise CallQueryError("limit must be an integer") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise CallQueryError(f"limit must be from 1 to {MAX_PAGE}")
+    cursor = query.get("cursor")
+    if cursor:
+        after = parse_id(cursor)
+        if after is None:
+            raise CallQueryError("cursor must be a callId from a previous page's nextCursor")
+        flt["_id"] = {"$gt": after}
+    docs = await store.calls.find(flt).sort("_id", 1).limit(limit + 1).to_list(None)
+    more = len(docs) > limit
+    docs = docs[:limit]
+    return {
+        "calls": [call_view(d) for d in docs],
+        "count": len(docs),
+        "nextCursor": str(docs[-1]["_id"]) if more else None,
+    }

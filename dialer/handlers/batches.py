@@ -1,0 +1,69 @@
+"""Batch routes: createBatch, addCallsToBatch, reading a batch and its calls back."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import BATCHES, INGESTION, PHONES, STORE, TENANCY
+from ..auth import require_workspace
+from ..batch_settings import SettingsError, parse_batch_spec
+from ..batches import BatchForbidden, BatchNotFound, batch_view
+from ..calls import CallQueryError, list_calls
+from ..envelope import ApiError, envelope, ok
+from .common import json_body
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    principal = await require_workspace(request)
+    body = await json_body(request)
+    try:
+        spec = parse_batch_spec(body, request.app[PHONES])
+    except SettingsError as exc:
+        raise ApiError(400, "Bad Request", str(exc)) from None
+    tenancy = request.app[TENANCY]
+    if spec.agent_id is not None:
+        agent = await tenancy.get_agent(principal.workspace_id, spec.agent_id)
+        if agent is None:
+            raise ApiError(404, "Not Found", "agent not found")
+        foreign = set(spec.calling_numbers) - set(agent["callingNumbers"])
+        if foreign:
+            raise ApiError(400, "Bad Request", f"callingNumbers not owned by the agent: {sorted(foreign)}")
+    else:
+        agent = await tenancy.agent_for_numbers(principal.workspace_id, spec.calling_numbers)
+        if agent is None:
+            raise ApiError(404, "Not Found", "no agent found for the batch's calling numbers")
+    batch = await request.app[BATCHES].create(principal.workspace_id, agent, spec)
+    return ok({"batchId": str(batch["_id"]), **batch_view(batch)}, "Batch created")
+
+
+async def add_calls_to_batch(request: web.Request) -> web.Response:
+    principal = await require_workspace(request)
+    raw = await request.read()
+    outcome = await request.app[INGESTION].add_calls(principal, raw, request.headers.get("Idempotency-Key"))
+    return envelope(outcome.code, outcome.message, outcome.data, outcome.error, status=outcome.code == 200)
+
+
+async def _owned_batch(request: web.Request) -> dict:
+    principal = await require_workspace(request)
+    try:
+        return await request.app[BATCHES].get_owned(principal.workspace_id, request.match_info["batchId"])
+    except BatchNotFound:
+        raise ApiError(404, "Not Found", "batch not found") from None
+    except BatchForbidden:
+        raise ApiError(403, "Forbidden", "this API key does not own the batch") from None
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    batch = await _owned_batch(request)
+    counters = await request.app[BATCHES].counters(batch["_id"])
+    return ok(batch_view(batch, counters))
+
+
+async def get_batch_calls(request: web.Request) -> web.Response:
+    batch = await _owned_batch(request)
+    try:
+        page = await list_calls(request.app[STORE], batch["_id"], request.query)
+    except CallQueryError as exc:
+        raise ApiError(400, "Bad Request", str(exc)) from None
+    return ok(page)
+

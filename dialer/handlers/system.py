@@ -1,0 +1,21 @@
+"""Health and the caller's agents."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import STORE, TENANCY
+from ..auth import require_workspace
+from ..envelope import ok
+from ..tenancy import agent_view
+
+
+async def health(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    return ok({"ok": True, "store": "memory" if store.in_memory else "mongodb"})
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    principal = await require_workspace(request)
+    agents = await request.app[TENANCY].list_agents(principal.workspace_id)
+    return ok({"agents": [agent_view(a) for a in agents]})

@@ -1,0 +1,78 @@
+"""Idempotency-Key: the first request with a key runs; retries with that key get its stored response.
+
+The key alone dedupes (not the payload), per workspace. A key is claimed atomically by inserting a
+document whose _id is (workspace, key): of two concurrent requests only one insert succeeds, the
+other gets 409 until the first has finished. A claim whose request crashed expires after
+`CLAIM_SECONDS` so the key is not stuck; a request that failed with a 5xx releases its key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pymongo.errors import DuplicateKeyError
+
+from .clock import Clock, as_utc
+from .store import Store
+
+MAX_KEY_LENGTH = 255
+CLAIM_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    code: int
+    body: dict
+
+
+class KeyInUse(Exception):
+    """Another request with this key is still running."""
+
+
+class Idempotency:
+    def __init__(self, store: Store, clock: Clock, ttl_seconds: int) -> None:
+        self.store = store
+        self.clock = clock
+        self.ttl = dt.timedelta(seconds=ttl_seconds)
+
+    @staticmethod
+    def check_key(key: str) -> str | None:
+        if not key.strip():
+            return "Idempotency-Key is empty"
+        if len(key) > MAX_KEY_LENGTH:
+            return f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters"
+        return None
+
+    async def claim(self, workspace_id, key: str) -> StoredResponse | None:
+        """None: this request owns the key and must run. A StoredResponse: replay it. KeyInUse: wait."""
+        now = self.clock.now()
+        doc_id = f"{workspace_id}:{key}"
+        claim = {"_id": doc_id, "state": "running", "claimedUntil": now + dt.timedelta(seconds=CLAIM_SECONDS),
+                 "expiresAt": now + self.ttl}
+        try:
+            await self.store.idempotency.insert_one(claim)
+            return None
+        except DuplicateKeyError:
+            pass
+        doc = await self.store.idempotency.find_one({"_id": doc_id})
+        if doc is None:  # expired between the two calls
+            return await self.claim(workspace_id, key)
+        if doc["state"] == "done":
+            return StoredResponse(doc["code"], doc["body"])
+        if as_utc(doc["claimedUntil"]) < now:
+            taken = await self.store.idempotency.find_one_and_update(
+                {"_id": doc_id, "state": "running", "claimedUntil": doc["claimedUntil"]},
+                {"$set": {"claimedUntil": claim["claimedUntil"], "expiresAt": claim["expiresAt"]}},
+            )
+            if taken is not None:
+                return None
+        raise KeyInUse(key)
+
+    async def finish(self, workspace_id, key: str, code: int, body: dict) -> None:
+        await self.store.idempotency.update_one(
+            {"_id": f"{workspace_id}:{key}"}, {"$set": {"state": "done", "code": code, "body": body}}
+        )
+
+    async def release(self, workspace_id, key: str) -> None:
+        await self.store.idempotency.delete_one({"_id": f"{workspace_id}:{key}", "state": "running"})

@@ -1,0 +1,178 @@
+"""Ingestion planning: validating addCallsToBatch records and turning them into call plans (pure, no I/O).
+
+Everything here runs before the first write, so a request with any bad record writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from .phones import PhoneError, PhoneNormaliser
+from .windows import CallingWindow, valid_zone
+
+MAX_LISTED_ERRORS = 50
+RESERVED_FIELDS = ("phoneNumber", "timezone")
+HORIZON_DAYS = 15
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    index: int
+    phone_number: Any
+    reason: str
+
+    def view(self) -> dict:
+        phone = self.phone_number if isinstance(self.phone_number, str) else None
+        return {"index": self.index, "phoneNumber": phone, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class PlannedCall:
+    """One distinct number of a request, ready to be written."""
+
+    index: int  # position of the record that won (the last one for its number)
+    e164: str
+    raw_phone: str
+    extension: str | None
+    variables: dict
+    zones: tuple[str, ...]
+    zone_source: str  # record | number | batch | agent | multi
+    earliest: dt.datetime | None  # first instant the window is open in every zone
+    duplicates: int = 0  # earlier records of this request collapsed into this one
+
+
+@dataclass
+class Plan:
+    calls: list[PlannedCall] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+    records: int = 0
+
+    @property
+    def collapsed(self) -> int:
+        return self.records - len(self.calls) - len(self.errors)
+
+    def chunks(self, size: int) -> Iterator[list[PlannedCall]]:
+        for start in range(0, len(self.calls), size):
+            yield self.calls[start:start + size]
+
+    def error_view(self) -> dict:
+        return {
+            "invalidRecords": len(self.errors),
+            "errors": [e.view() for e in self.errors[:MAX_LISTED_ERRORS]],
+            "errorsTruncated": len(self.errors) > MAX_LISTED_ERRORS,
+        }
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """What validation needs to know about the batch and its agent."""
+
+    required_variables: Sequence[str]
+    window: CallingWindow
+    batch_zone: str | None
+    agent_zone: str | None
+    not_before: dt.datetime  # now, or the batch's scheduled start if later
+
+
+class Planner:
+    def __init__(self, phones: PhoneNormaliser, ctx: IngestContext) -> None:
+        self.phones = phones
+        self.ctx = ctx
+        self._earliest: dict[tuple[str, ...], dt.datetime | None] = {}
+
+    def plan(self, call_data: list) -> Plan:
+        plan = Plan(records=len(call_data))
+        by_number: dict[str, PlannedCall] = {}
+        for index, record in enumerate(call_data):
+            call = self._plan_one(index, record, plan.errors)
+            if call is None:
+                continue
+            previous = by_number.get(call.e164)
+            if previous is not None:
+                # Same rule as a pending call already stored: the later record replaces the earlier.
+                call.duplicates = previous.duplicates + 1
+            by_number[call.e164] = call
+        plan.calls = sorted(by_number.values(), key=lambda c: c.index)
+        return plan
+
+    def earliest(self, zones: tuple[str, ...]) -> dt.datetime | None:
+        if zones not in self._earliest:
+            self._earliest[zones] = self.ctx.window.next_open(self.ctx.not_before, zones, HORIZON_DAYS)
+        return self._earliest[zones]
+
+    def _plan_one(self, index: int, record: Any, errors: list[RecordError]) -> PlannedCall | None:
+        if not isinstance(record, dict):
+            errors.append(RecordError(index, None, "record must be an object"))
+            return None
+        raw = record.get("phoneNumber")
+        if raw is None:
+            errors.append(RecordError(index, None, "phoneNumber is required"))
+            return None
+        try:
+            number = self.phones.normalise(raw)
+        except PhoneError as exc:
+            errors.append(RecordError(index, raw, str(exc)))
+            return None
+        variables = {k: v for k, v in record.items() if k not in RESERVED_FIELDS}
+        problem = self._variables_problem(variables)
+        if problem is None:
+            zones, source, problem = self._zones(record.get("timezone", None), "timezone" in record, number.zones)
+        if problem is not None:
+            errors.append(RecordError(index, raw, problem))
+            return None
+        earliest = self.earliest(zones)
+        if earliest is None:
+            if self.ctx.window.never_open_together(zones):
+                errors.append(RecordError(index, raw, "the number maps to several time zones whose calling windows "
+                                                      "never overlap; give the record a timezone"))
+                return None
+            # Open together only in another season: wait at the horizon, the dispatcher looks again then.
+            earliest = self.ctx.not_before + dt.timedelta(days=HORIZON_DAYS)
+        return PlannedCall(index, number.e164, raw, number.extension, variables, zones, source, earliest)
+
+    def _variables_problem(self, variables: dict) -> str | None:
+        missing = [name for name in self.ctx.required_variables if variables.get(name) in (None, "")]
+        if missing:
+            return f"missing required variables: {', '.join(missing)}"
+        for key in variables:
+            if key.startswith("$") or "." in key or "\x00" in key:
+                return f"variable name {key!r} may not start with '$' or contain '.'"
+        return None
+
+    def _zones(self, given: Any, has_field: bool, candidates: tuple[str, ...]):
+        if has_field and given is not None:
+            if not valid_zone(given):
+                return (), "", f"unknown time zone {given!r} (use an IANA name such as America/New_York)"
+            return (given,), "record", None
+        if len(candidates) == 1:
+            return candidates, "number", None
+        if self.ctx.batch_zone:
+            return (self.ctx.batch_zone,), "batch", None
+        if self.ctx.agent_zone:
+            return (self.ctx.agent_zone,), "agent", None
+        if not candidates:
+            return (), "", "no time zone is known for this number; give the record a timezone"
+        return candidates, "multi", None
+
+
+def validate_envelope(body: Any, max_records: int) -> tuple[str, list]:
+    """The request's outer shape: returns (batchId, call_data) or raises ValueError with the reason."""
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object with batchId and call_data")
+    batch_id = body.get("batchId")
+    if batch_id is None or batch_id == "":
+        raise ValueError("batchId is required")
+    if not isinstance(batch_id, str):
+        raise ValueError("batchId must be a string")
+    if "call_data" not in body:
+        raise ValueError("call_data is required")
+    call_data = body["call_data"]
+    if not isinstance(call_data, list):
+        raise ValueError("call_data must be an array of call records")
+    if not call_data:
+        raise ValueError("call_data is empty")
+    if len(call_data) > max_records:
+        raise ValueError(f"call_data has {len(call_data)} records; at most {max_records} per request")
+    return batch_id, call_data

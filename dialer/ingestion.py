@@ -1,0 +1,165 @@
+"""The addCallsToBatch use case: from a request body to a written, started batch and an exact answer.
+
+Order: idempotency claim -> parse -> validate the whole request (nothing written on any error) ->
+write chunk by chunk (a failed chunk does not stop the others) -> start the batch -> answer.
+CPU-heavy steps (JSON parsing, phone normalisation) run in a worker thread for large requests so the
+event loop keeps answering other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+
+from .batches import BatchForbidden, BatchNotFound, Batches
+from .clock import Clock, as_utc
+from .enqueue import CallWriter
+from .envelope import ApiError
+from .idempotency import Idempotency, KeyInUse
+from .ingest import IngestContext, Plan, Planner, validate_envelope
+from .phones import PhoneNormaliser
+from .settings import Settings
+from .tenancy import Principal, Tenancy
+from .windows import CallingWindow
+
+log = logging.getLogger("dialer.ingestion")
+INLINE_LIMIT = 500  # records (or ~bytes/200) below which work is done inline
+
+
+@dataclass
+class Outcome:
+    code: int
+    message: str
+    data: dict = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def body(self) -> dict:
+        return {"message": self.message, "status": self.code == 200, "code": self.code,
+                "errorMessage": self.error, "data": self.data}
+
+
+async def offload(size: int, fn: Callable, *args: Any) -> Any:
+    if size < INLINE_LIMIT:
+        return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "Bad Request", f"malformed JSON: {exc}") from None
+
+
+class Ingestion:
+    def __init__(self, settings: Settings, clock: Clock, tenancy: Tenancy, batches: Batches,
+                 writer: CallWriter, phones: PhoneNormaliser, idempotency: Idempotency) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.tenancy = tenancy
+        self.batches = batches
+        self.writer = writer
+        self.phones = phones
+        self.idempotency = idempotency
+
+    async def add_calls(self, principal: Principal, raw: bytes, idempotency_key: str | None) -> Outcome:
+        if idempotency_key is None:
+            return await self._add_calls(principal, raw)
+        problem = Idempotency.check_key(idempotency_key)
+        if problem:
+            raise ApiError(400, "Bad Request", problem)
+        try:
+            stored = await self.idempotency.claim(principal.workspace_id, idempotency_key)
+        except KeyInUse:
+            raise ApiError(409, "Conflict", "a request with this Idempotency-Key is still being processed") from None
+        if stored is not None:
+            return Outcome(stored.code, stored.body["message"], stored.body["data"], stored.body["errorMessage"])
+        try:
+            outcome = await self._add_calls(principal, raw)
+        except ApiError as err:
+            if err.code >= 500:
+                await self.idempotency.release(principal.workspace_id, idempotency_key)
+            else:
+                body = {"message": err.message, "errorMessage": err.error, "data": err.data or {}}
+                await self.idempotency.finish(principal.workspace_id, idempotency_key, err.code, body)
+            raise
+        except BaseException:
+            await self.idempotency.release(principal.workspace_id, idempotency_key)
+            raise
+        if outcome.code >= 500:
+            await self.idempotency.release(principal.workspace_id, idempotency_key)
+        else:
+            await self.idempotency.finish(principal.workspace_id, idempotency_key, outcome.code, outcome.body)
+        return outcome
+
+    async def _add_calls(self, principal: Principal, raw: bytes) -> Outcome:
+        body = await offload(len(raw) // 200, parse_json, raw)
+        try:
+            batch_id, call_data = validate_envelope(body, self.settings.max_records_per_request)
+        except ValueError as exc:
+            raise ApiError(400, "Bad Request", str(exc)) from None
+        try:
+            batch = await self.batches.get_owned(principal.workspace_id, batch_id)
+        except BatchNotFound:
+            raise ApiError(404, "Not Found", "batch not found") from None
+        except BatchForbidden:
+            raise ApiError(403, "Forbidden", "this API key does not own the batch") from None
+        agent = await self.tenancy.get_agent(principal.workspace_id, batch["agentId"])
+        if agent is None:
+            raise ApiError(404, "Not Found", "no agent found for the batch's calling numbers")
+        planner = Planner(self.phones, self._context(batch, agent))
+        plan: Plan = await offload(len(call_data), planner.plan, call_data)
+        if plan.errors:
+            raise ApiError(400, "Bad Request",
+                           f"{len(plan.errors)} of {plan.records} records are invalid; nothing was written",
+                           data=plan.error_view())
+        return await self._write(batch, plan)
+
+    def _context(self, batch: dict, agent: dict) -> IngestContext:
+        now = self.clock.now()
+        scheduled = batch.get("scheduledAt")
+        not_before = max(now, as_utc(scheduled)) if scheduled is not None else now
+        zones = agent.get("timezones") or []
+        return IngestContext(
+            required_variables=agent.get("requiredVariables", []),
+            window=CallingWindow.parse(batch["callingWindow"]),
+            batch_zone=batch.get("timezone"),
+            agent_zone=zones[0] if zones else None,
+            not_before=not_before,
+        )
+
+    async def _write(self, batch: dict, plan: Plan) -> Outcome:
+        call_ids: list[str] = []
+        failed: list[dict] = []
+        in_flight: list[dict] = []
+        inserted = updated = 0
+        for number, chunk in enumerate(plan.chunks(self.settings.chunk_size), start=1):
+            result = await self.writer.write_chunk(batch, chunk)
+            call_ids += result.call_ids
+            in_flight += result.in_flight
+            inserted += result.inserted
+            updated += result.updated
+            if result.error:
+                failed.append({"chunkNum": number, "error": result.error})
+        status = batch["status"]
+        if call_ids:
+            status = await self.batches.start_after_insert(batch)
+        data = {"added": len(call_ids), "callIds": call_ids, "inserted": inserted, "updated": updated,
+                "duplicatesCollapsed": plan.collapsed, "inFlight": in_flight, "batchStatus": status}
+        log.info("calls enqueued", extra={"batchId": str(batch["_id"]), "added": len(call_ids),
+                                          "failedChunks": len(failed), "records": plan.records})
+        if not failed:
+            message = "Calls enqueued successfully"
+            if in_flight:
+                message += f"; {len(in_flight)} numbers already in a call were not re-enqueued"
+            return Outcome(200, message, data)
+        data["failedChunks"] = failed
+        if not call_ids and not in_flight:
+            return Outcome(503, "Service Unavailable", data, "the database failed; nothing was written, retry")
+        return Outcome(207, "Some calls failed to enqueue", data, "Partial content, check failedChunks for details")
+

@@ -1,0 +1,19 @@
+"""Every route of the API app, in one table."""
+
+from aiohttp import web
+
+from .handlers import admin, batches, system
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/health", system.health)
+    app.router.add_get("/api/health", system.health)
+    app.router.add_get("/api/agents", system.list_agents)
+    app.router.add_post("/api/call/createBatch", batches.create_batch)
+    app.router.add_post("/api/call/addCallsToBatch", batches.add_calls_to_batch)
+    app.router.add_get("/api/call/batches/{batchId}", batches.get_batch)
+    app.router.add_get("/api/call/batches/{batchId}/calls", batches.get_batch_calls)
+    app.router.add_get("/api/admin/workspaces", admin.list_workspaces)
+    app.router.add_post("/api/admin/workspaces", admin.create_workspace)
+    app.router.add_post("/api/admin/workspaces/{workspaceId}/keys", admin.create_key)
+    app.router.add_post("/api/admin/workspaces/{workspaceId}/agents", admin.create_agent)

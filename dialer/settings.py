@@ -1,0 +1,135 @@
+"""Settings: one dataclass, read from a YAML file in config/ and overridden by the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+
+# setting name -> environment variable
+ENV_NAMES = {
+    "host": "DIALER_HOST",
+    "port": "DIALER_PORT",
+    "mongodb_uri": "MONGODB_URI",
+    "database": "DIALER_DATABASE",
+    "default_region": "DIALER_DEFAULT_REGION",
+    "strict_numbers": "DIALER_STRICT_NUMBERS",
+    "max_body_bytes": "DIALER_MAX_BODY_BYTES",
+    "max_records_per_request": "DIALER_MAX_RECORDS",
+    "chunk_size": "DIALER_CHUNK_SIZE",
+    "idempotency_ttl_seconds": "DIALER_IDEMPOTENCY_TTL",
+    "admin_token": "DIALER_ADMIN_TOKEN",
+    "demo_api_key": "DIALER_DEMO_API_KEY",
+    "public_base_url": "DIALER_PUBLIC_BASE_URL",
+    "log_level": "DIALER_LOG_LEVEL",
+    "provider": "DIALER_PROVIDER",
+    "embedded_dispatcher": "DIALER_EMBEDDED_DISPATCHER",
+    "calls_per_second": "DIALER_CPS",
+    "max_concurrent_calls": "DIALER_MAX_CONCURRENT",
+    "poll_interval_seconds": "DIALER_POLL_INTERVAL",
+    "lease_seconds": "DIALER_LEASE_SECONDS",
+    "twilio_account_sid": "TWILIO_ACCOUNT_SID",
+    "twilio_auth_token": "TWILIO_AUTH_TOKEN",
+    "twilio_api_base": "TWILIO_API_BASE",
+    "twilio_timeout_seconds": "TWILIO_TIMEOUT",
+    "machine_detection": "DIALER_MACHINE_DETECTION",
+    "sim_time_scale": "DIALER_SIM_TIME_SCALE",
+    "sim_outcomes": "DIALER_SIM_OUTCOMES",
+    "sim_mean_duration_seconds": "DIALER_SIM_MEAN_DURATION",
+}
+SECRETS = frozenset({"admin_token", "demo_api_key", "twilio_auth_token", "mongodb_uri"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    mongodb_uri: str = ""
+    database: str = "dialer"
+    default_region: str = "US"
+    strict_numbers: bool = False
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_records_per_request: int = 100_000
+    chunk_size: int = 1000
+    idempotency_ttl_seconds: int = 86_400
+    admin_token: str = ""
+    demo_api_key: str = ""
+    public_base_url: str = ""
+    log_level: str = "INFO"
+    provider: str = "simulator"
+    embedded_dispatcher: str = "auto"
+    calls_per_second: float = 1.0
+    max_concurrent_calls: int = 100
+    poll_interval_seconds: float = 0.5
+    lease_seconds: int = 120
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_api_base: str = ""
+    twilio_timeout_seconds: float = 10.0
+    machine_detection: bool = False
+    sim_time_scale: float = 10.0
+    sim_outcomes: str = "answered=0.6,busy=0.1,no_answer=0.2,failed=0.05,machine=0.05"
+    sim_mean_duration_seconds: float = 45.0
+
+    @property
+    def in_memory(self) -> bool:
+        return not self.mongodb_uri
+
+    @property
+    def runs_embedded_dispatcher(self) -> bool:
+        if self.embedded_dispatcher == "auto":
+            return self.in_memory
+        return _to_bool(self.embedded_dispatcher)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """File (default config/default.yaml, or DIALER_CONFIG) < environment < explicit overrides."""
+        env = os.environ if env is None else env
+        path = Path(path or env.get("DIALER_CONFIG") or DEFAULT_CONFIG)
+        values: dict[str, Any] = {}
+        if path.exists():
+            values.update(yaml.safe_load(path.read_text()) or {})
+        for name, var in ENV_NAMES.items():
+            if var in env:
+                values[name] = env[var]
+        values.update(overrides)
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ValueError(f"unknown settings in {path}: {sorted(unknown)}")
+        return cls(**{k: _coerce(known[k].type, v, k) for k, v in values.items()})
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to log: secrets shown only as set / unset."""
+        out = dataclasses.asdict(self)
+        for name in SECRETS:
+            out[name] = "<set>" if out[name] else ""
+        return out
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _coerce(type_name: str, value: Any, name: str) -> Any:
+    try:
+        if type_name == "bool":
+            return _to_bool(value)
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        return "" if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {name}: cannot read {value!r} as {type_name}") from None

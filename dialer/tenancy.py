@@ -1,0 +1,162 @@
+"""Tenancy: workspaces, their API keys (stored as SHA-256 hashes, never logged) and their agents."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from .clock import Clock
+from .phones import PhoneError, PhoneNormaliser
+from .store import Store
+from .windows import valid_zone
+
+KEY_PREFIX = "dk_"
+
+
+class TenancyError(ValueError):
+    """Bad input to a tenancy operation; the message is safe to show."""
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def parse_id(value: Any) -> ObjectId | None:
+    if isinstance(value, ObjectId):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the workspace a valid key belongs to."""
+
+    workspace_id: ObjectId
+    key_id: ObjectId
+
+
+class Tenancy:
+    def __init__(self, store: Store, clock: Clock, phones: PhoneNormaliser) -> None:
+        self.store = store
+        self.clock = clock
+        self.phones = phones
+
+    async def create_workspace(self, name: str) -> tuple[dict, str]:
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise TenancyError("name must be a non-empty string of at most 200 characters")
+        doc = {"_id": ObjectId(), "name": name.strip(), "createdAt": self.clock.now()}
+        await self.store.workspaces.insert_one(doc)
+        key = await self.create_key(doc["_id"])
+        return doc, key
+
+    async def get_workspace(self, workspace_id: Any) -> dict | None:
+        oid = parse_id(workspace_id)
+        return None if oid is None else await self.store.workspaces.find_one({"_id": oid})
+
+    async def list_workspaces(self) -> list[dict]:
+        return await self.store.workspaces.find({}).sort("createdAt", 1).to_list(None)
+
+    async def create_key(self, workspace_id: ObjectId, key: str | None = None) -> str:
+        key = key or new_key()
+        await self.store.api_keys.insert_one(
+            {"_id": ObjectId(), "workspaceId": workspace_id, "keyHash": hash_key(key),
+             "hint": key[:6] + "…", "createdAt": self.clock.now(), "revoked": False}
+        )
+        return key
+
+    async def revoke_key(self, key: str) -> bool:
+        result = await self.store.api_keys.update_one({"keyHash": hash_key(key)}, {"$set": {"revoked": True}})
+        return result.modified_count == 1
+
+    async def authenticate(self, key: str | None) -> Principal | None:
+        if not key:
+            return None
+        doc = await self.store.api_keys.find_one({"keyHash": hash_key(key), "revoked": False})
+        return None if doc is None else Principal(workspace_id=doc["workspaceId"], key_id=doc["_id"])
+
+    async def create_agent(self, workspace_id: ObjectId, spec: dict) -> dict:
+        agent = self._agent_doc(workspace_id, spec)
+        if agent["callingNumbers"]:
+            clash = await self.store.agents.find_one({"callingNumbers": {"$in": agent["callingNumbers"]}})
+            if clash is not None:
+                raise TenancyError("a calling number is already owned by another agent")
+        await self.store.agents.insert_one(agent)
+        return agent
+
+    async def list_agents(self, workspace_id: ObjectId) -> list[dict]:
+        return await self.store.agents.find({"workspaceId": workspace_id}).sort("createdAt", 1).to_list(None)
+
+    async def get_agent(self, workspace_id: ObjectId, agent_id: Any) -> dict | None:
+        oid = parse_id(agent_id)
+        if oid is None:
+            return None
+        return await self.store.agents.find_one({"_id": oid, "workspaceId": workspace_id})
+
+    async def agent_for_numbers(self, workspace_id: ObjectId, numbers: list[str]) -> dict | None:
+        """The workspace's agent that owns all of these calling numbers."""
+        return await self.store.agents.find_one({"workspaceId": workspace_id, "callingNumbers": {"$all": numbers}})
+
+    def _agent_doc(self, workspace_id: ObjectId, spec: dict) -> dict:
+        if not isinstance(spec, dict):
+            raise TenancyError("agent must be an object")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise TenancyError("agent name must be a non-empty string")
+        required = spec.get("requiredVariables", [])
+        if not isinstance(required, list) or not all(isinstance(v, str) and v for v in required):
+            raise TenancyError("requiredVariables must be a list of non-empty strings")
+        numbers = spec.get("callingNumbers", [])
+        if not isinstance(numbers, list):
+            raise TenancyError("callingNumbers must be a list of phone numbers")
+        e164 = []
+        for raw in numbers:
+            try:
+                e164.append(self.phones.normalise(raw).e164)
+            except PhoneError as exc:
+                raise TenancyError(f"calling number {raw!r}: {exc}") from None
+        zones = spec.get("timezones", [])
+        if isinstance(zones, str):
+            zones = [zones]
+        if not isinstance(zones, list) or not all(valid_zone(z) for z in zones):
+            raise TenancyError("timezones must be a list of IANA time zone names")
+        for url_field in ("twimlUrl", "streamUrl"):
+            url = spec.get(url_field)
+            if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://", "wss://", "ws://"))):
+                raise TenancyError(f"{url_field} must be an http(s) or ws(s) URL")
+        return {
+            "_id": ObjectId(),
+            "workspaceId": workspace_id,
+            "name": name.strip(),
+            "requiredVariables": sorted(set(required)),
+            "callingNumbers": sorted(set(e164)),
+            "timezones": zones,
+            "twimlUrl": spec.get("twimlUrl"),
+            "streamUrl": spec.get("streamUrl"),
+            "createdAt": self.clock.now(),
+        }
+
+
+def agent_view(agent: dict) -> dict:
+    return {
+        "agentId": str(agent["_id"]),
+        "name": agent["name"],
+        "requiredVariables": agent["requiredVariables"],
+        "callingNumbers": agent["callingNumbers"],
+        "timezones": agent["timezones"],
+        "twimlUrl": agent.get("twimlUrl"),
+        "streamUrl": agent.get("streamUrl"),
+    }

@@ -1,0 +1,1 @@
+"""Workers: the dispatcher process and the telephony providers it places calls through."""
