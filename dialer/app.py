@@ -7,8 +7,9 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from .appkeys import BATCHES, CLOCK, INGESTION, PHONES, SETTINGS, STORE, TENANCY
+from .appkeys import BATCHES, CLOCK, EVENTS, INGESTION, PHONES, SETTINGS, STORE, TENANCY
 from .batches import Batches
+from .call_events import BatchPolicies, CallEvents
 from .clock import Clock, SystemClock
 from .demo import seed_demo
 from .enqueue import CallWriter
@@ -17,6 +18,7 @@ from .ingestion import Ingestion
 from .middlewares import errors
 from .phones import PhoneNormaliser
 from .routes import setup_routes
+from .slots import Slots
 from .settings import Settings
 from .store import open_store
 from .tenancy import Tenancy
@@ -37,9 +39,18 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BATCHES] = batches
     app[INGESTION] = Ingestion(settings, clock, tenancy, batches, CallWriter(store, clock), phones,
                                Idempotency(store, clock, settings.idempotency_ttl_seconds))
+    app[EVENTS] = CallEvents(store, clock, Slots(store), BatchPolicies(store), settings.lease_seconds)
     if settings.in_memory:
         app[DEMO] = await seed_demo(tenancy, settings)
+    engine = None
+    if settings.runs_embedded_dispatcher:
+        from workers.engine import Engine, make_provider
+
+        engine = Engine(store, clock, settings, make_provider(settings, clock))
+        engine.start()
     yield
+    if engine is not None:
+        await engine.stop()
     await store.close()
 
 

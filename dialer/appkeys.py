@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from .batches import Batches
+from .call_events import CallEvents
 from .clock import Clock
 from .ingestion import Ingestion
 from .phones import PhoneNormaliser
@@ -17,4 +18,5 @@ PHONES = web.AppKey("phones", PhoneNormaliser)
 TENANCY = web.AppKey("tenancy", Tenancy)
 BATCHES = web.AppKey("batches", Batches)
 INGESTION = web.AppKey("ingestion", Ingestion)
+EVENTS = web.AppKey("events", CallEvents)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from .handlers import admin, batches, system
+from .handlers import admin, batches, system, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
@@ -13,6 +13,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/call/addCallsToBatch", batches.add_calls_to_batch)
     app.router.add_get("/api/call/batches/{batchId}", batches.get_batch)
     app.router.add_get("/api/call/batches/{batchId}/calls", batches.get_batch_calls)
+    app.router.add_post("/webhooks/twilio/status", webhooks.twilio_status)
+    app.router.add_post("/webhooks/twilio/twiml", webhooks.twilio_twiml)
     app.router.add_get("/api/admin/workspaces", admin.list_workspaces)
     app.router.add_post("/api/admin/workspaces", admin.create_workspace)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/keys", admin.create_key)

@@ -1,0 +1,144 @@
+"""Applying provider status events to calls: Twilio statuses -> our statuses, retries, slot release.
+
+Used by the API's Twilio status webhook and by the simulator, so both paths behave the same.
+Each event is one conditional update (the status filter makes replays and out-of-order events
+harmless); a call leaving flight frees its slot. A retryable outcome (the batch's retry.on) with
+attempts left puts the call back in the queue after retry.delaySeconds; the dispatcher then waits
+for the callee's window again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from .clock import Clock
+from .slots import Slots
+from .statuses import IN_FLIGHT, CallStatus
+from .store import Store
+from .tenancy import parse_id
+
+log = logging.getLogger("dialer.calls")
+IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
+# Twilio CallStatus -> (our status, outcome) for final statuses.
+FINAL = {
+    "completed": CallStatus.COMPLETED,
+    "busy": CallStatus.BUSY,
+    "no-answer": CallStatus.NO_ANSWER,
+    "failed": CallStatus.FAILED,
+    "canceled": CallStatus.CANCELLED,
+}
+PROGRESS = {"ringing": CallStatus.RINGING, "in-progress": CallStatus.IN_PROGRESS, "answered": CallStatus.IN_PROGRESS}
+# Progress may only move forward: an event may not take a call back to an earlier in-flight state.
+EARLIER = {
+    CallStatus.RINGING: [CallStatus.DIALING.value],
+    CallStatus.IN_PROGRESS: [CallStatus.DIALING.value, CallStatus.RINGING.value],
+}
+OUTCOME = {CallStatus.COMPLETED: "completed", CallStatus.BUSY: "busy", CallStatus.NO_ANSWER: "no_answer",
+           CallStatus.FAILED: "failed", CallStatus.CANCELLED: "cancelled"}
+
+
+def outcome_of(status: CallStatus, answered_by: str | None) -> str:
+    if status == CallStatus.COMPLETED and answered_by and answered_by.startswith(("machine", "fax")):
+        return "machine"
+    return OUTCOME[status]
+
+
+class BatchPolicies:
+    """Retry policies of batches, cached a few seconds per process (read on every final event)."""
+
+    def __init__(self, store: Store, ttl: float = 5.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._cache: dict[ObjectId, tuple[float, dict]] = {}
+
+    async def retry(self, batch_id: ObjectId) -> dict:
+        hit = self._cache.get(batch_id)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        doc = await self.store.batches.find_one({"_id": batch_id}, {"retry": 1})
+        policy = (doc or {}).get("retry") or {"maxAttempts": 1, "delaySeconds": 0, "on": []}
+        self._cache[batch_id] = (time.monotonic() + self.ttl, policy)
+        return policy
+
+
+class CallEvents:
+    def __init__(self, store: Store, clock: Clock, slots: Slots, policies: BatchPolicies, lease_seconds: float) -> None:
+        self.store = store
+        self.clock = clock
+        self.slots = slots
+        self.policies = policies
+        self.lease = dt.timedelta(seconds=lease_seconds)
+
+    async def apply(self, call_id: Any, provider_call_id: str | None, status: str, *, batch_id: Any = None,
+                    answered_by: str | None = None, duration: int | None = None, error: str | None = None) -> str:
+        """Apply one event. Returns what happened: progress, retry, final, ignored."""
+        oid = parse_id(call_id)
+        if oid is None:
+            return "ignored"
+        now = self.clock.now()
+        match: dict = {"_id": oid}
+        if provider_call_id:
+            match["providerCallId"] = provider_call_id
+        entry = {"at": now, "event": status, **({"answeredBy": answered_by} if answered_by else {}),
+                 **({"duration": duration} if duration is not None else {}), **({"error": error} if error else {})}
+        if status in PROGRESS:
+            new = PROGRESS[status]
+            result = await self.store.calls.update_one(
+                {**match, "status": {"$in": EARLIER[new]}},
+                {"$set": {"status": new.value, "updatedAt": now, "leaseUntil": now + self.lease,
+                          **({"answeredBy": answered_by} if answered_by else {})},
+                 "$push": {"history": entry}},
+            )
+            return "progress" if result.modified_count else "ignored"
+        if status not in FINAL:
+            return "ignored"  # queued / initiated: the call is already dialing
+        final = FINAL[status]
+        return await self.finish(match, parse_id(batch_id), final, outcome_of(final, answered_by), entry, duration)
+
+    async def finish(self, match: dict, batch_id: ObjectId | None, final: CallStatus, outcome: str, entry: dict,
+                     duration: int | None = None, retry: bool = True) -> str:
+        """Move an in-flight call to its outcome: back to the queue if its batch retries it, else final.
+
+        With the batch id known (webhook URL, simulator) this is one write; without it, one read more."""
+        now = self.clock.now()
+        flying = {**match, "status": {"$in": IN_FLIGHT_VALUES}}
+        if batch_id is None:
+            doc = await self.store.calls.find_one(flying, {"batchId": 1})
+            if doc is None:
+                return "ignored"
+            batch_id = doc["batchId"]
+        policy = await self.policies.retry(batch_id)
+        updated = None
+        kind = "final"
+        if retry and outcome in policy["on"]:
+            updated = await self.store.calls.find_one_and_update(
+                {**flying, "attempts": {"$lt": policy["maxAttempts"]}},
+                {"$set": {"status": CallStatus.QUEUED.value, "outcome": outcome, "updatedAt": now,
+                          "nextAttemptAt": now + dt.timedelta(seconds=policy["delaySeconds"])},
+                 "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": ""},
+                 "$push": {"history": {**entry, "result": "retry"}}},
+                projection={"batchId": 1}, return_document=ReturnDocument.AFTER,
+            )
+            kind = "retry"
+        if updated is None:
+            kind = "final"
+            updated = await self.store.calls.find_one_and_update(
+                flying,
+                {"$set": {"status": final.value, "outcome": outcome, "updatedAt": now, "finishedAt": now,
+                          **({"duration": duration} if duration is not None else {})},
+                 "$unset": {"leaseUntil": "", "claimedBy": "", "activeKey": "", "dialAt": ""},
+                 "$push": {"history": {**entry, "result": outcome}}},
+                projection={"batchId": 1}, return_document=ReturnDocument.AFTER,
+            )
+        if updated is None:
+            return "ignored"  # someone else finished it first
+        await self.slots.release(updated["batchId"], [updated["_id"]])
+        log.info("call finished" if kind == "final" else "call will be retried",
+                 extra={"callId": str(updated["_id"]), "batchId": str(updated["batchId"]), "outcome": outcome})
+        return kind

@@ -1,0 +1,59 @@
+"""Driving dispatchers on a virtual clock: engines sharing one store and one simulated provider."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+from dialer.statuses import IN_FLIGHT
+from workers.engine import Engine
+from workers.providers.simulator import Simulator
+
+IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
+
+
+class Harness:
+    def __init__(self, api, clock, settings, outcomes=None, mean_duration=30.0, seed=7, dispatchers=1):
+        self.api = api
+        self.clock = clock
+        self.sim = Simulator(clock, outcomes or {"answered": 1.0}, mean_duration=mean_duration, seed=seed)
+        self.settings = settings
+        self.engines = [self.new_engine(f"d{i}") for i in range(dispatchers)]
+        self.peak: Counter = Counter()  # batchId -> highest number of calls seen in flight
+        self.peak_total = 0
+        self.placements: list[tuple[dt.datetime, str]] = []  # (when, number)
+
+    def new_engine(self, name: str) -> Engine:
+        engine = Engine(self.api.store, self.clock, self.settings, self.sim, name=name)
+        return engine
+
+    async def observe(self) -> None:
+        flying = await self.api.store.calls.find({"status": {"$in": IN_FLIGHT_VALUES}}, {"batchId": 1}).to_list(None)
+        per_batch = Counter(str(c["batchId"]) for c in flying)
+        for batch, n in per_batch.items():
+            self.peak[batch] = max(self.peak[batch], n)
+        self.peak_total = max(self.peak_total, len(flying))
+
+    async def step(self, seconds: float = 1.0) -> None:
+        before = len(self.sim.placed)
+        self.engines.append(self.engines.pop(0))  # take turns at going first
+        for engine in self.engines:
+            await engine.step()
+            await self.observe()
+        for request in self.sim.placed[before:]:
+            self.placements.append((self.clock.now(), request.to))
+        self.clock.advance(seconds)
+
+    async def run_until(self, done, max_steps: int = 20_000, seconds: float = 1.0) -> int:
+        for n in range(max_steps):
+            if await done():
+                return n
+            await self.step(seconds)
+            if n % 50 == 0:
+                for engine in self.engines:
+                    await engine.reaper.run()
+        raise AssertionError("did not finish")
+
+    async def batch_status(self, batch_id: str) -> str:
+        _, doc = await self.api.get(f"/api/call/batches/{batch_id}")
+        return doc["data"]["status"]

@@ -1,0 +1,263 @@
+"""The dispatcher on a virtual clock with the simulator: limits, windows, retries, completion, crashes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from zoneinfo import ZoneInfo
+
+import pytest
+from bson import ObjectId
+
+from dialer.clock import as_utc
+from tests.dispatch_harness import Harness
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def engine_settings(settings):
+    return settings.replace(calls_per_second=1000.0, max_concurrent_calls=1000, lease_seconds=120,
+                            provider="simulator", sim_time_scale=1.0)
+
+
+def nums(n: int, area: str = "212") -> list[dict]:
+    return [{"phoneNumber": f"+1{area}555{i:04d}"} for i in range(n)]
+
+
+async def test_batch_runs_to_completion_within_its_limit(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings,
+                outcomes={"answered": 0.6, "busy": 0.15, "no_answer": 0.15, "failed": 0.1})
+    batch = await api.create_batch(concurrencyLimit=10)
+    code, doc = await api.add_calls(batch, nums(100))
+    assert code == 200
+    await h.run_until(lambda: _is(h, batch, "completed"))
+    assert h.peak[batch] == 10  # reached, never exceeded
+    _, doc = await api.get(f"/api/call/batches/{batch}")
+    counters = doc["data"]["counters"]
+    assert counters["finished"] == counters["scheduled"] == counters["dispatched"] == 100
+    assert counters["inFlight"] == 0 and counters["waiting"] == 0
+    by = counters["byStatus"]
+    assert by["completed"] + by["busy"] + by["no_answer"] + by["failed"] == 100
+    assert min(by["completed"], by["busy"], by["no_answer"], by["failed"]) > 0
+    # Every number dialled exactly once (no retry policy beyond the default single attempt).
+    assert Counter(r.to for r in h.sim.placed) == Counter(f"+1212555{i:04d}" for i in range(100))
+    # FIFO: the first ten placed are the first ten enqueued.
+    assert [r.to for r in h.sim.placed[:10]] == [f"+1212555{i:04d}" for i in range(10)]
+
+
+async def _is(h, batch, status):
+    return await h.batch_status(batch) == status
+
+
+async def test_two_dispatchers_racing_never_exceed_the_limit(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, dispatchers=2, mean_duration=20)
+    b1 = await api.create_batch(concurrencyLimit=5)
+    b2 = await api.create_batch(concurrencyLimit=7)
+    await api.add_calls(b1, nums(60, "212"))
+    await api.add_calls(b2, nums(60, "305"))
+
+    async def both_done():
+        return await h.batch_status(b1) == "completed" and await h.batch_status(b2) == "completed"
+
+    await h.run_until(both_done)
+    assert h.peak[b1] == 5 and h.peak[b2] == 7
+    assert len(h.sim.placed) == 120 and len({r.to for r in h.sim.placed}) == 120
+    # Both dispatchers did work.
+    assert all(e.dispatcher.stats.placed > 0 for e in h.engines)
+
+
+async def test_concurrent_ticks_of_many_dispatchers_respect_limits(api, clock, engine_settings):
+    import asyncio
+
+    h = Harness(api, clock, engine_settings.replace(max_concurrent_calls=9), dispatchers=4, mean_duration=15)
+    b1 = await api.create_batch(concurrencyLimit=6)
+    b2 = await api.create_batch(concurrencyLimit=6)
+    await api.add_calls(b1, nums(40, "212"))
+    await api.add_calls(b2, nums(40, "305"))
+    for _ in range(400):
+        await asyncio.gather(*(e.step() for e in h.engines))
+        await h.observe()
+        clock.advance(1)
+    assert h.peak[b1] <= 6 and h.peak[b2] <= 6
+    assert h.peak_total == 9  # the account-wide limit, reached and never exceeded
+    assert len(h.sim.placed) == len({r.to for r in h.sim.placed}) == 80
+
+
+async def test_batches_share_the_account_fairly(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings.replace(max_concurrent_calls=4), mean_duration=600)
+    b1 = await api.create_batch(concurrencyLimit=10)
+    b2 = await api.create_batch(concurrencyLimit=10)
+    await api.add_calls(b1, nums(20, "212"))
+    await api.add_calls(b2, nums(20, "305"))
+    await h.step()
+    await h.step()  # dial times are spaced by 1/cps: the rest of the reservation is placed next tick
+    placed = Counter(r.batch_id for r in h.sim.placed)
+    assert placed == {b1: 2, b2: 2}
+
+
+async def test_calls_per_second_is_honoured_across_dispatchers(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=2.0), dispatchers=3, mean_duration=5)
+    batch = await api.create_batch(concurrencyLimit=50)
+    await api.add_calls(batch, nums(40))
+    for _ in range(80):
+        await h.step(0.25)
+    per_second = Counter(when.replace(microsecond=0) for when, _ in h.placements)
+    assert max(per_second.values()) <= 2
+    assert len(h.placements) >= 38  # and the budget is actually used (20 s at 2 per second)
+
+
+async def test_no_call_starts_outside_the_callee_window(api, clock, engine_settings):
+    clock.set(dt.datetime(2026, 11, 23, 11, 0, tzinfo=UTC))  # 06:00 New York, 03:00 Los Angeles
+    h = Harness(api, clock, engine_settings, mean_duration=30)
+    batch = await api.create_batch(concurrencyLimit=20, callingWindow={"start": "09:00", "end": "17:00"})
+    await api.add_calls(batch, nums(15, "212") + nums(15, "310"))
+    await h.run_until(lambda: _is(h, batch, "completed"), seconds=60)
+    zones = {"212": ZoneInfo("America/New_York"), "310": ZoneInfo("America/Los_Angeles")}
+    for when, number in h.placements:
+        local = when.astimezone(zones[number[2:5]])
+        assert dt.time(9) <= local.time() < dt.time(17), (number, local)
+    first = {area: min(w for w, n in h.placements if n[2:5] == area) for area in zones}
+    assert first["212"] == dt.datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+    assert first["310"] == dt.datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("day, opening_utc", [
+    (dt.date(2026, 3, 7), dt.datetime(2026, 3, 7, 13, 0, tzinfo=UTC)),   # EST, the day before
+    (dt.date(2026, 3, 8), dt.datetime(2026, 3, 8, 12, 0, tzinfo=UTC)),   # spring forward: EDT
+    (dt.date(2026, 10, 31), dt.datetime(2026, 10, 31, 12, 0, tzinfo=UTC)),  # EDT
+    (dt.date(2026, 11, 1), dt.datetime(2026, 11, 1, 13, 0, tzinfo=UTC)),  # fall back: EST
+])
+async def test_window_opens_at_local_0800_across_dst(api, clock, engine_settings, day, opening_utc):
+    clock.set(dt.datetime.combine(day, dt.time(4, 0), tzinfo=UTC))  # the night before, New York
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(concurrencyLimit=5)
+    await api.add_calls(batch, nums(3))
+    for _ in range(12 * 60):
+        await h.step(60)
+        if h.placements:
+            break
+    assert h.placements[0][0] == opening_utc
+
+
+async def test_multi_zone_number_waits_until_open_in_every_zone(client, app, clock, engine_settings):
+    from tests.conftest import make_api
+
+    api = await make_api(client, app, {"name": "a", "callingNumbers": ["+14155550111"], "timezones": []})
+    clock.set(dt.datetime(2026, 11, 23, 13, 0, tzinfo=UTC))  # 08:00 in New York
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch()
+    await api.add_calls(batch, [{"phoneNumber": "+18005550199"}])  # toll-free: every NANP zone
+    await h.run_until(lambda: _is(h, batch, "completed"), seconds=300)
+    [(when, _)] = h.placements
+    assert when == dt.datetime(2026, 11, 23, 22, 0, tzinfo=UTC)  # 08:00 in Guam, 12:00 in Pago Pago
+
+
+async def test_window_crossing_midnight(api, clock, engine_settings):
+    clock.set(dt.datetime(2026, 11, 23, 20, 0, tzinfo=UTC))  # Monday 15:00 New York
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(callingWindow={"start": "22:00", "end": "02:00", "days": ["mon"]})
+    await api.add_calls(batch, nums(2))
+    await h.run_until(lambda: _is(h, batch, "completed"), seconds=600)
+    for when, _ in h.placements:
+        local = when.astimezone(ZoneInfo("America/New_York"))
+        assert local.time() >= dt.time(22) or local.time() < dt.time(2)
+        assert local.weekday() in (0, 1)
+
+
+async def test_busy_is_retried_by_policy_after_the_delay(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, outcomes={"busy": 1.0})
+    batch = await api.create_batch(retry={"maxAttempts": 3, "delaySeconds": 600, "on": ["busy"]})
+    await api.add_calls(batch, nums(1))
+    await h.run_until(lambda: _is(h, batch, "completed"), seconds=30)
+    times = [w for w, _ in h.placements]
+    assert len(times) == 3
+    assert all(b - a >= dt.timedelta(seconds=600) for a, b in zip(times, times[1:]))
+    [call] = await api.all_calls(batch)
+    assert call["status"] == "busy" and call["attempts"] == 3 and call["outcome"] == "busy"
+
+
+async def test_no_retry_for_outcomes_the_policy_does_not_name(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, outcomes={"no_answer": 1.0})
+    batch = await api.create_batch(retry={"maxAttempts": 3, "delaySeconds": 60, "on": ["busy"]})
+    await api.add_calls(batch, nums(2))
+    await h.run_until(lambda: _is(h, batch, "completed"))
+    assert len(h.sim.placed) == 2
+
+
+async def test_scheduled_batch_starts_at_its_time(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(scheduledAt="2026-11-23T18:00:00Z")
+    await api.add_calls(batch, nums(2))
+    assert await h.batch_status(batch) == "pending"
+    await h.run_until(lambda: _is(h, batch, "completed"), seconds=60)
+    assert min(w for w, _ in h.placements) >= dt.datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+
+
+async def test_killed_dispatcher_before_placing_loses_nothing_and_dials_once(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=1.0), mean_duration=10)
+    batch = await api.create_batch(concurrencyLimit=5)
+    await api.add_calls(batch, nums(5))
+    doomed = h.engines[0]
+    await doomed.dispatcher._claim(clock.now())  # claims 5 calls with dial times spread over 5 s...
+    assert doomed.dispatcher.waiting_to_place > 0
+    await doomed.dispatcher._place_due(clock.now())  # ...places the first, then the process dies
+    assert len(h.sim.placed) == 1
+    h.engines = [h.new_engine("survivor")]
+    clock.advance(300)  # past the lease
+    await h.engines[0].reaper.run()
+    await h.run_until(lambda: _is(h, batch, "completed"))
+    assert Counter(r.to for r in h.sim.placed) == Counter(f"+1212555{i:04d}" for i in range(5))
+
+
+async def test_lost_callbacks_are_reconciled_with_the_provider(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, mean_duration=30)
+    batch = await api.create_batch(concurrencyLimit=3)
+    await api.add_calls(batch, nums(3))
+    await h.step()
+    await h.step()
+    assert len(h.sim.placed) == 3
+    h.sim.sink = None  # the dispatcher died: nobody hears the provider's events any more
+    clock.advance(200)
+    await h.sim.pump()  # the calls end at the provider, unheard
+    h.engines = [h.new_engine("survivor")]
+    assert await h.engines[0].reaper.reconcile_expired() == 3
+    calls = await api.all_calls(batch)
+    assert {c["status"] for c in calls} == {"completed"}
+    assert len(h.sim.placed) == 3
+    await h.step()
+    assert await h.batch_status(batch) == "completed"
+
+
+async def test_stale_slots_heal(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(concurrencyLimit=2)
+    await api.add_calls(batch, nums(4))
+    # A crash left two slots taken by calls that are not in flight.
+    await h.engines[0].slots.state()
+    await api.store.dispatch.update_one({"_id": "account"}, {"$push": {
+        f"slots.{batch}": {"$each": [{"callId": ObjectId(), "at": clock.now()}] * 2}}})
+    await h.step()
+    assert h.sim.placed == []
+    clock.advance(300)
+    assert await h.engines[0].reaper.heal_slots() == 2
+    await h.step()
+    await h.step()
+    assert len(h.sim.placed) == 2
+
+
+async def test_stop_hands_back_claimed_calls(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=1.0))
+    batch = await api.create_batch(concurrencyLimit=5)
+    await api.add_calls(batch, nums(5))
+    engine = h.engines[0]
+    await engine.dispatcher._claim(clock.now())
+    await engine.stop()
+    calls = await api.all_calls(batch)
+    assert {c["status"] for c in calls} == {"queued"} and {c["attempts"] for c in calls} == {0}
+    state = await engine.slots.state()
+    assert state.total == 0
+
+
+def test_dial_time_is_utc_aware():
+    assert as_utc(dt.datetime(2026, 1, 1)).tzinfo is UTC

@@ -1,0 +1,309 @@
+"""The dispatcher's decisions, one tick at a time: which calls to place now, within every limit.
+
+A tick: read the running batches and the shared slot document; for each batch with free slots, take
+its due calls first in, first out (calls whose callee's window has closed meanwhile are moved to
+the next opening, computed, not polled); share the account's free slots and dial-rate budget
+between batches round-robin; reserve the slots in one conditional update; claim the calls in one
+bulk write (queued -> dialing, with a lease); place the calls whose dial time has come; record the
+provider call ids in one bulk write. Batches with nothing left become completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+import secrets
+import zlib
+from dataclasses import dataclass, field
+
+from bson import ObjectId
+from pymongo import UpdateOne
+
+from dialer.call_events import CallEvents
+from dialer.clock import Clock
+from dialer.slots import Slots
+from dialer.statuses import ACTIVE, BatchStatus, CallStatus
+from dialer.store import Store
+from dialer.windows import CallingWindow
+
+from .providers.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
+
+log = logging.getLogger("workers.dispatcher")
+ACTIVE_VALUES = [s.value for s in ACTIVE]
+HORIZON = dt.timedelta(days=15)
+MAX_BACKOFF_SECONDS = 300
+
+
+@dataclass
+class DispatcherConfig:
+    calls_per_second: float = 1.0
+    max_concurrent_calls: int = 100
+    lease_seconds: float = 120.0
+    public_base_url: str = ""
+    machine_detection: bool = False
+    rate_horizon_seconds: float = 2.0  # how far ahead dial times may be reserved
+
+
+@dataclass
+class Stats:
+    ticks: int = 0
+    claimed: int = 0
+    placed: int = 0
+    provider_errors: int = 0
+    deferred: int = 0
+    lost_races: int = 0
+    completed_batches: int = 0
+
+    def summary(self) -> str:
+        return (f"ticks={self.ticks} claimed={self.claimed} placed={self.placed} provider_errors={self.provider_errors} "
+                f"deferred={self.deferred} lost_races={self.lost_races} completed_batches={self.completed_batches}")
+
+
+@dataclass(order=True)
+class Claimed:
+    dial_at: dt.datetime
+    call: dict = field(compare=False)
+    batch: dict = field(compare=False)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, clock: Clock, provider: TelephonyProvider, events: CallEvents,
+                 slots: Slots, config: DispatcherConfig, name: str | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.provider = provider
+        self.events = events
+        self.slots = slots
+        self.config = config
+        self.name = name or f"dispatcher-{secrets.token_hex(3)}"
+        self.stats = Stats()
+        self.claiming = True
+        self._ready: list[Claimed] = []  # claimed, waiting for their dial time
+        self._rotation = 0
+        self._windows: dict[str, CallingWindow] = {}
+
+    # ---- one tick -------------------------------------------------------------------------
+    async def tick(self) -> int:
+        """One round of decisions; returns the number of calls placed."""
+        self.stats.ticks += 1
+        now = self.clock.now()
+        if self.claiming:
+            await self._claim(now)
+        return await self._place_due(now)
+
+    async def _claim(self, now: dt.datetime) -> None:
+        batches = await self.store.batches.find(
+            {"status": BatchStatus.RUNNING.value,
+             "$or": [{"scheduledAt": None}, {"scheduledAt": {"$lte": now}}]}
+        ).sort("_id", 1).to_list(None)
+        if not batches:
+            return
+        state = await self.slots.state()
+        budget = self._rate_budget(now, state.next_dial_at)
+        account_free = self.config.max_concurrent_calls - state.total
+        candidates: dict[ObjectId, list[dict]] = {}
+        deferrals: list[UpdateOne] = []
+        idle: list[dict] = []
+        start = self._rotation % len(batches)
+        self._rotation += 1
+        for batch in batches[start:] + batches[:start]:
+            free = batch["concurrencyLimit"] - state.used(batch["_id"])
+            if free <= 0 or budget <= 0 or account_free <= 0:
+                continue
+            due = await self.store.calls.find(
+                {"batchId": batch["_id"], "status": CallStatus.QUEUED.value, "nextAttemptAt": {"$lte": now}},
+                {"phoneNumber": 1, "timezones": 1, "attempts": 1, "extension": 1, "providerErrors": 1},
+            ).sort("_id", 1).limit(min(free, budget, account_free)).to_list(None)
+            window = self._window(batch)
+            ready = []
+            for call in due:
+                zones = call.get("timezones") or []
+                if zones and window.is_open_everywhere(now, zones):
+                    ready.append(call)
+                else:
+                    opens = window.next_open(now, zones) if zones else None
+                    deferrals.append(UpdateOne({"_id": call["_id"], "status": CallStatus.QUEUED.value},
+                                               {"$set": {"nextAttemptAt": opens or now + HORIZON}}))
+            if ready:
+                candidates[batch["_id"]] = ready
+            elif not due and state.used(batch["_id"]) == 0:
+                idle.append(batch)
+        grants = self._share(candidates, min(budget, account_free))
+        claims = await self._reserve_and_claim(batches, grants, state, deferrals, now)
+        self.stats.deferred += len(deferrals)
+        for batch in idle:
+            await self._complete_if_done(batch, now)
+        self._ready.extend(claims)
+        self._ready.sort()
+
+    def _rate_budget(self, now: dt.datetime, next_dial_at: dt.datetime | None) -> int:
+        """How many dial times may still be reserved up to now + the rate horizon."""
+        cps = self.config.calls_per_second
+        start = max(now, next_dial_at or now)
+        ahead = (start - now).total_seconds()
+        return max(0, math.floor((self.config.rate_horizon_seconds - ahead) * cps) + 1) - len(self._ready)
+
+    @staticmethod
+    def _share(candidates: dict[ObjectId, list[dict]], total: int) -> dict[ObjectId, list[dict]]:
+        """Round-robin: one call from each batch in turn, so running batches share dispatchers fairly."""
+        grants: dict[ObjectId, list[dict]] = {b: [] for b in candidates}
+        queues = {b: list(calls) for b, calls in candidates.items()}
+        while total > 0 and any(queues.values()):
+            for batch_id, queue in queues.items():
+                if queue and total > 0:
+                    grants[batch_id].append(queue.pop(0))
+                    total -= 1
+        return {b: g for b, g in grants.items() if g}
+
+    async def _reserve_and_claim(self, batches: list[dict], grants: dict[ObjectId, list[dict]], state,
+                                 deferrals: list[UpdateOne], now: dt.datetime) -> list[Claimed]:
+        by_id = {b["_id"]: b for b in batches}
+        reservation = None
+        if grants:
+            wanted = {b: (by_id[b]["concurrencyLimit"], [c["_id"] for c in calls]) for b, calls in grants.items()}
+            reservation = await self.slots.reserve(state, wanted, self.config.max_concurrent_calls,
+                                                   self.config.calls_per_second, now)
+            if reservation is None:
+                self.stats.lost_races += 1
+        ops = list(deferrals)
+        token = secrets.token_hex(6)
+        claimed_ids: list[ObjectId] = []
+        if reservation is not None:
+            for calls in grants.values():
+                for call in calls:
+                    dial_at = reservation.dial_times[call["_id"]]
+                    ops.append(UpdateOne(
+                        {"_id": call["_id"], "status": CallStatus.QUEUED.value},
+                        {"$set": {"status": CallStatus.DIALING.value, "claimedBy": self.name, "claimToken": token,
+                                  "dialAt": dial_at, "leaseUntil": dial_at + self._lease, "updatedAt": now},
+                         "$inc": {"attempts": 1}}))
+                    claimed_ids.append(call["_id"])
+        if not ops:
+            return []
+        result = await self.store.calls.bulk_write(ops, ordered=False)
+        if reservation is None:
+            return []
+        won = set(claimed_ids)
+        if result.matched_count < len(ops):
+            # Some calls changed under us (another dispatcher, a cancel): keep only what we claimed.
+            won = {d["_id"] async for d in self.store.calls.find({"_id": {"$in": claimed_ids}, "claimToken": token},
+                                                                   {"_id": 1})}
+            for batch_id, ids in reservation.grants.items():
+                await self.slots.release(batch_id, [i for i in ids if i not in won])
+        out = []
+        for batch_id, calls in grants.items():
+            for call in calls:
+                if call["_id"] in won:
+                    out.append(Claimed(reservation.dial_times[call["_id"]], call, by_id[batch_id]))
+        self.stats.claimed += len(out)
+        return out
+
+    @property
+    def _lease(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.config.lease_seconds)
+
+    def _window(self, batch: dict) -> CallingWindow:
+        key = str(batch["callingWindow"])
+        if key not in self._windows:
+            self._windows[key] = CallingWindow.parse(batch["callingWindow"])
+        return self._windows[key]
+
+    async def _complete_if_done(self, batch: dict, now: dt.datetime) -> None:
+        left = await self.store.calls.find_one({"batchId": batch["_id"], "status": {"$in": ACTIVE_VALUES}}, {"_id": 1})
+        if left is not None:
+            return
+        result = await self.store.batches.update_one(
+            {"_id": batch["_id"], "status": BatchStatus.RUNNING.value},
+            {"$set": {"status": BatchStatus.COMPLETED.value, "completedAt": now, "updatedAt": now}})
+        if result.modified_count:
+            self.stats.completed_batches += 1
+            log.info("batch completed", extra={"batchId": str(batch["_id"])})
+
+    # ---- placing calls --------------------------------------------------------------------
+    async def _place_due(self, now: dt.datetime) -> int:
+        due = [c for c in self._ready if c.dial_at <= now]
+        if not due:
+            return 0
+        self._ready = [c for c in self._ready if c.dial_at > now]
+        results = await asyncio.gather(*(self._place(c) for c in due))
+        placed = [UpdateOne({"_id": c.call["_id"], "providerCallId": {"$exists": False}},
+                            {"$set": {"providerCallId": sid, "leaseUntil": now + self._lease},
+                             "$push": {"history": {"at": now, "event": "placed", "providerCallId": sid}}})
+                  for c, sid in zip(due, results) if sid]
+        if placed:
+            await self.store.calls.bulk_write(placed, ordered=False)
+        self.stats.placed += len(placed)
+        return len(placed)
+
+    def dial_request(self, call: dict, batch: dict) -> DialRequest:
+        numbers = batch["callingNumbers"]
+        caller = numbers[zlib.crc32(call["phoneNumber"].encode()) % len(numbers)]
+        base = self.config.public_base_url.rstrip("/")
+        query = f"callId={call['_id']}&batchId={batch['_id']}"
+        return DialRequest(
+            call_id=str(call["_id"]), batch_id=str(batch["_id"]), to=call["phoneNumber"], from_=caller,
+            ringing_timeout=batch.get("ringingTimeoutSeconds", 60),
+            status_callback_url=f"{base}/webhooks/twilio/status?{query}" if base else None,
+            twiml_url=f"{base}/webhooks/twilio/twiml?{query}" if base else None,
+            send_digits=call.get("extension"), machine_detection=self.config.machine_detection,
+        )
+
+    async def _place(self, claimed: Claimed) -> str | None:
+        call, batch = claimed.call, claimed.batch
+        ids = {"callId": str(call["_id"]), "batchId": str(batch["_id"])}
+        now = self.clock.now()
+        window = self._window(batch)
+        if not window.is_open_everywhere(now, call["timezones"]):
+            # The window closed between claim and dial time: wait for the next opening instead.
+            await self._requeue(call, batch, window.next_open(now, call["timezones"]) or now + HORIZON,
+                                {"at": now, "event": "window_closed"}, provider_error=False)
+            return None
+        try:
+            placed = await self.provider.place_call(self.dial_request(call, batch))
+        except ProviderError as err:
+            self.stats.provider_errors += 1
+            log.warning("provider refused a call", extra={**ids, "kind": err.kind.value, "error": err.message})
+            await self._after_error(call, batch, err)
+            return None
+        log.info("call placed", extra={**ids, "providerCallId": placed.provider_call_id})
+        return placed.provider_call_id
+
+    async def _after_error(self, call: dict, batch: dict, err: ProviderError) -> None:
+        now = self.clock.now()
+        entry = {"at": now, "event": "provider_error", "error": err.message, "kind": err.kind.value}
+        if err.kind in (ErrorKind.INVALID_NUMBER, ErrorKind.REJECTED):
+            await self.events.finish({"_id": call["_id"]}, batch["_id"], CallStatus.FAILED, "failed", entry, retry=False)
+        elif err.kind == ErrorKind.UNKNOWN:
+            # The call may exist: keep it in flight and let the reaper reconcile it with the provider.
+            await self.store.calls.update_one({"_id": call["_id"], "status": CallStatus.DIALING.value},
+                                              {"$set": {"leaseUntil": now, "uncertain": True}, "$push": {"history": entry}})
+        else:  # rate limited / transient: nothing was created; back to the queue, attempt not counted
+            backoff = err.retry_after or min(MAX_BACKOFF_SECONDS, 2 ** (call.get("providerErrors", 0) + 1))
+            await self._requeue(call, batch, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
+
+    async def _requeue(self, call: dict, batch: dict, when: dt.datetime, entry: dict, provider_error: bool) -> None:
+        """Back to the queue without counting the attempt (nothing reached the callee), slot freed."""
+        result = await self.store.calls.update_one(
+            {"_id": call["_id"], "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
+            {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
+             "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
+             "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": ""}, "$push": {"history": entry}})
+        if result.modified_count:
+            await self.slots.release(batch["_id"], [call["_id"]])
+
+    async def stop_claiming(self) -> None:
+        """SIGTERM: claim nothing more; calls claimed but not yet placed go back to the queue."""
+        self.claiming = False
+        pending, self._ready = self._ready, []
+        now = self.clock.now()
+        for claimed in pending:
+            await self._requeue(claimed.call, claimed.batch, now, {"at": now, "event": "dispatcher_stopped"},
+                                provider_error=False)
+
+    @property
+    def waiting_to_place(self) -> int:
+        return len(self._ready)
+
+

@@ -1,0 +1,112 @@
+"""The dispatcher engine: the composition root of a dispatcher (store, provider, jobs) and its lifecycle.
+
+Runs inside `dialer worker`, or inside the API process with the in-memory store. Periodic jobs run
+on APScheduler 3's AsyncIOScheduler: the dispatch tick (which also delivers simulator events), the
+reaper (leases, slots, scheduled starts). SIGTERM / stop(): claim nothing more, hand back calls
+claimed but not placed, wait (bounded) for running jobs, log a one-line summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from dialer.call_events import BatchPolicies, CallEvents
+from dialer.clock import Clock
+from dialer.settings import Settings
+from dialer.slots import Slots
+from dialer.store import Store
+
+from .dispatcher import Dispatcher, DispatcherConfig
+from .providers.base import CallEvent, TelephonyProvider
+from .providers.simulator import Simulator, parse_outcomes
+from .reaper import Reaper
+
+log = logging.getLogger("workers.engine")
+
+
+def make_provider(settings: Settings, clock: Clock) -> TelephonyProvider:
+    if settings.provider == "twilio":
+        from .providers.twilio import TwilioProvider
+
+        if not settings.twilio_account_sid or not settings.twilio_auth_token:
+            raise ValueError("DIALER_PROVIDER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        if not settings.public_base_url:
+            raise ValueError("DIALER_PROVIDER=twilio needs DIALER_PUBLIC_BASE_URL (where Twilio reaches our webhooks)")
+        return TwilioProvider(settings.twilio_account_sid, settings.twilio_auth_token,
+                              timeout=settings.twilio_timeout_seconds, api_base=settings.twilio_api_base or None)
+    if settings.provider == "simulator":
+        return Simulator(clock, parse_outcomes(settings.sim_outcomes), settings.sim_mean_duration_seconds,
+                         settings.sim_time_scale)
+    raise ValueError(f"unknown provider {settings.provider!r}: use simulator or twilio")
+
+
+class Engine:
+    def __init__(self, store: Store, clock: Clock, settings: Settings, provider: TelephonyProvider,
+                 name: str | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.provider = provider
+        self.name = name or f"dispatcher-{secrets.token_hex(3)}"
+        self.slots = Slots(store)
+        self.events = CallEvents(store, clock, self.slots, BatchPolicies(store), settings.lease_seconds)
+        cps = settings.calls_per_second
+        if isinstance(provider, Simulator):
+            cps *= settings.sim_time_scale  # the simulator compresses time, rate budget included
+            provider.sink = self.deliver
+        self.dispatcher = Dispatcher(store, clock, provider, self.events, self.slots, DispatcherConfig(
+            calls_per_second=cps, max_concurrent_calls=settings.max_concurrent_calls,
+            lease_seconds=settings.lease_seconds, public_base_url=settings.public_base_url,
+            machine_detection=settings.machine_detection), name=self.name)
+        self.reaper = Reaper(store, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name)
+        self._scheduler: AsyncIOScheduler | None = None
+        self._jobs_running = 0
+
+    async def deliver(self, event: CallEvent) -> None:
+        await self.events.apply(event.call_id, event.provider_call_id, event.status,
+                                batch_id=event.extra.get("batchId"), answered_by=event.answered_by,
+                                duration=event.duration, error=event.error)
+
+    async def step(self) -> int:
+        """One dispatch tick plus delivery of due simulator events (what the scheduler runs)."""
+        pump = getattr(self.provider, "pump", None)
+        if pump is not None:
+            await pump()
+        return await self.dispatcher.tick()
+
+    async def _guarded(self, job) -> None:
+        self._jobs_running += 1
+        try:
+            await job()
+        except Exception:
+            log.exception("dispatcher job failed; it runs again at its next interval")
+        finally:
+            self._jobs_running -= 1
+
+    def start(self) -> None:
+        scheduler = AsyncIOScheduler()
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler.add_job(self._guarded, "interval", args=[self.step], id="dispatch",
+                          seconds=self.settings.poll_interval_seconds, **common)
+        scheduler.add_job(self._guarded, "interval", args=[self.reaper.run], id="reaper",
+                          seconds=max(1.0, self.settings.lease_seconds / 4), **common)
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("dispatcher started", extra={"dispatcher": self.name, "provider": self.provider.name})
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        await self.dispatcher.stop_claiming()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        # Let a job that is mid-flight finish (bounded): it may be placing calls.
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._jobs_running and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.provider.close()
+        log.info(f"dispatcher stopped: {self.dispatcher.stats.summary()} recovered={self.reaper.recovered}",
+                 extra={"dispatcher": self.name})

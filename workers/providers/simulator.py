@@ -1,0 +1,134 @@
+"""A simulated telephony provider: configurable outcomes and durations on the injected clock.
+
+No account needed: the default for `make run`. Events are delivered through an EventSink when
+`pump()` is called (the dispatcher loop calls it every tick), which makes runs on a virtual clock
+fully deterministic. `time_scale` compresses simulated time: ring times and durations are divided
+by it, so a 100-call batch with limit 10 finishes in about a minute at the default scale of 10.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+
+from .base import CallEvent, DialRequest, EventSink, Placed
+
+OUTCOMES = ("answered", "busy", "no_answer", "failed", "machine")
+
+
+def parse_outcomes(spec: str) -> dict[str, float]:
+    """'answered=0.6,busy=0.1,...' -> weights; unknown outcomes are refused."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        if name not in OUTCOMES:
+            raise ValueError(f"unknown simulator outcome {name!r}; use {OUTCOMES}")
+        weights[name] = float(value)
+    if not weights or sum(weights.values()) <= 0:
+        raise ValueError("simulator outcomes need at least one positive weight")
+    return weights
+
+
+@dataclass(order=True)
+class _Due:
+    at: dt.datetime
+    seq: int
+    event: CallEvent = field(compare=False)
+
+
+@dataclass
+class SimCall:
+    sid: str
+    request: DialRequest
+    created: dt.datetime
+    status: str = "queued"
+    answered_by: str | None = None
+    duration: int | None = None
+
+
+class Simulator:
+    name = "simulator"
+
+    def __init__(self, clock, outcomes: dict[str, float] | None = None, mean_duration: float = 45.0,
+                 time_scale: float = 1.0, seed: int | None = None) -> None:
+        self.clock = clock
+        self.outcomes = outcomes or {"answered": 1.0}
+        self.mean_duration = mean_duration
+        self.time_scale = time_scale
+        self.rng = random.Random(seed)
+        self.sink: EventSink | None = None
+        self.calls: dict[str, SimCall] = {}
+        self.placed: list[DialRequest] = []  # every placement, in order (tests check "never twice")
+        self._due: list[_Due] = []
+        self._seq = itertools.count()
+
+    def _after(self, seconds: float) -> dt.datetime:
+        return self.clock.now() + dt.timedelta(seconds=seconds / self.time_scale)
+
+    def _schedule(self, at: dt.datetime, call: SimCall, status: str, **kw) -> None:
+        event = CallEvent(provider_call_id=call.sid, status=status, call_id=call.request.call_id,
+                          extra={"batchId": call.request.batch_id}, **kw)
+        heapq.heappush(self._due, _Due(at, next(self._seq), event))
+
+    async def place_call(self, request: DialRequest) -> Placed:
+        sid = f"SM{next(self._seq):032x}"
+        call = SimCall(sid, request, self.clock.now())
+        self.calls[sid] = call
+        self.placed.append(request)
+        outcome = self.rng.choices(list(self.outcomes), weights=list(self.outcomes.values()))[0]
+        ring = self.rng.uniform(3, min(25, request.ringing_timeout))
+        duration = max(5, int(self.rng.expovariate(1 / self.mean_duration)))
+        if outcome in ("answered", "machine"):
+            by = "human" if outcome == "answered" else "machine_start"
+            self._schedule(self._after(ring), call, "in-progress", answered_by=by)
+            self._schedule(self._after(ring + duration), call, "completed", answered_by=by, duration=duration)
+        elif outcome == "busy":
+            self._schedule(self._after(self.rng.uniform(2, 6)), call, "busy")
+        elif outcome == "no_answer":
+            self._schedule(self._after(request.ringing_timeout), call, "no-answer")
+        else:
+            self._schedule(self._after(1), call, "failed")
+        return Placed(sid)
+
+    def next_event_at(self) -> dt.datetime | None:
+        return self._due[0].at if self._due else None
+
+    async def pump(self) -> int:
+        """Deliver every event due by now to the sink; returns how many."""
+        now = self.clock.now()
+        delivered = 0
+        while self._due and self._due[0].at <= now:
+            due = heapq.heappop(self._due)
+            call = self.calls[due.event.provider_call_id]
+            if call.status in ("completed", "busy", "no-answer", "failed", "canceled"):
+                continue  # hung up meanwhile
+            call.status = due.event.status
+            call.answered_by = due.event.answered_by or call.answered_by
+            call.duration = due.event.duration
+            if self.sink is not None:
+                await self.sink(due.event)
+            delivered += 1
+        return delivered
+
+    async def call_status(self, provider_call_id: str) -> CallEvent | None:
+        call = self.calls.get(provider_call_id)
+        if call is None:
+            return None
+        return CallEvent(provider_call_id, call.status, call_id=call.request.call_id,
+                         answered_by=call.answered_by, duration=call.duration)
+
+    async def find_call(self, to: str, from_: str, since: dt.datetime) -> str | None:
+        found = [c for c in self.calls.values()
+                 if c.request.to == to and c.request.from_ == from_ and c.created >= since]
+        return found[-1].sid if found else None
+
+    async def hangup(self, provider_call_id: str) -> None:
+        call = self.calls.get(provider_call_id)
+        if call is not None and call.status not in ("completed", "busy", "no-answer", "failed", "canceled"):
+            call.status = "canceled"
+
+    async def close(self) -> None:
+        self._due.clear()

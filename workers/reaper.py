@@ -1,0 +1,138 @@
+"""Periodic repairs: calls whose lease ran out, slots whose call left flight, scheduled batch starts.
+
+- A call in flight whose lease expired (its dispatcher died, or callbacks were lost) is reconciled
+  with the provider: with a provider call id, the provider's status is applied (still ringing or
+  talking: the lease is extended); without one, the provider is asked whether a call to that number
+  was created since the claim (an UNKNOWN error or a crash between create and record); if none
+  was, the call goes back to the queue with the attempt not counted. Never lost, never dialled twice.
+- Slots whose call is no longer in flight for longer than a grace period are freed.
+- Pending batches whose scheduled start has come, and that have calls, start running.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from pymongo import ReturnDocument
+
+from dialer.call_events import FINAL, CallEvents
+from dialer.clock import Clock, as_utc
+from dialer.slots import Slots
+from dialer.statuses import IN_FLIGHT, WAITING, BatchStatus, CallStatus
+from dialer.store import Store
+from dialer.tenancy import parse_id
+
+from .providers.base import ProviderError, TelephonyProvider
+
+log = logging.getLogger("workers.reaper")
+IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
+WAITING_VALUES = [s.value for s in WAITING]
+BATCH_SIZE = 100
+
+
+class Reaper:
+    def __init__(self, store: Store, clock: Clock, provider: TelephonyProvider, events: CallEvents, slots: Slots,
+                 lease_seconds: float, name: str = "reaper") -> None:
+        self.store = store
+        self.clock = clock
+        self.provider = provider
+        self.events = events
+        self.slots = slots
+        self.lease = dt.timedelta(seconds=lease_seconds)
+        self.name = name
+        self.recovered = 0
+
+    async def run(self) -> None:
+        await self.reconcile_expired()
+        await self.heal_slots()
+        await self.start_scheduled()
+
+    async def reconcile_expired(self) -> int:
+        now = self.clock.now()
+        expired = await self.store.calls.find(
+            {"status": {"$in": IN_FLIGHT_VALUES}, "leaseUntil": {"$lt": now}}).limit(BATCH_SIZE).to_list(None)
+        done = 0
+        for call in expired:
+            # Take the call for reconciliation so two reapers never act on it at once.
+            mine = await self.store.calls.find_one_and_update(
+                {"_id": call["_id"], "leaseUntil": call["leaseUntil"], "status": call["status"]},
+                {"$set": {"leaseUntil": now + self.lease, "claimedBy": self.name}},
+                return_document=ReturnDocument.AFTER)
+            if mine is None:
+                continue
+            try:
+                await self._reconcile(mine, now)
+                done += 1
+            except ProviderError as err:
+                log.warning("reconciliation deferred", extra={"callId": str(call["_id"]), "error": err.message})
+        self.recovered += done
+        return done
+
+    async def _reconcile(self, call: dict, now: dt.datetime) -> None:
+        ids = {"callId": str(call["_id"]), "batchId": str(call["batchId"])}
+        sid = call.get("providerCallId")
+        if sid is None:
+            batch = await self.store.batches.find_one({"_id": call["batchId"]}, {"callingNumbers": 1})
+            since = as_utc(call.get("dialAt") or call["updatedAt"]) - dt.timedelta(minutes=1)
+            for caller in (batch or {}).get("callingNumbers", []):
+                sid = await self.provider.find_call(call["phoneNumber"], caller, since)
+                if sid:
+                    break
+            if sid is None:
+                result = await self.store.calls.update_one(
+                    {"_id": call["_id"], "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
+                    {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": now},
+                     "$inc": {"attempts": -1},
+                     "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""},
+                     "$push": {"history": {"at": now, "event": "requeued_after_crash"}}})
+                if result.modified_count:
+                    await self.slots.release(call["batchId"], [call["_id"]])
+                log.warning("call never reached the provider: requeued", extra=ids)
+                return
+            await self.store.calls.update_one({"_id": call["_id"], "providerCallId": {"$exists": False}},
+                                              {"$set": {"providerCallId": sid}})
+            log.warning("call found at the provider after a crash", extra={**ids, "providerCallId": sid})
+        event = await self.provider.call_status(sid)
+        if event is None:
+            await self.events.apply(call["_id"], sid, "failed", batch_id=call["batchId"], error="unknown to the provider")
+        elif event.status in FINAL or event.status in ("ringing", "in-progress"):
+            await self.events.apply(call["_id"], sid, event.status, batch_id=call["batchId"],
+                                    answered_by=event.answered_by, duration=event.duration)
+        log.info("call reconciled", extra={**ids, "providerStatus": None if event is None else event.status})
+
+    async def heal_slots(self, grace: dt.timedelta | None = None) -> int:
+        """Free slots whose call has not been in flight for longer than the grace period."""
+        grace = grace if grace is not None else self.lease
+        now = self.clock.now()
+        taken = await self.slots.taken()
+        if not taken:
+            return 0
+        ids = [entry["callId"] for _, entry in taken]
+        flying = {d["_id"] async for d in self.store.calls.find(
+            {"_id": {"$in": ids}, "status": {"$in": IN_FLIGHT_VALUES}}, {"_id": 1})}
+        stale: dict[str, list] = {}
+        for batch, entry in taken:
+            if entry["callId"] not in flying and as_utc(entry["at"]) < now - grace:
+                stale.setdefault(batch, []).append(entry["callId"])
+        for batch, call_ids in stale.items():
+            await self.slots.release(parse_id(batch), call_ids)
+            log.warning("freed stale slots", extra={"batchId": batch, "count": len(call_ids)})
+        return sum(len(v) for v in stale.values())
+
+    async def start_scheduled(self) -> int:
+        now = self.clock.now()
+        started = 0
+        async for batch in self.store.batches.find(
+                {"status": BatchStatus.PENDING.value, "scheduledAt": {"$ne": None, "$lte": now}}, {"_id": 1}):
+            has_calls = await self.store.calls.find_one({"batchId": batch["_id"], "status": {"$in": WAITING_VALUES}},
+                                                        {"_id": 1})
+            if has_calls is None:
+                continue
+            result = await self.store.batches.update_one(
+                {"_id": batch["_id"], "status": BatchStatus.PENDING.value},
+                {"$set": {"status": BatchStatus.RUNNING.value, "startedAt": now, "updatedAt": now}})
+            if result.modified_count:
+                started += 1
+                log.info("scheduled batch started", extra={"batchId": str(batch["_id"])})
+        return started
