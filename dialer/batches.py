@@ -81,6 +81,10 @@ class Batches:
                         "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
                         "attempts": {"$sum": "$attempts"}}},
         ])
+        outcomes = await aggregate(self.store.calls, [
+            {"$match": {"batchId": batch_id, "finishedAt": {"$exists": True}}},
+            {"$group": {"_id": "$outcome", "n": {"$sum": 1}}},
+        ])
         by_status = {row["_id"]: row for row in rows}
         count = lambda statuses: sum(by_status.get(s.value, {}).get("n", 0) for s in statuses)  # noqa: E731
         return {
@@ -91,6 +95,8 @@ class Batches:
             "waiting": count(WAITING),
             "inFlight": count(IN_FLIGHT),
             "byStatus": {s.value: by_status.get(s.value, {}).get("n", 0) for s in CallStatus},
+            # Final outcomes; "machine" is a completed call answered by a machine (detection on).
+            "byOutcome": {row["_id"]: row["n"] for row in outcomes if row["_id"]},
         }
 
 

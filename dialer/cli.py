@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 
 from .clock import SystemClock
@@ -18,13 +19,16 @@ from .settings import Settings
 from .store import open_store
 from .tenancy import Tenancy, TenancyError, agent_view
 
+log = logging.getLogger("dialer")
+
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import create_app
 
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port,
+                print=lambda _: log.info(f"listening on http://{settings.host}:{settings.port}"))
     return 0
 
 

@@ -40,6 +40,7 @@ async def test_batch_runs_to_completion_within_its_limit(api, clock, engine_sett
     by = counters["byStatus"]
     assert by["completed"] + by["busy"] + by["no_answer"] + by["failed"] == 100
     assert min(by["completed"], by["busy"], by["no_answer"], by["failed"]) > 0
+    assert sum(counters["byOutcome"].values()) == 100 and counters["byOutcome"]["busy"] == by["busy"]
     # Every number dialled exactly once (no retry policy beyond the default single attempt).
     assert Counter(r.to for r in h.sim.placed) == Counter(f"+1212555{i:04d}" for i in range(100))
     # FIFO: the first ten placed are the first ten enqueued.
