@@ -18,7 +18,7 @@ from dialer.clock import FixedClock
 from dialer.settings import Settings
 
 MONGODB_URI = os.environ.get("DIALER_TEST_MONGODB_URI", "")
-BACKENDS = ["memory"] + (["mongodb"] if MONGODB_URI else [])
+BACKENDS = ["memory"] + ([pytest.param("mongodb", marks=pytest.mark.mongodb)] if MONGODB_URI else [])
 # A Monday, 10:00 in New York: the default window is open on the whole US east coast.
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
 

@@ -1,0 +1,104 @@
+"""Settings from file and environment, the admin endpoints, agents, createBatch validation, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from dialer.cli import main as cli_main
+from dialer.settings import Settings
+
+
+def test_environment_overrides_the_file(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("port: 9000\nstrict_numbers: true\n")
+    settings = Settings.load(path, env={"DIALER_PORT": "9100", "DIALER_CPS": "2.5", "MONGODB_URI": ""})
+    assert settings.port == 9100 and settings.strict_numbers is True and settings.calls_per_second == 2.5
+    assert settings.in_memory and settings.runs_embedded_dispatcher
+
+
+def test_bad_settings_are_refused_with_the_name(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("nonsense: 1\n")
+    with pytest.raises(ValueError, match="nonsense"):
+        Settings.load(path, env={})
+    with pytest.raises(ValueError, match="port"):
+        Settings.load(env={"DIALER_PORT": "eighty"})
+
+
+def test_redacted_settings_hide_secrets():
+    settings = Settings.load(env={"TWILIO_AUTH_TOKEN": "tok-123", "DIALER_ADMIN_TOKEN": "adm"})
+    shown = str(settings.redacted())
+    assert "tok-123" not in shown and "adm'" not in shown
+
+
+def test_cli_management_needs_a_database(capsys):
+    assert cli_main(["--config", "/nonexistent.yaml", "workspace-list"]) == 2
+    assert "admin" in capsys.readouterr().err
+
+
+async def test_admin_endpoints_create_a_working_workspace(client):
+    headers = {"Authorization": "Bearer admin-secret"}
+    resp = await client.post("/api/admin/workspaces", json={"name": "Acme Ünïcode"}, headers=headers)
+    doc = await resp.json()
+    assert resp.status == 200 and doc["data"]["apiKey"].startswith("dk_")
+    key, ws = doc["data"]["apiKey"], doc["data"]["workspaceId"]
+    resp = await client.post(f"/api/admin/workspaces/{ws}/agents", headers=headers, json={
+        "name": "sales", "requiredVariables": ["account_id"], "callingNumbers": ["+1 (415) 555-0199"],
+        "timezones": ["America/Los_Angeles"], "streamUrl": "wss://agent.example/stream"})
+    agent = (await resp.json())["data"]
+    assert resp.status == 200 and agent["callingNumbers"] == ["+14155550199"]
+    resp = await client.get("/api/agents", headers={"x-api-key": key})
+    assert [a["agentId"] for a in (await resp.json())["data"]["agents"]] == [agent["agentId"]]
+    resp = await client.post(f"/api/admin/workspaces/{ws}/keys", headers=headers)
+    second = (await resp.json())["data"]["apiKey"]
+    resp = await client.get("/api/agents", headers={"Authorization": f"Bearer {second}"})
+    assert resp.status == 200
+    # A calling number belongs to one agent only.
+    resp = await client.post(f"/api/admin/workspaces/{ws}/agents", headers=headers,
+                             json={"name": "copy", "callingNumbers": ["+14155550199"]})
+    assert resp.status == 400
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
+async def test_admin_needs_the_token(client, headers):
+    resp = await client.post("/api/admin/workspaces", json={"name": "x"}, headers=headers)
+    assert resp.status == 403 and (await resp.json())["code"] == 403
+
+
+async def test_admin_is_disabled_without_a_token(aiohttp_client, settings, clock):
+    from dialer.app import create_app
+
+    client = await aiohttp_client(create_app(settings.replace(admin_token=""), clock))
+    resp = await client.post("/api/admin/workspaces", json={"name": "x"}, headers={"Authorization": "Bearer "})
+    assert resp.status == 403 and "disabled" in (await resp.json())["errorMessage"]
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({}, "name is required"),
+    ({"name": "x", "concurrencyLimit": 0}, "concurrencyLimit"),
+    ({"name": "x", "concurrencyLimit": "5"}, "concurrencyLimit"),
+    ({"name": "x", "callingWindow": {"start": "25:00"}}, "callingWindow"),
+    ({"name": "x", "callingWindow": {"days": ["funday"]}}, "callingWindow"),
+    ({"name": "x", "timezone": "Nowhere/City"}, "timezone"),
+    ({"name": "x", "scheduledAt": "tomorrow"}, "scheduledAt"),
+    ({"name": "x", "scheduledAt": "2026-12-01T09:00:00"}, "offset"),
+    ({"name": "x", "retry": {"maxAttempts": 0}}, "maxAttempts"),
+    ({"name": "x", "retry": {"on": ["sad"]}}, "retry.on"),
+    ({"name": "x", "ringingTimeoutSeconds": 1}, "ringingTimeoutSeconds"),
+    ({"name": "x", "surprise": 1}, "unknown fields"),
+    ({"name": "x", "callingNumbers": ["12"]}, "callingNumbers"),
+])
+async def test_create_batch_validation(api, body, reason):
+    body = {"agentId": str(api.agent["_id"]), **body}
+    code, doc = await api.post("/api/call/createBatch", body)
+    assert code == 400 and reason in doc["errorMessage"]
+
+
+async def test_create_batch_resolves_the_agent_from_calling_numbers(api):
+    number = api.agent["callingNumbers"][0]
+    code, doc = await api.post("/api/call/createBatch", {"name": "n", "callingNumbers": [number[2:]]})
+    assert code == 200 and doc["data"]["agentId"] == str(api.agent["_id"])
+    code, doc = await api.post("/api/call/createBatch", {"name": "n", "callingNumbers": ["+14155550000"]})
+    assert code == 404 and "no agent" in doc["errorMessage"]
+    code, doc = await api.post("/api/call/createBatch", {"name": "n", "agentId": "64e5f12345abcdef98765432"})
+    assert code == 404
