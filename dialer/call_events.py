@@ -83,15 +83,19 @@ class CallEvents:
             return "ignored"
         now = self.clock.now()
         match: dict = {"_id": oid}
+        sid: dict = {}
         if provider_call_id:
-            match["providerCallId"] = provider_call_id
+            # The event may arrive before the dispatcher has recorded the provider's id (it records
+            # a tick's ids together): accept it then, and record it.
+            match["$or"] = [{"providerCallId": provider_call_id}, {"providerCallId": {"$exists": False}}]
+            sid = {"providerCallId": provider_call_id}
         entry = {"at": now, "event": status, **({"answeredBy": answered_by} if answered_by else {}),
                  **({"duration": duration} if duration is not None else {}), **({"error": error} if error else {})}
         if status in PROGRESS:
             new = PROGRESS[status]
             result = await self.store.calls.update_one(
                 {**match, "status": {"$in": EARLIER[new]}},
-                {"$set": {"status": new.value, "updatedAt": now, "leaseUntil": now + self.lease,
+                {"$set": {"status": new.value, "updatedAt": now, "leaseUntil": now + self.lease, **sid,
                           **({"answeredBy": answered_by} if answered_by else {})},
                  "$push": {"history": entry}},
             )
@@ -99,10 +103,11 @@ class CallEvents:
         if status not in FINAL:
             return "ignored"  # queued / initiated: the call is already dialing
         final = FINAL[status]
-        return await self.finish(match, parse_id(batch_id), final, outcome_of(final, answered_by), entry, duration)
+        return await self.finish(match, parse_id(batch_id), final, outcome_of(final, answered_by), entry, duration,
+                                 record=sid)
 
     async def finish(self, match: dict, batch_id: ObjectId | None, final: CallStatus, outcome: str, entry: dict,
-                     duration: int | None = None, retry: bool = True) -> str:
+                     duration: int | None = None, retry: bool = True, record: dict | None = None) -> str:
         """Move an in-flight call to its outcome: back to the queue if its batch retries it, else final.
 
         With the batch id known (webhook URL, simulator) this is one write; without it, one read more."""
@@ -121,7 +126,8 @@ class CallEvents:
                 {**flying, "attempts": {"$lt": policy["maxAttempts"]}},
                 {"$set": {"status": CallStatus.QUEUED.value, "outcome": outcome, "updatedAt": now,
                           "nextAttemptAt": now + dt.timedelta(seconds=policy["delaySeconds"])},
-                 "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": ""},
+                 # The next attempt is a new provider call: forget this one's id.
+                 "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": "", "providerCallId": "", "uncertain": ""},
                  "$push": {"history": {**entry, "result": "retry"}}},
                 projection={"batchId": 1}, return_document=ReturnDocument.AFTER,
             )
@@ -131,7 +137,7 @@ class CallEvents:
             updated = await self.store.calls.find_one_and_update(
                 flying,
                 {"$set": {"status": final.value, "outcome": outcome, "updatedAt": now, "finishedAt": now,
-                          **({"duration": duration} if duration is not None else {})},
+                          **(record or {}), **({"duration": duration} if duration is not None else {})},
                  "$unset": {"leaseUntil": "", "claimedBy": "", "activeKey": "", "dialAt": ""},
                  "$push": {"history": {**entry, "result": outcome}}},
                 projection={"batchId": 1}, return_document=ReturnDocument.AFTER,

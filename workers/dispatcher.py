@@ -24,7 +24,7 @@ from pymongo import UpdateOne
 from dialer.call_events import CallEvents
 from dialer.clock import Clock
 from dialer.slots import Slots
-from dialer.statuses import ACTIVE, BatchStatus, CallStatus
+from dialer.statuses import ACTIVE, IN_FLIGHT, BatchStatus, CallStatus
 from dialer.store import Store
 from dialer.windows import CallingWindow
 
@@ -32,6 +32,7 @@ from .providers.base import DialRequest, ErrorKind, ProviderError, TelephonyProv
 
 log = logging.getLogger("workers.dispatcher")
 ACTIVE_VALUES = [s.value for s in ACTIVE]
+IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
 HORIZON = dt.timedelta(days=15)
 MAX_BACKOFF_SECONDS = 300
 
@@ -66,6 +67,7 @@ class Claimed:
     dial_at: dt.datetime
     call: dict = field(compare=False)
     batch: dict = field(compare=False)
+    token: str = field(compare=False, default="")
 
 
 class Dispatcher:
@@ -196,7 +198,7 @@ class Dispatcher:
         for batch_id, calls in grants.items():
             for call in calls:
                 if call["_id"] in won:
-                    out.append(Claimed(reservation.dial_times[call["_id"]], call, by_id[batch_id]))
+                    out.append(Claimed(reservation.dial_times[call["_id"]], call, by_id[batch_id], token))
         self.stats.claimed += len(out)
         return out
 
@@ -228,7 +230,10 @@ class Dispatcher:
             return 0
         self._ready = [c for c in self._ready if c.dial_at > now]
         results = await asyncio.gather(*(self._place(c) for c in due))
-        placed = [UpdateOne({"_id": c.call["_id"], "providerCallId": {"$exists": False}},
+        # Only onto the attempt we placed: still in flight under our claim, id not yet recorded
+        # (an early status callback may have recorded it already).
+        placed = [UpdateOne({"_id": c.call["_id"], "claimToken": c.token, "status": {"$in": IN_FLIGHT_VALUES},
+                             "providerCallId": {"$exists": False}},
                             {"$set": {"providerCallId": sid, "leaseUntil": now + self._lease},
                              "$push": {"history": {"at": now, "event": "placed", "providerCallId": sid}}})
                   for c, sid in zip(due, results) if sid]
@@ -247,7 +252,9 @@ class Dispatcher:
             ringing_timeout=batch.get("ringingTimeoutSeconds", 60),
             status_callback_url=f"{base}/webhooks/twilio/status?{query}" if base else None,
             twiml_url=f"{base}/webhooks/twilio/twiml?{query}" if base else None,
-            send_digits=call.get("extension"), machine_detection=self.config.machine_detection,
+            # "w" waits half a second: give the far end's menu a second before the extension.
+            send_digits=f"ww{call['extension']}" if call.get("extension") else None,
+            machine_detection=self.config.machine_detection,
         )
 
     async def _place(self, claimed: Claimed) -> str | None:

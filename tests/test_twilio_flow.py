@@ -1,0 +1,371 @@
+"""End to end with Twilio: the engine places calls through the real twilio SDK against tests/fake_twilio.py,
+and the fake's signed status callbacks reach our API served on a real port (the one in public_base_url)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import socket
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from bson import ObjectId
+from fake_twilio import FakeTwilio
+from twilio.request_validator import RequestValidator
+
+from dialer.app import create_app
+from dialer.appkeys import STORE
+from dialer.clock import FixedClock
+from tests.conftest import make_api
+from workers.engine import Engine
+from workers.providers.twilio import TwilioProvider
+
+# twilio 9.13 still hands aiohttp a BasicAuth object, which aiohttp 3.14 deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:.*(BasicAuth|'auth' parameter).*:DeprecationWarning")
+
+CALLERS = ["+14155550101", "+14155550102"]
+EVENTS = ["initiated", "ringing", "answered", "completed"]
+N1, N2, N3 = "+12125551001", "+12125551002", "+12125551003"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Env:
+    api: Any
+    fake: FakeTwilio
+    engine: Engine
+    clock: FixedClock
+    base: str
+
+    async def tick(self, n: int = 1, seconds: float = 1.0) -> None:
+        for _ in range(n):
+            await self.engine.step()
+            self.clock.advance(seconds)
+
+    def creates(self, to: str | None = None) -> list:
+        return [r for r in self.fake.creates() if to is None or r.params["To"] == to]
+
+    def sid(self, to: str) -> str:
+        return [sid for sid, c in self.fake.calls.items() if c["To"] == to][-1]
+
+    async def calls(self, batch: str) -> dict[str, dict]:
+        return {c["phoneNumber"]: c for c in await self.api.all_calls(batch)}
+
+    async def used(self, batch: str) -> int:
+        return (await self.engine.slots.state()).used(ObjectId(batch))
+
+    async def batch_status(self, batch: str) -> str:
+        _, doc = await self.api.get(f"/api/call/batches/{batch}")
+        return doc["data"]["status"]
+
+
+@pytest.fixture
+async def fake(clock):
+    async with FakeTwilio(now=clock.now) as server:  # date_created on the virtual clock, for find_call
+        yield server
+
+
+@pytest.fixture
+async def make_env(settings, clock, fake, aiohttp_client, caplog):
+    caplog.set_level(logging.DEBUG)
+    bodies: list[str] = []
+    engines: list[Engine] = []
+
+    @web.middleware
+    async def capture(request, handler):  # every response body our server sends
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            bodies.append(exc.text or "")
+            raise
+        body = getattr(resp, "body", None)
+        bodies.append(body.decode() if isinstance(body, bytes) else str(body or ""))
+        return resp
+
+    async def make(agent: dict | None = None, **overrides: Any) -> Env:
+        port = free_port()  # known before the app exists: public_base_url is part of its settings
+        base = f"http://127.0.0.1:{port}"
+        s = settings.replace(twilio_auth_token=fake.auth_token, twilio_account_sid=fake.account_sid,
+                             public_base_url=base, provider="twilio", calls_per_second=100, lease_seconds=120,
+                             **overrides)
+        app = create_app(s, clock)
+        app.middlewares.insert(0, capture)
+        client = await aiohttp_client(TestServer(app, host="127.0.0.1", port=port))
+        assert str(client.make_url("")).rstrip("/") == base
+        spec = {"name": "agent", "callingNumbers": CALLERS, "timezones": ["America/New_York"], **(agent or {})}
+        api = await make_api(client, app, spec)
+        provider = TwilioProvider(fake.account_sid, fake.auth_token, timeout=0.5, api_base=fake.base_url)
+        engines.append(Engine(app[STORE], clock, s, provider, name="d0"))
+        return Env(api, fake, engines[-1], clock, base)
+
+    yield make
+    for engine in engines:
+        await engine.provider.close()
+    # No auth token in anything our server answered, nor in any log record (message, extras, exception).
+    assert bodies and not [b for b in bodies if fake.auth_token in b]
+    for record in caplog.records:
+        text = logging.Formatter().format(record) + repr(record.__dict__)
+        assert fake.auth_token not in text, record.getMessage()
+
+
+def events_of(call: dict) -> list[str]:
+    return [h["event"] for h in call["history"]]
+
+
+@pytest.mark.parametrize("amd", [False, True])
+async def test_placed_call_carries_every_parameter(make_env, amd):
+    env = await make_env(machine_detection=amd)
+    batch = await env.api.create_batch(concurrencyLimit=2, ringingTimeoutSeconds=25)
+    code, _ = await env.api.add_calls(batch, [{"phoneNumber": "+1 212 555 1001 ext 22"}, {"phoneNumber": N2}])
+    assert code == 200
+    await env.tick(2)  # dial times are spaced by 1/cps: the second goes out on the next tick
+    calls = await env.calls(batch)
+    assert len(env.creates()) == 2
+    for create in env.creates():
+        p, call = create.params, calls[create.params["To"]]
+        query = f"callId={call['callId']}&batchId={batch}"
+        assert p["To"] in (N1, N2) and p["From"] in CALLERS
+        assert p["Url"] == f"{env.base}/webhooks/twilio/twiml?{query}"
+        assert p["StatusCallback"] == f"{env.base}/webhooks/twilio/status?{query}"
+        assert p["StatusCallbackMethod"] == "POST" and p["StatusCallbackEvent"] == EVENTS
+        assert p["Timeout"] == "25"
+        assert ("MachineDetection" in p) is amd and p.get("MachineDetection", "Enable") == "Enable"
+        assert call["providerCallId"] == env.sid(p["To"]) and call["status"] == "dialing"
+    [ext] = env.creates(N1)
+    assert ext.params["SendDigits"].lstrip("wW") == "22"
+    assert "SendDigits" not in env.creates(N2)[0].params
+
+
+async def test_signed_callbacks_drive_calls_free_the_slot_and_complete_the_batch(make_env):
+    env = await make_env()
+    batch = await env.api.create_batch(concurrencyLimit=1)
+    await env.api.add_calls(batch, [{"phoneNumber": N1}, {"phoneNumber": N2}])
+    await env.tick(3)
+    assert [c.params["To"] for c in env.creates()] == [N1]
+    sid = env.sid(N1)
+    for twilio_status, ours in [("initiated", "dialing"), ("ringing", "ringing"), ("in-progress", "in_progress")]:
+        assert await env.fake.send_status(sid, twilio_status, answered_by="human") == 204
+        assert (await env.calls(batch))[N1]["status"] == ours
+        await env.tick(2)
+        assert len(env.creates()) == 1 and await env.used(batch) == 1  # still holding the only slot
+    assert await env.fake.send_status(sid, "completed", duration=42) == 204
+    first = (await env.calls(batch))[N1]
+    assert first["status"] == "completed" and first["outcome"] == "completed" and first["attempts"] == 1
+    assert events_of(first) == ["placed", "ringing", "in-progress", "completed"]
+    assert first["history"][-1]["duration"] == 42
+    assert await env.used(batch) == 0
+    await env.tick()
+    assert [c.params["To"] for c in env.creates()] == [N1, N2]  # the freed slot goes to the second call
+    assert await env.batch_status(batch) == "running"
+    assert await env.fake.send_status(env.sid(N2), "completed", duration=5) == 204
+    await env.tick()
+    assert await env.batch_status(batch) == "completed"
+    assert {c["status"] for c in (await env.calls(batch)).values()} == {"completed"}
+
+
+async def test_forged_and_unsigned_callbacks_are_refused_and_change_nothing(make_env):
+    env = await make_env()
+    batch = await env.api.create_batch(concurrencyLimit=1)
+    await env.api.add_calls(batch, [{"phoneNumber": N1}, {"phoneNumber": N2}])
+    await env.tick()
+    sid = env.sid(N1)
+    before = (await env.calls(batch))[N1]
+    assert await env.fake.send_forged(sid, "completed", duration=3) == 403
+    assert await env.fake.send_unsigned(sid, "completed", duration=3) == 403
+    # A genuine signature, but for another URL (the same callback replayed against the other call).
+    other = (await env.calls(batch))[N2]["callId"]
+    url = env.fake.calls[sid]["StatusCallback"]
+    assert await env.fake.send_status(sid, "completed", url=url.replace(before["callId"], other),
+                                      validator_url=url) == 403
+    assert [cb.status for cb in env.fake.callbacks] == [403, 403, 403]
+    after = (await env.calls(batch))[N1]
+    assert after == before and after["status"] == "dialing" and events_of(after) == ["placed"]
+    assert await env.used(batch) == 1
+    await env.tick(3)
+    assert len(env.creates()) == 1  # the slot is still taken: the second call waits
+
+
+async def test_busy_is_retried_only_after_the_policy_delay(make_env):
+    env = await make_env()
+    batch = await env.api.create_batch(concurrencyLimit=1, retry={"maxAttempts": 2, "delaySeconds": 60, "on": ["busy"]})
+    await env.api.add_calls(batch, [{"phoneNumber": N1}])
+    await env.tick()
+    assert await env.fake.send_status(env.sid(N1), "busy") == 204
+    call = (await env.calls(batch))[N1]
+    assert (call["status"], call["outcome"], call["attempts"]) == ("queued", "busy", 1)
+    assert await env.used(batch) == 0
+    for _ in range(60):  # 0 .. 59 s after the busy callback
+        await env.tick()
+        assert len(env.creates(N1)) == 1
+    await env.tick()  # 60 s
+    assert len(env.creates(N1)) == 2
+    assert (await env.calls(batch))[N1]["attempts"] == 2
+
+
+async def test_callbacks_of_a_retried_attempt_are_applied(make_env):
+    env = await make_env()
+    batch = await env.api.create_batch(concurrencyLimit=1, retry={"maxAttempts": 2, "delaySeconds": 60, "on": ["busy"]})
+    await env.api.add_calls(batch, [{"phoneNumber": N1}])
+    await env.tick()
+    first = env.sid(N1)
+    await env.fake.send_status(first, "busy")
+    await env.tick(62)
+    second = env.sid(N1)
+    assert second != first and len(env.creates(N1)) == 2
+    assert (await env.calls(batch))[N1]["providerCallId"] == second
+    await env.fake.send_status(second, "in-progress", answered_by="human")
+    await env.fake.send_status(second, "completed", duration=30)
+    call = (await env.calls(batch))[N1]
+    assert (call["status"], call["outcome"]) == ("completed", "completed")
+
+
+async def test_callback_arriving_while_another_create_of_the_tick_is_slow_is_applied(make_env):
+    env = await make_env()
+    batch = await env.api.create_batch(concurrencyLimit=3)
+    await env.api.add_calls(batch, [{"phoneNumber": n} for n in (N1, N2, N3)])
+    await env.tick()  # claims all three (dial times 10 ms apart), places N1
+    env.fake.delay_next(0.3)  # one of the next two creates answers late (within the provider timeout)
+    step = asyncio.create_task(env.engine.step())
+    while len(env.fake.calls) < 3 or not any(r.params["To"] == N3 for r in env.fake.creates()):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the prompt create has answered; the slow one has not
+    assert not step.done()
+    for number in (N2, N3):
+        assert await env.fake.send_status(env.sid(number), "busy") == 204
+    await step
+    calls = await env.calls(batch)
+    assert calls[N2]["status"] == calls[N3]["status"] == "busy"
+
+
+async def test_invalid_number_fails_at_once_without_retry(make_env):
+    env = await make_env()
+    env.fake.fail_number(N3)
+    batch = await env.api.create_batch(concurrencyLimit=1,
+                                       retry={"maxAttempts": 3, "delaySeconds": 10, "on": ["busy", "failed"]})
+    await env.api.add_calls(batch, [{"phoneNumber": N3}])
+    await env.tick()
+    call = (await env.calls(batch))[N3]
+    assert (call["status"], call["outcome"], call["attempts"]) == ("failed", "failed", 1)
+    [entry] = [h for h in call["history"] if h["event"] == "provider_error"]
+    assert entry["kind"] == "invalid_number" and "21211" in entry["error"] and N3 in entry["error"]
+    assert entry["result"] == "failed"
+    assert await env.used(batch) == 0
+    await env.tick(30)
+    assert len(env.creates(N3)) == 1
+    assert await env.batch_status(batch) == "completed"
+
+
+@pytest.mark.parametrize("status, code, kind", [(429, 20429, "rate_limited"), (503, 20503, "transient")])
+async def test_refused_create_is_requeued_and_placed_after_backoff(make_env, status, code, kind):
+    env = await make_env()
+    env.fake.fail_next(status, code, "Too many requests" if status == 429 else "Service unavailable", times=2)
+    batch = await env.api.create_batch(concurrencyLimit=2)
+    await env.api.add_calls(batch, [{"phoneNumber": n} for n in (N1, N2, N3)])
+    placed_at: list[tuple[str, dt.datetime]] = []  # (number, when) of every create, refused or not
+    born: dict[str, dt.datetime] = {}  # sid -> when the fake created it
+    peak = 0
+    for _ in range(40):
+        now, before = env.clock.now(), len(env.creates())
+        for sid in [sid for sid, at in born.items() if now - at >= dt.timedelta(seconds=3)]:  # calls last 3 s
+            del born[sid]
+            await env.fake.send_status(sid, "completed", duration=3)
+        await env.tick()
+        placed_at += [(r.params["To"], now) for r in env.creates()[before:]]
+        born.update({sid: now for sid, c in env.fake.calls.items() if sid not in born and c["status"] == "queued"})
+        flying = sum(c["status"] in ("dialing", "ringing", "in_progress") for c in (await env.calls(batch)).values())
+        assert flying == await env.used(batch)
+        peak = max(peak, flying)
+        if await env.batch_status(batch) == "completed":
+            break
+    assert await env.batch_status(batch) == "completed" and peak == 2
+    assert len(placed_at) == 5 and len(env.fake.calls) == 3  # two refused creates, three calls
+    calls = await env.calls(batch)
+    for number, refused_at in placed_at[:2]:  # fail_next hit the first two creates
+        [retried_at] = [when for n, when in placed_at[2:] if n == number]
+        assert retried_at - refused_at >= dt.timedelta(seconds=2)  # backoff of 2 s after a first refusal
+        call = calls[number]
+        assert call["status"] == "completed" and call["attempts"] == 1  # the refused attempt is not counted
+        [entry] = [h for h in call["history"] if h["event"] == "provider_error"]
+        assert entry["kind"] == kind and str(code) in entry["error"]
+
+
+async def test_timed_out_create_is_adopted_by_the_reaper_not_redialled(make_env):
+    env = await make_env()
+    env.fake.delay_next(1.5)  # beyond the provider's 0.5 s timeout; the fake creates the call anyway
+    batch = await env.api.create_batch(concurrencyLimit=1)
+    await env.api.add_calls(batch, [{"phoneNumber": N1}, {"phoneNumber": N2}])
+    await env.tick()
+    call = (await env.calls(batch))[N1]
+    assert call["status"] == "dialing" and call["providerCallId"] is None
+    assert [h["kind"] for h in call["history"] if h["event"] == "provider_error"] == ["unknown"]
+    await env.tick(5)
+    assert len(env.creates()) == 1 and await env.used(batch) == 1  # in flight, slot held, not redialled
+    env.clock.advance(121)
+    await env.engine.reaper.run()
+    sid = env.sid(N1)
+    assert (await env.calls(batch))[N1]["providerCallId"] == sid
+    await env.tick(3)
+    assert len(env.creates(N1)) == 1 and len(env.creates()) == 1
+    assert await env.fake.send_status(sid, "completed", duration=9) == 204
+    assert (await env.calls(batch))[N1]["status"] == "completed"
+    await env.tick()
+    assert [c.params["To"] for c in env.creates()] == [N1, N2]
+
+
+@pytest.mark.parametrize("kind", ["stream", "twiml"])
+async def test_twiml_connects_the_agent_with_the_record_variables(make_env, kind):
+    agent = {"streamUrl": "wss://agent.example/media"} if kind == "stream" else \
+        {"twimlUrl": "https://agent.example/voice?x=1"}
+    env = await make_env(agent)
+    batch = await env.api.create_batch()
+    await env.api.add_calls(batch, [{"phoneNumber": N1, "firstName": "Zoë & Co", "score": 3, "tags": ["a"]}])
+    await env.tick()
+    [create] = env.creates()
+    url, sid = create.params["Url"], env.sid(N1)
+    path = url[len(env.base):]
+    form = {"CallSid": sid, "AccountSid": env.fake.account_sid, "CallStatus": "in-progress", "To": N1}
+    client = env.api.client
+    assert (await client.post(path, data=form)).status == 403
+    bad = RequestValidator("x" + env.fake.auth_token).compute_signature(url, form)
+    assert (await client.post(path, data=form, headers={"X-Twilio-Signature": bad})).status == 403
+    signature = RequestValidator(env.fake.auth_token).compute_signature(url, form)
+    resp = await client.post(path, data=form, headers={"X-Twilio-Signature": signature})
+    assert resp.status == 200 and resp.content_type == "application/xml"
+    root = ET.fromstring(await resp.text())
+    call_id = (await env.calls(batch))[N1]["callId"]
+    expected = {"callId": call_id, "batchId": batch, "phoneNumber": N1, "firstName": "Zoë & Co", "score": "3",
+                "tags": '["a"]'}
+    if kind == "stream":
+        stream = root.find("./Connect/Stream")
+        assert stream is not None and stream.get("url") == "wss://agent.example/media"
+        assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")} == expected
+    else:
+        redirect = root.find("./Redirect")
+        assert redirect is not None and redirect.get("method") == "POST"
+        target = urlsplit(redirect.text)
+        assert target.netloc == "agent.example" and target.path == "/voice"
+        assert dict(parse_qsl(target.query)) == {"x": "1", **expected}
+
+
+async def test_provider_error_echoing_the_token_is_redacted(make_env, caplog):
+    env = await make_env()
+    env.fake.fail_next(400, 21205, f"Url rejected for account token {env.fake.auth_token}")
+    batch = await env.api.create_batch()
+    await env.api.add_calls(batch, [{"phoneNumber": N1}])
+    await env.tick()
+    call = (await env.calls(batch))[N1]
+    [entry] = [h for h in call["history"] if h["event"] == "provider_error"]
+    assert entry["kind"] == "rejected" and "[auth token]" in entry["error"]
+    assert any(getattr(r, "error", "").endswith("[auth token]") for r in caplog.records)
+    # the fixture's teardown checks every response body and log record for the token itself
