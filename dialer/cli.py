@@ -15,6 +15,7 @@ import sys
 from .clock import SystemClock
 from .logs import setup_logging
 from .phones import PhoneNormaliser
+from .runtime import tune_gc
 from .settings import Settings
 from .store import open_store
 from .tenancy import Tenancy, TenancyError, agent_view
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bad settings: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    tune_gc()
     if args.command == "serve":
         return _serve(settings, args)
     if args.command == "worker":

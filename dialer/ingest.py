@@ -81,6 +81,7 @@ class Planner:
         self.phones = phones
         self.ctx = ctx
         self._earliest: dict[tuple[str, ...], dt.datetime | None] = {}
+        self._checked_names: dict[frozenset, str | None] = {}
 
     def plan(self, call_data: list) -> Plan:
         plan = Plan(records=len(call_data))
@@ -91,10 +92,12 @@ class Planner:
                 continue
             previous = by_number.get(call.e164)
             if previous is not None:
-                # Same rule as a pending call already stored: the later record replaces the earlier.
+                # Same rule as a pending call already stored: the later record replaces the earlier,
+                # and takes its place in the order (re-inserting keeps the dict in winner order).
                 call.duplicates = previous.duplicates + 1
+                del by_number[call.e164]
             by_number[call.e164] = call
-        plan.calls = sorted(by_number.values(), key=lambda c: c.index)
+        plan.calls = list(by_number.values())
         return plan
 
     def earliest(self, zones: tuple[str, ...]) -> dt.datetime | None:
@@ -115,10 +118,15 @@ class Planner:
         except PhoneError as exc:
             errors.append(RecordError(index, raw, str(exc)))
             return None
-        variables = {k: v for k, v in record.items() if k not in RESERVED_FIELDS}
+        variables = dict(record)
+        del variables["phoneNumber"]
+        given_zone = variables.pop("timezone", None)
         problem = self._variables_problem(variables)
         if problem is None:
-            zones, source, problem = self._zones(record.get("timezone", None), "timezone" in record, number.zones)
+            if given_zone is None and len(number.zones) == 1:  # the common case, inline
+                zones, source = number.zones, "number"
+            else:
+                zones, source, problem = self._zones(given_zone, number.zones)
         if problem is not None:
             errors.append(RecordError(index, raw, problem))
             return None
@@ -136,13 +144,15 @@ class Planner:
         missing = [name for name in self.ctx.required_variables if variables.get(name) in (None, "")]
         if missing:
             return f"missing required variables: {', '.join(missing)}"
-        for key in variables:
-            if key.startswith("$") or "." in key or "\x00" in key:
-                return f"variable name {key!r} may not start with '$' or contain '.'"
-        return None
+        keys = frozenset(variables)
+        if keys not in self._checked_names:  # records of one request mostly share their field names
+            self._checked_names[keys] = next(
+                (f"variable name {key!r} may not start with '$' or contain '.'"
+                 for key in keys if key.startswith("$") or "." in key or "\x00" in key), None)
+        return self._checked_names[keys]
 
-    def _zones(self, given: Any, has_field: bool, candidates: tuple[str, ...]):
-        if has_field and given is not None:
+    def _zones(self, given: Any, candidates: tuple[str, ...]):
+        if given is not None:
             if not valid_zone(given):
                 return (), "", f"unknown time zone {given!r} (use an IANA name such as America/New_York)"
             return (given,), "record", None

@@ -39,6 +39,9 @@ QUERIES = [
     {"tags": {"$in": ["y", "z"]}},
     {"missing": None},
     {"n": 3},
+    {"n": {"$in": [1, 3]}},
+    {"n": 1, "batchId": "b1"},
+    {"_id": {"$in": ["ID1", "ID2", "ID3", "ID4"]}, "status": "queued"},
     {"n": True},  # bool is not 1
     {"oid": {"$in": []}},
     {"$or": [{"batchId": "b2"}, {"n": 1}]},

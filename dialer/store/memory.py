@@ -65,6 +65,16 @@ def _may_match(doc: dict, terms: list[tuple[str, frozenset]]) -> bool:
     return True
 
 
+def _decided(doc: dict, terms: list[tuple[str, frozenset]]) -> bool:
+    """True when the pre-filter alone decides the match: every field holds a plain string, ObjectId or
+    int (not bool, which Python equates with 1 and MongoDB does not)."""
+    for field, _ in terms:
+        value = doc.get(field)
+        if not (isinstance(value, _FAST_TYPES) or (type(value) is int)):
+            return False
+    return True
+
+
 def _iter_documents(self, flt):
     store = self._store
     if store.is_empty:
@@ -74,9 +84,13 @@ def _iter_documents(self, flt):
     id_terms = [allowed for field, allowed in terms if field == "_id"]
     if id_terms:
         candidates = [store[i] for i in id_terms[0] if i in store]
+        candidates = [d for d in candidates if _may_match(d, terms)]
     else:
         docs = list(store.documents)
         candidates = [d for d in docs if _may_match(d, terms)] if terms else docs
+    if terms and len(terms) == len(flt):
+        # Every condition is a pre-filter term: skip mongomock's matcher where the terms decided.
+        return (doc for doc in candidates if _decided(doc, terms) or filter_applies(flt, doc))
     return (doc for doc in candidates if filter_applies(flt, doc))
 
 
