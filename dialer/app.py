@@ -18,7 +18,6 @@ from .ingestion import Ingestion
 from .middlewares import errors
 from .phones import PhoneNormaliser
 from .routes import setup_routes
-from .slots import Slots
 from .settings import Settings
 from .store import open_store
 from .tenancy import Tenancy
@@ -39,7 +38,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BATCHES] = batches
     app[INGESTION] = Ingestion(settings, clock, tenancy, batches, CallWriter(store, clock), phones,
                                Idempotency(store, clock, settings.idempotency_ttl_seconds))
-    app[EVENTS] = CallEvents(store, clock, Slots(store), BatchPolicies(store), settings.lease_seconds)
+    app[EVENTS] = CallEvents(store, clock, BatchPolicies(store, clock), settings.lease_seconds)
     if settings.in_memory:
         app[DEMO] = await seed_demo(tenancy, settings)
     engine = None
@@ -47,6 +46,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         from workers.engine import Engine, make_provider
 
         engine = Engine(store, clock, settings, make_provider(settings, clock))
+        app[INGESTION].on_enqueued = engine.dispatcher.wake
         engine.start()
     yield
     if engine is not None:

@@ -2,8 +2,8 @@
 
 Used by the API's Twilio status webhook and by the simulator, so both paths behave the same.
 Each event is one conditional update (the status filter makes replays and out-of-order events
-harmless); a call leaving flight frees its slot. A retryable outcome (the batch's retry.on) with
-attempts left puts the call back in the queue after retry.delaySeconds; the dispatcher then waits
+harmless); a call leaving flight frees its slot by that alone (see slots.py). A retryable outcome
+(the batch's retry.on) with attempts left puts the call back in the queue after retry.delaySeconds; the dispatcher then waits
 for the callee's window again.
 """
 
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 
 from .clock import Clock
-from .slots import Slots
 from .statuses import IN_FLIGHT, CallStatus
 from .store import Store
 from .tenancy import parse_id
@@ -39,6 +37,7 @@ EARLIER = {
     CallStatus.RINGING: [CallStatus.DIALING.value],
     CallStatus.IN_PROGRESS: [CallStatus.DIALING.value, CallStatus.RINGING.value],
 }
+TALKING_LEASE_FACTOR = 8
 OUTCOME = {CallStatus.COMPLETED: "completed", CallStatus.BUSY: "busy", CallStatus.NO_ANSWER: "no_answer",
            CallStatus.FAILED: "failed", CallStatus.CANCELLED: "cancelled"}
 
@@ -50,30 +49,35 @@ def outcome_of(status: CallStatus, answered_by: str | None) -> str:
 
 
 class BatchPolicies:
-    """Retry policies of batches, cached a few seconds per process (read on every final event)."""
+    """Retry policies of batches, cached 30 s per process (needed on every final event)."""
 
-    def __init__(self, store: Store, ttl: float = 5.0) -> None:
+    def __init__(self, store: Store, clock: Clock, ttl_seconds: float = 30.0) -> None:
         self.store = store
-        self.ttl = ttl
-        self._cache: dict[ObjectId, tuple[float, dict]] = {}
+        self.clock = clock
+        self.ttl = dt.timedelta(seconds=ttl_seconds)
+        self._cache: dict[ObjectId, tuple[dt.datetime, dict]] = {}
 
     async def retry(self, batch_id: ObjectId) -> dict:
+        now = self.clock.now()
         hit = self._cache.get(batch_id)
-        if hit and hit[0] > time.monotonic():
+        if hit and hit[0] > now:
             return hit[1]
         doc = await self.store.batches.find_one({"_id": batch_id}, {"retry": 1})
         policy = (doc or {}).get("retry") or {"maxAttempts": 1, "delaySeconds": 0, "on": []}
-        self._cache[batch_id] = (time.monotonic() + self.ttl, policy)
+        self._cache[batch_id] = (now + self.ttl, policy)
         return policy
 
 
 class CallEvents:
-    def __init__(self, store: Store, clock: Clock, slots: Slots, policies: BatchPolicies, lease_seconds: float) -> None:
+    def __init__(self, store: Store, clock: Clock, policies: BatchPolicies, lease_seconds: float) -> None:
         self.store = store
         self.clock = clock
-        self.slots = slots
         self.policies = policies
         self.lease = dt.timedelta(seconds=lease_seconds)
+
+    def _lease_for(self, status: CallStatus) -> dt.timedelta:
+        # Conversations last minutes: check them with the provider less often than ringing calls.
+        return self.lease * (TALKING_LEASE_FACTOR if status == CallStatus.IN_PROGRESS else 1)
 
     async def apply(self, call_id: Any, provider_call_id: str | None, status: str, *, batch_id: Any = None,
                     answered_by: str | None = None, duration: int | None = None, error: str | None = None) -> str:
@@ -95,13 +99,21 @@ class CallEvents:
             new = PROGRESS[status]
             result = await self.store.calls.update_one(
                 {**match, "status": {"$in": EARLIER[new]}},
-                {"$set": {"status": new.value, "updatedAt": now, "leaseUntil": now + self.lease, **sid,
+                {"$set": {"status": new.value, "updatedAt": now, "leaseUntil": now + self._lease_for(new), **sid,
                           **({"answeredBy": answered_by} if answered_by else {})},
                  "$push": {"history": entry}},
             )
             return "progress" if result.modified_count else "ignored"
+        if status in ("queued", "initiated"):
+            if not provider_call_id:
+                return "ignored"
+            # The provider accepted the call: record its id if the dispatcher has not yet.
+            result = await self.store.calls.update_one(
+                {"_id": oid, "providerCallId": {"$exists": False}, "status": {"$in": IN_FLIGHT_VALUES}},
+                {"$set": sid, "$push": {"history": entry}})
+            return "progress" if result.modified_count else "ignored"
         if status not in FINAL:
-            return "ignored"  # queued / initiated: the call is already dialing
+            return "ignored"
         final = FINAL[status]
         return await self.finish(match, parse_id(batch_id), final, outcome_of(final, answered_by), entry, duration,
                                  record=sid)
@@ -144,7 +156,7 @@ class CallEvents:
             )
         if updated is None:
             return "ignored"  # someone else finished it first
-        await self.slots.release(updated["batchId"], [updated["_id"]])
+        # Its slot is freed by the next reservation, which sees the call is no longer in flight.
         log.info("call finished" if kind == "final" else "call will be retried",
                  extra={"callId": str(updated["_id"]), "batchId": str(updated["batchId"]), "outcome": outcome})
         return kind

@@ -6,7 +6,9 @@ from typing import Mapping
 
 from bson import ObjectId
 
-from .clock import iso
+from datetime import datetime, timezone
+
+from .clock import as_utc, iso
 from .statuses import CallStatus
 from .store import Store
 from .tenancy import parse_id
@@ -18,6 +20,11 @@ STATUS_VALUES = {s.value for s in CallStatus}
 
 class CallQueryError(ValueError):
     pass
+
+
+def _history_time(entry: dict):
+    at = entry.get("at")
+    return as_utc(at) if at is not None else datetime.min.replace(tzinfo=timezone.utc)
 
 
 def call_view(call: dict) -> dict:
@@ -35,9 +42,8 @@ def call_view(call: dict) -> dict:
         "nextAttemptAt": iso(call.get("nextAttemptAt")),
         "providerCallId": call.get("providerCallId"),
         "outcome": call.get("outcome"),
-        "history": [
-            {**h, "at": iso(h["at"])} if "at" in h else h for h in call.get("history", [])
-        ],
+        # In time order: the dispatcher records a placement after the fact, with its own time.
+        "history": [{**h, "at": iso(h.get("at"))} for h in sorted(call.get("history", []), key=_history_time)],
         "createdAt": iso(call.get("createdAt")),
         "updatedAt": iso(call.get("updatedAt")),
     }

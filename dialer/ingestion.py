@@ -66,6 +66,7 @@ class Ingestion:
         self.writer = writer
         self.phones = phones
         self.idempotency = idempotency
+        self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
 
     async def add_calls(self, principal: Principal, raw: bytes, idempotency_key: str | None) -> Outcome:
         if idempotency_key is None:
@@ -149,6 +150,8 @@ class Ingestion:
         status = batch["status"]
         if call_ids:
             status = await self.batches.start_after_insert(batch)
+            if self.on_enqueued is not None:
+                self.on_enqueued()
         data = {"added": len(call_ids), "callIds": call_ids, "inserted": inserted, "updated": updated,
                 "duplicatesCollapsed": plan.collapsed, "inFlight": in_flight, "batchStatus": status}
         log.info("calls enqueued", extra={"batchId": str(batch["_id"]), "added": len(call_ids),

@@ -19,13 +19,21 @@ class Harness:
         self.sim = Simulator(clock, outcomes or {"answered": 1.0}, mean_duration=mean_duration, seed=seed)
         self.settings = settings
         self.engines = [self.new_engine(f"d{i}") for i in range(dispatchers)]
+        self.sim.sink = self.deliver
         self.peak: Counter = Counter()  # batchId -> highest number of calls seen in flight
         self.peak_total = 0
         self.placements: list[tuple[dt.datetime, str]] = []  # (when, number)
 
     def new_engine(self, name: str) -> Engine:
         engine = Engine(self.api.store, self.clock, self.settings, self.sim, name=name)
+        self.sim.sink = self.deliver  # the provider's events reach every dispatcher alike
         return engine
+
+    async def deliver(self, event) -> None:
+        engine = self.engines[0]
+        await engine.deliver(event)
+        for other in self.engines[1:]:
+            other.dispatcher.poke()
 
     async def observe(self) -> None:
         flying = await self.api.store.calls.find({"status": {"$in": IN_FLIGHT_VALUES}}, {"batchId": 1}).to_list(None)

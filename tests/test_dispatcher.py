@@ -236,12 +236,13 @@ async def test_stale_slots_heal(api, clock, engine_settings):
     await api.add_calls(batch, nums(4))
     # A crash left two slots taken by calls that are not in flight.
     await h.engines[0].slots.state()
+    lost = [{"callId": ObjectId(), "token": "t", "at": clock.now()} for _ in range(2)]
     await api.store.dispatch.update_one({"_id": "account"}, {"$push": {
-        f"slots.{batch}": {"$each": [{"callId": ObjectId(), "at": clock.now()}] * 2}}})
+        f"slots.{batch}": {"$each": lost}, "all": {"$each": lost}}})
     await h.step()
     assert h.sim.placed == []
     clock.advance(300)
-    assert await h.engines[0].reaper.heal_slots() == 2
+    assert await h.engines[0].reaper.heal_slots() == 4  # two entries per batch and two for the account
     await h.step()
     await h.step()
     assert len(h.sim.placed) == 2
@@ -256,7 +257,7 @@ async def test_stop_hands_back_claimed_calls(api, clock, engine_settings):
     await engine.stop()
     calls = await api.all_calls(batch)
     assert {c["status"] for c in calls} == {"queued"} and {c["attempts"] for c in calls} == {0}
-    state = await engine.slots.state()
+    state = await engine.slots.state(clock.now())  # as the next reservation sees it
     assert state.total == 0
 
 

@@ -22,7 +22,7 @@ from bson import ObjectId
 from pymongo import UpdateOne
 
 from dialer.call_events import CallEvents
-from dialer.clock import Clock
+from dialer.clock import Clock, as_utc
 from dialer.slots import Slots
 from dialer.statuses import ACTIVE, IN_FLIGHT, BatchStatus, CallStatus
 from dialer.store import Store
@@ -45,6 +45,9 @@ class DispatcherConfig:
     public_base_url: str = ""
     machine_detection: bool = False
     rate_horizon_seconds: float = 2.0  # how far ahead dial times may be reserved
+    recheck_seconds: float = 2.0  # an idle dispatcher looks again this often (sooner when poked)
+    batch_cache_seconds: float = 5.0  # running batches' settings are re-read this often
+    claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free
 
 
 @dataclass
@@ -85,6 +88,13 @@ class Dispatcher:
         self._ready: list[Claimed] = []  # claimed, waiting for their dial time
         self._rotation = 0
         self._windows: dict[str, CallingWindow] = {}
+        self._unrecorded: list[UpdateOne] = []  # provider ids of placed calls, written with the next claim
+        self._pokes = 0  # calls that left flight in this process since the last look
+        self._pokes_needed = 1  # how many freed slots make another look worthwhile
+        self._idle_until: dt.datetime | None = None
+        self._batches: tuple[dt.datetime, list[dict]] | None = None  # (fresh until, running batches)
+        self._recheck = dt.timedelta(seconds=config.recheck_seconds)
+        self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
 
     # ---- one tick -------------------------------------------------------------------------
     async def tick(self) -> int:
@@ -95,24 +105,61 @@ class Dispatcher:
             await self._claim(now)
         return await self._place_due(now)
 
+    def poke(self) -> None:
+        """A call left flight (an event applied in this process): a slot is free."""
+        self._pokes += 1
+
+    def wake(self) -> None:
+        """New work (calls enqueued in this process): look at the next tick, batches re-read."""
+        self._idle_until = None
+        self._batches = None
+
+    async def _running_batches(self, now: dt.datetime) -> list[dict]:
+        if self._batches is None or now >= self._batches[0]:
+            batches = await self.store.batches.find(
+                {"status": BatchStatus.RUNNING.value,
+                 "$or": [{"scheduledAt": None}, {"scheduledAt": {"$lte": now}}]},
+                {"callingWindow": 1, "concurrencyLimit": 1, "callingNumbers": 1, "ringingTimeoutSeconds": 1},
+            ).sort("_id", 1).to_list(None)
+            self._batches = (now + self._batch_ttl, batches)
+        return self._batches[1]
+
     async def _claim(self, now: dt.datetime) -> None:
-        batches = await self.store.batches.find(
-            {"status": BatchStatus.RUNNING.value,
-             "$or": [{"scheduledAt": None}, {"scheduledAt": {"$lte": now}}]}
-        ).sort("_id", 1).to_list(None)
+        if self._idle_until is not None and now < self._idle_until and self._pokes < self._pokes_needed:
+            return  # nothing more could be claimed last time, and not enough slots were freed here since
+        self._pokes = 0
+        batches = await self._running_batches(now)
         if not batches:
+            await self.flush_records()
+            self._idle_until = now + self._recheck
             return
-        state = await self.slots.state()
+        state = await self.slots.state(now)
         budget = self._rate_budget(now, state.next_dial_at)
         account_free = self.config.max_concurrent_calls - state.total
         candidates: dict[ObjectId, list[dict]] = {}
         deferrals: list[UpdateOne] = []
         idle: list[dict] = []
+        needed: list[int] = []  # per batch waiting for its group: slots still to be freed
+        rate_bound = False  # calls are due but the dial rate allows none now
+        wakes: list[dt.datetime] = []  # when calls waiting for their window or retry delay become due
+        room: dict[ObjectId, tuple[int, int]] = {}  # batch -> (free slots, claim group)
         start = self._rotation % len(batches)
         self._rotation += 1
         for batch in batches[start:] + batches[:start]:
-            free = batch["concurrencyLimit"] - state.used(batch["_id"])
-            if free <= 0 or budget <= 0 or account_free <= 0:
+            used = state.used(batch["_id"])
+            free = batch["concurrencyLimit"] - used
+            # Claim in small groups (a few % of the limit) rather than one call per freed slot: each
+            # claim costs the same few database operations whatever the group's size.
+            group = max(1, math.ceil(batch["concurrencyLimit"] * self.config.claim_group_fraction))
+            room[batch["_id"]] = (free, group)
+            if free <= 0 or (used > 0 and free < group):
+                needed.append(group - max(free, 0))
+                continue
+            if budget <= 0:
+                rate_bound = True
+                continue
+            if account_free <= 0:
+                needed.append(1)
                 continue
             due = await self.store.calls.find(
                 {"batchId": batch["_id"], "status": CallStatus.QUEUED.value, "nextAttemptAt": {"$lte": now}},
@@ -130,13 +177,30 @@ class Dispatcher:
                                                {"$set": {"nextAttemptAt": opens or now + HORIZON}}))
             if ready:
                 candidates[batch["_id"]] = ready
-            elif not due and state.used(batch["_id"]) == 0:
-                idle.append(batch)
+            elif not due:
+                wake = await self._next_due(batch["_id"])
+                if wake is not None:
+                    wakes.append(wake)
+                elif used == 0:
+                    idle.append(batch)
         grants = self._share(candidates, min(budget, account_free))
         claims = await self._reserve_and_claim(batches, grants, state, deferrals, now)
+        for batch_id, granted in grants.items():  # after this claim, how many must end before the next
+            free, group = room[batch_id]
+            left = free - len(granted)
+            if left < group:
+                needed.append(group - left)
         self.stats.deferred += len(deferrals)
         for batch in idle:
             await self._complete_if_done(batch, now)
+        limited = rate_bound or (grants and sum(map(len, grants.values())) >= min(budget, account_free))
+        if (grants and not claims) or limited:
+            self._idle_until = None  # lost a race, or held back by the rate or the account: next tick
+        else:
+            # Done for now: look again when enough slots were freed here, or after the recheck interval
+            # (work arriving from other processes: new calls, status callbacks to the API).
+            self._idle_until = min([now + self._recheck, *wakes])
+            self._pokes_needed = min(needed) if needed else 1
         self._ready.extend(claims)
         self._ready.sort()
 
@@ -162,15 +226,21 @@ class Dispatcher:
     async def _reserve_and_claim(self, batches: list[dict], grants: dict[ObjectId, list[dict]], state,
                                  deferrals: list[UpdateOne], now: dt.datetime) -> list[Claimed]:
         by_id = {b["_id"]: b for b in batches}
+        token = secrets.token_hex(6)
         reservation = None
         if grants:
             wanted = {b: (by_id[b]["concurrencyLimit"], [c["_id"] for c in calls]) for b, calls in grants.items()}
             reservation = await self.slots.reserve(state, wanted, self.config.max_concurrent_calls,
-                                                   self.config.calls_per_second, now)
+                                                   self.config.calls_per_second, now, token)
             if reservation is None:
                 self.stats.lost_races += 1
-        ops = list(deferrals)
-        token = secrets.token_hex(6)
+            elif self.clock.now() > now + self._lease / 2:
+                # Too slow (a stall): past half the grace period the slots may be harvested; give them back.
+                for batch_id, ids in reservation.grants.items():
+                    await self.slots.release(batch_id, ids, token)
+                reservation = None
+        records, self._unrecorded = self._unrecorded, []
+        ops = list(deferrals) + records
         claimed_ids: list[ObjectId] = []
         if reservation is not None:
             for calls in grants.values():
@@ -193,7 +263,7 @@ class Dispatcher:
             won = {d["_id"] async for d in self.store.calls.find({"_id": {"$in": claimed_ids}, "claimToken": token},
                                                                    {"_id": 1})}
             for batch_id, ids in reservation.grants.items():
-                await self.slots.release(batch_id, [i for i in ids if i not in won])
+                await self.slots.release(batch_id, [i for i in ids if i not in won], token)
         out = []
         for batch_id, calls in grants.items():
             for call in calls:
@@ -211,6 +281,12 @@ class Dispatcher:
         if key not in self._windows:
             self._windows[key] = CallingWindow.parse(batch["callingWindow"])
         return self._windows[key]
+
+    async def _next_due(self, batch_id: ObjectId) -> dt.datetime | None:
+        """When the batch's next queued call becomes due (window opening, retry delay): a computed wake-up."""
+        doc = await self.store.calls.find_one({"batchId": batch_id, "status": CallStatus.QUEUED.value},
+                                              {"nextAttemptAt": 1}, sort=[("nextAttemptAt", 1)])
+        return None if doc is None else as_utc(doc["nextAttemptAt"])
 
     async def _complete_if_done(self, batch: dict, now: dt.datetime) -> None:
         left = await self.store.calls.find_one({"batchId": batch["_id"], "status": {"$in": ACTIVE_VALUES}}, {"_id": 1})
@@ -230,17 +306,23 @@ class Dispatcher:
             return 0
         self._ready = [c for c in self._ready if c.dial_at > now]
         results = await asyncio.gather(*(self._place(c) for c in due))
-        # Only onto the attempt we placed: still in flight under our claim, id not yet recorded
-        # (an early status callback may have recorded it already).
-        placed = [UpdateOne({"_id": c.call["_id"], "claimToken": c.token, "status": {"$in": IN_FLIGHT_VALUES},
-                             "providerCallId": {"$exists": False}},
-                            {"$set": {"providerCallId": sid, "leaseUntil": now + self._lease},
+        # Recording the provider's ids rides on the next claim's bulk write (no write of its own): a
+        # status event may record it first (events accept a call whose id is not yet recorded), and
+        # after a crash before either, the reaper finds the call at the provider by number.
+        # Only onto the attempt we placed (our claim token, not since put back in the queue for a
+        # retry); the same id as any event recorded.
+        placed = [UpdateOne({"_id": c.call["_id"], "claimToken": c.token, "status": {"$ne": CallStatus.QUEUED.value}},
+                            {"$set": {"providerCallId": sid}, "$max": {"leaseUntil": now + self._lease},
                              "$push": {"history": {"at": now, "event": "placed", "providerCallId": sid}}})
                   for c, sid in zip(due, results) if sid]
-        if placed:
-            await self.store.calls.bulk_write(placed, ordered=False)
+        self._unrecorded += placed
         self.stats.placed += len(placed)
         return len(placed)
+
+    async def flush_records(self) -> None:
+        if self._unrecorded:
+            ops, self._unrecorded = self._unrecorded, []
+            await self.store.calls.bulk_write(ops, ordered=False)
 
     def dial_request(self, call: dict, batch: dict) -> DialRequest:
         numbers = batch["callingNumbers"]
@@ -291,18 +373,18 @@ class Dispatcher:
             await self._requeue(call, batch, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
 
     async def _requeue(self, call: dict, batch: dict, when: dt.datetime, entry: dict, provider_error: bool) -> None:
-        """Back to the queue without counting the attempt (nothing reached the callee), slot freed."""
-        result = await self.store.calls.update_one(
+        """Back to the queue without counting the attempt (nothing reached the callee); the next
+        reservation frees its slot, seeing it no longer in flight."""
+        await self.store.calls.update_one(
             {"_id": call["_id"], "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
             {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
              "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
              "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": ""}, "$push": {"history": entry}})
-        if result.modified_count:
-            await self.slots.release(batch["_id"], [call["_id"]])
 
     async def stop_claiming(self) -> None:
         """SIGTERM: claim nothing more; calls claimed but not yet placed go back to the queue."""
         self.claiming = False
+        await self.flush_records()
         pending, self._ready = self._ready, []
         now = self.clock.now()
         for claimed in pending:

@@ -52,24 +52,33 @@ class Engine:
         self.settings = settings
         self.provider = provider
         self.name = name or f"dispatcher-{secrets.token_hex(3)}"
-        self.slots = Slots(store)
-        self.events = CallEvents(store, clock, self.slots, BatchPolicies(store), settings.lease_seconds)
+        self.slots = Slots(store, grace_seconds=settings.lease_seconds)
+        self.events = CallEvents(store, clock, BatchPolicies(store, clock), settings.lease_seconds)
         cps = settings.calls_per_second
+        # An idle dispatcher looks again every few polls for work from other processes (status
+        # callbacks to the API, calls enqueued by another API process). With the simulator every
+        # call's end is an event in this process (it pokes) and it runs inside the API (enqueueing
+        # wakes it), so a minute is enough.
+        recheck = 4 * settings.poll_interval_seconds
         if isinstance(provider, Simulator):
             cps *= settings.sim_time_scale  # the simulator compresses time, rate budget included
             provider.sink = self.deliver
+            recheck = 120 * settings.poll_interval_seconds
         self.dispatcher = Dispatcher(store, clock, provider, self.events, self.slots, DispatcherConfig(
             calls_per_second=cps, max_concurrent_calls=settings.max_concurrent_calls,
             lease_seconds=settings.lease_seconds, public_base_url=settings.public_base_url,
+            recheck_seconds=recheck,
             machine_detection=settings.machine_detection), name=self.name)
         self.reaper = Reaper(store, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name)
         self._scheduler: AsyncIOScheduler | None = None
         self._jobs_running = 0
 
     async def deliver(self, event: CallEvent) -> None:
-        await self.events.apply(event.call_id, event.provider_call_id, event.status,
-                                batch_id=event.extra.get("batchId"), answered_by=event.answered_by,
-                                duration=event.duration, error=event.error)
+        result = await self.events.apply(event.call_id, event.provider_call_id, event.status,
+                                         batch_id=event.extra.get("batchId"), answered_by=event.answered_by,
+                                         duration=event.duration, error=event.error)
+        if result in ("final", "retry"):
+            self.dispatcher.poke()  # a slot is free: look again at the next tick
 
     async def step(self) -> int:
         """One dispatch tick plus delivery of due simulator events (what the scheduler runs)."""
@@ -93,7 +102,7 @@ class Engine:
         scheduler.add_job(self._guarded, "interval", args=[self.step], id="dispatch",
                           seconds=self.settings.poll_interval_seconds, **common)
         scheduler.add_job(self._guarded, "interval", args=[self.reaper.run], id="reaper",
-                          seconds=max(1.0, self.settings.lease_seconds / 4), **common)
+                          seconds=max(1.0, self.settings.lease_seconds / 2), **common)
         scheduler.start()
         self._scheduler = scheduler
         log.info("dispatcher started", extra={"dispatcher": self.name, "provider": self.provider.name})

@@ -5,7 +5,7 @@
   talking: the lease is extended); without one, the provider is asked whether a call to that number
   was created since the claim (an UNKNOWN error or a crash between create and record); if none
   was, the call goes back to the queue with the attempt not counted. Never lost, never dialled twice.
-- Slots whose call is no longer in flight for longer than a grace period are freed.
+- Slots whose call left flight are compacted away (when no dispatcher ticks to do it).
 - Pending batches whose scheduled start has come, and that have calls, start running.
 """
 
@@ -16,12 +16,11 @@ import logging
 
 from pymongo import ReturnDocument
 
-from dialer.call_events import FINAL, CallEvents
+from dialer.call_events import FINAL, PROGRESS, TALKING_LEASE_FACTOR, CallEvents
 from dialer.clock import Clock, as_utc
 from dialer.slots import Slots
 from dialer.statuses import IN_FLIGHT, WAITING, BatchStatus, CallStatus
 from dialer.store import Store
-from dialer.tenancy import parse_id
 
 from .providers.base import ProviderError, TelephonyProvider
 
@@ -55,9 +54,10 @@ class Reaper:
         done = 0
         for call in expired:
             # Take the call for reconciliation so two reapers never act on it at once.
+            lease = self.lease * (TALKING_LEASE_FACTOR if call["status"] == CallStatus.IN_PROGRESS.value else 1)
             mine = await self.store.calls.find_one_and_update(
                 {"_id": call["_id"], "leaseUntil": call["leaseUntil"], "status": call["status"]},
-                {"$set": {"leaseUntil": now + self.lease, "claimedBy": self.name}},
+                {"$set": {"leaseUntil": now + lease, "claimedBy": self.name}},
                 return_document=ReturnDocument.AFTER)
             if mine is None:
                 continue
@@ -80,14 +80,12 @@ class Reaper:
                 if sid:
                     break
             if sid is None:
-                result = await self.store.calls.update_one(
+                await self.store.calls.update_one(
                     {"_id": call["_id"], "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
                     {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": now},
                      "$inc": {"attempts": -1},
                      "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""},
                      "$push": {"history": {"at": now, "event": "requeued_after_crash"}}})
-                if result.modified_count:
-                    await self.slots.release(call["batchId"], [call["_id"]])
                 log.warning("call never reached the provider: requeued", extra=ids)
                 return
             await self.store.calls.update_one({"_id": call["_id"], "providerCallId": {"$exists": False}},
@@ -96,29 +94,19 @@ class Reaper:
         event = await self.provider.call_status(sid)
         if event is None:
             await self.events.apply(call["_id"], sid, "failed", batch_id=call["batchId"], error="unknown to the provider")
-        elif event.status in FINAL or event.status in ("ringing", "in-progress"):
+        elif PROGRESS.get(event.status) == call["status"]:
+            pass  # still ringing / talking, as we knew: the lease taken above is the extension
+        elif event.status in FINAL or event.status in PROGRESS:
             await self.events.apply(call["_id"], sid, event.status, batch_id=call["batchId"],
                                     answered_by=event.answered_by, duration=event.duration)
         log.info("call reconciled", extra={**ids, "providerStatus": None if event is None else event.status})
 
-    async def heal_slots(self, grace: dt.timedelta | None = None) -> int:
-        """Free slots whose call has not been in flight for longer than the grace period."""
-        grace = grace if grace is not None else self.lease
-        now = self.clock.now()
-        taken = await self.slots.taken()
-        if not taken:
-            return 0
-        ids = [entry["callId"] for _, entry in taken]
-        flying = {d["_id"] async for d in self.store.calls.find(
-            {"_id": {"$in": ids}, "status": {"$in": IN_FLIGHT_VALUES}}, {"_id": 1})}
-        stale: dict[str, list] = {}
-        for batch, entry in taken:
-            if entry["callId"] not in flying and as_utc(entry["at"]) < now - grace:
-                stale.setdefault(batch, []).append(entry["callId"])
-        for batch, call_ids in stale.items():
-            await self.slots.release(parse_id(batch), call_ids)
-            log.warning("freed stale slots", extra={"batchId": batch, "count": len(call_ids)})
-        return sum(len(v) for v in stale.values())
+    async def heal_slots(self) -> int:
+        """Free slots whose call left flight (normally the next reservation does it)."""
+        freed = await self.slots.compact(self.clock.now())
+        if freed:
+            log.info("freed slots of calls no longer in flight", extra={"count": freed})
+        return freed
 
     async def start_scheduled(self) -> int:
         now = self.clock.now()

@@ -27,9 +27,12 @@ INDEXES: list[Index] = [
     Index("batches", [("status", ASCENDING)], {"name": "status"}),
     # At most one waiting or in-flight call per (batch, number): activeKey is unset when a call ends.
     Index("calls", [("activeKey", ASCENDING)], {"unique": True, "sparse": True, "name": "active_key"}, unique_in_memory=False),
-    # Claiming (first in, first out among due calls) and listing by status.
-    Index("calls", [("batchId", ASCENDING), ("status", ASCENDING), ("seq", ASCENDING)], {"name": "batch_status_seq"}),
-    Index("calls", [("batchId", ASCENDING), ("seq", ASCENDING)], {"name": "batch_seq"}),
+    # Claiming (first in, first out among due calls) and listing by status, in enqueue (_id) order.
+    Index("calls", [("batchId", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], {"name": "batch_status_id"}),
+    Index("calls", [("batchId", ASCENDING), ("_id", ASCENDING)], {"name": "batch_id"}),
+    # The dispatcher's computed wake-up: the batch's next queued call to become due.
+    Index("calls", [("batchId", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING)],
+          {"name": "batch_status_due"}),
     # The reaper: in-flight calls whose lease ran out.
     Index("calls", [("status", ASCENDING), ("leaseUntil", ASCENDING)], {"name": "status_lease"}),
     Index("calls", [("providerCallId", ASCENDING)], {"sparse": True, "name": "provider_call"}),
