@@ -82,7 +82,8 @@ class Simulator:
         ring = self.rng.uniform(3, min(25, request.ringing_timeout))
         duration = max(5, int(self.rng.expovariate(1 / self.mean_duration)))
         if outcome in ("answered", "machine"):
-            by = "human" if outcome == "answered" else "machine_start"
+            # Like Twilio, who answered is known only when answering machine detection was asked for.
+            by = None if not request.machine_detection else "human" if outcome == "answered" else "machine_start"
             self._schedule(self._after(ring), call, "in-progress", answered_by=by)
             self._schedule(self._after(ring + duration), call, "completed", answered_by=by, duration=duration)
         elif outcome == "busy":
