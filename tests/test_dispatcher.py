@@ -263,3 +263,13 @@ async def test_stop_hands_back_claimed_calls(api, clock, engine_settings):
 
 def test_dial_time_is_utc_aware():
     assert as_utc(dt.datetime(2026, 1, 1)).tzinfo is UTC
+
+
+@pytest.mark.parametrize("detection, outcome", [(True, "machine"), (False, "completed")])
+async def test_machine_outcome_needs_detection(api, clock, engine_settings, detection, outcome):
+    h = Harness(api, clock, engine_settings.replace(machine_detection=detection), outcomes={"machine": 1.0})
+    batch = await api.create_batch()
+    await api.add_calls(batch, nums(2))
+    await h.run_until(lambda: _is(h, batch, "completed"))
+    assert {c["outcome"] for c in await api.all_calls(batch)} == {outcome}
+    assert all(r.machine_detection is detection for r in h.sim.placed)
