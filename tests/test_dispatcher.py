@@ -200,9 +200,9 @@ async def test_killed_dispatcher_before_placing_loses_nothing_and_dials_once(api
     batch = await api.create_batch(concurrencyLimit=5)
     await api.add_calls(batch, nums(5))
     doomed = h.engines[0]
-    await doomed.dispatcher._claim(clock.now())  # claims 5 calls with dial times spread over 5 s...
+    await doomed.dispatcher.claim(clock.now())  # claims 5 calls with dial times spread over 5 s...
     assert doomed.dispatcher.waiting_to_place > 0
-    await doomed.dispatcher._place_due(clock.now())  # ...places the first, then the process dies
+    await doomed.dispatcher.placer.place_due(clock.now())  # ...places the first, then the process dies
     assert len(h.sim.placed) == 1
     h.engines = [h.new_engine("survivor")]
     clock.advance(300)  # past the lease
@@ -253,7 +253,7 @@ async def test_stop_hands_back_claimed_calls(api, clock, engine_settings):
     batch = await api.create_batch(concurrencyLimit=5)
     await api.add_calls(batch, nums(5))
     engine = h.engines[0]
-    await engine.dispatcher._claim(clock.now())
+    await engine.dispatcher.claim(clock.now())
     await engine.stop()
     calls = await api.all_calls(batch)
     assert {c["status"] for c in calls} == {"queued"} and {c["attempts"] for c in calls} == {0}

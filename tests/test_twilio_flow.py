@@ -182,7 +182,7 @@ async def test_forged_and_unsigned_callbacks_are_refused_and_change_nothing(make
     batch = await env.api.create_batch(concurrencyLimit=1)
     await env.api.add_calls(batch, [{"phoneNumber": N1}, {"phoneNumber": N2}])
     await env.tick()
-    await env.engine.dispatcher.flush_records()  # the sid is recorded (else with the next claim)
+    await env.engine.dispatcher.placer.flush_records()  # the sid is recorded (else with the next claim)
     sid = env.sid(N1)
     before = (await env.calls(batch))[N1]
     assert await env.fake.send_forged(sid, "completed", duration=3) == 403

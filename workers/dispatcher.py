@@ -1,22 +1,21 @@
 """The dispatcher's decisions, one tick at a time: which calls to place now, within every limit.
 
-A tick: read the running batches and the shared slot document; for each batch with free slots, take
-its due calls first in, first out (calls whose callee's window has closed meanwhile are moved to
-the next opening, computed, not polled); share the account's free slots and dial-rate budget
-between batches round-robin; reserve the slots in one conditional update; claim the calls in one
-bulk write (queued -> dialing, with a lease); place the calls whose dial time has come; record the
-provider call ids in one bulk write. Batches with nothing left become completed.
+A tick: read the running batches and the shared slot document (dropping the slots of calls that
+left flight); for each batch with a group of free slots, take its due calls first in, first out
+(calls whose callee's window has closed meanwhile are moved to the next opening, computed, not
+polled); share the account's free slots and dial-rate budget between batches round-robin; reserve
+the slots in one compare-and-set; claim the calls in one bulk write (queued -> dialing, with a
+lease); hand them to the Placer (placement.py), which places each at its dial time. Batches with
+nothing left become completed. Between claims the dispatcher sleeps (see claim()).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import math
 import secrets
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bson import ObjectId
 from pymongo import UpdateOne
@@ -28,13 +27,12 @@ from dialer.statuses import ACTIVE, IN_FLIGHT, BatchStatus, CallStatus
 from dialer.store import Store
 from dialer.windows import CallingWindow
 
-from .providers.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
+from .placement import HORIZON, Claimed, Placer
+from .providers.base import TelephonyProvider
 
 log = logging.getLogger("workers.dispatcher")
 ACTIVE_VALUES = [s.value for s in ACTIVE]
 IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
-HORIZON = dt.timedelta(days=15)
-MAX_BACKOFF_SECONDS = 300
 
 
 @dataclass
@@ -65,14 +63,6 @@ class Stats:
                 f"deferred={self.deferred} lost_races={self.lost_races} completed_batches={self.completed_batches}")
 
 
-@dataclass(order=True)
-class Claimed:
-    dial_at: dt.datetime
-    call: dict = field(compare=False)
-    batch: dict = field(compare=False)
-    token: str = field(compare=False, default="")
-
-
 class Dispatcher:
     def __init__(self, store: Store, clock: Clock, provider: TelephonyProvider, events: CallEvents,
                  slots: Slots, config: DispatcherConfig, name: str | None = None) -> None:
@@ -85,15 +75,16 @@ class Dispatcher:
         self.name = name or f"dispatcher-{secrets.token_hex(3)}"
         self.stats = Stats()
         self.claiming = True
-        self._ready: list[Claimed] = []  # claimed, waiting for their dial time
         self._rotation = 0
         self._windows: dict[str, CallingWindow] = {}
-        self._unrecorded: list[UpdateOne] = []  # provider ids of placed calls, written with the next claim
         self._pokes = 0  # calls that left flight in this process since the last look
         self._pokes_needed = 1  # how many freed slots make another look worthwhile
         self._idle_until: dt.datetime | None = None
         self._batches: tuple[dt.datetime, list[dict]] | None = None  # (fresh until, running batches)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
+        self.placer = Placer(store, clock, provider, events, self._window, self.stats,
+                             lease=dt.timedelta(seconds=config.lease_seconds),
+                             public_base_url=config.public_base_url, machine_detection=config.machine_detection)
         self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
 
     # ---- one tick -------------------------------------------------------------------------
@@ -102,8 +93,8 @@ class Dispatcher:
         self.stats.ticks += 1
         now = self.clock.now()
         if self.claiming:
-            await self._claim(now)
-        return await self._place_due(now)
+            await self.claim(now)
+        return await self.placer.place_due(now)
 
     def poke(self) -> None:
         """A call left flight (an event applied in this process): a slot is free."""
@@ -124,13 +115,14 @@ class Dispatcher:
             self._batches = (now + self._batch_ttl, batches)
         return self._batches[1]
 
-    async def _claim(self, now: dt.datetime) -> None:
+    async def claim(self, now: dt.datetime) -> None:
+        """Reserve and claim what may be dialled now (a tick without the placing)."""
         if self._idle_until is not None and now < self._idle_until and self._pokes < self._pokes_needed:
             return  # nothing more could be claimed last time, and not enough slots were freed here since
         self._pokes = 0
         batches = await self._running_batches(now)
         if not batches:
-            await self.flush_records()
+            await self.placer.flush_records()
             self._idle_until = now + self._recheck
             return
         state = await self.slots.state(now)
@@ -201,15 +193,14 @@ class Dispatcher:
             # (work arriving from other processes: new calls, status callbacks to the API).
             self._idle_until = min([now + self._recheck, *wakes])
             self._pokes_needed = min(needed) if needed else 1
-        self._ready.extend(claims)
-        self._ready.sort()
+        self.placer.add(claims)
 
     def _rate_budget(self, now: dt.datetime, next_dial_at: dt.datetime | None) -> int:
         """How many dial times may still be reserved up to now + the rate horizon."""
         cps = self.config.calls_per_second
         start = max(now, next_dial_at or now)
         ahead = (start - now).total_seconds()
-        return max(0, math.floor((self.config.rate_horizon_seconds - ahead) * cps) + 1) - len(self._ready)
+        return max(0, math.floor((self.config.rate_horizon_seconds - ahead) * cps) + 1) - len(self.placer.ready)
 
     @staticmethod
     def _share(candidates: dict[ObjectId, list[dict]], total: int) -> dict[ObjectId, list[dict]]:
@@ -239,8 +230,7 @@ class Dispatcher:
                 for batch_id, ids in reservation.grants.items():
                     await self.slots.release(batch_id, ids, token)
                 reservation = None
-        records, self._unrecorded = self._unrecorded, []
-        ops = list(deferrals) + records
+        ops = list(deferrals) + self.placer.take_records()
         claimed_ids: list[ObjectId] = []
         if reservation is not None:
             for calls in grants.values():
@@ -299,100 +289,11 @@ class Dispatcher:
             self.stats.completed_batches += 1
             log.info("batch completed", extra={"batchId": str(batch["_id"])})
 
-    # ---- placing calls --------------------------------------------------------------------
-    async def _place_due(self, now: dt.datetime) -> int:
-        due = [c for c in self._ready if c.dial_at <= now]
-        if not due:
-            return 0
-        self._ready = [c for c in self._ready if c.dial_at > now]
-        results = await asyncio.gather(*(self._place(c) for c in due))
-        # Recording the provider's ids rides on the next claim's bulk write (no write of its own): a
-        # status event may record it first (events accept a call whose id is not yet recorded), and
-        # after a crash before either, the reaper finds the call at the provider by number.
-        # Only onto the attempt we placed (our claim token, not since put back in the queue for a
-        # retry); the same id as any event recorded.
-        placed = [UpdateOne({"_id": c.call["_id"], "claimToken": c.token, "status": {"$ne": CallStatus.QUEUED.value}},
-                            {"$set": {"providerCallId": sid}, "$max": {"leaseUntil": now + self._lease},
-                             "$push": {"history": {"at": now, "event": "placed", "providerCallId": sid}}})
-                  for c, sid in zip(due, results) if sid]
-        self._unrecorded += placed
-        self.stats.placed += len(placed)
-        return len(placed)
-
-    async def flush_records(self) -> None:
-        if self._unrecorded:
-            ops, self._unrecorded = self._unrecorded, []
-            await self.store.calls.bulk_write(ops, ordered=False)
-
-    def dial_request(self, call: dict, batch: dict) -> DialRequest:
-        numbers = batch["callingNumbers"]
-        caller = numbers[zlib.crc32(call["phoneNumber"].encode()) % len(numbers)]
-        base = self.config.public_base_url.rstrip("/")
-        query = f"callId={call['_id']}&batchId={batch['_id']}"
-        return DialRequest(
-            call_id=str(call["_id"]), batch_id=str(batch["_id"]), to=call["phoneNumber"], from_=caller,
-            ringing_timeout=batch.get("ringingTimeoutSeconds", 60),
-            status_callback_url=f"{base}/webhooks/twilio/status?{query}" if base else None,
-            twiml_url=f"{base}/webhooks/twilio/twiml?{query}" if base else None,
-            # "w" waits half a second: give the far end's menu a second before the extension.
-            send_digits=f"ww{call['extension']}" if call.get("extension") else None,
-            machine_detection=self.config.machine_detection,
-        )
-
-    async def _place(self, claimed: Claimed) -> str | None:
-        call, batch = claimed.call, claimed.batch
-        ids = {"callId": str(call["_id"]), "batchId": str(batch["_id"])}
-        now = self.clock.now()
-        window = self._window(batch)
-        if not window.is_open_everywhere(now, call["timezones"]):
-            # The window closed between claim and dial time: wait for the next opening instead.
-            await self._requeue(call, batch, window.next_open(now, call["timezones"]) or now + HORIZON,
-                                {"at": now, "event": "window_closed"}, provider_error=False)
-            return None
-        try:
-            placed = await self.provider.place_call(self.dial_request(call, batch))
-        except ProviderError as err:
-            self.stats.provider_errors += 1
-            log.warning("provider refused a call", extra={**ids, "kind": err.kind.value, "error": err.message})
-            await self._after_error(call, batch, err)
-            return None
-        log.info("call placed", extra={**ids, "providerCallId": placed.provider_call_id})
-        return placed.provider_call_id
-
-    async def _after_error(self, call: dict, batch: dict, err: ProviderError) -> None:
-        now = self.clock.now()
-        entry = {"at": now, "event": "provider_error", "error": err.message, "kind": err.kind.value}
-        if err.kind in (ErrorKind.INVALID_NUMBER, ErrorKind.REJECTED):
-            await self.events.finish({"_id": call["_id"]}, batch["_id"], CallStatus.FAILED, "failed", entry, retry=False)
-        elif err.kind == ErrorKind.UNKNOWN:
-            # The call may exist: keep it in flight and let the reaper reconcile it with the provider.
-            await self.store.calls.update_one({"_id": call["_id"], "status": CallStatus.DIALING.value},
-                                              {"$set": {"leaseUntil": now, "uncertain": True}, "$push": {"history": entry}})
-        else:  # rate limited / transient: nothing was created; back to the queue, attempt not counted
-            backoff = err.retry_after or min(MAX_BACKOFF_SECONDS, 2 ** (call.get("providerErrors", 0) + 1))
-            await self._requeue(call, batch, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
-
-    async def _requeue(self, call: dict, batch: dict, when: dt.datetime, entry: dict, provider_error: bool) -> None:
-        """Back to the queue without counting the attempt (nothing reached the callee); the next
-        reservation frees its slot, seeing it no longer in flight."""
-        await self.store.calls.update_one(
-            {"_id": call["_id"], "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
-            {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
-             "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
-             "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": ""}, "$push": {"history": entry}})
-
     async def stop_claiming(self) -> None:
         """SIGTERM: claim nothing more; calls claimed but not yet placed go back to the queue."""
         self.claiming = False
-        await self.flush_records()
-        pending, self._ready = self._ready, []
-        now = self.clock.now()
-        for claimed in pending:
-            await self._requeue(claimed.call, claimed.batch, now, {"at": now, "event": "dispatcher_stopped"},
-                                provider_error=False)
+        await self.placer.hand_back()
 
     @property
     def waiting_to_place(self) -> int:
-        return len(self._ready)
-
-
+        return len(self.placer.ready)

@@ -1,0 +1,155 @@
+"""Placing claimed calls with the provider, each at its reserved dial time, and what follows.
+
+The dispatcher (dispatcher.py) decides and claims; the Placer holds the claimed calls until their
+dial time (the rate budget spaces them 1/cps apart), checks the callee's window once more, places
+them, and handles the provider's refusals: an invalid number or any other refusal ends the call
+`failed` (never retried); a rate limit or a 5xx puts it back in the queue with exponential backoff,
+the attempt not counted; a timeout leaves it in flight for the reaper to reconcile (it may exist).
+The provider ids of placed calls are written with the dispatcher's next claim (no write of their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pymongo import UpdateOne
+
+from dialer.call_events import CallEvents
+from dialer.clock import Clock
+from dialer.statuses import CallStatus
+from dialer.store import Store
+from dialer.windows import CallingWindow
+
+from .providers.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
+
+log = logging.getLogger("workers.placement")
+HORIZON = dt.timedelta(days=15)
+MAX_BACKOFF_SECONDS = 300
+
+
+@dataclass(order=True)
+class Claimed:
+    dial_at: dt.datetime
+    call: dict = field(compare=False)
+    batch: dict = field(compare=False)
+    token: str = field(compare=False, default="")
+
+
+class Placer:
+    def __init__(self, store: Store, clock: Clock, provider: TelephonyProvider, events: CallEvents,
+                 window_of: Callable[[dict], CallingWindow], stats, lease: dt.timedelta,
+                 public_base_url: str = "", machine_detection: bool = False) -> None:
+        self.store = store
+        self.clock = clock
+        self.provider = provider
+        self.events = events
+        self.window_of = window_of
+        self.stats = stats
+        self.lease = lease
+        self.public_base_url = public_base_url
+        self.machine_detection = machine_detection
+        self.ready: list[Claimed] = []  # claimed, waiting for their dial time
+        self.unrecorded: list[UpdateOne] = []  # provider ids of placed calls, written with the next claim
+
+    def add(self, claims: list[Claimed]) -> None:
+        self.ready.extend(claims)
+        self.ready.sort()
+
+    def take_records(self) -> list[UpdateOne]:
+        records, self.unrecorded = self.unrecorded, []
+        return records
+
+    async def place_due(self, now: dt.datetime) -> int:
+        due = [c for c in self.ready if c.dial_at <= now]
+        if not due:
+            return 0
+        self.ready = [c for c in self.ready if c.dial_at > now]
+        results = await asyncio.gather(*(self._place(c) for c in due))
+        # Recording the provider's ids rides on the next claim's bulk write (no write of its own): a
+        # status event may record it first (events accept a call whose id is not yet recorded), and
+        # after a crash before either, the reaper finds the call at the provider by number.
+        # Only onto the attempt we placed (our claim token, not since put back in the queue for a
+        # retry); the same id as any event recorded.
+        placed = [UpdateOne({"_id": c.call["_id"], "claimToken": c.token, "status": {"$ne": CallStatus.QUEUED.value}},
+                            {"$set": {"providerCallId": sid}, "$max": {"leaseUntil": now + self.lease},
+                             "$push": {"history": {"at": now, "event": "placed", "providerCallId": sid}}})
+                  for c, sid in zip(due, results) if sid]
+        self.unrecorded += placed
+        self.stats.placed += len(placed)
+        return len(placed)
+
+    async def flush_records(self) -> None:
+        if self.unrecorded:
+            ops, self.unrecorded = self.unrecorded, []
+            await self.store.calls.bulk_write(ops, ordered=False)
+
+    def dial_request(self, call: dict, batch: dict) -> DialRequest:
+        numbers = batch["callingNumbers"]
+        caller = numbers[zlib.crc32(call["phoneNumber"].encode()) % len(numbers)]
+        base = self.public_base_url.rstrip("/")
+        query = f"callId={call['_id']}&batchId={batch['_id']}"
+        return DialRequest(
+            call_id=str(call["_id"]), batch_id=str(batch["_id"]), to=call["phoneNumber"], from_=caller,
+            ringing_timeout=batch.get("ringingTimeoutSeconds", 60),
+            status_callback_url=f"{base}/webhooks/twilio/status?{query}" if base else None,
+            twiml_url=f"{base}/webhooks/twilio/twiml?{query}" if base else None,
+            # "w" waits half a second: give the far end's menu a second before the extension.
+            send_digits=f"ww{call['extension']}" if call.get("extension") else None,
+            machine_detection=self.machine_detection,
+        )
+
+    async def _place(self, claimed: Claimed) -> str | None:
+        call, batch = claimed.call, claimed.batch
+        ids = {"callId": str(call["_id"]), "batchId": str(batch["_id"])}
+        now = self.clock.now()
+        window = self.window_of(batch)
+        if not window.is_open_everywhere(now, call["timezones"]):
+            # The window closed between claim and dial time: wait for the next opening instead.
+            await self.requeue(call, batch, window.next_open(now, call["timezones"]) or now + HORIZON,
+                                {"at": now, "event": "window_closed"}, provider_error=False)
+            return None
+        try:
+            placed = await self.provider.place_call(self.dial_request(call, batch))
+        except ProviderError as err:
+            self.stats.provider_errors += 1
+            log.warning("provider refused a call", extra={**ids, "kind": err.kind.value, "error": err.message})
+            await self._after_error(call, batch, err)
+            return None
+        log.info("call placed", extra={**ids, "providerCallId": placed.provider_call_id})
+        return placed.provider_call_id
+
+    async def _after_error(self, call: dict, batch: dict, err: ProviderError) -> None:
+        now = self.clock.now()
+        entry = {"at": now, "event": "provider_error", "error": err.message, "kind": err.kind.value}
+        if err.kind in (ErrorKind.INVALID_NUMBER, ErrorKind.REJECTED):
+            await self.events.finish({"_id": call["_id"]}, batch["_id"], CallStatus.FAILED, "failed", entry, retry=False)
+        elif err.kind == ErrorKind.UNKNOWN:
+            # The call may exist: keep it in flight and let the reaper reconcile it with the provider.
+            await self.store.calls.update_one({"_id": call["_id"], "status": CallStatus.DIALING.value},
+                                              {"$set": {"leaseUntil": now, "uncertain": True}, "$push": {"history": entry}})
+        else:  # rate limited / transient: nothing was created; back to the queue, attempt not counted
+            backoff = err.retry_after or min(MAX_BACKOFF_SECONDS, 2 ** (call.get("providerErrors", 0) + 1))
+            await self.requeue(call, batch, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
+
+    async def requeue(self, call: dict, batch: dict, when: dt.datetime, entry: dict, provider_error: bool) -> None:
+        """Back to the queue without counting the attempt (nothing reached the callee); the next
+        reservation frees its slot, seeing it no longer in flight."""
+        await self.store.calls.update_one(
+            {"_id": call["_id"], "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
+            {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
+             "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
+             "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": ""}, "$push": {"history": entry}})
+
+    async def hand_back(self) -> None:
+        """Stopping: record what was placed; calls not yet placed go back to the queue."""
+        await self.flush_records()
+        pending, self.ready = self.ready, []
+        now = self.clock.now()
+        for claimed in pending:
+            await self.requeue(claimed.call, claimed.batch, now, {"at": now, "event": "dispatcher_stopped"},
+                               provider_error=False)
