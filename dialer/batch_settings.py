@@ -15,6 +15,8 @@ MAX_CONCURRENCY = 1000
 DEFAULT_CONCURRENCY = 10
 DEFAULT_RINGING_TIMEOUT = 60
 DEFAULT_RETRY = {"maxAttempts": 1, "delaySeconds": 600, "on": ["busy", "no_answer"]}
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 KNOWN_FIELDS = {
     "name", "agentId", "callingNumbers", "concurrencyLimit", "callingWindow", "timezone",
     "scheduledAt", "retry", "ringingTimeoutSeconds",
@@ -54,7 +56,13 @@ def parse_datetime(value: Any, name: str) -> dt.datetime:
         raise SettingsError(f"{name} must be an ISO 8601 date-time, e.g. 2026-11-23T09:00:00Z") from None
     if parsed.tzinfo is None:
         raise SettingsError(f"{name} must include a UTC offset or Z")
-    return as_utc(parsed)
+    try:
+        value = as_utc(parsed)
+    except OverflowError:
+        value = None
+    if value is None or not EARLIEST <= value <= LATEST:
+        raise SettingsError(f"{name} must be between {EARLIEST.year} and {LATEST.year - 1}")
+    return value
 
 
 def parse_retry(value: Any) -> dict:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from bson import ObjectId
 from pymongo import InsertOne, UpdateOne
+from bson.errors import InvalidDocument
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from .clock import Clock
@@ -68,8 +69,14 @@ class CallWriter:
                 try:
                     pending = await self._round(batch, pending, result)
                 except PyMongoError as exc:
+                    # Only the error's type and code: its text may quote documents (numbers, variables).
                     result.error = f"database error: {type(exc).__name__}"
-                    log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "error": repr(exc)})
+                    log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "error": type(exc).__name__,
+                                                           "code": getattr(exc, "code", None)})
+                    return result
+                except (InvalidDocument, OverflowError) as exc:  # validation should have caught it
+                    result.error = f"a record cannot be stored: {type(exc).__name__}"
+                    log.error("chunk not storable", extra={"batchId": str(batch["_id"]), "error": type(exc).__name__})
                     return result
                 if not pending:
                     return result

@@ -146,10 +146,15 @@ class Planner:
             return f"missing required variables: {', '.join(missing)}"
         keys = frozenset(variables)
         if keys not in self._checked_names:  # records of one request mostly share their field names
-            self._checked_names[keys] = next(
-                (f"variable name {key!r} may not start with '$' or contain '.'"
-                 for key in keys if key.startswith("$") or "." in key or "\x00" in key), None)
-        return self._checked_names[keys]
+            self._checked_names[keys] = next((_name_problem(key) for key in keys if _bad_name(key)), None)
+        problem = self._checked_names[keys]
+        if problem is None:
+            for value in variables.values():
+                if type(value) in (dict, list, int):
+                    problem = _value_problem(value, 1)
+                    if problem:
+                        break
+        return problem
 
     def _zones(self, given: Any, candidates: tuple[str, ...]):
         if given is not None:
@@ -165,6 +170,37 @@ class Planner:
         if not candidates:
             return (), "", "no time zone is known for this number; give the record a timezone"
         return candidates, "multi", None
+
+
+MAX_DEPTH = 32
+INT64 = range(-(2**63), 2**63)
+
+
+def _bad_name(key: str) -> bool:
+    return key.startswith("$") or "." in key or "\x00" in key
+
+
+def _name_problem(key: str) -> str:
+    return f"variable name {key[:40]!r} may not start with '$' or contain '.' or NUL"
+
+
+def _value_problem(value: Any, depth: int) -> str | None:
+    """What MongoDB could not store in a variable's value: names, integers beyond 64 bits, deep nesting."""
+    if depth > MAX_DEPTH:
+        return f"variables are nested more than {MAX_DEPTH} levels deep"
+    if type(value) is int:
+        return None if value in INT64 else "a number in the variables does not fit in 64 bits"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _bad_name(key):
+                return _name_problem(key)
+            if type(item) in (dict, list, int) and (problem := _value_problem(item, depth + 1)):
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            if type(item) in (dict, list, int) and (problem := _value_problem(item, depth + 1)):
+                return problem
+    return None
 
 
 def validate_envelope(body: Any, max_records: int) -> tuple[str, list]:

@@ -417,3 +417,22 @@ async def test_variable_names_that_mongodb_cannot_store_are_rejected(api):
     code, doc = await api.add_calls(batch, [{"phoneNumber": "12125551001", "$where": 1}, {"phoneNumber": "12125551002", "a.b": 1}])
     assert code == 400 and doc["data"]["invalidRecords"] == 2
 
+
+
+DEEP: list = [1]
+for _ in range(40):
+    DEEP = [DEEP]
+
+
+@pytest.mark.parametrize("variables, reason", [
+    ({"meta": {"a\u0000b": 1}}, "NUL"),
+    ({"meta": {"$x": 1}}, "may not start with '$'"),
+    ({"meta": [{"a.b": 1}]}, "contain '.'"),
+    ({"big": 18446744073709551615}, "64 bits"),
+    ({"deep": DEEP}, "nested"),
+])
+async def test_values_mongodb_cannot_store_are_400_not_500(api, variables, reason):
+    batch = await api.create_batch()
+    code, doc = await api.add_calls(batch, [{"phoneNumber": "12125551001", **variables}])
+    assert code == 400 and reason in doc["data"]["errors"][0]["reason"]
+    assert await api.all_calls(batch) == []

@@ -273,3 +273,36 @@ async def test_machine_outcome_needs_detection(api, clock, engine_settings, dete
     await h.run_until(lambda: _is(h, batch, "completed"))
     assert {c["outcome"] for c in await api.all_calls(batch)} == {outcome}
     assert all(r.machine_detection is detection for r in h.sim.placed)
+
+
+async def test_calls_enqueued_while_a_batch_completes_are_not_stranded(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch()
+    await api.add_calls(batch, nums(1))
+    await h.run_until(lambda: _is(h, batch, "completed"))
+    # Replay the race: the dispatcher found nothing active, then a request enqueued a call while the
+    # batch still read `running`, then the dispatcher marked it completed.
+    await api.store.batches.update_one({"_id": ObjectId(batch)}, {"$set": {"status": "running"}})
+    dispatcher = h.engines[0].dispatcher
+    real_store, batches = dispatcher.store, dispatcher.store.batches
+
+    class EnqueueingBeforeCompletion:  # the batches collection, with a request slipping in
+        def __getattr__(self, name):
+            return getattr(batches, name)
+
+        async def update_one(self, flt, update, **kwargs):
+            if update.get("$set", {}).get("status") == "completed":
+                code, _ = await api.add_calls(batch, [{"phoneNumber": "+12125559999"}])
+                assert code == 200
+            return await batches.update_one(flt, update, **kwargs)
+
+    class Store:
+        def __getattr__(self, name):
+            return EnqueueingBeforeCompletion() if name == "batches" else getattr(real_store, name)
+
+    dispatcher.store = Store()
+    await dispatcher._complete_if_done({"_id": ObjectId(batch)}, clock.now())
+    dispatcher.store = real_store
+    assert await h.batch_status(batch) == "running"
+    await h.run_until(lambda: _is(h, batch, "completed"))
+    assert "+12125559999" in {r.to for r in h.sim.placed}

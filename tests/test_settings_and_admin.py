@@ -82,6 +82,8 @@ async def test_admin_is_disabled_without_a_token(aiohttp_client, settings, clock
     ({"name": "x", "timezone": "Nowhere/City"}, "timezone"),
     ({"name": "x", "scheduledAt": "tomorrow"}, "scheduledAt"),
     ({"name": "x", "scheduledAt": "2026-12-01T09:00:00"}, "offset"),
+    ({"name": "x", "scheduledAt": "9999-12-31T23:59:59-01:00"}, "between"),
+    ({"name": "x", "scheduledAt": "0001-01-01T00:00:00+01:00"}, "between"),
     ({"name": "x", "retry": {"maxAttempts": 0}}, "maxAttempts"),
     ({"name": "x", "retry": {"on": ["sad"]}}, "retry.on"),
     ({"name": "x", "ringingTimeoutSeconds": 1}, "ringingTimeoutSeconds"),
@@ -102,3 +104,9 @@ async def test_create_batch_resolves_the_agent_from_calling_numbers(api):
     assert code == 404 and "no agent" in doc["errorMessage"]
     code, doc = await api.post("/api/call/createBatch", {"name": "n", "agentId": "64e5f12345abcdef98765432"})
     assert code == 404
+
+
+async def test_create_batch_needs_a_calling_number(api):
+    agent = await api.tenancy.create_agent(api.workspace_id, {"name": "mute", "callingNumbers": []})
+    code, doc = await api.post("/api/call/createBatch", {"name": "n", "agentId": str(agent["_id"])})
+    assert code == 400 and "calling number" in doc["errorMessage"]

@@ -285,6 +285,14 @@ class Dispatcher:
         result = await self.store.batches.update_one(
             {"_id": batch["_id"], "status": BatchStatus.RUNNING.value},
             {"$set": {"status": BatchStatus.COMPLETED.value, "completedAt": now, "updatedAt": now}})
+        if result.modified_count and await self.store.calls.find_one(
+                {"batchId": batch["_id"], "status": {"$in": ACTIVE_VALUES}}, {"_id": 1}) is not None:
+            # Calls were enqueued between our look and the update (their request saw the batch still
+            # running and left it): run again. Enqueueing after this point restarts it itself.
+            await self.store.batches.update_one({"_id": batch["_id"], "status": BatchStatus.COMPLETED.value},
+                                                {"$set": {"status": BatchStatus.RUNNING.value, "updatedAt": now},
+                                                 "$unset": {"completedAt": ""}})
+            return
         if result.modified_count:
             self.stats.completed_batches += 1
             log.info("batch completed", extra={"batchId": str(batch["_id"])})

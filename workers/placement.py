@@ -69,7 +69,12 @@ class Placer:
         if not due:
             return 0
         self.ready = [c for c in self.ready if c.dial_at > now]
-        results = await asyncio.gather(*(self._place(c) for c in due))
+        results = await asyncio.gather(*(self._place(c) for c in due), return_exceptions=True)
+        for claimed, result in zip(due, results):
+            if isinstance(result, BaseException):  # a bug or a store failure: never lose the call
+                log.error("placing a call failed", exc_info=result,
+                          extra={"callId": str(claimed.call["_id"]), "batchId": str(claimed.batch["_id"])})
+        results = [None if isinstance(r, BaseException) else r for r in results]
         # Recording the provider's ids rides on the next claim's bulk write (no write of its own): a
         # status event may record it first (events accept a call whose id is not yet recorded), and
         # after a crash before either, the reaper finds the call at the provider by number.

@@ -32,6 +32,8 @@ async def create_batch(request: web.Request) -> web.Response:
         agent = await tenancy.agent_for_numbers(principal.workspace_id, spec.calling_numbers)
         if agent is None:
             raise ApiError(404, "Not Found", "no agent found for the batch's calling numbers")
+    if not (spec.calling_numbers or agent["callingNumbers"]):
+        raise ApiError(400, "Bad Request", "the batch has no calling number: give callingNumbers or an agent that owns some")
     batch = await request.app[BATCHES].create(principal.workspace_id, agent, spec)
     return ok({"batchId": str(batch["_id"]), **batch_view(batch)}, "Batch created")
 

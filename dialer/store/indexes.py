@@ -36,7 +36,6 @@ INDEXES: list[Index] = [
     # The reaper: in-flight calls whose lease ran out.
     Index("calls", [("status", ASCENDING), ("leaseUntil", ASCENDING)], {"name": "status_lease"}),
     Index("calls", [("providerCallId", ASCENDING)], {"sparse": True, "name": "provider_call"}),
-    Index("slots", [("pool", ASCENDING), ("callId", ASCENDING)], {"name": "pool_call"}),
     Index("idempotency", [("expiresAt", ASCENDING)], {"expireAfterSeconds": 0, "name": "expiry"}),
 ]
 

@@ -129,7 +129,7 @@ class TwilioProvider:
                 return None
             raise self._error(classify(status, code), f"{op}: HTTP {status}, code {code}: {text}") from exc
         except (aiohttp.ClientError, OSError) as exc:  # the connection failed after it was made
-            raise self._error(maybe_sent, f"{op}: connection to Twilio failed: {exc!r}") from exc
+            raise self._error(maybe_sent, f"{op}: connection to Twilio failed: {type(exc).__name__}: {exc}") from exc
         except ValueError as exc:  # a success answer that is not Twilio's JSON (a proxy's page?)
             raise self._error(maybe_sent, f"{op}: unreadable answer from Twilio: {exc}") from exc
 
