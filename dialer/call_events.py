@@ -80,13 +80,19 @@ class CallEvents:
         return self.lease * (TALKING_LEASE_FACTOR if status == CallStatus.IN_PROGRESS else 1)
 
     async def apply(self, call_id: Any, provider_call_id: str | None, status: str, *, batch_id: Any = None,
-                    answered_by: str | None = None, duration: int | None = None, error: str | None = None) -> str:
-        """Apply one event. Returns what happened: progress, retry, final, ignored."""
+                    attempt: str | None = None, answered_by: str | None = None, duration: int | None = None,
+                    error: str | None = None) -> str:
+        """Apply one event. Returns what happened: progress, retry, final, ignored.
+
+        `attempt` (the claim token the dispatcher put in the callback URL) pins the event to the
+        attempt it belongs to: a late event of an earlier attempt changes nothing."""
         oid = parse_id(call_id)
         if oid is None:
             return "ignored"
         now = self.clock.now()
         match: dict = {"_id": oid}
+        if attempt:
+            match["claimToken"] = attempt
         sid: dict = {}
         if provider_call_id:
             # The event may arrive before the dispatcher has recorded the provider's id (it records
@@ -109,7 +115,8 @@ class CallEvents:
                 return "ignored"
             # The provider accepted the call: record its id if the dispatcher has not yet.
             result = await self.store.calls.update_one(
-                {"_id": oid, "providerCallId": {"$exists": False}, "status": {"$in": IN_FLIGHT_VALUES}},
+                {**{k: v for k, v in match.items() if k != "$or"}, "providerCallId": {"$exists": False},
+                 "status": {"$in": IN_FLIGHT_VALUES}},
                 {"$set": sid, "$push": {"history": entry}})
             return "progress" if result.modified_count else "ignored"
         if status not in FINAL:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import orjson
+from pymongo.errors import PyMongoError
 
 from .batches import BatchForbidden, BatchNotFound, Batches
 from .clock import Clock, as_utc
@@ -94,8 +95,14 @@ class Ingestion:
             raise
         if outcome.code >= 500:
             await self.idempotency.release(principal.workspace_id, idempotency_key)
-        else:
+            return outcome
+        try:
             await self.idempotency.finish(principal.workspace_id, idempotency_key, outcome.code, outcome.body)
+        except PyMongoError as exc:
+            # The calls are written; a retry with this key would write the same again (harmlessly:
+            # numbers dedupe), which beats a key stuck "in progress" for ten minutes.
+            log.error("could not store the idempotent answer", extra={"error": type(exc).__name__})
+            await self.idempotency.release(principal.workspace_id, idempotency_key)
         return outcome
 
     async def _add_calls(self, principal: Principal, raw: bytes) -> Outcome:

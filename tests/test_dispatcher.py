@@ -306,3 +306,19 @@ async def test_calls_enqueued_while_a_batch_completes_are_not_stranded(api, cloc
     assert await h.batch_status(batch) == "running"
     await h.run_until(lambda: _is(h, batch, "completed"))
     assert "+12125559999" in {r.to for r in h.sim.placed}
+
+
+async def test_a_failed_claim_write_gives_its_slots_back(api, clock, engine_settings):
+    from tests.faults import inject
+
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(concurrencyLimit=3)
+    await api.add_calls(batch, nums(3))
+    faulty = inject(api.store, "calls", "bulk_write", {1})  # the claim's write: connection reset
+    await h.step()
+    assert faulty.calls == 1 and h.sim.placed == []
+    assert {c["status"] for c in await api.all_calls(batch)} == {"queued"}
+    assert (await h.engines[0].slots.state(clock.now())).used(ObjectId(batch)) == 0
+    for _ in range(3):
+        await h.step()
+    assert len(h.sim.placed) == 3

@@ -137,10 +137,10 @@ async def test_placed_call_carries_every_parameter(make_env, amd):
     assert len(env.creates()) == 2
     for create in env.creates():
         p, call = create.params, calls[create.params["To"]]
-        query = f"callId={call['callId']}&batchId={batch}"
+        query = f"callId={call['callId']}&batchId={batch}&attempt="
         assert p["To"] in (N1, N2) and p["From"] in CALLERS
-        assert p["Url"] == f"{env.base}/webhooks/twilio/twiml?{query}"
-        assert p["StatusCallback"] == f"{env.base}/webhooks/twilio/status?{query}"
+        assert p["Url"].startswith(f"{env.base}/webhooks/twilio/twiml?{query}")
+        assert p["StatusCallback"].startswith(f"{env.base}/webhooks/twilio/status?{query}")
         assert p["StatusCallbackMethod"] == "POST" and p["StatusCallbackEvent"] == EVENTS
         assert p["Timeout"] == "25"
         assert ("MachineDetection" in p) is amd and p.get("MachineDetection", "Enable") == "Enable"
@@ -374,3 +374,24 @@ async def test_provider_error_echoing_the_token_is_redacted(make_env, caplog):
     assert entry["kind"] == "rejected" and "[auth token]" in entry["error"]
     assert any(getattr(r, "error", "").endswith("[auth token]") for r in caplog.records)
     # the fixture's teardown checks every response body and log record for the token itself
+
+
+async def test_a_late_event_of_an_earlier_attempt_changes_nothing(make_env):
+    env = await make_env()
+    batch = await env.api.create_batch(concurrencyLimit=1, retry={"maxAttempts": 2, "delaySeconds": 0, "on": ["busy"]})
+    await env.api.add_calls(batch, [{"phoneNumber": N1}])
+    await env.tick()
+    first = env.sid(N1)
+    assert await env.fake.send_status(first, "busy") == 204
+    await env.tick(3)
+    second = env.sid(N1)
+    assert second != first
+    before = (await env.calls(batch))[N1]
+    assert before["status"] == "dialing" and before["attempts"] == 2
+    # Twilio delivers a stale callback of the first attempt (duplicated, out of order).
+    assert await env.fake.send_status(first, "completed", duration=5) == 204
+    assert (await env.calls(batch))[N1] == before
+    assert await env.used(batch) == 1
+    assert await env.fake.send_status(second, "completed", duration=7) == 204
+    after = (await env.calls(batch))[N1]
+    assert (after["status"], after["providerCallId"]) == ("completed", second)

@@ -11,6 +11,7 @@ nothing left become completed. Between claims the dispatcher sleeps (see claim()
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from bson import ObjectId
 from pymongo import UpdateOne
+from pymongo.errors import PyMongoError
 
 from dialer.call_events import CallEvents
 from dialer.clock import Clock, as_utc
@@ -230,7 +232,8 @@ class Dispatcher:
                 for batch_id, ids in reservation.grants.items():
                     await self.slots.release(batch_id, ids, token)
                 reservation = None
-        ops = list(deferrals) + self.placer.take_records()
+        records = self.placer.take_records()
+        ops = list(deferrals) + records
         claimed_ids: list[ObjectId] = []
         if reservation is not None:
             for calls in grants.values():
@@ -244,7 +247,20 @@ class Dispatcher:
                     claimed_ids.append(call["_id"])
         if not ops:
             return []
-        result = await self.store.calls.bulk_write(ops, ordered=False)
+        try:
+            result = await self.store.calls.bulk_write(ops, ordered=False)
+        except PyMongoError as exc:
+            # Nothing or part was written: keep the provider ids for the next write, give the slots
+            # back (a claim that did land is in flight under its token and keeps its slot anyway).
+            log.error("claim write failed", extra={"dispatcher": self.name, "error": type(exc).__name__})
+            self.placer.unrecorded = records + self.placer.unrecorded
+            if reservation is not None:
+                with contextlib.suppress(PyMongoError):  # else the slots wait out the grace period
+                    won = {d["_id"] async for d in self.store.calls.find(
+                        {"_id": {"$in": claimed_ids}, "claimToken": token}, {"_id": 1})}
+                    for batch_id, ids in reservation.grants.items():
+                        await self.slots.release(batch_id, [i for i in ids if i not in won], token)
+            return []
         if reservation is None:
             return []
         won = set(claimed_ids)

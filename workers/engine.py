@@ -75,7 +75,8 @@ class Engine:
 
     async def deliver(self, event: CallEvent) -> None:
         result = await self.events.apply(event.call_id, event.provider_call_id, event.status,
-                                         batch_id=event.extra.get("batchId"), answered_by=event.answered_by,
+                                         batch_id=event.extra.get("batchId"), attempt=event.extra.get("attempt"),
+                                         answered_by=event.answered_by,
                                          duration=event.duration, error=event.error)
         if result in ("final", "retry"):
             self.dispatcher.poke()  # a slot is free: look again at the next tick

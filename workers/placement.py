@@ -30,6 +30,7 @@ from .providers.base import DialRequest, ErrorKind, ProviderError, TelephonyProv
 log = logging.getLogger("workers.placement")
 HORIZON = dt.timedelta(days=15)
 MAX_BACKOFF_SECONDS = 300
+UNCERTAIN_WAIT = dt.timedelta(seconds=30)  # before asking the provider about a create that timed out
 
 
 @dataclass(order=True)
@@ -93,11 +94,11 @@ class Placer:
             ops, self.unrecorded = self.unrecorded, []
             await self.store.calls.bulk_write(ops, ordered=False)
 
-    def dial_request(self, call: dict, batch: dict) -> DialRequest:
+    def dial_request(self, call: dict, batch: dict, attempt: str = "") -> DialRequest:
         numbers = batch["callingNumbers"]
         caller = numbers[zlib.crc32(call["phoneNumber"].encode()) % len(numbers)]
         base = self.public_base_url.rstrip("/")
-        query = f"callId={call['_id']}&batchId={batch['_id']}"
+        query = f"callId={call['_id']}&batchId={batch['_id']}" + (f"&attempt={attempt}" if attempt else "")
         return DialRequest(
             call_id=str(call["_id"]), batch_id=str(batch["_id"]), to=call["phoneNumber"], from_=caller,
             ringing_timeout=batch.get("ringingTimeoutSeconds", 60),
@@ -106,6 +107,7 @@ class Placer:
             # "w" waits half a second: give the far end's menu a second before the extension.
             send_digits=f"ww{call['extension']}" if call.get("extension") else None,
             machine_detection=self.machine_detection,
+            attempt=attempt,
         )
 
     async def _place(self, claimed: Claimed) -> str | None:
@@ -115,37 +117,42 @@ class Placer:
         window = self.window_of(batch)
         if not window.is_open_everywhere(now, call["timezones"]):
             # The window closed between claim and dial time: wait for the next opening instead.
-            await self.requeue(call, batch, window.next_open(now, call["timezones"]) or now + HORIZON,
-                                {"at": now, "event": "window_closed"}, provider_error=False)
+            await self.requeue(claimed, window.next_open(now, call["timezones"]) or now + HORIZON,
+                               {"at": now, "event": "window_closed"}, provider_error=False)
             return None
         try:
-            placed = await self.provider.place_call(self.dial_request(call, batch))
+            placed = await self.provider.place_call(self.dial_request(call, batch, claimed.token))
         except ProviderError as err:
             self.stats.provider_errors += 1
             log.warning("provider refused a call", extra={**ids, "kind": err.kind.value, "error": err.message})
-            await self._after_error(call, batch, err)
+            await self._after_error(claimed, err)
             return None
         log.info("call placed", extra={**ids, "providerCallId": placed.provider_call_id})
         return placed.provider_call_id
 
-    async def _after_error(self, call: dict, batch: dict, err: ProviderError) -> None:
+    async def _after_error(self, claimed: Claimed, err: ProviderError) -> None:
+        call, batch = claimed.call, claimed.batch
         now = self.clock.now()
         entry = {"at": now, "event": "provider_error", "error": err.message, "kind": err.kind.value}
+        ours = {"_id": call["_id"], "claimToken": claimed.token}  # never another attempt of the call
         if err.kind in (ErrorKind.INVALID_NUMBER, ErrorKind.REJECTED):
-            await self.events.finish({"_id": call["_id"]}, batch["_id"], CallStatus.FAILED, "failed", entry, retry=False)
+            await self.events.finish(ours, batch["_id"], CallStatus.FAILED, "failed", entry, retry=False)
         elif err.kind == ErrorKind.UNKNOWN:
-            # The call may exist: keep it in flight and let the reaper reconcile it with the provider.
-            await self.store.calls.update_one({"_id": call["_id"], "status": CallStatus.DIALING.value},
-                                              {"$set": {"leaseUntil": now, "uncertain": True}, "$push": {"history": entry}})
+            # The call may exist: keep it in flight; the reaper reconciles it with the provider once
+            # the provider's own list can be expected to show it.
+            await self.store.calls.update_one({**ours, "status": CallStatus.DIALING.value},
+                                              {"$set": {"leaseUntil": now + UNCERTAIN_WAIT, "uncertain": True},
+                                               "$push": {"history": entry}})
         else:  # rate limited / transient: nothing was created; back to the queue, attempt not counted
             backoff = err.retry_after or min(MAX_BACKOFF_SECONDS, 2 ** (call.get("providerErrors", 0) + 1))
-            await self.requeue(call, batch, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
+            await self.requeue(claimed, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
 
-    async def requeue(self, call: dict, batch: dict, when: dt.datetime, entry: dict, provider_error: bool) -> None:
+    async def requeue(self, claimed: Claimed, when: dt.datetime, entry: dict, provider_error: bool) -> None:
         """Back to the queue without counting the attempt (nothing reached the callee); the next
         reservation frees its slot, seeing it no longer in flight."""
         await self.store.calls.update_one(
-            {"_id": call["_id"], "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
+            {"_id": claimed.call["_id"], "claimToken": claimed.token, "status": CallStatus.DIALING.value,
+             "providerCallId": {"$exists": False}},
             {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
              "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
              "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": ""}, "$push": {"history": entry}})
@@ -156,5 +163,4 @@ class Placer:
         pending, self.ready = self.ready, []
         now = self.clock.now()
         for claimed in pending:
-            await self.requeue(claimed.call, claimed.batch, now, {"at": now, "event": "dispatcher_stopped"},
-                               provider_error=False)
+            await self.requeue(claimed, now, {"at": now, "event": "dispatcher_stopped"}, provider_error=False)

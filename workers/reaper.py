@@ -28,6 +28,7 @@ log = logging.getLogger("workers.reaper")
 IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
 WAITING_VALUES = [s.value for s in WAITING]
 BATCH_SIZE = 100
+FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's creation times
 
 
 class Reaper:
@@ -74,11 +75,14 @@ class Reaper:
         sid = call.get("providerCallId")
         if sid is None:
             batch = await self.store.batches.find_one({"_id": call["batchId"]}, {"callingNumbers": 1})
-            since = as_utc(call.get("dialAt") or call["updatedAt"]) - dt.timedelta(minutes=1)
+            # From just before this attempt's dial time, and never an earlier attempt's call.
+            since = as_utc(call.get("dialAt") or call["updatedAt"]) - FIND_CLOCK_SLACK
+            earlier = {h.get("providerCallId") for h in call.get("history", []) if h.get("providerCallId")}
             for caller in (batch or {}).get("callingNumbers", []):
                 sid = await self.provider.find_call(call["phoneNumber"], caller, since)
-                if sid:
+                if sid and sid not in earlier:
                     break
+                sid = None
             if sid is None:
                 await self.store.calls.update_one(
                     {"_id": call["_id"], "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
@@ -93,11 +97,13 @@ class Reaper:
             log.warning("call found at the provider after a crash", extra={**ids, "providerCallId": sid})
         event = await self.provider.call_status(sid)
         if event is None:
-            await self.events.apply(call["_id"], sid, "failed", batch_id=call["batchId"], error="unknown to the provider")
+            await self.events.apply(call["_id"], sid, "failed", batch_id=call["batchId"], attempt=call.get("claimToken"),
+                                    error="unknown to the provider")
         elif PROGRESS.get(event.status) == call["status"]:
             pass  # still ringing / talking, as we knew: the lease taken above is the extension
         elif event.status in FINAL or event.status in PROGRESS:
             await self.events.apply(call["_id"], sid, event.status, batch_id=call["batchId"],
+                                    attempt=call.get("claimToken"),
                                     answered_by=event.answered_by, duration=event.duration)
         log.info("call reconciled", extra={**ids, "providerStatus": None if event is None else event.status})
 

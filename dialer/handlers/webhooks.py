@@ -40,6 +40,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     duration = params.get("CallDuration")
     result = await request.app[EVENTS].apply(
         call_id, params.get("CallSid"), params.get("CallStatus", ""), batch_id=request.query.get("batchId"),
+        attempt=request.query.get("attempt"),
         answered_by=params.get("AnsweredBy"), duration=int(duration) if duration and duration.isdigit() else None,
         error=params.get("ErrorMessage"))
     log.info("twilio status", extra={"callId": call_id, "status": params.get("CallStatus"), "result": result})

@@ -40,7 +40,9 @@ async def open_store(settings: Settings, database: str | None = None) -> Store:
         client = memory_client()
         log.warning("using the in-memory MongoDB: data does not survive a restart (set MONGODB_URI to keep it)")
     else:
-        client = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+        # Every operation gives up after a quarter of the lease (client-side operation timeout): a
+        # dispatcher's claim must land well within the grace period its slot reservation has.
+        client = AsyncMongoClient(settings.mongodb_uri, tz_aware=True, timeoutMS=int(settings.lease_seconds * 250))
         log.info("using MongoDB database %r", name)
     store = Store(client=client, db=client[name], in_memory=settings.in_memory)
     await ensure_indexes(store.db, settings.in_memory)

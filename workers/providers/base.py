@@ -24,6 +24,8 @@ class DialRequest:
     twiml_url: str | None  # where the provider fetches instructions once answered (Twilio)
     send_digits: str | None = None  # an extension to dial after connecting
     machine_detection: bool = False
+    attempt: str = ""  # the claim token of this attempt: events echo it so a late event of an earlier
+    # attempt cannot touch this one
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class Simulator:
 
     def _schedule(self, at: dt.datetime, call: SimCall, status: str, **kw) -> None:
         event = CallEvent(provider_call_id=call.sid, status=status, call_id=call.request.call_id,
-                          extra={"batchId": call.request.batch_id}, **kw)
+                          extra={"batchId": call.request.batch_id, "attempt": call.request.attempt}, **kw)
         heapq.heappush(self._due, _Due(at, next(self._seq), event))
 
     async def place_call(self, request: DialRequest) -> Placed:
