@@ -110,3 +110,8 @@ async def test_create_batch_needs_a_calling_number(api):
     agent = await api.tenancy.create_agent(api.workspace_id, {"name": "mute", "callingNumbers": []})
     code, doc = await api.post("/api/call/createBatch", {"name": "n", "agentId": str(agent["_id"])})
     assert code == 400 and "calling number" in doc["errorMessage"]
+
+
+def test_a_separate_worker_needs_a_database(capsys):
+    assert cli_main(["--config", "/nonexistent.yaml", "worker"]) == 2
+    assert "MONGODB_URI" in capsys.readouterr().err  # a JSON log line on stderr
