@@ -120,3 +120,15 @@ async def client(aiohttp_client, app):
 @pytest.fixture
 async def api(client, app) -> Api:
     return await make_api(client, app)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI installs its JSON log handler on the root logger: put things back after each test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
