@@ -83,7 +83,7 @@ from dialer.ingest import IngestContext, Planner
 from dialer.phones import PhoneNormaliser
 from dialer.settings import Settings
 from dialer.slots import ACCOUNT, Slots
-from dialer.statuses import IN_FLIGHT, BatchStatus, CallStatus
+from dialer.statuses import IN_FLIGHT_VALUES, BatchStatus, CallStatus
 from dialer.store import Store, open_store
 from dialer.tenancy import Tenancy
 from dialer.windows import CallingWindow
@@ -106,7 +106,6 @@ GOAL_OPS = 4.0
 # for eleven hours, far longer than the run.
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
 ZONE = "America/New_York"
-IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
 PROVIDER_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 CROSS_CHECK_EVERY = 20  # steps between two checks of "queued and due" against the store
 MAX_VIRTUAL_SECONDS = 6 * 3600  # give up (and say so) rather than loop for ever

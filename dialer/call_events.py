@@ -17,12 +17,11 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 
 from .clock import Clock
-from .statuses import IN_FLIGHT, CallStatus
+from .statuses import IN_FLIGHT_VALUES, CallStatus
 from .store import Store
 from .tenancy import parse_id
 
 log = logging.getLogger("dialer.calls")
-IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
 # Twilio CallStatus -> (our status, outcome) for final statuses.
 FINAL = {
     "completed": CallStatus.COMPLETED,

@@ -25,13 +25,12 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from .clock import Clock
 from .ingest import PlannedCall
-from .statuses import WAITING, CallStatus
+from .statuses import WAITING_VALUES, CallStatus
 from .store import Store
 
 log = logging.getLogger("dialer.enqueue")
 MAX_ROUNDS = 3
 DUPLICATE_KEY = 11000
-WAITING_VALUES = [s.value for s in WAITING]
 
 
 def active_key(batch_id: ObjectId, e164: str) -> str:

@@ -24,11 +24,10 @@ from typing import Iterable
 from bson import ObjectId
 
 from .clock import as_utc
-from .statuses import IN_FLIGHT
+from .statuses import IN_FLIGHT_VALUES
 from .store import Store
 
 ACCOUNT = "account"
-IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
 
 
 @dataclass

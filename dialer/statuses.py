@@ -41,6 +41,10 @@ TERMINAL = frozenset(
     }
 )
 ACTIVE = WAITING | IN_FLIGHT
+# The same sets as stored strings, for MongoDB queries ({"status": {"$in": ...}}).
+WAITING_VALUES = sorted(s.value for s in WAITING)
+IN_FLIGHT_VALUES = sorted(s.value for s in IN_FLIGHT)
+ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
 # Outcomes a retry policy may name.
 RETRYABLE_OUTCOMES = frozenset({"busy", "no_answer", "failed", "machine"})
 # Batches the dispatcher never touches again.

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from dialer.statuses import IN_FLIGHT
+from dialer.statuses import IN_FLIGHT_VALUES
 from workers.engine import Engine
 from workers.providers.simulator import Simulator
 
-IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
 
 
 class Harness:

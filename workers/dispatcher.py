@@ -25,7 +25,7 @@ from pymongo.errors import PyMongoError
 from dialer.call_events import CallEvents
 from dialer.clock import Clock, as_utc
 from dialer.slots import Slots
-from dialer.statuses import ACTIVE, IN_FLIGHT, BatchStatus, CallStatus
+from dialer.statuses import ACTIVE_VALUES, BatchStatus, CallStatus
 from dialer.store import Store
 from dialer.windows import CallingWindow
 
@@ -33,8 +33,6 @@ from .placement import HORIZON, Claimed, Placer
 from .providers.base import TelephonyProvider
 
 log = logging.getLogger("workers.dispatcher")
-ACTIVE_VALUES = [s.value for s in ACTIVE]
-IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
 
 
 @dataclass

@@ -19,14 +19,12 @@ from pymongo import ReturnDocument
 from dialer.call_events import FINAL, PROGRESS, TALKING_LEASE_FACTOR, CallEvents
 from dialer.clock import Clock, as_utc
 from dialer.slots import Slots
-from dialer.statuses import IN_FLIGHT, WAITING, BatchStatus, CallStatus
+from dialer.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, BatchStatus, CallStatus
 from dialer.store import Store
 
 from .providers.base import ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.reaper")
-IN_FLIGHT_VALUES = [s.value for s in IN_FLIGHT]
-WAITING_VALUES = [s.value for s in WAITING]
 BATCH_SIZE = 100
 FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's creation times
 
