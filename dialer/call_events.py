@@ -41,6 +41,12 @@ OUTCOME = {CallStatus.COMPLETED: "completed", CallStatus.BUSY: "busy", CallStatu
            CallStatus.FAILED: "failed", CallStatus.CANCELLED: "cancelled"}
 
 
+def lease_for(status: str, lease: dt.timedelta) -> dt.timedelta:
+    """How long a call in `status` goes unchecked: conversations last minutes, so they are checked
+    with the provider less often than calls still ringing."""
+    return lease * (TALKING_LEASE_FACTOR if status == CallStatus.IN_PROGRESS else 1)
+
+
 def outcome_of(status: CallStatus, answered_by: str | None) -> str:
     if status == CallStatus.COMPLETED and answered_by and answered_by.startswith(("machine", "fax")):
         return "machine"
@@ -74,10 +80,6 @@ class CallEvents:
         self.policies = policies
         self.lease = dt.timedelta(seconds=lease_seconds)
 
-    def _lease_for(self, status: CallStatus) -> dt.timedelta:
-        # Conversations last minutes: check them with the provider less often than ringing calls.
-        return self.lease * (TALKING_LEASE_FACTOR if status == CallStatus.IN_PROGRESS else 1)
-
     async def apply(self, call_id: Any, provider_call_id: str | None, status: str, *, batch_id: Any = None,
                     attempt: str | None = None, answered_by: str | None = None, duration: int | None = None,
                     error: str | None = None) -> str:
@@ -104,7 +106,7 @@ class CallEvents:
             new = PROGRESS[status]
             result = await self.store.calls.update_one(
                 {**match, "status": {"$in": EARLIER[new]}},
-                {"$set": {"status": new.value, "updatedAt": now, "leaseUntil": now + self._lease_for(new), **sid,
+                {"$set": {"status": new.value, "updatedAt": now, "leaseUntil": now + lease_for(new, self.lease), **sid,
                           **({"answeredBy": answered_by} if answered_by else {})},
                  "$push": {"history": entry}},
             )

@@ -18,7 +18,7 @@ import base64
 import datetime as dt
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import Any, Callable
 from urllib.parse import urlencode

@@ -24,7 +24,7 @@ from pymongo.errors import PyMongoError
 
 from dialer.call_events import CallEvents
 from dialer.clock import Clock, as_utc
-from dialer.slots import Slots
+from dialer.slots import Reservation, Slots
 from dialer.statuses import ACTIVE_VALUES, BatchStatus, CallStatus
 from dialer.store import Store
 from dialer.windows import CallingWindow
@@ -68,8 +68,6 @@ class Dispatcher:
                  slots: Slots, config: DispatcherConfig, name: str | None = None) -> None:
         self.store = store
         self.clock = clock
-        self.provider = provider
-        self.events = events
         self.slots = slots
         self.config = config
         self.name = name or f"dispatcher-{secrets.token_hex(3)}"
@@ -254,20 +252,14 @@ class Dispatcher:
             self.placer.unrecorded = records + self.placer.unrecorded
             if reservation is not None:
                 with contextlib.suppress(PyMongoError):  # else the slots wait out the grace period
-                    won = {d["_id"] async for d in self.store.calls.find(
-                        {"_id": {"$in": claimed_ids}, "claimToken": token}, {"_id": 1})}
-                    for batch_id, ids in reservation.grants.items():
-                        await self.slots.release(batch_id, [i for i in ids if i not in won], token)
+                    await self._keep_claimed(reservation, claimed_ids)
             return []
         if reservation is None:
             return []
         won = set(claimed_ids)
         if result.matched_count < len(ops):
             # Some calls changed under us (another dispatcher, a cancel): keep only what we claimed.
-            won = {d["_id"] async for d in self.store.calls.find({"_id": {"$in": claimed_ids}, "claimToken": token},
-                                                                   {"_id": 1})}
-            for batch_id, ids in reservation.grants.items():
-                await self.slots.release(batch_id, [i for i in ids if i not in won], token)
+            won = await self._keep_claimed(reservation, claimed_ids)
         out = []
         for batch_id, calls in grants.items():
             for call in calls:
@@ -275,6 +267,14 @@ class Dispatcher:
                     out.append(Claimed(reservation.dial_times[call["_id"]], call, by_id[batch_id], token))
         self.stats.claimed += len(out)
         return out
+
+    async def _keep_claimed(self, reservation: Reservation, claimed_ids: list[ObjectId]) -> set[ObjectId]:
+        """The calls this reservation's claim did win; the slots of the others are given back."""
+        won = {d["_id"] async for d in self.store.calls.find(
+            {"_id": {"$in": claimed_ids}, "claimToken": reservation.token}, {"_id": 1})}
+        for batch_id, ids in reservation.grants.items():
+            await self.slots.release(batch_id, [i for i in ids if i not in won], reservation.token)
+        return won
 
     @property
     def _lease(self) -> dt.timedelta:

@@ -33,6 +33,18 @@ MAX_BACKOFF_SECONDS = 300
 UNCERTAIN_WAIT = dt.timedelta(seconds=30)  # before asking the provider about a create that timed out
 
 
+async def requeue_unplaced(store: Store, call_id, token: str | None, when: dt.datetime, entry: dict,
+                           provider_error: bool = False) -> None:
+    """Back to the queue without counting the attempt (nothing reached the callee), if the call is
+    still this attempt's and was never placed; the next reservation frees its slot, seeing it no
+    longer in flight."""
+    await store.calls.update_one(
+        {"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
+        {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
+         "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
+         "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}, "$push": {"history": entry}})
+
+
 @dataclass(order=True)
 class Claimed:
     dial_at: dt.datetime
@@ -90,8 +102,7 @@ class Placer:
         return len(placed)
 
     async def flush_records(self) -> None:
-        if self.unrecorded:
-            ops, self.unrecorded = self.unrecorded, []
+        if ops := self.take_records():
             await self.store.calls.bulk_write(ops, ordered=False)
 
     def dial_request(self, call: dict, batch: dict, attempt: str = "") -> DialRequest:
@@ -148,14 +159,7 @@ class Placer:
             await self.requeue(claimed, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
 
     async def requeue(self, claimed: Claimed, when: dt.datetime, entry: dict, provider_error: bool) -> None:
-        """Back to the queue without counting the attempt (nothing reached the callee); the next
-        reservation frees its slot, seeing it no longer in flight."""
-        await self.store.calls.update_one(
-            {"_id": claimed.call["_id"], "claimToken": claimed.token, "status": CallStatus.DIALING.value,
-             "providerCallId": {"$exists": False}},
-            {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
-             "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
-             "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": ""}, "$push": {"history": entry}})
+        await requeue_unplaced(self.store, claimed.call["_id"], claimed.token, when, entry, provider_error)
 
     async def hand_back(self) -> None:
         """Stopping: record what was placed; calls not yet placed go back to the queue."""

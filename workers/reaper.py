@@ -16,12 +16,13 @@ import logging
 
 from pymongo import ReturnDocument
 
-from dialer.call_events import FINAL, PROGRESS, TALKING_LEASE_FACTOR, CallEvents
+from dialer.call_events import FINAL, PROGRESS, CallEvents, lease_for
 from dialer.clock import Clock, as_utc
 from dialer.slots import Slots
-from dialer.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, BatchStatus, CallStatus
+from dialer.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, BatchStatus
 from dialer.store import Store
 
+from .placement import requeue_unplaced
 from .providers.base import ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.reaper")
@@ -53,10 +54,9 @@ class Reaper:
         done = 0
         for call in expired:
             # Take the call for reconciliation so two reapers never act on it at once.
-            lease = self.lease * (TALKING_LEASE_FACTOR if call["status"] == CallStatus.IN_PROGRESS.value else 1)
             mine = await self.store.calls.find_one_and_update(
                 {"_id": call["_id"], "leaseUntil": call["leaseUntil"], "status": call["status"]},
-                {"$set": {"leaseUntil": now + lease, "claimedBy": self.name}},
+                {"$set": {"leaseUntil": now + lease_for(call["status"], self.lease), "claimedBy": self.name}},
                 return_document=ReturnDocument.AFTER)
             if mine is None:
                 continue
@@ -82,12 +82,8 @@ class Reaper:
                     break
                 sid = None
             if sid is None:
-                await self.store.calls.update_one(
-                    {"_id": call["_id"], "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
-                    {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": now},
-                     "$inc": {"attempts": -1},
-                     "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""},
-                     "$push": {"history": {"at": now, "event": "requeued_after_crash"}}})
+                await requeue_unplaced(self.store, call["_id"], call.get("claimToken"), now,
+                                       {"at": now, "event": "requeued_after_crash"})
                 log.warning("call never reached the provider: requeued", extra=ids)
                 return
             await self.store.calls.update_one({"_id": call["_id"], "providerCallId": {"$exists": False}},
