@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from bson import ObjectId
@@ -75,18 +76,22 @@ class Batches:
 
     async def counters(self, batch_id: ObjectId) -> dict:
         """Exact counters, computed from the calls themselves (they cannot drift)."""
+        # One pass: per (status, outcome). A retried call waits with its last outcome; only calls in
+        # a final status count towards byOutcome.
         rows = await aggregate(self.store.calls, [
             {"$match": {"batchId": batch_id}},
-            {"$group": {"_id": "$status", "n": {"$sum": 1},
+            {"$group": {"_id": {"status": "$status", "outcome": "$outcome"}, "n": {"$sum": 1},
                         "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
                         "attempts": {"$sum": "$attempts"}}},
         ])
-        outcomes = await aggregate(self.store.calls, [
-            {"$match": {"batchId": batch_id, "finishedAt": {"$exists": True}}},
-            {"$group": {"_id": "$outcome", "n": {"$sum": 1}}},
-        ])
-        by_status = {row["_id"]: row for row in rows}
-        count = lambda statuses: sum(by_status.get(s.value, {}).get("n", 0) for s in statuses)  # noqa: E731
+        by_status: Counter = Counter()
+        by_outcome: Counter = Counter()
+        for row in rows:
+            status, outcome = row["_id"]["status"], row["_id"].get("outcome")
+            by_status[status] += row["n"]
+            if outcome and status in TERMINAL:
+                by_outcome[outcome] += row["n"]
+        count = lambda statuses: sum(by_status[s.value] for s in statuses)  # noqa: E731
         return {
             "scheduled": sum(row["n"] for row in rows),
             "dispatched": sum(row["dialled"] for row in rows),
@@ -94,9 +99,9 @@ class Batches:
             "finished": count(TERMINAL),
             "waiting": count(WAITING),
             "inFlight": count(IN_FLIGHT),
-            "byStatus": {s.value: by_status.get(s.value, {}).get("n", 0) for s in CallStatus},
+            "byStatus": {s.value: by_status[s.value] for s in CallStatus},
             # Final outcomes; "machine" is a completed call answered by a machine (detection on).
-            "byOutcome": {row["_id"]: row["n"] for row in outcomes if row["_id"]},
+            "byOutcome": dict(by_outcome),
         }
 
 

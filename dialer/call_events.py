@@ -1,10 +1,10 @@
-"""Applying provider status events to calls: Twilio statuses -> our statuses, retries, slot release.
+"""Applying provider status events to calls: Twilio statuses -> our statuses, and retries.
 
 Used by the API's Twilio status webhook and by the simulator, so both paths behave the same.
 Each event is one conditional update (the status filter makes replays and out-of-order events
 harmless); a call leaving flight frees its slot by that alone (see slots.py). A retryable outcome
-(the batch's retry.on) with attempts left puts the call back in the queue after retry.delaySeconds; the dispatcher then waits
-for the callee's window again.
+(the batch's retry.on) with attempts left puts the call back in the queue after
+retry.delaySeconds; the dispatcher then waits for the callee's window again.
 """
 
 from __future__ import annotations
@@ -91,9 +91,8 @@ class CallEvents:
         if oid is None:
             return "ignored"
         now = self.clock.now()
-        match: dict = {"_id": oid}
-        if attempt:
-            match["claimToken"] = attempt
+        this_call: dict = {"_id": oid, **({"claimToken": attempt} if attempt else {})}
+        match = dict(this_call)
         sid: dict = {}
         if provider_call_id:
             # The event may arrive before the dispatcher has recorded the provider's id (it records
@@ -116,8 +115,7 @@ class CallEvents:
                 return "ignored"
             # The provider accepted the call: record its id if the dispatcher has not yet.
             result = await self.store.calls.update_one(
-                {**{k: v for k, v in match.items() if k != "$or"}, "providerCallId": {"$exists": False},
-                 "status": {"$in": IN_FLIGHT_VALUES}},
+                {**this_call, "providerCallId": {"$exists": False}, "status": {"$in": IN_FLIGHT_VALUES}},
                 {"$set": sid, "$push": {"history": entry}})
             return "progress" if result.modified_count else "ignored"
         if status not in FINAL:

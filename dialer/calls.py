@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Mapping
 
 from bson import ObjectId
-
-from datetime import datetime, timezone
 
 from .clock import as_utc, iso
 from .statuses import CallStatus

@@ -19,8 +19,8 @@ import weakref
 from dataclasses import dataclass, field
 
 from bson import ObjectId
-from pymongo import InsertOne, UpdateOne
 from bson.errors import InvalidDocument
+from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from .clock import Clock

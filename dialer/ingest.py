@@ -13,7 +13,6 @@ from .phones import PhoneError, PhoneNormaliser
 from .windows import CallingWindow, valid_zone
 
 MAX_LISTED_ERRORS = 50
-RESERVED_FIELDS = ("phoneNumber", "timezone")
 HORIZON_DAYS = 15
 
 

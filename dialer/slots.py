@@ -11,8 +11,8 @@ reads the statuses of the calls holding slots, drops the entries that no longer 
 its new entries if every limit still allows, and writes the lists back only if nobody changed the
 document meanwhile. An entry whose call carries its token holds the slot while that call is in
 flight; an entry whose claim has not landed (yet) holds it while younger than the grace period (a
-dispatcher claims within half the grace or gives up). So invariant 1 holds with any number of dispatchers, and a crash can
-only keep a slot taken until the grace period ends, never free one early.
+dispatcher claims within half the grace or gives up). So invariant 1 holds with any number of
+dispatchers, and a crash can only keep a slot taken until the grace period ends, never free one early.
 """
 
 from __future__ import annotations

@@ -68,11 +68,7 @@ def _may_match(doc: dict, terms: list[tuple[str, frozenset]]) -> bool:
 def _decided(doc: dict, terms: list[tuple[str, frozenset]]) -> bool:
     """True when the pre-filter alone decides the match: every field holds a plain string, ObjectId or
     int (not bool, which Python equates with 1 and MongoDB does not)."""
-    for field, _ in terms:
-        value = doc.get(field)
-        if not (isinstance(value, _FAST_TYPES) or (type(value) is int)):
-            return False
-    return True
+    return all(_fast_value(doc.get(field)) for field, _ in terms)
 
 
 def _iter_documents(self, flt):
