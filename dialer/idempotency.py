@@ -4,6 +4,11 @@ The key alone dedupes (not the payload), per workspace. A key is claimed atomica
 document whose _id is (workspace, key): of two concurrent requests only one insert succeeds, the
 other gets 409 until the first has finished. A claim whose request crashed expires after
 `CLAIM_SECONDS` so the key is not stuck; a request that failed with a 5xx releases its key.
+
+Expiry follows the injected clock, never the database's: a record whose `expiresAt` has passed by
+`clock.now()` is treated as absent (and taken over by the next request with its key), and `purge()`
+deletes such records. No TTL index: MongoDB's (and mongomock's) TTL monitor runs on the machine's
+real clock, which is not the engine's.
 """
 
 from __future__ import annotations
@@ -56,8 +61,15 @@ class Idempotency:
         except DuplicateKeyError:
             pass
         doc = await self.store.idempotency.find_one({"_id": doc_id})
-        if doc is None:  # expired between the two calls
+        if doc is None:  # purged between the two calls
             return await self.claim(workspace_id, key)
+        if as_utc(doc["expiresAt"]) <= now:
+            # Expired by our clock: the key is free again; take it over unless another request just did.
+            taken = await self.store.idempotency.find_one_and_update(
+                {"_id": doc_id, "expiresAt": doc["expiresAt"]}, {"$set": claim, "$unset": {"code": "", "body": ""}})
+            if taken is not None:
+                return None
+            raise KeyInUse(key)
         if doc["state"] == "done":
             return StoredResponse(doc["code"], doc["body"])
         if as_utc(doc["claimedUntil"]) < now:
@@ -73,6 +85,11 @@ class Idempotency:
         await self.store.idempotency.update_one(
             {"_id": f"{workspace_id}:{key}"}, {"$set": {"state": "done", "code": code, "body": body}}
         )
+
+    async def purge(self) -> int:
+        """Delete the records that have expired by the injected clock."""
+        result = await self.store.idempotency.delete_many({"expiresAt": {"$lte": self.clock.now()}})
+        return result.deleted_count
 
     async def release(self, workspace_id, key: str) -> None:
         await self.store.idempotency.delete_one({"_id": f"{workspace_id}:{key}", "state": "running"})

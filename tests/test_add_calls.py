@@ -436,3 +436,22 @@ async def test_values_mongodb_cannot_store_are_400_not_500(api, variables, reaso
     code, doc = await api.add_calls(batch, [{"phoneNumber": "12125551001", **variables}])
     assert code == 400 and reason in doc["data"]["errors"][0]["reason"]
     assert await api.all_calls(batch) == []
+
+
+@pytest.mark.parametrize("years", [-2, 0, 3])
+async def test_idempotency_expiry_follows_the_injected_clock(api, clock, years):
+    # Whatever the machine's date: the clock years behind it, on it, or years ahead.
+    clock.set(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365 * years))
+    batch = await api.create_batch()
+    key = {"Idempotency-Key": "nightly-import"}
+    code, first = await api.add_calls(batch, SEED_RECORDS, headers=key)
+    assert code == 200
+    clock.advance(23 * 3600)  # within the 24 h: the first answer, nothing written
+    code, again = await api.add_calls(batch, [{"phoneNumber": "12125559999"}], headers=key)
+    assert code == 200 and again == first and len(await api.all_calls(batch)) == 2
+    clock.advance(2 * 3600)  # 25 h after: the key has expired by our clock, the request runs
+    code, later = await api.add_calls(batch, [{"phoneNumber": "12125559999"}], headers=key)
+    assert code == 200 and later["data"]["inserted"] == 1 and later != first
+    assert await api.app[INGESTION].idempotency.purge() == 0  # the key's record is the new one's
+    clock.advance(25 * 3600)
+    assert await api.app[INGESTION].idempotency.purge() == 1

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from bson import ObjectId
-from fake_twilio import FakeTwilio
+from tests.fake_twilio import FakeTwilio
 from twilio.request_validator import RequestValidator
 
 from dialer.app import create_app

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from aiohttp import web
-from fake_twilio import FakeTwilio
+from tests.fake_twilio import FakeTwilio
 from twilio.request_validator import RequestValidator
 
 from workers.providers.base import DialRequest, ErrorKind, ProviderError

@@ -36,7 +36,8 @@ INDEXES: list[Index] = [
     # The reaper: in-flight calls whose lease ran out.
     Index("calls", [("status", ASCENDING), ("leaseUntil", ASCENDING)], {"name": "status_lease"}),
     Index("calls", [("providerCallId", ASCENDING)], {"sparse": True, "name": "provider_call"}),
-    Index("idempotency", [("expiresAt", ASCENDING)], {"expireAfterSeconds": 0, "name": "expiry"}),
+    # Expiry follows the injected clock (idempotency.py purges), so no TTL index: its monitor uses the real clock.
+    Index("idempotency", [("expiresAt", ASCENDING)], {"name": "expires_at"}),
 ]
 
 
