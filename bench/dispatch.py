@@ -75,20 +75,20 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from dialer.batch_settings import parse_batch_spec
-from dialer.batches import Batches
-from dialer.clock import FixedClock
-from dialer.enqueue import CallWriter
-from dialer.ingest import IngestContext, Planner
-from dialer.phones import PhoneNormaliser
+from dialer.core.batch_spec import parse_batch_spec
+from dialer.services.batches import Batches
+from dialer.core.clock import FixedClock
+from dialer.services.enqueue import CallWriter
+from dialer.core.records import IngestContext, Planner
+from dialer.core.phones import PhoneNormaliser
 from dialer.settings import Settings
-from dialer.slots import ACCOUNT, Slots
-from dialer.statuses import IN_FLIGHT_VALUES, BatchStatus, CallStatus
+from dialer.services.slots import ACCOUNT, Slots
+from dialer.core.statuses import IN_FLIGHT_VALUES, BatchStatus, CallStatus
 from dialer.store import Store, open_store
-from dialer.tenancy import Tenancy
-from dialer.windows import CallingWindow
+from dialer.services.tenancy import Tenancy
+from dialer.core.windows import CallingWindow
 from workers.engine import Engine
-from workers.providers.simulator import Simulator
+from workers.telephony.simulator import Simulator
 
 SEED = 20261123
 CALLS = 2000

@@ -50,13 +50,13 @@ import phonenumbers
 from bson import ObjectId
 from phonenumbers import PhoneNumberFormat
 
-from dialer.clock import FixedClock
-from dialer.enqueue import CallWriter
-from dialer.ingest import IngestContext, Planner, validate_envelope
-from dialer.phones import PhoneNormaliser
+from dialer.core.clock import FixedClock
+from dialer.services.enqueue import CallWriter
+from dialer.core.records import IngestContext, Planner, validate_envelope
+from dialer.core.phones import PhoneNormaliser
 from dialer.runtime import tune_gc
 from dialer.settings import Settings
-from dialer.windows import CallingWindow
+from dialer.core.windows import CallingWindow
 
 SEED = 20261123
 RECORDS = 100_000
@@ -295,8 +295,8 @@ async def end_to_end(work: Workload, settings: Settings, second: bool) -> list[H
     import aiohttp
     from aiohttp import web
 
-    from dialer.app import create_app
-    from dialer.appkeys import TENANCY
+    from dialer.api.app import create_app
+    from dialer.api.appkeys import TENANCY
 
     app = create_app(settings, FixedClock(T0))
     runner = web.AppRunner(app, access_log=None)

@@ -12,13 +12,13 @@ import json
 import logging
 import sys
 
-from .clock import SystemClock
-from .logs import setup_logging
-from .phones import PhoneNormaliser
-from .runtime import tune_gc
-from .settings import Settings
-from .store import open_store
-from .tenancy import Tenancy, TenancyError, agent_view
+from dialer.core.clock import SystemClock
+from dialer.logs import setup_logging
+from dialer.core.phones import PhoneNormaliser
+from dialer.runtime import tune_gc
+from dialer.settings import Settings
+from dialer.store import open_store
+from dialer.services.tenancy import Tenancy, TenancyError, agent_view
 
 log = logging.getLogger("dialer")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from .settings import Settings
-from .tenancy import Tenancy
+from dialer.settings import Settings
+from dialer.services.tenancy import Tenancy
 
 log = logging.getLogger("dialer.demo")
 DEMO_CALLING_NUMBER = "+15005550006"

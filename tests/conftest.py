@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from dialer.app import create_app
-from dialer.appkeys import STORE, TENANCY
-from dialer.clock import FixedClock
+from dialer.api.app import create_app
+from dialer.api.appkeys import STORE, TENANCY
+from dialer.core.clock import FixedClock
 from dialer.settings import Settings
 
 MONGODB_URI = os.environ.get("DIALER_TEST_MONGODB_URI", "")

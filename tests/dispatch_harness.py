@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from dialer.statuses import IN_FLIGHT_VALUES
+from dialer.core.statuses import IN_FLIGHT_VALUES
 from workers.engine import Engine
-from workers.providers.simulator import Simulator
+from workers.telephony.simulator import Simulator
 
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from dialer.appkeys import INGESTION
+from dialer.api.appkeys import INGESTION
 from tests.faults import inject
 
 SEED_RECORDS = [
@@ -368,7 +368,7 @@ async def test_health_answers_while_100k_records_are_ingested(api):
 
 
 async def test_oversized_body_is_413_in_the_envelope(aiohttp_client, settings, clock):
-    from dialer.app import create_app
+    from dialer.api.app import create_app
     from tests.conftest import make_api
 
     app = create_app(settings.replace(max_body_bytes=10_000), clock)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from bson import ObjectId
 
-from dialer.clock import as_utc
+from dialer.core.clock import as_utc
 from tests.dispatch_harness import Harness
 
 UTC = dt.timezone.utc

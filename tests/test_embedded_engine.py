@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from dialer.app import create_app
-from dialer.clock import SystemClock
+from dialer.api.app import create_app
+from dialer.core.clock import SystemClock
 from tests.conftest import make_api
 
 

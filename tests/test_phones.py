@@ -10,8 +10,8 @@ from phonenumbers import PhoneNumberFormat
 from phonenumbers.timezone import time_zones_for_geographical_number
 from phonenumbers.tzdata import TIMEZONE_DATA
 
-from dialer import phones
-from dialer.phones import MAX_RAW_LENGTH, PhoneError, PhoneNormaliser
+from dialer.core import phones
+from dialer.core.phones import MAX_RAW_LENGTH, PhoneError, PhoneNormaliser
 
 SEED = 20261123
 

@@ -66,7 +66,7 @@ async def test_admin_needs_the_token(client, headers):
 
 
 async def test_admin_is_disabled_without_a_token(aiohttp_client, settings, clock):
-    from dialer.app import create_app
+    from dialer.api.app import create_app
 
     client = await aiohttp_client(create_app(settings.replace(admin_token=""), clock))
     resp = await client.post("/api/admin/workspaces", json={"name": "x"}, headers={"Authorization": "Bearer "})

@@ -19,12 +19,12 @@ from bson import ObjectId
 from tests.fake_twilio import FakeTwilio
 from twilio.request_validator import RequestValidator
 
-from dialer.app import create_app
-from dialer.appkeys import STORE
-from dialer.clock import FixedClock
+from dialer.api.app import create_app
+from dialer.api.appkeys import STORE
+from dialer.core.clock import FixedClock
 from tests.conftest import make_api
 from workers.engine import Engine
-from workers.providers.twilio import TwilioProvider
+from workers.telephony.twilio import TwilioProvider
 
 # twilio 9.13 still hands aiohttp a BasicAuth object, which aiohttp 3.14 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:.*(BasicAuth|'auth' parameter).*:DeprecationWarning")

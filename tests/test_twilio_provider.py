@@ -11,8 +11,8 @@ from aiohttp import web
 from tests.fake_twilio import FakeTwilio
 from twilio.request_validator import RequestValidator
 
-from workers.providers.base import DialRequest, ErrorKind, ProviderError
-from workers.providers.twilio import TwilioProvider
+from workers.telephony.base import DialRequest, ErrorKind, ProviderError
+from workers.telephony.twilio import TwilioProvider
 
 # twilio 9.13 still hands aiohttp a BasicAuth object, which aiohttp 3.14 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:.*(BasicAuth|'auth' parameter).*:DeprecationWarning")

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dialer.windows import DAY_NAMES, DEFAULT_WINDOW, CallingWindow, WindowError, valid_zone
+from dialer.core.windows import DAY_NAMES, DEFAULT_WINDOW, CallingWindow, WindowError, valid_zone
 
 UTC = timezone.utc
 NY, LA, KOLKATA, TOKYO = "America/New_York", "America/Los_Angeles", "Asia/Kolkata", "Asia/Tokyo"

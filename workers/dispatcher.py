@@ -22,15 +22,15 @@ from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
-from dialer.call_events import CallEvents
-from dialer.clock import Clock, as_utc
-from dialer.slots import Reservation, Slots
-from dialer.statuses import ACTIVE_VALUES, BatchStatus, CallStatus
+from dialer.services.call_events import CallEvents
+from dialer.core.clock import Clock, as_utc
+from dialer.services.slots import Reservation, Slots
+from dialer.core.statuses import ACTIVE_VALUES, BatchStatus, CallStatus
 from dialer.store import Store
-from dialer.windows import CallingWindow
+from dialer.core.windows import CallingWindow
 
-from .placement import HORIZON, Claimed, Placer
-from .providers.base import TelephonyProvider
+from workers.placer import HORIZON, Claimed, Placer
+from workers.telephony.base import TelephonyProvider
 
 log = logging.getLogger("workers.dispatcher")
 

@@ -14,16 +14,16 @@ import secrets
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from dialer.call_events import BatchPolicies, CallEvents
-from dialer.clock import Clock
+from dialer.services.call_events import BatchPolicies, CallEvents
+from dialer.core.clock import Clock
 from dialer.settings import Settings
-from dialer.slots import Slots
+from dialer.services.slots import Slots
 from dialer.store import Store
 
-from .dispatcher import Dispatcher, DispatcherConfig
-from .providers.base import CallEvent, TelephonyProvider
-from .providers.simulator import Simulator, parse_outcomes
-from .reaper import Reaper
+from workers.dispatcher import Dispatcher, DispatcherConfig
+from workers.telephony.base import CallEvent, TelephonyProvider
+from workers.telephony.simulator import Simulator, parse_outcomes
+from workers.reaper import Reaper
 
 log = logging.getLogger("workers.engine")
 

@@ -6,11 +6,11 @@ import asyncio
 import logging
 import signal
 
-from dialer.clock import SystemClock
+from dialer.core.clock import SystemClock
 from dialer.settings import Settings
 from dialer.store import open_store
 
-from .engine import Engine, make_provider
+from workers.engine import Engine, make_provider
 
 log = logging.getLogger("workers.main")
 

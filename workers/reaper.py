@@ -16,14 +16,14 @@ import logging
 
 from pymongo import ReturnDocument
 
-from dialer.call_events import FINAL, PROGRESS, CallEvents, lease_for
-from dialer.clock import Clock, as_utc
-from dialer.slots import Slots
-from dialer.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, BatchStatus
+from dialer.services.call_events import FINAL, PROGRESS, CallEvents, lease_for
+from dialer.core.clock import Clock, as_utc
+from dialer.services.slots import Slots
+from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, BatchStatus
 from dialer.store import Store
 
-from .placement import requeue_unplaced
-from .providers.base import ProviderError, TelephonyProvider
+from workers.placer import requeue_unplaced
+from workers.telephony.base import ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.reaper")
 BATCH_SIZE = 100

@@ -1,5 +1,5 @@
 """Storage: opening MongoDB (real or in-memory), the collections, and the indexes declared in code."""
 
-from .database import Store, aggregate, open_store
+from dialer.store.database import Store, aggregate, open_store
 
 __all__ = ["Store", "aggregate", "open_store"]

@@ -9,9 +9,9 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from ..settings import Settings
-from .indexes import ensure_indexes
-from .memory import memory_client
+from dialer.settings import Settings
+from dialer.store.indexes import ensure_indexes
+from dialer.store.memory import memory_client
 
 log = logging.getLogger("dialer.store")
 

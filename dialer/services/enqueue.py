@@ -23,10 +23,10 @@ from bson.errors import InvalidDocument
 from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from .clock import Clock
-from .ingest import PlannedCall
-from .statuses import WAITING_VALUES, CallStatus
-from .store import Store
+from dialer.core.clock import Clock
+from dialer.core.records import PlannedCall
+from dialer.core.statuses import WAITING_VALUES, CallStatus
+from dialer.store import Store
 
 log = logging.getLogger("dialer.enqueue")
 MAX_ROUNDS = 3

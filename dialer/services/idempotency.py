@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from pymongo.errors import DuplicateKeyError
 
-from .clock import Clock, as_utc
-from .store import Store
+from dialer.core.clock import Clock, as_utc
+from dialer.store import Store
 
 MAX_KEY_LENGTH = 255
 CLAIM_SECONDS = 600

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import STORE, TENANCY
-from ..auth import require_workspace
-from ..envelope import ok
-from ..tenancy import agent_view
+from dialer.api.appkeys import STORE, TENANCY
+from dialer.api.auth import require_workspace
+from dialer.api.envelope import ok
+from dialer.services.tenancy import agent_view
 
 
 async def health(request: web.Request) -> web.Response:

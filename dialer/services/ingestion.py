@@ -16,16 +16,16 @@ from typing import Any, Callable
 import orjson
 from pymongo.errors import PyMongoError
 
-from .batches import BatchForbidden, BatchNotFound, Batches
-from .clock import Clock, as_utc
-from .enqueue import CallWriter
-from .envelope import ApiError
-from .idempotency import Idempotency, KeyInUse
-from .ingest import IngestContext, Plan, Planner, validate_envelope
-from .phones import PhoneNormaliser
-from .settings import Settings
-from .tenancy import Principal, Tenancy
-from .windows import CallingWindow
+from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
+from dialer.core.clock import Clock, as_utc
+from dialer.services.enqueue import CallWriter
+from dialer.api.envelope import ApiError
+from dialer.services.idempotency import Idempotency, KeyInUse
+from dialer.core.records import IngestContext, Plan, Planner, validate_envelope
+from dialer.core.phones import PhoneNormaliser
+from dialer.settings import Settings
+from dialer.services.tenancy import Principal, Tenancy
+from dialer.core.windows import CallingWindow
 
 log = logging.getLogger("dialer.ingestion")
 INLINE_LIMIT = 500  # records (or ~bytes/200) below which work is done inline

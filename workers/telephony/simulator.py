@@ -14,7 +14,7 @@ import itertools
 import random
 from dataclasses import dataclass, field
 
-from .base import CallEvent, DialRequest, EventSink, Placed
+from workers.telephony.base import CallEvent, DialRequest, EventSink, Placed
 
 OUTCOMES = ("answered", "busy", "no_answer", "failed", "machine")
 

@@ -7,10 +7,10 @@ from typing import Mapping
 
 from bson import ObjectId
 
-from .clock import as_utc, iso
-from .statuses import CallStatus
-from .store import Store
-from .tenancy import parse_id
+from dialer.core.clock import as_utc, iso
+from dialer.core.statuses import CallStatus
+from dialer.store import Store
+from dialer.services.tenancy import parse_id
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100

@@ -6,10 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import as_utc
-from .phones import PhoneError, PhoneNormaliser
-from .statuses import RETRYABLE_OUTCOMES
-from .windows import CallingWindow, WindowError, valid_zone
+from dialer.core.clock import as_utc
+from dialer.core.phones import PhoneError, PhoneNormaliser
+from dialer.core.statuses import RETRYABLE_OUTCOMES
+from dialer.core.windows import CallingWindow, WindowError, valid_zone
 
 MAX_CONCURRENCY = 1000
 DEFAULT_CONCURRENCY = 10

@@ -19,13 +19,13 @@ from typing import Callable
 
 from pymongo import UpdateOne
 
-from dialer.call_events import CallEvents
-from dialer.clock import Clock
-from dialer.statuses import CallStatus
+from dialer.services.call_events import CallEvents
+from dialer.core.clock import Clock
+from dialer.core.statuses import CallStatus
 from dialer.store import Store
-from dialer.windows import CallingWindow
+from dialer.core.windows import CallingWindow
 
-from .providers.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
+from workers.telephony.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.placement")
 HORIZON = dt.timedelta(days=15)

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from .handlers import admin, batches, system, webhooks
+from dialer.api.handlers import admin, batches, system, webhooks
 
 
 def setup_routes(app: web.Application) -> None:

@@ -7,8 +7,8 @@ import secrets
 
 from aiohttp import web
 
-from .appkeys import REQUEST_ID, SETTINGS
-from .envelope import ApiError, envelope, fail
+from dialer.api.appkeys import REQUEST_ID, SETTINGS
+from dialer.api.envelope import ApiError, envelope, fail
 
 log = logging.getLogger("dialer.http")
 

@@ -7,20 +7,20 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from .appkeys import BATCHES, CLOCK, EVENTS, INGESTION, PHONES, SETTINGS, STORE, TENANCY
-from .batches import Batches
-from .call_events import BatchPolicies, CallEvents
-from .clock import Clock, SystemClock
-from .demo import seed_demo
-from .enqueue import CallWriter
-from .idempotency import Idempotency
-from .ingestion import Ingestion
-from .middlewares import errors
-from .phones import PhoneNormaliser
-from .routes import setup_routes
-from .settings import Settings
-from .store import open_store
-from .tenancy import Tenancy
+from dialer.api.appkeys import BATCHES, CLOCK, EVENTS, INGESTION, PHONES, SETTINGS, STORE, TENANCY
+from dialer.services.batches import Batches
+from dialer.services.call_events import BatchPolicies, CallEvents
+from dialer.core.clock import Clock, SystemClock
+from dialer.demo import seed_demo
+from dialer.services.enqueue import CallWriter
+from dialer.services.idempotency import Idempotency
+from dialer.services.ingestion import Ingestion
+from dialer.api.middlewares import errors
+from dialer.core.phones import PhoneNormaliser
+from dialer.api.routes import setup_routes
+from dialer.settings import Settings
+from dialer.store import open_store
+from dialer.services.tenancy import Tenancy
 
 log = logging.getLogger("dialer.app")
 DEMO = web.AppKey("demo", dict)

@@ -2,14 +2,14 @@
 
 from aiohttp import web
 
-from .batches import Batches
-from .call_events import CallEvents
-from .clock import Clock
-from .ingestion import Ingestion
-from .phones import PhoneNormaliser
-from .settings import Settings
-from .store import Store
-from .tenancy import Tenancy
+from dialer.services.batches import Batches
+from dialer.services.call_events import CallEvents
+from dialer.core.clock import Clock
+from dialer.services.ingestion import Ingestion
+from dialer.core.phones import PhoneNormaliser
+from dialer.settings import Settings
+from dialer.store import Store
+from dialer.services.tenancy import Tenancy
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import TENANCY
-from ..auth import require_admin
-from ..envelope import ApiError, ok
-from ..tenancy import TenancyError, agent_view
-from .common import json_body
+from dialer.api.appkeys import TENANCY
+from dialer.api.auth import require_admin
+from dialer.api.envelope import ApiError, ok
+from dialer.services.tenancy import TenancyError, agent_view
+from dialer.api.handlers.common import json_body
 
 
 async def _workspace(request: web.Request) -> dict:

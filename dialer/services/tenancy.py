@@ -10,10 +10,10 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 
-from .clock import Clock
-from .phones import PhoneError, PhoneNormaliser
-from .store import Store
-from .windows import valid_zone
+from dialer.core.clock import Clock
+from dialer.core.phones import PhoneError, PhoneNormaliser
+from dialer.store import Store
+from dialer.core.windows import valid_zone
 
 KEY_PREFIX = "dk_"
 

@@ -6,9 +6,9 @@ import hmac
 
 from aiohttp import web
 
-from .appkeys import SETTINGS, TENANCY
-from .envelope import ApiError
-from .tenancy import Principal
+from dialer.api.appkeys import SETTINGS, TENANCY
+from dialer.api.envelope import ApiError
+from dialer.services.tenancy import Principal
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -25,7 +25,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioS
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from .base import CallEvent, DialRequest, ErrorKind, Placed, ProviderError
+from workers.telephony.base import CallEvent, DialRequest, ErrorKind, Placed, ProviderError
 
 # The only values Twilio accepts for StatusCallbackEvent ("answered" reports CallStatus=in-progress).
 STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")

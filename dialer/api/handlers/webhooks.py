@@ -15,8 +15,8 @@ from xml.sax.saxutils import escape, quoteattr
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from ..appkeys import EVENTS, SETTINGS, STORE
-from ..tenancy import parse_id
+from dialer.api.appkeys import EVENTS, SETTINGS, STORE
+from dialer.services.tenancy import parse_id
 
 log = logging.getLogger("dialer.webhooks")
 

@@ -9,8 +9,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-from .phones import PhoneError, PhoneNormaliser
-from .windows import CallingWindow, valid_zone
+from dialer.core.phones import PhoneError, PhoneNormaliser
+from dialer.core.windows import CallingWindow, valid_zone
 
 MAX_LISTED_ERRORS = 50
 HORIZON_DAYS = 15

@@ -23,9 +23,9 @@ from typing import Iterable
 
 from bson import ObjectId
 
-from .clock import as_utc
-from .statuses import IN_FLIGHT_VALUES
-from .store import Store
+from dialer.core.clock import as_utc
+from dialer.core.statuses import IN_FLIGHT_VALUES
+from dialer.store import Store
 
 ACCOUNT = "account"
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import BATCHES, INGESTION, PHONES, STORE, TENANCY
-from ..auth import require_workspace
-from ..batch_settings import SettingsError, parse_batch_spec
-from ..batches import BatchForbidden, BatchNotFound, batch_view
-from ..calls import CallQueryError, list_calls
-from ..envelope import ApiError, envelope, ok
-from .common import json_body
+from dialer.api.appkeys import BATCHES, INGESTION, PHONES, STORE, TENANCY
+from dialer.api.auth import require_workspace
+from dialer.core.batch_spec import SettingsError, parse_batch_spec
+from dialer.services.batches import BatchForbidden, BatchNotFound, batch_view
+from dialer.services.calls import CallQueryError, list_calls
+from dialer.api.envelope import ApiError, envelope, ok
+from dialer.api.handlers.common import json_body
 
 
 async def create_batch(request: web.Request) -> web.Response:

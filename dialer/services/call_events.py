@@ -16,10 +16,10 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from .clock import Clock
-from .statuses import IN_FLIGHT_VALUES, CallStatus
-from .store import Store
-from .tenancy import parse_id
+from dialer.core.clock import Clock
+from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
+from dialer.store import Store
+from dialer.services.tenancy import parse_id
 
 log = logging.getLogger("dialer.calls")
 # Twilio CallStatus -> (our status, outcome) for final statuses.

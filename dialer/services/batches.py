@@ -7,11 +7,11 @@ from typing import Any
 
 from bson import ObjectId
 
-from .batch_settings import BatchSpec
-from .clock import Clock, as_utc, iso
-from .statuses import IN_FLIGHT, TERMINAL, WAITING, BatchStatus, CallStatus
-from .store import Store, aggregate
-from .tenancy import parse_id
+from dialer.core.batch_spec import BatchSpec
+from dialer.core.clock import Clock, as_utc, iso
+from dialer.core.statuses import IN_FLIGHT, TERMINAL, WAITING, BatchStatus, CallStatus
+from dialer.store import Store, aggregate
+from dialer.services.tenancy import parse_id
 
 
 class BatchNotFound(LookupError):

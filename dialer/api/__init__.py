@@ -1,0 +1,1 @@
+"""The HTTP face: app factory, middlewares, envelope, auth, routes and thin handlers."""

@@ -1,0 +1,1 @@
+"""Use cases, free of HTTP: ingestion, tenancy, batches, calls, call events, idempotency."""

@@ -1,1 +1,0 @@
-"""Telephony providers behind one interface (base.py): Twilio for real calls, a simulator for demos and tests."""

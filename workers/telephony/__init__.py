@@ -1,0 +1,1 @@
+"""Telephony providers behind one seam: Twilio and a simulator."""
