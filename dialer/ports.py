@@ -1,0 +1,306 @@
+"""The seams: what the use cases and the dispatcher ask of storage, as small Protocols.
+
+Two backends implement every port: `dialer/store/memory` (our own indexed in-memory store, the
+embedded default) and `dialer/store/mongo` (PyMongo's async driver). One contract suite
+(tests/contract) runs against both. Nothing above `dialer/store` touches a collection or builds a
+query.
+
+Documents are plain dicts with our field names; ids are `bson.ObjectId`s; every datetime a
+repository returns is timezone-aware UTC (the repositories normalise them). A repository never
+hands out a document it keeps: callers may change what they get without changing the store.
+
+A **call** document: `_id, batchId, workspaceId, phoneNumber` (E.164), `extension` (or None),
+`activeKey` (present while the call waits or is in flight, see `active_key`), `input`
+`{phoneNumber}`, `variables`, `timezones`, `zoneSource`, `status`, `attempts`, `nextAttemptAt`,
+`createdAt`, `updatedAt`, `history` (list of entries `{at, event, ...}`); while dispatched:
+`claimToken, claimedBy, dialAt, leaseUntil`, then `providerCallId`, `uncertain`, `answeredBy`;
+`providerErrors` (refusals that did not count an attempt); once final: `outcome, finishedAt, duration`.
+
+A **batch** document: `_id, workspaceId, agentId, name, callingNumbers, concurrencyLimit,
+callingWindow, timezone, scheduledAt, retry, ringingTimeoutSeconds, status, createdAt, updatedAt`,
+and `startedAt` / `completedAt` once they happen.
+
+Status changes go through `dialer.core.machine`: each repository method that changes a status is
+a compare-and-set on the current status (and, where named, the attempt's claim token), so a stale
+writer changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol
+
+from bson import ObjectId
+
+from dialer.core.machine import BatchMove
+from dialer.core.records import PlannedCall
+
+
+class StoreUnavailable(Exception):
+    """The database failed (connection lost, timeout). The message is safe to show: a type name, never
+    a document, a query or a connection string."""
+
+
+def active_key(batch_id: ObjectId, e164: str, extension: str | None) -> str:
+    """At most one waiting or in-flight call per callee of a batch. An extension is part of the
+    callee: two extensions behind one number are two people."""
+    return f"{batch_id}:{e164}" + (f";ext={extension}" if extension else "")
+
+
+# ---------------------------------------------------------------------------------------------- calls
+
+@dataclass
+class ChunkResult:
+    """What `CallRepo.enqueue` wrote for one chunk (README "Enqueueing rules")."""
+
+    call_ids: list[str] = field(default_factory=list)  # inserted or updated, in the chunk's order
+    inserted: int = 0
+    updated: int = 0
+    in_flight: list[dict] = field(default_factory=list)  # {phoneNumber, callId, status}: not touched
+    error: str | None = None  # set when (part of) the chunk was not written; call_ids say what was
+
+
+@dataclass(frozen=True)
+class Claim:
+    """queued -> dialing for one call: the dispatcher's claim under a slot reservation."""
+
+    call_id: ObjectId
+    token: str  # the reservation's token, written as claimToken (pins later writes to this attempt)
+    by: str  # the dispatcher's name (claimedBy)
+    dial_at: dt.datetime
+    lease_until: dt.datetime
+
+
+@dataclass(frozen=True)
+class PlacedRecord:
+    """The provider accepted the call: record its id onto the attempt that placed it."""
+
+    call_id: ObjectId
+    token: str
+    provider_call_id: str
+    at: dt.datetime
+    lease_until: dt.datetime  # the lease becomes at least this
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Calls of a batch with one (status, outcome): how many, how many were ever dialled, their attempts."""
+
+    status: str
+    outcome: str | None
+    calls: int
+    dialled: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    """An in-flight call's outcome. With `retry_at` and attempts below `max_attempts` the call goes
+    back to the queue (status queued, outcome kept, provider id forgotten); else it becomes `final`."""
+
+    final: str  # the terminal CallStatus value
+    outcome: str  # completed | busy | no_answer | failed | cancelled | machine
+    entry: dict  # history entry; `result` is added ("retry" or the outcome)
+    retry_at: dt.datetime | None = None
+    max_attempts: int = 1
+    duration: int | None = None
+    provider_call_id: str | None = None  # recorded with the final state when given
+
+
+class CallRepo(Protocol):
+    # -- ingestion and reading back
+    async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
+        """Write one chunk by the enqueue rules: no active call for the callee -> a new queued call;
+        a waiting (queued / held) one -> updated in place (variables replaced, input.phoneNumber,
+        extension, timezones, zoneSource refreshed, nextAttemptAt never moved earlier); one in flight
+        -> untouched, reported in `in_flight`. Races with other writers are resolved inside; a
+        database failure sets `error` (and `call_ids` say exactly what was written)."""
+
+    async def get(self, call_id: ObjectId) -> dict | None: ...
+
+    async def page(self, batch_id: ObjectId, statuses: list[str] | None, after: ObjectId | None,
+                   limit: int) -> list[dict]:
+        """Calls of the batch in enqueue (_id) order, after `after`, with one of `statuses` if given."""
+
+    async def tallies(self, batch_id: ObjectId) -> list[Tally]:
+        """The batch's calls counted by (status, outcome). The memory backend keeps them as calls
+        change (O(1)); MongoDB computes them over the batch's index."""
+
+    # -- the dispatcher
+    async def due(self, batch_id: ObjectId, now: dt.datetime, limit: int) -> list[dict]:
+        """Up to `limit` queued calls with nextAttemptAt <= now, earliest due first, then first in
+        first out (_id). Never walks calls that are not yet due."""
+
+    async def next_due_at(self, batch_id: ObjectId) -> dt.datetime | None:
+        """The earliest nextAttemptAt among the batch's queued calls."""
+
+    async def has_active(self, batch_id: ObjectId) -> bool:
+        """Any call of the batch waiting (queued / held) or in flight."""
+
+    async def has_waiting(self, batch_id: ObjectId) -> bool: ...
+
+    async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
+        """(status, claimToken) of each of these calls that exists (the slot ledger's harvest)."""
+
+    async def claim(self, claims: list[Claim], deferrals: list[tuple[ObjectId, dt.datetime]],
+                    records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
+        """One write: the claims (queued -> dialing, attempts + 1; only calls still queued), the
+        deferrals (a queued call's nextAttemptAt moved to its window's next opening) and the placed
+        records (see `record_placed`). Returns the ids whose claim landed."""
+
+    async def record_placed(self, records: list[PlacedRecord]) -> None:
+        """providerCallId onto the attempt that placed it (claimToken matches, status not queued),
+        leaseUntil raised to at least the record's, a `placed` history entry."""
+
+    async def requeue_unplaced(self, call_id: ObjectId, token: str | None, when: dt.datetime, entry: dict,
+                               provider_error: bool = False) -> bool:
+        """dialing -> queued without counting the attempt (attempts - 1), if still this attempt's
+        (claimToken) and never placed (no providerCallId); nextAttemptAt = when; claim fields cleared;
+        providerErrors + 1 when `provider_error`."""
+
+    async def mark_uncertain(self, call_id: ObjectId, token: str, lease_until: dt.datetime, entry: dict) -> bool:
+        """A create that timed out: stays dialing (the call may exist), `uncertain`, lease shortened."""
+
+    async def progress(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, to: str,
+                       lease_until: dt.datetime, entry: dict, answered_by: str | None, now: dt.datetime) -> bool:
+        """dialing -> ringing, or dialing / ringing -> in_progress (never backwards). With a token, only
+        that attempt; with a provider id, only a call with that id or none recorded yet (then it is
+        recorded)."""
+
+    async def record_provider_id(self, call_id: ObjectId, token: str | None, provider_call_id: str,
+                                 entry: dict | None) -> bool:
+        """An in-flight call without a providerCallId gets this one (a callback or the reaper found it)."""
+
+    async def finish(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, finish: Finish,
+                     now: dt.datetime) -> tuple[str, ObjectId] | None:
+        """In flight -> queued (retry) or -> final; the claim fields and activeKey (final only) cleared.
+        Returns ("retry" | "final", batchId), or None when the call was not in flight as matched."""
+
+    # -- the reaper
+    async def expired(self, now: dt.datetime, limit: int) -> list[dict]:
+        """In-flight calls whose leaseUntil has passed, earliest first."""
+
+    async def take_for_reconciliation(self, call: dict, lease_until: dt.datetime, by: str) -> dict | None:
+        """Compare-and-set on (status, leaseUntil) as read in `call`: the new lease, claimedBy = by.
+        Returns the call as taken, or None if someone else changed it first."""
+
+
+# -------------------------------------------------------------------------------------------- batches
+
+class BatchRepo(Protocol):
+    async def insert(self, batch: dict) -> None: ...
+
+    async def get(self, batch_id: ObjectId) -> dict | None: ...
+
+    async def runnable(self, now: dt.datetime) -> list[dict]:
+        """Running batches whose scheduledAt is unset or has come, in _id order."""
+
+    async def scheduled_due(self, now: dt.datetime) -> list[dict]:
+        """Pending batches whose scheduledAt has come."""
+
+    async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,
+                   set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:
+        """The batch's status from one of `move.sources` to `move.target` (compare-and-set), updatedAt
+        = now, plus the given fields. False if the batch was not in a source status."""
+
+
+# -------------------------------------------------------------------------------------------- tenancy
+
+class TenancyRepo(Protocol):
+    async def insert_workspace(self, workspace: dict) -> None: ...
+
+    async def get_workspace(self, workspace_id: ObjectId) -> dict | None: ...
+
+    async def list_workspaces(self) -> list[dict]:
+        """By createdAt."""
+
+    async def insert_key(self, key: dict) -> None:
+        """`{_id, workspaceId, keyHash, hint, createdAt, revoked}`."""
+
+    async def revoke_key(self, key_hash: str) -> bool: ...
+
+    async def key_by_hash(self, key_hash: str) -> dict | None:
+        """The key document if it exists and is not revoked."""
+
+    async def insert_agent(self, agent: dict) -> bool:
+        """False (and nothing written) when one of its callingNumbers is owned by another agent."""
+
+    async def list_agents(self, workspace_id: ObjectId) -> list[dict]:
+        """By createdAt."""
+
+    async def get_agent(self, agent_id: ObjectId, workspace_id: ObjectId | None = None) -> dict | None:
+        """The agent; with `workspace_id`, only if it belongs to that workspace."""
+
+    async def agent_owning(self, workspace_id: ObjectId, numbers: list[str]) -> dict | None:
+        """The workspace's agent that owns every one of these calling numbers."""
+
+
+# ---------------------------------------------------------------------------------------- idempotency
+
+class IdempotencyRepo(Protocol):
+    """Records `{_id: "<workspaceId>:<key>", state: running | done, claimedUntil, expiresAt, code?, body?}`.
+    Expiry is the caller's (injected clock): the repository never deletes on its own."""
+
+    async def insert(self, record: dict) -> bool:
+        """False when a record with this _id exists."""
+
+    async def get(self, record_id: str) -> dict | None: ...
+
+    async def replace_if(self, record_id: str, expect: dict[str, Any], record: dict) -> bool:
+        """Replace the record if each field in `expect` still has that value (compare-and-set)."""
+
+    async def finish(self, record_id: str, code: int, body: dict) -> None:
+        """state = done with the answer to replay."""
+
+    async def release(self, record_id: str) -> None:
+        """Delete the record if it is still running."""
+
+    async def purge(self, now: dt.datetime) -> int:
+        """Delete the records whose expiresAt <= now; how many."""
+
+
+# ---------------------------------------------------------------------------------------- slot ledger
+
+@dataclass
+class LedgerState:
+    """The shared slot document: slots per batch (`slots[str(batchId)]`) and for the account (`all`),
+    each an entry `{callId, token, at}`; `next_dial_at` spaces dials by the account's rate."""
+
+    version: int
+    slots: dict[str, list[dict]]
+    all: list[dict]
+    next_dial_at: dt.datetime | None
+
+
+class SlotLedger(Protocol):
+    async def read(self) -> LedgerState:
+        """The document (created empty if missing)."""
+
+    async def write(self, version: int, slots: dict[str, list[dict]], all_: list[dict],
+                    next_dial_at: dt.datetime | None) -> bool:
+        """Compare-and-set on `version` (then version + 1). False if another writer came first."""
+
+    async def release(self, batch_id: ObjectId, call_ids: list[ObjectId], token: str) -> None:
+        """Remove the entries of these calls reserved under `token` (idempotent; bumps the version)."""
+
+
+# --------------------------------------------------------------------------------------- all of them
+
+@dataclass
+class Repositories:
+    kind: str  # "memory" | "mongodb"
+    calls: CallRepo
+    batches: BatchRepo
+    tenancy: TenancyRepo
+    idempotency: IdempotencyRepo
+    ledger: SlotLedger
+    closer: Any = None  # awaitable factory that closes the backend's client
+
+    @property
+    def in_memory(self) -> bool:
+        return self.kind == "memory"
+
+    async def close(self) -> None:
+        if self.closer is not None:
+            await self.closer()
