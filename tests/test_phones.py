@@ -33,6 +33,10 @@ TRICKY = (
     "+1 800 356 9377", "+1 500 555 0123", "+1 900 555 0123", "+1 833 555 0123", "+1 911 911 9111",
     "+52 55 1234 5678", "+7 212 555 0123", "+12 125 550 123", "+1\u00a0212\u00a0555\u00a00123",
     "+1 212 555 0123" + " " * 60, "1" * 65,
+    # Incomplete numbers (phonenumbers: "possible local only") and lengths around the NANP's ten digits.
+    "555-0100", "+1 555 0100", "2125550", "+44 20 7946", "555 0100", "1 555 0100", "212 5550", "+1 212 5550",
+    "21255501", "212555012", "+1212555012", "12125550123", "121255501234", "+121255501234", "2125550123456",
+    "+1 (212) 555-012", "(212) 555-01234", "+44 20 7946 0958", "+44 7946 0958", "020 7946 0958",
 )
 REGIONS = ("US", "CA", "GB", "ZZ", "PR")
 
@@ -49,7 +53,7 @@ def reference(raw: object, region: str, strict: bool) -> tuple:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
         return ("error", f"not a phone number: {exc._msg}")
-    if not phonenumbers.is_possible_number(number):
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
         return ("error", "impossible phone number (wrong length for its country)")
     if strict and not phonenumbers.is_valid_number(number):
         return ("error", "invalid phone number (strict numbers are on)")
@@ -193,3 +197,10 @@ def test_extension_and_unknown_zones():
     number = PhoneNormaliser("US").normalise("212-555-0123 ext 4")
     assert (number.e164, number.extension, number.zones) == ("+12125550123", "4", ("America/New_York",))
     assert PhoneNormaliser("US").normalise("+1 500 555 0123").zones == reference("+15005550123", "US", False)[3]
+
+
+@pytest.mark.parametrize("raw", ["555-0100", "+1 555 0100", "2125550", "+44 20 7946", "555 0100", "+1 212 5550"])
+def test_incomplete_numbers_are_impossible(raw):
+    # phonenumbers calls these "possible local only": without their area code they reach nobody.
+    with pytest.raises(PhoneError, match="impossible"):
+        PhoneNormaliser("US").normalise(raw)

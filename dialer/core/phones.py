@@ -12,8 +12,8 @@ national prefix is "1") the slow path's answer is known without parsing:
   a leading "1" without "+" is the national prefix (or the country code; either way it is dropped,
   since 11 digits are too long for US/CA), and a national number starting with 2-9 has no national
   prefix to strip and no extension;
-* is_possible_number is true: the US metadata (which country code 1 uses) allows every 10-digit
-  national number;
+* is_possible_number_with_reason is IS_POSSIBLE: the US metadata (which country code 1 uses) allows
+  every 10-digit national number (shorter ones are at best "local only", which we refuse);
 * E.164 is "+1" followed by the ten digits;
 * time_zones_for_geographical_number looks up the longest E.164 digit prefix (at most
   TIMEZONE_LONGEST_PREFIX digits) present in TIMEZONE_DATA. Every candidate prefix starts with "1",
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
-from phonenumbers import PhoneNumberFormat, is_possible_number, is_valid_number
+from phonenumbers import PhoneNumberFormat, ValidationResult, is_possible_number_with_reason, is_valid_number
 from phonenumbers.timezone import time_zones_for_geographical_number
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
@@ -100,7 +100,9 @@ class PhoneNormaliser:
             number = phonenumbers.parse(raw, self.default_region)
         except phonenumbers.NumberParseException as exc:
             raise PhoneError(f"not a phone number: {exc._msg}") from None
-        if not is_possible_number(number):
+        # IS_POSSIBLE only: a number phonenumbers calls "possible local only" ("555-0100", "+44 20 7946")
+        # lacks its area code, and dialling it from elsewhere reaches nobody (or someone else).
+        if is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
             raise PhoneError("impossible phone number (wrong length for its country)")
         if self.strict and not is_valid_number(number):
             raise PhoneError("invalid phone number (strict numbers are on)")
