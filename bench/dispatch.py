@@ -82,7 +82,7 @@ from dialer.services.enqueue import CallWriter
 from dialer.core.records import IngestContext, Planner
 from dialer.core.phones import PhoneNormaliser
 from dialer.settings import Settings
-from dialer.services.slots import ACCOUNT, Slots
+from workers.slots import ACCOUNT, Slots
 from dialer.core.statuses import IN_FLIGHT_VALUES, BatchStatus, CallStatus
 from dialer.store import Store, open_store
 from dialer.services.tenancy import Tenancy

@@ -12,13 +12,10 @@ import json
 import logging
 import sys
 
-from dialer.core.clock import SystemClock
 from dialer.logs import setup_logging
-from dialer.core.phones import PhoneNormaliser
 from dialer.runtime import tune_gc
+from dialer.services.tenancy import TenancyError, agent_view
 from dialer.settings import Settings
-from dialer.store import open_store
-from dialer.services.tenancy import Tenancy, TenancyError, agent_view
 
 log = logging.getLogger("dialer")
 
@@ -26,9 +23,9 @@ log = logging.getLogger("dialer")
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from .app import create_app
+    from dialer.composition import build_app
 
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
+    web.run_app(build_app(settings), host=settings.host, port=settings.port,
                 print=lambda _: log.info(f"listening on http://{settings.host}:{settings.port}"))
     return 0
 
@@ -44,9 +41,11 @@ async def _manage(settings: Settings, args: argparse.Namespace) -> int:
         print("MONGODB_URI is not set: the in-memory store lives inside the server; use /api/admin/ instead",
               file=sys.stderr)
         return 2
-    store = await open_store(settings)
+    from dialer.composition import open_services
+
+    services = await open_services(settings)
     try:
-        tenancy = Tenancy(store, SystemClock(), PhoneNormaliser(settings.default_region, settings.strict_numbers))
+        tenancy = services.tenancy
         if args.command == "workspace-create":
             workspace, key = await tenancy.create_workspace(args.name)
             out = {"workspaceId": str(workspace["_id"]), "name": workspace["name"], "apiKey": key}
@@ -72,7 +71,7 @@ async def _manage(settings: Settings, args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     finally:
-        await store.close()
+        await services.close()
     print(json.dumps(out, indent=2))
     return 0
 

@@ -229,6 +229,9 @@ class TenancyRepo(Protocol):
     async def list_agents(self, workspace_id: ObjectId) -> list[dict]:
         """By createdAt."""
 
+    async def delete_agent(self, agent_id: ObjectId) -> bool:
+        """Remove the agent (its calling numbers become free); batches that used it can no longer run."""
+
     async def get_agent(self, agent_id: ObjectId, workspace_id: ObjectId | None = None) -> dict | None:
         """The agent; with `workspace_id`, only if it belongs to that workspace."""
 

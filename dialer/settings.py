@@ -21,6 +21,7 @@ ENV_NAMES = {
     "default_region": "DIALER_DEFAULT_REGION",
     "strict_numbers": "DIALER_STRICT_NUMBERS",
     "max_body_bytes": "DIALER_MAX_BODY_BYTES",
+    "max_header_bytes": "DIALER_MAX_HEADER_BYTES",
     "max_records_per_request": "DIALER_MAX_RECORDS",
     "chunk_size": "DIALER_CHUNK_SIZE",
     "idempotency_ttl_seconds": "DIALER_IDEMPOTENCY_TTL",
@@ -55,6 +56,7 @@ class Settings:
     default_region: str = "US"
     strict_numbers: bool = False
     max_body_bytes: int = 64 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
     max_records_per_request: int = 100_000
     chunk_size: int = 1000
     idempotency_ttl_seconds: int = 86_400

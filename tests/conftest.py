@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from dialer.api.app import create_app
-from dialer.api.appkeys import STORE, TENANCY
+from dialer.api.appkeys import REPOS, TENANCY
+from dialer.composition import build_app
 from dialer.core.clock import FixedClock
 from dialer.settings import Settings
 
@@ -91,7 +91,7 @@ class Api:
 
     @property
     def store(self):
-        return self.app[STORE]
+        return self.app[REPOS]
 
     @property
     def tenancy(self):
@@ -109,7 +109,7 @@ async def make_api(client, app, agent_spec: dict | None = None) -> Api:
 
 @pytest.fixture
 async def app(settings, clock):
-    return create_app(settings, clock)
+    return build_app(settings, clock)
 
 
 @pytest.fixture

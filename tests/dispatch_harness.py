@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+from bson import ObjectId
+
+from dialer.api.appkeys import EVENTS
 from dialer.core.statuses import IN_FLIGHT_VALUES
 from workers.engine import Engine
 from workers.telephony.simulator import Simulator
@@ -24,7 +27,7 @@ class Harness:
         self.placements: list[tuple[dt.datetime, str]] = []  # (when, number)
 
     def new_engine(self, name: str) -> Engine:
-        engine = Engine(self.api.store, self.clock, self.settings, self.sim, name=name)
+        engine = Engine(self.api.store, self.clock, self.settings, self.sim, self.api.app[EVENTS], name=name)
         self.sim.sink = self.deliver  # the provider's events reach every dispatcher alike
         return engine
 
@@ -35,11 +38,13 @@ class Harness:
             other.dispatcher.poke()
 
     async def observe(self) -> None:
-        flying = await self.api.store.calls.find({"status": {"$in": IN_FLIGHT_VALUES}}, {"batchId": 1}).to_list(None)
-        per_batch = Counter(str(c["batchId"]) for c in flying)
-        for batch, n in per_batch.items():
+        total = 0
+        for batch in {r.batch_id for r in self.sim.placed}:  # every batch that has had a call placed
+            tallies = await self.api.store.calls.tallies(ObjectId(batch))
+            n = sum(t.calls for t in tallies if t.status in IN_FLIGHT_VALUES)
             self.peak[batch] = max(self.peak[batch], n)
-        self.peak_total = max(self.peak_total, len(flying))
+            total += n
+        self.peak_total = max(self.peak_total, total)
 
     async def step(self, seconds: float = 1.0) -> None:
         before = len(self.sim.placed)

@@ -1,59 +1,30 @@
-"""Fault injection for the store: make chosen database operations fail as a dropped connection would."""
+"""Fault injection at the ports: make chosen calls of a repository method fail as a dropped database
+connection does (the MongoDB repositories raise StoreUnavailable for it, see test_mongo_repositories)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pymongo.errors import AutoReconnect
+from dialer.ports import StoreUnavailable
 
 
-class FaultyCollection:
-    """Wraps a collection; the n-th call (1-based) of a named method in `fail_on` raises AutoReconnect."""
-
-    def __init__(self, inner: Any, method: str, fail_on: set[int]) -> None:
-        self._inner = inner
-        self._method = method
-        self._fail_on = fail_on
+class Fault:
+    def __init__(self, fail_on: set[int]) -> None:
+        self.fail_on = fail_on
         self.calls = 0
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if name != self._method:
-            return attr
 
-        def fail_now() -> bool:
-            self.calls += 1
-            return self.calls in self._fail_on
+def inject(repo: Any, method: str, fail_on: set[int]) -> Fault:
+    """The n-th call (1-based) of `repo.method` in `fail_on` raises StoreUnavailable, for every holder
+    of the repository (the method is replaced on the instance)."""
+    fault = Fault(fail_on)
+    original = getattr(repo, method)
 
-        if name == "find":  # a cursor factory, not a coroutine
-            def wrapped_find(*args: Any, **kwargs: Any) -> Any:
-                if fail_now():
-                    raise AutoReconnect("injected: connection reset by peer 10.0.0.7:27017")
-                return attr(*args, **kwargs)
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        fault.calls += 1
+        if fault.calls in fault.fail_on:
+            raise StoreUnavailable("database error: AutoReconnect")
+        return await original(*args, **kwargs)
 
-            return wrapped_find
-
-        async def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if fail_now():
-                raise AutoReconnect("injected: connection reset by peer 10.0.0.7:27017")
-            return await attr(*args, **kwargs)
-
-        return wrapped
-
-
-class FaultyDb:
-    def __init__(self, inner: Any, collection: str, method: str, fail_on: set[int]) -> None:
-        self._inner = inner
-        self._collection = collection
-        self.faulty = FaultyCollection(inner[collection], method, fail_on)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.faulty if name == self._collection else self._inner[name]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def inject(store: Any, collection: str, method: str, fail_on: set[int]) -> FaultyCollection:
-    store.db = FaultyDb(store.db, collection, method, fail_on)
-    return store.db.faulty
+    setattr(repo, method, failing)
+    return fault

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from dialer.api.appkeys import INGESTION
+from tests import states
 from tests.faults import inject
 
 SEED_RECORDS = [
@@ -76,7 +77,7 @@ async def test_other_workspace_batch_is_403_and_unknown_batch_404(api, client, a
 
 async def test_batch_whose_agent_is_gone_is_404(api):
     batch = await api.create_batch()
-    await api.store.agents.delete_one({"_id": api.agent["_id"]})
+    assert await api.store.tenancy.delete_agent(api.agent["_id"])
     code, doc = await api.add_calls(batch, SEED_RECORDS)
     assert code == 404 and "no agent" in doc["errorMessage"]
 
@@ -177,14 +178,11 @@ async def test_resend_updates_pending_calls_and_replaces_variables(api):
     assert call["variables"] == {"a": 9}
 
 
-async def test_completed_number_gets_a_new_call_and_keeps_history(api):
+async def test_completed_number_gets_a_new_call_and_keeps_history(api, clock):
     batch = await api.create_batch()
     _, first = await api.add_calls(batch, [{"phoneNumber": "12125551001"}])
     old_id = first["data"]["callIds"][0]
-    from bson import ObjectId
-
-    await api.store.calls.update_one({"_id": ObjectId(old_id)},
-                                     {"$set": {"status": "completed"}, "$unset": {"activeKey": ""}})
+    await states.complete(api.store, old_id, clock.now())
     code, second = await api.add_calls(batch, [{"phoneNumber": "12125551001"}])
     assert code == 200 and second["data"]["inserted"] == 1
     assert second["data"]["callIds"][0] != old_id
@@ -192,13 +190,11 @@ async def test_completed_number_gets_a_new_call_and_keeps_history(api):
     assert sorted(c["status"] for c in calls) == ["completed", "queued"]
 
 
-async def test_number_in_flight_is_reported_not_doubled(api):
+async def test_number_in_flight_is_reported_not_doubled(api, clock):
     batch = await api.create_batch()
     _, first = await api.add_calls(batch, [{"phoneNumber": "12125551001"}, {"phoneNumber": "12125551002"}])
-    from bson import ObjectId
-
     busy_id = first["data"]["callIds"][0]
-    await api.store.calls.update_one({"_id": ObjectId(busy_id)}, {"$set": {"status": "ringing"}})
+    await states.ring(api.store, busy_id, clock.now())
     code, doc = await api.add_calls(batch, [{"phoneNumber": "12125551001", "x": 1}, {"phoneNumber": "12125551002", "x": 2}])
     assert code == 200
     assert doc["data"]["added"] == 1 and len(doc["data"]["callIds"]) == 1
@@ -223,7 +219,7 @@ async def test_failed_chunk_gives_207_and_exact_counts_then_resend_completes(api
     batch = await api.create_batch()
     nums = numbers(2500)
     records = [{"phoneNumber": n} for n in nums]
-    inject(api.store, "calls", "bulk_write", {2})  # the second chunk's write fails
+    inject(api.store.calls, "enqueue", {2})  # the second chunk's write fails
     code, doc = await api.add_calls(batch, records)
     assert code == 207 and doc["status"] is False and doc["code"] == 207
     assert doc["errorMessage"] == "Partial content, check failedChunks for details"
@@ -241,7 +237,7 @@ async def test_failed_chunk_gives_207_and_exact_counts_then_resend_completes(api
 
 async def test_every_chunk_failing_is_503_and_nothing_claimed(api):
     batch = await api.create_batch()
-    inject(api.store, "calls", "bulk_write", {1, 2})
+    inject(api.store.calls, "enqueue", {1, 2})
     code, doc = await api.add_calls(batch, [{"phoneNumber": n} for n in numbers(1500)])
     assert code == 503 and doc["data"]["added"] == 0 and doc["data"]["callIds"] == []
     assert [c["chunkNum"] for c in doc["data"]["failedChunks"]] == [1, 2]
@@ -251,7 +247,7 @@ async def test_every_chunk_failing_is_503_and_nothing_claimed(api):
 
 async def test_read_failure_fails_only_its_chunk(api):
     batch = await api.create_batch()
-    inject(api.store, "calls", "find", {1})
+    inject(api.store.calls, "enqueue", {1})  # its read, say: the chunk is not written at all
     code, doc = await api.add_calls(batch, [{"phoneNumber": n} for n in numbers(1500)])
     assert code == 207 and doc["data"]["added"] == 500
     assert [c["chunkNum"] for c in doc["data"]["failedChunks"]] == [1]
@@ -299,14 +295,12 @@ async def test_next_attempt_waits_for_the_callee_window(api, clock):
     assert at == {"+12125551001": "2026-11-23T13:00:00Z", "+13105552002": "2026-11-23T16:00:00Z"}
 
 
-async def test_paused_cancelled_and_scheduled_batches_do_not_start(api):
+async def test_paused_cancelled_and_scheduled_batches_do_not_start(api, clock):
     future = await api.create_batch(scheduledAt="2026-12-01T09:00:00Z")
     paused = await api.create_batch()
     cancelled = await api.create_batch()
-    from bson import ObjectId
-
-    await api.store.batches.update_one({"_id": ObjectId(paused)}, {"$set": {"status": "paused"}})
-    await api.store.batches.update_one({"_id": ObjectId(cancelled)}, {"$set": {"status": "cancelled"}})
+    await states.pause(api.store, paused, clock.now())
+    await states.cancel(api.store, cancelled, clock.now())
     for batch, expected in [(future, "pending"), (paused, "paused"), (cancelled, "cancelled")]:
         code, doc = await api.add_calls(batch, SEED_RECORDS)
         assert code == 200 and doc["data"]["batchStatus"] == expected
@@ -368,10 +362,10 @@ async def test_health_answers_while_100k_records_are_ingested(api):
 
 
 async def test_oversized_body_is_413_in_the_envelope(aiohttp_client, settings, clock):
-    from dialer.api.app import create_app
+    from dialer.composition import build_app
     from tests.conftest import make_api
 
-    app = create_app(settings.replace(max_body_bytes=10_000), clock)
+    app = build_app(settings.replace(max_body_bytes=10_000), clock)
     client = await aiohttp_client(app)
     api = await make_api(client, app)
     batch = await api.create_batch()

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from bson import ObjectId
 
+from dialer.core import machine
 from dialer.core.clock import as_utc
 from tests.dispatch_harness import Harness
 
@@ -237,8 +238,9 @@ async def test_stale_slots_heal(api, clock, engine_settings):
     # A crash left two slots taken by calls that are not in flight.
     await h.engines[0].slots.state()
     lost = [{"callId": ObjectId(), "token": "t", "at": clock.now()} for _ in range(2)]
-    await api.store.dispatch.update_one({"_id": "account"}, {"$push": {
-        f"slots.{batch}": {"$each": lost}, "all": {"$each": lost}}})
+    state = await api.store.ledger.read()
+    assert await api.store.ledger.write(state.version, {**state.slots, batch: state.slots.get(batch, []) + lost},
+                                        state.all + lost, state.next_dial_at)
     await h.step()
     assert h.sim.placed == []
     clock.advance(300)
@@ -282,27 +284,23 @@ async def test_calls_enqueued_while_a_batch_completes_are_not_stranded(api, cloc
     await h.run_until(lambda: _is(h, batch, "completed"))
     # Replay the race: the dispatcher found nothing active, then a request enqueued a call while the
     # batch still read `running`, then the dispatcher marked it completed.
-    await api.store.batches.update_one({"_id": ObjectId(batch)}, {"$set": {"status": "running"}})
+    assert await api.store.batches.move(ObjectId(batch), machine.REOPEN, clock.now())
     dispatcher = h.engines[0].dispatcher
-    real_store, batches = dispatcher.store, dispatcher.store.batches
+    batches = dispatcher.batches
 
-    class EnqueueingBeforeCompletion:  # the batches collection, with a request slipping in
+    class EnqueueingBeforeCompletion:  # the batch repository, with a request slipping in
         def __getattr__(self, name):
             return getattr(batches, name)
 
-        async def update_one(self, flt, update, **kwargs):
-            if update.get("$set", {}).get("status") == "completed":
+        async def move(self, batch_id, move, now, *args, **kwargs):
+            if move is machine.COMPLETE:
                 code, _ = await api.add_calls(batch, [{"phoneNumber": "+12125559999"}])
                 assert code == 200
-            return await batches.update_one(flt, update, **kwargs)
+            return await batches.move(batch_id, move, now, *args, **kwargs)
 
-    class Store:
-        def __getattr__(self, name):
-            return EnqueueingBeforeCompletion() if name == "batches" else getattr(real_store, name)
-
-    dispatcher.store = Store()
+    dispatcher.batches = EnqueueingBeforeCompletion()
     await dispatcher._complete_if_done({"_id": ObjectId(batch)}, clock.now())
-    dispatcher.store = real_store
+    dispatcher.batches = batches
     assert await h.batch_status(batch) == "running"
     await h.run_until(lambda: _is(h, batch, "completed"))
     assert "+12125559999" in {r.to for r in h.sim.placed}
@@ -314,7 +312,7 @@ async def test_a_failed_claim_write_gives_its_slots_back(api, clock, engine_sett
     h = Harness(api, clock, engine_settings)
     batch = await api.create_batch(concurrencyLimit=3)
     await api.add_calls(batch, nums(3))
-    faulty = inject(api.store, "calls", "bulk_write", {1})  # the claim's write: connection reset
+    faulty = inject(api.store.calls, "claim", {1})  # the claim's write: connection reset
     await h.step()
     assert faulty.calls == 1 and h.sim.placed == []
     assert {c["status"] for c in await api.all_calls(batch)} == {"queued"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dialer.api.app import create_app
+from dialer.composition import build_app
 from dialer.core.clock import SystemClock
 from tests.conftest import make_api
 
@@ -12,7 +12,7 @@ from tests.conftest import make_api
 async def test_embedded_dispatcher_completes_a_batch(aiohttp_client, settings):
     fast = settings.replace(embedded_dispatcher="true", provider="simulator", sim_time_scale=2000.0,
                             poll_interval_seconds=0.05, calls_per_second=50.0, lease_seconds=60)
-    app = create_app(fast, SystemClock())
+    app = build_app(fast, SystemClock())
     client = await aiohttp_client(app)
     api = await make_api(client, app)
     batch = await api.create_batch(concurrencyLimit=3, callingWindow={"start": "00:00", "end": "24:00"})

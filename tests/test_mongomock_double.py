@@ -1,4 +1,4 @@
-"""The in-memory MongoDB's fixes: bulk updates work, and the pre-filter never changes a query's answer."""
+"""The MongoDB test double's fixes: bulk updates work, and the pre-filter never changes a query's answer."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from bson import ObjectId
 from mongomock.filtering import filter_applies
 from pymongo import InsertOne, UpdateOne
 
-from dialer.store.memory import _iter_documents, memory_client, patch_mongomock
+from dialer.store.mongo.testing import _iter_documents, mongomock_client, patch_mongomock
 
 
 async def test_bulk_write_with_update_one_works():
-    client = memory_client()
+    client = mongomock_client()
     col = client.db.calls
     await col.insert_one({"_id": 1, "a": 1})
     result = await col.bulk_write([UpdateOne({"_id": 1}, {"$set": {"a": 2}}), InsertOne({"_id": 2})], ordered=False)

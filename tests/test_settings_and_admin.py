@@ -66,9 +66,9 @@ async def test_admin_needs_the_token(client, headers):
 
 
 async def test_admin_is_disabled_without_a_token(aiohttp_client, settings, clock):
-    from dialer.api.app import create_app
+    from dialer.composition import build_app
 
-    client = await aiohttp_client(create_app(settings.replace(admin_token=""), clock))
+    client = await aiohttp_client(build_app(settings.replace(admin_token=""), clock))
     resp = await client.post("/api/admin/workspaces", json={"name": "x"}, headers={"Authorization": "Bearer "})
     assert resp.status == 403 and "disabled" in (await resp.json())["errorMessage"]
 

@@ -19,8 +19,8 @@ from bson import ObjectId
 from tests.fake_twilio import FakeTwilio
 from twilio.request_validator import RequestValidator
 
-from dialer.api.app import create_app
-from dialer.api.appkeys import STORE
+from dialer.api.appkeys import EVENTS as CALL_EVENTS, REPOS
+from dialer.composition import build_app
 from dialer.core.clock import FixedClock
 from tests.conftest import make_api
 from workers.engine import Engine
@@ -100,14 +100,14 @@ async def make_env(settings, clock, fake, aiohttp_client, caplog):
         s = settings.replace(twilio_auth_token=fake.auth_token, twilio_account_sid=fake.account_sid,
                              public_base_url=base, provider="twilio", calls_per_second=100, lease_seconds=120,
                              **overrides)
-        app = create_app(s, clock)
+        app = build_app(s, clock)
         app.middlewares.insert(0, capture)
         client = await aiohttp_client(TestServer(app, host="127.0.0.1", port=port))
         assert str(client.make_url("")).rstrip("/") == base
         spec = {"name": "agent", "callingNumbers": CALLERS, "timezones": ["America/New_York"], **(agent or {})}
         api = await make_api(client, app, spec)
         provider = TwilioProvider(fake.account_sid, fake.auth_token, timeout=0.5, api_base=fake.base_url)
-        engines.append(Engine(app[STORE], clock, s, provider, name="d0"))
+        engines.append(Engine(app[REPOS], clock, s, provider, app[CALL_EVENTS], name="d0"))
         return Env(api, fake, engines[-1], clock, base)
 
     yield make

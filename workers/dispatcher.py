@@ -19,17 +19,14 @@ import secrets
 from dataclasses import dataclass
 
 from bson import ObjectId
-from pymongo import UpdateOne
-from pymongo.errors import PyMongoError
 
-from dialer.services.call_events import CallEvents
-from dialer.core.clock import Clock, as_utc
-from dialer.services.slots import Reservation, Slots
-from dialer.core.statuses import ACTIVE_VALUES, BatchStatus, CallStatus
-from dialer.store import Store
+from dialer.core.clock import Clock
+from dialer.core.machine import COMPLETE, REOPEN
 from dialer.core.windows import CallingWindow
-
+from dialer.ports import Claim, Repositories, StoreUnavailable
+from dialer.services.call_events import CallEvents
 from workers.placer import HORIZON, Claimed, Placer
+from workers.slots import Reservation, Slots
 from workers.telephony.base import TelephonyProvider
 
 log = logging.getLogger("workers.dispatcher")
@@ -64,9 +61,10 @@ class Stats:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, clock: Clock, provider: TelephonyProvider, events: CallEvents,
+    def __init__(self, repos: Repositories, clock: Clock, provider: TelephonyProvider, events: CallEvents,
                  slots: Slots, config: DispatcherConfig, name: str | None = None) -> None:
-        self.store = store
+        self.calls = repos.calls
+        self.batches = repos.batches
         self.clock = clock
         self.slots = slots
         self.config = config
@@ -80,7 +78,7 @@ class Dispatcher:
         self._idle_until: dt.datetime | None = None
         self._batches: tuple[dt.datetime, list[dict]] | None = None  # (fresh until, running batches)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
-        self.placer = Placer(store, clock, provider, events, self._window, self.stats,
+        self.placer = Placer(repos.calls, clock, provider, events, self._window, self.stats,
                              lease=dt.timedelta(seconds=config.lease_seconds),
                              public_base_url=config.public_base_url, machine_detection=config.machine_detection)
         self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
@@ -105,12 +103,7 @@ class Dispatcher:
 
     async def _running_batches(self, now: dt.datetime) -> list[dict]:
         if self._batches is None or now >= self._batches[0]:
-            batches = await self.store.batches.find(
-                {"status": BatchStatus.RUNNING.value,
-                 "$or": [{"scheduledAt": None}, {"scheduledAt": {"$lte": now}}]},
-                {"callingWindow": 1, "concurrencyLimit": 1, "callingNumbers": 1, "ringingTimeoutSeconds": 1},
-            ).sort("_id", 1).to_list(None)
-            self._batches = (now + self._batch_ttl, batches)
+            self._batches = (now + self._batch_ttl, await self.batches.runnable(now))
         return self._batches[1]
 
     async def claim(self, now: dt.datetime) -> None:
@@ -127,7 +120,7 @@ class Dispatcher:
         budget = self._rate_budget(now, state.next_dial_at)
         account_free = self.config.max_concurrent_calls - state.total
         candidates: dict[ObjectId, list[dict]] = {}
-        deferrals: list[UpdateOne] = []
+        deferrals: list[tuple[ObjectId, dt.datetime]] = []
         idle: list[dict] = []
         needed: list[int] = []  # per batch waiting for its group: slots still to be freed
         rate_bound = False  # calls are due but the dial rate allows none now
@@ -151,10 +144,7 @@ class Dispatcher:
             if account_free <= 0:
                 needed.append(1)
                 continue
-            due = await self.store.calls.find(
-                {"batchId": batch["_id"], "status": CallStatus.QUEUED.value, "nextAttemptAt": {"$lte": now}},
-                {"phoneNumber": 1, "timezones": 1, "attempts": 1, "extension": 1, "providerErrors": 1},
-            ).sort("_id", 1).limit(min(free, budget, account_free)).to_list(None)
+            due = await self.calls.due(batch["_id"], now, min(free, budget, account_free))
             window = self._window(batch)
             ready = []
             for call in due:
@@ -163,8 +153,7 @@ class Dispatcher:
                     ready.append(call)
                 else:
                     opens = window.next_open(now, zones) if zones else None
-                    deferrals.append(UpdateOne({"_id": call["_id"], "status": CallStatus.QUEUED.value},
-                                               {"$set": {"nextAttemptAt": opens or now + HORIZON}}))
+                    deferrals.append((call["_id"], opens or now + HORIZON))
             if ready:
                 candidates[batch["_id"]] = ready
             elif not due:
@@ -213,7 +202,7 @@ class Dispatcher:
         return {b: g for b, g in grants.items() if g}
 
     async def _reserve_and_claim(self, batches: list[dict], grants: dict[ObjectId, list[dict]], state,
-                                 deferrals: list[UpdateOne], now: dt.datetime) -> list[Claimed]:
+                                 deferrals: list[tuple[ObjectId, dt.datetime]], now: dt.datetime) -> list[Claimed]:
         by_id = {b["_id"]: b for b in batches}
         token = secrets.token_hex(6)
         reservation = None
@@ -229,37 +218,31 @@ class Dispatcher:
                     await self.slots.release(batch_id, ids, token)
                 reservation = None
         records = self.placer.take_records()
-        ops = list(deferrals) + records
-        claimed_ids: list[ObjectId] = []
+        claims: list[Claim] = []
         if reservation is not None:
             for calls in grants.values():
                 for call in calls:
                     dial_at = reservation.dial_times[call["_id"]]
-                    ops.append(UpdateOne(
-                        {"_id": call["_id"], "status": CallStatus.QUEUED.value},
-                        {"$set": {"status": CallStatus.DIALING.value, "claimedBy": self.name, "claimToken": token,
-                                  "dialAt": dial_at, "leaseUntil": dial_at + self._lease, "updatedAt": now},
-                         "$inc": {"attempts": 1}}))
-                    claimed_ids.append(call["_id"])
-        if not ops:
+                    claims.append(Claim(call["_id"], token, self.name, dial_at, dial_at + self._lease))
+        claimed_ids = [c.call_id for c in claims]
+        if not (claims or deferrals or records):
             return []
         try:
-            result = await self.store.calls.bulk_write(ops, ordered=False)
-        except PyMongoError as exc:
+            won = await self.calls.claim(claims, deferrals, records, now)
+        except StoreUnavailable as exc:
             # Nothing or part was written: keep the provider ids for the next write, give the slots
             # back (a claim that did land is in flight under its token and keeps its slot anyway).
-            log.error("claim write failed", extra={"dispatcher": self.name, "error": type(exc).__name__})
+            log.error("claim write failed", extra={"dispatcher": self.name, "error": str(exc)})
             self.placer.unrecorded = records + self.placer.unrecorded
             if reservation is not None:
-                with contextlib.suppress(PyMongoError):  # else the slots wait out the grace period
+                with contextlib.suppress(StoreUnavailable):  # else the slots wait out the grace period
                     await self._keep_claimed(reservation, claimed_ids)
             return []
         if reservation is None:
             return []
-        won = set(claimed_ids)
-        if result.matched_count < len(ops):
-            # Some calls changed under us (another dispatcher, a cancel): keep only what we claimed.
-            won = await self._keep_claimed(reservation, claimed_ids)
+        if len(won) < len(claimed_ids):
+            # Some calls changed under us (another dispatcher, a cancel): give the others' slots back.
+            await self._give_back(reservation, won)
         out = []
         for batch_id, calls in grants.items():
             for call in calls:
@@ -269,12 +252,16 @@ class Dispatcher:
         return out
 
     async def _keep_claimed(self, reservation: Reservation, claimed_ids: list[ObjectId]) -> set[ObjectId]:
-        """The calls this reservation's claim did win; the slots of the others are given back."""
-        won = {d["_id"] async for d in self.store.calls.find(
-            {"_id": {"$in": claimed_ids}, "claimToken": reservation.token}, {"_id": 1})}
+        """After a failed claim write: the calls this reservation's claim did win (the write may have
+        partly landed); the slots of the others are given back."""
+        holders = await self.calls.holders(claimed_ids)
+        won = {cid for cid, (_, token) in holders.items() if token == reservation.token}
+        await self._give_back(reservation, won)
+        return won
+
+    async def _give_back(self, reservation: Reservation, won: set[ObjectId]) -> None:
         for batch_id, ids in reservation.grants.items():
             await self.slots.release(batch_id, [i for i in ids if i not in won], reservation.token)
-        return won
 
     @property
     def _lease(self) -> dt.timedelta:
@@ -288,26 +275,18 @@ class Dispatcher:
 
     async def _next_due(self, batch_id: ObjectId) -> dt.datetime | None:
         """When the batch's next queued call becomes due (window opening, retry delay): a computed wake-up."""
-        doc = await self.store.calls.find_one({"batchId": batch_id, "status": CallStatus.QUEUED.value},
-                                              {"nextAttemptAt": 1}, sort=[("nextAttemptAt", 1)])
-        return None if doc is None else as_utc(doc["nextAttemptAt"])
+        return await self.calls.next_due_at(batch_id)
 
     async def _complete_if_done(self, batch: dict, now: dt.datetime) -> None:
-        left = await self.store.calls.find_one({"batchId": batch["_id"], "status": {"$in": ACTIVE_VALUES}}, {"_id": 1})
-        if left is not None:
+        if await self.calls.has_active(batch["_id"]):
             return
-        result = await self.store.batches.update_one(
-            {"_id": batch["_id"], "status": BatchStatus.RUNNING.value},
-            {"$set": {"status": BatchStatus.COMPLETED.value, "completedAt": now, "updatedAt": now}})
-        if result.modified_count and await self.store.calls.find_one(
-                {"batchId": batch["_id"], "status": {"$in": ACTIVE_VALUES}}, {"_id": 1}) is not None:
-            # Calls were enqueued between our look and the update (their request saw the batch still
+        completed = await self.batches.move(batch["_id"], COMPLETE, now, {"completedAt": now})
+        if completed and await self.calls.has_active(batch["_id"]):
+            # Calls were enqueued between our look and the move (their request saw the batch still
             # running and left it): run again. Enqueueing after this point restarts it itself.
-            await self.store.batches.update_one({"_id": batch["_id"], "status": BatchStatus.COMPLETED.value},
-                                                {"$set": {"status": BatchStatus.RUNNING.value, "updatedAt": now},
-                                                 "$unset": {"completedAt": ""}})
+            await self.batches.move(batch["_id"], REOPEN, now, unset=("completedAt",))
             return
-        if result.modified_count:
+        if completed:
             self.stats.completed_batches += 1
             log.info("batch completed", extra={"batchId": str(batch["_id"])})
 

@@ -14,11 +14,11 @@ import secrets
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from dialer.services.call_events import BatchPolicies, CallEvents
 from dialer.core.clock import Clock
+from dialer.ports import Repositories
+from dialer.services.call_events import CallEvents
 from dialer.settings import Settings
-from dialer.services.slots import Slots
-from dialer.store import Store
+from workers.slots import Slots
 
 from workers.dispatcher import Dispatcher, DispatcherConfig
 from workers.telephony.base import CallEvent, TelephonyProvider
@@ -30,7 +30,7 @@ log = logging.getLogger("workers.engine")
 
 def make_provider(settings: Settings, clock: Clock) -> TelephonyProvider:
     if settings.provider == "twilio":
-        from .providers.twilio import TwilioProvider
+        from workers.telephony.twilio import TwilioProvider
 
         if not settings.twilio_account_sid or not settings.twilio_auth_token:
             raise ValueError("DIALER_PROVIDER=twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
@@ -45,15 +45,15 @@ def make_provider(settings: Settings, clock: Clock) -> TelephonyProvider:
 
 
 class Engine:
-    def __init__(self, store: Store, clock: Clock, settings: Settings, provider: TelephonyProvider,
-                 name: str | None = None) -> None:
-        self.store = store
+    def __init__(self, repos: Repositories, clock: Clock, settings: Settings, provider: TelephonyProvider,
+                 events: CallEvents, name: str | None = None) -> None:
+        self.repos = repos
         self.clock = clock
         self.settings = settings
         self.provider = provider
         self.name = name or f"dispatcher-{secrets.token_hex(3)}"
-        self.slots = Slots(store, grace_seconds=settings.lease_seconds)
-        self.events = CallEvents(store, clock, BatchPolicies(store, clock), settings.lease_seconds)
+        self.slots = Slots(repos.ledger, repos.calls, grace_seconds=settings.lease_seconds)
+        self.events = events
         cps = settings.calls_per_second
         # An idle dispatcher looks again every few polls for work from other processes (status
         # callbacks to the API, calls enqueued by another API process). With the simulator every
@@ -64,12 +64,12 @@ class Engine:
             cps *= settings.sim_time_scale  # the simulator compresses time, rate budget included
             provider.sink = self.deliver
             recheck = 120 * settings.poll_interval_seconds
-        self.dispatcher = Dispatcher(store, clock, provider, self.events, self.slots, DispatcherConfig(
+        self.dispatcher = Dispatcher(repos, clock, provider, self.events, self.slots, DispatcherConfig(
             calls_per_second=cps, max_concurrent_calls=settings.max_concurrent_calls,
             lease_seconds=settings.lease_seconds, public_base_url=settings.public_base_url,
             recheck_seconds=recheck,
             machine_detection=settings.machine_detection), name=self.name)
-        self.reaper = Reaper(store, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name)
+        self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name)
         self._scheduler: AsyncIOScheduler | None = None
         self._jobs_running = 0
 

@@ -1,4 +1,4 @@
-"""`dialer worker`: a dispatcher process (the composition root of the worker side)."""
+"""`dialer worker`: a dispatcher process over the configured MongoDB, until SIGTERM / SIGINT."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ import asyncio
 import logging
 import signal
 
-from dialer.core.clock import SystemClock
+from dialer.composition import build_engine, open_services
 from dialer.settings import Settings
-from dialer.store import open_store
-
-from workers.engine import Engine, make_provider
 
 log = logging.getLogger("workers.main")
 
@@ -20,13 +17,12 @@ async def run_worker(settings: Settings) -> int:
         log.error("a separate dispatcher needs MONGODB_URI: the in-memory store lives inside `dialer serve`, "
                   "which runs its own dispatcher")
         return 2
-    clock = SystemClock()
-    store = await open_store(settings)
+    services = await open_services(settings)
     try:
-        engine = Engine(store, clock, settings, make_provider(settings, clock))
+        engine = build_engine(services)
     except ValueError as exc:
         log.error(str(exc))
-        await store.close()
+        await services.close()
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -36,5 +32,5 @@ async def run_worker(settings: Settings) -> int:
     await stop.wait()
     log.info("stopping: no new claims; waiting for work in progress")
     await engine.stop()
-    await store.close()
+    await services.close()
     return 0

@@ -17,13 +17,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pymongo import UpdateOne
-
-from dialer.services.call_events import CallEvents
 from dialer.core.clock import Clock
 from dialer.core.statuses import CallStatus
-from dialer.store import Store
 from dialer.core.windows import CallingWindow
+from dialer.ports import CallRepo, PlacedRecord
+from dialer.services.call_events import CallEvents
 
 from workers.telephony.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
 
@@ -31,18 +29,6 @@ log = logging.getLogger("workers.placement")
 HORIZON = dt.timedelta(days=15)
 MAX_BACKOFF_SECONDS = 300
 UNCERTAIN_WAIT = dt.timedelta(seconds=30)  # before asking the provider about a create that timed out
-
-
-async def requeue_unplaced(store: Store, call_id, token: str | None, when: dt.datetime, entry: dict,
-                           provider_error: bool = False) -> None:
-    """Back to the queue without counting the attempt (nothing reached the callee), if the call is
-    still this attempt's and was never placed; the next reservation frees its slot, seeing it no
-    longer in flight."""
-    await store.calls.update_one(
-        {"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value, "providerCallId": {"$exists": False}},
-        {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
-         "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
-         "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}, "$push": {"history": entry}})
 
 
 @dataclass(order=True)
@@ -54,10 +40,10 @@ class Claimed:
 
 
 class Placer:
-    def __init__(self, store: Store, clock: Clock, provider: TelephonyProvider, events: CallEvents,
+    def __init__(self, calls: CallRepo, clock: Clock, provider: TelephonyProvider, events: CallEvents,
                  window_of: Callable[[dict], CallingWindow], stats, lease: dt.timedelta,
                  public_base_url: str = "", machine_detection: bool = False) -> None:
-        self.store = store
+        self.calls = calls
         self.clock = clock
         self.provider = provider
         self.events = events
@@ -67,13 +53,13 @@ class Placer:
         self.public_base_url = public_base_url
         self.machine_detection = machine_detection
         self.ready: list[Claimed] = []  # claimed, waiting for their dial time
-        self.unrecorded: list[UpdateOne] = []  # provider ids of placed calls, written with the next claim
+        self.unrecorded: list[PlacedRecord] = []  # provider ids of placed calls, written with the next claim
 
     def add(self, claims: list[Claimed]) -> None:
         self.ready.extend(claims)
         self.ready.sort()
 
-    def take_records(self) -> list[UpdateOne]:
+    def take_records(self) -> list[PlacedRecord]:
         records, self.unrecorded = self.unrecorded, []
         return records
 
@@ -93,17 +79,14 @@ class Placer:
         # after a crash before either, the reaper finds the call at the provider by number.
         # Only onto the attempt we placed (our claim token, not since put back in the queue for a
         # retry); the same id as any event recorded.
-        placed = [UpdateOne({"_id": c.call["_id"], "claimToken": c.token, "status": {"$ne": CallStatus.QUEUED.value}},
-                            {"$set": {"providerCallId": sid}, "$max": {"leaseUntil": now + self.lease},
-                             "$push": {"history": {"at": now, "event": "placed", "providerCallId": sid}}})
-                  for c, sid in zip(due, results) if sid]
+        placed = [PlacedRecord(c.call["_id"], c.token, sid, now, now + self.lease) for c, sid in zip(due, results) if sid]
         self.unrecorded += placed
         self.stats.placed += len(placed)
         return len(placed)
 
     async def flush_records(self) -> None:
-        if ops := self.take_records():
-            await self.store.calls.bulk_write(ops, ordered=False)
+        if records := self.take_records():
+            await self.calls.record_placed(records)
 
     def dial_request(self, call: dict, batch: dict, attempt: str = "") -> DialRequest:
         numbers = batch["callingNumbers"]
@@ -145,21 +128,20 @@ class Placer:
         call, batch = claimed.call, claimed.batch
         now = self.clock.now()
         entry = {"at": now, "event": "provider_error", "error": err.message, "kind": err.kind.value}
-        ours = {"_id": call["_id"], "claimToken": claimed.token}  # never another attempt of the call
         if err.kind in (ErrorKind.INVALID_NUMBER, ErrorKind.REJECTED):
-            await self.events.finish(ours, batch["_id"], CallStatus.FAILED, "failed", entry, retry=False)
+            # Pinned to this attempt (its token): never another attempt of the call.
+            await self.events.finish(call["_id"], batch["_id"], CallStatus.FAILED, "failed", entry,
+                                     token=claimed.token, retry=False)
         elif err.kind == ErrorKind.UNKNOWN:
             # The call may exist: keep it in flight; the reaper reconciles it with the provider once
             # the provider's own list can be expected to show it.
-            await self.store.calls.update_one({**ours, "status": CallStatus.DIALING.value},
-                                              {"$set": {"leaseUntil": now + UNCERTAIN_WAIT, "uncertain": True},
-                                               "$push": {"history": entry}})
+            await self.calls.mark_uncertain(call["_id"], claimed.token, now + UNCERTAIN_WAIT, entry)
         else:  # rate limited / transient: nothing was created; back to the queue, attempt not counted
             backoff = err.retry_after or min(MAX_BACKOFF_SECONDS, 2 ** (call.get("providerErrors", 0) + 1))
             await self.requeue(claimed, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
 
     async def requeue(self, claimed: Claimed, when: dt.datetime, entry: dict, provider_error: bool) -> None:
-        await requeue_unplaced(self.store, claimed.call["_id"], claimed.token, when, entry, provider_error)
+        await self.calls.requeue_unplaced(claimed.call["_id"], claimed.token, when, entry, provider_error)
 
     async def hand_back(self) -> None:
         """Stopping: record what was placed; calls not yet placed go back to the queue."""

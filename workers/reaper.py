@@ -14,15 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from pymongo import ReturnDocument
-
+from dialer.core.clock import Clock
+from dialer.core.machine import START_SCHEDULED
+from dialer.ports import Repositories
 from dialer.services.call_events import FINAL, PROGRESS, CallEvents, lease_for
-from dialer.core.clock import Clock, as_utc
-from dialer.services.slots import Slots
-from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, BatchStatus
-from dialer.store import Store
-
-from workers.placer import requeue_unplaced
+from workers.slots import Slots
 from workers.telephony.base import ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.reaper")
@@ -31,9 +27,10 @@ FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's c
 
 
 class Reaper:
-    def __init__(self, store: Store, clock: Clock, provider: TelephonyProvider, events: CallEvents, slots: Slots,
-                 lease_seconds: float, name: str = "reaper") -> None:
-        self.store = store
+    def __init__(self, repos: Repositories, clock: Clock, provider: TelephonyProvider, events: CallEvents,
+                 slots: Slots, lease_seconds: float, name: str = "reaper") -> None:
+        self.calls = repos.calls
+        self.batches = repos.batches
         self.clock = clock
         self.provider = provider
         self.events = events
@@ -49,15 +46,11 @@ class Reaper:
 
     async def reconcile_expired(self) -> int:
         now = self.clock.now()
-        expired = await self.store.calls.find(
-            {"status": {"$in": IN_FLIGHT_VALUES}, "leaseUntil": {"$lt": now}}).limit(BATCH_SIZE).to_list(None)
+        expired = await self.calls.expired(now, BATCH_SIZE)
         done = 0
         for call in expired:
             # Take the call for reconciliation so two reapers never act on it at once.
-            mine = await self.store.calls.find_one_and_update(
-                {"_id": call["_id"], "leaseUntil": call["leaseUntil"], "status": call["status"]},
-                {"$set": {"leaseUntil": now + lease_for(call["status"], self.lease), "claimedBy": self.name}},
-                return_document=ReturnDocument.AFTER)
+            mine = await self.calls.take_for_reconciliation(call, now + lease_for(call["status"], self.lease), self.name)
             if mine is None:
                 continue
             try:
@@ -72,9 +65,9 @@ class Reaper:
         ids = {"callId": str(call["_id"]), "batchId": str(call["batchId"])}
         sid = call.get("providerCallId")
         if sid is None:
-            batch = await self.store.batches.find_one({"_id": call["batchId"]}, {"callingNumbers": 1})
+            batch = await self.batches.get(call["batchId"])
             # From just before this attempt's dial time, and never an earlier attempt's call.
-            since = as_utc(call.get("dialAt") or call["updatedAt"]) - FIND_CLOCK_SLACK
+            since = (call.get("dialAt") or call["updatedAt"]) - FIND_CLOCK_SLACK
             earlier = {h.get("providerCallId") for h in call.get("history", []) if h.get("providerCallId")}
             for caller in (batch or {}).get("callingNumbers", []):
                 sid = await self.provider.find_call(call["phoneNumber"], caller, since)
@@ -82,12 +75,11 @@ class Reaper:
                     break
                 sid = None
             if sid is None:
-                await requeue_unplaced(self.store, call["_id"], call.get("claimToken"), now,
-                                       {"at": now, "event": "requeued_after_crash"})
+                await self.calls.requeue_unplaced(call["_id"], call.get("claimToken"), now,
+                                                  {"at": now, "event": "requeued_after_crash"})
                 log.warning("call never reached the provider: requeued", extra=ids)
                 return
-            await self.store.calls.update_one({"_id": call["_id"], "providerCallId": {"$exists": False}},
-                                              {"$set": {"providerCallId": sid}})
+            await self.calls.record_provider_id(call["_id"], None, sid, None)
             log.warning("call found at the provider after a crash", extra={**ids, "providerCallId": sid})
         event = await self.provider.call_status(sid)
         if event is None:
@@ -111,16 +103,10 @@ class Reaper:
     async def start_scheduled(self) -> int:
         now = self.clock.now()
         started = 0
-        async for batch in self.store.batches.find(
-                {"status": BatchStatus.PENDING.value, "scheduledAt": {"$ne": None, "$lte": now}}, {"_id": 1}):
-            has_calls = await self.store.calls.find_one({"batchId": batch["_id"], "status": {"$in": WAITING_VALUES}},
-                                                        {"_id": 1})
-            if has_calls is None:
+        for batch in await self.batches.scheduled_due(now):
+            if not await self.calls.has_waiting(batch["_id"]):
                 continue
-            result = await self.store.batches.update_one(
-                {"_id": batch["_id"], "status": BatchStatus.PENDING.value},
-                {"$set": {"status": BatchStatus.RUNNING.value, "startedAt": now, "updatedAt": now}})
-            if result.modified_count:
+            if await self.batches.move(batch["_id"], START_SCHEDULED, now, {"startedAt": now}):
                 started += 1
                 log.info("scheduled batch started", extra={"batchId": str(batch["_id"])})
         return started

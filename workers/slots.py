@@ -1,6 +1,6 @@
-"""Concurrency slots and the dial-rate budget, shared by every dispatcher through one MongoDB document.
+"""Concurrency slots and the dial-rate budget, shared by every dispatcher through one ledger document.
 
-The `dispatch` document of an account holds the slots in use per batch (`slots.<batchId>`) and for
+The ledger (the SlotLedger port: one `dispatch` document in MongoDB) holds the slots in use per batch (`slots.<batchId>`) and for
 the whole account (`all`), and `nextDialAt`, the earliest instant the next call may be placed (calls
 per second). A slot is an entry {callId, token, at}: `token` is the claim token the dispatcher then
 writes onto the call, `at` when the slot was reserved.
@@ -23,11 +23,8 @@ from typing import Iterable
 
 from bson import ObjectId
 
-from dialer.core.clock import as_utc
 from dialer.core.statuses import IN_FLIGHT_VALUES
-from dialer.store import Store
-
-ACCOUNT = "account"
+from dialer.ports import CallRepo, LedgerState, SlotLedger
 
 
 @dataclass
@@ -44,6 +41,10 @@ class DispatchState:
     def total(self) -> int:
         return len(self.all)
 
+    @classmethod
+    def of(cls, state: LedgerState) -> "DispatchState":
+        return cls(state.version, state.slots, state.all, state.next_dial_at)
+
 
 @dataclass
 class Reservation:
@@ -53,21 +54,14 @@ class Reservation:
 
 
 class Slots:
-    def __init__(self, store: Store, grace_seconds: float) -> None:
-        self.store = store
+    def __init__(self, ledger: SlotLedger, calls: CallRepo, grace_seconds: float) -> None:
+        self.ledger = ledger
+        self.calls = calls
         self.grace = dt.timedelta(seconds=grace_seconds)
 
     async def state(self, now: dt.datetime | None = None) -> DispatchState:
         """The document; with `now`, minus the entries whose call no longer holds its slot."""
-        doc = await self.store.dispatch.find_one({"_id": ACCOUNT})
-        if doc is None:
-            await self.store.dispatch.update_one(
-                {"_id": ACCOUNT}, {"$setOnInsert": {"version": 0, "slots": {}, "all": [], "nextDialAt": None}},
-                upsert=True)
-            doc = await self.store.dispatch.find_one({"_id": ACCOUNT})
-        next_at = doc.get("nextDialAt")
-        state = DispatchState(doc["version"], doc.get("slots", {}), doc.get("all", []),
-                              None if next_at is None else as_utc(next_at))
+        state = DispatchState.of(await self.ledger.read())
         if now is not None:
             await self._harvest(state, now)
         return state
@@ -76,15 +70,14 @@ class Slots:
         ids = {e["callId"] for e in state.all} | {e["callId"] for entries in state.slots.values() for e in entries}
         if not ids:
             return
-        calls = {c["_id"]: c async for c in self.store.calls.find(
-            {"_id": {"$in": list(ids)}}, {"status": 1, "claimToken": 1})}
+        calls = await self.calls.holders(ids)
         young = now - self.grace
 
         def holds(entry: dict) -> bool:
-            call = calls.get(entry["callId"])
-            if call is not None and call.get("claimToken") == entry.get("token"):
-                return call["status"] in IN_FLIGHT_VALUES  # claimed under this entry: held while in flight
-            return as_utc(entry["at"]) > young  # the claim may still be on its way
+            held = calls.get(entry["callId"])
+            if held is not None and held[1] == entry.get("token"):
+                return held[0] in IN_FLIGHT_VALUES  # claimed under this entry: held while in flight
+            return entry["at"] > young  # the claim may still be on its way
 
         state.slots = {b: kept for b, entries in state.slots.items() if (kept := [e for e in entries if holds(e)])}
         state.all = [e for e in state.all if holds(e)]
@@ -114,20 +107,13 @@ class Slots:
             for cid in ids:
                 reservation.dial_times[cid] = start + gap * n
                 n += 1
-        update = {"$set": {"slots": slots, "all": everything}, "$inc": {"version": 1}}
-        if n:
-            update["$set"]["nextDialAt"] = start + gap * n
-        result = await self.store.dispatch.update_one({"_id": ACCOUNT, "version": state.version}, update)
-        return reservation if result.matched_count == 1 else None
+        next_dial_at = start + gap * n if n else state.next_dial_at
+        written = await self.ledger.write(state.version, slots, everything, next_dial_at)
+        return reservation if written else None
 
     async def release(self, batch_id: ObjectId, call_ids: Iterable[ObjectId], token: str) -> None:
         """Give back slots reserved under `token` whose claim did not happen (idempotent)."""
-        ids = list(call_ids)
-        if not ids:
-            return
-        cond = {"callId": {"$in": ids}, "token": token}
-        await self.store.dispatch.update_one(
-            {"_id": ACCOUNT}, {"$pull": {f"slots.{batch_id}": cond, "all": cond}, "$inc": {"version": 1}})
+        await self.ledger.release(batch_id, list(call_ids), token)
 
     async def compact(self, now: dt.datetime) -> int:
         """Drop the entries that no longer hold a slot (the reaper, when no dispatcher is ticking)."""
@@ -138,9 +124,6 @@ class Slots:
             after = state.total + sum(map(len, state.slots.values()))
             if after == before:
                 return 0
-            result = await self.store.dispatch.update_one(
-                {"_id": ACCOUNT, "version": state.version},
-                {"$set": {"slots": state.slots, "all": state.all}, "$inc": {"version": 1}})
-            if result.matched_count:
+            if await self.ledger.write(state.version, state.slots, state.all, state.next_dial_at):
                 return before - after
         return 0

@@ -37,5 +37,6 @@ def require_admin(request: web.Request) -> None:
     if not token:
         raise ApiError(403, "Forbidden", "admin endpoints are disabled (DIALER_ADMIN_TOKEN is not set)")
     presented = presented_key(request) or ""
-    if not hmac.compare_digest(presented.encode(), token.encode()):
+    # Header bytes beyond ASCII arrive surrogate-escaped: compare them as the bytes they were.
+    if not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), token.encode()):
         raise ApiError(403, "Forbidden", "invalid admin token")

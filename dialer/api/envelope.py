@@ -7,16 +7,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from dialer.services.errors import Refused
 
-class ApiError(Exception):
-    """A client-visible failure: HTTP status, a short message, and optional details for `data`."""
 
-    def __init__(self, code: int, message: str, error: str | None = None, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.error = error or message
-        self.data = data
+class ApiError(Refused):
+    """A client-visible failure raised by a handler: HTTP status, a short message, details for `data`.
+    (Use cases raise its base, Refused; both become the envelope.)"""
 
 
 def _dumps(obj: Any) -> str:
@@ -38,5 +34,5 @@ def ok(data: Any, message: str = "OK", code: int = 200) -> web.Response:
     return envelope(code, message, data)
 
 
-def fail(err: ApiError) -> web.Response:
+def fail(err: Refused) -> web.Response:
     return envelope(err.code, err.message, err.data, error=err.error, status=False)

@@ -8,7 +8,8 @@ import secrets
 from aiohttp import web
 
 from dialer.api.appkeys import REQUEST_ID, SETTINGS
-from dialer.api.envelope import ApiError, envelope, fail
+from dialer.api.envelope import envelope, fail
+from dialer.services.errors import Refused
 
 log = logging.getLogger("dialer.http")
 
@@ -21,7 +22,7 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)
-    except ApiError as err:
+    except Refused as err:
         response = fail(err)
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:

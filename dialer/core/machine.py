@@ -50,7 +50,9 @@ START_ON_ENQUEUE = BatchMove("start on enqueue", frozenset({B.PENDING, B.COMPLET
 START_SCHEDULED = BatchMove("scheduled start", frozenset({B.PENDING}), B.RUNNING)
 COMPLETE = BatchMove("complete", frozenset({B.RUNNING}), B.COMPLETED)
 REOPEN = BatchMove("reopen", frozenset({B.COMPLETED}), B.RUNNING)  # calls slipped in while completing
-BATCH_MOVES = (START_ON_ENQUEUE, START_SCHEDULED, COMPLETE, REOPEN)
+PAUSE = BatchMove("pause", frozenset({B.PENDING, B.RUNNING}), B.PAUSED)
+CANCEL = BatchMove("cancel", frozenset({B.PENDING, B.RUNNING, B.PAUSED, B.COMPLETED}), B.CANCELLED)
+BATCH_MOVES = (START_ON_ENQUEUE, START_SCHEDULED, COMPLETE, REOPEN, PAUSE, CANCEL)
 
 C = CallStatus
 CLAIM = CallMove("claim", frozenset({C.QUEUED}), frozenset({C.DIALING}))

@@ -9,6 +9,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+import bson
+import orjson
+
 from dialer.core.phones import PhoneError, PhoneNormaliser
 from dialer.core.windows import CallingWindow, valid_zone
 
@@ -84,19 +87,21 @@ class Planner:
 
     def plan(self, call_data: list) -> Plan:
         plan = Plan(records=len(call_data))
-        by_number: dict[str, PlannedCall] = {}
+        by_callee: dict[tuple[str, str | None], PlannedCall] = {}
         for index, record in enumerate(call_data):
             call = self._plan_one(index, record, plan.errors)
             if call is None:
                 continue
-            previous = by_number.get(call.e164)
+            # The callee is the number and its extension: two extensions behind one number are two people.
+            callee = (call.e164, call.extension)
+            previous = by_callee.get(callee)
             if previous is not None:
                 # Same rule as a pending call already stored: the later record replaces the earlier,
                 # and takes its place in the order (re-inserting keeps the dict in winner order).
                 call.duplicates = previous.duplicates + 1
-                del by_number[call.e164]
-            by_number[call.e164] = call
-        plan.calls = list(by_number.values())
+                del by_callee[callee]
+            by_callee[callee] = call
+        plan.calls = list(by_callee.values())
         return plan
 
     def earliest(self, zones: tuple[str, ...]) -> dt.datetime | None:
@@ -173,6 +178,24 @@ class Planner:
 
 MAX_DEPTH = 32
 INT64 = range(-(2**63), 2**63)
+# MongoDB refuses documents over 16 MiB; a call document is its record plus our fields and history.
+MAX_RECORD_BYTES = 15 * 1024 * 1024
+# BSON spends up to ~6 bytes per JSON byte (an array of small integers: "1," becomes type, index key
+# and int32), so only records whose JSON passes this can exceed the limit and need exact measuring.
+_BSON_CHECK_FROM = MAX_RECORD_BYTES // 6
+
+
+def oversized_records(call_data: list) -> list[RecordError]:
+    """Records too large to be stored as one document (exact BSON size, measured only where it can matter)."""
+    errors = []
+    for index, record in enumerate(call_data):
+        if isinstance(record, dict) and len(orjson.dumps(record)) > _BSON_CHECK_FROM:
+            size = len(bson.encode(record))
+            if size > MAX_RECORD_BYTES:
+                errors.append(RecordError(index, record.get("phoneNumber"),
+                                          f"record is {size} bytes stored; at most {MAX_RECORD_BYTES} (MongoDB's "
+                                          "16 MiB document limit, less room for the call's own fields)"))
+    return errors
 
 
 def _bad_name(key: str) -> bool:

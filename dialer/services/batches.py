@@ -1,4 +1,4 @@
-"""Batches: creating, reading and counting them in the store; the batch as partners see it."""
+"""Batches: creating them, reading them (with their counters), and starting them when calls arrive."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 from bson import ObjectId
 
 from dialer.core.batch_spec import BatchSpec
-from dialer.core.clock import Clock, as_utc, iso
+from dialer.core.clock import Clock, iso
+from dialer.core.machine import START_ON_ENQUEUE
 from dialer.core.statuses import IN_FLIGHT, TERMINAL, WAITING, BatchStatus, CallStatus
-from dialer.store import Store, aggregate
+from dialer.ports import BatchRepo, CallRepo, Tally
 from dialer.services.tenancy import parse_id
 
 
@@ -23,8 +24,9 @@ class BatchForbidden(PermissionError):
 
 
 class Batches:
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self.store = store
+    def __init__(self, batches: BatchRepo, calls: CallRepo, clock: Clock) -> None:
+        self.repo = batches
+        self.calls = calls
         self.clock = clock
 
     async def create(self, workspace_id: ObjectId, agent: dict, spec: BatchSpec) -> dict:
@@ -45,13 +47,13 @@ class Batches:
             "createdAt": now,
             "updatedAt": now,
         }
-        await self.store.batches.insert_one(doc)
+        await self.repo.insert(doc)
         return doc
 
     async def get_owned(self, workspace_id: ObjectId, batch_id: Any) -> dict:
-        """The batch, if it exists (404) and belongs to the caller's workspace (403)."""
+        """The batch, if it exists (else BatchNotFound) and belongs to the caller's workspace (else BatchForbidden)."""
         oid = parse_id(batch_id)
-        doc = None if oid is None else await self.store.batches.find_one({"_id": oid})
+        doc = None if oid is None else await self.repo.get(oid)
         if doc is None:
             raise BatchNotFound(batch_id)
         if doc["workspaceId"] != workspace_id:
@@ -65,44 +67,40 @@ class Batches:
         they are (their calls wait visibly)."""
         now = self.clock.now()
         scheduled = batch.get("scheduledAt")
-        if scheduled is not None and as_utc(scheduled) > now:
+        if scheduled is not None and scheduled > now:
             return batch["status"]
-        result = await self.store.batches.find_one_and_update(
-            {"_id": batch["_id"], "status": {"$in": [BatchStatus.PENDING.value, BatchStatus.COMPLETED.value]}},
-            {"$set": {"status": BatchStatus.RUNNING.value, "updatedAt": now, "startedAt": now}},
-            projection={"status": 1},
-        )
-        return BatchStatus.RUNNING.value if result is not None else batch["status"]
+        if await self.repo.move(batch["_id"], START_ON_ENQUEUE, now, {"startedAt": now}):
+            return BatchStatus.RUNNING.value
+        return batch["status"]
 
     async def counters(self, batch_id: ObjectId) -> dict:
-        """Exact counters, computed from the calls themselves (they cannot drift)."""
-        # One pass: per (status, outcome). A retried call waits with its last outcome; only calls in
-        # a final status count towards byOutcome.
-        rows = await aggregate(self.store.calls, [
-            {"$match": {"batchId": batch_id}},
-            {"$group": {"_id": {"status": "$status", "outcome": "$outcome"}, "n": {"$sum": 1},
-                        "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
-                        "attempts": {"$sum": "$attempts"}}},
-        ])
-        by_status: Counter = Counter()
-        by_outcome: Counter = Counter()
-        for row in rows:
-            status, outcome = row["_id"]["status"], row["_id"].get("outcome")
-            by_status[status] += row["n"]
-            if outcome and status in TERMINAL:
-                by_outcome[outcome] += row["n"]
-        count = lambda statuses: sum(by_status[s.value] for s in statuses)  # noqa: E731
-        return {
-            "scheduled": sum(row["n"] for row in rows),
-            "dispatched": sum(row["dialled"] for row in rows),
-            "attempts": sum(row["attempts"] for row in rows),
-            "finished": count(TERMINAL),
-            "waiting": count(WAITING),
-            "inFlight": count(IN_FLIGHT),
-            "byStatus": {s.value: by_status[s.value] for s in CallStatus},
-            # Final outcomes; "machine" is a completed call answered by a machine (detection on).
-            "byOutcome": dict(by_outcome),
-        }
+        return counters_view(await self.calls.tallies(batch_id))
+
+
+def counters_view(tallies: list[Tally]) -> dict:
+    """The counters partners read: exact, from the calls' tallies. A retried call waits with its last
+    outcome; only calls in a final status count towards byOutcome."""
+    by_status: Counter = Counter()
+    by_outcome: Counter = Counter()
+    for t in tallies:
+        by_status[t.status] += t.calls
+        if t.outcome and t.status in TERMINAL:
+            by_outcome[t.outcome] += t.calls
+
+    def count(statuses) -> int:
+        return sum(by_status[s.value] for s in statuses)
+
+    return {
+        "scheduled": sum(t.calls for t in tallies),
+        "dispatched": sum(t.dialled for t in tallies),
+        "attempts": sum(t.attempts for t in tallies),
+        "finished": count(TERMINAL),
+        "waiting": count(WAITING),
+        "inFlight": count(IN_FLIGHT),
+        "byStatus": {s.value: by_status[s.value] for s in CallStatus},
+        # Final outcomes; "machine" is a completed call answered by a machine (detection on).
+        "byOutcome": dict(by_outcome),
+    }
 
 
 def batch_view(batch: dict, counters: dict | None = None) -> dict:

@@ -1,9 +1,9 @@
-"""Applying provider status events to calls: Twilio statuses -> our statuses, and retries.
+"""Applying provider status events to calls: Twilio statuses -> our call statuses, and retries.
 
-Used by the API's Twilio status webhook and by the simulator, so both paths behave the same.
-Each event is one conditional update (the status filter makes replays and out-of-order events
-harmless); a call leaving flight frees its slot by that alone (see slots.py). A retryable outcome
-(the batch's retry.on) with attempts left puts the call back in the queue after
+Used by the API's Twilio status webhook, the simulator's events and the reaper, so every path behaves
+the same. Each event is one compare-and-set in the CallRepo (the status filter makes replays and
+out-of-order events harmless); a call leaving flight frees its slot by that alone (workers/slots.py).
+A retryable outcome (the batch's retry.on) with attempts left puts the call back in the queue after
 retry.delaySeconds; the dispatcher then waits for the callee's window again.
 """
 
@@ -14,15 +14,14 @@ import logging
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
 
 from dialer.core.clock import Clock
-from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
-from dialer.store import Store
+from dialer.core.statuses import CallStatus
+from dialer.ports import BatchRepo, CallRepo, Finish
 from dialer.services.tenancy import parse_id
 
 log = logging.getLogger("dialer.calls")
-# Twilio CallStatus -> (our status, outcome) for final statuses.
+# Twilio CallStatus -> our final status.
 FINAL = {
     "completed": CallStatus.COMPLETED,
     "busy": CallStatus.BUSY,
@@ -31,14 +30,10 @@ FINAL = {
     "canceled": CallStatus.CANCELLED,
 }
 PROGRESS = {"ringing": CallStatus.RINGING, "in-progress": CallStatus.IN_PROGRESS, "answered": CallStatus.IN_PROGRESS}
-# Progress may only move forward: an event may not take a call back to an earlier in-flight state.
-EARLIER = {
-    CallStatus.RINGING: [CallStatus.DIALING.value],
-    CallStatus.IN_PROGRESS: [CallStatus.DIALING.value, CallStatus.RINGING.value],
-}
 TALKING_LEASE_FACTOR = 8
 OUTCOME = {CallStatus.COMPLETED: "completed", CallStatus.BUSY: "busy", CallStatus.NO_ANSWER: "no_answer",
            CallStatus.FAILED: "failed", CallStatus.CANCELLED: "cancelled"}
+NO_RETRY = {"maxAttempts": 1, "delaySeconds": 0, "on": []}
 
 
 def lease_for(status: str, lease: dt.timedelta) -> dt.timedelta:
@@ -56,8 +51,8 @@ def outcome_of(status: CallStatus, answered_by: str | None) -> str:
 class BatchPolicies:
     """Retry policies of batches, cached 30 s per process (needed on every final event)."""
 
-    def __init__(self, store: Store, clock: Clock, ttl_seconds: float = 30.0) -> None:
-        self.store = store
+    def __init__(self, batches: BatchRepo, clock: Clock, ttl_seconds: float = 30.0) -> None:
+        self.batches = batches
         self.clock = clock
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self._cache: dict[ObjectId, tuple[dt.datetime, dict]] = {}
@@ -67,17 +62,17 @@ class BatchPolicies:
         hit = self._cache.get(batch_id)
         if hit and hit[0] > now:
             return hit[1]
-        doc = await self.store.batches.find_one({"_id": batch_id}, {"retry": 1})
-        policy = (doc or {}).get("retry") or {"maxAttempts": 1, "delaySeconds": 0, "on": []}
+        doc = await self.batches.get(batch_id)
+        policy = (doc or {}).get("retry") or NO_RETRY
         self._cache[batch_id] = (now + self.ttl, policy)
         return policy
 
 
 class CallEvents:
-    def __init__(self, store: Store, clock: Clock, policies: BatchPolicies, lease_seconds: float) -> None:
-        self.store = store
-        self.clock = clock
+    def __init__(self, calls: CallRepo, policies: BatchPolicies, clock: Clock, lease_seconds: float) -> None:
+        self.calls = calls
         self.policies = policies
+        self.clock = clock
         self.lease = dt.timedelta(seconds=lease_seconds)
 
     async def apply(self, call_id: Any, provider_call_id: str | None, status: str, *, batch_id: Any = None,
@@ -91,78 +86,48 @@ class CallEvents:
         if oid is None:
             return "ignored"
         now = self.clock.now()
-        this_call: dict = {"_id": oid, **({"claimToken": attempt} if attempt else {})}
-        match = dict(this_call)
-        sid: dict = {}
-        if provider_call_id:
-            # The event may arrive before the dispatcher has recorded the provider's id (it records
-            # a tick's ids together): accept it then, and record it.
-            match["$or"] = [{"providerCallId": provider_call_id}, {"providerCallId": {"$exists": False}}]
-            sid = {"providerCallId": provider_call_id}
         entry = {"at": now, "event": status, **({"answeredBy": answered_by} if answered_by else {}),
                  **({"duration": duration} if duration is not None else {}), **({"error": error} if error else {})}
         if status in PROGRESS:
             new = PROGRESS[status]
-            result = await self.store.calls.update_one(
-                {**match, "status": {"$in": EARLIER[new]}},
-                {"$set": {"status": new.value, "updatedAt": now, "leaseUntil": now + lease_for(new, self.lease), **sid,
-                          **({"answeredBy": answered_by} if answered_by else {})},
-                 "$push": {"history": entry}},
-            )
-            return "progress" if result.modified_count else "ignored"
+            moved = await self.calls.progress(oid, attempt, provider_call_id, new.value, now + lease_for(new, self.lease),
+                                              entry, answered_by, now)
+            return "progress" if moved else "ignored"
         if status in ("queued", "initiated"):
             if not provider_call_id:
                 return "ignored"
             # The provider accepted the call: record its id if the dispatcher has not yet.
-            result = await self.store.calls.update_one(
-                {**this_call, "providerCallId": {"$exists": False}, "status": {"$in": IN_FLIGHT_VALUES}},
-                {"$set": sid, "$push": {"history": entry}})
-            return "progress" if result.modified_count else "ignored"
+            recorded = await self.calls.record_provider_id(oid, attempt, provider_call_id, entry)
+            return "progress" if recorded else "ignored"
         if status not in FINAL:
             return "ignored"
         final = FINAL[status]
-        return await self.finish(match, parse_id(batch_id), final, outcome_of(final, answered_by), entry, duration,
-                                 record=sid)
+        return await self.finish(oid, parse_id(batch_id), final, outcome_of(final, answered_by), entry,
+                                 token=attempt, provider_call_id=provider_call_id, duration=duration)
 
-    async def finish(self, match: dict, batch_id: ObjectId | None, final: CallStatus, outcome: str, entry: dict,
-                     duration: int | None = None, retry: bool = True, record: dict | None = None) -> str:
+    async def finish(self, call_id: ObjectId, batch_id: ObjectId | None, final: CallStatus, outcome: str, entry: dict,
+                     *, token: str | None = None, provider_call_id: str | None = None, duration: int | None = None,
+                     retry: bool = True) -> str:
         """Move an in-flight call to its outcome: back to the queue if its batch retries it, else final.
 
-        With the batch id known (webhook URL, simulator) this is one write; without it, one read more."""
+        With the batch id known (webhook URL, simulator, placer) this is one write; without it, one read more."""
         now = self.clock.now()
-        flying = {**match, "status": {"$in": IN_FLIGHT_VALUES}}
         if batch_id is None:
-            doc = await self.store.calls.find_one(flying, {"batchId": 1})
-            if doc is None:
+            call = await self.calls.get(call_id)
+            if call is None:
                 return "ignored"
-            batch_id = doc["batchId"]
+            batch_id = call["batchId"]
         policy = await self.policies.retry(batch_id)
-        updated = None
-        kind = "final"
+        retry_at = None
         if retry and outcome in policy["on"]:
-            updated = await self.store.calls.find_one_and_update(
-                {**flying, "attempts": {"$lt": policy["maxAttempts"]}},
-                {"$set": {"status": CallStatus.QUEUED.value, "outcome": outcome, "updatedAt": now,
-                          "nextAttemptAt": now + dt.timedelta(seconds=policy["delaySeconds"])},
-                 # The next attempt is a new provider call: forget this one's id.
-                 "$unset": {"leaseUntil": "", "claimedBy": "", "dialAt": "", "providerCallId": "", "uncertain": ""},
-                 "$push": {"history": {**entry, "result": "retry"}}},
-                projection={"batchId": 1}, return_document=ReturnDocument.AFTER,
-            )
-            kind = "retry"
-        if updated is None:
-            kind = "final"
-            updated = await self.store.calls.find_one_and_update(
-                flying,
-                {"$set": {"status": final.value, "outcome": outcome, "updatedAt": now, "finishedAt": now,
-                          **(record or {}), **({"duration": duration} if duration is not None else {})},
-                 "$unset": {"leaseUntil": "", "claimedBy": "", "activeKey": "", "dialAt": ""},
-                 "$push": {"history": {**entry, "result": outcome}}},
-                projection={"batchId": 1}, return_document=ReturnDocument.AFTER,
-            )
-        if updated is None:
-            return "ignored"  # someone else finished it first
+            retry_at = now + dt.timedelta(seconds=policy["delaySeconds"])
+        done = await self.calls.finish(call_id, token, provider_call_id, Finish(
+            final=final.value, outcome=outcome, entry=entry, retry_at=retry_at, max_attempts=policy["maxAttempts"],
+            duration=duration, provider_call_id=provider_call_id), now)
+        if done is None:
+            return "ignored"  # not in flight (any more), or another attempt's
+        kind, batch_id = done
         # Its slot is freed by the next reservation, which sees the call is no longer in flight.
         log.info("call finished" if kind == "final" else "call will be retried",
-                 extra={"callId": str(updated["_id"]), "batchId": str(updated["batchId"]), "outcome": outcome})
+                 extra={"callId": str(call_id), "batchId": str(batch_id), "outcome": outcome})
         return kind

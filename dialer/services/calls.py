@@ -1,4 +1,5 @@
-"""Calls as partners read them back: the public view of a call and paginated listing of a batch's calls."""
+"""Calls as partners read them back: the public view of a call, pages of a batch's calls, and what an
+answered call connects to (its agent's destination)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from bson import ObjectId
 
 from dialer.core.clock import as_utc, iso
 from dialer.core.statuses import CallStatus
-from dialer.store import Store
+from dialer.ports import BatchRepo, CallRepo, TenancyRepo
 from dialer.services.tenancy import parse_id
 
 MAX_PAGE = 1000
@@ -48,15 +49,12 @@ def call_view(call: dict) -> dict:
     }
 
 
-async def list_calls(store: Store, batch_id: ObjectId, query: Mapping[str, str]) -> dict:
+async def list_calls(calls: CallRepo, batch_id: ObjectId, query: Mapping[str, str]) -> dict:
     """A page of calls in enqueue order. Query: status (comma-separated), limit (1-1000), cursor (a callId)."""
-    flt: dict = {"batchId": batch_id}
     statuses = [s for s in query.get("status", "").split(",") if s]
     unknown = set(statuses) - STATUS_VALUES
     if unknown:
         raise CallQueryError(f"unknown status {sorted(unknown)}; use {sorted(STATUS_VALUES)}")
-    if statuses:
-        flt["status"] = {"$in": statuses}
     try:
         limit = int(query.get("limit", DEFAULT_PAGE))
     except ValueError:
@@ -64,12 +62,12 @@ async def list_calls(store: Store, batch_id: ObjectId, query: Mapping[str, str])
     if not 1 <= limit <= MAX_PAGE:
         raise CallQueryError(f"limit must be from 1 to {MAX_PAGE}")
     cursor = query.get("cursor")
+    after = None
     if cursor:
         after = parse_id(cursor)
         if after is None:
             raise CallQueryError("cursor must be a callId from a previous page's nextCursor")
-        flt["_id"] = {"$gt": after}
-    docs = await store.calls.find(flt).sort("_id", 1).limit(limit + 1).to_list(None)
+    docs = await calls.page(batch_id, statuses or None, after, limit + 1)
     more = len(docs) > limit
     docs = docs[:limit]
     return {
@@ -77,3 +75,14 @@ async def list_calls(store: Store, batch_id: ObjectId, query: Mapping[str, str])
         "count": len(docs),
         "nextCursor": str(docs[-1]["_id"]) if more else None,
     }
+
+
+async def destination(calls: CallRepo, batches: BatchRepo, tenancy: TenancyRepo, call_id: object) -> tuple[dict, dict | None] | None:
+    """An answered call and the agent it connects to (None when the call is unknown)."""
+    oid = parse_id(call_id)
+    call = None if oid is None else await calls.get(oid)
+    if call is None:
+        return None
+    batch = await batches.get(call["batchId"])
+    agent = await tenancy.get_agent(batch["agentId"]) if batch else None
+    return call, agent

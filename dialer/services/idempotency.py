@@ -16,10 +16,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pymongo.errors import DuplicateKeyError
-
-from dialer.core.clock import Clock, as_utc
-from dialer.store import Store
+from dialer.core.clock import Clock
+from dialer.ports import IdempotencyRepo
 
 MAX_KEY_LENGTH = 255
 CLAIM_SECONDS = 600
@@ -36,13 +34,15 @@ class KeyInUse(Exception):
 
 
 class Idempotency:
-    def __init__(self, store: Store, clock: Clock, ttl_seconds: int) -> None:
-        self.store = store
+    def __init__(self, repo: IdempotencyRepo, clock: Clock, ttl_seconds: int) -> None:
+        self.repo = repo
         self.clock = clock
         self.ttl = dt.timedelta(seconds=ttl_seconds)
 
     @staticmethod
     def check_key(key: str) -> str | None:
+        if not all(" " <= ch <= "~" for ch in key):  # header bytes beyond ASCII arrive surrogate-escaped
+            return "Idempotency-Key must be printable ASCII"
         if not key.strip():
             return "Idempotency-Key is empty"
         if len(key) > MAX_KEY_LENGTH:
@@ -55,41 +55,29 @@ class Idempotency:
         doc_id = f"{workspace_id}:{key}"
         claim = {"_id": doc_id, "state": "running", "claimedUntil": now + dt.timedelta(seconds=CLAIM_SECONDS),
                  "expiresAt": now + self.ttl}
-        try:
-            await self.store.idempotency.insert_one(claim)
+        if await self.repo.insert(claim):
             return None
-        except DuplicateKeyError:
-            pass
-        doc = await self.store.idempotency.find_one({"_id": doc_id})
+        doc = await self.repo.get(doc_id)
         if doc is None:  # purged between the two calls
             return await self.claim(workspace_id, key)
-        if as_utc(doc["expiresAt"]) <= now:
+        if doc["expiresAt"] <= now:
             # Expired by our clock: the key is free again; take it over unless another request just did.
-            taken = await self.store.idempotency.find_one_and_update(
-                {"_id": doc_id, "expiresAt": doc["expiresAt"]}, {"$set": claim, "$unset": {"code": "", "body": ""}})
-            if taken is not None:
+            if await self.repo.replace_if(doc_id, {"expiresAt": doc["expiresAt"]}, claim):
                 return None
             raise KeyInUse(key)
         if doc["state"] == "done":
             return StoredResponse(doc["code"], doc["body"])
-        if as_utc(doc["claimedUntil"]) < now:
-            taken = await self.store.idempotency.find_one_and_update(
-                {"_id": doc_id, "state": "running", "claimedUntil": doc["claimedUntil"]},
-                {"$set": {"claimedUntil": claim["claimedUntil"], "expiresAt": claim["expiresAt"]}},
-            )
-            if taken is not None:
+        if doc["claimedUntil"] < now:
+            if await self.repo.replace_if(doc_id, {"state": "running", "claimedUntil": doc["claimedUntil"]}, claim):
                 return None
         raise KeyInUse(key)
 
     async def finish(self, workspace_id, key: str, code: int, body: dict) -> None:
-        await self.store.idempotency.update_one(
-            {"_id": f"{workspace_id}:{key}"}, {"$set": {"state": "done", "code": code, "body": body}}
-        )
+        await self.repo.finish(f"{workspace_id}:{key}", code, body)
 
     async def purge(self) -> int:
         """Delete the records that have expired by the injected clock."""
-        result = await self.store.idempotency.delete_many({"expiresAt": {"$lte": self.clock.now()}})
-        return result.deleted_count
+        return await self.repo.purge(self.clock.now())
 
     async def release(self, workspace_id, key: str) -> None:
-        await self.store.idempotency.delete_one({"_id": f"{workspace_id}:{key}", "state": "running"})
+        await self.repo.release(f"{workspace_id}:{key}")

@@ -9,19 +9,20 @@ event loop keeps answering other requests meanwhile.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import orjson
-from pymongo.errors import PyMongoError
 
 from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
 from dialer.core.clock import Clock, as_utc
-from dialer.services.enqueue import CallWriter
-from dialer.api.envelope import ApiError
+from dialer.ports import CallRepo, StoreUnavailable
+from dialer.services.errors import Refused
 from dialer.services.idempotency import Idempotency, KeyInUse
-from dialer.core.records import IngestContext, Plan, Planner, validate_envelope
+from dialer.core.records import MAX_RECORD_BYTES, IngestContext, Plan, Planner, oversized_records, validate_envelope
 from dialer.core.phones import PhoneNormaliser
 from dialer.settings import Settings
 from dialer.services.tenancy import Principal, Tenancy
@@ -50,21 +51,32 @@ async def offload(size: int, fn: Callable, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
+# An integer literal of 19 digits or more may not fit in 64 bits, and orjson turns such a literal into
+# a float without a word (-9223372036854775809 -> -9.223372036854776e+18): a silent change of value.
+_LONG_INTEGER = re.compile(rb"\d{19}")
+
+
 def parse_json(raw: bytes) -> Any:
+    """The body as JSON (400 when malformed). Integers keep their exact value: bodies with long digit runs
+    are parsed again by the standard library, which reads integers exactly, so validation can refuse
+    the ones MongoDB cannot store instead of storing a rounded float."""
     try:
-        return orjson.loads(raw)
+        doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "Bad Request", f"malformed JSON: {exc}") from None
+        raise Refused(400, "Bad Request", f"malformed JSON: {exc}") from None
+    if _LONG_INTEGER.search(raw):
+        doc = json.loads(raw)  # orjson has checked it is valid JSON (and has no infinities)
+    return doc
 
 
 class Ingestion:
     def __init__(self, settings: Settings, clock: Clock, tenancy: Tenancy, batches: Batches,
-                 writer: CallWriter, phones: PhoneNormaliser, idempotency: Idempotency) -> None:
+                 calls: CallRepo, phones: PhoneNormaliser, idempotency: Idempotency) -> None:
         self.settings = settings
         self.clock = clock
         self.tenancy = tenancy
         self.batches = batches
-        self.writer = writer
+        self.calls = calls
         self.phones = phones
         self.idempotency = idempotency
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
@@ -74,16 +86,16 @@ class Ingestion:
             return await self._add_calls(principal, raw)
         problem = Idempotency.check_key(idempotency_key)
         if problem:
-            raise ApiError(400, "Bad Request", problem)
+            raise Refused(400, "Bad Request", problem)
         try:
             stored = await self.idempotency.claim(principal.workspace_id, idempotency_key)
         except KeyInUse:
-            raise ApiError(409, "Conflict", "a request with this Idempotency-Key is still being processed") from None
+            raise Refused(409, "Conflict", "a request with this Idempotency-Key is still being processed") from None
         if stored is not None:
             return Outcome(stored.code, stored.body["message"], stored.body["data"], stored.body["errorMessage"])
         try:
             outcome = await self._add_calls(principal, raw)
-        except ApiError as err:
+        except Refused as err:
             if err.code >= 500:
                 await self.idempotency.release(principal.workspace_id, idempotency_key)
             else:
@@ -98,7 +110,7 @@ class Ingestion:
             return outcome
         try:
             await self.idempotency.finish(principal.workspace_id, idempotency_key, outcome.code, outcome.body)
-        except PyMongoError as exc:
+        except StoreUnavailable as exc:
             # The calls are written; a retry with this key would write the same again (harmlessly:
             # numbers dedupe), which beats a key stuck "in progress" for ten minutes.
             log.error("could not store the idempotent answer", extra={"error": type(exc).__name__})
@@ -110,20 +122,23 @@ class Ingestion:
         try:
             batch_id, call_data = validate_envelope(body, self.settings.max_records_per_request)
         except ValueError as exc:
-            raise ApiError(400, "Bad Request", str(exc)) from None
+            raise Refused(400, "Bad Request", str(exc)) from None
         try:
             batch = await self.batches.get_owned(principal.workspace_id, batch_id)
         except BatchNotFound:
-            raise ApiError(404, "Not Found", "batch not found") from None
+            raise Refused(404, "Not Found", "batch not found") from None
         except BatchForbidden:
-            raise ApiError(403, "Forbidden", "this API key does not own the batch") from None
+            raise Refused(403, "Forbidden", "this API key does not own the batch") from None
         agent = await self.tenancy.get_agent(principal.workspace_id, batch["agentId"])
         if agent is None:
-            raise ApiError(404, "Not Found", "no agent found for the batch's calling numbers")
+            raise Refused(404, "Not Found", "no agent found for the batch's calling numbers")
         planner = Planner(self.phones, self._context(batch, agent))
         plan: Plan = await offload(len(call_data), planner.plan, call_data)
+        if len(raw) > MAX_RECORD_BYTES:  # only then can one record be too large to store
+            plan.errors += await offload(len(call_data), oversized_records, call_data)
+            plan.errors.sort(key=lambda e: e.index)
         if plan.errors:
-            raise ApiError(400, "Bad Request",
+            raise Refused(400, "Bad Request",
                            f"{len(plan.errors)} of {plan.records} records are invalid; nothing was written",
                            data=plan.error_view())
         return await self._write(batch, plan)
@@ -147,12 +162,18 @@ class Ingestion:
         in_flight: list[dict] = []
         inserted = updated = 0
         for number, chunk in enumerate(plan.chunks(self.settings.chunk_size), start=1):
-            result = await self.writer.write_chunk(batch, chunk)
+            try:
+                result = await self.calls.enqueue(batch, chunk, self.clock.now())
+            except StoreUnavailable as exc:
+                log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number, "error": str(exc)})
+                failed.append({"chunkNum": number, "error": str(exc)})
+                continue
             call_ids += result.call_ids
             in_flight += result.in_flight
             inserted += result.inserted
             updated += result.updated
             if result.error:
+                log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number, "error": result.error})
                 failed.append({"chunkNum": number, "error": result.error})
         status = batch["status"]
         if call_ids:

@@ -12,7 +12,7 @@ from bson.errors import InvalidId
 
 from dialer.core.clock import Clock
 from dialer.core.phones import PhoneError, PhoneNormaliser
-from dialer.store import Store
+from dialer.ports import TenancyRepo
 from dialer.core.windows import valid_zone
 
 KEY_PREFIX = "dk_"
@@ -23,7 +23,9 @@ class TenancyError(ValueError):
 
 
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    # A header value may hold any bytes (aiohttp hands non-UTF-8 ones over surrogate-escaped): hash
+    # them as they came, so such a key is simply not found, never an error.
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def new_key() -> str:
@@ -50,8 +52,8 @@ class Principal:
 
 
 class Tenancy:
-    def __init__(self, store: Store, clock: Clock, phones: PhoneNormaliser) -> None:
-        self.store = store
+    def __init__(self, repo: TenancyRepo, clock: Clock, phones: PhoneNormaliser) -> None:
+        self.repo = repo
         self.clock = clock
         self.phones = phones
 
@@ -59,56 +61,52 @@ class Tenancy:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise TenancyError("name must be a non-empty string of at most 200 characters")
         doc = {"_id": ObjectId(), "name": name.strip(), "createdAt": self.clock.now()}
-        await self.store.workspaces.insert_one(doc)
+        await self.repo.insert_workspace(doc)
         key = await self.create_key(doc["_id"])
         return doc, key
 
     async def get_workspace(self, workspace_id: Any) -> dict | None:
         oid = parse_id(workspace_id)
-        return None if oid is None else await self.store.workspaces.find_one({"_id": oid})
+        return None if oid is None else await self.repo.get_workspace(oid)
 
     async def list_workspaces(self) -> list[dict]:
-        return await self.store.workspaces.find({}).sort("createdAt", 1).to_list(None)
+        return await self.repo.list_workspaces()
 
     async def create_key(self, workspace_id: ObjectId, key: str | None = None) -> str:
         key = key or new_key()
-        await self.store.api_keys.insert_one(
+        await self.repo.insert_key(
             {"_id": ObjectId(), "workspaceId": workspace_id, "keyHash": hash_key(key),
              "hint": key[:6] + "…", "createdAt": self.clock.now(), "revoked": False}
         )
         return key
 
     async def revoke_key(self, key: str) -> bool:
-        result = await self.store.api_keys.update_one({"keyHash": hash_key(key)}, {"$set": {"revoked": True}})
-        return result.modified_count == 1
+        return await self.repo.revoke_key(hash_key(key))
 
     async def authenticate(self, key: str | None) -> Principal | None:
         if not key:
             return None
-        doc = await self.store.api_keys.find_one({"keyHash": hash_key(key), "revoked": False})
+        doc = await self.repo.key_by_hash(hash_key(key))
         return None if doc is None else Principal(workspace_id=doc["workspaceId"], key_id=doc["_id"])
 
     async def create_agent(self, workspace_id: ObjectId, spec: dict) -> dict:
         agent = self._agent_doc(workspace_id, spec)
-        if agent["callingNumbers"]:
-            clash = await self.store.agents.find_one({"callingNumbers": {"$in": agent["callingNumbers"]}})
-            if clash is not None:
-                raise TenancyError("a calling number is already owned by another agent")
-        await self.store.agents.insert_one(agent)
+        if not await self.repo.insert_agent(agent):
+            raise TenancyError("a calling number is already owned by another agent")
         return agent
 
     async def list_agents(self, workspace_id: ObjectId) -> list[dict]:
-        return await self.store.agents.find({"workspaceId": workspace_id}).sort("createdAt", 1).to_list(None)
+        return await self.repo.list_agents(workspace_id)
 
     async def get_agent(self, workspace_id: ObjectId, agent_id: Any) -> dict | None:
         oid = parse_id(agent_id)
         if oid is None:
             return None
-        return await self.store.agents.find_one({"_id": oid, "workspaceId": workspace_id})
+        return await self.repo.get_agent(oid, workspace_id)
 
     async def agent_for_numbers(self, workspace_id: ObjectId, numbers: list[str]) -> dict | None:
         """The workspace's agent that owns all of these calling numbers."""
-        return await self.store.agents.find_one({"workspaceId": workspace_id, "callingNumbers": {"$all": numbers}})
+        return await self.repo.agent_owning(workspace_id, numbers)
 
     def _agent_doc(self, workspace_id: ObjectId, spec: dict) -> dict:
         if not isinstance(spec, dict):

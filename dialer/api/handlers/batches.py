@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dialer.api.appkeys import BATCHES, INGESTION, PHONES, STORE, TENANCY
+from dialer.api.appkeys import BATCHES, INGESTION, PHONES, REPOS, TENANCY
 from dialer.api.auth import require_workspace
 from dialer.core.batch_spec import SettingsError, parse_batch_spec
 from dialer.services.batches import BatchForbidden, BatchNotFound, batch_view
@@ -64,7 +64,7 @@ async def get_batch(request: web.Request) -> web.Response:
 async def get_batch_calls(request: web.Request) -> web.Response:
     batch = await _owned_batch(request)
     try:
-        page = await list_calls(request.app[STORE], batch["_id"], request.query)
+        page = await list_calls(request.app[REPOS].calls, batch["_id"], request.query)
     except CallQueryError as exc:
         raise ApiError(400, "Bad Request", str(exc)) from None
     return ok(page)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dialer.api.appkeys import STORE, TENANCY
+from dialer.api.appkeys import REPOS, TENANCY
 from dialer.api.auth import require_workspace
 from dialer.api.envelope import ok
 from dialer.services.tenancy import agent_view
 
 
 async def health(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    return ok({"ok": True, "store": "memory" if store.in_memory else "mongodb"})
+    return ok({"ok": True, "store": request.app[REPOS].kind})
 
 
 async def list_agents(request: web.Request) -> web.Response:

@@ -9,28 +9,48 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from dialer.api.appkeys import EVENTS, SETTINGS, STORE
-from dialer.services.tenancy import parse_id
+from dialer.api.appkeys import EVENTS, REPOS, SETTINGS
+from dialer.services.calls import destination
 
 log = logging.getLogger("dialer.webhooks")
 
 
+MAX_CALLBACK_BYTES = 64 * 1024  # Twilio's callbacks are a few hundred bytes
+
+
+def _refuse(request: web.Request, why: str) -> web.HTTPForbidden:
+    log.warning("rejected a Twilio webhook", extra={"path": request.path, "reason": why})
+    return web.HTTPForbidden(text=f"invalid Twilio callback: {why}")
+
+
 async def _verified_form(request: web.Request) -> dict[str, str]:
+    """The callback's parameters, once its signature is checked. The signature is read before the body
+    is trusted: an unsigned request is refused unread, and a body that is not a readable urlencoded
+    form (Twilio's only format) is refused too, never an error of ours."""
     settings = request.app[SETTINGS]
-    form = await request.post()
-    params = {k: v for k, v in form.items() if isinstance(v, str)}
     signature = request.headers.get("X-Twilio-Signature", "")
-    url = settings.public_base_url.rstrip("/") + request.path_qs
     token = settings.twilio_auth_token
-    if not token or not signature or not RequestValidator(token).validate(url, params, signature):
-        log.warning("rejected an unsigned or forged Twilio webhook", extra={"path": request.path})
-        raise web.HTTPForbidden(text="invalid Twilio signature")
+    if not token or not signature:
+        raise _refuse(request, "unsigned")
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise _refuse(request, "not a form")
+    raw = await request.content.read(MAX_CALLBACK_BYTES + 1)
+    if len(raw) > MAX_CALLBACK_BYTES:
+        raise _refuse(request, "too large")
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw))
+    except (UnicodeDecodeError, ValueError):
+        raise _refuse(request, "unreadable body") from None
+    params = dict(pairs)
+    url = settings.public_base_url.rstrip("/") + request.path_qs
+    if not RequestValidator(token).validate(url, params, signature):
+        raise _refuse(request, "signature does not match")
     return params
 
 
@@ -59,12 +79,11 @@ async def twilio_twiml(request: web.Request) -> web.Response:
     the record as <Parameter>s (Twilio's customParameters; non-string values JSON-encoded); a TwiML URL
     is fetched with the same names as query parameters."""
     await _verified_form(request)
-    store = request.app[STORE]
-    call = await store.calls.find_one({"_id": parse_id(request.query.get("callId"))})
-    if call is None:
+    repos = request.app[REPOS]
+    found = await destination(repos.calls, repos.batches, repos.tenancy, request.query.get("callId"))
+    if found is None:
         return _twiml("<Hangup/>")
-    batch = await store.batches.find_one({"_id": call["batchId"]}, {"agentId": 1})
-    agent = await store.agents.find_one({"_id": batch["agentId"]}) if batch else None
+    call, agent = found
     values = {"callId": str(call["_id"]), "batchId": str(call["batchId"]), "phoneNumber": call["phoneNumber"]}
     for name, value in call.get("variables", {}).items():
         values[name] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -1,52 +1,35 @@
-"""Every index the engine relies on, declared in code and created at start-up (idempotent)."""
+"""Every index the MongoDB repositories rely on, declared in code and created at start-up (idempotent).
+Each repository module's docstring says which of its queries each index serves."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 
-
-@dataclass(frozen=True)
-class Index:
-    collection: str
-    keys: list[tuple[str, int]]
-    options: dict[str, Any] = field(default_factory=dict)
-    # mongomock rescans a whole collection on every insert per unique index (quadratic ingestion);
-    # on high-volume collections the in-memory store drops `unique` and relies on the single
-    # process serialising its writers (see store/memory.py).
-    unique_in_memory: bool = True
-
-
-INDEXES: list[Index] = [
-    Index("api_keys", [("keyHash", ASCENDING)], {"unique": True, "name": "key_hash"}),
-    Index("agents", [("workspaceId", ASCENDING)], {"name": "workspace"}),
-    Index("agents", [("callingNumbers", ASCENDING)], {"name": "calling_numbers"}),
-    Index("batches", [("workspaceId", ASCENDING), ("createdAt", ASCENDING)], {"name": "workspace_created"}),
-    Index("batches", [("status", ASCENDING)], {"name": "status"}),
-    # At most one waiting or in-flight call per (batch, number): activeKey is unset when a call ends.
-    Index("calls", [("activeKey", ASCENDING)], {"unique": True, "sparse": True, "name": "active_key"}, unique_in_memory=False),
-    # Claiming (first in, first out among due calls) and listing by status, in enqueue (_id) order.
-    Index("calls", [("batchId", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], {"name": "batch_status_id"}),
-    Index("calls", [("batchId", ASCENDING), ("_id", ASCENDING)], {"name": "batch_id"}),
-    # The dispatcher's computed wake-up: the batch's next queued call to become due.
-    Index("calls", [("batchId", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING)],
-          {"name": "batch_status_due"}),
-    # The reaper: in-flight calls whose lease ran out.
-    Index("calls", [("status", ASCENDING), ("leaseUntil", ASCENDING)], {"name": "status_lease"}),
-    Index("calls", [("providerCallId", ASCENDING)], {"sparse": True, "name": "provider_call"}),
-    # Expiry follows the injected clock (idempotency.py purges), so no TTL index: its monitor uses the real clock.
-    Index("idempotency", [("expiresAt", ASCENDING)], {"name": "expires_at"}),
-]
+INDEXES: dict[str, list[IndexModel]] = {
+    "api_keys": [IndexModel([("keyHash", ASCENDING)], unique=True, name="key_hash")],
+    "agents": [IndexModel([("workspaceId", ASCENDING), ("createdAt", ASCENDING)], name="workspace_created"),
+               IndexModel([("callingNumbers", ASCENDING)], name="calling_numbers")],
+    "workspaces": [IndexModel([("createdAt", ASCENDING)], name="created")],
+    "batches": [IndexModel([("workspaceId", ASCENDING), ("createdAt", ASCENDING)], name="workspace_created"),
+                IndexModel([("status", ASCENDING)], name="status")],
+    "calls": [
+        # At most one waiting or in-flight call per callee of a batch: activeKey is unset when a call ends.
+        IndexModel([("activeKey", ASCENDING)], unique=True, sparse=True, name="active_key"),
+        # Claims (due calls, earliest first then FIFO), next due, waiting/active checks, pages by status.
+        IndexModel([("batchId", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING), ("_id", ASCENDING)],
+                   name="batch_status_due_id"),
+        # Pages without a status filter, tallies.
+        IndexModel([("batchId", ASCENDING), ("_id", ASCENDING)], name="batch_id"),
+        # The reaper: in-flight calls whose lease ran out.
+        IndexModel([("status", ASCENDING), ("leaseUntil", ASCENDING)], name="status_lease"),
+    ],
+    # Expiry follows the injected clock (purge), so no TTL index: its monitor uses the server's clock.
+    "idempotency": [IndexModel([("expiresAt", ASCENDING)], name="expires_at")],
+}
 
 
-async def ensure_indexes(db: Any, in_memory: bool) -> None:
-    by_collection: dict[str, list[IndexModel]] = {}
-    for index in INDEXES:
-        options = dict(index.options)
-        if in_memory and not index.unique_in_memory:
-            options.pop("unique", None)
-        by_collection.setdefault(index.collection, []).append(IndexModel(index.keys, **options))
-    for name, models in by_collection.items():
+async def ensure_indexes(db: Any) -> None:
+    for name, models in INDEXES.items():
         await db[name].create_indexes(models)

@@ -1,6 +1,8 @@
-"""The in-memory MongoDB (mongomock-motor) and the fixes it needs to stand in for a server.
+"""The MongoDB repositories' test double: mongomock-motor, with the fixes it needs to stand in for a server.
 
-mongomock 4.3.0 has two problems for us, both handled here and tested in tests/test_memory_store.py:
+Not used at run time (the embedded store is dialer/store/memory); the contract suite and the tests
+of this module run the MongoDB repositories on it. mongomock 4.3.0 has two problems for us, both
+handled here and tested in tests/test_mongomock_double.py:
 
 1. With PyMongo >= 4.11, `bulk_write([UpdateOne(...)])` raises `TypeError: add_update() got an
    unexpected keyword argument 'sort'` (mongomock issue #912, fix unreleased). We accept `sort=None`,
@@ -10,8 +12,7 @@ mongomock 4.3.0 has two problems for us, both handled here and tested in tests/t
    pre-filter: top-level `_id` lookups go straight to the document dict, and top-level equality or
    `$in` on plain strings / ObjectIds / ints is checked with a set before mongomock's full matcher
    runs on the survivors. The matcher still decides; the pre-filter only skips documents that cannot
-   match. Unique indexes on high-volume collections are declared without `unique` here (see
-   indexes.py): the in-memory store lives in one process, where the application serialises writers.
+   match.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import mongomock.collection as mm_collection
 from bson import ObjectId
 from mongomock.filtering import filter_applies
 from mongomock_motor import AsyncMongoMockClient
+
+from dialer.ports import Repositories
 
 _PATCHED = False
 _FAST_TYPES = (str, ObjectId)
@@ -102,6 +105,14 @@ def patch_mongomock() -> None:
     _PATCHED = True
 
 
-def memory_client() -> AsyncMongoMockClient:
+def mongomock_client() -> AsyncMongoMockClient:
     patch_mongomock()
     return AsyncMongoMockClient()
+
+
+async def mongomock_repositories(database: str = "dialer") -> Repositories:
+    """The MongoDB repositories on a fresh mongomock database, indexes created."""
+    from dialer.store.mongo import mongo_repositories
+
+    client = mongomock_client()
+    return await mongo_repositories(client, client[database], kind="mongomock")

@@ -1,0 +1,106 @@
+"""The composition root: one function builds every service from Settings, for each process.
+
+`open_services` (the use cases over the configured storage) serves `dialer serve`, `dialer worker`,
+the management CLI and the tests; `build_engine` adds a dispatcher; `build_app` is the API process:
+the API app with its services and, when configured (the embedded store), an embedded dispatcher.
+Clients are created inside the running event loop and closed on shutdown; nothing is module-level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from dialer.api import appkeys
+from dialer.api.app import create_app
+from dialer.core.clock import Clock, SystemClock
+from dialer.core.phones import PhoneNormaliser
+from dialer.ports import Repositories
+from dialer.services.batches import Batches
+from dialer.services.call_events import BatchPolicies, CallEvents
+from dialer.services.idempotency import Idempotency
+from dialer.services.ingestion import Ingestion
+from dialer.services.tenancy import Tenancy
+from dialer.settings import Settings
+from dialer.store import open_repositories
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    repos: Repositories
+    phones: PhoneNormaliser
+    tenancy: Tenancy
+    batches: Batches
+    idempotency: Idempotency
+    ingestion: Ingestion
+    events: CallEvents
+
+    async def close(self) -> None:
+        await self.repos.close()
+
+
+def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Services:
+    phones = PhoneNormaliser(settings.default_region, settings.strict_numbers)
+    tenancy = Tenancy(repos.tenancy, clock, phones)
+    batches = Batches(repos.batches, repos.calls, clock)
+    idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds)
+    ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, idempotency)
+    events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds)
+    return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events)
+
+
+async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
+    return services_over(await open_repositories(settings), settings, clock or SystemClock())
+
+
+def build_engine(services: Services, provider=None, name: str | None = None, settings: Settings | None = None):
+    """A dispatcher (with its reaper and jobs) over these services; the provider from settings unless given."""
+    from workers.engine import Engine, make_provider
+
+    settings = settings or services.settings
+    provider = provider or make_provider(settings, services.clock)
+    return Engine(services.repos, services.clock, settings, provider, services.events, name=name)
+
+
+def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    """The API process: the app, its services opened in the loop, the demo tenant and the embedded
+    dispatcher when the settings ask for them."""
+    clock = clock or SystemClock()
+
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        from dialer.demo import seed_demo
+
+        services = await open_services(settings, clock)
+        install(app, services)
+        if services.repos.in_memory:
+            app[appkeys.DEMO] = await seed_demo(services.tenancy, settings)
+        engine = None
+        if settings.runs_embedded_dispatcher:
+            engine = build_engine(services)
+            services.ingestion.on_enqueued = engine.dispatcher.wake
+            engine.start()
+        yield
+        if engine is not None:
+            await engine.stop()
+        await services.close()
+
+    return create_app(settings, lifespan)
+
+
+def install(app: web.Application, services: Services) -> None:
+    app[appkeys.CLOCK] = services.clock
+    app[appkeys.REPOS] = services.repos
+    app[appkeys.PHONES] = services.phones
+    app[appkeys.TENANCY] = services.tenancy
+    app[appkeys.BATCHES] = services.batches
+    app[appkeys.INGESTION] = services.ingestion
+    app[appkeys.EVENTS] = services.events
+
+
+def with_settings(services: Services, **changes) -> Settings:
+    return dataclasses.replace(services.settings, **changes)

@@ -1,0 +1,73 @@
+"""Batches in memory: the BatchRepo port (see dialer/ports.py).
+
+Documents live in one dict by _id. Indexes: the set of running batch ids (`runnable`) and the set of
+pending batch ids (`scheduled_due`); both are small (batches are few), so they are sorted when read.
+Every method is synchronous inside (nothing awaited), hence atomic on the event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from bson import ObjectId
+
+from dialer.core.machine import BatchMove
+from dialer.core.statuses import BatchStatus
+from dialer.store.memory._common import clone, normalised, utc
+
+RUNNING = BatchStatus.RUNNING.value
+PENDING = BatchStatus.PENDING.value
+
+
+class MemoryBatches:
+    def __init__(self) -> None:
+        self._docs: dict[ObjectId, dict] = {}
+        self._by_status: dict[str, set[ObjectId]] = {RUNNING: set(), PENDING: set()}
+
+    def _index(self, doc: dict) -> None:
+        ids = self._by_status.get(doc.get("status"))
+        if ids is not None:
+            ids.add(doc["_id"])
+
+    def _unindex(self, doc: dict) -> None:
+        ids = self._by_status.get(doc.get("status"))
+        if ids is not None:
+            ids.discard(doc["_id"])
+
+    async def insert(self, batch: dict) -> None:
+        if batch["_id"] in self._docs:
+            raise ValueError(f"batch {batch['_id']} exists")
+        doc = {k: normalised(v) for k, v in batch.items()}
+        doc["status"] = str(doc["status"])
+        self._docs[doc["_id"]] = doc
+        self._index(doc)
+
+    async def get(self, batch_id: ObjectId) -> dict | None:
+        doc = self._docs.get(batch_id)
+        return None if doc is None else clone(doc)
+
+    async def runnable(self, now: dt.datetime) -> list[dict]:
+        now = utc(now)
+        return [clone(self._docs[i]) for i in sorted(self._by_status[RUNNING])
+                if self._docs[i].get("scheduledAt") is None or self._docs[i]["scheduledAt"] <= now]
+
+    async def scheduled_due(self, now: dt.datetime) -> list[dict]:
+        now = utc(now)
+        return [clone(self._docs[i]) for i in sorted(self._by_status[PENDING])
+                if self._docs[i].get("scheduledAt") is not None and self._docs[i]["scheduledAt"] <= now]
+
+    async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,
+                   set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:
+        doc = self._docs.get(batch_id)
+        if doc is None or doc["status"] not in {s.value for s in move.sources}:
+            return False
+        self._unindex(doc)
+        for name in unset:
+            doc.pop(name, None)
+        for name, value in (set_fields or {}).items():
+            doc[name] = normalised(value)
+        doc["status"] = move.target.value
+        doc["updatedAt"] = utc(now)
+        self._index(doc)
+        return True

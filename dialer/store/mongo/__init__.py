@@ -1,0 +1,38 @@
+"""The MongoDB backend: the repositories of dialer/ports.py on PyMongo's async driver.
+
+`open_mongo(uri, database)` opens a client inside the running event loop (tz-aware, every operation
+bounded by a client-side timeout) and creates the declared indexes. The same repositories run on
+mongomock-motor in tests (testing.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from dialer.ports import Repositories
+from dialer.store.mongo.batches import MongoBatches
+from dialer.store.mongo.calls import MongoCalls
+from dialer.store.mongo.idempotency import MongoIdempotency
+from dialer.store.mongo.indexes import ensure_indexes
+from dialer.store.mongo.ledger import MongoLedger
+from dialer.store.mongo.tenancy import MongoTenancy
+
+
+async def mongo_repositories(client: Any, db: Any, kind: str = "mongodb") -> Repositories:
+    await ensure_indexes(db)
+
+    async def close() -> None:
+        result = client.close()
+        if hasattr(result, "__await__"):
+            await result
+
+    return Repositories(kind=kind, calls=MongoCalls(db["calls"]), batches=MongoBatches(db["batches"]),
+                        tenancy=MongoTenancy(db), idempotency=MongoIdempotency(db["idempotency"]),
+                        ledger=MongoLedger(db["dispatch"]), closer=close)
+
+
+async def open_mongo(uri: str, database: str, timeout_ms: int | None = None) -> Repositories:
+    client = AsyncMongoClient(uri, tz_aware=True, **({"timeoutMS": timeout_ms} if timeout_ms else {}))
+    return await mongo_repositories(client, client[database])

@@ -1,0 +1,319 @@
+"""The `calls` collection: every query on calls, for the CallRepo port (see dialer/ports.py).
+
+Indexes (declared in indexes.py) and the queries they serve:
+- `active_key` (unique, sparse): one waiting or in-flight call per callee of a batch (enqueue).
+- `batch_status_due_id` (batchId, status, nextAttemptAt, _id): `due` asks for
+  {batchId, status: queued, nextAttemptAt <= now} sorted by (nextAttemptAt, _id). Equality on the
+  first two keys, then a range on the third whose index order is also the sort order: the scan starts
+  at the batch's earliest queued call and walks the index in (nextAttemptAt, _id) order, stopping
+  after `limit` entries or at the first key past `now`. Calls not yet due sort after every due one,
+  so the scan never touches them. The same index answers `next_due_at` (its first entry),
+  `has_waiting` / `has_active` (an indexed find_one with status $in) and pages filtered by status.
+- `batch_id` (batchId, _id): pages without a status filter, tallies.
+- `status_lease` (status, leaseUntil): the reaper's expired leases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any, Iterable
+
+from bson import ObjectId
+from bson.errors import InvalidDocument
+from pymongo import InsertOne, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
+from dialer.core.records import PlannedCall
+from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
+from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, Tally, active_key
+from dialer.store.mongo.documents import aggregate, normalise, unavailable
+
+MAX_ROUNDS = 3
+DUPLICATE_KEY = 11000
+CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
+
+
+class MongoCalls:
+    def __init__(self, collection: Any) -> None:
+        self.c = collection
+
+    # ---- ingestion -----------------------------------------------------------------------------
+    async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
+        result = ChunkResult()
+        pending = chunk
+        for _ in range(MAX_ROUNDS):
+            try:
+                pending = await self._round(batch, pending, result, now)
+            except PyMongoError as exc:
+                result.error = f"database error: {type(exc).__name__}"  # its text may quote documents
+                return result
+            except (InvalidDocument, OverflowError) as exc:  # validation should have caught it
+                result.error = f"a record cannot be stored: {type(exc).__name__}"
+                return result
+            if not pending:
+                return result
+        result.error = f"{len(pending)} records kept racing with other writers; resend them"
+        return result
+
+    async def _round(self, batch: dict, chunk: list[PlannedCall], result: ChunkResult,
+                     now: dt.datetime) -> list[PlannedCall]:
+        """One read and one bulk write; returns the records that lost a race and must go round again."""
+        batch_id = batch["_id"]
+        keys = [active_key(batch_id, c.e164, c.extension) for c in chunk]
+        existing = {doc["activeKey"]: doc
+                    async for doc in self.c.find({"activeKey": {"$in": keys}}, {"activeKey": 1, "status": 1})}
+        token = secrets.token_hex(8)
+        ops: list = []
+        op_calls: list[tuple[PlannedCall, ObjectId, bool]] = []  # (call, id, is_insert)
+        for call, key in zip(chunk, keys):
+            found = existing.get(key)
+            if found is None:
+                call_id = ObjectId()
+                ops.append(InsertOne(new_call(batch, call, call_id, key, now)))
+                op_calls.append((call, call_id, True))
+            elif found["status"] in WAITING_VALUES:
+                ops.append(UpdateOne(
+                    {"_id": found["_id"], "status": {"$in": WAITING_VALUES}},
+                    {"$set": {"variables": call.variables, "input.phoneNumber": call.raw_phone,
+                              "extension": call.extension, "timezones": list(call.zones),
+                              "zoneSource": call.zone_source, "updatedAt": now, "writeToken": token},
+                     "$max": {"nextAttemptAt": call.earliest}}))
+                op_calls.append((call, found["_id"], False))
+            else:
+                result.in_flight.append({"phoneNumber": call.e164, "callId": str(found["_id"]),
+                                         "status": found["status"]})
+        if not ops:
+            return []
+        failed_ops: set[int] = set()
+        retry: list[PlannedCall] = []
+        try:
+            write = await self.c.bulk_write(ops, ordered=False)
+            matched = write.matched_count
+        except BulkWriteError as exc:
+            matched = exc.details.get("nMatched", 0)
+            for err in exc.details.get("writeErrors", []):
+                failed_ops.add(err["index"])
+                if err.get("code") == DUPLICATE_KEY:
+                    retry.append(op_calls[err["index"]][0])  # another writer inserted it first
+                elif result.error is None:
+                    result.error = f"database error: code {err.get('code')}"
+        updates = [cid for i, (_, cid, ins) in enumerate(op_calls) if not ins and i not in failed_ops]
+        missed: set[ObjectId] = set()
+        if matched < len(updates):
+            # Some waiting calls were claimed by a dispatcher meanwhile: find which, and go round again.
+            applied = {d["_id"] async for d in self.c.find({"_id": {"$in": updates}, "writeToken": token}, {"_id": 1})}
+            missed = {cid for cid in updates if cid not in applied}
+        for i, (call, call_id, is_insert) in enumerate(op_calls):
+            if i in failed_ops:
+                continue
+            if call_id in missed:
+                retry.append(call)
+                continue
+            result.call_ids.append(str(call_id))
+            if is_insert:
+                result.inserted += 1
+            else:
+                result.updated += 1
+        return retry
+
+    # ---- reading back --------------------------------------------------------------------------
+    @unavailable
+    async def get(self, call_id: ObjectId) -> dict | None:
+        return normalise(await self.c.find_one({"_id": call_id}))
+
+    @unavailable
+    async def page(self, batch_id: ObjectId, statuses: list[str] | None, after: ObjectId | None,
+                   limit: int) -> list[dict]:
+        flt: dict = {"batchId": batch_id}
+        if statuses:
+            flt["status"] = {"$in": statuses}
+        if after is not None:
+            flt["_id"] = {"$gt": after}
+        return [normalise(d) for d in await self.c.find(flt).sort("_id", 1).limit(limit).to_list(None)]
+
+    @unavailable
+    async def tallies(self, batch_id: ObjectId) -> list[Tally]:
+        rows = await aggregate(self.c, [
+            {"$match": {"batchId": batch_id}},
+            {"$group": {"_id": {"status": "$status", "outcome": "$outcome"}, "n": {"$sum": 1},
+                        "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
+                        "attempts": {"$sum": "$attempts"}}},
+        ])
+        return [Tally(r["_id"]["status"], r["_id"].get("outcome"), r["n"], r["dialled"], r["attempts"]) for r in rows]
+
+    # ---- the dispatcher ------------------------------------------------------------------------
+    @unavailable
+    async def due(self, batch_id: ObjectId, now: dt.datetime, limit: int) -> list[dict]:
+        docs = await self.c.find(
+            {"batchId": batch_id, "status": CallStatus.QUEUED.value, "nextAttemptAt": {"$lte": now}},
+            {"phoneNumber": 1, "timezones": 1, "attempts": 1, "extension": 1, "providerErrors": 1,
+             "nextAttemptAt": 1, "batchId": 1},
+        ).sort([("nextAttemptAt", 1), ("_id", 1)]).limit(limit).to_list(None)
+        return [normalise(d) for d in docs]
+
+    @unavailable
+    async def next_due_at(self, batch_id: ObjectId) -> dt.datetime | None:
+        doc = await self.c.find_one({"batchId": batch_id, "status": CallStatus.QUEUED.value},
+                                    {"nextAttemptAt": 1}, sort=[("nextAttemptAt", 1), ("_id", 1)])
+        return None if doc is None else normalise(doc)["nextAttemptAt"]
+
+    @unavailable
+    async def has_active(self, batch_id: ObjectId) -> bool:
+        return await self.c.find_one({"batchId": batch_id, "status": {"$in": WAITING_VALUES + IN_FLIGHT_VALUES}},
+                                     {"_id": 1}) is not None
+
+    @unavailable
+    async def has_waiting(self, batch_id: ObjectId) -> bool:
+        return await self.c.find_one({"batchId": batch_id, "status": {"$in": WAITING_VALUES}}, {"_id": 1}) is not None
+
+    @unavailable
+    async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
+        ids = list(call_ids)
+        if not ids:
+            return {}
+        return {d["_id"]: (d["status"], d.get("claimToken"))
+                async for d in self.c.find({"_id": {"$in": ids}}, {"status": 1, "claimToken": 1})}
+
+    @unavailable
+    async def claim(self, claims: list[Claim], deferrals: list[tuple[ObjectId, dt.datetime]],
+                    records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
+        queued = CallStatus.QUEUED.value
+        ops = [UpdateOne({"_id": cid, "status": queued}, {"$set": {"nextAttemptAt": when}}) for cid, when in deferrals]
+        ops += [self._placed_op(r) for r in records]
+        ops += [UpdateOne({"_id": c.call_id, "status": queued},
+                          {"$set": {"status": CallStatus.DIALING.value, "claimedBy": c.by, "claimToken": c.token,
+                                    "dialAt": c.dial_at, "leaseUntil": c.lease_until, "updatedAt": now},
+                           "$inc": {"attempts": 1}}) for c in claims]
+        if not ops:
+            return set()
+        result = await self.c.bulk_write(ops, ordered=False)
+        wanted = [c.call_id for c in claims]
+        if result.matched_count == len(ops):
+            return set(wanted)
+        # Some calls changed under us (another dispatcher, a cancel): which claims landed?
+        tokens = {c.call_id: c.token for c in claims}
+        return {d["_id"] async for d in self.c.find({"_id": {"$in": wanted}}, {"claimToken": 1})
+                if d.get("claimToken") == tokens[d["_id"]]}
+
+    @staticmethod
+    def _placed_op(r: PlacedRecord) -> UpdateOne:
+        return UpdateOne({"_id": r.call_id, "claimToken": r.token, "status": {"$ne": CallStatus.QUEUED.value}},
+                         {"$set": {"providerCallId": r.provider_call_id}, "$max": {"leaseUntil": r.lease_until},
+                          "$push": {"history": {"at": r.at, "event": "placed", "providerCallId": r.provider_call_id}}})
+
+    @unavailable
+    async def record_placed(self, records: list[PlacedRecord]) -> None:
+        if records:
+            await self.c.bulk_write([self._placed_op(r) for r in records], ordered=False)
+
+    @unavailable
+    async def requeue_unplaced(self, call_id: ObjectId, token: str | None, when: dt.datetime, entry: dict,
+                               provider_error: bool = False) -> bool:
+        result = await self.c.update_one(
+            {"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value,
+             "providerCallId": {"$exists": False}},
+            {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
+             "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
+             "$unset": CLAIM_FIELDS, "$push": {"history": entry}})
+        return result.modified_count == 1
+
+    @unavailable
+    async def mark_uncertain(self, call_id: ObjectId, token: str, lease_until: dt.datetime, entry: dict) -> bool:
+        result = await self.c.update_one({"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value},
+                                         {"$set": {"leaseUntil": lease_until, "uncertain": True},
+                                          "$push": {"history": entry}})
+        return result.modified_count == 1
+
+    @staticmethod
+    def _match(call_id: ObjectId, token: str | None, provider_call_id: str | None) -> dict:
+        match: dict = {"_id": call_id}
+        if token:
+            match["claimToken"] = token
+        if provider_call_id:
+            # The event may arrive before the dispatcher recorded the provider's id: accept it then.
+            match["$or"] = [{"providerCallId": provider_call_id}, {"providerCallId": {"$exists": False}}]
+        return match
+
+    @unavailable
+    async def progress(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, to: str,
+                       lease_until: dt.datetime, entry: dict, answered_by: str | None, now: dt.datetime) -> bool:
+        move = PROGRESS_MOVES[CallStatus(to)]
+        result = await self.c.update_one(
+            {**self._match(call_id, token, provider_call_id), "status": {"$in": move.source_values}},
+            {"$set": {"status": to, "updatedAt": now, "leaseUntil": lease_until,
+                      **({"providerCallId": provider_call_id} if provider_call_id else {}),
+                      **({"answeredBy": answered_by} if answered_by else {})},
+             "$push": {"history": entry}})
+        return result.modified_count == 1
+
+    @unavailable
+    async def record_provider_id(self, call_id: ObjectId, token: str | None, provider_call_id: str,
+                                 entry: dict | None) -> bool:
+        flt = {"_id": call_id, "providerCallId": {"$exists": False}, "status": {"$in": IN_FLIGHT_VALUES},
+               **({"claimToken": token} if token else {})}
+        update: dict = {"$set": {"providerCallId": provider_call_id}}
+        if entry is not None:
+            update["$push"] = {"history": entry}
+        return (await self.c.update_one(flt, update)).modified_count == 1
+
+    @unavailable
+    async def finish(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, finish: Finish,
+                     now: dt.datetime) -> tuple[str, ObjectId] | None:
+        flying = {**self._match(call_id, token, provider_call_id), "status": {"$in": FINISH.source_values}}
+        if finish.retry_at is not None:
+            updated = await self.c.find_one_and_update(
+                {**flying, "status": {"$in": RETRY_LATER.source_values}, "attempts": {"$lt": finish.max_attempts}},
+                {"$set": {"status": CallStatus.QUEUED.value, "outcome": finish.outcome, "updatedAt": now,
+                          "nextAttemptAt": finish.retry_at},
+                 # The next attempt is a new provider call: forget this one's id.
+                 "$unset": {**CLAIM_FIELDS, "providerCallId": ""},
+                 "$push": {"history": {**finish.entry, "result": "retry"}}},
+                projection={"batchId": 1}, return_document=ReturnDocument.AFTER)
+            if updated is not None:
+                return "retry", updated["batchId"]
+        updated = await self.c.find_one_and_update(
+            flying,
+            {"$set": {"status": finish.final, "outcome": finish.outcome, "updatedAt": now, "finishedAt": now,
+                      **({"providerCallId": finish.provider_call_id} if finish.provider_call_id else {}),
+                      **({"duration": finish.duration} if finish.duration is not None else {})},
+             "$unset": {**CLAIM_FIELDS, "activeKey": ""},
+             "$push": {"history": {**finish.entry, "result": finish.outcome}}},
+            projection={"batchId": 1}, return_document=ReturnDocument.AFTER)
+        return None if updated is None else ("final", updated["batchId"])
+
+    # ---- the reaper ----------------------------------------------------------------------------
+    @unavailable
+    async def expired(self, now: dt.datetime, limit: int) -> list[dict]:
+        docs = await self.c.find({"status": {"$in": IN_FLIGHT_VALUES}, "leaseUntil": {"$lt": now}}
+                                 ).sort("leaseUntil", 1).limit(limit).to_list(None)
+        return [normalise(d) for d in docs]
+
+    @unavailable
+    async def take_for_reconciliation(self, call: dict, lease_until: dt.datetime, by: str) -> dict | None:
+        doc = await self.c.find_one_and_update(
+            {"_id": call["_id"], "leaseUntil": call["leaseUntil"], "status": call["status"]},
+            {"$set": {"leaseUntil": lease_until, "claimedBy": by}}, return_document=ReturnDocument.AFTER)
+        return normalise(doc)
+
+
+def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, now: dt.datetime) -> dict:
+    return {
+        "_id": call_id,
+        "batchId": batch["_id"],
+        "workspaceId": batch["workspaceId"],
+        "phoneNumber": call.e164,
+        "extension": call.extension,
+        "input": {"phoneNumber": call.raw_phone},
+        "variables": call.variables,
+        "timezones": list(call.zones),
+        "zoneSource": call.zone_source,
+        "status": CallStatus.QUEUED.value,
+        "activeKey": key,
+        "attempts": 0,
+        "nextAttemptAt": call.earliest,
+        "createdAt": now,
+        "updatedAt": now,
+        "history": [],
+    }

@@ -1,0 +1,69 @@
+"""The `workspaces`, `api_keys` and `agents` collections, for the TenancyRepo port. Indexes: api_keys
+(keyHash, unique); agents (workspaceId, createdAt), (callingNumbers). A calling number belongs to one
+agent: checked before the insert (an admin operation; two concurrent creations of agents sharing a
+number could both pass, which a unique multikey index would refuse but would also refuse two agents
+without numbers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+from dialer.store.mongo.documents import normalise, unavailable
+
+
+class MongoTenancy:
+    def __init__(self, db: Any) -> None:
+        self.workspaces = db["workspaces"]
+        self.keys = db["api_keys"]
+        self.agents = db["agents"]
+
+    @unavailable
+    async def insert_workspace(self, workspace: dict) -> None:
+        await self.workspaces.insert_one(dict(workspace))
+
+    @unavailable
+    async def get_workspace(self, workspace_id: ObjectId) -> dict | None:
+        return normalise(await self.workspaces.find_one({"_id": workspace_id}))
+
+    @unavailable
+    async def list_workspaces(self) -> list[dict]:
+        return [normalise(d) for d in await self.workspaces.find({}).sort([("createdAt", 1), ("_id", 1)]).to_list(None)]
+
+    @unavailable
+    async def insert_key(self, key: dict) -> None:
+        await self.keys.insert_one(dict(key))
+
+    @unavailable
+    async def revoke_key(self, key_hash: str) -> bool:
+        return (await self.keys.update_one({"keyHash": key_hash}, {"$set": {"revoked": True}})).modified_count == 1
+
+    @unavailable
+    async def key_by_hash(self, key_hash: str) -> dict | None:
+        return normalise(await self.keys.find_one({"keyHash": key_hash, "revoked": False}))
+
+    @unavailable
+    async def insert_agent(self, agent: dict) -> bool:
+        if agent["callingNumbers"] and await self.agents.find_one(
+                {"callingNumbers": {"$in": agent["callingNumbers"]}}, {"_id": 1}) is not None:
+            return False
+        await self.agents.insert_one(dict(agent))
+        return True
+
+    @unavailable
+    async def list_agents(self, workspace_id: ObjectId) -> list[dict]:
+        docs = await self.agents.find({"workspaceId": workspace_id}).sort([("createdAt", 1), ("_id", 1)]).to_list(None)
+        return [normalise(d) for d in docs]
+
+    @unavailable
+    async def get_agent(self, agent_id: ObjectId, workspace_id: ObjectId | None = None) -> dict | None:
+        flt = {"_id": agent_id, **({"workspaceId": workspace_id} if workspace_id is not None else {})}
+        return normalise(await self.agents.find_one(flt))
+
+    @unavailable
+    async def agent_owning(self, workspace_id: ObjectId, numbers: list[str]) -> dict | None:
+        return normalise(await self.agents.find_one({"workspaceId": workspace_id, "callingNumbers": {"$all": numbers}}))
+
+    @unavailable
+    async def delete_agent(self, agent_id: ObjectId) -> bool:
+        return (await self.agents.delete_one({"_id": agent_id})).deleted_count == 1

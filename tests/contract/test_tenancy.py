@@ -1,0 +1,89 @@
+"""TenancyRepo: workspaces, API keys, agents and who owns a calling number."""
+
+from __future__ import annotations
+
+from bson import ObjectId
+
+from tests.contract.conftest import T0, at
+
+
+def agent(workspace_id, numbers, created=T0, name="agent") -> dict:
+    return {"_id": ObjectId(), "workspaceId": workspace_id, "name": name, "requiredVariables": [],
+            "callingNumbers": list(numbers), "timezones": ["America/New_York"], "createdAt": created}
+
+
+async def test_workspaces_by_creation(repos):
+    late = {"_id": ObjectId(), "name": "late", "createdAt": at(60)}
+    early = {"_id": ObjectId(), "name": "early", "createdAt": at(0)}
+    await repos.tenancy.insert_workspace(late)
+    await repos.tenancy.insert_workspace(early)
+    assert [w["name"] for w in await repos.tenancy.list_workspaces()] == ["early", "late"]
+    got = await repos.tenancy.get_workspace(late["_id"])
+    assert got == late
+    got["name"] = "changed"
+    assert (await repos.tenancy.get_workspace(late["_id"]))["name"] == "late"
+    assert await repos.tenancy.get_workspace(ObjectId()) is None
+
+
+async def test_keys_by_hash_until_revoked(repos):
+    ws = ObjectId()
+    key = {"_id": ObjectId(), "workspaceId": ws, "keyHash": "h1", "hint": "dk_abc…", "createdAt": T0, "revoked": False}
+    await repos.tenancy.insert_key(key)
+    got = await repos.tenancy.key_by_hash("h1")
+    assert (got["_id"], got["workspaceId"]) == (key["_id"], ws)
+    assert await repos.tenancy.key_by_hash("h2") is None
+    assert await repos.tenancy.revoke_key("h1")
+    assert await repos.tenancy.key_by_hash("h1") is None
+    assert not await repos.tenancy.revoke_key("h1")  # already revoked
+    assert not await repos.tenancy.revoke_key("nope")
+
+
+async def test_agents_own_their_numbers(repos):
+    ws, other_ws = ObjectId(), ObjectId()
+    second = agent(ws, ["+14155550102"], at(60), "second")
+    first = agent(ws, ["+14155550100", "+14155550101"], at(0), "first")
+    elsewhere = agent(other_ws, ["+14155550200"], at(30), "elsewhere")
+    for doc in (second, first, elsewhere):
+        assert await repos.tenancy.insert_agent(doc)
+    clash = agent(other_ws, ["+14155550999", "+14155550101"], at(90), "clash")
+    assert not await repos.tenancy.insert_agent(clash)
+    assert await repos.tenancy.get_agent(clash["_id"]) is None
+    assert [a["name"] for a in await repos.tenancy.list_agents(ws)] == ["first", "second"]
+    assert [a["name"] for a in await repos.tenancy.list_agents(other_ws)] == ["elsewhere"]
+    # The clash wrote nothing: its other number is still free.
+    assert await repos.tenancy.insert_agent(agent(other_ws, ["+14155550999"], at(91), "free"))
+    assert (await repos.tenancy.get_agent(first["_id"]))["name"] == "first"
+    assert (await repos.tenancy.get_agent(first["_id"], ws))["name"] == "first"
+    assert await repos.tenancy.get_agent(first["_id"], other_ws) is None
+
+
+async def test_agent_owning_every_number(repos):
+    ws = ObjectId()
+    one = agent(ws, ["+14155550100", "+14155550101"])
+    two = agent(ws, ["+14155550102"], at(1))
+    await repos.tenancy.insert_agent(one)
+    await repos.tenancy.insert_agent(two)
+    assert (await repos.tenancy.agent_owning(ws, ["+14155550101"]))["_id"] == one["_id"]
+    assert (await repos.tenancy.agent_owning(ws, ["+14155550100", "+14155550101"]))["_id"] == one["_id"]
+    assert await repos.tenancy.agent_owning(ws, ["+14155550100", "+14155550102"]) is None  # two owners
+    assert await repos.tenancy.agent_owning(ws, ["+14155550100", "+14155559999"]) is None  # one unowned
+    assert await repos.tenancy.agent_owning(ObjectId(), ["+14155550100"]) is None  # another workspace
+    got = await repos.tenancy.agent_owning(ws, ["+14155550102"])
+    got["callingNumbers"].append("+14155550100")
+    assert (await repos.tenancy.get_agent(two["_id"]))["callingNumbers"] == ["+14155550102"]
+
+
+async def test_a_deleted_agent_is_gone_and_frees_its_numbers(repos):
+    from bson import ObjectId
+    import datetime as dt
+
+    now = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
+    workspace = ObjectId()
+    agent = {"_id": ObjectId(), "workspaceId": workspace, "name": "a", "requiredVariables": [],
+             "callingNumbers": ["+14155550100"], "timezones": [], "createdAt": now}
+    assert await repos.tenancy.insert_agent(agent)
+    assert await repos.tenancy.delete_agent(agent["_id"])
+    assert await repos.tenancy.get_agent(agent["_id"]) is None
+    assert await repos.tenancy.list_agents(workspace) == []
+    assert not await repos.tenancy.delete_agent(agent["_id"])
+    assert await repos.tenancy.insert_agent({**agent, "_id": ObjectId()})  # the number is free again

@@ -1,0 +1,139 @@
+"""Bad input a new user's probe turned into wrong answers: each gets a clear 4xx, never a 500 or silent loss."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from dialer.composition import build_app
+from tests.conftest import make_api
+
+
+async def raw_request(client, head: bytes, body: bytes = b"") -> tuple[int, bytes, bytes]:
+    """Send bytes as they are (headers that are not UTF-8 included); (status, headers, body)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(head + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head_out, _, body_out = data.partition(b"\r\n\r\n")
+    return int(head_out.split(b" ", 2)[1]), head_out, body_out
+
+
+@pytest.mark.parametrize("number", ["555-0100", "+1 555 0100", "2125550", "+44 20 7946"])
+async def test_incomplete_numbers_are_rejected_not_shortened(api, number):
+    batch = await api.create_batch()
+    code, doc = await api.add_calls(batch, [{"phoneNumber": number}])
+    assert code == 400 and "impossible" in doc["data"]["errors"][0]["reason"]
+    assert await api.all_calls(batch) == []
+
+
+@pytest.mark.parametrize("header", [b"x-api-key: cl\xe9", b"Authorization: Bearer cl\xe9\xff"])
+async def test_a_key_that_is_not_utf8_is_403(api, header):
+    batch = await api.create_batch()
+    body = orjson.dumps({"batchId": batch, "call_data": [{"phoneNumber": "+12125550100"}]})
+    status, _, out = await raw_request(api.client, b"POST /api/call/addCallsToBatch HTTP/1.1\r\nHost: x\r\n"
+                                       b"Content-Type: application/json\r\n" + header, body)
+    doc = orjson.loads(out)
+    assert status == 403 and doc["code"] == 403 and doc["errorMessage"] == "invalid API key"
+
+
+async def test_an_idempotency_key_that_is_not_ascii_is_400(api):
+    batch = await api.create_batch()
+    body = orjson.dumps({"batchId": batch, "call_data": [{"phoneNumber": "+12125550100"}]})
+    status, _, out = await raw_request(api.client, b"POST /api/call/addCallsToBatch HTTP/1.1\r\nHost: x\r\n"
+                                       b"Content-Type: application/json\r\nx-api-key: " + api.key.encode() +
+                                       b"\r\nIdempotency-Key: imp\xe9rt", body)
+    assert status == 400 and "ASCII" in orjson.loads(out)["errorMessage"]
+    assert await api.all_calls(batch) == []
+
+
+async def test_an_admin_token_that_is_not_utf8_is_403(api):
+    status, _, out = await raw_request(api.client, b"GET /api/admin/workspaces HTTP/1.1\r\nHost: x\r\n"
+                                       b"Authorization: Bearer adm\xe9")
+    assert status == 403 and orjson.loads(out)["code"] == 403
+
+
+async def test_long_headers_and_request_lines_are_answered_in_the_envelope(api):
+    batch = await api.create_batch()
+    resp = await api.client.get(f"/api/call/batches/{batch}", headers={"x-api-key": "k" * 10_000})
+    doc = await resp.json()
+    assert resp.status == 403 and doc["errorMessage"] == "invalid API key"
+    code, doc = await api.get(f"/api/call/batches/{batch}/calls?cursor={'z' * 9_000}")
+    assert code == 400 and "cursor" in doc["errorMessage"]
+
+
+@pytest.fixture
+async def twilio_api(aiohttp_client, settings, clock):
+    app = build_app(settings.replace(twilio_auth_token="secret-token", public_base_url="http://dialer.test"), clock)
+    client = await aiohttp_client(app)
+    return await make_api(client, app)
+
+
+@pytest.mark.parametrize("content_type, body", [
+    (b"multipart/form-data", b"--x\r\nContent-Disposition: form-data; name=\"CallStatus\"\r\n\r\ncompleted\r\n--x--"),
+    (b"multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; name=\"CallSt"),
+    (b"application/x-www-form-urlencoded", b"CallSid=CA1&CallStatus=compl\xffeted"),
+    (b"application/x-www-form-urlencoded", b"CallStatus"),
+    (b"application/json", b'{"CallStatus": "completed"}'),
+])
+async def test_unreadable_twilio_callbacks_are_403_and_change_nothing(twilio_api, clock, content_type, body):
+    from tests import states
+
+    api = twilio_api
+    batch = await api.create_batch()
+    _, doc = await api.add_calls(batch, [{"phoneNumber": "+12125550100"}])
+    call_id = doc["data"]["callIds"][0]
+    await states.ring(api.store, call_id, clock.now())
+    before = await api.all_calls(batch)
+    for path in ("status", "twiml"):
+        status, _, out = await raw_request(
+            api.client, f"POST /webhooks/twilio/{path}?callId={call_id}&batchId={batch} HTTP/1.1\r\nHost: x\r\n"
+                        "X-Twilio-Signature: c2lnbmF0dXJl\r\nContent-Type: ".encode() + content_type, body)
+        assert status == 403 and b"invalid Twilio callback" in out
+    assert await api.all_calls(batch) == before
+
+
+async def test_two_extensions_behind_one_number_are_two_callees(api):
+    batch = await api.create_batch()
+    code, doc = await api.add_calls(batch, [{"phoneNumber": "+1 212 555 0160 ext 22", "who": "a"},
+                                            {"phoneNumber": "+1 212 555 0160 ext 23", "who": "b"},
+                                            {"phoneNumber": "+1 (212) 555-0160 x 23", "who": "c"}])
+    assert code == 200 and doc["data"]["added"] == 2 and doc["data"]["duplicatesCollapsed"] == 1
+    calls = {c["extension"]: c for c in await api.all_calls(batch)}
+    assert set(calls) == {"22", "23"} and calls["23"]["variables"] == {"who": "c"}
+    assert {c["phoneNumber"] for c in calls.values()} == {"+12125550160"}
+    code, doc = await api.add_calls(batch, [{"phoneNumber": "+12125550160"}])  # the number itself: a third
+    assert code == 200 and doc["data"]["inserted"] == 1
+
+
+@pytest.mark.parametrize("value", [-(2 ** 63) - 1, -(2 ** 70), 2 ** 64, 10 ** 30])
+async def test_integers_beyond_64_bits_are_refused_not_rounded(api, value):
+    batch = await api.create_batch()
+    raw = b'{"batchId": "%s", "call_data": [{"phoneNumber": "+12125550100", "n": %d}]}' % (batch.encode(), value)
+    code, doc = await api.post("/api/call/addCallsToBatch", raw=raw, headers={"Content-Type": "application/json"})
+    assert code == 400 and "64 bits" in doc["data"]["errors"][0]["reason"]
+    assert await api.all_calls(batch) == []
+
+
+async def test_the_64_bit_extremes_are_stored_exactly(api):
+    batch = await api.create_batch()
+    raw = b'{"batchId": "%s", "call_data": [{"phoneNumber": "+12125550100", "lo": %d, "hi": %d, "id": "%s"}]}' % (
+        batch.encode(), -(2 ** 63), 2 ** 63 - 1, b"1" * 25)
+    code, _ = await api.post("/api/call/addCallsToBatch", raw=raw, headers={"Content-Type": "application/json"})
+    assert code == 200
+    [call] = await api.all_calls(batch)
+    assert call["variables"] == {"lo": -(2 ** 63), "hi": 2 ** 63 - 1, "id": "1" * 25}
+
+
+async def test_a_record_over_the_document_limit_is_400_naming_it(api):
+    batch = await api.create_batch()
+    records = [{"phoneNumber": "+12125550100"}, {"phoneNumber": "+12125550101", "blob": "x" * (16 * 1024 * 1024)},
+               {"phoneNumber": "+12125550102", "small": [1] * 10}]
+    code, doc = await api.add_calls(batch, records)
+    assert code == 400 and doc["data"]["invalidRecords"] == 1
+    [error] = doc["data"]["errors"]
+    assert error["index"] == 1 and error["phoneNumber"] == "+12125550101" and "bytes" in error["reason"]
+    assert await api.all_calls(batch) == []
