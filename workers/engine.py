@@ -46,7 +46,10 @@ def make_provider(settings: Settings, clock: Clock) -> TelephonyProvider:
 
 class Engine:
     def __init__(self, repos: Repositories, clock: Clock, settings: Settings, provider: TelephonyProvider,
-                 events: CallEvents, name: str | None = None) -> None:
+                 events: CallEvents, name: str | None = None, events_in_process: bool | None = None) -> None:
+        """`events_in_process`: the provider's events reach this process (the simulator's, unless told
+        otherwise), so calls ending poke the dispatcher; else (Twilio's callbacks go to the API) it
+        finds freed slots by looking again every few polls."""
         self.repos = repos
         self.clock = clock
         self.settings = settings
@@ -62,6 +65,9 @@ class Engine:
         recheck = 4 * settings.poll_interval_seconds
         if isinstance(provider, Simulator):
             cps *= settings.sim_time_scale  # the simulator compresses time, rate budget included
+            if events_in_process is None:
+                events_in_process = True
+        if events_in_process:
             provider.sink = self.deliver
             recheck = 120 * settings.poll_interval_seconds
         self.dispatcher = Dispatcher(repos, clock, provider, self.events, self.slots, DispatcherConfig(
