@@ -18,7 +18,7 @@ A **call** document: `_id, batchId, workspaceId, phoneNumber` (E.164), `extensio
 
 A **batch** document: `_id, workspaceId, agentId, name, callingNumbers, concurrencyLimit,
 callingWindow, timezone, scheduledAt, retry, ringingTimeoutSeconds, status, createdAt, updatedAt`,
-and `startedAt` / `completedAt` once they happen.
+`startedAt` / `completedAt` once they happen, `enqueuedAt` (the last time calls joined its queue).
 
 Status changes go through `dialer.core.machine`: each repository method that changes a status is
 a compare-and-set on the current status (and, where named, the attempt's claim token), so a stale
@@ -203,6 +203,10 @@ class BatchRepo(Protocol):
                    set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:
         """The batch's status from one of `move.sources` to `move.target` (compare-and-set), updatedAt
         = now, plus the given fields. False if the batch was not in a source status."""
+
+    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
+        """enqueuedAt = now: calls joined the queue (new, or back for a retry). Dispatchers in other
+        processes see it when they re-read the runnable batches, and look at the batch again."""
 
 
 # -------------------------------------------------------------------------------------------- tenancy

@@ -43,6 +43,7 @@ class DispatcherConfig:
     recheck_seconds: float = 2.0  # an idle dispatcher looks again this often (sooner when poked)
     batch_cache_seconds: float = 5.0  # running batches' settings are re-read this often
     claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free
+    quiet_seconds: float = 30.0  # a batch with nothing due is looked at again at least this often
 
 
 @dataclass
@@ -77,11 +78,15 @@ class Dispatcher:
         self._pokes_needed = 1  # how many freed slots make another look worthwhile
         self._idle_until: dt.datetime | None = None
         self._batches: tuple[dt.datetime, list[dict]] | None = None  # (fresh until, running batches)
+        # Batches found with nothing due: batch -> (left alone until, its enqueuedAt and slots used then).
+        self._quiet: dict[ObjectId, tuple[dt.datetime, dt.datetime | None, int]] = {}
+        self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
         self.placer = Placer(repos.calls, clock, provider, events, self._window, self.stats,
                              lease=dt.timedelta(seconds=config.lease_seconds),
                              public_base_url=config.public_base_url, machine_detection=config.machine_detection)
         self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
+        self.placer.on_requeue = self.requeued
 
     # ---- one tick -------------------------------------------------------------------------
     async def tick(self) -> int:
@@ -107,7 +112,13 @@ class Dispatcher:
         return self._batches[1]
 
     async def claim(self, now: dt.datetime) -> None:
-        """Reserve and claim what may be dialled now (a tick without the placing)."""
+        """Reserve and claim what may be dialled now (a tick without the placing).
+
+        The account's free slots and dial budget are shared round-robin between the batches that can
+        take calls *before* any call is read, so only batches granted something are asked for their due
+        calls; a batch found with nothing due is left alone until its next call becomes due (or calls
+        arrive: ingestion and retries stamp the batch's `enqueuedAt`), so batches waiting for their
+        callees' windows cost nothing per tick."""
         if self._idle_until is not None and now < self._idle_until and self._pokes < self._pokes_needed:
             return  # nothing more could be claimed last time, and not enough slots were freed here since
         self._pokes = 0
@@ -119,13 +130,10 @@ class Dispatcher:
         state = await self.slots.state(now)
         budget = self._rate_budget(now, state.next_dial_at)
         account_free = self.config.max_concurrent_calls - state.total
-        candidates: dict[ObjectId, list[dict]] = {}
-        deferrals: list[tuple[ObjectId, dt.datetime]] = []
-        idle: list[dict] = []
         needed: list[int] = []  # per batch waiting for its group: slots still to be freed
-        rate_bound = False  # calls are due but the dial rate allows none now
         wakes: list[dt.datetime] = []  # when calls waiting for their window or retry delay become due
         room: dict[ObjectId, tuple[int, int]] = {}  # batch -> (free slots, claim group)
+        open_batches: list[dict] = []  # may take calls now
         start = self._rotation % len(batches)
         self._rotation += 1
         for batch in batches[start:] + batches[:start]:
@@ -138,31 +146,17 @@ class Dispatcher:
             if free <= 0 or (used > 0 and free < group):
                 needed.append(group - max(free, 0))
                 continue
-            if budget <= 0:
-                rate_bound = True
+            quiet_until = self._quiet_until(batch, now, used)
+            if quiet_until is not None:
+                wakes.append(quiet_until)
                 continue
-            if account_free <= 0:
-                needed.append(1)
-                continue
-            due = await self.calls.due(batch["_id"], now, min(free, budget, account_free))
-            window = self._window(batch)
-            ready = []
-            for call in due:
-                zones = call.get("timezones") or []
-                if zones and window.is_open_everywhere(now, zones):
-                    ready.append(call)
-                else:
-                    opens = window.next_open(now, zones) if zones else None
-                    deferrals.append((call["_id"], opens or now + HORIZON))
-            if ready:
-                candidates[batch["_id"]] = ready
-            elif not due:
-                wake = await self._next_due(batch["_id"])
-                if wake is not None:
-                    wakes.append(wake)
-                elif used == 0:
-                    idle.append(batch)
-        grants = self._share(candidates, min(budget, account_free))
+            open_batches.append(batch)
+        rate_bound = bool(open_batches) and budget <= 0  # calls may be due but the dial rate allows none now
+        if open_batches and account_free <= 0:
+            needed.append(1)
+        total = min(budget, account_free)
+        candidates, deferrals, idle = await self._gather(open_batches, room, state, total, now, wakes)
+        grants = self._share(candidates, total)
         claims = await self._reserve_and_claim(batches, grants, state, deferrals, now)
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
             free, group = room[batch_id]
@@ -172,7 +166,7 @@ class Dispatcher:
         self.stats.deferred += len(deferrals)
         for batch in idle:
             await self._complete_if_done(batch, now)
-        limited = rate_bound or (grants and sum(map(len, grants.values())) >= min(budget, account_free))
+        limited = rate_bound or (grants and sum(map(len, grants.values())) >= total)
         if (grants and not claims) or limited:
             self._idle_until = None  # lost a race, or held back by the rate or the account: next tick
         else:
@@ -181,6 +175,79 @@ class Dispatcher:
             self._idle_until = min([now + self._recheck, *wakes])
             self._pokes_needed = min(needed) if needed else 1
         self.placer.add(claims)
+
+    async def _gather(self, open_batches: list[dict], room: dict[ObjectId, tuple[int, int]], state, total: int,
+                      now: dt.datetime, wakes: list[dt.datetime]):
+        """The due calls of the batches the shared budget reaches: (ready calls per batch, deferrals,
+        batches with nothing left). At most two reads per batch: what a batch could not use goes round
+        once more to the batches that filled their share."""
+        candidates: dict[ObjectId, list[dict]] = {}
+        seen: dict[ObjectId, int] = {}  # batch -> due calls read so far (ready or deferred)
+        deferrals: list[tuple[ObjectId, dt.datetime]] = []
+        idle: list[dict] = []
+        full = list(open_batches)  # batches that may have more due calls than were read
+        for _ in range(2):
+            left = total - sum(map(len, candidates.values()))
+            shares = self._split(left, [(b, room[b["_id"]][0] - len(candidates.get(b["_id"], []))) for b in full])
+            if not shares:
+                break
+            full = []
+            for batch, share in shares:
+                batch_id = batch["_id"]
+                skip = seen.get(batch_id, 0)
+                due = (await self.calls.due(batch_id, now, skip + share))[skip:]  # same order: the tail is new
+                seen[batch_id] = skip + len(due)
+                window = self._window(batch)
+                for call in due:
+                    zones = call.get("timezones") or []
+                    if zones and window.is_open_everywhere(now, zones):
+                        candidates.setdefault(batch_id, []).append(call)
+                    else:
+                        opens = window.next_open(now, zones) if zones else None
+                        deferrals.append((call["_id"], opens or now + HORIZON))
+                if len(due) == share:
+                    full.append(batch)
+                elif batch_id not in candidates and not skip:
+                    # Nothing due now: leave the batch alone until its next call is due.
+                    wake = await self._next_due(batch_id)
+                    self._quiet[batch_id] = (min(wake or now + self._quiet_cap, now + self._quiet_cap),
+                                             batch.get("enqueuedAt"), state.used(batch_id))
+                    if wake is not None:
+                        wakes.append(wake)
+                    elif state.used(batch_id) == 0:
+                        idle.append(batch)
+        return candidates, deferrals, idle
+
+    @staticmethod
+    def _split(total: int, rooms: list[tuple[dict, int]]) -> list[tuple[dict, int]]:
+        """`total` shared one at a time, round-robin, each batch up to its room: [(batch, share)]."""
+        shares = [0] * len(rooms)
+        while total > 0:
+            given = False
+            for i, (_, room) in enumerate(rooms):
+                if total > 0 and shares[i] < room:
+                    shares[i] += 1
+                    total -= 1
+                    given = True
+            if not given:
+                break
+        return [(batch, n) for (batch, _), n in zip(rooms, shares) if n > 0]
+
+    def _quiet_until(self, batch: dict, now: dt.datetime, used: int) -> dt.datetime | None:
+        """While a batch had nothing due, until when it may be left alone (None: look now): until its
+        next call is due, calls join its queue, or one of its calls in flight ends (it may be done)."""
+        quiet = self._quiet.get(batch["_id"])
+        if quiet is None:
+            return None
+        until, stamp, flying = quiet
+        if now >= until or batch.get("enqueuedAt") != stamp or used < flying:
+            del self._quiet[batch["_id"]]
+            return None
+        return until
+
+    def requeued(self, batch_id: ObjectId) -> None:
+        """A call of the batch went back to the queue in this process: look at the batch again."""
+        self._quiet.pop(batch_id, None)
 
     def _rate_budget(self, now: dt.datetime, next_dial_at: dt.datetime | None) -> int:
         """How many dial times may still be reserved up to now + the rate horizon."""

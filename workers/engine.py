@@ -86,6 +86,8 @@ class Engine:
                                          duration=event.duration, error=event.error)
         if result in ("final", "retry"):
             self.dispatcher.poke()  # a slot is free: look again at the next tick
+        if result == "retry":
+            self.dispatcher.wake()  # and the batch has a call in its queue again
 
     async def step(self) -> int:
         """One dispatch tick plus delivery of due simulator events (what the scheduler runs)."""

@@ -17,6 +17,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from bson import ObjectId
+
 from dialer.core.clock import Clock
 from dialer.core.statuses import CallStatus
 from dialer.core.windows import CallingWindow
@@ -54,6 +56,7 @@ class Placer:
         self.machine_detection = machine_detection
         self.ready: list[Claimed] = []  # claimed, waiting for their dial time
         self.unrecorded: list[PlacedRecord] = []  # provider ids of placed calls, written with the next claim
+        self.on_requeue: Callable[[ObjectId], None] | None = None  # a call of this batch is back in the queue
 
     def add(self, claims: list[Claimed]) -> None:
         self.ready.extend(claims)
@@ -142,6 +145,8 @@ class Placer:
 
     async def requeue(self, claimed: Claimed, when: dt.datetime, entry: dict, provider_error: bool) -> None:
         await self.calls.requeue_unplaced(claimed.call["_id"], claimed.token, when, entry, provider_error)
+        if self.on_requeue is not None:
+            self.on_requeue(claimed.batch["_id"])
 
     async def hand_back(self) -> None:
         """Stopping: record what was placed; calls not yet placed go back to the queue."""

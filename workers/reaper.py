@@ -77,6 +77,7 @@ class Reaper:
             if sid is None:
                 await self.calls.requeue_unplaced(call["_id"], call.get("claimToken"), now,
                                                   {"at": now, "event": "requeued_after_crash"})
+                await self.batches.note_enqueued(call["batchId"], now)
                 log.warning("call never reached the provider: requeued", extra=ids)
                 return
             await self.calls.record_provider_id(call["_id"], None, sid, None)

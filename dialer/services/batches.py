@@ -68,9 +68,11 @@ class Batches:
         now = self.clock.now()
         scheduled = batch.get("scheduledAt")
         if scheduled is not None and scheduled > now:
+            await self.repo.note_enqueued(batch["_id"], now)
             return batch["status"]
-        if await self.repo.move(batch["_id"], START_ON_ENQUEUE, now, {"startedAt": now}):
+        if await self.repo.move(batch["_id"], START_ON_ENQUEUE, now, {"startedAt": now, "enqueuedAt": now}):
             return BatchStatus.RUNNING.value
+        await self.repo.note_enqueued(batch["_id"], now)
         return batch["status"]
 
     async def counters(self, batch_id: ObjectId) -> dict:

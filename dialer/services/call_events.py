@@ -127,6 +127,8 @@ class CallEvents:
         if done is None:
             return "ignored"  # not in flight (any more), or another attempt's
         kind, batch_id = done
+        if kind == "retry":
+            await self.policies.batches.note_enqueued(batch_id, now)  # dispatchers elsewhere look again
         # Its slot is freed by the next reservation, which sees the call is no longer in flight.
         log.info("call finished" if kind == "final" else "call will be retried",
                  extra={"callId": str(call_id), "batchId": str(batch_id), "outcome": outcome})

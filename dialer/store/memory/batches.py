@@ -71,3 +71,8 @@ class MemoryBatches:
         doc["updatedAt"] = utc(now)
         self._index(doc)
         return True
+
+    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
+        doc = self._docs.get(batch_id)
+        if doc is not None:
+            doc["enqueuedAt"] = utc(now)

@@ -46,3 +46,7 @@ class MongoBatches:
             update["$unset"] = {name: "" for name in unset}
         result = await self.c.update_one({"_id": batch_id, "status": {"$in": move.source_values}}, update)
         return result.modified_count == 1
+
+    @unavailable
+    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
+        await self.c.update_one({"_id": batch_id}, {"$set": {"enqueuedAt": now}})

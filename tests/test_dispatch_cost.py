@@ -1,0 +1,93 @@
+"""The dispatcher's cost: independent of batches that cannot take a call and of batches with nothing due.
+Counted as the repository calls it makes (each one a database round trip with MongoDB)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import pytest
+from bson import ObjectId
+
+from dialer.api.appkeys import INGESTION
+from tests.dispatch_harness import Harness
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def engine_settings(settings):
+    return settings.replace(calls_per_second=1000.0, max_concurrent_calls=1000, lease_seconds=120,
+                            provider="simulator", sim_time_scale=1.0)
+
+
+def count_due(repos) -> Counter:
+    """Counts `calls.due` per batch from now on."""
+    counts: Counter = Counter()
+    original = repos.calls.due
+
+    async def due(batch_id, now, limit):
+        counts[str(batch_id)] += 1
+        return await original(batch_id, now, limit)
+
+    repos.calls.due = due
+    return counts
+
+
+def nums(n: int, area: str) -> list[dict]:
+    return [{"phoneNumber": f"+1{area}555{i:04d}"} for i in range(n)]
+
+
+async def test_batches_the_account_cannot_serve_are_not_read(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings.replace(max_concurrent_calls=4), outcomes={"no_answer": 1.0})
+    batches = [await api.create_batch(concurrencyLimit=10, ringingTimeoutSeconds=600) for _ in range(20)]
+    for i, batch in enumerate(batches):
+        await api.add_calls(batch, nums(10, str(201 + i)))
+    due = count_due(api.store)
+    await h.step()
+    await h.step()
+    assert len(h.sim.placed) == 4
+    assert sum(due.values()) <= 4  # only the batches the four free slots were shared out to
+    due.clear()
+    for _ in range(60):  # the account is full: a minute of ticks reads no batch's calls
+        await h.step()
+    assert sum(due.values()) == 0 and len(h.sim.placed) == 4
+
+
+async def test_a_batch_waiting_for_its_window_is_left_alone_until_it_opens(api, clock, engine_settings):
+    clock.set(dt.datetime(2026, 11, 23, 11, 0, tzinfo=UTC))  # 06:00 in New York
+    h = Harness(api, clock, engine_settings, mean_duration=20)
+    waiting = await api.create_batch(callingWindow={"start": "09:00", "end": "17:00"})
+    busy = await api.create_batch(callingWindow={"start": "00:00", "end": "24:00"})
+    await api.add_calls(waiting, nums(5, "212"))
+    await api.add_calls(busy, nums(40, "305"))
+    due = count_due(api.store)
+    for _ in range(600):  # ten minutes of 1 s ticks
+        await h.step()
+    assert due[waiting] <= 1 + 600 // 30  # looked at once, then every 30 s at most
+    assert Counter(r.batch_id for r in h.sim.placed) == {busy: 40}
+    # New calls: the batch is looked at again at once (enqueueing wakes the dispatcher, which re-reads
+    # the batches and sees their enqueuedAt move, as a dispatcher in another process does within 5 s).
+    api.app[INGESTION].on_enqueued = h.engines[0].dispatcher.wake
+    code, _ = await api.add_calls(waiting, nums(1, "213"))
+    assert code == 200
+    before = due[waiting]
+    await h.step()
+    assert due[waiting] == before + 1
+    clock.set(dt.datetime(2026, 11, 23, 14, 0, tzinfo=UTC))  # 09:00 in New York: the window opens
+    await h.run_until(lambda: _completed(h, waiting), seconds=30)
+    assert min(w for w, n in h.placements if n.startswith("+1212")) == dt.datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+
+
+async def _completed(h, batch):
+    return await h.batch_status(batch) == "completed"
+
+
+async def test_a_retry_brings_a_quiet_batch_back(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, outcomes={"busy": 1.0})
+    batch = await api.create_batch(concurrencyLimit=5, retry={"maxAttempts": 2, "delaySeconds": 60, "on": ["busy"]})
+    await api.add_calls(batch, nums(1, "212"))
+    await h.run_until(lambda: _completed(h, batch), seconds=5)
+    assert len(h.sim.placed) == 2  # the retry was found although the batch had had nothing due
+    [call] = await api.all_calls(batch)
+    assert call["attempts"] == 2 and ObjectId(call["batchId"]) == ObjectId(batch)
