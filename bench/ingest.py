@@ -253,6 +253,9 @@ def _draw_number(kind: str, rng: random.Random, phones: PhoneNormaliser, seen: s
         number = Number(kind, callee, candidates)
         order = list(range(len(candidates)))
         rng.shuffle(order)
+        if kind == "foreign":  # first written the international way, with its country's spacing
+            order.remove(0)
+            order.insert(0, 0)
         for fmt in order:
             zones = _accepts(number, candidates[fmt], phones)
             if zones is not None:

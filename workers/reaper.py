@@ -7,6 +7,8 @@
   was, the call goes back to the queue with the attempt not counted. Never lost, never dialled twice.
 - Slots whose call left flight are compacted away (when no dispatcher ticks to do it).
 - Pending batches whose scheduled start has come, and that have calls, start running.
+- Batch counters that drifted from the calls (a crash between a transition and its counter write)
+  are repaired (dialer/services/counters.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dialer.core.clock import Clock
 from dialer.core.machine import START_SCHEDULED
 from dialer.ports import Repositories
 from dialer.services.call_events import FINAL, PROGRESS, CallEvents, lease_for
+from dialer.services.counters import CounterReconciler
 from workers.slots import Slots
 from workers.telephony.base import ProviderError, TelephonyProvider
 
@@ -31,6 +34,7 @@ class Reaper:
                  slots: Slots, lease_seconds: float, name: str = "reaper") -> None:
         self.calls = repos.calls
         self.batches = repos.batches
+        self.counters = CounterReconciler(repos.batches, repos.calls, clock)
         self.clock = clock
         self.provider = provider
         self.events = events
@@ -43,6 +47,7 @@ class Reaper:
         await self.reconcile_expired()
         await self.heal_slots()
         await self.start_scheduled()
+        await self.counters.run()
 
     async def reconcile_expired(self) -> int:
         now = self.clock.now()

@@ -107,5 +107,8 @@ async def claim(repos: Repositories, call_id: ObjectId, token: str = "tok-1", *,
 
 
 @pytest.fixture
-def batch() -> dict:
-    return batch_doc()
+async def batch(repos) -> dict:
+    """A stored batch: calls belong to one (MongoDB keeps their counters on its document)."""
+    doc = batch_doc()
+    await repos.batches.insert(doc)
+    return doc

@@ -458,3 +458,17 @@ async def test_take_for_reconciliation_is_a_compare_and_set(repos, batch):
     await repos.calls.progress(b, None, None, "ringing", at(10), entry("ringing"), None, at(11))  # same lease
     assert await repos.calls.take_for_reconciliation(seen_b, at(131), "reaper-2") is None  # status changed
     assert (await repos.calls.get(b))["status"] == "ringing"
+
+
+async def test_recount_agrees_with_the_kept_tallies_and_correct_adds_a_delta(repos, batch):
+    a, b = await enqueue(repos, batch, planned(A), planned(B))
+    await claim(repos, a)
+    await repos.calls.finish(a, "tok-1", None, final("completed"), at(30))
+    kept = set(await repos.calls.tallies(batch["_id"]))
+    assert set(await repos.calls.recount(batch["_id"])) == kept == {
+        Tally("completed", "completed", 1, 1, 1), Tally("queued", None, 1, 0, 0)}
+    await repos.calls.correct(batch["_id"], [Tally("queued", None, 2, 0, 0), Tally("busy", "busy", 1, 1, 2)])
+    assert set(await repos.calls.tallies(batch["_id"])) == {
+        Tally("completed", "completed", 1, 1, 1), Tally("queued", None, 3, 0, 0), Tally("busy", "busy", 1, 1, 2)}
+    await repos.calls.correct(batch["_id"], [Tally("queued", None, -2, 0, 0), Tally("busy", "busy", -1, -1, -2)])
+    assert set(await repos.calls.tallies(batch["_id"])) == kept

@@ -225,6 +225,21 @@ class MemoryCalls:
         return [Tally(status, outcome, *counts)
                 for (status, outcome), counts in sorted(b.tally.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
 
+    async def recount(self, batch_id: ObjectId) -> list[Tally]:
+        """The tallies are changed by the same atomic method that changes a call, in one process:
+        nothing can drift, so the recount is the tallies themselves (no scan of the batch's calls)."""
+        return await self.tallies(batch_id)
+
+    async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
+        b = self._batch(batch_id)
+        for t in delta:
+            counts = b.tally.setdefault((t.status, t.outcome), [0, 0, 0])
+            counts[0] += t.calls
+            counts[1] += t.dialled
+            counts[2] += t.attempts
+            if counts == [0, 0, 0]:
+                del b.tally[(t.status, t.outcome)]
+
     # ---- the dispatcher ------------------------------------------------------------------------
     async def due(self, batch_id: ObjectId, now: dt.datetime, limit: int) -> list[dict]:
         b = self._batches.get(batch_id)

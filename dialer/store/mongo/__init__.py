@@ -14,6 +14,7 @@ from pymongo import AsyncMongoClient
 from dialer.ports import Repositories
 from dialer.store.mongo.batches import MongoBatches
 from dialer.store.mongo.calls import MongoCalls
+from dialer.store.mongo.counters import CounterBuffer
 from dialer.store.mongo.idempotency import MongoIdempotency
 from dialer.store.mongo.indexes import ensure_indexes
 from dialer.store.mongo.ledger import MongoLedger
@@ -22,13 +23,15 @@ from dialer.store.mongo.tenancy import MongoTenancy
 
 async def mongo_repositories(client: Any, db: Any, kind: str = "mongodb") -> Repositories:
     await ensure_indexes(db)
+    counters = CounterBuffer(db["batches"])
 
     async def close() -> None:
+        await counters.close()
         result = client.close()
         if hasattr(result, "__await__"):
             await result
 
-    return Repositories(kind=kind, calls=MongoCalls(db["calls"]), batches=MongoBatches(db["batches"]),
+    return Repositories(kind=kind, calls=MongoCalls(db["calls"], counters), batches=MongoBatches(db["batches"]),
                         tenancy=MongoTenancy(db), idempotency=MongoIdempotency(db["idempotency"]),
                         ledger=MongoLedger(db["dispatch"]), closer=close)
 

@@ -28,16 +28,19 @@ from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, Tally, active_key
+from dialer.store.mongo.counters import CounterBuffer, tallies_of, tally_key
 from dialer.store.mongo.documents import aggregate, normalise, unavailable
 
 MAX_ROUNDS = 3
+BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
 DUPLICATE_KEY = 11000
 CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
 
 
 class MongoCalls:
-    def __init__(self, collection: Any) -> None:
+    def __init__(self, collection: Any, counters: CounterBuffer) -> None:
         self.c = collection
+        self.counters = counters
 
     # ---- ingestion -----------------------------------------------------------------------------
     async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
@@ -113,6 +116,7 @@ class MongoCalls:
                 continue
             result.call_ids.append(str(call_id))
             if is_insert:
+                self.counters.change(batch_id, None, (CallStatus.QUEUED.value, None, 0))
                 result.inserted += 1
             else:
                 result.updated += 1
@@ -135,6 +139,12 @@ class MongoCalls:
 
     @unavailable
     async def tallies(self, batch_id: ObjectId) -> list[Tally]:
+        """Kept on the batch document by the transitions (counters.py): one read."""
+        await self.counters.flush()
+        return tallies_of(await self.counters.batches.find_one({"_id": batch_id}, {"tallies": 1}))
+
+    @unavailable
+    async def recount(self, batch_id: ObjectId) -> list[Tally]:
         rows = await aggregate(self.c, [
             {"$match": {"batchId": batch_id}},
             {"$group": {"_id": {"status": "$status", "outcome": "$outcome"}, "n": {"$sum": 1},
@@ -188,14 +198,21 @@ class MongoCalls:
                            "$inc": {"attempts": 1}}) for c in claims]
         if not ops:
             return set()
-        result = await self.c.bulk_write(ops, ordered=False)
-        wanted = [c.call_id for c in claims]
-        if result.matched_count == len(ops):
-            return set(wanted)
-        # Some calls changed under us (another dispatcher, a cancel): which claims landed?
+        await self.c.bulk_write(ops, ordered=False)
+        if not claims:
+            return set()
+        # Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and
+        # what they were before, for the batch counters: one read of the claimed calls.
         tokens = {c.call_id: c.token for c in claims}
-        return {d["_id"] async for d in self.c.find({"_id": {"$in": wanted}}, {"claimToken": 1})
-                if d.get("claimToken") == tokens[d["_id"]]}
+        won = set()
+        async for d in self.c.find({"_id": {"$in": list(tokens)}}, {"claimToken": 1, "batchId": 1, "attempts": 1,
+                                                                     "outcome": 1, "status": 1}):
+            if d.get("claimToken") == tokens[d["_id"]] and d["status"] == CallStatus.DIALING.value:
+                won.add(d["_id"])
+                outcome, attempts = d.get("outcome"), d.get("attempts", 1)
+                self.counters.change(d["batchId"], (queued, outcome, attempts - 1),
+                                     (CallStatus.DIALING.value, outcome, attempts))
+        return won
 
     @staticmethod
     def _placed_op(r: PlacedRecord) -> UpdateOne:
@@ -211,13 +228,18 @@ class MongoCalls:
     @unavailable
     async def requeue_unplaced(self, call_id: ObjectId, token: str | None, when: dt.datetime, entry: dict,
                                provider_error: bool = False) -> bool:
-        result = await self.c.update_one(
+        before = await self.c.find_one_and_update(
             {"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value,
              "providerCallId": {"$exists": False}},
             {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
              "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
-             "$unset": CLAIM_FIELDS, "$push": {"history": entry}})
-        return result.modified_count == 1
+             "$unset": CLAIM_FIELDS, "$push": {"history": entry}}, projection=BEFORE_FIELDS)
+        if before is None:
+            return False
+        outcome, attempts = before.get("outcome"), before.get("attempts", 0)
+        self.counters.change(before["batchId"], (before["status"], outcome, attempts),
+                             (CallStatus.QUEUED.value, outcome, attempts - 1))
+        return True
 
     @unavailable
     async def mark_uncertain(self, call_id: ObjectId, token: str, lease_until: dt.datetime, entry: dict) -> bool:
@@ -240,13 +262,16 @@ class MongoCalls:
     async def progress(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, to: str,
                        lease_until: dt.datetime, entry: dict, answered_by: str | None, now: dt.datetime) -> bool:
         move = PROGRESS_MOVES[CallStatus(to)]
-        result = await self.c.update_one(
+        before = await self.c.find_one_and_update(
             {**self._match(call_id, token, provider_call_id), "status": {"$in": move.source_values}},
             {"$set": {"status": to, "updatedAt": now, "leaseUntil": lease_until,
                       **({"providerCallId": provider_call_id} if provider_call_id else {}),
                       **({"answeredBy": answered_by} if answered_by else {})},
-             "$push": {"history": entry}})
-        return result.modified_count == 1
+             "$push": {"history": entry}}, projection=BEFORE_FIELDS)
+        if before is None:
+            return False
+        self._moved(before, to, before.get("outcome"))
+        return True
 
     @unavailable
     async def record_provider_id(self, call_id: ObjectId, token: str | None, provider_call_id: str,
@@ -263,25 +288,43 @@ class MongoCalls:
                      now: dt.datetime) -> tuple[str, ObjectId] | None:
         flying = {**self._match(call_id, token, provider_call_id), "status": {"$in": FINISH.source_values}}
         if finish.retry_at is not None:
-            updated = await self.c.find_one_and_update(
+            before = await self.c.find_one_and_update(
                 {**flying, "status": {"$in": RETRY_LATER.source_values}, "attempts": {"$lt": finish.max_attempts}},
                 {"$set": {"status": CallStatus.QUEUED.value, "outcome": finish.outcome, "updatedAt": now,
                           "nextAttemptAt": finish.retry_at},
                  # The next attempt is a new provider call: forget this one's id.
                  "$unset": {**CLAIM_FIELDS, "providerCallId": ""},
                  "$push": {"history": {**finish.entry, "result": "retry"}}},
-                projection={"batchId": 1}, return_document=ReturnDocument.AFTER)
-            if updated is not None:
-                return "retry", updated["batchId"]
-        updated = await self.c.find_one_and_update(
+                projection=BEFORE_FIELDS)
+            if before is not None:
+                self._moved(before, CallStatus.QUEUED.value, finish.outcome)
+                return "retry", before["batchId"]
+        before = await self.c.find_one_and_update(
             flying,
             {"$set": {"status": finish.final, "outcome": finish.outcome, "updatedAt": now, "finishedAt": now,
                       **({"providerCallId": finish.provider_call_id} if finish.provider_call_id else {}),
                       **({"duration": finish.duration} if finish.duration is not None else {})},
              "$unset": {**CLAIM_FIELDS, "activeKey": ""},
              "$push": {"history": {**finish.entry, "result": finish.outcome}}},
-            projection={"batchId": 1}, return_document=ReturnDocument.AFTER)
-        return None if updated is None else ("final", updated["batchId"])
+            projection=BEFORE_FIELDS)
+        if before is None:
+            return None
+        self._moved(before, finish.final, finish.outcome)
+        return "final", before["batchId"]
+
+    async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
+        increments: dict[str, int] = {}
+        for t in delta:
+            key = tally_key(t.status, t.outcome)
+            increments.update({f"tallies.{key}.calls": t.calls, f"tallies.{key}.dialled": t.dialled,
+                               f"tallies.{key}.attempts": t.attempts})
+        self.counters.add(batch_id, increments)
+        await self.counters.flush()
+
+    def _moved(self, before: dict, status: str, outcome: str | None) -> None:
+        attempts = before.get("attempts", 0)
+        self.counters.change(before["batchId"], (before["status"], before.get("outcome"), attempts),
+                             (status, outcome, attempts))
 
     # ---- the reaper ----------------------------------------------------------------------------
     @unavailable
