@@ -9,8 +9,9 @@ numbers are plain North American numbers in four formats ("+1 (212) 555-0123", "
 "+12125550123", "212-555-0123") over sixteen area codes from Eastern to Hawaii time (most 907 numbers
 map to two zones and take the agent's zone); the other 20% take phonenumbers' slow path (they do not
 match the `_NANP` regex of dialer/core/phones.py): 8% foreign numbers (GB FR DE IN BR MX AU ES IT JP
-PH, fixed and mobile, valid, written "+44 20 7946 0123" style, in E.164 or after the US exit code
-"011 44 ..."; a foreign number mapping to several zones gets a "timezone" field, the others none),
+PH, fixed and mobile, valid; first written the international way with the country's own spacing,
+"+44 20 7946 0123", their duplicates in E.164 or after the US exit code, "011 44 20 ..."; a foreign
+number that maps to several zones gets a "timezone" field, the others none),
 6% NANP numbers with odd spacing ("+1  212  555  0123", "212.555.0123 " with a trailing space,
 "+1 (212)-555-0123", ...), 3% vanity numbers ("+1 (800) FLOWERS", "1-877-356-CARS") and 3% numbers
 with an extension ("... ext 12", "... x7", ";ext=3"; the number and its extension are the callee).

@@ -7,6 +7,7 @@
   was, the call goes back to the queue with the attempt not counted. Never lost, never dialled twice.
 - Slots whose call left flight are compacted away (when no dispatcher ticks to do it).
 - Pending batches whose scheduled start has come, and that have calls, start running.
+- Idempotency records that expired (by the injected clock) are deleted.
 - Batch counters that drifted from the calls (a crash between a transition and its counter write)
   are repaired (dialer/services/counters.py).
 """
@@ -32,6 +33,7 @@ FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's c
 class Reaper:
     def __init__(self, repos: Repositories, clock: Clock, provider: TelephonyProvider, events: CallEvents,
                  slots: Slots, lease_seconds: float, name: str = "reaper") -> None:
+        self.repos = repos
         self.calls = repos.calls
         self.batches = repos.batches
         self.counters = CounterReconciler(repos.batches, repos.calls, clock)
@@ -48,6 +50,7 @@ class Reaper:
         await self.heal_slots()
         await self.start_scheduled()
         await self.counters.run()
+        await self.repos.idempotency.purge(self.clock.now())  # expired by the injected clock
 
     async def reconcile_expired(self) -> int:
         now = self.clock.now()
