@@ -3,14 +3,7 @@
 Every method does its work synchronously (nothing is awaited inside), so each one is atomic on the
 event loop: the compare-and-set conditions below hold without locks in one process.
 
-Documents live in one dict by _id. Indexes, kept up to date on every change (`_unindex` before a
-stored call changes, `_index` after; each touches only that call's entries):
-- `_active`: activeKey -> _id (enqueue finds the callee's waiting or in-flight call);
-- per batch (`_BatchIndex`): `by_status`, status -> sorted ids (pages in _id order, merging the
-  lists of the statuses asked for, or of all; has_active / has_waiting); `queued`, sorted
-  (nextAttemptAt, _id) of its queued calls (due, next_due_at); `tally`, (status, outcome) ->
-  [calls, dialled, attempts] (tallies);
-- `_leases`: sorted (leaseUntil, _id) of the in-flight calls (the reaper's `expired`).
+Documents live in one dict by _id; the indexes each method uses are in call_index.py.
 """
 
 from __future__ import annotations
@@ -27,6 +20,7 @@ from dialer.core.machine import PROGRESS_MOVES, call_move_allowed
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, Tally, active_key
+from dialer.store.memory.call_index import CallIndexes
 from dialer.store.memory._common import NEW_IDS, clone, copy_call, copy_variables, utc
 
 QUEUED = CallStatus.QUEUED.value
@@ -37,77 +31,7 @@ ACTIVE = frozenset(ACTIVE_VALUES)
 CLAIM_FIELDS = ("leaseUntil", "claimedBy", "dialAt", "uncertain")
 
 
-class _BatchIndex:
-    """Index keys are the ids' 12 bytes (`ObjectId.binary`): they sort like the ObjectIds, and bytes
-    compare and hash in C, ObjectIds in Python."""
-
-    __slots__ = ("by_status", "queued", "tally")
-
-    def __init__(self) -> None:
-        self.by_status: dict[str, SortedList] = {}  # status -> _id bytes
-        self.queued: SortedList = SortedList()  # (nextAttemptAt, _id bytes) of queued calls
-        self.tally: dict[tuple[str, str | None], list[int]] = {}  # -> [calls, dialled, attempts]
-
-
-class MemoryCalls:
-    def __init__(self) -> None:
-        self._docs: dict[bytes, dict] = {}  # by _id bytes
-        self._batches: dict[ObjectId, _BatchIndex] = {}
-        self._active: dict[str, bytes] = {}  # activeKey -> _id bytes
-        self._leases: SortedList = SortedList()  # (leaseUntil, _id bytes) of in-flight calls
-
-    def _doc(self, call_id: ObjectId) -> dict | None:
-        return self._docs.get(call_id.binary) if isinstance(call_id, ObjectId) else None
-
-    # ---- indexes -------------------------------------------------------------------------------
-    def _batch(self, batch_id: ObjectId) -> _BatchIndex:
-        index = self._batches.get(batch_id)
-        if index is None:
-            index = self._batches[batch_id] = _BatchIndex()
-        return index
-
-    def _index(self, doc: dict) -> None:
-        b = self._batch(doc["batchId"])
-        cid, status = doc["_id"].binary, doc["status"]
-        ids = b.by_status.get(status)
-        if ids is None:
-            ids = b.by_status[status] = SortedList()
-        ids.add(cid)
-        attempts = doc["attempts"]
-        counts = b.tally.get((status, doc.get("outcome")))
-        if counts is None:
-            counts = b.tally[(status, doc.get("outcome"))] = [0, 0, 0]
-        counts[0] += 1
-        counts[1] += attempts > 0
-        counts[2] += attempts
-        if status == QUEUED and doc.get("nextAttemptAt") is not None:
-            b.queued.add((doc["nextAttemptAt"], cid))
-        elif status in IN_FLIGHT and doc.get("leaseUntil") is not None:
-            self._leases.add((doc["leaseUntil"], cid))
-        key = doc.get("activeKey")
-        if key is not None:
-            self._active[key] = cid
-
-    def _unindex(self, doc: dict) -> None:
-        b = self._batches[doc["batchId"]]
-        cid, status = doc["_id"].binary, doc["status"]
-        b.by_status[status].remove(cid)
-        pair = (status, doc.get("outcome"))
-        counts = b.tally[pair]
-        attempts = doc["attempts"]
-        counts[0] -= 1
-        counts[1] -= attempts > 0
-        counts[2] -= attempts
-        if counts[0] == 0:
-            del b.tally[pair]
-        if status == QUEUED and doc.get("nextAttemptAt") is not None:
-            b.queued.remove((doc["nextAttemptAt"], cid))
-        elif status in IN_FLIGHT and doc.get("leaseUntil") is not None:
-            self._leases.remove((doc["leaseUntil"], cid))
-        key = doc.get("activeKey")
-        if key is not None and self._active.get(key) == cid:
-            del self._active[key]
-
+class MemoryCalls(CallIndexes):
     @staticmethod
     def _check(doc: dict, target: str) -> str:
         """A status change, checked against the state machine before anything is touched (a bug guard)."""
