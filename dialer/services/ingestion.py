@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -53,7 +52,14 @@ async def offload(size: int, fn: Callable, *args: Any) -> Any:
 
 # An integer literal of 19 digits or more may not fit in 64 bits, and orjson turns such a literal into
 # a float without a word (-9223372036854775809 -> -9.223372036854776e+18): a silent change of value.
-_LONG_INTEGER = re.compile(rb"\d{19}")
+# Looking for such a run: digits mapped to "9", the rest to " ", then a substring search (both in C,
+# ~30 ms for 11 MB, where a regex took ten times that, holding the GIL).
+_DIGITS_AS_NINES = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_RUN = b"9" * 19
+
+
+def _has_long_integer(raw: bytes) -> bool:
+    return _LONG_RUN in raw.translate(_DIGITS_AS_NINES)
 
 
 def parse_json(raw: bytes) -> Any:
@@ -64,7 +70,7 @@ def parse_json(raw: bytes) -> Any:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Refused(400, "Bad Request", f"malformed JSON: {exc}") from None
-    if _LONG_INTEGER.search(raw):
+    if _has_long_integer(raw):
         doc = json.loads(raw)  # orjson has checked it is valid JSON (and has no infinities)
     return doc
 
@@ -141,7 +147,13 @@ class Ingestion:
             raise Refused(400, "Bad Request",
                            f"{len(plan.errors)} of {plan.records} records are invalid; nothing was written",
                            data=plan.error_view())
-        return await self._write(batch, plan)
+        outcome = await self._write(batch, plan)
+        # A large request leaves millions of objects behind; freeing them all at once would hold the
+        # event loop (~150 ms for 100,000 records): let a worker thread drop the last references.
+        garbage, size = [body, call_data, plan], len(call_data)
+        del body, call_data, plan
+        await offload(size, garbage.clear)
+        return outcome
 
     def _context(self, batch: dict, agent: dict) -> IngestContext:
         now = self.clock.now()
@@ -162,6 +174,9 @@ class Ingestion:
         in_flight: list[dict] = []
         inserted = updated = 0
         for number, chunk in enumerate(plan.chunks(self.settings.chunk_size), start=1):
+            if number > 1:
+                # The embedded store's writes never suspend: let other requests in between chunks.
+                await asyncio.sleep(0)
             try:
                 result = await self.calls.enqueue(batch, chunk, self.clock.now())
             except StoreUnavailable as exc:

@@ -9,6 +9,7 @@ Documents live in one dict by _id; the indexes each method uses are in call_inde
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import heapq
 import itertools
 from typing import Iterable
@@ -55,6 +56,15 @@ class MemoryCalls(CallIndexes):
 
     # ---- ingestion and reading back ----------------------------------------------------------
     async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
+        result = self._enqueue(batch, chunk, now)
+        # Stored calls live long: exempt them from the cyclic collector, whose full collections walk
+        # every tracked object (300 ms with 100,000 calls stored, in the middle of a request).
+        # gc.freeze() is O(1); frozen objects are still freed by reference counting when dropped.
+        if result.inserted:
+            gc.freeze()
+        return result
+
+    def _enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
         result = ChunkResult()
         batch_id, workspace_id = batch["_id"], batch["workspaceId"]
         b = self._batch(batch_id)
