@@ -23,7 +23,7 @@ KNOWN_FIELDS = {
 }
 
 
-class SettingsError(ValueError):
+class BatchSpecError(ValueError):
     """A batch setting is wrong; the message names the field and the reason."""
 
 
@@ -43,25 +43,25 @@ class BatchSpec:
 def _int(body: dict, name: str, default: int, low: int, high: int) -> int:
     value = body.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise SettingsError(f"{name} must be an integer from {low} to {high}")
+        raise BatchSpecError(f"{name} must be an integer from {low} to {high}")
     return value
 
 
 def parse_datetime(value: Any, name: str) -> dt.datetime:
     if not isinstance(value, str):
-        raise SettingsError(f"{name} must be an ISO 8601 date-time string")
+        raise BatchSpecError(f"{name} must be an ISO 8601 date-time string")
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise SettingsError(f"{name} must be an ISO 8601 date-time, e.g. 2026-11-23T09:00:00Z") from None
+        raise BatchSpecError(f"{name} must be an ISO 8601 date-time, e.g. 2026-11-23T09:00:00Z") from None
     if parsed.tzinfo is None:
-        raise SettingsError(f"{name} must include a UTC offset or Z")
+        raise BatchSpecError(f"{name} must include a UTC offset or Z")
     try:
         value = as_utc(parsed)
     except OverflowError:
         value = None
     if value is None or not EARLIEST <= value <= LATEST:
-        raise SettingsError(f"{name} must be between {EARLIEST.year} and {LATEST.year - 1}")
+        raise BatchSpecError(f"{name} must be between {EARLIEST.year} and {LATEST.year - 1}")
     return value
 
 
@@ -69,51 +69,51 @@ def parse_retry(value: Any) -> dict:
     if value is None:
         return dict(DEFAULT_RETRY)
     if not isinstance(value, dict):
-        raise SettingsError("retry must be an object {maxAttempts, delaySeconds, on}")
+        raise BatchSpecError("retry must be an object {maxAttempts, delaySeconds, on}")
     unknown = set(value) - {"maxAttempts", "delaySeconds", "on"}
     if unknown:
-        raise SettingsError(f"retry has unknown fields: {sorted(unknown)}")
+        raise BatchSpecError(f"retry has unknown fields: {sorted(unknown)}")
     merged = {**DEFAULT_RETRY, **value}
     attempts, delay, on = merged["maxAttempts"], merged["delaySeconds"], merged["on"]
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
-        raise SettingsError("retry.maxAttempts must be an integer from 1 to 20 (1 = no retry)")
+        raise BatchSpecError("retry.maxAttempts must be an integer from 1 to 20 (1 = no retry)")
     if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not 0 <= delay <= 7 * 86400:
-        raise SettingsError("retry.delaySeconds must be a number from 0 to 604800")
+        raise BatchSpecError("retry.delaySeconds must be a number from 0 to 604800")
     if not isinstance(on, list) or not all(isinstance(o, str) and o in RETRYABLE_OUTCOMES for o in on):
-        raise SettingsError(f"retry.on must be a list of outcomes from {sorted(RETRYABLE_OUTCOMES)}")
+        raise BatchSpecError(f"retry.on must be a list of outcomes from {sorted(RETRYABLE_OUTCOMES)}")
     return {"maxAttempts": attempts, "delaySeconds": delay, "on": sorted(set(on))}
 
 
 def parse_batch_spec(body: Any, phones: PhoneNormaliser) -> BatchSpec:
     if not isinstance(body, dict):
-        raise SettingsError("body must be a JSON object")
+        raise BatchSpecError("body must be a JSON object")
     unknown = set(body) - KNOWN_FIELDS
     if unknown:
-        raise SettingsError(f"unknown fields: {sorted(unknown)}")
+        raise BatchSpecError(f"unknown fields: {sorted(unknown)}")
     name = body.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise SettingsError("name is required: a non-empty string of at most 200 characters")
+        raise BatchSpecError("name is required: a non-empty string of at most 200 characters")
     agent_id = body.get("agentId")
     if agent_id is not None and not isinstance(agent_id, str):
-        raise SettingsError("agentId must be a string")
+        raise BatchSpecError("agentId must be a string")
     raw_numbers = body.get("callingNumbers", [])
     if not isinstance(raw_numbers, list):
-        raise SettingsError("callingNumbers must be a list of phone numbers")
+        raise BatchSpecError("callingNumbers must be a list of phone numbers")
     numbers = []
     for raw in raw_numbers:
         try:
             numbers.append(phones.normalise(raw).e164)
         except PhoneError as exc:
-            raise SettingsError(f"callingNumbers: {raw!r}: {exc}") from None
+            raise BatchSpecError(f"callingNumbers: {raw!r}: {exc}") from None
     if agent_id is None and not numbers:
-        raise SettingsError("give agentId or callingNumbers")
+        raise BatchSpecError("give agentId or callingNumbers")
     try:
         window = CallingWindow.parse(body.get("callingWindow"))
     except WindowError as exc:
-        raise SettingsError(f"callingWindow: {exc}") from None
+        raise BatchSpecError(f"callingWindow: {exc}") from None
     zone = body.get("timezone")
     if zone is not None and not valid_zone(zone):
-        raise SettingsError(f"timezone: unknown IANA time zone {zone!r}")
+        raise BatchSpecError(f"timezone: unknown IANA time zone {zone!r}")
     scheduled = body.get("scheduledAt")
     return BatchSpec(
         name=name.strip(),

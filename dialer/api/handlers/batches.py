@@ -6,7 +6,7 @@ from aiohttp import web
 
 from dialer.api.appkeys import BATCHES, INGESTION, PHONES, REPOS, TENANCY
 from dialer.api.auth import require_workspace
-from dialer.core.batch_spec import SettingsError, parse_batch_spec
+from dialer.core.batch_spec import BatchSpecError, parse_batch_spec
 from dialer.services.batches import BatchForbidden, BatchNotFound, batch_view
 from dialer.services.calls import CallQueryError, list_calls
 from dialer.api.envelope import ApiError, envelope, ok
@@ -18,7 +18,7 @@ async def create_batch(request: web.Request) -> web.Response:
     body = await json_body(request)
     try:
         spec = parse_batch_spec(body, request.app[PHONES])
-    except SettingsError as exc:
+    except BatchSpecError as exc:
         raise ApiError(400, "Bad Request", str(exc)) from None
     tenancy = request.app[TENANCY]
     if spec.agent_id is not None:
