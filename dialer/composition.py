@@ -8,7 +8,6 @@ Clients are created inside the running event loop and closed on shutdown; nothin
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -100,7 +99,3 @@ def install(app: web.Application, services: Services) -> None:
     app[appkeys.BATCHES] = services.batches
     app[appkeys.INGESTION] = services.ingestion
     app[appkeys.EVENTS] = services.events
-
-
-def with_settings(services: Services, **changes) -> Settings:
-    return dataclasses.replace(services.settings, **changes)
