@@ -471,3 +471,12 @@ async def test_recount_agrees_with_the_kept_tallies_and_correct_adds_a_delta(rep
         Tally("completed", "completed", 1, 1, 1), Tally("queued", None, 3, 0, 0), Tally("busy", "busy", 1, 1, 2)}
     await repos.calls.correct(batch["_id"], [Tally("queued", None, -2, 0, 0), Tally("busy", "busy", -1, -1, -2)])
     assert set(await repos.calls.tallies(batch["_id"])) == kept
+
+
+async def test_a_final_call_keeps_no_claim_fields(repos, batch):
+    [a] = await enqueue(repos, batch, planned(A))
+    await claim(repos, a)
+    assert await repos.calls.mark_uncertain(a, "tok-1", at(40), {"at": at(2), "event": "provider_error"})
+    assert await repos.calls.finish(a, "tok-1", None, final("failed"), at(60)) is not None
+    call = await repos.calls.get(a)
+    assert call["status"] == "failed" and not {"leaseUntil", "claimedBy", "dialAt", "uncertain", "activeKey"} & set(call)

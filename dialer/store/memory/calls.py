@@ -338,7 +338,7 @@ class MemoryCalls(CallIndexes):
                 doc["providerCallId"] = finish.provider_call_id
             if finish.duration is not None:
                 doc["duration"] = finish.duration
-            for name in ("leaseUntil", "claimedBy", "dialAt", "activeKey"):  # `uncertain` stays, as today
+            for name in (*CLAIM_FIELDS, "activeKey"):
                 doc.pop(name, None)
             self._push(doc, {**finish.entry, "result": finish.outcome})
             kind = "final"
