@@ -152,8 +152,12 @@ class Dispatcher:
                 continue
             open_batches.append(batch)
         rate_bound = bool(open_batches) and budget <= 0  # calls may be due but the dial rate allows none now
-        if open_batches and account_free <= 0:
-            needed.append(1)
+        # The account claims in groups too: while it is the limit (calls in flight, fewer free slots
+        # than a group), wait for a group to be freed rather than claiming call by call.
+        account_group = max(1, math.ceil(self.config.max_concurrent_calls * self.config.claim_group_fraction))
+        if open_batches and account_free < account_group and state.total > 0:
+            needed.append(account_group - max(account_free, 0))
+            open_batches = []
         total = min(budget, account_free)
         candidates, deferrals, idle = await self._gather(open_batches, room, state, total, now, wakes)
         grants = self._share(candidates, total)

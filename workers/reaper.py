@@ -27,6 +27,7 @@ from workers.telephony.base import ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.reaper")
 BATCH_SIZE = 100
+COUNTERS_EVERY = 5  # reaper runs between two reconciliations of the batch counters (5 min by default)
 FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's creation times
 
 
@@ -37,6 +38,7 @@ class Reaper:
         self.calls = repos.calls
         self.batches = repos.batches
         self.counters = CounterReconciler(repos.batches, repos.calls, clock)
+        self._runs = 0
         self.clock = clock
         self.provider = provider
         self.events = events
@@ -49,7 +51,9 @@ class Reaper:
         await self.reconcile_expired()
         await self.heal_slots()
         await self.start_scheduled()
-        await self.counters.run()
+        self._runs += 1
+        if self._runs % COUNTERS_EVERY == 1 or COUNTERS_EVERY == 1:
+            await self.counters.run()  # a recount per running batch: not on every run
         await self.repos.idempotency.purge(self.clock.now())  # expired by the injected clock
 
     async def reconcile_expired(self) -> int:
