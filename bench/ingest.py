@@ -41,8 +41,9 @@ the client (aiohttp ClientSession), timing from before the POST until the answer
 
   e2e 10k / 100k  POST /api/call/createBatch, then one addCallsToBatch request with the first 10,000
             records, then (fresh batch) one with all 100,000; records/s of each and the growth
-            time(100k) / time(10k) (goal <= 11: linear). A 2,000-record request to a third batch
-            warms the server first. Every answer must be 200 with added = inserted = the distinct
+            time(100k) / time(10k) (goal <= 11: linear). A 10,000-record request to a third batch
+            warms the server first (its body, over 1 MB, starts the worker process that parses large
+            bodies). Every answer must be 200 with added = inserted = the distinct
             callees of its records and duplicatesCollapsed = the rest (else the run exits non-zero).
   HTTP floor the same 100,000-record body POSTed to a bare aiohttp app (another subprocess, same body
             limit) whose handler only does orjson.loads(await request.read()) and answers a small

@@ -24,7 +24,7 @@ from aiohttp import web
 
 READY = "BENCH-READY "
 SMALL_SHARE = 10  # the small request has 1/10 of the records
-WARM_UP_RECORDS = 2000
+WARM_UP_RECORDS = 10_000  # above 1 MB: starts the worker process that parses large bodies
 HEALTH_EVERY = 0.020  # seconds between an answer and the next poll
 FLOOR_REQUESTS = 3
 GOAL_GROWTH = 11.0

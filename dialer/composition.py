@@ -40,6 +40,7 @@ class Services:
     events: CallEvents
 
     async def close(self) -> None:
+        self.ingestion.bodies.close()
         await self.repos.close()
 
 

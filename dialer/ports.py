@@ -183,6 +183,39 @@ class CallRepo(Protocol):
         """In flight -> queued (retry) or -> final; the claim fields and activeKey (final only) cleared.
         Returns ("retry" | "final", batchId), or None when the call was not in flight as matched."""
 
+    # -- operators (the batch lifecycle)
+    async def begin_placing(self, marks: list[tuple[ObjectId, str]], now: dt.datetime) -> set[ObjectId]:
+        """Just before the provider is asked: mark these (call id, claim token) as being placed, if still
+        this attempt's, dialing, not placed and not already marked. Returns the ids marked. A stop
+        revokes only unmarked claims and waits for the marked ones (`placing`) to be settled."""
+
+    async def revoke_unplaced(self, batch_id: ObjectId, now: dt.datetime, entry: dict) -> int:
+        """The batch's claims not yet being placed (dialing, no providerCallId, not marked) back to the
+        queue, the attempt not counted. Returns how many."""
+
+    async def placing(self, batch_id: ObjectId) -> int:
+        """How many of the batch's calls are marked as being placed and not yet settled (placed,
+        requeued, failed or uncertain)."""
+
+    async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
+        """Up to `limit` waiting (queued / held) calls of the batch -> cancelled. Returns how many."""
+
+    async def in_flight(self, batch_id: ObjectId) -> list[dict]:
+        """The batch's calls in flight (at most its concurrency limit)."""
+
+    async def retry_finished(self, batch_id: ObjectId, outcomes: list[str], now: dt.datetime, entry: dict,
+                             limit: int) -> tuple[int, int]:
+        """Up to `limit` final calls whose outcome is one of `outcomes` -> queued (due now, outcome kept,
+        attempts kept: the next claim counts one more), unless the callee already has a call waiting or
+        in flight. (retried, skipped); a call is looked at once per `now`, so repeating with the same
+        `now` until (0, 0) goes through them all."""
+
+    async def delete_calls(self, batch_id: ObjectId, limit: int) -> int:
+        """Delete up to `limit` of the batch's calls; how many."""
+
+    async def tallies_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
+        """`tallies` of several batches at once (MongoDB: one read)."""
+
     # -- the reaper
     async def expired(self, now: dt.datetime, limit: int) -> list[dict]:
         """In-flight calls whose leaseUntil has passed, earliest first."""
@@ -209,6 +242,18 @@ class BatchRepo(Protocol):
                    set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:
         """The batch's status from one of `move.sources` to `move.target` (compare-and-set), updatedAt
         = now, plus the given fields. False if the batch was not in a source status."""
+
+    async def list(self, workspace_id: ObjectId, statuses: list[str] | None, agent_id: ObjectId | None,
+                   before: ObjectId | None, limit: int) -> list[dict]:
+        """The workspace's batches, newest first (_id descending), older than `before` if given, with one
+        of `statuses` and of `agent_id` if given."""
+
+    async def update(self, batch_id: ObjectId, statuses: list[str], set_fields: dict[str, Any],
+                     now: dt.datetime) -> dict | None:
+        """Set these fields (updatedAt = now) if the batch's status is one of `statuses`: the batch after,
+        or None."""
+
+    async def delete(self, batch_id: ObjectId) -> bool: ...
 
     async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
         """enqueuedAt = now: calls joined the queue (new, or back for a retry). Dispatchers in other

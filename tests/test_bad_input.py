@@ -137,3 +137,22 @@ async def test_a_record_over_the_document_limit_is_400_naming_it(api):
     [error] = doc["data"]["errors"]
     assert error["index"] == 1 and error["phoneNumber"] == "+12125550101" and "bytes" in error["reason"]
     assert await api.all_calls(batch) == []
+
+
+async def test_large_bodies_are_parsed_aside_with_the_same_answers(api):
+    """Bodies over 1 MB are parsed in a worker process: malformed JSON and long integers are still
+    refused, and a good one is written whole."""
+    batch = await api.create_batch()
+    records = [{"phoneNumber": f"+1212{i:07d}", "note": "x" * 100} for i in range(2_000_000, 2_009_000)]
+    good = orjson.dumps({"batchId": batch, "call_data": records})
+    assert len(good) > 1 << 20
+    code, doc = await api.post("/api/call/addCallsToBatch", raw=good[:-1], headers={"Content-Type": "application/json"})
+    assert code == 400 and "malformed JSON" in doc["errorMessage"]
+    big = good[:-2] + b', {"phoneNumber": "+13055550100", "n": 99999999999999999999}]}'
+    code, doc = await api.post("/api/call/addCallsToBatch", raw=big, headers={"Content-Type": "application/json"})
+    assert code == 400 and doc["data"]["errors"][0]["index"] == 9000 and "64 bits" in doc["data"]["errors"][0]["reason"]
+    assert await api.all_calls(batch) == []
+    code, doc = await api.post("/api/call/addCallsToBatch", raw=good, headers={"Content-Type": "application/json"})
+    assert code == 200 and doc["data"]["added"] == 9000
+    calls = await api.all_calls(batch)
+    assert len(calls) == 9000 and calls[0]["variables"] == {"note": "x" * 100}

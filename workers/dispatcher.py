@@ -192,7 +192,8 @@ class Dispatcher:
         full = list(open_batches)  # batches that may have more due calls than were read
         for _ in range(2):
             left = total - sum(map(len, candidates.values()))
-            shares = self._split(left, [(b, room[b["_id"]][0] - len(candidates.get(b["_id"], []))) for b in full])
+            shares = self._split(left, [(b, room[b["_id"]][0] - len(candidates.get(b["_id"], [])), room[b["_id"]][1])
+                                        for b in full])
             if not shares:
                 break
             full = []
@@ -223,19 +224,22 @@ class Dispatcher:
         return candidates, deferrals, idle
 
     @staticmethod
-    def _split(total: int, rooms: list[tuple[dict, int]]) -> list[tuple[dict, int]]:
-        """`total` shared one at a time, round-robin, each batch up to its room: [(batch, share)]."""
+    def _split(total: int, rooms: list[tuple[dict, int, int]]) -> list[tuple[dict, int]]:
+        """`total` shared round-robin, a claim group at a time, each batch up to its room:
+        [(batch, share)]. The rotation of the batches' order between ticks makes it fair over time;
+        whole groups keep the batches read per claim few."""
         shares = [0] * len(rooms)
         while total > 0:
             given = False
-            for i, (_, room) in enumerate(rooms):
-                if total > 0 and shares[i] < room:
-                    shares[i] += 1
-                    total -= 1
+            for i, (_, room, unit) in enumerate(rooms):
+                n = min(unit, room - shares[i], total)
+                if n > 0:
+                    shares[i] += n
+                    total -= n
                     given = True
             if not given:
                 break
-        return [(batch, n) for (batch, _), n in zip(rooms, shares) if n > 0]
+        return [(batch, n) for (batch, _, _), n in zip(rooms, shares) if n > 0]
 
     def _quiet_until(self, batch: dict, now: dt.datetime, used: int) -> dt.datetime | None:
         """While a batch had nothing due, until when it may be left alone (None: look now): until its

@@ -52,7 +52,10 @@ COMPLETE = BatchMove("complete", frozenset({B.RUNNING}), B.COMPLETED)
 REOPEN = BatchMove("reopen", frozenset({B.COMPLETED}), B.RUNNING)  # calls slipped in while completing
 PAUSE = BatchMove("pause", frozenset({B.PENDING, B.RUNNING}), B.PAUSED)
 CANCEL = BatchMove("cancel", frozenset({B.PENDING, B.RUNNING, B.PAUSED, B.COMPLETED}), B.CANCELLED)
-BATCH_MOVES = (START_ON_ENQUEUE, START_SCHEDULED, COMPLETE, REOPEN, PAUSE, CANCEL)
+START = BatchMove("start", frozenset({B.PENDING, B.PAUSED}), B.RUNNING)  # an operator's start
+STOP = BatchMove("stop", frozenset({B.RUNNING}), B.PAUSED)  # an operator's stop
+RETRY_BATCH = BatchMove("retry", frozenset({B.RUNNING, B.PAUSED, B.COMPLETED}), B.RUNNING)
+BATCH_MOVES = (START_ON_ENQUEUE, START_SCHEDULED, COMPLETE, REOPEN, PAUSE, CANCEL, START, STOP, RETRY_BATCH)
 
 C = CallStatus
 CLAIM = CallMove("claim", frozenset({C.QUEUED}), frozenset({C.DIALING}))
@@ -63,7 +66,8 @@ RETRY_LATER = CallMove("retry by policy", frozenset(IN_FLIGHT), frozenset({C.QUE
 FINISH = CallMove("finish", frozenset(IN_FLIGHT), frozenset(TERMINAL))
 ACTIVATE = CallMove("activate", frozenset({C.HELD}), frozenset({C.QUEUED}))
 WITHDRAW = CallMove("withdraw", frozenset(WAITING), frozenset({C.CANCELLED, C.SKIPPED}))
-CALL_MOVES = (CLAIM, REQUEUE_UNPLACED, RINGING, ANSWERED, RETRY_LATER, FINISH, ACTIVATE, WITHDRAW)
+RETRY = CallMove("retry asked by an operator", frozenset(TERMINAL), frozenset({C.QUEUED}))
+CALL_MOVES = (CLAIM, REQUEUE_UNPLACED, RINGING, ANSWERED, RETRY_LATER, FINISH, ACTIVATE, WITHDRAW, RETRY)
 
 PROGRESS_MOVES = {C.RINGING: RINGING, C.IN_PROGRESS: ANSWERED}
 

@@ -49,9 +49,9 @@ def outcome_of(status: CallStatus, answered_by: str | None) -> str:
 
 
 class BatchPolicies:
-    """Retry policies of batches, cached 30 s per process (needed on every final event)."""
+    """Retry policies of batches, cached 60 s per process (needed on every final event)."""
 
-    def __init__(self, batches: BatchRepo, clock: Clock, ttl_seconds: float = 30.0) -> None:
+    def __init__(self, batches: BatchRepo, clock: Clock, ttl_seconds: float = 60.0) -> None:
         self.batches = batches
         self.clock = clock
         self.ttl = dt.timedelta(seconds=ttl_seconds)

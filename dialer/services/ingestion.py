@@ -9,16 +9,14 @@ event loop keeps answering other requests meanwhile.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import orjson
-
 from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
 from dialer.core.clock import Clock, as_utc
 from dialer.ports import CallRepo, StoreUnavailable
+from dialer.services.bodies import BodyReader
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Idempotency, KeyInUse
 from dialer.core.records import MAX_RECORD_BYTES, IngestContext, Plan, Planner, oversized_records, validate_envelope
@@ -50,31 +48,6 @@ async def offload(size: int, fn: Callable, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-# An integer literal of 19 digits or more may not fit in 64 bits, and orjson turns such a literal into
-# a float without a word (-9223372036854775809 -> -9.223372036854776e+18): a silent change of value.
-# Looking for such a run: digits mapped to "9", the rest to " ", then a substring search (both in C,
-# ~30 ms for 11 MB, where a regex took ten times that, holding the GIL).
-_DIGITS_AS_NINES = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))
-_LONG_RUN = b"9" * 19
-
-
-def _has_long_integer(raw: bytes) -> bool:
-    return _LONG_RUN in raw.translate(_DIGITS_AS_NINES)
-
-
-def parse_json(raw: bytes) -> Any:
-    """The body as JSON (400 when malformed). Integers keep their exact value: bodies with long digit runs
-    are parsed again by the standard library, which reads integers exactly, so validation can refuse
-    the ones MongoDB cannot store instead of storing a rounded float."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Refused(400, "Bad Request", f"malformed JSON: {exc}") from None
-    if _has_long_integer(raw):
-        doc = json.loads(raw)  # orjson has checked it is valid JSON (and has no infinities)
-    return doc
-
-
 class Ingestion:
     def __init__(self, settings: Settings, clock: Clock, tenancy: Tenancy, batches: Batches,
                  calls: CallRepo, phones: PhoneNormaliser, idempotency: Idempotency) -> None:
@@ -86,6 +59,7 @@ class Ingestion:
         self.phones = phones
         self.idempotency = idempotency
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
+        self.bodies = BodyReader()
 
     async def add_calls(self, principal: Principal, raw: bytes, idempotency_key: str | None) -> Outcome:
         if idempotency_key is None:
@@ -124,7 +98,7 @@ class Ingestion:
         return outcome
 
     async def _add_calls(self, principal: Principal, raw: bytes) -> Outcome:
-        body = await offload(len(raw) // 200, parse_json, raw)
+        body = await self.bodies.json(raw)
         try:
             batch_id, call_data = validate_envelope(body, self.settings.max_records_per_request)
         except ValueError as exc:

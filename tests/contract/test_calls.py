@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from bson import ObjectId
 
 from dialer.ports import Claim, Finish, PlacedRecord, Tally, active_key

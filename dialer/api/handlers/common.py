@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dialer.services.ingestion import parse_json
+from dialer.services.bodies import parse_json
 
 
 async def json_body(request: web.Request) -> Any:

@@ -1,7 +1,8 @@
 """Batches in memory: the BatchRepo port (see dialer/ports.py).
 
 Documents live in one dict by _id. Indexes: the set of running batch ids (`runnable`) and the set of
-pending batch ids (`scheduled_due`); both are small (batches are few), so they are sorted when read.
+pending batch ids (`scheduled_due`), both small, sorted when read; per workspace, the sorted ids of its
+batches (`list`, newest first, from a cursor).
 Every method is synchronous inside (nothing awaited), hence atomic on the event loop.
 """
 
@@ -11,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from bson import ObjectId
+from sortedcontainers import SortedList
 
 from dialer.core.machine import BatchMove
 from dialer.core.statuses import BatchStatus
@@ -24,6 +26,7 @@ class MemoryBatches:
     def __init__(self) -> None:
         self._docs: dict[ObjectId, dict] = {}
         self._by_status: dict[str, set[ObjectId]] = {RUNNING: set(), PENDING: set()}
+        self._of_workspace: dict[ObjectId, SortedList] = {}
 
     def _index(self, doc: dict) -> None:
         ids = self._by_status.get(doc.get("status"))
@@ -42,6 +45,7 @@ class MemoryBatches:
         doc["status"] = str(doc["status"])
         self._docs[doc["_id"]] = doc
         self._index(doc)
+        self._of_workspace.setdefault(doc["workspaceId"], SortedList()).add(doc["_id"])
 
     async def get(self, batch_id: ObjectId) -> dict | None:
         doc = self._docs.get(batch_id)
@@ -76,3 +80,37 @@ class MemoryBatches:
         doc = self._docs.get(batch_id)
         if doc is not None:
             doc["enqueuedAt"] = utc(now)
+
+    async def list(self, workspace_id: ObjectId, statuses: list[str] | None, agent_id: ObjectId | None,
+                   before: ObjectId | None, limit: int) -> list[dict]:
+        ids = self._of_workspace.get(workspace_id)
+        if not ids:
+            return []
+        wanted = set(statuses) if statuses else None
+        end = ids.bisect_left(before) if before is not None else len(ids)
+        out = []
+        for i in range(end - 1, -1, -1):  # newest first; filters walk at most the workspace's batches
+            doc = self._docs[ids[i]]
+            if (wanted is None or doc["status"] in wanted) and (agent_id is None or doc["agentId"] == agent_id):
+                out.append(clone(doc))
+                if len(out) == limit:
+                    break
+        return out
+
+    async def update(self, batch_id: ObjectId, statuses: list[str], set_fields: dict[str, Any],
+                     now: dt.datetime) -> dict | None:
+        doc = self._docs.get(batch_id)
+        if doc is None or doc["status"] not in statuses:
+            return None
+        for name, value in set_fields.items():
+            doc[name] = normalised(value)
+        doc["updatedAt"] = utc(now)
+        return clone(doc)
+
+    async def delete(self, batch_id: ObjectId) -> bool:
+        doc = self._docs.pop(batch_id, None)
+        if doc is None:
+            return False
+        self._unindex(doc)
+        self._of_workspace[doc["workspaceId"]].discard(batch_id)
+        return True

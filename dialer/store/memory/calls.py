@@ -20,6 +20,7 @@ from sortedcontainers import SortedList
 from dialer.core.machine import PROGRESS_MOVES, call_move_allowed
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
+from dialer.core.statuses import TERMINAL as TERMINAL_STATUSES
 from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, Tally, active_key
 from dialer.store.memory.call_index import CallIndexes
 from dialer.store.memory._common import NEW_IDS, clone, copy_call, copy_variables, utc
@@ -29,7 +30,8 @@ DIALING = CallStatus.DIALING.value
 IN_FLIGHT = frozenset(IN_FLIGHT_VALUES)
 WAITING = frozenset(WAITING_VALUES)
 ACTIVE = frozenset(ACTIVE_VALUES)
-CLAIM_FIELDS = ("leaseUntil", "claimedBy", "dialAt", "uncertain")
+CLAIM_FIELDS = ("leaseUntil", "claimedBy", "dialAt", "uncertain", "placingAt")
+TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 
 
 class MemoryCalls(CallIndexes):
@@ -245,6 +247,7 @@ class MemoryCalls(CallIndexes):
                 continue
             self._unindex(doc)
             doc["providerCallId"] = r.provider_call_id
+            doc.pop("placingAt", None)
             lease = utc(r.lease_until)
             if doc.get("leaseUntil") is None or lease > doc["leaseUntil"]:
                 doc["leaseUntil"] = lease
@@ -278,6 +281,7 @@ class MemoryCalls(CallIndexes):
         self._unindex(doc)
         doc["leaseUntil"] = utc(lease_until)
         doc["uncertain"] = True
+        doc.pop("placingAt", None)
         self._push(doc, entry)
         self._index(doc)
         return True
@@ -368,3 +372,93 @@ class MemoryCalls(CallIndexes):
         doc["claimedBy"] = by
         self._index(doc)
         return copy_call(doc)
+
+    # ---- operators (lifecycle) -------------------------------------------------------------------
+    def _of(self, batch_id: ObjectId, statuses) -> list[dict]:
+        b = self._batches.get(batch_id)
+        if b is None:
+            return []
+        return [self._docs[cid] for status in statuses for cid in list(b.by_status.get(status, ()))]
+
+    async def begin_placing(self, marks: list[tuple[ObjectId, str]], now: dt.datetime) -> set[ObjectId]:
+        marked = set()
+        for call_id, token in marks:
+            doc = self._doc(call_id)
+            if (doc is not None and doc.get("claimToken") == token and doc["status"] == DIALING
+                    and "providerCallId" not in doc and "placingAt" not in doc):
+                doc["placingAt"] = utc(now)
+                marked.add(call_id)
+        return marked
+
+    async def revoke_unplaced(self, batch_id: ObjectId, now: dt.datetime, entry: dict) -> int:
+        revoked = 0
+        for doc in self._of(batch_id, (DIALING,)):
+            if "providerCallId" in doc or "placingAt" in doc:
+                continue
+            target = self._check(doc, QUEUED)
+            self._unindex(doc)
+            doc["status"], doc["nextAttemptAt"] = target, utc(now)
+            doc["attempts"] -= 1
+            for name in CLAIM_FIELDS:
+                doc.pop(name, None)
+            self._push(doc, entry)
+            self._index(doc)
+            revoked += 1
+        return revoked
+
+    async def placing(self, batch_id: ObjectId) -> int:
+        return sum(1 for doc in self._of(batch_id, (DIALING,)) if "placingAt" in doc and "providerCallId" not in doc)
+
+    async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
+        now = utc(now)
+        done = 0
+        for doc in self._of(batch_id, WAITING_VALUES)[:limit]:
+            target = self._check(doc, CallStatus.CANCELLED.value)
+            self._unindex(doc)
+            doc.update(status=target, outcome="cancelled", updatedAt=now, finishedAt=now)
+            doc.pop("activeKey", None)
+            self._push(doc, {**entry, "result": "cancelled"})
+            self._index(doc)
+            done += 1
+        return done
+
+    async def in_flight(self, batch_id: ObjectId) -> list[dict]:
+        return [copy_call(doc) for doc in self._of(batch_id, IN_FLIGHT_VALUES)]
+
+    async def retry_finished(self, batch_id: ObjectId, outcomes: list[str], now: dt.datetime, entry: dict,
+                             limit: int) -> tuple[int, int]:
+        now, wanted = utc(now), set(outcomes)
+        retried = busy = 0
+        for doc in self._of(batch_id, sorted(TERMINAL)):
+            if retried + busy >= limit:
+                break
+            if doc.get("outcome") not in wanted or doc.get("retriedAt") == now:
+                continue
+            key = active_key(doc["batchId"], doc["phoneNumber"], doc.get("extension"))
+            if key in self._active:  # the callee has a newer call waiting or in flight
+                busy += 1
+                doc["retriedAt"] = now  # counted once per retry request
+                continue
+            target = self._check(doc, QUEUED)
+            self._unindex(doc)
+            doc.update(status=target, nextAttemptAt=now, updatedAt=now, activeKey=key, retriedAt=now)
+            doc.pop("finishedAt", None)
+            self._push(doc, entry)
+            self._index(doc)
+            retried += 1
+        return retried, busy
+
+    async def delete_calls(self, batch_id: ObjectId, limit: int) -> int:
+        b = self._batches.get(batch_id)
+        if b is None:
+            return 0
+        docs = [self._docs[cid] for ids in b.by_status.values() for cid in ids][:limit]
+        for doc in docs:
+            self._unindex(doc)
+            del self._docs[doc["_id"].binary]
+        if not any(b.by_status.values()):
+            del self._batches[batch_id]
+        return len(docs)
+
+    async def tallies_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
+        return {batch_id: await self.tallies(batch_id) for batch_id in batch_ids}

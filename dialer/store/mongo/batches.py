@@ -1,5 +1,6 @@
 """The `batches` collection, for the BatchRepo port. Indexes: (status) for the dispatcher's running
-batches and the reaper's scheduled starts; (workspaceId, createdAt) for listing a workspace's batches."""
+batches and the reaper's scheduled starts; (workspaceId, _id) for listing a workspace's batches
+(newest first, from a cursor)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 from bson import ObjectId
+from pymongo import ReturnDocument
 
 from dialer.core.machine import BatchMove
 from dialer.core.statuses import BatchStatus
@@ -50,3 +52,28 @@ class MongoBatches:
     @unavailable
     async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
         await self.c.update_one({"_id": batch_id}, {"$set": {"enqueuedAt": now}})
+
+    @unavailable
+    async def list(self, workspace_id: ObjectId, statuses: list[str] | None, agent_id: ObjectId | None,
+                   before: ObjectId | None, limit: int) -> list[dict]:
+        flt: dict = {"workspaceId": workspace_id}
+        if statuses:
+            flt["status"] = {"$in": statuses}
+        if agent_id is not None:
+            flt["agentId"] = agent_id
+        if before is not None:
+            flt["_id"] = {"$lt": before}
+        docs = await self.c.find(flt).sort("_id", -1).limit(limit).to_list(None)
+        return [normalise(d) for d in docs]
+
+    @unavailable
+    async def update(self, batch_id: ObjectId, statuses: list[str], set_fields: dict[str, Any],
+                     now: dt.datetime) -> dict | None:
+        doc = await self.c.find_one_and_update({"_id": batch_id, "status": {"$in": statuses}},
+                                               {"$set": {**set_fields, "updatedAt": now}},
+                                               return_document=ReturnDocument.AFTER)
+        return normalise(doc)
+
+    @unavailable
+    async def delete(self, batch_id: ObjectId) -> bool:
+        return (await self.c.delete_one({"_id": batch_id})).deleted_count == 1

@@ -12,7 +12,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     "agents": [IndexModel([("workspaceId", ASCENDING), ("createdAt", ASCENDING)], name="workspace_created"),
                IndexModel([("callingNumbers", ASCENDING)], name="calling_numbers")],
     "workspaces": [IndexModel([("createdAt", ASCENDING)], name="created")],
-    "batches": [IndexModel([("workspaceId", ASCENDING), ("createdAt", ASCENDING)], name="workspace_created"),
+    "batches": [IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id"),
                 IndexModel([("status", ASCENDING)], name="status")],
     "calls": [
         # At most one waiting or in-flight call per callee of a batch: activeKey is unset when a call ends.
