@@ -8,7 +8,7 @@ Clients are created inside the running event loop and closed on shutdown; nothin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from dialer.services.batches import Batches
 from dialer.services.call_events import BatchPolicies, CallEvents
 from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import Ingestion
+from dialer.services.lifecycle import Lifecycle
 from dialer.services.tenancy import Tenancy
 from dialer.settings import Settings
 from dialer.store import open_repositories
@@ -38,8 +39,13 @@ class Services:
     idempotency: Idempotency
     ingestion: Ingestion
     events: CallEvents
+    lifecycle: Lifecycle
+
+    closers: list = field(default_factory=list)
 
     async def close(self) -> None:
+        for close in self.closers:
+            await close()
         self.ingestion.bodies.close()
         await self.repos.close()
 
@@ -51,7 +57,10 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Serv
     idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds)
     ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, idempotency)
     events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds)
-    return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events)
+    # A stop waits at most for the claims' dial times (2 s ahead) and a create to time out.
+    lifecycle = Lifecycle(batches, repos.batches, repos.calls, clock,
+                          settle_seconds=2 + settings.twilio_timeout_seconds + 3)
+    return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events, lifecycle)
 
 
 async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -83,7 +92,15 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
         if settings.runs_embedded_dispatcher:
             engine = build_engine(services)
             services.ingestion.on_enqueued = engine.dispatcher.wake
+            services.lifecycle.hang_up = engine.provider.hangup
             engine.start()
+        elif settings.provider == "twilio" and settings.twilio_account_sid and settings.twilio_auth_token:
+            from workers.telephony.twilio import TwilioProvider  # cancel with hangUp ends calls through it
+
+            hangups = TwilioProvider(settings.twilio_account_sid, settings.twilio_auth_token,
+                                     timeout=settings.twilio_timeout_seconds, api_base=settings.twilio_api_base or None)
+            services.lifecycle.hang_up = hangups.hangup
+            services.closers.append(hangups.close)
         yield
         if engine is not None:
             await engine.stop()
@@ -100,3 +117,4 @@ def install(app: web.Application, services: Services) -> None:
     app[appkeys.BATCHES] = services.batches
     app[appkeys.INGESTION] = services.ingestion
     app[appkeys.EVENTS] = services.events
+    app[appkeys.LIFECYCLE] = services.lifecycle

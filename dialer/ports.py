@@ -184,18 +184,10 @@ class CallRepo(Protocol):
         Returns ("retry" | "final", batchId), or None when the call was not in flight as matched."""
 
     # -- operators (the batch lifecycle)
-    async def begin_placing(self, marks: list[tuple[ObjectId, str]], now: dt.datetime) -> set[ObjectId]:
-        """Just before the provider is asked: mark these (call id, claim token) as being placed, if still
-        this attempt's, dialing, not placed and not already marked. Returns the ids marked. A stop
-        revokes only unmarked claims and waits for the marked ones (`placing`) to be settled."""
-
-    async def revoke_unplaced(self, batch_id: ObjectId, now: dt.datetime, entry: dict) -> int:
-        """The batch's claims not yet being placed (dialing, no providerCallId, not marked) back to the
-        queue, the attempt not counted. Returns how many."""
-
-    async def placing(self, batch_id: ObjectId) -> int:
-        """How many of the batch's calls are marked as being placed and not yet settled (placed,
-        requeued, failed or uncertain)."""
+    async def unplaced(self, batch_id: ObjectId) -> int:
+        """How many of the batch's claims have not reached the provider yet (dialing, no providerCallId,
+        not uncertain). A stop waits for these to be placed or handed back: the placer checks that the
+        batch still runs before it places a claim, and records what it placed at once."""
 
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
         """Up to `limit` waiting (queued / held) calls of the batch -> cancelled. Returns how many."""
@@ -209,6 +201,10 @@ class CallRepo(Protocol):
         attempts kept: the next claim counts one more), unless the callee already has a call waiting or
         in flight. (retried, skipped); a call is looked at once per `now`, so repeating with the same
         `now` until (0, 0) goes through them all."""
+
+    async def bring_forward(self, batch_id: ObjectId, now: dt.datetime) -> int:
+        """Queued calls of the batch due later than now become due now (a scheduled batch started
+        early; the dispatcher still waits for each callee's window). How many."""
 
     async def delete_calls(self, batch_id: ObjectId, limit: int) -> int:
         """Delete up to `limit` of the batch's calls; how many."""

@@ -87,6 +87,7 @@ class Dispatcher:
                              public_base_url=config.public_base_url, machine_detection=config.machine_detection)
         self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
         self.placer.on_requeue = self.requeued
+        self.placer.running_batches = self._fresh_running
 
     # ---- one tick -------------------------------------------------------------------------
     async def tick(self) -> int:
@@ -105,6 +106,12 @@ class Dispatcher:
         """New work (calls enqueued in this process): look at the next tick, batches re-read."""
         self._idle_until = None
         self._batches = None
+
+    async def _fresh_running(self, now: dt.datetime) -> set[ObjectId]:
+        """The running batches read now (the placer's check before it places), which also refreshes
+        the cache the claims use."""
+        self._batches = (now + self._batch_ttl, await self.batches.runnable(now))
+        return {b["_id"] for b in self._batches[1]}
 
     async def _running_batches(self, now: dt.datetime) -> list[dict]:
         if self._batches is None or now >= self._batches[0]:

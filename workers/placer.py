@@ -5,7 +5,8 @@ dial time (the rate budget spaces them 1/cps apart), checks the callee's window 
 them, and handles the provider's refusals: an invalid number or any other refusal ends the call
 `failed` (never retried); a rate limit or a 5xx puts it back in the queue with exponential backoff,
 the attempt not counted; a timeout leaves it in flight for the reaper to reconcile (it may exist).
-The provider ids of placed calls are written with the dispatcher's next claim (no write of their own).
+A claim whose batch stopped running meanwhile goes back to the queue unplaced; the provider ids of
+placed calls are recorded at once.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import datetime as dt
 import logging
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from bson import ObjectId
 
 from dialer.core.clock import Clock
 from dialer.core.statuses import CallStatus
 from dialer.core.windows import CallingWindow
-from dialer.ports import CallRepo, PlacedRecord
+from dialer.ports import CallRepo, PlacedRecord, StoreUnavailable
 from dialer.services.call_events import CallEvents
 
 from workers.telephony.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
@@ -57,6 +58,11 @@ class Placer:
         self.ready: list[Claimed] = []  # claimed, waiting for their dial time
         self.unrecorded: list[PlacedRecord] = []  # provider ids of placed calls, written with the next claim
         self.on_requeue: Callable[[ObjectId], None] | None = None  # a call of this batch is back in the queue
+        # The ids of the batches running now, read afresh (the dispatcher's: it refreshes its cache too).
+        self.running_batches: Callable[[dt.datetime], Awaitable[set[ObjectId]]] = self._running_batches
+
+    async def _running_batches(self, now: dt.datetime) -> set[ObjectId]:
+        raise NotImplementedError("the dispatcher provides running_batches")
 
     def add(self, claims: list[Claimed]) -> None:
         self.ready.extend(claims)
@@ -71,20 +77,34 @@ class Placer:
         if not due:
             return 0
         self.ready = [c for c in self.ready if c.dial_at > now]
+        # Stop means stop: the batches are read again after the claim and just before the provider is
+        # asked, and a claim of a batch no longer running goes back to the queue unplaced. A stop waits
+        # for the batch's claims to be placed or handed back (CallRepo.unplaced), so no call of a
+        # stopped batch is placed after the stop has answered.
+        running = await self.running_batches(now)
+        stopped = [c for c in due if c.batch["_id"] not in running]
+        due = [c for c in due if c.batch["_id"] in running]
+        for claimed in stopped:
+            await self.requeue(claimed, now, {"at": now, "event": "batch_not_running"}, provider_error=False)
         results = await asyncio.gather(*(self._place(c) for c in due), return_exceptions=True)
         for claimed, result in zip(due, results):
             if isinstance(result, BaseException):  # a bug or a store failure: never lose the call
                 log.error("placing a call failed", exc_info=result,
                           extra={"callId": str(claimed.call["_id"]), "batchId": str(claimed.batch["_id"])})
         results = [None if isinstance(r, BaseException) else r for r in results]
-        # Recording the provider's ids rides on the next claim's bulk write (no write of its own): a
-        # status event may record it first (events accept a call whose id is not yet recorded), and
-        # after a crash before either, the reaper finds the call at the provider by number.
-        # Only onto the attempt we placed (our claim token, not since put back in the queue for a
-        # retry); the same id as any event recorded.
+        # The provider's ids are recorded at once, in one write (a stop waits for them); if that write
+        # fails they ride on the next claim's. A status event may record one first (events accept a
+        # call whose id is not yet recorded), and after a crash before either, the reaper finds the
+        # call at the provider by number. Only onto the attempt we placed (our claim token, not since
+        # put back in the queue for a retry); the same id as any event recorded.
         placed = [PlacedRecord(c.call["_id"], c.token, sid, now, now + self.lease) for c, sid in zip(due, results) if sid]
-        self.unrecorded += placed
         self.stats.placed += len(placed)
+        if placed:
+            try:
+                await self.calls.record_placed(placed)
+            except StoreUnavailable as exc:
+                log.error("recording placed calls failed; they go with the next claim", extra={"error": str(exc)})
+                self.unrecorded += placed
         return len(placed)
 
     async def flush_records(self) -> None:

@@ -8,6 +8,7 @@ from dialer.ports import Repositories
 from dialer.services.batches import Batches
 from dialer.services.call_events import CallEvents
 from dialer.services.ingestion import Ingestion
+from dialer.services.lifecycle import Lifecycle
 from dialer.services.tenancy import Tenancy
 from dialer.settings import Settings
 
@@ -19,5 +20,6 @@ TENANCY = web.AppKey("tenancy", Tenancy)
 BATCHES = web.AppKey("batches", Batches)
 INGESTION = web.AppKey("ingestion", Ingestion)
 EVENTS = web.AppKey("events", CallEvents)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 DEMO = web.AppKey("demo", dict)
 REQUEST_ID = web.RequestKey("request_id", str)

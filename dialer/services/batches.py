@@ -118,6 +118,7 @@ def batch_view(batch: dict, counters: dict | None = None) -> dict:
         "scheduledAt": iso(batch.get("scheduledAt")),
         "retry": batch["retry"],
         "ringingTimeoutSeconds": batch["ringingTimeoutSeconds"],
+        "retryCount": batch.get("retryCount", 0),
         "createdAt": iso(batch["createdAt"]),
         "updatedAt": iso(batch["updatedAt"]),
     }

@@ -1,5 +1,5 @@
-"""CallRepo and BatchRepo for operators: the placing fence, revoking claims, withdrawing, retrying,
-deleting, listing a workspace's batches, and counters of many batches at once."""
+"""CallRepo and BatchRepo for operators: claims not yet placed, withdrawing, retrying, deleting,
+listing a workspace's batches, and counters of many batches at once."""
 
 from __future__ import annotations
 
@@ -15,32 +15,17 @@ def entry(event: str, seconds: float = 0) -> dict:
     return {"at": at(seconds), "event": event}
 
 
-async def test_a_claim_being_placed_is_not_revoked_and_is_counted_until_settled(repos, batch):
-    a, b, c = await enqueue(repos, batch, planned(A), planned(B), planned(C))
+async def test_unplaced_counts_claims_until_placed_uncertain_or_handed_back(repos, batch):
+    a, b, c, d = await enqueue(repos, batch, planned(A), planned(B), planned(C), planned(D))
     for call_id in (a, b, c):
         await claim(repos, call_id)
-    assert await repos.calls.begin_placing([(a, "tok-1"), (b, "other-token")], at(1)) == {a}
-    assert await repos.calls.begin_placing([(a, "tok-1")], at(1)) == set()  # marked once
-    assert await repos.calls.placing(batch["_id"]) == 1
-    assert await repos.calls.revoke_unplaced(batch["_id"], at(2), entry("claim_revoked", 2)) == 2  # b and c
-    assert {d["_id"]: d["status"] for d in await repos.calls.page(batch["_id"], None, None, 10)} == {
-        a: "dialing", b: "queued", c: "queued"}
-    assert (await repos.calls.get(b))["attempts"] == 0  # nothing reached the callee
+    assert await repos.calls.unplaced(batch["_id"]) == 3
     await repos.calls.record_placed([PlacedRecord(a, "tok-1", "CA1", at(3), at(120))])
-    assert await repos.calls.placing(batch["_id"]) == 0
-    assert await repos.calls.revoke_unplaced(batch["_id"], at(4), entry("claim_revoked", 4)) == 0  # a is placed
-    assert await repos.calls.begin_placing([(b, "tok-1")], at(5)) == set()  # revoked: no longer this attempt's
-    assert set(await repos.calls.tallies(batch["_id"])) == {Tally("dialing", None, 1, 1, 1), Tally("queued", None, 2, 0, 0)}
-
-
-async def test_an_uncertain_or_requeued_placement_is_settled(repos, batch):
-    a, b = await enqueue(repos, batch, planned(A), planned(B))
-    await claim(repos, a)
-    await claim(repos, b)
-    assert await repos.calls.begin_placing([(a, "tok-1"), (b, "tok-1")], at(1)) == {a, b}
-    assert await repos.calls.mark_uncertain(a, "tok-1", at(30), entry("provider_error", 2))
-    assert await repos.calls.requeue_unplaced(b, "tok-1", at(60), entry("provider_error", 2), provider_error=True)
-    assert await repos.calls.placing(batch["_id"]) == 0
+    assert await repos.calls.mark_uncertain(b, "tok-1", at(30), entry("provider_error", 2))
+    assert await repos.calls.unplaced(batch["_id"]) == 1
+    assert await repos.calls.requeue_unplaced(c, "tok-1", at(60), entry("batch_not_running", 2))
+    assert await repos.calls.unplaced(batch["_id"]) == 0
+    assert (await repos.calls.get(c))["attempts"] == 0  # nothing reached the callee
 
 
 async def test_withdraw_cancels_waiting_calls_only_and_frees_their_callees(repos, batch):
@@ -137,3 +122,10 @@ async def test_update_and_delete_a_batch(repos, batch):
     assert await repos.batches.delete(batch["_id"])
     assert await repos.batches.get(batch["_id"]) is None and not await repos.batches.delete(batch["_id"])
     assert T0 < at(9)
+
+
+async def test_bring_forward_makes_later_calls_due_now(repos, batch):
+    a, b = await enqueue(repos, batch, planned(A, earliest=at(3600)), planned(B, earliest=at(0)))
+    assert await repos.calls.bring_forward(batch["_id"], at(10)) == 1
+    assert [d["_id"] for d in await repos.calls.due(batch["_id"], at(10), 10)] == [b, a]
+    assert (await repos.calls.get(a))["nextAttemptAt"] == at(10)

@@ -105,7 +105,9 @@ class Simulator:
             due = heapq.heappop(self._due)
             call = self.calls[due.event.provider_call_id]
             if call.status in ("completed", "busy", "no-answer", "failed", "canceled"):
-                continue  # hung up meanwhile
+                continue  # ended meanwhile
+            if call.status == "hanging-up" and due.event.status not in ("completed", "canceled"):
+                continue  # hung up: only its end is still to come
             call.status = due.event.status
             call.answered_by = due.event.answered_by or call.answered_by
             call.duration = due.event.duration
@@ -127,9 +129,15 @@ class Simulator:
         return found[-1].sid if found else None
 
     async def hangup(self, provider_call_id: str) -> None:
+        """Like Twilio's call update: a call talking ends `completed`, one still ringing `canceled`; the
+        event follows at once (at the next pump)."""
         call = self.calls.get(provider_call_id)
-        if call is not None and call.status not in ("completed", "busy", "no-answer", "failed", "canceled"):
-            call.status = "canceled"
+        if call is None or call.status in ("completed", "busy", "no-answer", "failed", "canceled"):
+            return
+        status = "completed" if call.status == "in-progress" else "canceled"
+        duration = int((self.clock.now() - call.created).total_seconds() * self.time_scale) if status == "completed" else None
+        self._schedule(self.clock.now(), call, status, answered_by=call.answered_by, duration=duration)
+        call.status = "hanging-up"  # events scheduled before the hangup are dropped, as Twilio ends the call
 
     async def close(self) -> None:
         self._due.clear()

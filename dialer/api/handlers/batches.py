@@ -1,16 +1,18 @@
-"""Batch routes: createBatch, addCallsToBatch, reading a batch and its calls back."""
+"""Batch routes: createBatch, addCallsToBatch, reading a batch and its calls back, and the lifecycle
+(list, start, stop, cancel, retry, delete)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from dialer.api.appkeys import BATCHES, INGESTION, PHONES, REPOS, TENANCY
+from dialer.api.appkeys import BATCHES, INGESTION, LIFECYCLE, PHONES, REPOS, TENANCY
 from dialer.api.auth import require_workspace
 from dialer.core.batch_spec import BatchSpecError, parse_batch_spec
 from dialer.services.batches import BatchForbidden, BatchNotFound, batch_view
 from dialer.services.calls import CallQueryError, list_calls
 from dialer.api.envelope import ApiError, envelope, ok
 from dialer.api.handlers.common import json_body
+from dialer.services.bodies import parse_json
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -69,3 +71,58 @@ async def get_batch_calls(request: web.Request) -> web.Response:
         raise ApiError(400, "Bad Request", str(exc)) from None
     return ok(page)
 
+
+
+async def _options(request: web.Request, allowed: dict[str, type]) -> dict:
+    """An optional JSON object body with only these fields, of these types."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise ApiError(400, "Bad Request", "body must be a JSON object")
+    unknown = set(body) - set(allowed)
+    if unknown:
+        raise ApiError(400, "Bad Request", f"unknown fields: {sorted(unknown)}; allowed: {sorted(allowed)}")
+    for name, kind in allowed.items():
+        if name in body and not (isinstance(body[name], kind) and not (kind is not bool and isinstance(body[name], bool))):
+            raise ApiError(400, "Bad Request", f"{name} must be a {kind.__name__}")
+    return body
+
+
+async def list_batches(request: web.Request) -> web.Response:
+    principal = await require_workspace(request)
+    return ok(await request.app[LIFECYCLE].list(principal.workspace_id, request.query))
+
+
+async def start_batch(request: web.Request) -> web.Response:
+    batch = await _owned_batch(request)
+    await _options(request, {})
+    lifecycle = request.app[LIFECYCLE]
+    return ok(await lifecycle.view(await lifecycle.start(batch)), "Batch running")
+
+
+async def stop_batch(request: web.Request) -> web.Response:
+    batch = await _owned_batch(request)
+    await _options(request, {})
+    lifecycle = request.app[LIFECYCLE]
+    return ok(await lifecycle.view(await lifecycle.stop(batch)), "Batch paused")
+
+
+async def cancel_batch(request: web.Request) -> web.Response:
+    batch = await _owned_batch(request)
+    options = await _options(request, {"hangUp": bool})
+    lifecycle = request.app[LIFECYCLE]
+    return ok(await lifecycle.view(await lifecycle.cancel(batch, options.get("hangUp", False))), "Batch cancelled")
+
+
+async def retry_batch(request: web.Request) -> web.Response:
+    batch = await _owned_batch(request)
+    options = await _options(request, {"outcomes": list})
+    lifecycle = request.app[LIFECYCLE]
+    return ok(await lifecycle.view(await lifecycle.retry(batch, options.get("outcomes"))), "Batch retried")
+
+
+async def delete_batch(request: web.Request) -> web.Response:
+    batch = await _owned_batch(request)
+    return ok({"batchId": await request.app[LIFECYCLE].delete(batch)}, "Batch deleted")

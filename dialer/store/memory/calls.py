@@ -30,7 +30,7 @@ DIALING = CallStatus.DIALING.value
 IN_FLIGHT = frozenset(IN_FLIGHT_VALUES)
 WAITING = frozenset(WAITING_VALUES)
 ACTIVE = frozenset(ACTIVE_VALUES)
-CLAIM_FIELDS = ("leaseUntil", "claimedBy", "dialAt", "uncertain", "placingAt")
+CLAIM_FIELDS = ("leaseUntil", "claimedBy", "dialAt", "uncertain")
 TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 
 
@@ -247,7 +247,6 @@ class MemoryCalls(CallIndexes):
                 continue
             self._unindex(doc)
             doc["providerCallId"] = r.provider_call_id
-            doc.pop("placingAt", None)
             lease = utc(r.lease_until)
             if doc.get("leaseUntil") is None or lease > doc["leaseUntil"]:
                 doc["leaseUntil"] = lease
@@ -281,7 +280,6 @@ class MemoryCalls(CallIndexes):
         self._unindex(doc)
         doc["leaseUntil"] = utc(lease_until)
         doc["uncertain"] = True
-        doc.pop("placingAt", None)
         self._push(doc, entry)
         self._index(doc)
         return True
@@ -380,34 +378,8 @@ class MemoryCalls(CallIndexes):
             return []
         return [self._docs[cid] for status in statuses for cid in list(b.by_status.get(status, ()))]
 
-    async def begin_placing(self, marks: list[tuple[ObjectId, str]], now: dt.datetime) -> set[ObjectId]:
-        marked = set()
-        for call_id, token in marks:
-            doc = self._doc(call_id)
-            if (doc is not None and doc.get("claimToken") == token and doc["status"] == DIALING
-                    and "providerCallId" not in doc and "placingAt" not in doc):
-                doc["placingAt"] = utc(now)
-                marked.add(call_id)
-        return marked
-
-    async def revoke_unplaced(self, batch_id: ObjectId, now: dt.datetime, entry: dict) -> int:
-        revoked = 0
-        for doc in self._of(batch_id, (DIALING,)):
-            if "providerCallId" in doc or "placingAt" in doc:
-                continue
-            target = self._check(doc, QUEUED)
-            self._unindex(doc)
-            doc["status"], doc["nextAttemptAt"] = target, utc(now)
-            doc["attempts"] -= 1
-            for name in CLAIM_FIELDS:
-                doc.pop(name, None)
-            self._push(doc, entry)
-            self._index(doc)
-            revoked += 1
-        return revoked
-
-    async def placing(self, batch_id: ObjectId) -> int:
-        return sum(1 for doc in self._of(batch_id, (DIALING,)) if "placingAt" in doc and "providerCallId" not in doc)
+    async def unplaced(self, batch_id: ObjectId) -> int:
+        return sum(1 for doc in self._of(batch_id, (DIALING,)) if "providerCallId" not in doc and not doc.get("uncertain"))
 
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
         now = utc(now)
@@ -447,6 +419,18 @@ class MemoryCalls(CallIndexes):
             self._index(doc)
             retried += 1
         return retried, busy
+
+    async def bring_forward(self, batch_id: ObjectId, now: dt.datetime) -> int:
+        b = self._batches.get(batch_id)
+        if b is None:
+            return 0
+        now = utc(now)
+        later = [self._docs[cid] for at, cid in b.queued.irange((now, b"\xff" * 12), None, inclusive=(False, True))]
+        for doc in later:
+            self._unindex(doc)
+            doc["nextAttemptAt"] = now
+            self._index(doc)
+        return len(later)
 
     async def delete_calls(self, batch_id: ObjectId, limit: int) -> int:
         b = self._batches.get(batch_id)

@@ -35,7 +35,7 @@ MAX_ROUNDS = 3
 TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
 DUPLICATE_KEY = 11000
-CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": "", "placingAt": ""}
+CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
 
 
 class MongoCalls:
@@ -219,7 +219,6 @@ class MongoCalls:
     def _placed_op(r: PlacedRecord) -> UpdateOne:
         return UpdateOne({"_id": r.call_id, "claimToken": r.token, "status": {"$ne": CallStatus.QUEUED.value}},
                          {"$set": {"providerCallId": r.provider_call_id}, "$max": {"leaseUntil": r.lease_until},
-                          "$unset": {"placingAt": ""},
                           "$push": {"history": {"at": r.at, "event": "placed", "providerCallId": r.provider_call_id}}})
 
     @unavailable
@@ -247,7 +246,7 @@ class MongoCalls:
     async def mark_uncertain(self, call_id: ObjectId, token: str, lease_until: dt.datetime, entry: dict) -> bool:
         result = await self.c.update_one({"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value},
                                          {"$set": {"leaseUntil": lease_until, "uncertain": True},
-                                          "$unset": {"placingAt": ""}, "$push": {"history": entry}})
+                                          "$push": {"history": entry}})
         return result.modified_count == 1
 
     @staticmethod
@@ -345,40 +344,9 @@ class MongoCalls:
 
     # ---- operators (lifecycle) -------------------------------------------------------------------
     @unavailable
-    async def begin_placing(self, marks: list[tuple[ObjectId, str]], now: dt.datetime) -> set[ObjectId]:
-        if not marks:
-            return set()
-        mark = secrets.token_hex(8)
-        await self.c.bulk_write([UpdateOne(
-            {"_id": cid, "claimToken": token, "status": CallStatus.DIALING.value,
-             "providerCallId": {"$exists": False}, "placingAt": {"$exists": False}},
-            {"$set": {"placingAt": now, "writeToken": mark}}) for cid, token in marks], ordered=False)
-        return {d["_id"] async for d in self.c.find({"_id": {"$in": [cid for cid, _ in marks]}, "writeToken": mark},
-                                                    {"_id": 1})}
-
-    @unavailable
-    async def revoke_unplaced(self, batch_id: ObjectId, now: dt.datetime, entry: dict) -> int:
-        waiting = await self.c.find({"batchId": batch_id, "status": CallStatus.DIALING.value,
-                                     "providerCallId": {"$exists": False}, "placingAt": {"$exists": False}},
-                                    {"claimToken": 1}).to_list(None)
-        revoked = 0
-        for doc in waiting:  # at most the batch's concurrency limit
-            before = await self.c.find_one_and_update(
-                {"_id": doc["_id"], "claimToken": doc.get("claimToken"), "status": CallStatus.DIALING.value,
-                 "providerCallId": {"$exists": False}, "placingAt": {"$exists": False}},
-                {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": now}, "$inc": {"attempts": -1},
-                 "$unset": CLAIM_FIELDS, "$push": {"history": entry}}, projection=BEFORE_FIELDS)
-            if before is not None:
-                outcome, attempts = before.get("outcome"), before.get("attempts", 0)
-                self.counters.change(batch_id, (before["status"], outcome, attempts),
-                                     (CallStatus.QUEUED.value, outcome, attempts - 1))
-                revoked += 1
-        return revoked
-
-    @unavailable
-    async def placing(self, batch_id: ObjectId) -> int:
+    async def unplaced(self, batch_id: ObjectId) -> int:
         return await self.c.count_documents({"batchId": batch_id, "status": CallStatus.DIALING.value,
-                                             "placingAt": {"$exists": True}, "providerCallId": {"$exists": False}})
+                                             "providerCallId": {"$exists": False}, "uncertain": {"$ne": True}})
 
     @unavailable
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
@@ -432,6 +400,12 @@ class MongoCalls:
             if d["_id"] in done:
                 self._moved(d, CallStatus.QUEUED.value, d.get("outcome"))
         return len(done), len(docs) - len(done)
+
+    @unavailable
+    async def bring_forward(self, batch_id: ObjectId, now: dt.datetime) -> int:
+        result = await self.c.update_many({"batchId": batch_id, "status": CallStatus.QUEUED.value,
+                                           "nextAttemptAt": {"$gt": now}}, {"$set": {"nextAttemptAt": now}})
+        return result.modified_count
 
     @unavailable
     async def delete_calls(self, batch_id: ObjectId, limit: int) -> int:

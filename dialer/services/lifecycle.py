@@ -1,0 +1,185 @@
+"""The batch lifecycle for operators: list, start, stop, cancel, retry, delete (DESIGN.md "Batch lifecycle").
+
+Every status change is a move of core/machine.py. Operators double-click: start on a running batch
+and stop on a paused one change nothing and succeed; a transition the status forbids is refused
+(409) naming the status. Stop means stop: once `stop` or `cancel` has answered, no call of the batch
+is placed by any dispatcher (the placer re-reads the running batches before it places a claim, and
+these wait until the batch has no claim left unplaced); calls already in flight end normally, or are
+hung up through the provider when `cancel` is asked to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Mapping
+
+from bson import ObjectId
+
+from dialer.core import machine
+from dialer.core.clock import Clock
+from dialer.core.statuses import RETRYABLE_OUTCOMES, BatchStatus
+from dialer.ports import BatchRepo, CallRepo
+from dialer.services.batches import Batches, batch_view, counters_view
+from dialer.services.errors import Refused
+from dialer.services.tenancy import parse_id
+
+log = logging.getLogger("dialer.lifecycle")
+CHUNK = 1000
+MAX_PAGE = 100
+DEFAULT_RETRY_OUTCOMES = ["busy", "failed", "machine", "no_answer"]
+BATCH_STATUSES = {s.value for s in BatchStatus}
+
+
+def conflict(batch: dict, verb: str) -> Refused:
+    return Refused(409, "Conflict", f"the batch is {batch['status']}: it cannot be {verb}", {"status": batch["status"]})
+
+
+class Lifecycle:
+    def __init__(self, batches: Batches, repo: BatchRepo, calls: CallRepo, clock: Clock,
+                 hang_up: Callable[[str], Awaitable[None]] | None = None, settle_seconds: float = 15.0,
+                 poll_seconds: float = 0.05) -> None:
+        self.batches = batches
+        self.repo = repo
+        self.calls = calls
+        self.clock = clock
+        self.hang_up = hang_up  # the provider's hangup, when this process has one
+        self.settle_seconds = settle_seconds  # the rate horizon plus the provider's timeout, and some
+        self.poll_seconds = poll_seconds
+
+    async def view(self, batch: dict) -> dict:
+        return batch_view(batch, await self.batches.counters(batch["_id"]))
+
+    async def list(self, workspace_id: ObjectId, query: Mapping[str, str]) -> dict:
+        """A page of the workspace's batches, newest first, each with its counters (one read for all)."""
+        statuses = [s for s in query.get("status", "").split(",") if s]
+        unknown = set(statuses) - BATCH_STATUSES
+        if unknown:
+            raise Refused(400, "Bad Request", f"unknown status {sorted(unknown)}; use {sorted(BATCH_STATUSES)}")
+        agent_id = None
+        if query.get("agentId"):
+            agent_id = parse_id(query["agentId"])
+            if agent_id is None:
+                raise Refused(400, "Bad Request", "agentId must be an agent's id")
+        try:
+            limit = int(query.get("limit", 20))
+        except ValueError:
+            raise Refused(400, "Bad Request", "limit must be an integer") from None
+        if not 1 <= limit <= MAX_PAGE:
+            raise Refused(400, "Bad Request", f"limit must be from 1 to {MAX_PAGE}")
+        before = None
+        if query.get("cursor"):
+            before = parse_id(query["cursor"])
+            if before is None:
+                raise Refused(400, "Bad Request", "cursor must be a batchId from a previous page's nextCursor")
+        docs = await self.repo.list(workspace_id, statuses or None, agent_id, before, limit + 1)
+        more, docs = len(docs) > limit, docs[:limit]
+        tallies = await self.calls.tallies_many([d["_id"] for d in docs])
+        return {"batches": [batch_view(d, counters_view(tallies[d["_id"]])) for d in docs], "count": len(docs),
+                "nextCursor": str(docs[-1]["_id"]) if more else None}
+
+    async def start(self, batch: dict) -> dict:
+        """pending | paused -> running now (a batch scheduled for later starts early)."""
+        if batch["status"] == BatchStatus.RUNNING.value:
+            return batch
+        now = self.clock.now()
+        if not await self.repo.move(batch["_id"], machine.START, now,
+                                    {"scheduledAt": None, "startedAt": now, "enqueuedAt": now}):
+            raise conflict(await self._reread(batch), "started")
+        scheduled = batch.get("scheduledAt")
+        if scheduled is not None and scheduled > now:  # its calls waited for the scheduled start
+            await self.calls.bring_forward(batch["_id"], now)
+        log.info("batch started", extra={"batchId": str(batch["_id"])})
+        return await self._reread(batch)
+
+    async def stop(self, batch: dict) -> dict:
+        """running -> paused; answers once no claim of the batch is left unplaced."""
+        if batch["status"] == BatchStatus.PAUSED.value:
+            return batch
+        if not await self.repo.move(batch["_id"], machine.STOP, self.clock.now()):
+            raise conflict(await self._reread(batch), "stopped")
+        await self._settle(batch["_id"])
+        log.info("batch stopped", extra={"batchId": str(batch["_id"])})
+        return await self._reread(batch)
+
+    async def cancel(self, batch: dict, hang_up: bool = False) -> dict:
+        """-> cancelled (final): waiting calls cancelled; calls in flight end normally, or are hung up."""
+        now = self.clock.now()
+        if not await self.repo.move(batch["_id"], machine.CANCEL, now):
+            raise conflict(await self._reread(batch), "cancelled")
+        await self._settle(batch["_id"])
+        entry = {"at": now, "event": "batch_cancelled"}
+        while await self.calls.withdraw(batch["_id"], now, entry, CHUNK):
+            await asyncio.sleep(0)
+        if hang_up:
+            await self._hang_up(batch["_id"])
+        log.info("batch cancelled", extra={"batchId": str(batch["_id"]), "hangUp": hang_up})
+        return await self._reread(batch)
+
+    async def retry(self, batch: dict, outcomes: Any = None) -> dict:
+        """Final calls whose outcome is in `outcomes` go back to the queue; the batch runs again."""
+        if outcomes is None:
+            outcomes = DEFAULT_RETRY_OUTCOMES
+        if not isinstance(outcomes, list) or not outcomes or not all(o in RETRYABLE_OUTCOMES for o in outcomes):
+            raise Refused(400, "Bad Request", f"outcomes must be a non-empty list of {sorted(RETRYABLE_OUTCOMES)}")
+        if batch["status"] not in machine.RETRY_BATCH.source_values:
+            raise conflict(batch, "retried")
+        now = self.clock.now()
+        entry = {"at": now, "event": "retry_asked"}
+        retried = skipped = 0
+        while True:
+            done, busy = await self.calls.retry_finished(batch["_id"], sorted(set(outcomes)), now, entry, CHUNK)
+            if not done and not busy:
+                break
+            retried, skipped = retried + done, skipped + busy
+            await asyncio.sleep(0)
+        if not retried:
+            raise Refused(409, "Conflict", f"nothing to retry: no final call has an outcome in {sorted(set(outcomes))}",
+                          {"status": batch["status"], "skipped": skipped})
+        await self.repo.move(batch["_id"], machine.RETRY_BATCH, now,
+                             {"retryCount": batch.get("retryCount", 0) + 1, "enqueuedAt": now}, unset=("completedAt",))
+        log.info("batch retried", extra={"batchId": str(batch["_id"]), "calls": retried, "skipped": skipped})
+        return await self._reread(batch)
+
+    async def delete(self, batch: dict) -> str:
+        """The batch and its calls are removed; refused while calls are in flight."""
+        flying = counters_view(await self.calls.tallies(batch["_id"]))["inFlight"]
+        if flying or await self.calls.unplaced(batch["_id"]):
+            raise Refused(409, "Conflict", f"{flying} calls of the batch are in flight: stop or cancel it, then "
+                                           "delete it once they have ended", {"status": batch["status"]})
+        if batch["status"] == BatchStatus.RUNNING.value:  # no dispatcher may claim while calls go
+            await self.repo.move(batch["_id"], machine.STOP, self.clock.now())
+            await self._settle(batch["_id"])
+        while await self.calls.delete_calls(batch["_id"], CHUNK):
+            await asyncio.sleep(0)
+        await self.repo.delete(batch["_id"])
+        log.info("batch deleted", extra={"batchId": str(batch["_id"])})
+        return str(batch["_id"])
+
+    async def _settle(self, batch_id: ObjectId) -> None:
+        """Wait until no claim of the batch is left unplaced (placed, or handed back by the placer)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settle_seconds
+        while await self.calls.unplaced(batch_id):
+            if loop.time() >= deadline:
+                # A dispatcher died holding claims: they are not placed (the reaper requeues them).
+                log.warning("claims still unplaced after the stop; a dispatcher may have died",
+                            extra={"batchId": str(batch_id)})
+                return
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _hang_up(self, batch_id: ObjectId) -> None:
+        if self.hang_up is None:
+            log.warning("hangUp asked, but this process has no telephony provider", extra={"batchId": str(batch_id)})
+            return
+        for call in await self.calls.in_flight(batch_id):
+            sid = call.get("providerCallId")
+            if not sid:
+                continue
+            try:
+                await self.hang_up(sid)
+            except Exception as exc:  # one failed hangup must not stop the others
+                log.warning("hangup failed", extra={"callId": str(call["_id"]), "error": str(exc)})
+
+    async def _reread(self, batch: dict) -> dict:
+        return await self.repo.get(batch["_id"]) or batch

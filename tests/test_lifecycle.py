@@ -1,0 +1,243 @@
+"""Operators run their batches through HTTP: list, start, stop, cancel, retry, delete, with dispatchers
+running on a virtual clock (tests/dispatch_harness.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from dialer.api.appkeys import LIFECYCLE
+from tests.conftest import make_api
+from tests.dispatch_harness import Harness
+
+
+@pytest.fixture
+def engine_settings(settings):
+    return settings.replace(calls_per_second=1000.0, max_concurrent_calls=1000, lease_seconds=120,
+                            provider="simulator", sim_time_scale=1.0)
+
+
+def nums(n: int, area: str = "212") -> list[dict]:
+    return [{"phoneNumber": f"+1{area}555{i:04d}"} for i in range(n)]
+
+
+async def act(api, batch: str, verb: str, body=None) -> tuple[int, dict]:
+    return await api.post(f"/api/call/batches/{batch}/{verb}", body)
+
+
+async def while_stepping(h, request):
+    """Run an HTTP request while the dispatchers keep working (a stop waits for their unplaced claims)."""
+    task = asyncio.ensure_future(request)
+    while not task.done():
+        await h.step(0.2)
+        await asyncio.sleep(0.01)
+    return await task
+
+
+async def done(h, batch):
+    return await h.batch_status(batch) == "completed"
+
+
+async def test_stop_means_stop_with_two_dispatchers_then_resume(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=2.0), dispatchers=2, mean_duration=40)
+    batch = await api.create_batch(concurrencyLimit=6)
+    await api.add_calls(batch, nums(60))
+    for _ in range(30):
+        await h.step()
+    assert 0 < len(h.sim.placed) < 60
+    code, doc = await while_stepping(h, act(api, batch, "stop"))
+    assert code == 200 and doc["data"]["status"] == "paused"
+    placed = len(h.sim.placed)
+    frozen = doc["data"]["counters"]
+    for _ in range(300):  # five minutes: calls in flight end, nothing new is placed by either dispatcher
+        await h.step()
+    assert len(h.sim.placed) == placed
+    _, doc = await api.get(f"/api/call/batches/{batch}")
+    counters = doc["data"]["counters"]
+    assert counters["inFlight"] == 0 and counters["dispatched"] == frozen["dispatched"]
+    assert counters["finished"] == frozen["finished"] + frozen["inFlight"]
+    code, again = await act(api, batch, "stop")  # a double click changes nothing
+    assert code == 200 and again["data"]["status"] == "paused"
+    code, doc = await act(api, batch, "start")
+    assert code == 200 and doc["data"]["status"] == "running"
+    await h.run_until(lambda: done(h, batch))
+    assert Counter(r.to for r in h.sim.placed) == Counter(c["phoneNumber"] for c in nums(60))  # each once
+    assert max(h.peak.values()) <= 6
+
+
+async def test_cancel_withdraws_waiting_calls_and_can_hang_up(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, outcomes={"no_answer": 1.0})  # each rings for ten minutes
+    api.app[LIFECYCLE].hang_up = h.sim.hangup  # as the composition root wires the provider of make run
+    batch = await api.create_batch(concurrencyLimit=3, ringingTimeoutSeconds=600)
+    await api.add_calls(batch, nums(10))
+    for _ in range(40):
+        await h.step()
+    assert len(h.sim.placed) == 3
+    code, doc = await while_stepping(h, act(api, batch, "cancel", {"hangUp": True}))
+    assert code == 200 and doc["data"]["status"] == "cancelled"
+    assert doc["data"]["counters"]["byStatus"]["cancelled"] == 7
+    for _ in range(5):
+        await h.step()
+    _, doc = await api.get(f"/api/call/batches/{batch}")
+    assert doc["data"]["counters"]["inFlight"] == 0 and doc["data"]["counters"]["finished"] == 10
+    assert len(h.sim.placed) == 3
+    code, doc = await act(api, batch, "cancel")
+    assert code == 409 and "cancelled" in doc["errorMessage"] and doc["data"]["status"] == "cancelled"
+    for verb in ("start", "stop", "retry"):
+        code, doc = await act(api, batch, verb)
+        assert code == 409, verb
+
+
+async def test_cancel_without_hang_up_lets_calls_in_flight_end(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, mean_duration=60)
+    batch = await api.create_batch(concurrencyLimit=2)
+    await api.add_calls(batch, nums(6))
+    for _ in range(10):
+        await h.step()
+    code, doc = await while_stepping(h, act(api, batch, "cancel"))
+    assert code == 200 and doc["data"]["counters"]["inFlight"] == 2
+    for _ in range(1000):
+        await h.step()
+    calls = await api.all_calls(batch)
+    assert Counter(c["status"] for c in calls) == {"completed": 2, "cancelled": 4}
+
+
+async def test_retry_redials_only_the_named_outcomes(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, outcomes={"answered": 0.5, "busy": 0.5}, mean_duration=10)
+    batch = await api.create_batch(concurrencyLimit=10)
+    await api.add_calls(batch, nums(20))
+    await h.run_until(lambda: done(h, batch))
+    first = Counter(c["status"] for c in await api.all_calls(batch))
+    assert first["busy"] > 0 and first["completed"] > 0
+    code, doc = await act(api, batch, "retry", {"outcomes": ["busy"]})
+    assert code == 200 and doc["data"]["status"] == "running" and doc["data"]["retryCount"] == 1
+    assert doc["data"]["counters"]["waiting"] == first["busy"]
+    completed = {c["phoneNumber"] for c in await api.all_calls(batch, status="completed")}
+    before = len(h.sim.placed)
+    await h.run_until(lambda: done(h, batch))
+    redialled = [r.to for r in h.sim.placed[before:]]
+    assert len(redialled) == first["busy"] and not set(redialled) & completed  # a success is never redialled
+    _, doc = await api.get(f"/api/call/batches/{batch}")
+    assert doc["data"]["counters"]["scheduled"] == 20 and doc["data"]["retryCount"] == 1
+    code, doc = await act(api, batch, "retry", {"outcomes": ["no_answer"]})
+    assert code == 409 and "nothing to retry" in doc["errorMessage"]
+    code, doc = await act(api, batch, "retry", {"outcomes": ["completed"]})
+    assert code == 400
+
+
+async def test_start_runs_a_scheduled_batch_early_and_double_clicks_are_harmless(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(scheduledAt="2026-12-24T15:00:00Z")
+    await api.add_calls(batch, nums(2))
+    for _ in range(5):
+        await h.step()
+    assert h.sim.placed == []
+    code, doc = await act(api, batch, "start")
+    assert code == 200 and doc["data"]["status"] == "running" and doc["data"]["scheduledAt"] is None
+    code, doc = await act(api, batch, "start")
+    assert code == 200 and doc["data"]["status"] == "running"
+    await h.run_until(lambda: done(h, batch))
+    assert len(h.sim.placed) == 2
+    code, doc = await act(api, batch, "start")
+    assert code == 409 and "completed" in doc["errorMessage"]
+
+
+async def test_delete_is_refused_while_calls_are_in_flight(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, mean_duration=60)
+    batch = await api.create_batch(concurrencyLimit=2)
+    await api.add_calls(batch, nums(4))
+    for _ in range(3):
+        await h.step()
+    resp = await api.client.delete(f"/api/call/batches/{batch}", headers=api.headers())
+    doc = await resp.json()
+    assert resp.status == 409 and "in flight" in doc["errorMessage"]
+    await h.run_until(lambda: done(h, batch))
+    resp = await api.client.delete(f"/api/call/batches/{batch}", headers=api.headers())
+    assert resp.status == 200 and (await resp.json())["data"]["batchId"] == batch
+    code, _ = await api.get(f"/api/call/batches/{batch}")
+    assert code == 404
+    assert await api.store.calls.page(__import__("bson").ObjectId(batch), None, None, 10) == []
+
+
+async def test_list_pages_filters_and_counts(api, client, app):
+    other = await make_api(client, app)
+    await other.create_batch()
+    ids = [await api.create_batch(name=f"b{i}") for i in range(5)]
+    await api.add_calls(ids[1], nums(3))
+    code, doc = await api.get("/api/call/batches?limit=2")
+    assert code == 200 and [b["batchId"] for b in doc["data"]["batches"]] == [ids[4], ids[3]]
+    code, doc = await api.get(f"/api/call/batches?limit=2&cursor={doc['data']['nextCursor']}")
+    assert [b["batchId"] for b in doc["data"]["batches"]] == [ids[2], ids[1]]
+    assert doc["data"]["batches"][1]["counters"]["scheduled"] == 3
+    code, doc = await api.get("/api/call/batches?status=running")
+    assert [b["batchId"] for b in doc["data"]["batches"]] == [ids[1]] and doc["data"]["nextCursor"] is None
+    code, doc = await api.get(f"/api/call/batches?agentId={api.agent['_id']}&limit=100")
+    assert len(doc["data"]["batches"]) == 5
+    for bad in ("?status=sleeping", "?limit=0", "?limit=1000", "?limit=x", "?cursor=zz", "?agentId=nope"):
+        code, doc = await api.get(f"/api/call/batches{bad}")
+        assert code == 400 and doc["status"] is False, bad
+
+
+@pytest.mark.parametrize("verb, body, reason", [
+    ("cancel", {"hangUp": "yes"}, "hangUp must be a bool"),
+    ("cancel", {"hangup": True}, "unknown fields"),
+    ("retry", {"outcomes": "busy"}, "outcomes must be a list"),
+    ("retry", {"outcomes": []}, "outcomes must be a non-empty list"),
+    ("start", {"now": True}, "unknown fields"),
+    ("stop", [1], "body must be a JSON object"),
+])
+async def test_bad_bodies_are_400(api, verb, body, reason):
+    batch = await api.create_batch()
+    code, doc = await act(api, batch, verb, body)
+    assert code == 400 and reason in doc["errorMessage"]
+
+
+async def test_unknown_malformed_and_foreign_batches(api, client, app):
+    other = await make_api(client, app)
+    theirs = await other.create_batch()
+    for batch, code in (("64e5f12345abcdef98765432", 404), ("not-an-id", 404), (theirs, 403)):
+        for verb in ("start", "stop", "cancel", "retry"):
+            status, doc = await act(api, batch, verb)
+            assert status == code and doc["code"] == code, (batch, verb)
+        resp = await api.client.delete(f"/api/call/batches/{batch}", headers=api.headers())
+        assert resp.status == code
+    _, doc = await other.get(f"/api/call/batches/{theirs}")
+    assert doc["data"]["status"] == "pending"
+
+
+async def test_claims_not_yet_placed_are_never_placed_after_a_stop(api, clock, engine_settings):
+    """The sharp edge of "stop means stop": calls already claimed (dial times spread by the rate) and a
+    second dispatcher whose view of the running batches is a few seconds old."""
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=1.0), dispatchers=2, mean_duration=600)
+    first, stale = h.engines
+    batch = await api.create_batch(concurrencyLimit=10)
+    await api.add_calls(batch, nums(20))
+    await stale.dispatcher.claim(clock.now())  # reads the running batches, claims (the rate allows 3)...
+    await stale.dispatcher.placer.place_due(clock.now())  # ...and places the first
+    await first.dispatcher.claim(clock.now())  # the other claims too (its dial times are later still)
+    assert len(h.sim.placed) == 1 and first.dispatcher.waiting_to_place + stale.dispatcher.waiting_to_place >= 2
+
+    async def placer_keeps_working():
+        for _ in range(50):
+            clock.advance(0.1)
+            for engine in h.engines:
+                await engine.dispatcher.placer.place_due(clock.now())
+            await asyncio.sleep(0.01)
+
+    work = asyncio.ensure_future(placer_keeps_working())
+    code, doc = await act(api, batch, "stop")
+    assert code == 200 and doc["data"]["status"] == "paused"
+    await work
+    assert len(h.sim.placed) == 1  # the claims waiting for their dial time went back to the queue unplaced
+    # The stale dispatcher still believes the batch runs (it re-reads batches every 5 s): it may claim,
+    # but it checks again before placing, and places nothing.
+    clock.advance(1)
+    await stale.dispatcher.claim(clock.now())
+    clock.advance(3)
+    await stale.dispatcher.placer.place_due(clock.now())
+    assert len(h.sim.placed) == 1
+    calls = await api.all_calls(batch)
+    assert Counter(c["status"] for c in calls) == {"queued": 19, "dialing": 1}
+    assert {c["attempts"] for c in calls if c["status"] == "queued"} == {0}
