@@ -93,6 +93,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
             engine = build_engine(services)
             services.ingestion.on_enqueued = engine.dispatcher.wake
             services.lifecycle.hang_up = engine.provider.hangup
+            services.lifecycle.on_change = engine.dispatcher.wake
             engine.start()
         elif settings.provider == "twilio" and settings.twilio_account_sid and settings.twilio_auth_token:
             from workers.telephony.twilio import TwilioProvider  # cancel with hangUp ends calls through it

@@ -241,3 +241,63 @@ async def test_claims_not_yet_placed_are_never_placed_after_a_stop(api, clock, e
     calls = await api.all_calls(batch)
     assert Counter(c["status"] for c in calls) == {"queued": 19, "dialing": 1}
     assert {c["attempts"] for c in calls if c["status"] == "queued"} == {0}
+
+
+async def test_update_raises_the_limit_and_dispatchers_follow(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, mean_duration=600)
+    api.app[LIFECYCLE].on_change = h.engines[0].dispatcher.wake  # as the composition root wires make run's
+    batch = await api.create_batch(concurrencyLimit=2)
+    await api.add_calls(batch, nums(20))
+    for _ in range(5):
+        await h.step()
+    assert len(h.sim.placed) == 2
+    resp = await api.client.patch(f"/api/call/batches/{batch}", headers=api.headers(),
+                                  json={"concurrencyLimit": 5, "name": "bigger", "retry": {"maxAttempts": 2}})
+    doc = await resp.json()
+    assert resp.status == 200 and doc["data"]["concurrencyLimit"] == 5 and doc["data"]["name"] == "bigger"
+    assert doc["data"]["retry"]["maxAttempts"] == 2
+    for _ in range(3):  # woken, the dispatcher reads the running batches again and sees the new limit
+        await h.step()
+    assert len(h.sim.placed) == 5 and h.peak[batch] == 5
+
+
+async def test_update_of_the_window_makes_waiting_calls_due(api, clock, engine_settings):
+    import datetime as dt
+
+    clock.set(dt.datetime(2026, 11, 23, 20, 0, tzinfo=dt.timezone.utc))  # 15:00 in New York
+    h = Harness(api, clock, engine_settings)
+    api.app[LIFECYCLE].on_change = h.engines[0].dispatcher.wake
+    batch = await api.create_batch(callingWindow={"start": "18:00", "end": "20:00"})
+    await api.add_calls(batch, nums(2))
+    for _ in range(5):
+        await h.step()
+    assert h.sim.placed == []
+    resp = await api.client.patch(f"/api/call/batches/{batch}", headers=api.headers(),
+                                  json={"callingWindow": {"start": "09:00", "end": "17:00"}})
+    assert resp.status == 200
+    for _ in range(3):
+        await h.step()
+    assert len(h.sim.placed) == 2
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({}, "body must be a JSON object"),
+    ({"concurrencyLimit": 0}, "concurrencyLimit"),
+    ({"callingWindow": {"start": "25:00"}}, "callingWindow"),
+    ({"agentId": "x"}, "unchangeable"),
+    ({"retry": {"on": ["completed"]}}, "retry.on"),
+    ([], "body must be a JSON object"),
+])
+async def test_update_refuses_bad_bodies(api, body, reason):
+    batch = await api.create_batch()
+    resp = await api.client.patch(f"/api/call/batches/{batch}", headers=api.headers(), json=body)
+    doc = await resp.json()
+    assert resp.status == 400 and reason in doc["errorMessage"]
+
+
+async def test_a_cancelled_batch_cannot_change(api, clock):
+    batch = await api.create_batch()
+    code, _ = await act(api, batch, "cancel")
+    assert code == 200
+    resp = await api.client.patch(f"/api/call/batches/{batch}", headers=api.headers(), json={"name": "x"})
+    assert resp.status == 409

@@ -14,6 +14,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/call/batches", batches.list_batches)
     app.router.add_get("/api/call/batches/{batchId}", batches.get_batch)
     app.router.add_delete("/api/call/batches/{batchId}", batches.delete_batch)
+    app.router.add_patch("/api/call/batches/{batchId}", batches.update_batch)
     app.router.add_post("/api/call/batches/{batchId}/start", batches.start_batch)
     app.router.add_post("/api/call/batches/{batchId}/stop", batches.stop_batch)
     app.router.add_post("/api/call/batches/{batchId}/cancel", batches.cancel_batch)

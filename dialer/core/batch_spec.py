@@ -126,3 +126,34 @@ def parse_batch_spec(body: Any, phones: PhoneNormaliser) -> BatchSpec:
         retry=parse_retry(body.get("retry")),
         ringing_timeout=_int(body, "ringingTimeoutSeconds", DEFAULT_RINGING_TIMEOUT, 5, 600),
     )
+
+
+UPDATABLE_FIELDS = ("name", "concurrencyLimit", "callingWindow", "retry", "ringingTimeoutSeconds")
+
+
+def parse_batch_update(body: Any) -> dict[str, Any]:
+    """A PATCH body: some of UPDATABLE_FIELDS, validated as createBatch does; the stored fields to set."""
+    if not isinstance(body, dict) or not body:
+        raise BatchSpecError(f"body must be a JSON object with some of {list(UPDATABLE_FIELDS)}")
+    unknown = set(body) - set(UPDATABLE_FIELDS)
+    if unknown:
+        raise BatchSpecError(f"unknown or unchangeable fields: {sorted(unknown)}; a batch's {list(UPDATABLE_FIELDS)} "
+                             "can change")
+    changes: dict[str, Any] = {}
+    if "name" in body:
+        name = body["name"]
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise BatchSpecError("name must be a non-empty string of at most 200 characters")
+        changes["name"] = name.strip()
+    if "concurrencyLimit" in body:
+        changes["concurrencyLimit"] = _int(body, "concurrencyLimit", 0, 1, MAX_CONCURRENCY)
+    if "ringingTimeoutSeconds" in body:
+        changes["ringingTimeoutSeconds"] = _int(body, "ringingTimeoutSeconds", 0, 5, 600)
+    if "callingWindow" in body:
+        try:
+            changes["callingWindow"] = CallingWindow.parse(body["callingWindow"]).to_doc()
+        except WindowError as exc:
+            raise BatchSpecError(f"callingWindow: {exc}") from None
+    if "retry" in body:
+        changes["retry"] = parse_retry(body["retry"])
+    return changes

@@ -29,6 +29,7 @@ CHUNK = 1000
 MAX_PAGE = 100
 DEFAULT_RETRY_OUTCOMES = ["busy", "failed", "machine", "no_answer"]
 BATCH_STATUSES = {s.value for s in BatchStatus}
+UPDATABLE_STATUSES = [s.value for s in (BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED, BatchStatus.COMPLETED)]
 
 
 def conflict(batch: dict, verb: str) -> Refused:
@@ -46,6 +47,7 @@ class Lifecycle:
         self.hang_up = hang_up  # the provider's hangup, when this process has one
         self.settle_seconds = settle_seconds  # the rate horizon plus the provider's timeout, and some
         self.poll_seconds = poll_seconds
+        self.on_change: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
 
     async def view(self, batch: dict) -> dict:
         return batch_view(batch, await self.batches.counters(batch["_id"]))
@@ -140,6 +142,25 @@ class Lifecycle:
                              {"retryCount": batch.get("retryCount", 0) + 1, "enqueuedAt": now}, unset=("completedAt",))
         log.info("batch retried", extra={"batchId": str(batch["_id"]), "calls": retried, "skipped": skipped})
         return await self._reread(batch)
+
+    async def update(self, batch: dict, changes: dict[str, Any]) -> dict:
+        """Name, limit, window, retry policy, ringing timeout of a batch that is not final. Dispatchers
+        see the change the next time they read the running batches (at once in this process)."""
+        if batch["status"] in (BatchStatus.CANCELLED.value, BatchStatus.FAILED.value):
+            raise conflict(batch, "changed")
+        now = self.clock.now()
+        updated = await self.repo.update(batch["_id"], UPDATABLE_STATUSES, changes, now)
+        if updated is None:
+            raise conflict(await self._reread(batch), "changed")
+        if "callingWindow" in changes:
+            # Calls waiting for the old window's opening may be due under the new one: the dispatcher
+            # looks at them now and defers those still outside it to their next opening.
+            await self.calls.bring_forward(batch["_id"], now)
+            await self.repo.note_enqueued(batch["_id"], now)
+        if self.on_change is not None:
+            self.on_change()
+        log.info("batch updated", extra={"batchId": str(batch["_id"]), "fields": sorted(changes)})
+        return updated
 
     async def delete(self, batch: dict) -> str:
         """The batch and its calls are removed; refused while calls are in flight."""

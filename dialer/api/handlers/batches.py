@@ -7,7 +7,7 @@ from aiohttp import web
 
 from dialer.api.appkeys import BATCHES, INGESTION, LIFECYCLE, PHONES, REPOS, TENANCY
 from dialer.api.auth import require_workspace
-from dialer.core.batch_spec import BatchSpecError, parse_batch_spec
+from dialer.core.batch_spec import BatchSpecError, parse_batch_spec, parse_batch_update
 from dialer.services.batches import BatchForbidden, BatchNotFound, batch_view
 from dialer.services.calls import CallQueryError, list_calls
 from dialer.api.envelope import ApiError, envelope, ok
@@ -126,3 +126,13 @@ async def retry_batch(request: web.Request) -> web.Response:
 async def delete_batch(request: web.Request) -> web.Response:
     batch = await _owned_batch(request)
     return ok({"batchId": await request.app[LIFECYCLE].delete(batch)}, "Batch deleted")
+
+
+async def update_batch(request: web.Request) -> web.Response:
+    batch = await _owned_batch(request)
+    try:
+        changes = parse_batch_update(await json_body(request))
+    except BatchSpecError as exc:
+        raise ApiError(400, "Bad Request", str(exc)) from None
+    lifecycle = request.app[LIFECYCLE]
+    return ok(await lifecycle.view(await lifecycle.update(batch, changes)), "Batch updated")
