@@ -14,7 +14,8 @@ A **call** document: `_id, batchId, workspaceId, phoneNumber` (E.164), `extensio
 `{phoneNumber}`, `variables`, `timezones`, `zoneSource`, `status`, `attempts`, `nextAttemptAt`,
 `createdAt`, `updatedAt`, `history` (list of entries `{at, event, ...}`); while dispatched:
 `claimToken, claimedBy, dialAt, leaseUntil`, then `providerCallId`, `uncertain`, `answeredBy`;
-`providerErrors` (refusals that did not count an attempt); once final: `outcome, finishedAt, duration`.
+`providerErrors` (refusals that did not count an attempt); once final: `outcome, finishedAt, duration`;
+`meta` (what a compatibility face keeps with the call: a recipient's own id, its client data).
 
 A **batch** document: `_id, workspaceId, agentId, name, callingNumbers, concurrencyLimit,
 callingWindow, timezone, scheduledAt, retry, ringingTimeoutSeconds, status, createdAt, updatedAt`,

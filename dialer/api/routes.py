@@ -2,10 +2,12 @@
 
 from aiohttp import web
 
+from dialer.api.faces import elevenlabs
 from dialer.api.handlers import admin, batches, system, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
+    elevenlabs.setup(app)
     app.router.add_get("/health", system.health)
     app.router.add_get("/api/health", system.health)
     app.router.add_get("/api/agents", system.list_agents)

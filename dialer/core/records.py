@@ -43,6 +43,7 @@ class PlannedCall:
     zone_source: str  # record | number | batch | agent | multi
     earliest: dt.datetime | None  # first instant the window is open in every zone
     duplicates: int = 0  # earlier records of this request collapsed into this one
+    meta: dict | None = None  # what a face keeps with the call beside its variables (a recipient's id...)
 
 
 @dataclass

@@ -30,6 +30,15 @@ class Batches:
         self.clock = clock
 
     async def create(self, workspace_id: ObjectId, agent: dict, spec: BatchSpec) -> dict:
+        doc = self.draft(workspace_id, agent, spec)
+        await self.repo.insert(doc)
+        return doc
+
+    async def insert(self, doc: dict) -> None:
+        await self.repo.insert(doc)
+
+    def draft(self, workspace_id: ObjectId, agent: dict, spec: BatchSpec, extra: dict | None = None) -> dict:
+        """The batch document, not yet stored (a face validates its records against it first)."""
         now = self.clock.now()
         doc = {
             "_id": ObjectId(),
@@ -46,8 +55,8 @@ class Batches:
             "status": BatchStatus.PENDING.value,
             "createdAt": now,
             "updatedAt": now,
+            **(extra or {}),
         }
-        await self.repo.insert(doc)
         return doc
 
     async def get_owned(self, workspace_id: ObjectId, batch_id: Any) -> dict:

@@ -112,11 +112,7 @@ class Ingestion:
         agent = await self.tenancy.get_agent(principal.workspace_id, batch["agentId"])
         if agent is None:
             raise Refused(404, "Not Found", "no agent found for the batch's calling numbers")
-        planner = Planner(self.phones, self._context(batch, agent))
-        plan: Plan = await offload(len(call_data), planner.plan, call_data)
-        if len(raw) > MAX_RECORD_BYTES:  # only then can one record be too large to store
-            plan.errors += await offload(len(call_data), oversized_records, call_data)
-            plan.errors.sort(key=lambda e: e.index)
+        plan = await self.plan_records(batch, agent, call_data, check_sizes=len(raw) > MAX_RECORD_BYTES)
         if plan.errors:
             raise Refused(400, "Bad Request",
                            f"{len(plan.errors)} of {plan.records} records are invalid; nothing was written",
@@ -128,6 +124,18 @@ class Ingestion:
         del body, call_data, plan
         await offload(size, garbage.clear)
         return outcome
+
+    async def plan_records(self, batch: dict, agent: dict, records: list, check_sizes: bool = False) -> Plan:
+        """Validate records for a batch (stored or about to be) and its agent: the plan, errors included."""
+        plan: Plan = await offload(len(records), Planner(self.phones, self._context(batch, agent)).plan, records)
+        if check_sizes:  # only a body over the document limit can hold a record too large to store
+            plan.errors += await offload(len(records), oversized_records, records)
+            plan.errors.sort(key=lambda e: e.index)
+        return plan
+
+    async def write_plan(self, batch: dict, plan: Plan) -> Outcome:
+        """Write a valid plan chunk by chunk and start the batch (see _write)."""
+        return await self._write(batch, plan)
 
     def _context(self, batch: dict, agent: dict) -> IngestContext:
         now = self.clock.now()

@@ -54,6 +54,11 @@ class Lifecycle:
 
     async def list(self, workspace_id: ObjectId, query: Mapping[str, str]) -> dict:
         """A page of the workspace's batches, newest first, each with its counters (one read for all)."""
+        docs, counters, cursor = await self.page(workspace_id, query)
+        return {"batches": [batch_view(d, counters[d["_id"]]) for d in docs], "count": len(docs), "nextCursor": cursor}
+
+    async def page(self, workspace_id: ObjectId, query: Mapping[str, str]) -> tuple[list[dict], dict, str | None]:
+        """(batches, their counters by id, the next page's cursor) for query `status`, `agentId`, `limit`, `cursor`."""
         statuses = [s for s in query.get("status", "").split(",") if s]
         unknown = set(statuses) - BATCH_STATUSES
         if unknown:
@@ -77,8 +82,7 @@ class Lifecycle:
         docs = await self.repo.list(workspace_id, statuses or None, agent_id, before, limit + 1)
         more, docs = len(docs) > limit, docs[:limit]
         tallies = await self.calls.tallies_many([d["_id"] for d in docs])
-        return {"batches": [batch_view(d, counters_view(tallies[d["_id"]])) for d in docs], "count": len(docs),
-                "nextCursor": str(docs[-1]["_id"]) if more else None}
+        return docs, {i: counters_view(t) for i, t in tallies.items()}, str(docs[-1]["_id"]) if more else None
 
     async def start(self, batch: dict) -> dict:
         """pending | paused -> running now (a batch scheduled for later starts early)."""

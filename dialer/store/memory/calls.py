@@ -100,6 +100,8 @@ class MemoryCalls(CallIndexes):
                     "updatedAt": now,
                     "history": (),
                 }
+                if call.meta is not None:
+                    docs[bid]["meta"] = clone(call.meta)
                 # The indexes of a new queued call (what _index does, inlined: this is the hot path).
                 queued_ids.add(bid)
                 if earliest is not None:
@@ -119,6 +121,8 @@ class MemoryCalls(CallIndexes):
             doc["timezones"] = tuple(call.zones)
             doc["zoneSource"] = call.zone_source
             doc["updatedAt"] = now
+            if call.meta is not None:
+                doc["meta"] = clone(call.meta)
             stored = doc.get("nextAttemptAt")
             if earliest is not None and (stored is None or earliest > stored):
                 # Only the due index depends on nextAttemptAt (and only while queued).

@@ -82,7 +82,8 @@ class MongoCalls:
                     {"_id": found["_id"], "status": {"$in": WAITING_VALUES}},
                     {"$set": {"variables": call.variables, "input.phoneNumber": call.raw_phone,
                               "extension": call.extension, "timezones": list(call.zones),
-                              "zoneSource": call.zone_source, "updatedAt": now, "writeToken": token},
+                              "zoneSource": call.zone_source, "updatedAt": now, "writeToken": token,
+                              **({"meta": call.meta} if call.meta is not None else {})},
                      "$max": {"nextAttemptAt": call.earliest}}))
                 op_calls.append((call, found["_id"], False))
             else:
@@ -441,4 +442,5 @@ def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, now: d
         "createdAt": now,
         "updatedAt": now,
         "history": [],
+        **({"meta": call.meta} if call.meta is not None else {}),
     }

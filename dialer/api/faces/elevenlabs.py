@@ -1,0 +1,201 @@
+"""The ElevenLabs batch-calling face (seed 003): its paths, field names, status values and error shapes,
+mapped onto our batches and calls. A team moving from the vendor changes only the base URL and the key.
+
+- Auth: `xi-api-key` (our workspace key); 401 `{"detail": {"status", "message"}}` without a valid one.
+- `POST /v1/convai/batch-calling/submit`, `GET .../workspace`, `GET .../{id}`, `POST .../{id}/cancel`,
+  `POST .../{id}/retry`, `DELETE .../{id}`.
+- Invalid input: 422 `{"detail": [{"loc", "msg", "type"}]}`; an unknown batch or agent (another
+  workspace's too): 404; a change the batch's status forbids: 409; every field of the vendor's request
+  schema is accepted, others are refused.
+The mapping of fields and statuses is in elevenlabs_shapes.py; the use cases are the native ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from dialer.api.appkeys import BATCHES, CLOCK, INGESTION, LIFECYCLE, PHONES, REPOS, SETTINGS, TENANCY
+from dialer.api.faces.elevenlabs_shapes import Invalid, batch_call, parse_submit, recipient_view, submit_records
+from dialer.core.phones import PhoneError
+from dialer.services.errors import Refused
+from dialer.services.tenancy import Principal, parse_id
+
+log = logging.getLogger("dialer.faces.elevenlabs")
+PREFIX = "/v1/convai/batch-calling"
+MAX_LIST = 100
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _detail(status: int, kind: str, message: str) -> web.Response:
+    return _json({"detail": {"status": kind, "message": message}}, status)
+
+
+def face(handler):
+    """The vendor's error shapes for everything a handler of this face raises."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Invalid as exc:
+            return _json({"detail": exc.details}, 422)
+        except Refused as exc:
+            kinds = {400: "invalid_request", 401: "invalid_api_key", 403: "not_found", 404: "not_found",
+                     409: "conflict", 413: "payload_too_large", 503: "unavailable"}
+            # Another workspace's batch is as unknown here as a batch that does not exist.
+            code = 404 if exc.code == 403 else (422 if exc.code == 400 else exc.code)
+            if code == 422:
+                return _json({"detail": [{"loc": ["body"], "msg": exc.error, "type": "value_error"}]}, 422)
+            return _detail(code, kinds.get(exc.code, "error"), exc.error)
+
+    return wrapped
+
+
+async def _principal(request: web.Request) -> Principal:
+    key = request.headers.get("xi-api-key", "").strip()
+    principal = await request.app[TENANCY].authenticate(key) if key else None
+    if principal is None:
+        raise Refused(401, "Unauthorized", "missing or invalid xi-api-key")
+    return principal
+
+
+async def _batch(request: web.Request, principal: Principal) -> dict:
+    oid = parse_id(request.match_info["batchId"])
+    batch = None if oid is None else await request.app[REPOS].batches.get(oid)
+    if batch is None or batch["workspaceId"] != principal.workspace_id:
+        raise Refused(404, "Not Found", "batch call not found")
+    return batch
+
+
+async def _shape(request: web.Request, batch: dict, recipients: bool = False) -> dict:
+    agent = await request.app[TENANCY].get_agent(batch["workspaceId"], batch["agentId"])
+    view = batch_call(batch, await request.app[BATCHES].counters(batch["_id"]), agent)
+    if recipients:
+        calls, after = [], None
+        repo = request.app[REPOS].calls
+        while True:
+            page = await repo.page(batch["_id"], None, after, 1000)
+            calls += [recipient_view(c) for c in page]
+            if len(page) < 1000:
+                break
+            after = page[-1]["_id"]
+        view["recipients"] = calls
+    return view
+
+
+@face
+async def submit(request: web.Request) -> web.Response:
+    principal = await _principal(request)
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise Invalid([{"loc": ["body"], "msg": f"malformed JSON: {exc}", "type": "json_invalid"}]) from None
+    app = request.app
+    settings, clock = app[SETTINGS], app[CLOCK]
+    submit_ = parse_submit(body, settings.max_records_per_request, clock.now())
+    agent = await app[TENANCY].get_agent(principal.workspace_id, submit_.agent_id)
+    if agent is None:
+        raise Refused(404, "Not Found", f"agent {submit_.agent_id!r} not found")
+    calling = agent["callingNumbers"]
+    if submit_.phone_number_id is not None:
+        try:
+            wanted = app[PHONES].normalise(submit_.phone_number_id).e164
+        except PhoneError:
+            wanted = submit_.phone_number_id
+        if wanted not in calling:
+            raise Invalid([{"loc": ["body", "agent_phone_number_id"], "type": "value_error",
+                            "msg": "not one of the agent's phone numbers"}])
+        calling = [wanted]
+    if not calling:
+        raise Invalid([{"loc": ["body", "agent_phone_number_id"], "type": "value_error",
+                        "msg": "the agent has no phone number to call from"}])
+    spec = submit_.batch_spec(calling, settings)
+    batches, ingestion = app[BATCHES], app[INGESTION]
+    draft = batches.draft(principal.workspace_id, agent, spec, extra=submit_.kept())
+    records, meta = submit_records(submit_.recipients)
+    plan = await ingestion.plan_records(draft, agent, records)
+    if plan.errors:
+        raise Invalid([{"loc": ["body", "recipients", e.index, "phone_number"], "msg": e.reason, "type": "value_error"}
+                       for e in plan.errors[:100]])
+    for call in plan.calls:
+        call.meta = meta[call.index]
+    await batches.insert(draft)
+    outcome = await ingestion.write_plan(draft, plan)
+    if outcome.code >= 500 or outcome.data.get("failedChunks"):
+        # Some recipients were written: the batch exists and says so; resubmitting would double it.
+        log.error("batch call submitted in part", extra={"batchId": str(draft["_id"]), "failed": outcome.data.get("failedChunks")})
+        raise Refused(503, "Service Unavailable", f"the database failed while writing recipients; batch "
+                                                  f"{draft['_id']} holds {outcome.data['added']} of them")
+    batch = await app[REPOS].batches.get(draft["_id"])
+    return _json(await _shape(request, batch))
+
+
+@face
+async def list_batches(request: web.Request) -> web.Response:
+    principal = await _principal(request)
+    query = request.query
+    try:
+        limit = int(query.get("limit", 30))
+    except ValueError:
+        raise Invalid([{"loc": ["query", "limit"], "msg": "must be an integer", "type": "int_parsing"}]) from None
+    if not 1 <= limit <= MAX_LIST:
+        raise Invalid([{"loc": ["query", "limit"], "msg": f"must be from 1 to {MAX_LIST}", "type": "value_error"}])
+    native = {"limit": str(limit)}
+    if query.get("last_doc"):
+        native["cursor"] = query["last_doc"]
+    if query.get("agent_id"):
+        native["agentId"] = query["agent_id"]
+        if parse_id(query["agent_id"]) is None:  # an agent id of another system: no batch of ours
+            return _json({"batch_calls": [], "next_doc": None, "has_more": False})
+    docs, counters, cursor = await request.app[LIFECYCLE].page(principal.workspace_id, native)
+    agents = {a["_id"]: a for a in await request.app[TENANCY].list_agents(principal.workspace_id)}
+    calls = [batch_call(d, counters[d["_id"]], agents.get(d["agentId"])) for d in docs]
+    return _json({"batch_calls": calls, "next_doc": cursor, "has_more": cursor is not None})
+
+
+@face
+async def get_batch(request: web.Request) -> web.Response:
+    principal = await _principal(request)
+    return _json(await _shape(request, await _batch(request, principal), recipients=True))
+
+
+@face
+async def cancel_batch(request: web.Request) -> web.Response:
+    principal = await _principal(request)
+    lifecycle = request.app[LIFECYCLE]
+    batch = await lifecycle.cancel(await _batch(request, principal))
+    return _json(await _shape(request, batch))
+
+
+@face
+async def retry_batch(request: web.Request) -> web.Response:
+    principal = await _principal(request)
+    lifecycle = request.app[LIFECYCLE]
+    batch = await lifecycle.retry(await _batch(request, principal))
+    return _json(await _shape(request, batch))
+
+
+@face
+async def delete_batch(request: web.Request) -> web.Response:
+    principal = await _principal(request)
+    await request.app[LIFECYCLE].delete(await _batch(request, principal))
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post(f"{PREFIX}/submit", submit)
+    app.router.add_get(f"{PREFIX}/workspace", list_batches)
+    app.router.add_get(PREFIX + "/{batchId}", get_batch)
+    app.router.add_delete(PREFIX + "/{batchId}", delete_batch)
+    app.router.add_post(PREFIX + "/{batchId}/cancel", cancel_batch)
+    app.router.add_post(PREFIX + "/{batchId}/retry", retry_batch)
+
+
