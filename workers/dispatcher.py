@@ -41,7 +41,7 @@ class DispatcherConfig:
     machine_detection: bool = False
     rate_horizon_seconds: float = 2.0  # how far ahead dial times may be reserved
     recheck_seconds: float = 2.0  # an idle dispatcher looks again this often (sooner when poked)
-    batch_cache_seconds: float = 1.0  # running batches' settings are re-read this often (when claiming)
+    batch_cache_seconds: float = 5.0  # running batches are re-read at least this often (each placement round reads them too)
     claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free
     quiet_seconds: float = 30.0  # a batch with nothing due is looked at again at least this often
 
