@@ -23,6 +23,7 @@ from dialer.services.call_events import BatchPolicies, CallEvents
 from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import Ingestion
 from dialer.services.lifecycle import Lifecycle
+from dialer.services.submissions import Submissions
 from dialer.services.tenancy import Tenancy
 from dialer.settings import Settings
 from dialer.store import open_repositories
@@ -40,6 +41,7 @@ class Services:
     ingestion: Ingestion
     events: CallEvents
     lifecycle: Lifecycle
+    submissions: Submissions
 
     closers: list = field(default_factory=list)
 
@@ -60,7 +62,9 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Serv
     # A stop waits at most for the claims' dial times (2 s ahead) and a create to time out.
     lifecycle = Lifecycle(batches, repos.batches, repos.calls, clock,
                           settle_seconds=2 + settings.twilio_timeout_seconds + 3)
-    return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events, lifecycle)
+    submissions = Submissions(tenancy, batches, repos.batches, ingestion, phones)
+    return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events, lifecycle,
+                    submissions)
 
 
 async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -119,3 +123,4 @@ def install(app: web.Application, services: Services) -> None:
     app[appkeys.INGESTION] = services.ingestion
     app[appkeys.EVENTS] = services.events
     app[appkeys.LIFECYCLE] = services.lifecycle
+    app[appkeys.SUBMISSIONS] = services.submissions

@@ -9,6 +9,7 @@ from dialer.services.batches import Batches
 from dialer.services.call_events import CallEvents
 from dialer.services.ingestion import Ingestion
 from dialer.services.lifecycle import Lifecycle
+from dialer.services.submissions import Submissions
 from dialer.services.tenancy import Tenancy
 from dialer.settings import Settings
 
@@ -21,5 +22,6 @@ BATCHES = web.AppKey("batches", Batches)
 INGESTION = web.AppKey("ingestion", Ingestion)
 EVENTS = web.AppKey("events", CallEvents)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+SUBMISSIONS = web.AppKey("submissions", Submissions)
 DEMO = web.AppKey("demo", dict)
 REQUEST_ID = web.RequestKey("request_id", str)

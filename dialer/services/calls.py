@@ -86,3 +86,15 @@ async def destination(calls: CallRepo, batches: BatchRepo, tenancy: TenancyRepo,
     batch = await batches.get(call["batchId"])
     agent = await tenancy.get_agent(batch["agentId"]) if batch else None
     return call, agent
+
+
+async def all_calls(calls: CallRepo, batch_id: ObjectId, page_size: int = 1000) -> list[dict]:
+    """Every call of the batch, in enqueue order, read a page at a time."""
+    out: list[dict] = []
+    after = None
+    while True:
+        page = await calls.page(batch_id, None, after, page_size)
+        out += page
+        if len(page) < page_size:
+            return out
+        after = page[-1]["_id"]

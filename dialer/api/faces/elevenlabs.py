@@ -19,10 +19,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dialer.api.appkeys import BATCHES, CLOCK, INGESTION, LIFECYCLE, PHONES, REPOS, SETTINGS, TENANCY
+from dialer.api.appkeys import BATCHES, CLOCK, LIFECYCLE, REPOS, SETTINGS, SUBMISSIONS, TENANCY
 from dialer.api.faces.elevenlabs_shapes import Invalid, batch_call, parse_submit, recipient_view, submit_records
-from dialer.core.phones import PhoneError
+from dialer.services.calls import all_calls
 from dialer.services.errors import Refused
+from dialer.services.submissions import CallingNumberRefused, RecordsRefused
 from dialer.services.tenancy import Principal, parse_id
 
 log = logging.getLogger("dialer.faces.elevenlabs")
@@ -79,15 +80,7 @@ async def _shape(request: web.Request, batch: dict, recipients: bool = False) ->
     agent = await request.app[TENANCY].get_agent(batch["workspaceId"], batch["agentId"])
     view = batch_call(batch, await request.app[BATCHES].counters(batch["_id"]), agent)
     if recipients:
-        calls, after = [], None
-        repo = request.app[REPOS].calls
-        while True:
-            page = await repo.page(batch["_id"], None, after, 1000)
-            calls += [recipient_view(c) for c in page]
-            if len(page) < 1000:
-                break
-            after = page[-1]["_id"]
-        view["recipients"] = calls
+        view["recipients"] = [recipient_view(c) for c in await all_calls(request.app[REPOS].calls, batch["_id"])]
     return view
 
 
@@ -99,42 +92,17 @@ async def submit(request: web.Request) -> web.Response:
     except orjson.JSONDecodeError as exc:
         raise Invalid([{"loc": ["body"], "msg": f"malformed JSON: {exc}", "type": "json_invalid"}]) from None
     app = request.app
-    settings, clock = app[SETTINGS], app[CLOCK]
-    submit_ = parse_submit(body, settings.max_records_per_request, clock.now())
-    agent = await app[TENANCY].get_agent(principal.workspace_id, submit_.agent_id)
-    if agent is None:
-        raise Refused(404, "Not Found", f"agent {submit_.agent_id!r} not found")
-    calling = agent["callingNumbers"]
-    if submit_.phone_number_id is not None:
-        try:
-            wanted = app[PHONES].normalise(submit_.phone_number_id).e164
-        except PhoneError:
-            wanted = submit_.phone_number_id
-        if wanted not in calling:
-            raise Invalid([{"loc": ["body", "agent_phone_number_id"], "type": "value_error",
-                            "msg": "not one of the agent's phone numbers"}])
-        calling = [wanted]
-    if not calling:
-        raise Invalid([{"loc": ["body", "agent_phone_number_id"], "type": "value_error",
-                        "msg": "the agent has no phone number to call from"}])
-    spec = submit_.batch_spec(calling, settings)
-    batches, ingestion = app[BATCHES], app[INGESTION]
-    draft = batches.draft(principal.workspace_id, agent, spec, extra=submit_.kept())
+    submit_ = parse_submit(body, app[SETTINGS].max_records_per_request, app[CLOCK].now())
     records, meta = submit_records(submit_.recipients)
-    plan = await ingestion.plan_records(draft, agent, records)
-    if plan.errors:
+    try:
+        batch = await app[SUBMISSIONS].submit(
+            principal.workspace_id, submit_.agent_id, submit_.phone_number_id,
+            lambda calling: submit_.batch_spec(calling, app[SETTINGS]), submit_.kept(), records, meta)
+    except CallingNumberRefused as exc:
+        raise Invalid([{"loc": ["body", "agent_phone_number_id"], "msg": str(exc), "type": "value_error"}]) from None
+    except RecordsRefused as exc:
         raise Invalid([{"loc": ["body", "recipients", e.index, "phone_number"], "msg": e.reason, "type": "value_error"}
-                       for e in plan.errors[:100]])
-    for call in plan.calls:
-        call.meta = meta[call.index]
-    await batches.insert(draft)
-    outcome = await ingestion.write_plan(draft, plan)
-    if outcome.code >= 500 or outcome.data.get("failedChunks"):
-        # Some recipients were written: the batch exists and says so; resubmitting would double it.
-        log.error("batch call submitted in part", extra={"batchId": str(draft["_id"]), "failed": outcome.data.get("failedChunks")})
-        raise Refused(503, "Service Unavailable", f"the database failed while writing recipients; batch "
-                                                  f"{draft['_id']} holds {outcome.data['added']} of them")
-    batch = await app[REPOS].batches.get(draft["_id"])
+                       for e in exc.errors[:100]]) from None
     return _json(await _shape(request, batch))
 
 
