@@ -14,7 +14,9 @@ from __future__ import annotations
 from bson import ObjectId
 from sortedcontainers import SortedList
 
+from dialer.core.machine import call_move_allowed
 from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
+from dialer.store.memory._common import clone
 
 QUEUED = CallStatus.QUEUED.value
 IN_FLIGHT = frozenset(IN_FLIGHT_VALUES)
@@ -90,3 +92,14 @@ class CallIndexes:
         key = doc.get("activeKey")
         if key is not None and self._active.get(key) == cid:
             del self._active[key]
+
+    @staticmethod
+    def _check(doc: dict, target: str) -> str:
+        """A status change, checked against the state machine before anything is touched (a bug guard)."""
+        if not call_move_allowed(doc["status"], target):
+            raise AssertionError(f"call move {doc['status']} -> {target} is not allowed")
+        return target
+
+    @staticmethod
+    def _push(doc: dict, entry: dict) -> None:
+        doc["history"] = (*doc["history"], clone(entry))

@@ -17,12 +17,11 @@ from typing import Iterable
 from bson import ObjectId
 from sortedcontainers import SortedList
 
-from dialer.core.machine import PROGRESS_MOVES, call_move_allowed
+from dialer.core.machine import PROGRESS_MOVES
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
-from dialer.core.statuses import TERMINAL as TERMINAL_STATUSES
 from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, Tally, active_key
-from dialer.store.memory.call_index import CallIndexes
+from dialer.store.memory.calls_for_operators import OperatorsCalls
 from dialer.store.memory._common import NEW_IDS, clone, copy_call, copy_variables, utc
 
 QUEUED = CallStatus.QUEUED.value
@@ -31,21 +30,9 @@ IN_FLIGHT = frozenset(IN_FLIGHT_VALUES)
 WAITING = frozenset(WAITING_VALUES)
 ACTIVE = frozenset(ACTIVE_VALUES)
 CLAIM_FIELDS = ("leaseUntil", "claimedBy", "dialAt", "uncertain")
-TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 
 
-class MemoryCalls(CallIndexes):
-    @staticmethod
-    def _check(doc: dict, target: str) -> str:
-        """A status change, checked against the state machine before anything is touched (a bug guard)."""
-        if not call_move_allowed(doc["status"], target):
-            raise AssertionError(f"call move {doc['status']} -> {target} is not allowed")
-        return target
-
-    @staticmethod
-    def _push(doc: dict, entry: dict) -> None:
-        doc["history"] = (*doc["history"], clone(entry))
-
+class MemoryCalls(OperatorsCalls):
     @staticmethod
     def _matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
         """An event's match: this attempt (when a token is given), and this provider call or none
@@ -374,79 +361,3 @@ class MemoryCalls(CallIndexes):
         doc["claimedBy"] = by
         self._index(doc)
         return copy_call(doc)
-
-    # ---- operators (lifecycle) -------------------------------------------------------------------
-    def _of(self, batch_id: ObjectId, statuses) -> list[dict]:
-        b = self._batches.get(batch_id)
-        if b is None:
-            return []
-        return [self._docs[cid] for status in statuses for cid in list(b.by_status.get(status, ()))]
-
-    async def unplaced(self, batch_id: ObjectId) -> int:
-        return sum(1 for doc in self._of(batch_id, (DIALING,)) if "providerCallId" not in doc and not doc.get("uncertain"))
-
-    async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
-        now = utc(now)
-        done = 0
-        for doc in self._of(batch_id, WAITING_VALUES)[:limit]:
-            target = self._check(doc, CallStatus.CANCELLED.value)
-            self._unindex(doc)
-            doc.update(status=target, outcome="cancelled", updatedAt=now, finishedAt=now)
-            doc.pop("activeKey", None)
-            self._push(doc, {**entry, "result": "cancelled"})
-            self._index(doc)
-            done += 1
-        return done
-
-    async def in_flight(self, batch_id: ObjectId) -> list[dict]:
-        return [copy_call(doc) for doc in self._of(batch_id, IN_FLIGHT_VALUES)]
-
-    async def retry_finished(self, batch_id: ObjectId, outcomes: list[str], now: dt.datetime, entry: dict,
-                             limit: int) -> tuple[int, int]:
-        now, wanted = utc(now), set(outcomes)
-        retried = busy = 0
-        for doc in self._of(batch_id, sorted(TERMINAL)):
-            if retried + busy >= limit:
-                break
-            if doc.get("outcome") not in wanted or doc.get("retriedAt") == now:
-                continue
-            key = active_key(doc["batchId"], doc["phoneNumber"], doc.get("extension"))
-            if key in self._active:  # the callee has a newer call waiting or in flight
-                busy += 1
-                doc["retriedAt"] = now  # counted once per retry request
-                continue
-            target = self._check(doc, QUEUED)
-            self._unindex(doc)
-            doc.update(status=target, nextAttemptAt=now, updatedAt=now, activeKey=key, retriedAt=now)
-            doc.pop("finishedAt", None)
-            self._push(doc, entry)
-            self._index(doc)
-            retried += 1
-        return retried, busy
-
-    async def bring_forward(self, batch_id: ObjectId, now: dt.datetime) -> int:
-        b = self._batches.get(batch_id)
-        if b is None:
-            return 0
-        now = utc(now)
-        later = [self._docs[cid] for at, cid in b.queued.irange((now, b"\xff" * 12), None, inclusive=(False, True))]
-        for doc in later:
-            self._unindex(doc)
-            doc["nextAttemptAt"] = now
-            self._index(doc)
-        return len(later)
-
-    async def delete_calls(self, batch_id: ObjectId, limit: int) -> int:
-        b = self._batches.get(batch_id)
-        if b is None:
-            return 0
-        docs = [self._docs[cid] for ids in b.by_status.values() for cid in ids][:limit]
-        for doc in docs:
-            self._unindex(doc)
-            del self._docs[doc["_id"].binary]
-        if not any(b.by_status.values()):
-            del self._batches[batch_id]
-        return len(docs)
-
-    async def tallies_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
-        return {batch_id: await self.tallies(batch_id) for batch_id in batch_ids}
