@@ -11,15 +11,12 @@ from bson import ObjectId
 from dialer.core.clock import as_utc, iso
 from dialer.core.statuses import CallStatus
 from dialer.ports import BatchRepo, CallRepo, TenancyRepo
+from dialer.services.paging import page_query
 from dialer.services.tenancy import parse_id
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 STATUS_VALUES = {s.value for s in CallStatus}
-
-
-class CallQueryError(ValueError):
-    pass
 
 
 def _history_time(entry: dict):
@@ -51,25 +48,10 @@ def call_view(call: dict) -> dict:
 
 async def list_calls(calls: CallRepo, batch_id: ObjectId, query: Mapping[str, str]) -> dict:
     """A page of calls in enqueue order. Query: status (comma-separated), limit (1-1000), cursor (a callId)."""
-    statuses = [s for s in query.get("status", "").split(",") if s]
-    unknown = set(statuses) - STATUS_VALUES
-    if unknown:
-        raise CallQueryError(f"unknown status {sorted(unknown)}; use {sorted(STATUS_VALUES)}")
-    try:
-        limit = int(query.get("limit", DEFAULT_PAGE))
-    except ValueError:
-        raise CallQueryError("limit must be an integer") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise CallQueryError(f"limit must be from 1 to {MAX_PAGE}")
-    cursor = query.get("cursor")
-    after = None
-    if cursor:
-        after = parse_id(cursor)
-        if after is None:
-            raise CallQueryError("cursor must be a callId from a previous page's nextCursor")
-    docs = await calls.page(batch_id, statuses or None, after, limit + 1)
-    more = len(docs) > limit
-    docs = docs[:limit]
+    asked = page_query(query, STATUS_VALUES, DEFAULT_PAGE, MAX_PAGE, "callId")
+    docs = await calls.page(batch_id, asked.statuses, asked.cursor, asked.limit + 1)
+    more = len(docs) > asked.limit
+    docs = docs[:asked.limit]
     return {
         "calls": [call_view(d) for d in docs],
         "count": len(docs),

@@ -22,6 +22,7 @@ from dialer.core.statuses import RETRYABLE_OUTCOMES, BatchStatus
 from dialer.ports import BatchRepo, CallRepo
 from dialer.services.batches import Batches, batch_view, counters_view
 from dialer.services.errors import Refused
+from dialer.services.paging import page_query
 from dialer.services.tenancy import parse_id
 
 log = logging.getLogger("dialer.lifecycle")
@@ -59,28 +60,14 @@ class Lifecycle:
 
     async def page(self, workspace_id: ObjectId, query: Mapping[str, str]) -> tuple[list[dict], dict, str | None]:
         """(batches, their counters by id, the next page's cursor) for query `status`, `agentId`, `limit`, `cursor`."""
-        statuses = [s for s in query.get("status", "").split(",") if s]
-        unknown = set(statuses) - BATCH_STATUSES
-        if unknown:
-            raise Refused(400, "Bad Request", f"unknown status {sorted(unknown)}; use {sorted(BATCH_STATUSES)}")
+        asked = page_query(query, BATCH_STATUSES, 20, MAX_PAGE, "batchId")
         agent_id = None
         if query.get("agentId"):
             agent_id = parse_id(query["agentId"])
             if agent_id is None:
                 raise Refused(400, "Bad Request", "agentId must be an agent's id")
-        try:
-            limit = int(query.get("limit", 20))
-        except ValueError:
-            raise Refused(400, "Bad Request", "limit must be an integer") from None
-        if not 1 <= limit <= MAX_PAGE:
-            raise Refused(400, "Bad Request", f"limit must be from 1 to {MAX_PAGE}")
-        before = None
-        if query.get("cursor"):
-            before = parse_id(query["cursor"])
-            if before is None:
-                raise Refused(400, "Bad Request", "cursor must be a batchId from a previous page's nextCursor")
-        docs = await self.repo.list(workspace_id, statuses or None, agent_id, before, limit + 1)
-        more, docs = len(docs) > limit, docs[:limit]
+        docs = await self.repo.list(workspace_id, asked.statuses, agent_id, asked.cursor, asked.limit + 1)
+        more, docs = len(docs) > asked.limit, docs[:asked.limit]
         tallies = await self.calls.tallies_many([d["_id"] for d in docs])
         return docs, {i: counters_view(t) for i, t in tallies.items()}, str(docs[-1]["_id"]) if more else None
 

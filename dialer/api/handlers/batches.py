@@ -9,7 +9,7 @@ from dialer.api.appkeys import BATCHES, INGESTION, LIFECYCLE, PHONES, REPOS, TEN
 from dialer.api.auth import require_workspace
 from dialer.core.batch_spec import BatchSpecError, parse_batch_spec, parse_batch_update
 from dialer.services.batches import BatchForbidden, BatchNotFound, batch_view
-from dialer.services.calls import CallQueryError, list_calls
+from dialer.services.calls import list_calls
 from dialer.api.envelope import ApiError, envelope, ok
 from dialer.api.handlers.common import json_body
 from dialer.services.bodies import parse_json
@@ -65,10 +65,7 @@ async def get_batch(request: web.Request) -> web.Response:
 
 async def get_batch_calls(request: web.Request) -> web.Response:
     batch = await _owned_batch(request)
-    try:
-        page = await list_calls(request.app[REPOS].calls, batch["_id"], request.query)
-    except CallQueryError as exc:
-        raise ApiError(400, "Bad Request", str(exc)) from None
+    page = await list_calls(request.app[REPOS].calls, batch["_id"], request.query)
     return ok(page)
 
 
