@@ -17,6 +17,7 @@ from dialer.api import appkeys
 from dialer.api.app import create_app
 from dialer.core.clock import Clock, SystemClock
 from dialer.core.phones import PhoneNormaliser
+from dialer.metrics import Metrics
 from dialer.ports import Repositories
 from dialer.services.batches import Batches
 from dialer.services.call_events import BatchPolicies, CallEvents
@@ -42,6 +43,7 @@ class Services:
     events: CallEvents
     lifecycle: Lifecycle
     submissions: Submissions
+    metrics: Metrics
 
     closers: list = field(default_factory=list)
 
@@ -53,18 +55,19 @@ class Services:
 
 
 def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Services:
+    metrics = Metrics()
     phones = PhoneNormaliser(settings.default_region, settings.strict_numbers)
     tenancy = Tenancy(repos.tenancy, clock, phones)
     batches = Batches(repos.batches, repos.calls, clock)
     idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds)
-    ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, idempotency)
-    events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds)
+    ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, idempotency, metrics)
+    events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds, metrics)
     # A stop waits at most for the claims' dial times (2 s ahead) and a create to time out.
     lifecycle = Lifecycle(batches, repos.batches, repos.calls, clock,
                           settle_seconds=2 + settings.twilio_timeout_seconds + 3)
     submissions = Submissions(tenancy, batches, repos.batches, ingestion, phones)
     return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events, lifecycle,
-                    submissions)
+                    submissions, metrics)
 
 
 async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -124,3 +127,4 @@ def install(app: web.Application, services: Services) -> None:
     app[appkeys.EVENTS] = services.events
     app[appkeys.LIFECYCLE] = services.lifecycle
     app[appkeys.SUBMISSIONS] = services.submissions
+    app[appkeys.METRICS] = services.metrics

@@ -34,6 +34,7 @@ ENV_NAMES = {
     "calls_per_second": "DIALER_CPS",
     "max_concurrent_calls": "DIALER_MAX_CONCURRENT",
     "poll_interval_seconds": "DIALER_POLL_INTERVAL",
+    "worker_metrics_port": "DIALER_WORKER_METRICS_PORT",
     "lease_seconds": "DIALER_LEASE_SECONDS",
     "twilio_account_sid": "TWILIO_ACCOUNT_SID",
     "twilio_auth_token": "TWILIO_AUTH_TOKEN",
@@ -69,6 +70,7 @@ class Settings:
     calls_per_second: float = 1.0
     max_concurrent_calls: int = 100
     poll_interval_seconds: float = 0.5
+    worker_metrics_port: int = 9108
     lease_seconds: int = 120
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""

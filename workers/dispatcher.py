@@ -169,6 +169,7 @@ class Dispatcher:
         candidates, deferrals, idle = await self._gather(open_batches, room, state, total, now, wakes)
         grants = self._share(candidates, total)
         claims = await self._reserve_and_claim(batches, grants, state, deferrals, now)
+        self._count_slots(state, claims)
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
             free, group = room[batch_id]
             left = free - len(granted)
@@ -263,6 +264,14 @@ class Dispatcher:
     def requeued(self, batch_id: ObjectId) -> None:
         """A call of the batch went back to the queue in this process: look at the batch again."""
         self._quiet.pop(batch_id, None)
+
+    def _count_slots(self, state, claims: list[Claimed]) -> None:
+        """The slots in use after this claim, for the metrics (as this dispatcher sees the ledger)."""
+        per_batch = {batch: len(entries) for batch, entries in state.slots.items()}
+        for claimed in claims:
+            key = str(claimed.batch["_id"])
+            per_batch[key] = per_batch.get(key, 0) + 1
+        self.placer.metrics.slots(per_batch, state.total + len(claims))
 
     def _rate_budget(self, now: dt.datetime, next_dial_at: dt.datetime | None) -> int:
         """How many dial times may still be reserved up to now + the rate horizon."""

@@ -1,4 +1,5 @@
-"""`dialer worker`: a dispatcher process over the configured MongoDB, until SIGTERM / SIGINT."""
+"""`dialer worker`: a dispatcher process over the configured MongoDB, until SIGTERM / SIGINT, with its
+own /metrics on DIALER_WORKER_METRICS_PORT."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import asyncio
 import logging
 import signal
 
+from aiohttp import web
+
 from dialer.composition import build_engine, open_services
+from dialer.metrics import CONTENT_TYPE
 from dialer.settings import Settings
 
 log = logging.getLogger("workers.main")
@@ -28,9 +32,29 @@ async def run_worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    runner = None
+    if settings.worker_metrics_port:
+        runner = web.AppRunner(metrics_app(services), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.worker_metrics_port).start()
+        log.info(f"metrics on http://{settings.host}:{settings.worker_metrics_port}/metrics")
     engine.start()
     await stop.wait()
     log.info("stopping: no new claims; waiting for work in progress")
     await engine.stop()
+    if runner is not None:
+        await runner.cleanup()
     await services.close()
     return 0
+
+
+def metrics_app(services) -> web.Application:
+    """A dispatcher's own /metrics (its process's registry: placements, outcomes, slots...)."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        await services.metrics.refresh(services.repos, services.clock.now())
+        return web.Response(body=services.metrics.text(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -58,6 +58,7 @@ class Placer:
         self.ready: list[Claimed] = []  # claimed, waiting for their dial time
         self.unrecorded: list[PlacedRecord] = []  # provider ids of placed calls, written with the next claim
         self.on_requeue: Callable[[ObjectId], None] | None = None  # a call of this batch is back in the queue
+        self.metrics = events.metrics
         # The ids of the batches running now, read afresh (the dispatcher's: it refreshes its cache too).
         self.running_batches: Callable[[dt.datetime], Awaitable[set[ObjectId]]] = self._running_batches
 
@@ -99,6 +100,10 @@ class Placer:
         # put back in the queue for a retry); the same id as any event recorded.
         placed = [PlacedRecord(c.call["_id"], c.token, sid, now, now + self.lease) for c, sid in zip(due, results) if sid]
         self.stats.placed += len(placed)
+        self.metrics.placed.labels(getattr(self.provider, "name", "provider")).inc(len(placed))
+        for claimed, sid in zip(due, results):
+            if sid:
+                self.metrics.placement_delay.observe(max(0.0, (now - claimed.dial_at).total_seconds()))
         if placed:
             try:
                 await self.calls.record_placed(placed)
@@ -141,6 +146,7 @@ class Placer:
             placed = await self.provider.place_call(self.dial_request(call, batch, claimed.token))
         except ProviderError as err:
             self.stats.provider_errors += 1
+            self.metrics.provider_errors.labels(err.kind.value).inc()
             log.warning("provider refused a call", extra={**ids, "kind": err.kind.value, "error": err.message})
             await self._after_error(claimed, err)
             return None

@@ -8,7 +8,7 @@ from typing import AsyncIterator, Callable
 from aiohttp import web
 
 from dialer.api.appkeys import SETTINGS
-from dialer.api.middlewares import errors
+from dialer.api.middlewares import errors, measured
 from dialer.api.routes import setup_routes
 from dialer.settings import Settings
 
@@ -17,7 +17,7 @@ def create_app(settings: Settings, lifespan: Callable[[web.Application], AsyncIt
     # aiohttp answers a request line or header beyond its limits itself, in plain text, before any
     # middleware: the limits are raised deliberately (settings.max_header_bytes) so that what partners
     # send (long keys, long query strings) reaches the envelope.
-    app = web.Application(middlewares=[errors], client_max_size=settings.max_body_bytes,
+    app = web.Application(middlewares=[measured, errors], client_max_size=settings.max_body_bytes,
                           handler_args={"max_line_size": settings.max_header_bytes,
                                         "max_field_size": settings.max_header_bytes})
     app[SETTINGS] = settings

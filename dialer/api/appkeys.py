@@ -4,6 +4,7 @@ from aiohttp import web
 
 from dialer.core.clock import Clock
 from dialer.core.phones import PhoneNormaliser
+from dialer.metrics import Metrics
 from dialer.ports import Repositories
 from dialer.services.batches import Batches
 from dialer.services.call_events import CallEvents
@@ -23,5 +24,6 @@ INGESTION = web.AppKey("ingestion", Ingestion)
 EVENTS = web.AppKey("events", CallEvents)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SUBMISSIONS = web.AppKey("submissions", Submissions)
+METRICS = web.AppKey("metrics", Metrics)
 DEMO = web.AppKey("demo", dict)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 
 from aiohttp import web
 
-from dialer.api.appkeys import REQUEST_ID, SETTINGS
+from dialer.api.appkeys import METRICS, REQUEST_ID, SETTINGS
 from dialer.api.envelope import envelope, fail
 from dialer.services.errors import Refused
 
 log = logging.getLogger("dialer.http")
 
 _REASONS = {404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large"}
+
+
+@web.middleware
+async def measured(request: web.Request, handler) -> web.StreamResponse:
+    """Requests by route (its pattern, not its URL: batch ids would make a series each), method, status."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "(unmatched)"
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.http_requests.labels(name, request.method, str(status)).inc()
+            metrics.http_seconds.labels(name).observe(time.perf_counter() - started)
 
 
 @web.middleware

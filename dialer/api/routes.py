@@ -10,6 +10,7 @@ def setup_routes(app: web.Application) -> None:
     elevenlabs.setup(app)
     app.router.add_get("/health", system.health)
     app.router.add_get("/api/health", system.health)
+    app.router.add_get("/metrics", system.metrics)
     app.router.add_get("/api/agents", system.list_agents)
     app.router.add_post("/api/call/createBatch", batches.create_batch)
     app.router.add_post("/api/call/addCallsToBatch", batches.add_calls_to_batch)

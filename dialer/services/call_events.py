@@ -17,6 +17,7 @@ from bson import ObjectId
 
 from dialer.core.clock import Clock
 from dialer.core.statuses import CallStatus
+from dialer.metrics import Metrics
 from dialer.ports import BatchRepo, CallRepo, Finish
 from dialer.services.tenancy import parse_id
 
@@ -69,8 +70,10 @@ class BatchPolicies:
 
 
 class CallEvents:
-    def __init__(self, calls: CallRepo, policies: BatchPolicies, clock: Clock, lease_seconds: float) -> None:
+    def __init__(self, calls: CallRepo, policies: BatchPolicies, clock: Clock, lease_seconds: float,
+                 metrics: Metrics | None = None) -> None:
         self.calls = calls
+        self.metrics = metrics or Metrics()
         self.policies = policies
         self.clock = clock
         self.lease = dt.timedelta(seconds=lease_seconds)
@@ -127,6 +130,8 @@ class CallEvents:
         if done is None:
             return "ignored"  # not in flight (any more), or another attempt's
         kind, batch_id = done
+        if kind == "final":
+            self.metrics.outcomes.labels(outcome).inc()
         if kind == "retry":
             await self.policies.batches.note_enqueued(batch_id, now)  # dispatchers elsewhere look again
         # Its slot is freed by the next reservation, which sees the call is no longer in flight.

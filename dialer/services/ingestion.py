@@ -17,6 +17,7 @@ from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
 from dialer.core.clock import Clock, as_utc
 from dialer.ports import CallRepo, StoreUnavailable
 from dialer.services.bodies import BodyReader
+from dialer.metrics import Metrics
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Idempotency, KeyInUse
 from dialer.core.records import MAX_RECORD_BYTES, IngestContext, Plan, Planner, oversized_records, validate_envelope
@@ -50,7 +51,8 @@ async def offload(size: int, fn: Callable, *args: Any) -> Any:
 
 class Ingestion:
     def __init__(self, settings: Settings, clock: Clock, tenancy: Tenancy, batches: Batches,
-                 calls: CallRepo, phones: PhoneNormaliser, idempotency: Idempotency) -> None:
+                 calls: CallRepo, phones: PhoneNormaliser, idempotency: Idempotency,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.tenancy = tenancy
@@ -60,6 +62,7 @@ class Ingestion:
         self.idempotency = idempotency
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
         self.bodies = BodyReader()
+        self.metrics = metrics or Metrics()
 
     async def add_calls(self, principal: Principal, raw: bytes, idempotency_key: str | None) -> Outcome:
         if idempotency_key is None:
@@ -114,10 +117,12 @@ class Ingestion:
             raise Refused(404, "Not Found", "no agent found for the batch's calling numbers")
         plan = await self.plan_records(batch, agent, call_data, check_sizes=len(raw) > MAX_RECORD_BYTES)
         if plan.errors:
+            self.metrics.records.labels("rejected").inc(len(plan.errors))
             raise Refused(400, "Bad Request",
                            f"{len(plan.errors)} of {plan.records} records are invalid; nothing was written",
                            data=plan.error_view())
         outcome = await self._write(batch, plan)
+        self.metrics.records.labels("accepted").inc(plan.records)
         # A large request leaves millions of objects behind; freeing them all at once would hold the
         # event loop (~150 ms for 100,000 records): let a worker thread drop the last references.
         garbage, size = [body, call_data, plan], len(call_data)

@@ -1,0 +1,59 @@
+"""Prometheus metrics: one registry per process (built by the composition root, never module-level),
+served as text at `/metrics` by the API and by each dispatcher on its own port.
+
+What is counted, and where: HTTP requests by route, method and status, with durations (the API's
+middleware); records ingested and rejected (ingestion); calls placed, provider errors by kind and the
+delay from a call's dial time to its placement (the placer); final outcomes (call events); calls in
+flight per batch and for the account (the dispatcher, from the slot ledger at each claim); and, read
+when scraped, the calls waiting per running batch (its counters: one read per batch).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from dialer.services.batches import counters_view
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter("dialer_http_requests", "HTTP requests answered", ["route", "method", "status"],
+                                     registry=r)
+        self.http_seconds = Histogram("dialer_http_request_seconds", "HTTP request durations", ["route"], registry=r,
+                                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.records = Counter("dialer_records", "Call records received by addCallsToBatch", ["result"], registry=r)
+        self.placed = Counter("dialer_calls_placed", "Calls handed to the provider", ["provider"], registry=r)
+        self.placement_delay = Histogram("dialer_placement_delay_seconds", "From a claim's dial time to its placement",
+                                         registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+        self.provider_errors = Counter("dialer_provider_errors", "Provider refusals and failures", ["kind"], registry=r)
+        self.outcomes = Counter("dialer_call_outcomes", "Calls that reached a final status", ["outcome"], registry=r)
+        self.in_flight = Gauge("dialer_calls_in_flight", "Calls holding a slot, as the dispatcher last saw",
+                               ["batch"], registry=r)
+        self.account_in_flight = Gauge("dialer_account_calls_in_flight", "Calls holding an account slot",
+                                       registry=r)
+        self.waiting = Gauge("dialer_calls_waiting", "Calls queued or held, per running batch", ["batch"], registry=r)
+
+    def slots(self, per_batch: dict[str, int], total: int) -> None:
+        """The slot ledger as a dispatcher saw it (batches no longer holding slots drop to 0)."""
+        for labels in list(self.in_flight._metrics):  # noqa: SLF001 (the labels set so far)
+            if labels[0] not in per_batch:
+                self.in_flight.remove(*labels)
+        for batch, n in per_batch.items():
+            self.in_flight.labels(batch).set(n)
+        self.account_in_flight.set(total)
+
+    async def refresh(self, repos, now) -> None:
+        """Before a scrape: the waiting calls of each running batch (one counters read per batch)."""
+        batches = await repos.batches.runnable(now)
+        tallies = await repos.calls.tallies_many([b["_id"] for b in batches])
+        self.waiting.clear()
+        for batch_id, t in tallies.items():
+            self.waiting.labels(str(batch_id)).set(counters_view(t)["waiting"])
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
