@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench worker clean
+.PHONY: run test bench load worker clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ worker: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+LOAD_STAMP := $(VENV)/.load-installed
+$(LOAD_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,load]'
+	touch $(LOAD_STAMP)
+
+load: $(LOAD_STAMP)
+	$(BIN)/python -m bench.load
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
