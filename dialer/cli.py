@@ -1,4 +1,5 @@
-"""The `dialer` command: run the API server or a dispatcher, and manage workspaces, keys and agents.
+"""The `dialer` command: run the API server or a dispatcher, manage workspaces, keys and agents, and
+(over HTTP, dialer/remote.py) import CSV files and run batches.
 
 Management commands act on the configured MongoDB (MONGODB_URI). The in-memory store lives inside
 the server process, so with it use the /api/admin/ endpoints instead (see README).
@@ -12,7 +13,9 @@ import json
 import logging
 import sys
 
+from dialer import remote
 from dialer.logs import setup_logging
+from dialer.remote import add_commands
 from dialer.runtime import tune_gc
 from dialer.services.tenancy import TenancyError, agent_view
 from dialer.settings import Settings
@@ -97,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timezone", action="append", default=[], help="default IANA time zone (repeatable)")
     p.add_argument("--twiml-url")
     p.add_argument("--stream-url")
+    add_commands(sub)
     return parser
 
 
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, args)
     if args.command == "worker":
         return _worker(settings, args)
+    if args.command in ("import-csv", "batches"):
+        return asyncio.run(remote.run(args))
     return asyncio.run(_manage(settings, args))
 
 

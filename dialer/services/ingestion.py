@@ -36,6 +36,7 @@ class Outcome:
     message: str
     data: dict = field(default_factory=dict)
     error: str = ""
+    replayed: bool = False  # the stored answer to an earlier request with this Idempotency-Key
 
     @property
     def body(self) -> dict:
@@ -75,7 +76,8 @@ class Ingestion:
         except KeyInUse:
             raise Refused(409, "Conflict", "a request with this Idempotency-Key is still being processed") from None
         if stored is not None:
-            return Outcome(stored.code, stored.body["message"], stored.body["data"], stored.body["errorMessage"])
+            return Outcome(stored.code, stored.body["message"], stored.body["data"], stored.body["errorMessage"],
+                           replayed=True)
         try:
             outcome = await self._add_calls(principal, raw)
         except Refused as err:

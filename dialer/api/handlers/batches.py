@@ -44,7 +44,10 @@ async def add_calls_to_batch(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     raw = await request.read()
     outcome = await request.app[INGESTION].add_calls(principal, raw, request.headers.get("Idempotency-Key"))
-    return envelope(outcome.code, outcome.message, outcome.data, outcome.error, status=outcome.code == 200)
+    response = envelope(outcome.code, outcome.message, outcome.data, outcome.error, status=outcome.code == 200)
+    if outcome.replayed:
+        response.headers["Idempotent-Replay"] = "true"
+    return response
 
 
 async def _owned_batch(request: web.Request) -> dict:

@@ -1,0 +1,124 @@
+"""Importing a CSV of contacts into a batch over HTTP (`dialer import-csv`), against any running server.
+
+Rows are read with their header: the phone number's column is `phone_number`, `phoneNumber` or `phone`
+(any case); every other column is a variable of the call. UTF-8 with or without a BOM, `,` or `;`
+between fields (whichever the header line uses more). Rows go in chunks (1,000 by default) to
+addCallsToBatch, each with an Idempotency-Key derived from the file's content, the batch and the
+chunk's number: an import interrupted and run again resends the same keys, the server answers the
+chunks it already has from its record, and nothing is written twice. A chunk the server refuses
+(400: some rows invalid) is sent again without the rows it named, which go to the rejects file with
+their reasons (a deterministic key again, so a resumed import takes the same steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import aiohttp
+
+PHONE_COLUMNS = ("phone_number", "phonenumber", "phone")
+MAX_ROUNDS = 20  # a chunk is retried without its named bad rows at most this often
+
+
+class ImportFailed(Exception):
+    """The import cannot go on (bad file, unknown batch, server error); the message says why."""
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    added: int = 0
+    rejected: int = 0
+    chunks: int = 0
+    replayed: int = 0  # chunks the server had already (a resumed import)
+    rejects: list[dict] = field(default_factory=list)  # {row, phoneNumber, reason}
+
+
+def read_rows(data: bytes) -> tuple[list[str], list[dict]]:
+    """(header, rows as {column: value}) with the phone column renamed phoneNumber."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportFailed(f"the file is not UTF-8 (byte {exc.start})") from None
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ImportFailed("the file is empty") from None
+    phone = [i for i, h in enumerate(header) if h.lower() in PHONE_COLUMNS]
+    if len(phone) != 1:
+        raise ImportFailed(f"the header needs exactly one phone column ({', '.join(PHONE_COLUMNS)}); it has {header}")
+    names = ["phoneNumber" if i == phone[0] else h for i, h in enumerate(header)]
+    rows = []
+    for line, values in enumerate(reader, start=2):
+        if not any(v.strip() for v in values):
+            continue  # blank line
+        if len(values) != len(names):
+            raise ImportFailed(f"line {line} has {len(values)} fields; the header has {len(names)}")
+        rows.append({**dict(zip(names, values)), "_line": line})
+    return names, rows
+
+
+def chunks(rows: list[dict], size: int) -> Iterator[tuple[int, list[dict]]]:
+    for start in range(0, len(rows), size):
+        yield start // size + 1, rows[start:start + size]
+
+
+async def import_rows(session: aiohttp.ClientSession, url: str, key: str, batch_id: str, data: bytes,
+                      chunk_size: int = 1000, progress: Callable[[int], None] | None = None) -> ImportResult:
+    _, rows = read_rows(data)
+    digest = hashlib.sha256(data).hexdigest()[:24]
+    result = ImportResult(rows=len(rows))
+    for number, chunk in chunks(rows, chunk_size):
+        await _send_chunk(session, url, key, batch_id, f"csv:{digest}:{batch_id}:{chunk_size}:{number}", chunk, result)
+        result.chunks += 1
+        if progress is not None:
+            progress(len(chunk))
+    return result
+
+
+async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str, chunk: list[dict],
+                      result: ImportResult) -> None:
+    pending = chunk
+    for attempt in range(MAX_ROUNDS):
+        if not pending:
+            return
+        body = {"batchId": batch_id, "call_data": [{k: v for k, v in r.items() if k != "_line"} for r in pending]}
+        headers = {"x-api-key": key, "Idempotency-Key": f"{base_key}:{attempt}"}
+        async with session.post(f"{url}/api/call/addCallsToBatch", json=body, headers=headers) as resp:
+            doc = await _json(resp)
+            replay = resp.headers.get("Idempotent-Replay") == "true"
+        if resp.status == 200:
+            result.added += doc["data"]["added"]
+            result.replayed += replay
+            return
+        if resp.status == 400 and doc.get("data", {}).get("errors"):
+            bad = {e["index"]: e["reason"] for e in doc["data"]["errors"]}
+            for index, reason in sorted(bad.items()):
+                row = pending[index]
+                result.rejects.append({"row": row["_line"], "phoneNumber": row.get("phoneNumber"), "reason": reason})
+            result.rejected += len(bad)
+            pending = [r for i, r in enumerate(pending) if i not in bad]
+            continue
+        raise ImportFailed(f"the server answered {resp.status}: {doc.get('errorMessage') or doc.get('message')}")
+    raise ImportFailed("a chunk kept being refused; see the rejects so far")
+
+
+async def _json(resp: aiohttp.ClientResponse) -> Any:
+    try:
+        return await resp.json(content_type=None)
+    except ValueError:
+        raise ImportFailed(f"the server answered {resp.status} without JSON") from None
+
+
+def write_rejects(path: str, rejects: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["row", "phoneNumber", "reason"])
+        writer.writeheader()
+        writer.writerows(rejects)

@@ -1,0 +1,149 @@
+"""The `dialer` commands that talk to a running server over HTTP (so they work with the embedded store
+too): `import-csv` with a progress bar, and `batches list | show | start | stop | cancel | retry` as
+tables. The server is DIALER_URL (default http://127.0.0.1:8080), the key DIALER_API_KEY (or --url,
+--key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import aiohttp
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dialer.importer import ImportFailed, import_rows, read_rows, write_rejects
+
+VERBS = ("list", "show", "start", "stop", "cancel", "retry")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("import-csv", help="import a CSV of contacts into a batch over HTTP (resumable)")
+    p.add_argument("file")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--batch", help="the batch to add the contacts to")
+    target.add_argument("--create", metavar="NAME", help="create a batch of this name first")
+    p.add_argument("--calling-number", action="append", default=[], help="with --create (repeatable)")
+    p.add_argument("--agent", help="with --create: the agent's id (else found from the calling numbers)")
+    p.add_argument("--limit", type=int, help="with --create: its concurrency limit")
+    p.add_argument("--chunk", type=int, default=1000, help="rows per request (default 1000)")
+    p.add_argument("--rejects", help="where rejected rows go with their reasons (default FILE.rejected.csv)")
+    _server_options(p)
+    p = sub.add_parser("batches", help="list, show, start, stop, cancel or retry batches over HTTP")
+    p.add_argument("verb", choices=VERBS)
+    p.add_argument("batch_id", nargs="?")
+    p.add_argument("--status", help="list: only these statuses (comma-separated)")
+    p.add_argument("--hang-up", action="store_true", help="cancel: end the calls in flight too")
+    _server_options(p)
+
+
+def _server_options(p) -> None:
+    p.add_argument("--url", default=os.environ.get("DIALER_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--key", default=os.environ.get("DIALER_API_KEY", ""), help="the workspace key (DIALER_API_KEY)")
+
+
+async def run(args: argparse.Namespace, console: Console | None = None) -> int:
+    console = console or Console()
+    if not args.key:
+        console.print("[red]no API key: give --key or set DIALER_API_KEY[/red]")
+        return 2
+    url = args.url.rstrip("/")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        try:
+            if args.command == "import-csv":
+                return await _import(session, url, args, console)
+            return await _batches(session, url, args, console)
+        except aiohttp.ClientError as exc:
+            console.print(f"[red]cannot reach {url}: {exc}[/red]")
+            return 1
+
+
+async def _call(session, method: str, url: str, key: str, body=None) -> tuple[int, dict]:
+    async with session.request(method, url, json=body, headers={"x-api-key": key}) as resp:
+        try:
+            return resp.status, await resp.json(content_type=None)
+        except ValueError:
+            return resp.status, {"errorMessage": f"HTTP {resp.status}"}
+
+
+async def _import(session, url: str, args, console: Console) -> int:
+    try:
+        data = Path(args.file).read_bytes()
+        _, rows = read_rows(data)
+    except (OSError, ImportFailed) as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    batch_id = args.batch
+    if args.create:
+        body = {"name": args.create, **({"agentId": args.agent} if args.agent else {}),
+                **({"callingNumbers": args.calling_number} if args.calling_number else {}),
+                **({"concurrencyLimit": args.limit} if args.limit else {})}
+        code, doc = await _call(session, "POST", f"{url}/api/call/createBatch", args.key, body)
+        if code != 200:
+            console.print(f"[red]createBatch: {code} {doc.get('errorMessage')}[/red]")
+            return 1
+        batch_id = doc["data"]["batchId"]
+        console.print(f"batch {batch_id} created (run again with --batch {batch_id} to resume)")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("importing", total=len(rows), rate="-")
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            elapsed = bar.tasks[task].elapsed or 0
+            bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:,.0f}" if elapsed else "-")
+
+        try:
+            result = await import_rows(session, url, args.key, batch_id, data, args.chunk, advance)
+        except ImportFailed as exc:
+            console.print(f"[red]{exc}[/red] (run the same command again to resume: nothing is written twice)")
+            return 1
+    rejects = args.rejects or f"{args.file}.rejected.csv"
+    if result.rejects:
+        write_rejects(rejects, result.rejects)
+    console.print(f"{result.rows} rows: {result.added} calls added, {result.rejected} rejected"
+                  + (f" (see {rejects})" if result.rejects else "")
+                  + (f"; {result.replayed} chunks were already there" if result.replayed else ""))
+    return 0
+
+
+async def _batches(session, url: str, args, console: Console) -> int:
+    if args.verb == "list":
+        query = "?limit=100" + (f"&status={args.status}" if args.status else "")
+        code, doc = await _call(session, "GET", f"{url}/api/call/batches{query}", args.key)
+        if code != 200:
+            console.print(f"[red]{code}: {doc.get('errorMessage')}[/red]")
+            return 1
+        table = Table("batch", "name", "status", "limit", "in flight", "waiting", "finished", "outcomes")
+        for b in doc["data"]["batches"]:
+            c = b["counters"]
+            table.add_row(b["batchId"], b["name"], b["status"], str(b["concurrencyLimit"]), str(c["inFlight"]),
+                          str(c["waiting"]), str(c["finished"]),
+                          ", ".join(f"{k} {v}" for k, v in sorted(c["byOutcome"].items())))
+        console.print(table)
+        return 0
+    if not args.batch_id:
+        console.print(f"[red]batches {args.verb} needs a batch id[/red]")
+        return 2
+    target = f"{url}/api/call/batches/{args.batch_id}"
+    if args.verb == "show":
+        code, doc = await _call(session, "GET", target, args.key)
+    else:
+        body = {"hangUp": True} if args.verb == "cancel" and args.hang_up else None
+        code, doc = await _call(session, "POST", f"{target}/{args.verb}", args.key, body)
+    if code != 200:
+        console.print(f"[red]{code}: {doc.get('errorMessage')}[/red]")
+        return 1
+    b = doc["data"]
+    table = Table("field", "value", title=f"batch {b['batchId']}")
+    for name in ("name", "status", "concurrencyLimit", "retryCount", "createdAt", "scheduledAt"):
+        table.add_row(name, str(b.get(name)))
+    for name, value in b["counters"].items():
+        table.add_row(name, str(value))
+    console.print(table)
+    return 0
+

@@ -1,0 +1,109 @@
+"""`dialer import-csv` and `dialer batches ...` against a running server (the test server here)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import aiohttp
+import pytest
+from rich.console import Console
+
+from dialer import remote
+from dialer.importer import ImportFailed, import_rows, read_rows
+from tests.conftest import make_api
+
+
+def csv_bytes(rows: int, bad: set[int] = frozenset(), sep: str = ";", bom: bool = True) -> bytes:
+    lines = [sep.join(["Phone", "first_name", "account_id"])]
+    for i in range(rows):
+        phone = "12" if i in bad else f"+1212{2000000 + i:07d}"
+        lines.append(sep.join([phone, f"Zoë {i}", f"ACC-{i}"]))
+    text = "\n".join(lines) + "\n"
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+
+def url_of(api) -> str:
+    return str(api.client.make_url("")).rstrip("/")
+
+
+async def test_import_with_rejects_then_an_interrupted_import_resumes_without_duplicates(api):
+    batch = await api.create_batch()
+    data = csv_bytes(2500, bad={3, 1700})
+    async with aiohttp.ClientSession() as session:
+        result = await import_rows(session, url_of(api), api.key, batch, data, chunk_size=1000)
+    assert (result.rows, result.added, result.rejected, result.chunks) == (2500, 2498, 2, 3)
+    assert [r["row"] for r in result.rejects] == [5, 1702]  # file lines: header is line 1
+    assert all("impossible" in r["reason"] for r in result.rejects)
+    calls = await api.all_calls(batch)
+    assert len(calls) == 2498 and calls[0]["variables"] == {"first_name": "Zoë 0", "account_id": "ACC-0"}
+
+    other = await api.create_batch()
+    seen = []
+
+    def interrupt_after_two(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # the operator pressed Ctrl-C
+
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(KeyboardInterrupt):
+            await import_rows(session, url_of(api), api.key, other, data, 1000, interrupt_after_two)
+        assert len(await api.all_calls(other)) == 1998  # two chunks, one bad row in each
+        again = await import_rows(session, url_of(api), api.key, other, data, chunk_size=1000)
+    assert again.replayed == 2 and again.added == 2498 and again.rejected == 2
+    assert len(await api.all_calls(other)) == 2498  # nothing twice
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"name,email\nx,y\n", "phone column"),
+    (b"phone,phone_number\n1,2\n", "phone column"),
+    (b"phone,name\n+12125550100\n", "line 2 has 1 fields"),
+    (b"phone,name\n\xff\xfe,x\n", "not UTF-8"),
+    (b"", "empty"),
+])
+def test_unreadable_files_are_refused_with_the_reason(data, reason):
+    with pytest.raises(ImportFailed, match=reason):
+        read_rows(data)
+
+
+def test_comma_files_without_bom_and_blank_lines():
+    header, rows = read_rows(b"phoneNumber,name\n+12125550100,Ann\n\n+12125550101,Bob;Jr\n")
+    assert header == ["phoneNumber", "name"] and [r["name"] for r in rows] == ["Ann", "Bob;Jr"]
+
+
+def args(api, command: str, **kw) -> argparse.Namespace:
+    return argparse.Namespace(command=command, url=url_of(api), key=api.key, **kw)
+
+
+async def test_the_cli_creates_imports_lists_shows_and_stops(api, tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(csv_bytes(30, bad={7}, sep=",", bom=False))
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    code = await remote.run(args(api, "import-csv", file=str(path), batch=None, create="From CSV",
+                                 calling_number=api.agent["callingNumbers"], agent=None, limit=3, chunk=10,
+                                 rejects=None), console)
+    assert code == 0 and "30 rows: 29 calls added, 1 rejected" in out.getvalue()
+    assert (tmp_path / "contacts.csv.rejected.csv").read_text().splitlines()[1].startswith("9,12,")
+    code = await remote.run(args(api, "batches", verb="list", batch_id=None, status=None, hang_up=False), console)
+    assert code == 0 and "From CSV" in out.getvalue()
+    _, doc = await api.get("/api/call/batches")
+    batch = doc["data"]["batches"][0]["batchId"]
+    code = await remote.run(args(api, "batches", verb="stop", batch_id=batch, status=None, hang_up=False), console)
+    assert code == 0 and "paused" in out.getvalue()
+    code = await remote.run(args(api, "batches", verb="cancel", batch_id=batch, status=None, hang_up=True), console)
+    assert code == 0
+    code = await remote.run(args(api, "batches", verb="start", batch_id=batch, status=None, hang_up=False), console)
+    assert code == 1 and "409" in out.getvalue()
+
+
+async def test_the_cli_needs_a_key_and_names_a_foreign_batch(api, client, app):
+    other = await make_api(client, app)
+    theirs = await other.create_batch()
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    no_key = argparse.Namespace(command="batches", url=url_of(api), key="", verb="list", batch_id=None)
+    assert await remote.run(no_key, console) == 2 and "no API key" in out.getvalue()
+    code = await remote.run(args(api, "batches", verb="show", batch_id=theirs, status=None, hang_up=False), console)
+    assert code == 1 and "403" in out.getvalue()
