@@ -118,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(settings, args)
     if args.command in ("import-csv", "batches"):
-        return asyncio.run(remote.run(args))
+        try:
+            return asyncio.run(remote.run(args))
+        except KeyboardInterrupt:
+            print("\ninterrupted: run the same command again (with --batch) to resume; nothing is written twice",
+                  file=sys.stderr)
+            return 130
     return asyncio.run(_manage(settings, args))
 
 
