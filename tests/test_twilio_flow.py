@@ -4,6 +4,7 @@ and the fake's signed status callbacks reach our API served on a real port (the 
 from __future__ import annotations
 
 import asyncio
+import json
 import datetime as dt
 import logging
 import socket
@@ -334,7 +335,8 @@ async def test_twiml_connects_the_agent_with_the_record_variables(make_env, kind
         {"twimlUrl": "https://agent.example/voice?x=1"}
     env = await make_env(agent)
     batch = await env.api.create_batch()
-    await env.api.add_calls(batch, [{"phoneNumber": N1, "firstName": "Zoë & Co", "score": 3, "tags": ["a"]}])
+    await env.api.add_calls(batch, [{"phoneNumber": N1, "firstName": "Zoë & Co", "score": 3, "tags": ["a"],
+                                     "callId": "spoofed"}])
     await env.tick()
     [create] = env.creates()
     url, sid = create.params["Url"], env.sid(N1)
@@ -395,3 +397,24 @@ async def test_a_late_event_of_an_earlier_attempt_changes_nothing(make_env):
     assert await env.fake.send_status(second, "completed", duration=7) == 204
     after = (await env.calls(batch))[N1]
     assert (after["status"], after["providerCallId"]) == ("completed", second)
+
+
+async def test_an_elevenlabs_recipient_reaches_the_agent_with_its_id_and_client_data(make_env):
+    from elevenlabs import AsyncElevenLabs
+
+    env = await make_env({"streamUrl": "wss://agent.example/media"})
+    client = AsyncElevenLabs(api_key=env.api.key, base_url=env.base)
+    await client.conversational_ai.batch_calls.create(
+        call_name="via the vendor's SDK", agent_id=str(env.api.agent["_id"]), recipients=[
+            {"id": "crm-7", "phone_number": N1, "conversation_initiation_client_data": {
+                "dynamic_variables": {"name": "Zoë"}, "user_id": "u-7"}}])
+    await env.tick()
+    [create] = env.creates()
+    url = create.params["Url"]
+    form = {"CallSid": env.sid(N1), "AccountSid": env.fake.account_sid, "CallStatus": "in-progress", "To": N1}
+    signature = RequestValidator(env.fake.auth_token).compute_signature(url, form)
+    resp = await env.api.client.post(url[len(env.base):], data=form, headers={"X-Twilio-Signature": signature})
+    stream = ET.fromstring(await resp.text()).find("./Connect/Stream")
+    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert params["name"] == "Zoë" and params["recipientId"] == "crm-7"
+    assert json.loads(params["clientData"]) == {"user_id": "u-7"} and params["phoneNumber"] == N1

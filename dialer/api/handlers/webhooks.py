@@ -76,17 +76,24 @@ async def twilio_twiml(request: web.Request) -> web.Response:
     """What an answered call does: connect to the agent's media stream, or hand over to its TwiML URL.
 
     The agent's contract: a media stream receives callId, batchId, phoneNumber and every variable of
-    the record as <Parameter>s (Twilio's customParameters; non-string values JSON-encoded); a TwiML URL
-    is fetched with the same names as query parameters."""
+    the record as <Parameter>s (Twilio's customParameters; non-string values JSON-encoded), plus, for a
+    call submitted through the ElevenLabs face, recipientId and clientData (JSON); a TwiML URL is
+    fetched with the same names as query parameters."""
     await _verified_form(request)
     repos = request.app[REPOS]
     found = await destination(repos.calls, repos.batches, repos.tenancy, request.query.get("callId"))
     if found is None:
         return _twiml("<Hangup/>")
     call, agent = found
-    values = {"callId": str(call["_id"]), "batchId": str(call["batchId"]), "phoneNumber": call["phoneNumber"]}
-    for name, value in call.get("variables", {}).items():
-        values[name] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    values = {name: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+              for name, value in call.get("variables", {}).items()}
+    meta = call.get("meta") or {}
+    if meta.get("recipientId"):
+        values["recipientId"] = meta["recipientId"]
+    if meta.get("clientData"):  # the rest of an ElevenLabs recipient's conversation_initiation_client_data
+        values["clientData"] = json.dumps(meta["clientData"], ensure_ascii=False)
+    # Ours last: a variable cannot pass itself off as the call's id.
+    values.update(callId=str(call["_id"]), batchId=str(call["batchId"]), phoneNumber=call["phoneNumber"])
     if agent and agent.get("streamUrl"):
         params = "".join(f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in values.items())
         return _twiml(f"<Connect><Stream url={quoteattr(agent['streamUrl'])}>{params}</Stream></Connect>")
