@@ -1,21 +1,25 @@
-"""The `dialer` command: run the API server or a dispatcher, manage workspaces, keys and agents, and
-(over HTTP, dialer/remote.py) import CSV files and run batches.
+"""The dialer: serve the API, run dispatchers, manage tenants, import CSV files and run batches.
 
-Management commands act on the configured MongoDB (MONGODB_URI). The in-memory store lives inside
-the server process, so with it use the /api/admin/ endpoints instead (see README).
+`dialer` (click) runs the API server or a dispatcher, manages workspaces, keys and agents, and (over
+HTTP, dialer/remote.py) imports CSV files and runs batches.
+
+Management commands act on the configured MongoDB (MONGODB_URI). The embedded store lives inside the
+server process, so with it use the /api/admin/ endpoints instead (see README).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
+from types import SimpleNamespace
+
+import click
 
 from dialer import remote
 from dialer.logs import setup_logging
-from dialer.remote import add_commands
 from dialer.runtime import tune_gc
 from dialer.services.tenancy import TenancyError, agent_view
 from dialer.settings import Settings
@@ -23,108 +27,166 @@ from dialer.settings import Settings
 log = logging.getLogger("dialer")
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
+class Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        settings = Settings.load(ctx.obj["config"])
+    except ValueError as exc:
+        click.echo(f"bad settings: {exc}", err=True)
+        raise Exit(2) from None
+    setup_logging(settings.log_level)
+    tune_gc()
+    return settings
+
+
+@click.group(help=__doc__.splitlines()[0])
+@click.option("--config", help="settings file (default config/default.yaml)")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    ctx.obj = {"config": config}
+
+
+@cli.command(help="run the API server (and, with the embedded store, a dispatcher)")
+@click.pass_context
+def serve(ctx: click.Context) -> None:
     from aiohttp import web
 
     from dialer.composition import build_app
 
+    settings = _settings(ctx)
     web.run_app(build_app(settings), host=settings.host, port=settings.port,
                 print=lambda _: log.info(f"listening on http://{settings.host}:{settings.port}"))
-    return 0
 
 
-def _worker(settings: Settings, args: argparse.Namespace) -> int:
+@cli.command(help="run a dispatcher process")
+@click.pass_context
+def worker(ctx: click.Context) -> None:
     from workers.main import run_worker
 
-    return asyncio.run(run_worker(settings))
+    raise Exit(asyncio.run(run_worker(_settings(ctx))))
 
 
-async def _manage(settings: Settings, args: argparse.Namespace) -> int:
+async def _manage(settings: Settings, command: str, **args) -> int:
     if settings.in_memory:
-        print("MONGODB_URI is not set: the in-memory store lives inside the server; use /api/admin/ instead",
-              file=sys.stderr)
+        click.echo("MONGODB_URI is not set: the embedded store lives inside the server; use /api/admin/ instead",
+                   err=True)
         return 2
     from dialer.composition import open_services
 
     services = await open_services(settings)
     try:
         tenancy = services.tenancy
-        if args.command == "workspace-create":
-            workspace, key = await tenancy.create_workspace(args.name)
+        if command == "workspace-create":
+            workspace, key = await tenancy.create_workspace(args["name"])
             out = {"workspaceId": str(workspace["_id"]), "name": workspace["name"], "apiKey": key}
-        elif args.command == "workspace-list":
+        elif command == "workspace-list":
             out = [{"workspaceId": str(w["_id"]), "name": w["name"]} for w in await tenancy.list_workspaces()]
-        elif args.command == "key-create":
-            workspace = await tenancy.get_workspace(args.workspace_id)
+        elif command == "key-revoke":
+            out = {"revoked": await tenancy.revoke_key(args["key"])}
+        else:
+            workspace = await tenancy.get_workspace(args["workspace_id"])
             if workspace is None:
-                print("workspace not found", file=sys.stderr)
+                click.echo("workspace not found", err=True)
                 return 1
-            out = {"workspaceId": args.workspace_id, "apiKey": await tenancy.create_key(workspace["_id"])}
-        elif args.command == "key-revoke":
-            out = {"revoked": await tenancy.revoke_key(args.key)}
-        else:  # agent-create
-            workspace = await tenancy.get_workspace(args.workspace_id)
-            if workspace is None:
-                print("workspace not found", file=sys.stderr)
-                return 1
-            spec = {"name": args.name, "requiredVariables": args.required, "callingNumbers": args.number,
-                    "timezones": args.timezone, "twimlUrl": args.twiml_url, "streamUrl": args.stream_url}
-            out = agent_view(await tenancy.create_agent(workspace["_id"], spec))
+            if command == "key-create":
+                out = {"workspaceId": args["workspace_id"], "apiKey": await tenancy.create_key(workspace["_id"])}
+            else:  # agent-create
+                spec = {"name": args["name"], "requiredVariables": list(args["required"]),
+                        "callingNumbers": list(args["number"]), "timezones": list(args["timezone"]),
+                        "twimlUrl": args["twiml_url"], "streamUrl": args["stream_url"]}
+                out = agent_view(await tenancy.create_agent(workspace["_id"], spec))
     except TenancyError as exc:
-        print(str(exc), file=sys.stderr)
+        click.echo(str(exc), err=True)
         return 1
     finally:
         await services.close()
-    print(json.dumps(out, indent=2))
+    click.echo(json.dumps(out, indent=2))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dialer", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="settings file (default config/default.yaml)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the API server (and, with the in-memory store, a dispatcher)")
-    sub.add_parser("worker", help="run a dispatcher process")
-    p = sub.add_parser("workspace-create", help="create a workspace and print its first API key")
-    p.add_argument("name")
-    sub.add_parser("workspace-list", help="list workspaces")
-    p = sub.add_parser("key-create", help="create another API key for a workspace")
-    p.add_argument("workspace_id")
-    p = sub.add_parser("key-revoke", help="revoke an API key")
-    p.add_argument("key")
-    p = sub.add_parser("agent-create", help="create an agent in a workspace")
-    p.add_argument("workspace_id")
-    p.add_argument("--name", required=True)
-    p.add_argument("--required", action="append", default=[], help="a required variable (repeatable)")
-    p.add_argument("--number", action="append", default=[], help="a calling number it owns (repeatable)")
-    p.add_argument("--timezone", action="append", default=[], help="default IANA time zone (repeatable)")
-    p.add_argument("--twiml-url")
-    p.add_argument("--stream-url")
-    add_commands(sub)
-    return parser
+def _managed(name: str, **params):
+    def run(ctx: click.Context, **args) -> None:
+        raise Exit(asyncio.run(_manage(_settings(ctx), name, **args)))
+
+    return click.pass_context(run)
+
+
+cli.command("workspace-create", help="create a workspace and print its first API key")(
+    click.argument("name")(_managed("workspace-create")))
+cli.command("workspace-list", help="list workspaces")(_managed("workspace-list"))
+cli.command("key-create", help="create another API key for a workspace")(
+    click.argument("workspace_id")(_managed("key-create")))
+cli.command("key-revoke", help="revoke an API key")(click.argument("key")(_managed("key-revoke")))
+_agent = _managed("agent-create")
+for option in (click.option("--stream-url"), click.option("--twiml-url"),
+               click.option("--timezone", multiple=True, help="default IANA time zone (repeatable)"),
+               click.option("--number", multiple=True, help="a calling number it owns (repeatable)"),
+               click.option("--required", multiple=True, help="a required variable (repeatable)"),
+               click.option("--name", required=True), click.argument("workspace_id")):
+    _agent = option(_agent)
+cli.command("agent-create", help="create an agent in a workspace")(_agent)
+
+
+def _server(f):
+    f = click.option("--key", default=lambda: os.environ.get("DIALER_API_KEY", ""),
+                     help="the workspace key (DIALER_API_KEY)")(f)
+    return click.option("--url", default=lambda: os.environ.get("DIALER_URL", "http://127.0.0.1:8080"),
+                        help="the server (DIALER_URL)")(f)
+
+
+def _remote(args: SimpleNamespace) -> None:
+    try:
+        raise Exit(asyncio.run(remote.run(args)))
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: run the same command again (with --batch) to resume; nothing is written twice",
+                   err=True)
+        raise Exit(130) from None
+
+
+@cli.command("import-csv", help="import a CSV of contacts into a batch over HTTP (resumable)")
+@click.argument("file")
+@click.option("--batch", help="the batch to add the contacts to")
+@click.option("--create", metavar="NAME", help="create a batch of this name first")
+@click.option("--calling-number", multiple=True, help="with --create (repeatable)")
+@click.option("--agent", help="with --create: the agent's id (else found from the calling numbers)")
+@click.option("--limit", type=int, help="with --create: its concurrency limit")
+@click.option("--chunk", type=int, default=1000, show_default=True, help="rows per request")
+@click.option("--rejects", help="where rejected rows go with their reasons (default FILE.rejected.csv)")
+@_server
+def import_csv(file, batch, create, calling_number, agent, limit, chunk, rejects, url, key) -> None:
+    if bool(batch) == bool(create):
+        raise click.UsageError("give --batch ID or --create NAME")
+    _remote(SimpleNamespace(command="import-csv", file=file, batch=batch, create=create,
+                            calling_number=list(calling_number), agent=agent, limit=limit, chunk=chunk,
+                            rejects=rejects, url=url, key=key))
+
+
+@cli.command(help="list, show, start, stop, cancel or retry batches over HTTP")
+@click.argument("verb", type=click.Choice(remote.VERBS))
+@click.argument("batch_id", required=False)
+@click.option("--status", help="list: only these statuses (comma-separated)")
+@click.option("--hang-up", is_flag=True, help="cancel: end the calls in flight too")
+@_server
+def batches(verb, batch_id, status, hang_up, url, key) -> None:
+    _remote(SimpleNamespace(command="batches", verb=verb, batch_id=batch_id, status=status, hang_up=hang_up,
+                            url=url, key=key))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        settings = Settings.load(args.config)
-    except ValueError as exc:
-        print(f"bad settings: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level)
-    tune_gc()
-    if args.command == "serve":
-        return _serve(settings, args)
-    if args.command == "worker":
-        return _worker(settings, args)
-    if args.command in ("import-csv", "batches"):
-        try:
-            return asyncio.run(remote.run(args))
-        except KeyboardInterrupt:
-            print("\ninterrupted: run the same command again (with --batch) to resume; nothing is written twice",
-                  file=sys.stderr)
-            return 130
-    return asyncio.run(_manage(settings, args))
+        cli.main(args=argv, prog_name="dialer", standalone_mode=False)
+    except Exit as done:
+        return done.code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ tables. The server is DIALER_URL (default http://127.0.0.1:8080), the key DIALER
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import aiohttp
@@ -18,31 +17,6 @@ from rich.table import Table
 from dialer.importer import ImportFailed, import_rows, read_rows, write_rejects
 
 VERBS = ("list", "show", "start", "stop", "cancel", "retry")
-
-
-def add_commands(sub) -> None:
-    p = sub.add_parser("import-csv", help="import a CSV of contacts into a batch over HTTP (resumable)")
-    p.add_argument("file")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--batch", help="the batch to add the contacts to")
-    target.add_argument("--create", metavar="NAME", help="create a batch of this name first")
-    p.add_argument("--calling-number", action="append", default=[], help="with --create (repeatable)")
-    p.add_argument("--agent", help="with --create: the agent's id (else found from the calling numbers)")
-    p.add_argument("--limit", type=int, help="with --create: its concurrency limit")
-    p.add_argument("--chunk", type=int, default=1000, help="rows per request (default 1000)")
-    p.add_argument("--rejects", help="where rejected rows go with their reasons (default FILE.rejected.csv)")
-    _server_options(p)
-    p = sub.add_parser("batches", help="list, show, start, stop, cancel or retry batches over HTTP")
-    p.add_argument("verb", choices=VERBS)
-    p.add_argument("batch_id", nargs="?")
-    p.add_argument("--status", help="list: only these statuses (comma-separated)")
-    p.add_argument("--hang-up", action="store_true", help="cancel: end the calls in flight too")
-    _server_options(p)
-
-
-def _server_options(p) -> None:
-    p.add_argument("--url", default=os.environ.get("DIALER_URL", "http://127.0.0.1:8080"))
-    p.add_argument("--key", default=os.environ.get("DIALER_API_KEY", ""), help="the workspace key (DIALER_API_KEY)")
 
 
 async def run(args: argparse.Namespace, console: Console | None = None) -> int:

@@ -107,3 +107,22 @@ async def test_the_cli_needs_a_key_and_names_a_foreign_batch(api, client, app):
     assert await remote.run(no_key, console) == 2 and "no API key" in out.getvalue()
     code = await remote.run(args(api, "batches", verb="show", batch_id=theirs, status=None, hang_up=False), console)
     assert code == 1 and "403" in out.getvalue()
+
+
+async def test_the_dialer_command_itself(api, tmp_path, capsys):
+    """Through `dialer ...`'s own argument parsing (click), in a thread: it runs its own event loop."""
+    import asyncio
+
+    from dialer.cli import main as cli_main
+
+    path = tmp_path / "c.csv"
+    path.write_bytes(csv_bytes(12, sep=","))
+    server = ["--url", url_of(api), "--key", api.key]
+    code = await asyncio.to_thread(cli_main, ["import-csv", str(path), "--create", "cli batch", "--calling-number",
+                                              api.agent["callingNumbers"][0], "--chunk", "5", *server])
+    assert code == 0
+    code = await asyncio.to_thread(cli_main, ["batches", "list", *server])
+    assert code == 0 and "cli" in capsys.readouterr().out  # (the table wraps to the terminal width)
+    assert await asyncio.to_thread(cli_main, ["import-csv", str(path), *server]) == 2  # neither --batch nor --create
+    code = await asyncio.to_thread(cli_main, ["batches", "stop", "64e5f12345abcdef98765432", *server])
+    assert code == 1
