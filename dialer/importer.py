@@ -12,6 +12,7 @@ their reasons (a deterministic key again, so a resumed import takes the same ste
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -22,6 +23,8 @@ import aiohttp
 
 PHONE_COLUMNS = ("phone_number", "phonenumber", "phone")
 MAX_ROUNDS = 20  # a chunk is retried without its named bad rows at most this often
+MAX_CHUNK = 1000  # the server writes 1,000 records at a time: a request of one such chunk is never a 207
+UNAVAILABLE_TRIES = 4  # a 503 (nothing written, the key released) is sent again this often, waiting more each time
 
 
 class ImportFailed(Exception):
@@ -73,6 +76,7 @@ def chunks(rows: list[dict], size: int) -> Iterator[tuple[int, list[dict]]]:
 async def import_rows(session: aiohttp.ClientSession, url: str, key: str, batch_id: str, data: bytes,
                       chunk_size: int = 1000, progress: Callable[[int], None] | None = None) -> ImportResult:
     _, rows = read_rows(data)
+    chunk_size = max(1, min(chunk_size, MAX_CHUNK))
     digest = hashlib.sha256(data).hexdigest()[:24]
     result = ImportResult(rows=len(rows))
     for number, chunk in chunks(rows, chunk_size):
@@ -91,14 +95,18 @@ async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str,
             return
         body = {"batchId": batch_id, "call_data": [{k: v for k, v in r.items() if k != "_line"} for r in pending]}
         headers = {"x-api-key": key, "Idempotency-Key": f"{base_key}:{attempt}"}
-        async with session.post(f"{url}/api/call/addCallsToBatch", json=body, headers=headers) as resp:
-            doc = await _json(resp)
-            replay = resp.headers.get("Idempotent-Replay") == "true"
+        for wait in range(UNAVAILABLE_TRIES):
+            async with session.post(f"{url}/api/call/addCallsToBatch", json=body, headers=headers) as resp:
+                doc = await _json(resp) or {}
+                replay = resp.headers.get("Idempotent-Replay") == "true"
+            if resp.status != 503:
+                break
+            await asyncio.sleep(2 ** wait)  # the database failed: nothing was written, the key is free
         if resp.status == 200:
             result.added += doc["data"]["added"]
             result.replayed += replay
             return
-        if resp.status == 400 and doc.get("data", {}).get("errors"):
+        if resp.status == 400 and (doc.get("data") or {}).get("errors"):
             bad = {e["index"]: e["reason"] for e in doc["data"]["errors"]}
             for index, reason in sorted(bad.items()):
                 row = pending[index]

@@ -320,3 +320,25 @@ async def test_a_failed_claim_write_gives_its_slots_back(api, clock, engine_sett
     for _ in range(3):
         await h.step()
     assert len(h.sim.placed) == 3
+
+
+async def test_a_claim_whose_write_stalls_past_the_grace_period_is_handed_back(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(concurrencyLimit=3)
+    await api.add_calls(batch, nums(3))
+    claim = api.store.calls.claim
+
+    async def stalling_claim(*args, **kwargs):
+        won = await claim(*args, **kwargs)
+        clock.advance(engine_settings.lease_seconds)  # the write took a whole lease to come back
+        return won
+
+    api.store.calls.claim = stalling_claim
+    await h.engines[0].dispatcher.claim(clock.now())
+    api.store.calls.claim = claim
+    assert h.engines[0].dispatcher.waiting_to_place == 0
+    calls = await api.all_calls(batch)
+    assert {c["status"] for c in calls} == {"queued"} and {c["attempts"] for c in calls} == {0}
+    assert (await h.engines[0].slots.state(clock.now())).used(ObjectId(batch)) == 0
+    await h.run_until(lambda: _is(h, batch, "completed"))
+    assert len(h.sim.placed) == 3

@@ -161,3 +161,24 @@ async def test_ten_thousand_recipients_in_one_submit(api):
         call_name="Big", agent_id=str(api.agent["_id"]),
         recipients=[{"phone_number": f"+1212{i:07d}"} for i in range(2_000_000, 2_010_000)])
     assert batch.total_calls_scheduled == 10_000 and batch.status == "in_progress"
+
+
+@pytest.mark.parametrize("recipient, loc", [
+    ({"phone_number": "+12125550100", "whatsapp_user_id": {"x": 1}}, ["body", "recipients", 0, "whatsapp_user_id"]),
+    ({"phone_number": "+12125550100", "conversation_initiation_client_data": {"dynamic_variables": {"timezone": "x"}}},
+     ["body", "recipients", 0, "conversation_initiation_client_data", "dynamic_variables", "timezone"]),
+])
+async def test_recipient_fields_are_typed_and_reserved_names_refused(api, recipient, loc):
+    body = {"call_name": "x", "agent_id": str(api.agent["_id"]), "recipients": [recipient]}
+    resp = await api.client.post("/v1/convai/batch-calling/submit", json=body, headers={"xi-api-key": api.key})
+    assert resp.status == 422 and loc in [d["loc"] for d in (await resp.json())["detail"]]
+
+
+async def test_big_integers_in_dynamic_variables_are_refused_not_rounded(api):
+    raw = (b'{"call_name": "x", "agent_id": "%s", "recipients": [{"phone_number": "+12125550100", '
+           b'"conversation_initiation_client_data": {"dynamic_variables": {"n": %d}}}]}') % (
+        str(api.agent["_id"]).encode(), 2 ** 80)
+    resp = await api.client.post("/v1/convai/batch-calling/submit", data=raw,
+                                 headers={"xi-api-key": api.key, "Content-Type": "application/json"})
+    doc = await resp.json()
+    assert resp.status == 422 and "64 bits" in doc["detail"][0]["msg"]

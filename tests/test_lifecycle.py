@@ -301,3 +301,33 @@ async def test_a_cancelled_batch_cannot_change(api, clock):
     assert code == 200
     resp = await api.client.patch(f"/api/call/batches/{batch}", headers=api.headers(), json={"name": "x"})
     assert resp.status == 409
+
+
+async def test_claims_a_stale_dispatcher_makes_during_a_cancel_end_cancelled_not_queued(api, clock, engine_settings):
+    """A dispatcher whose view of the running batches is a few seconds old claims calls while the cancel
+    is withdrawing the waiting ones (between two of its chunks); handed back, they must not stay queued."""
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=1.0), mean_duration=600)
+    [stale] = h.engines
+    batch = await api.create_batch(concurrencyLimit=10)
+    await api.add_calls(batch, nums(1500))
+    await stale.dispatcher.claim(clock.now())  # it has read the running batches (cached for 5 s)
+    clock.advance(3)
+    await stale.dispatcher.placer.place_due(clock.now())
+    placed = len(h.sim.placed)
+    withdraw = api.store.calls.withdraw
+
+    async def withdraw_while_a_stale_dispatcher_claims(batch_id, now, entry, limit):
+        done = await withdraw(batch_id, now, entry, limit)
+        stale.dispatcher._idle_until = None  # (it would look again soon anyway)
+        await stale.dispatcher.claim(clock.now())  # claims from what is still queued
+        return done
+
+    api.store.calls.withdraw = withdraw_while_a_stale_dispatcher_claims
+    code, doc = await act(api, batch, "cancel")
+    api.store.calls.withdraw = withdraw
+    assert code == 200
+    clock.advance(5)
+    await stale.dispatcher.placer.place_due(clock.now())  # sees the batch cancelled: hands them back
+    assert len(h.sim.placed) == placed
+    statuses = Counter(c["status"] for c in await api.all_calls(batch))
+    assert statuses["queued"] == 0 and statuses["cancelled"] == 1500 - placed  # none left waiting for ever

@@ -82,7 +82,7 @@ class Dispatcher:
         self._quiet: dict[ObjectId, tuple[dt.datetime, dt.datetime | None, int]] = {}
         self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
-        self.placer = Placer(repos.calls, clock, provider, events, self._window, self.stats,
+        self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self._window, self.stats,
                              lease=dt.timedelta(seconds=config.lease_seconds),
                              public_base_url=config.public_base_url, machine_detection=config.machine_detection)
         self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
@@ -330,6 +330,15 @@ class Dispatcher:
                     await self._keep_claimed(reservation, claimed_ids)
             return []
         if reservation is None:
+            return []
+        if won and self.clock.now() > now + self._lease / 2:
+            # The claim's write itself stalled past half the grace period: its slot entries may have been
+            # harvested and reused meanwhile, so these calls would pass a limit. Hand them back unplaced.
+            later = self.clock.now()
+            for call_id in won:
+                await self.calls.requeue_unplaced(call_id, token, later, {"at": later, "event": "claim_too_slow"})
+            await self._give_back(reservation, set())
+            self.stats.lost_races += 1
             return []
         if len(won) < len(claimed_ids):
             # Some calls changed under us (another dispatcher, a cancel): give the others' slots back.

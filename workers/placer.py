@@ -21,9 +21,9 @@ from typing import Awaitable, Callable
 from bson import ObjectId
 
 from dialer.core.clock import Clock
-from dialer.core.statuses import CallStatus
 from dialer.core.windows import CallingWindow
-from dialer.ports import CallRepo, PlacedRecord, StoreUnavailable
+from dialer.core.statuses import BatchStatus, CallStatus
+from dialer.ports import BatchRepo, CallRepo, PlacedRecord, StoreUnavailable
 from dialer.services.call_events import CallEvents
 
 from workers.telephony.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
@@ -43,10 +43,12 @@ class Claimed:
 
 
 class Placer:
-    def __init__(self, calls: CallRepo, clock: Clock, provider: TelephonyProvider, events: CallEvents,
+    def __init__(self, calls: CallRepo, batches: BatchRepo, clock: Clock, provider: TelephonyProvider,
+                 events: CallEvents,
                  window_of: Callable[[dict], CallingWindow], stats, lease: dt.timedelta,
                  public_base_url: str = "", machine_detection: bool = False) -> None:
         self.calls = calls
+        self.batches = batches
         self.clock = clock
         self.provider = provider
         self.events = events
@@ -64,6 +66,14 @@ class Placer:
 
     async def _running_batches(self, now: dt.datetime) -> set[ObjectId]:
         raise NotImplementedError("the dispatcher provides running_batches")
+
+    async def _withdraw_if_cancelled(self, batch_id: ObjectId, now: dt.datetime) -> None:
+        """Claims handed back after a cancel had withdrawn the batch's waiting calls: withdraw them too,
+        or they would wait for ever in a batch that never runs again."""
+        batch = await self.batches.get(batch_id)
+        if batch is None or batch["status"] == BatchStatus.CANCELLED.value:
+            while await self.calls.withdraw(batch_id, now, {"at": now, "event": "batch_cancelled"}, 1000):
+                pass
 
     def add(self, claims: list[Claimed]) -> None:
         self.ready.extend(claims)
@@ -87,6 +97,8 @@ class Placer:
         due = [c for c in due if c.batch["_id"] in running]
         for claimed in stopped:
             await self.requeue(claimed, now, {"at": now, "event": "batch_not_running"}, provider_error=False)
+        for batch_id in {c.batch["_id"] for c in stopped}:
+            await self._withdraw_if_cancelled(batch_id, now)
         results = await asyncio.gather(*(self._place(c) for c in due), return_exceptions=True)
         for claimed, result in zip(due, results):
             if isinstance(result, BaseException):  # a bug or a store failure: never lose the call

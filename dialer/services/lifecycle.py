@@ -91,6 +91,7 @@ class Lifecycle:
             return batch
         if not await self.repo.move(batch["_id"], machine.STOP, self.clock.now()):
             raise conflict(await self._reread(batch), "stopped")
+        self._changed()
         await self._settle(batch["_id"])
         log.info("batch stopped", extra={"batchId": str(batch["_id"])})
         return await self._reread(batch)
@@ -100,6 +101,7 @@ class Lifecycle:
         now = self.clock.now()
         if not await self.repo.move(batch["_id"], machine.CANCEL, now):
             raise conflict(await self._reread(batch), "cancelled")
+        self._changed()
         await self._settle(batch["_id"])
         entry = {"at": now, "event": "batch_cancelled"}
         while await self.calls.withdraw(batch["_id"], now, entry, CHUNK):
@@ -129,8 +131,16 @@ class Lifecycle:
         if not retried:
             raise Refused(409, "Conflict", f"nothing to retry: no final call has an outcome in {sorted(set(outcomes))}",
                           {"status": batch["status"], "skipped": skipped})
-        await self.repo.move(batch["_id"], machine.RETRY_BATCH, now,
-                             {"retryCount": batch.get("retryCount", 0) + 1, "enqueuedAt": now}, unset=("completedAt",))
+        if not await self.repo.move(batch["_id"], machine.RETRY_BATCH, now,
+                                    {"retryCount": batch.get("retryCount", 0) + 1, "enqueuedAt": now},
+                                    unset=("completedAt",)):
+            # Cancelled meanwhile: the calls just put back in its queue are withdrawn with the rest.
+            current = await self._reread(batch)
+            if current["status"] == BatchStatus.CANCELLED.value:
+                while await self.calls.withdraw(batch["_id"], now, {"at": now, "event": "batch_cancelled"}, CHUNK):
+                    await asyncio.sleep(0)
+            raise conflict(current, "retried")
+        self._changed()
         log.info("batch retried", extra={"batchId": str(batch["_id"]), "calls": retried, "skipped": skipped})
         return await self._reread(batch)
 
@@ -148,25 +158,33 @@ class Lifecycle:
             # looks at them now and defers those still outside it to their next opening.
             await self.calls.bring_forward(batch["_id"], now)
             await self.repo.note_enqueued(batch["_id"], now)
-        if self.on_change is not None:
-            self.on_change()
+        self._changed()
         log.info("batch updated", extra={"batchId": str(batch["_id"]), "fields": sorted(changes)})
         return updated
 
     async def delete(self, batch: dict) -> str:
         """The batch and its calls are removed; refused while calls are in flight."""
-        flying = counters_view(await self.calls.tallies(batch["_id"]))["inFlight"]
-        if flying or await self.calls.unplaced(batch["_id"]):
-            raise Refused(409, "Conflict", f"{flying} calls of the batch are in flight: stop or cancel it, then "
-                                           "delete it once they have ended", {"status": batch["status"]})
+        await self._refuse_if_in_flight(batch)
         if batch["status"] == BatchStatus.RUNNING.value:  # no dispatcher may claim while calls go
             await self.repo.move(batch["_id"], machine.STOP, self.clock.now())
+            self._changed()
             await self._settle(batch["_id"])
+            await self._refuse_if_in_flight(await self._reread(batch), "calls were placed meanwhile; it is paused: ")
         while await self.calls.delete_calls(batch["_id"], CHUNK):
             await asyncio.sleep(0)
         await self.repo.delete(batch["_id"])
         log.info("batch deleted", extra={"batchId": str(batch["_id"])})
         return str(batch["_id"])
+
+    async def _refuse_if_in_flight(self, batch: dict, why: str = "") -> None:
+        flying = counters_view(await self.calls.tallies(batch["_id"]))["inFlight"]
+        if flying or await self.calls.unplaced(batch["_id"]):
+            raise Refused(409, "Conflict", f"{why}{flying} calls of the batch are in flight: stop or cancel it, then "
+                                           "delete it once they have ended", {"status": batch["status"]})
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def _settle(self, batch_id: ObjectId) -> None:
         """Wait until no claim of the batch is left unplaced (placed, or handed back by the placer)."""

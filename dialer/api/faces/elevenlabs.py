@@ -21,6 +21,7 @@ from aiohttp import web
 
 from dialer.api.appkeys import BATCHES, CLOCK, LIFECYCLE, REPOS, SETTINGS, SUBMISSIONS, TENANCY
 from dialer.api.faces.elevenlabs_shapes import Invalid, batch_call, parse_submit, recipient_view, submit_records
+from dialer.services.bodies import parse_json
 from dialer.services.calls import all_calls
 from dialer.services.errors import Refused
 from dialer.services.submissions import CallingNumberRefused, RecordsRefused
@@ -88,9 +89,9 @@ async def _shape(request: web.Request, batch: dict, recipients: bool = False) ->
 async def submit(request: web.Request) -> web.Response:
     principal = await _principal(request)
     try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise Invalid([{"loc": ["body"], "msg": f"malformed JSON: {exc}", "type": "json_invalid"}]) from None
+        body = parse_json(await request.read())  # integers exact, as the native API reads them
+    except Refused as exc:
+        raise Invalid([{"loc": ["body"], "msg": exc.error, "type": "json_invalid"}]) from None
     app = request.app
     submit_ = parse_submit(body, app[SETTINGS].max_records_per_request, app[CLOCK].now())
     records, meta = submit_records(submit_.recipients)

@@ -26,6 +26,7 @@ SUBMIT_FIELDS = {"call_name", "agent_id", "recipients", "scheduled_time_unix", "
                  "whatsapp_params", "timezone", "branch_id", "environment", "telephony_call_config",
                  "target_concurrency_limit"}
 RECIPIENT_FIELDS = {"id", "phone_number", "whatsapp_user_id", "conversation_initiation_client_data"}
+RESERVED_VARIABLES = {"phoneNumber", "timezone"}  # our record's own fields: the number, and its zone
 TELEPHONY_FIELDS = {"ringing_timeout_secs", "twilio_call_recording_enabled", "twilio_machine_detection"}
 BATCH_STATUS = {"pending": "pending", "running": "in_progress", "paused": "in_progress", "completed": "completed",
                 "cancelled": "cancelled", "failed": "failed"}
@@ -103,9 +104,13 @@ def parse_submit(body: Any, max_recipients: int, now: dt.datetime) -> Submit:
         if not isinstance(recipient.get("phone_number"), str) or not recipient["phone_number"].strip():
             problems.append(_problem(["recipients", i, "phone_number"], "a phone number is required", "missing"))
         _optional(recipient, "id", str, ["recipients", i], problems)
+        _optional(recipient, "whatsapp_user_id", str, ["recipients", i], problems)
         data = _optional(recipient, "conversation_initiation_client_data", dict, ["recipients", i], problems)
         if data is not None:
-            _optional(data, "dynamic_variables", dict, ["recipients", i, "conversation_initiation_client_data"], problems)
+            loc = ["recipients", i, "conversation_initiation_client_data", "dynamic_variables"]
+            variables = _optional(data, "dynamic_variables", dict, loc[:-1], problems) or {}
+            for name in sorted(RESERVED_VARIABLES & set(variables)):
+                problems.append(_problem([*loc, name], "a reserved name: the recipient's own field says it"))
     scheduled = _optional(body, "scheduled_time_unix", int, [], problems)
     scheduled_at = None
     if scheduled is not None:

@@ -22,11 +22,20 @@ CLAIM_FIELDS = ("leaseUntil", "claimedBy", "dialAt", "uncertain")
 
 
 class OperatorsCalls(CallIndexes):
-    def _of(self, batch_id: ObjectId, statuses) -> list[dict]:
+    def _of(self, batch_id: ObjectId, statuses, limit: int | None = None) -> list[dict]:
+        """The batch's calls of these statuses (at most `limit`, read from the index, not copied whole)."""
         b = self._batches.get(batch_id)
         if b is None:
             return []
-        return [self._docs[cid] for status in statuses for cid in list(b.by_status.get(status, ()))]
+        out: list[dict] = []
+        for status in statuses:
+            ids = b.by_status.get(status)
+            if ids:
+                wanted = None if limit is None else limit - len(out)
+                out += [self._docs[cid] for cid in ids.islice(0, wanted)]
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     async def unplaced(self, batch_id: ObjectId) -> int:
         return sum(1 for doc in self._of(batch_id, (DIALING,)) if "providerCallId" not in doc and not doc.get("uncertain"))
@@ -34,7 +43,7 @@ class OperatorsCalls(CallIndexes):
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
         now = utc(now)
         done = 0
-        for doc in self._of(batch_id, WAITING_VALUES)[:limit]:
+        for doc in self._of(batch_id, WAITING_VALUES, limit):
             target = self._check(doc, CallStatus.CANCELLED.value)
             self._unindex(doc)
             doc.update(status=target, outcome="cancelled", updatedAt=now, finishedAt=now)
@@ -86,7 +95,7 @@ class OperatorsCalls(CallIndexes):
         b = self._batches.get(batch_id)
         if b is None:
             return 0
-        docs = [self._docs[cid] for ids in b.by_status.values() for cid in ids][:limit]
+        docs = self._of(batch_id, list(b.by_status), limit)
         for doc in docs:
             self._unindex(doc)
             del self._docs[doc["_id"].binary]

@@ -20,7 +20,6 @@ from dialer.store.mongo.documents import normalise, unavailable
 
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}
 TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
-DUPLICATE_KEY = 11000
 
 
 class OperatorsCalls:
@@ -73,11 +72,12 @@ class OperatorsCalls:
                           "$unset": {"finishedAt": ""}, "$push": {"history": entry}}) for d in docs]
         try:
             await self.c.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:  # duplicate activeKey: the callee has a newer call waiting or in flight
-            busy_ids = [docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])
-                        if e.get("code") == DUPLICATE_KEY]
-            if busy_ids:
-                await self.c.update_many({"_id": {"$in": busy_ids}}, {"$set": {"retriedAt": now}})
+        except BulkWriteError as exc:
+            # A duplicate activeKey: the callee has a newer call waiting or in flight. Any refused one is
+            # marked looked-at too, so a caller repeating until (0, 0) ends.
+            refused = [docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])]
+            if refused:
+                await self.c.update_many({"_id": {"$in": refused}}, {"$set": {"retriedAt": now}})
         done = {d["_id"] async for d in self.c.find({"_id": {"$in": [d["_id"] for d in docs]}, "writeToken": token},
                                                     {"_id": 1})}
         for d in docs:

@@ -11,6 +11,7 @@ before this process reads counters, and on close). A crash can lose the last int
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -18,6 +19,8 @@ from bson import ObjectId
 from pymongo import UpdateOne
 
 from dialer.ports import Tally
+
+log = logging.getLogger("dialer.store.counters")
 
 State = tuple[str, "str | None", int]  # (status, outcome, attempts) of a call
 
@@ -55,6 +58,15 @@ class CounterBuffer:
             inc[f"tallies.{key}.calls"] += sign
             inc[f"tallies.{key}.dialled"] += sign * (attempts > 0)
             inc[f"tallies.{key}.attempts"] += sign * attempts
+        self._arm()
+
+    def add(self, batch_id: ObjectId, increments: dict[str, int]) -> None:
+        """Raw increments (the reconciliation's repairs), flushed with the rest."""
+        for path, n in increments.items():
+            self._pending[batch_id][path] += n
+        self._arm()
+
+    def _arm(self) -> None:
         if self._timer is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -62,15 +74,16 @@ class CounterBuffer:
                 return
             self._timer = loop.call_later(self.interval, self._flush_soon)
 
-    def add(self, batch_id: ObjectId, increments: dict[str, int]) -> None:
-        """Raw increments (the reconciliation's repairs), flushed with the rest."""
-        for path, n in increments.items():
-            self._pending[batch_id][path] += n
-
     def _flush_soon(self) -> None:
         self._timer = None
         if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.ensure_future(self.flush())
+            self._flushing = asyncio.ensure_future(self._flush_in_background())
+
+    async def _flush_in_background(self) -> None:
+        try:
+            await self.flush()
+        except Exception as exc:  # the increments are kept (flush puts them back) and tried again
+            log.warning("counter increments not written yet; trying again", extra={"error": type(exc).__name__})
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, defaultdict(lambda: defaultdict(int))
