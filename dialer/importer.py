@@ -41,8 +41,8 @@ class ImportResult:
     rejects: list[dict] = field(default_factory=list)  # {row, phoneNumber, reason}
 
 
-def read_rows(data: bytes) -> tuple[list[str], list[dict]]:
-    """(header, rows as {column: value}) with the phone column renamed phoneNumber."""
+def read_rows(data: bytes) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, rows as (line number, {column: value})) with the phone column renamed phoneNumber."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -58,17 +58,20 @@ def read_rows(data: bytes) -> tuple[list[str], list[dict]]:
     if len(phone) != 1:
         raise ImportFailed(f"the header needs exactly one phone column ({', '.join(PHONE_COLUMNS)}); it has {header}")
     names = ["phoneNumber" if i == phone[0] else h for i, h in enumerate(header)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ImportFailed(f"the header names a column twice: {twice}")
     rows = []
     for line, values in enumerate(reader, start=2):
         if not any(v.strip() for v in values):
             continue  # blank line
         if len(values) != len(names):
             raise ImportFailed(f"line {line} has {len(values)} fields; the header has {len(names)}")
-        rows.append({**dict(zip(names, values)), "_line": line})
+        rows.append((line, dict(zip(names, values))))
     return names, rows
 
 
-def chunks(rows: list[dict], size: int) -> Iterator[tuple[int, list[dict]]]:
+def chunks(rows: list[tuple[int, dict]], size: int) -> Iterator[tuple[int, list[tuple[int, dict]]]]:
     for start in range(0, len(rows), size):
         yield start // size + 1, rows[start:start + size]
 
@@ -87,13 +90,13 @@ async def import_rows(session: aiohttp.ClientSession, url: str, key: str, batch_
     return result
 
 
-async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str, chunk: list[dict],
+async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str, chunk: list[tuple[int, dict]],
                       result: ImportResult) -> None:
     pending = chunk
     for attempt in range(MAX_ROUNDS):
         if not pending:
             return
-        body = {"batchId": batch_id, "call_data": [{k: v for k, v in r.items() if k != "_line"} for r in pending]}
+        body = {"batchId": batch_id, "call_data": [record for _, record in pending]}
         headers = {"x-api-key": key, "Idempotency-Key": f"{base_key}:{attempt}"}
         for wait in range(UNAVAILABLE_TRIES):
             async with session.post(f"{url}/api/call/addCallsToBatch", json=body, headers=headers) as resp:
@@ -109,8 +112,8 @@ async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str,
         if resp.status == 400 and (doc.get("data") or {}).get("errors"):
             bad = {e["index"]: e["reason"] for e in doc["data"]["errors"]}
             for index, reason in sorted(bad.items()):
-                row = pending[index]
-                result.rejects.append({"row": row["_line"], "phoneNumber": row.get("phoneNumber"), "reason": reason})
+                line, record = pending[index]
+                result.rejects.append({"row": line, "phoneNumber": record.get("phoneNumber"), "reason": reason})
             result.rejected += len(bad)
             pending = [r for i, r in enumerate(pending) if i not in bad]
             continue

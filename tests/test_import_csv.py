@@ -61,6 +61,7 @@ async def test_import_with_rejects_then_an_interrupted_import_resumes_without_du
     (b"phone,name\n+12125550100\n", "line 2 has 1 fields"),
     (b"phone,name\n\xff\xfe,x\n", "not UTF-8"),
     (b"", "empty"),
+    (b"phone,name,name\n+12125550100,a,b\n", "column twice"),
 ])
 def test_unreadable_files_are_refused_with_the_reason(data, reason):
     with pytest.raises(ImportFailed, match=reason):
@@ -69,7 +70,7 @@ def test_unreadable_files_are_refused_with_the_reason(data, reason):
 
 def test_comma_files_without_bom_and_blank_lines():
     header, rows = read_rows(b"phoneNumber,name\n+12125550100,Ann\n\n+12125550101,Bob;Jr\n")
-    assert header == ["phoneNumber", "name"] and [r["name"] for r in rows] == ["Ann", "Bob;Jr"]
+    assert header == ["phoneNumber", "name"] and [(line, r["name"]) for line, r in rows] == [(2, "Ann"), (4, "Bob;Jr")]
 
 
 def args(api, command: str, **kw) -> argparse.Namespace:

@@ -82,12 +82,13 @@ class Dispatcher:
         self._quiet: dict[ObjectId, tuple[dt.datetime, dt.datetime | None, int]] = {}
         self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
-        self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self._window, self.stats,
+        # The placer asks for the running batches afresh just before it places (stop means stop).
+        self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self._window, self._fresh_running,
+                             self.stats,
                              lease=dt.timedelta(seconds=config.lease_seconds),
                              public_base_url=config.public_base_url, machine_detection=config.machine_detection)
         self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
         self.placer.on_requeue = self.requeued
-        self.placer.running_batches = self._fresh_running
 
     # ---- one tick -------------------------------------------------------------------------
     async def tick(self) -> int:
@@ -222,7 +223,7 @@ class Dispatcher:
                     full.append(batch)
                 elif batch_id not in candidates and not skip:
                     # Nothing due now: leave the batch alone until its next call is due.
-                    wake = await self._next_due(batch_id)
+                    wake = await self.calls.next_due_at(batch_id)
                     self._quiet[batch_id] = (min(wake or now + self._quiet_cap, now + self._quiet_cap),
                                              batch.get("enqueuedAt"), state.used(batch_id))
                     if wake is not None:
@@ -372,10 +373,6 @@ class Dispatcher:
         if key not in self._windows:
             self._windows[key] = CallingWindow.parse(batch["callingWindow"])
         return self._windows[key]
-
-    async def _next_due(self, batch_id: ObjectId) -> dt.datetime | None:
-        """When the batch's next queued call becomes due (window opening, retry delay): a computed wake-up."""
-        return await self.calls.next_due_at(batch_id)
 
     async def _complete_if_done(self, batch: dict, now: dt.datetime) -> None:
         if await self.calls.has_active(batch["_id"]):

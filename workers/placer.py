@@ -45,7 +45,8 @@ class Claimed:
 class Placer:
     def __init__(self, calls: CallRepo, batches: BatchRepo, clock: Clock, provider: TelephonyProvider,
                  events: CallEvents,
-                 window_of: Callable[[dict], CallingWindow], stats, lease: dt.timedelta,
+                 window_of: Callable[[dict], CallingWindow],
+                 running_batches: Callable[[dt.datetime], Awaitable[set[ObjectId]]], stats, lease: dt.timedelta,
                  public_base_url: str = "", machine_detection: bool = False) -> None:
         self.calls = calls
         self.batches = batches
@@ -62,10 +63,7 @@ class Placer:
         self.on_requeue: Callable[[ObjectId], None] | None = None  # a call of this batch is back in the queue
         self.metrics = events.metrics
         # The ids of the batches running now, read afresh (the dispatcher's: it refreshes its cache too).
-        self.running_batches: Callable[[dt.datetime], Awaitable[set[ObjectId]]] = self._running_batches
-
-    async def _running_batches(self, now: dt.datetime) -> set[ObjectId]:
-        raise NotImplementedError("the dispatcher provides running_batches")
+        self.running_batches = running_batches
 
     async def _withdraw_if_cancelled(self, batch_id: ObjectId, now: dt.datetime) -> None:
         """Claims handed back after a cancel had withdrawn the batch's waiting calls: withdraw them too,

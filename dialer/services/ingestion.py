@@ -123,7 +123,7 @@ class Ingestion:
             raise Refused(400, "Bad Request",
                            f"{len(plan.errors)} of {plan.records} records are invalid; nothing was written",
                            data=plan.error_view())
-        outcome = await self._write(batch, plan)
+        outcome = await self.write_plan(batch, plan)
         self.metrics.records.labels("accepted").inc(plan.records)
         # A large request leaves millions of objects behind; freeing them all at once would hold the
         # event loop (~150 ms for 100,000 records): let a worker thread drop the last references.
@@ -140,10 +140,6 @@ class Ingestion:
             plan.errors.sort(key=lambda e: e.index)
         return plan
 
-    async def write_plan(self, batch: dict, plan: Plan) -> Outcome:
-        """Write a valid plan chunk by chunk and start the batch (see _write)."""
-        return await self._write(batch, plan)
-
     def _context(self, batch: dict, agent: dict) -> IngestContext:
         now = self.clock.now()
         scheduled = batch.get("scheduledAt")
@@ -157,7 +153,8 @@ class Ingestion:
             not_before=not_before,
         )
 
-    async def _write(self, batch: dict, plan: Plan) -> Outcome:
+    async def write_plan(self, batch: dict, plan: Plan) -> Outcome:
+        """Write a valid plan chunk by chunk (a failed chunk does not stop the others), start the batch."""
         call_ids: list[str] = []
         failed: list[dict] = []
         in_flight: list[dict] = []

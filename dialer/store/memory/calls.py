@@ -319,7 +319,7 @@ class MemoryCalls(OperatorsCalls):
             doc["outcome"] = finish.outcome
             doc["updatedAt"] = now
             doc["nextAttemptAt"] = utc(finish.retry_at)
-            for name in (*CLAIM_FIELDS, "providerCallId"):  # the next attempt is a new provider call
+            for name in (*CLAIM_FIELDS, "providerCallId", "answeredBy"):  # the next attempt is a new provider call
                 doc.pop(name, None)
             self._push(doc, {**finish.entry, "result": "retry"})
             kind = "retry"

@@ -295,7 +295,7 @@ class MongoCalls(OperatorsCalls):
                 {"$set": {"status": CallStatus.QUEUED.value, "outcome": finish.outcome, "updatedAt": now,
                           "nextAttemptAt": finish.retry_at},
                  # The next attempt is a new provider call: forget this one's id.
-                 "$unset": {**CLAIM_FIELDS, "providerCallId": ""},
+                 "$unset": {**CLAIM_FIELDS, "providerCallId": "", "answeredBy": ""},
                  "$push": {"history": {**finish.entry, "result": "retry"}}},
                 projection=BEFORE_FIELDS)
             if before is not None:
