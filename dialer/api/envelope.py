@@ -15,10 +15,6 @@ class ApiError(Refused):
     (Use cases raise its base, Refused; both become the envelope.)"""
 
 
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
 def envelope(code: int, message: str, data: Any = None, error: str = "", status: bool | None = None) -> web.Response:
     body = {
         "message": message,
@@ -27,7 +23,8 @@ def envelope(code: int, message: str, data: Any = None, error: str = "", status:
         "errorMessage": error,
         "data": data if data is not None else {},
     }
-    return web.json_response(body, status=code, dumps=_dumps)
+    # Bytes straight from orjson: a 100,000-call answer is 2.5 MB, not worth a str round trip.
+    return web.Response(body=orjson.dumps(body), status=code, content_type="application/json", charset="utf-8")
 
 
 def ok(data: Any, message: str = "OK", code: int = 200) -> web.Response:
