@@ -46,6 +46,13 @@ async def settings(backend):
     await client.close()
 
 
+@pytest.fixture
+def engine_settings(settings):
+    """Dispatchers on the simulator in simulated seconds, with the rate and the account out of the way."""
+    return settings.replace(calls_per_second=1000.0, max_concurrent_calls=1000, lease_seconds=120,
+                            provider="simulator", sim_time_scale=1.0)
+
+
 @dataclass
 class Api:
     """An HTTP client bound to a workspace: its key, its agent, and envelope-aware helpers."""

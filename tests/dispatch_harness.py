@@ -14,6 +14,11 @@ from workers.telephony.simulator import Simulator
 
 
 
+def nums(n: int, area: str = "212") -> list[dict]:
+    """n records of distinct numbers in one area code."""
+    return [{"phoneNumber": f"+1{area}555{i:04d}"} for i in range(n)]
+
+
 class Harness:
     def __init__(self, api, clock, settings, outcomes=None, mean_duration=30.0, seed=7, dispatchers=1):
         self.api = api

@@ -6,19 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-import pytest
 from bson import ObjectId
 
 from dialer.api.appkeys import INGESTION
-from tests.dispatch_harness import Harness
+from tests.dispatch_harness import Harness, nums
 
 UTC = dt.timezone.utc
-
-
-@pytest.fixture
-def engine_settings(settings):
-    return settings.replace(calls_per_second=1000.0, max_concurrent_calls=1000, lease_seconds=120,
-                            provider="simulator", sim_time_scale=1.0)
 
 
 def count_due(repos) -> Counter:
@@ -32,10 +25,6 @@ def count_due(repos) -> Counter:
 
     repos.calls.due = due
     return counts
-
-
-def nums(n: int, area: str) -> list[dict]:
-    return [{"phoneNumber": f"+1{area}555{i:04d}"} for i in range(n)]
 
 
 async def test_batches_the_account_cannot_serve_are_not_read(api, clock, engine_settings):

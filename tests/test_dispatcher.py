@@ -11,19 +11,9 @@ from bson import ObjectId
 
 from dialer.core import machine
 from dialer.core.clock import as_utc
-from tests.dispatch_harness import Harness
+from tests.dispatch_harness import Harness, nums
 
 UTC = dt.timezone.utc
-
-
-@pytest.fixture
-def engine_settings(settings):
-    return settings.replace(calls_per_second=1000.0, max_concurrent_calls=1000, lease_seconds=120,
-                            provider="simulator", sim_time_scale=1.0)
-
-
-def nums(n: int, area: str = "212") -> list[dict]:
-    return [{"phoneNumber": f"+1{area}555{i:04d}"} for i in range(n)]
 
 
 async def test_batch_runs_to_completion_within_its_limit(api, clock, engine_settings):

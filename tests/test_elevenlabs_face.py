@@ -10,12 +10,6 @@ from tests.conftest import make_api
 from tests.dispatch_harness import Harness
 
 
-@pytest.fixture
-def engine_settings(settings):
-    return settings.replace(calls_per_second=1000.0, max_concurrent_calls=1000, lease_seconds=120,
-                            provider="simulator", sim_time_scale=1.0)
-
-
 def sdk(api, key: str | None = None) -> AsyncElevenLabs:
     return AsyncElevenLabs(api_key=key or api.key, base_url=str(api.client.make_url("")).rstrip("/"))
 

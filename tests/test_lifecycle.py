@@ -10,17 +10,7 @@ import pytest
 
 from dialer.api.appkeys import LIFECYCLE
 from tests.conftest import make_api
-from tests.dispatch_harness import Harness
-
-
-@pytest.fixture
-def engine_settings(settings):
-    return settings.replace(calls_per_second=1000.0, max_concurrent_calls=1000, lease_seconds=120,
-                            provider="simulator", sim_time_scale=1.0)
-
-
-def nums(n: int, area: str = "212") -> list[dict]:
-    return [{"phoneNumber": f"+1{area}555{i:04d}"} for i in range(n)]
+from tests.dispatch_harness import Harness, nums
 
 
 async def act(api, batch: str, verb: str, body=None) -> tuple[int, dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialer.composition import services_over
@@ -21,11 +20,6 @@ def samples(text: str) -> dict[tuple, float]:
 
 def value(found: dict, name: str, **labels) -> float:
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-@pytest.fixture
-def engine_settings(settings):
-    return settings.replace(calls_per_second=1000.0, max_concurrent_calls=1000, provider="simulator", sim_time_scale=1.0)
 
 
 async def test_api_metrics_follow_requests_records_calls_and_outcomes(api, clock, engine_settings):
