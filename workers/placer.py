@@ -25,6 +25,7 @@ from dialer.core.windows import CallingWindow
 from dialer.core.statuses import BatchStatus, CallStatus
 from dialer.ports import BatchRepo, CallRepo, PlacedRecord, StoreUnavailable
 from dialer.services.call_events import CallEvents
+from dialer.services.calls import withdraw_all
 
 from workers.telephony.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
 
@@ -70,8 +71,7 @@ class Placer:
         or they would wait for ever in a batch that never runs again."""
         batch = await self.batches.get(batch_id)
         if batch is None or batch["status"] == BatchStatus.CANCELLED.value:
-            while await self.calls.withdraw(batch_id, now, {"at": now, "event": "batch_cancelled"}, 1000):
-                pass
+            await withdraw_all(self.calls, batch_id, now)
 
     def add(self, claims: list[Claimed]) -> None:
         self.ready.extend(claims)

@@ -99,12 +99,10 @@ def parse_batch_spec(body: Any, phones: PhoneNormaliser) -> BatchSpec:
     raw_numbers = body.get("callingNumbers", [])
     if not isinstance(raw_numbers, list):
         raise BatchSpecError("callingNumbers must be a list of phone numbers")
-    numbers = []
-    for raw in raw_numbers:
-        try:
-            numbers.append(phones.normalise(raw).e164)
-        except PhoneError as exc:
-            raise BatchSpecError(f"callingNumbers: {raw!r}: {exc}") from None
+    try:
+        numbers = phones.e164_each(raw_numbers)
+    except PhoneError as exc:
+        raise BatchSpecError(f"callingNumbers: {exc}") from None
     if agent_id is None and not numbers:
         raise BatchSpecError("give agentId or callingNumbers")
     try:

@@ -83,6 +83,16 @@ class PhoneNormaliser:
         self._fast = not strict
         self._fast_national = not strict and self.default_region in _NANP_REGIONS
 
+    def e164_each(self, raws: list) -> list[str]:
+        """Several numbers in E.164, in order; a PhoneError naming the first that is not a number."""
+        out = []
+        for raw in raws:
+            try:
+                out.append(self.normalise(raw).e164)
+            except PhoneError as exc:
+                raise PhoneError(f"{raw!r}: {exc}") from None
+        return out
+
     def normalise(self, raw: object) -> PhoneNumber:
         if not isinstance(raw, str):
             raise PhoneError("phoneNumber must be a string")

@@ -3,6 +3,7 @@ answered call connects to (its agent's destination)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Mapping
 
@@ -68,6 +69,16 @@ async def destination(calls: CallRepo, batches: BatchRepo, tenancy: TenancyRepo,
     batch = await batches.get(call["batchId"])
     agent = await tenancy.get_agent(batch["agentId"]) if batch else None
     return call, agent
+
+
+async def withdraw_all(calls: CallRepo, batch_id: ObjectId, now, event: str = "batch_cancelled",
+                       chunk: int = 1000) -> int:
+    """Every waiting call of the batch -> cancelled, a chunk at a time (letting others in between)."""
+    entry, total = {"at": now, "event": event}, 0
+    while done := await calls.withdraw(batch_id, now, entry, chunk):
+        total += done
+        await asyncio.sleep(0)
+    return total
 
 
 async def all_calls(calls: CallRepo, batch_id: ObjectId, page_size: int = 1000) -> list[dict]:

@@ -21,6 +21,7 @@ from dialer.core.clock import Clock
 from dialer.core.statuses import RETRYABLE_OUTCOMES, BatchStatus
 from dialer.ports import BatchRepo, CallRepo
 from dialer.services.batches import Batches, batch_view, counters_view
+from dialer.services.calls import withdraw_all
 from dialer.services.errors import Refused
 from dialer.services.paging import page_query
 from dialer.services.tenancy import parse_id
@@ -103,9 +104,7 @@ class Lifecycle:
             raise conflict(await self._reread(batch), "cancelled")
         self._changed()
         await self._settle(batch["_id"])
-        entry = {"at": now, "event": "batch_cancelled"}
-        while await self.calls.withdraw(batch["_id"], now, entry, CHUNK):
-            await asyncio.sleep(0)
+        await withdraw_all(self.calls, batch["_id"], now, chunk=CHUNK)
         if hang_up:
             await self._hang_up(batch["_id"])
         log.info("batch cancelled", extra={"batchId": str(batch["_id"]), "hangUp": hang_up})
@@ -137,8 +136,7 @@ class Lifecycle:
             # Cancelled meanwhile: the calls just put back in its queue are withdrawn with the rest.
             current = await self._reread(batch)
             if current["status"] == BatchStatus.CANCELLED.value:
-                while await self.calls.withdraw(batch["_id"], now, {"at": now, "event": "batch_cancelled"}, CHUNK):
-                    await asyncio.sleep(0)
+                await withdraw_all(self.calls, batch["_id"], now, chunk=CHUNK)
             raise conflict(current, "retried")
         self._changed()
         log.info("batch retried", extra={"batchId": str(batch["_id"]), "calls": retried, "skipped": skipped})

@@ -120,12 +120,10 @@ class Tenancy:
         numbers = spec.get("callingNumbers", [])
         if not isinstance(numbers, list):
             raise TenancyError("callingNumbers must be a list of phone numbers")
-        e164 = []
-        for raw in numbers:
-            try:
-                e164.append(self.phones.normalise(raw).e164)
-            except PhoneError as exc:
-                raise TenancyError(f"calling number {raw!r}: {exc}") from None
+        try:
+            e164 = self.phones.e164_each(numbers)
+        except PhoneError as exc:
+            raise TenancyError(f"calling number {exc}") from None
         zones = spec.get("timezones", [])
         if isinstance(zones, str):
             zones = [zones]

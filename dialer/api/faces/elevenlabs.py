@@ -136,20 +136,21 @@ async def get_batch(request: web.Request) -> web.Response:
     return _json(await _shape(request, await _batch(request, principal), recipients=True))
 
 
+async def _changed(request: web.Request, change: str) -> web.Response:
+    """A lifecycle change (`cancel`, `retry`) of the addressed batch, answered as the BatchCall after it."""
+    principal = await _principal(request)
+    batch = await getattr(request.app[LIFECYCLE], change)(await _batch(request, principal))
+    return _json(await _shape(request, batch))
+
+
 @face
 async def cancel_batch(request: web.Request) -> web.Response:
-    principal = await _principal(request)
-    lifecycle = request.app[LIFECYCLE]
-    batch = await lifecycle.cancel(await _batch(request, principal))
-    return _json(await _shape(request, batch))
+    return await _changed(request, "cancel")
 
 
 @face
 async def retry_batch(request: web.Request) -> web.Response:
-    principal = await _principal(request)
-    lifecycle = request.app[LIFECYCLE]
-    batch = await lifecycle.retry(await _batch(request, principal))
-    return _json(await _shape(request, batch))
+    return await _changed(request, "retry")
 
 
 @face
