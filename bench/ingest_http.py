@@ -238,7 +238,7 @@ async def measure_http(work) -> HttpResults:
             if status != 200 or records != n:
                 out.failures.append(f"HTTP floor: status {status}, {records} records parsed of {n}")
             out.floor_seconds.append(seconds)
-        print(f"  HTTP floor: " + ", ".join(f"{s:.3f}s" for s in out.floor_seconds), flush=True)
+        print("  HTTP floor: " + ", ".join(f"{s:.3f}s" for s in out.floor_seconds), flush=True)
     return out
 
 
