@@ -180,9 +180,32 @@ class CallRepo(Protocol):
         """An in-flight call without a providerCallId gets this one (a callback or the reaper found it)."""
 
     async def finish(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, finish: Finish,
-                     now: dt.datetime) -> tuple[str, ObjectId] | None:
+                     now: dt.datetime) -> tuple[str, ObjectId, dict | None] | None:
         """In flight -> queued (retry) or -> final; the claim fields and activeKey (final only) cleared.
-        Returns ("retry" | "final", batchId), or None when the call was not in flight as matched."""
+        Returns ("retry" | "final", batchId, the call's chaining `group` or None), or None when the call
+        was not in flight as matched."""
+
+    # -- contact chaining (the enrollment face)
+    async def insert_new(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> int:
+        """Write each planned call under its own `call_id` unless a call with that id exists (a resumed
+        intake writes nothing twice): `held` ones held, the others queued, with their `group` and
+        activeKey + `key_suffix`. How many were written."""
+
+    async def group(self, batch_id: ObjectId, key: str) -> list[dict]:
+        """The calls of one chaining group (`_id, status, outcome, duration, answeredBy, verdict, finishedAt,
+        group, nextAttemptAt`)."""
+
+    async def held_groups(self, batch_id: ObjectId, limit: int) -> list[str]:
+        """Keys of up to `limit` groups of the batch that have held calls (the reaper's sweep)."""
+
+    async def activate(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
+        """held -> queued (compare-and-set), due at the later of now and its planned nextAttemptAt."""
+
+    async def skip_held(self, batch_id: ObjectId, key: str, now: dt.datetime, entry: dict) -> int:
+        """Every held call of the group -> skipped (outcome skipped). How many."""
+
+    async def record_verdict(self, call_id: ObjectId, verdict: dict, now: dt.datetime) -> dict | None:
+        """The agent's verdict on the call (`{successful, reason?, at}`) kept on it; the call after, or None."""
 
     # -- operators (the batch lifecycle)
     async def unplaced(self, batch_id: ObjectId) -> int:
@@ -252,6 +275,9 @@ class BatchRepo(Protocol):
 
     async def delete(self, batch_id: ObjectId) -> bool: ...
 
+    async def by_public_id(self, public_id: str) -> dict | None:
+        """The batch whose `publicId` (a UUID a face gave it) is this."""
+
     async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
         """enqueuedAt = now: calls joined the queue (new, or back for a retry). Dispatchers in other
         processes see it when they re-read the runnable batches, and look at the batch again."""
@@ -290,6 +316,18 @@ class TenancyRepo(Protocol):
     async def agent_owning(self, workspace_id: ObjectId, numbers: list[str]) -> dict | None:
         """The workspace's agent that owns every one of these calling numbers."""
 
+    async def update_workspace(self, workspace_id: ObjectId, set_fields: dict[str, Any]) -> dict | None:
+        """Set these fields of the workspace (settings: `credits`, `normalizationAllowed`,
+        `defaultConcurrencyLimit`); the workspace after, or None if unknown."""
+
+    async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
+        """credits += amount (may be negative: a refund is positive) when the workspace has a balance
+        (credits set); the workspace after, or None when unknown or unlimited."""
+
+    async def take_credits(self, workspace_id: ObjectId, amount: int) -> tuple[bool, int | None]:
+        """Reserve `amount` credits atomically: (True, balance after) when the balance covers it, (True,
+        None) when the workspace is unlimited (no balance set), (False, balance) when it does not."""
+
 
 # ---------------------------------------------------------------------------------------- idempotency
 
@@ -313,6 +351,36 @@ class IdempotencyRepo(Protocol):
 
     async def purge(self, now: dt.datetime) -> int:
         """Delete the records whose expiresAt <= now; how many."""
+
+
+# ------------------------------------------------------------------------------------------- intakes
+
+class IntakeRepo(Protocol):
+    """An enrollment request's accepted contacts, written before its 202 and turned into a batch and its
+    calls in the background: `{_id: "<workspaceId>:key:<Idempotency-Key>" or "<workspaceId>:id:<uuid>",
+    workspaceId, publicId, batch (the batch document to write), calls (planned calls, see
+    dialer/core/contacts.py planned_to_doc), answer (the 202's body, as sent), state: pending | done, createdAt,
+    expiresAt, leaseUntil?, takenBy?}`. Expiry follows the caller's clock (purge)."""
+
+    async def insert(self, intake: dict) -> dict | None:
+        """None when written; the stored intake when one with this _id exists (nothing written)."""
+
+    async def get(self, intake_id: str) -> dict | None: ...
+
+    async def take(self, intake_id: str, by: str, until: dt.datetime, now: dt.datetime) -> dict | None:
+        """Lease a pending intake whose lease is absent or past (compare-and-set): the intake, or None."""
+
+    async def unfinished(self, now: dt.datetime, limit: int) -> list[str]:
+        """Ids of pending intakes whose lease is absent or past, oldest first."""
+
+    async def finish(self, intake_id: str, now: dt.datetime) -> None:
+        """state = done; the planned calls are dropped (the answer stays, for replays)."""
+
+    async def remove_expired(self, intake_id: str, now: dt.datetime) -> bool:
+        """Delete the intake if it is done and expired by `now` (its key may be used afresh)."""
+
+    async def purge(self, now: dt.datetime) -> int:
+        """Delete the done intakes whose expiresAt <= now; how many."""
 
 
 # ---------------------------------------------------------------------------------------- slot ledger
@@ -350,6 +418,7 @@ class Repositories:
     tenancy: TenancyRepo
     idempotency: IdempotencyRepo
     ledger: SlotLedger
+    intakes: IntakeRepo
     closer: Any = None  # awaitable factory that closes the backend's client
 
     @property

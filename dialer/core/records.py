@@ -44,6 +44,11 @@ class PlannedCall:
     earliest: dt.datetime | None  # first instant the window is open in every zone
     duplicates: int = 0  # earlier records of this request collapsed into this one
     meta: dict | None = None  # what a face keeps with the call beside its variables (a recipient's id...)
+    # Set by the enrollment face (dialer/core/contacts.py), whose calls are written by `CallRepo.insert_new`:
+    call_id: Any = None  # the call's id, chosen before it is written (a resumed intake writes it once)
+    held: bool = False  # waits for its group (contact chaining) instead of being queued
+    group: dict | None = None  # {key, seq, policy} of its chaining group
+    key_suffix: str = ""  # added to activeKey: a later duplicate of a callee, waiting its turn
 
 
 @dataclass
@@ -90,7 +95,7 @@ class Planner:
         plan = Plan(records=len(call_data))
         by_callee: dict[tuple[str, str | None], PlannedCall] = {}
         for index, record in enumerate(call_data):
-            call = self._plan_one(index, record, plan.errors)
+            call = self.plan_one(index, record, plan.errors)
             if call is None:
                 continue
             # The callee is the number and its extension: two extensions behind one number are two people.
@@ -110,7 +115,7 @@ class Planner:
             self._earliest[zones] = self.ctx.window.next_open(self.ctx.not_before, zones, HORIZON_DAYS)
         return self._earliest[zones]
 
-    def _plan_one(self, index: int, record: Any, errors: list[RecordError]) -> PlannedCall | None:
+    def plan_one(self, index: int, record: Any, errors: list[RecordError]) -> PlannedCall | None:
         if not isinstance(record, dict):
             errors.append(RecordError(index, None, "record must be an object"))
             return None

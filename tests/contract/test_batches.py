@@ -64,3 +64,16 @@ async def test_a_started_batch_leaves_scheduled_due(repos):
     assert await repos.batches.move(doc["_id"], START_SCHEDULED, T0, {"startedAt": T0})
     assert await repos.batches.scheduled_due(T0) == []
     assert [b["_id"] for b in await repos.batches.runnable(T0)] == [doc["_id"]]
+
+
+async def test_by_public_id(repos):
+    from tests.contract.conftest import batch_doc
+
+    doc = batch_doc(publicId="550e8400-e29b-41d4-a716-446655440000")
+    await repos.batches.insert(doc)
+    await repos.batches.insert(batch_doc())  # batches without one do not clash
+    await repos.batches.insert(batch_doc())
+    assert (await repos.batches.by_public_id("550e8400-e29b-41d4-a716-446655440000"))["_id"] == doc["_id"]
+    assert await repos.batches.by_public_id("00000000-0000-0000-0000-000000000000") is None
+    assert await repos.batches.delete(doc["_id"])
+    assert await repos.batches.by_public_id("550e8400-e29b-41d4-a716-446655440000") is None

@@ -80,7 +80,7 @@ async def test_a_call_in_flight_is_reported_and_untouched(repos, batch):
 async def test_a_finished_callee_gets_a_new_call(repos, batch):
     [old] = await enqueue(repos, batch, planned(A))
     await claim(repos, old)
-    assert await repos.calls.finish(old, "tok-1", None, final(), at(30)) == ("final", batch["_id"])
+    assert await repos.calls.finish(old, "tok-1", None, final(), at(30)) == ("final", batch["_id"], None)
     [new] = await enqueue(repos, batch, planned(A, variables={"again": True}))
     assert new != old
     old_doc, new_doc = await repos.calls.get(old), await repos.calls.get(new)
@@ -385,7 +385,7 @@ async def test_finish_retries_while_attempts_remain_then_final(repos, batch):
     await claim(repos, a)
     await repos.calls.record_placed([PlacedRecord(a, "tok-1", "CA-1", at(1), at(200))])
     busy = final("busy", retry_at=at(300), max_attempts=2)
-    assert await repos.calls.finish(a, "tok-1", "CA-1", busy, at(30)) == ("retry", batch["_id"])
+    assert await repos.calls.finish(a, "tok-1", "CA-1", busy, at(30)) == ("retry", batch["_id"], None)
     doc = await repos.calls.get(a)
     assert (doc["status"], doc["outcome"], doc["nextAttemptAt"], doc["updatedAt"]) == ("queued", "busy", at(300), at(30))
     assert not {"providerCallId", "leaseUntil", "claimedBy", "dialAt", "finishedAt"} & set(doc)
@@ -396,7 +396,7 @@ async def test_finish_retries_while_attempts_remain_then_final(repos, batch):
     assert await repos.calls.due(batch["_id"], at(299), 10) == []
     assert await claim(repos, a, token="tok-2", now=at(300))
     assert (await repos.calls.get(a))["attempts"] == 2
-    assert await repos.calls.finish(a, "tok-2", None, busy, at(330)) == ("final", batch["_id"])
+    assert await repos.calls.finish(a, "tok-2", None, busy, at(330)) == ("final", batch["_id"], None)
     doc = await repos.calls.get(a)
     assert (doc["status"], doc["outcome"], doc["finishedAt"], doc["attempts"]) == ("busy", "busy", at(330), 2)
     assert not {"activeKey", "leaseUntil", "claimedBy", "dialAt"} & set(doc)
@@ -410,7 +410,7 @@ async def test_finish_without_retry_at_is_final(repos, batch):
     [a] = await enqueue(repos, batch, planned(A))
     await claim(repos, a)
     done = final("completed", duration=42, provider_call_id="CA-9", max_attempts=5)
-    assert await repos.calls.finish(a, None, "CA-9", done, at(60)) == ("final", batch["_id"])
+    assert await repos.calls.finish(a, None, "CA-9", done, at(60)) == ("final", batch["_id"], None)
     doc = await repos.calls.get(a)
     assert (doc["status"], doc["duration"], doc["providerCallId"], doc["finishedAt"]) == ("completed", 42, "CA-9", at(60))
     assert await repos.calls.finish(a, None, None, done, at(61)) is None  # no longer in flight
@@ -425,7 +425,7 @@ async def test_finish_matches_the_attempt_and_provider_call(repos, batch):
     assert await repos.calls.finish(a, "tok-1", "CA-other", final(), at(2)) is None
     assert (await repos.calls.get(a))["status"] == "dialing"
     assert await repos.calls.finish(ObjectId(), None, None, final(), at(2)) is None
-    assert await repos.calls.finish(a, "tok-1", "CA-1", final("failed"), at(3)) == ("final", batch["_id"])
+    assert await repos.calls.finish(a, "tok-1", "CA-1", final("failed"), at(3)) == ("final", batch["_id"], None)
     assert (await repos.calls.get(a))["status"] == "failed"
 
 

@@ -87,3 +87,26 @@ async def test_a_deleted_agent_is_gone_and_frees_its_numbers(repos):
     assert await repos.tenancy.list_agents(workspace) == []
     assert not await repos.tenancy.delete_agent(agent["_id"])
     assert await repos.tenancy.insert_agent({**agent, "_id": ObjectId()})  # the number is free again
+
+
+async def test_workspace_settings_and_credits(repos):
+    ws = {"_id": ObjectId(), "name": "acme", "createdAt": T0}
+    await repos.tenancy.insert_workspace(ws)
+    assert await repos.tenancy.take_credits(ws["_id"], 5) == (True, None)  # no balance: unlimited
+    assert await repos.tenancy.add_credits(ws["_id"], 5) is None
+    after = await repos.tenancy.update_workspace(ws["_id"], {"credits": 10, "normalizationAllowed": True})
+    assert (after["credits"], after["normalizationAllowed"]) == (10, True)
+    assert await repos.tenancy.take_credits(ws["_id"], 4) == (True, 6)
+    assert await repos.tenancy.take_credits(ws["_id"], 7) == (False, 6)
+    assert (await repos.tenancy.add_credits(ws["_id"], 4))["credits"] == 10
+    assert await repos.tenancy.update_workspace(ObjectId(), {"credits": 1}) is None
+
+
+async def test_concurrent_reservations_never_overdraw(repos):
+    import asyncio
+
+    ws = {"_id": ObjectId(), "name": "acme", "createdAt": T0, "credits": 10}
+    await repos.tenancy.insert_workspace(ws)
+    results = await asyncio.gather(*(repos.tenancy.take_credits(ws["_id"], 3) for _ in range(6)))
+    assert sum(ok for ok, _ in results) == 3  # 3 x 3 of 10
+    assert (await repos.tenancy.get_workspace(ws["_id"]))["credits"] == 1

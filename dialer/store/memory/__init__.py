@@ -1,5 +1,5 @@
 """The embedded storage backend: our own indexed in-memory store, implementing every port of
-dialer/ports.py (calls, batches, tenancy, idempotency, the slot ledger) in one process.
+dialer/ports.py (calls, batches, tenancy, idempotency, enrollment intakes, the slot ledger) in one process.
 
 It owns the documents and the indexes that answer each port method without scanning: sorted lists
 and dicts kept up to date on every change (each module's docstring names its indexes). Every method
@@ -14,12 +14,14 @@ from dialer.ports import Repositories
 from dialer.store.memory.batches import MemoryBatches
 from dialer.store.memory.calls import MemoryCalls
 from dialer.store.memory.idempotency import MemoryIdempotency
+from dialer.store.memory.intakes import MemoryIntakes
 from dialer.store.memory.ledger import MemoryLedger
 from dialer.store.memory.tenancy import MemoryTenancy
 
-__all__ = ["MemoryBatches", "MemoryCalls", "MemoryIdempotency", "MemoryLedger", "MemoryTenancy", "open_memory"]
+__all__ = ["MemoryBatches", "MemoryCalls", "MemoryIdempotency", "MemoryIntakes", "MemoryLedger", "MemoryTenancy", "open_memory"]
 
 
 def open_memory() -> Repositories:
     return Repositories(kind="memory", calls=MemoryCalls(), batches=MemoryBatches(), tenancy=MemoryTenancy(),
-                        idempotency=MemoryIdempotency(), ledger=MemoryLedger(), closer=None)
+                        idempotency=MemoryIdempotency(), ledger=MemoryLedger(), intakes=MemoryIntakes(),
+                        closer=None)

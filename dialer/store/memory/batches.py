@@ -2,7 +2,7 @@
 
 Documents live in one dict by _id. Indexes: the set of running batch ids (`runnable`) and the set of
 pending batch ids (`scheduled_due`), both small, sorted when read; per workspace, the sorted ids of its
-batches (`list`, newest first, from a cursor).
+batches (`list`, newest first, from a cursor); publicId -> _id (`by_public_id`).
 Every method is synchronous inside (nothing awaited), hence atomic on the event loop.
 """
 
@@ -27,6 +27,7 @@ class MemoryBatches:
         self._docs: dict[ObjectId, dict] = {}
         self._by_status: dict[str, set[ObjectId]] = {RUNNING: set(), PENDING: set()}
         self._of_workspace: dict[ObjectId, SortedList] = {}
+        self._by_public_id: dict[str, ObjectId] = {}
 
     def _index(self, doc: dict) -> None:
         ids = self._by_status.get(doc.get("status"))
@@ -46,10 +47,16 @@ class MemoryBatches:
         self._docs[doc["_id"]] = doc
         self._index(doc)
         self._of_workspace.setdefault(doc["workspaceId"], SortedList()).add(doc["_id"])
+        if doc.get("publicId"):
+            self._by_public_id[doc["publicId"]] = doc["_id"]
 
     async def get(self, batch_id: ObjectId) -> dict | None:
         doc = self._docs.get(batch_id)
         return None if doc is None else clone(doc)
+
+    async def by_public_id(self, public_id: str) -> dict | None:
+        batch_id = self._by_public_id.get(public_id)
+        return None if batch_id is None else await self.get(batch_id)
 
     async def runnable(self, now: dt.datetime) -> list[dict]:
         now = utc(now)
@@ -113,4 +120,5 @@ class MemoryBatches:
             return False
         self._unindex(doc)
         self._of_workspace[doc["workspaceId"]].discard(batch_id)
+        self._by_public_id.pop(doc.get("publicId"), None)
         return True

@@ -6,7 +6,9 @@
   lists of the statuses asked for, or of all; has_active / has_waiting); `queued`, sorted
   (nextAttemptAt, _id) of its queued calls (due, next_due_at); `tally`, (status, outcome) ->
   [calls, dialled, attempts] (tallies);
-- `_leases`: sorted (leaseUntil, _id) of the in-flight calls (the reaper's `expired`).
+- `_leases`: sorted (leaseUntil, _id) of the in-flight calls (the reaper's `expired`);
+- `_groups`: (batchId, group key) -> ids of the group's calls, in seq order (contact chaining; a call's
+  group never changes, so only insertion and deletion touch it).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class CallIndexes:
         self._batches: dict[ObjectId, _BatchIndex] = {}
         self._active: dict[str, bytes] = {}  # activeKey -> _id bytes
         self._leases: SortedList = SortedList()  # (leaseUntil, _id bytes) of in-flight calls
+        self._groups: dict[tuple[ObjectId, str], list[bytes]] = {}
 
     def _doc(self, call_id: ObjectId) -> dict | None:
         return self._docs.get(call_id.binary) if isinstance(call_id, ObjectId) else None

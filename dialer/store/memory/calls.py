@@ -21,6 +21,7 @@ from dialer.core.machine import PROGRESS_MOVES
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, Tally, active_key
+from dialer.store.memory.calls_for_chains import ChainCalls
 from dialer.store.memory.calls_for_operators import OperatorsCalls
 from dialer.store.memory._common import NEW_IDS, clone, copy_call, copy_variables, utc
 
@@ -32,7 +33,7 @@ ACTIVE = frozenset(ACTIVE_VALUES)
 CLAIM_FIELDS = ("leaseUntil", "claimedBy", "dialAt", "uncertain")
 
 
-class MemoryCalls(OperatorsCalls):
+class MemoryCalls(OperatorsCalls, ChainCalls):
     @staticmethod
     def _matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
         """An event's match: this attempt (when a token is given), and this provider call or none
@@ -336,7 +337,7 @@ class MemoryCalls(OperatorsCalls):
             self._push(doc, {**finish.entry, "result": finish.outcome})
             kind = "final"
         self._index(doc)
-        return kind, doc["batchId"]
+        return kind, doc["batchId"], clone(doc.get("group"))
 
     # ---- the reaper ----------------------------------------------------------------------------
     async def expired(self, now: dt.datetime, limit: int) -> list[dict]:

@@ -63,8 +63,8 @@ class OperatorsCalls(CallIndexes):
         for doc in self._of(batch_id, sorted(TERMINAL_VALUES)):
             if retried + busy >= limit:
                 break
-            if doc.get("outcome") not in wanted or doc.get("retriedAt") == now:
-                continue
+            if doc.get("outcome") not in wanted or doc.get("retriedAt") == now or "group" in doc:
+                continue  # a chained contact's group ran its course: it is not redialled by a retry
             key = active_key(doc["batchId"], doc["phoneNumber"], doc.get("extension"))
             if key in self._active:  # the callee has a newer call waiting or in flight
                 busy += 1
@@ -99,6 +99,8 @@ class OperatorsCalls(CallIndexes):
         for doc in docs:
             self._unindex(doc)
             del self._docs[doc["_id"].binary]
+            if "group" in doc:
+                self._groups.pop((batch_id, doc["group"]["key"]), None)
         if not any(b.by_status.values()):
             del self._batches[batch_id]
         return len(docs)

@@ -39,6 +39,30 @@ class MemoryTenancy:
     async def list_workspaces(self) -> list[dict]:
         return _by_created(list(self._workspaces.values()))
 
+    async def update_workspace(self, workspace_id: ObjectId, set_fields: dict) -> dict | None:
+        doc = self._workspaces.get(workspace_id)
+        if doc is None:
+            return None
+        doc.update(normalised(set_fields))
+        return clone(doc)
+
+    async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
+        doc = self._workspaces.get(workspace_id)
+        if doc is None or doc.get("credits") is None:
+            return None
+        doc["credits"] += amount
+        return clone(doc)
+
+    async def take_credits(self, workspace_id: ObjectId, amount: int) -> tuple[bool, int | None]:
+        doc = self._workspaces.get(workspace_id)
+        balance = None if doc is None else doc.get("credits")
+        if balance is None:
+            return True, None
+        if balance < amount:
+            return False, balance
+        doc["credits"] = balance - amount
+        return True, doc["credits"]
+
     # ---- API keys --------------------------------------------------------------------------------
     async def insert_key(self, key: dict) -> None:
         if key["_id"] in self._keys or key["keyHash"] in self._key_by_hash:

@@ -1,6 +1,6 @@
 """The `batches` collection, for the BatchRepo port. Indexes: (status) for the dispatcher's running
 batches and the reaper's scheduled starts; (workspaceId, _id) for listing a workspace's batches
-(newest first, from a cursor)."""
+(newest first, from a cursor); (publicId, unique, sparse) for `by_public_id`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ class MongoBatches:
     @unavailable
     async def get(self, batch_id: ObjectId) -> dict | None:
         return normalise(await self.c.find_one({"_id": batch_id}))
+
+    @unavailable
+    async def by_public_id(self, public_id: str) -> dict | None:
+        return normalise(await self.c.find_one({"publicId": public_id}))
 
     @unavailable
     async def runnable(self, now: dt.datetime) -> list[dict]:

@@ -28,17 +28,19 @@ from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, Tally, active_key
+from dialer.store.mongo.calls_for_chains import ChainCalls
 from dialer.store.mongo.calls_for_operators import OperatorsCalls
 from dialer.store.mongo.counters import CounterBuffer, tallies_of, tally_key
 from dialer.store.mongo.documents import aggregate, normalise, unavailable
 
 MAX_ROUNDS = 3
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
+FINISH_FIELDS = {**BEFORE_FIELDS, "group": 1}  # and the chaining group a finished call belongs to
 DUPLICATE_KEY = 11000
 CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
 
 
-class MongoCalls(OperatorsCalls):
+class MongoCalls(OperatorsCalls, ChainCalls):
     def __init__(self, collection: Any, counters: CounterBuffer) -> None:
         self.c = collection
         self.counters = counters
@@ -297,10 +299,10 @@ class MongoCalls(OperatorsCalls):
                  # The next attempt is a new provider call: forget this one's id.
                  "$unset": {**CLAIM_FIELDS, "providerCallId": "", "answeredBy": ""},
                  "$push": {"history": {**finish.entry, "result": "retry"}}},
-                projection=BEFORE_FIELDS)
+                projection=FINISH_FIELDS)
             if before is not None:
                 self._moved(before, CallStatus.QUEUED.value, finish.outcome)
-                return "retry", before["batchId"]
+                return "retry", before["batchId"], before.get("group")
         before = await self.c.find_one_and_update(
             flying,
             {"$set": {"status": finish.final, "outcome": finish.outcome, "updatedAt": now, "finishedAt": now,
@@ -308,11 +310,11 @@ class MongoCalls(OperatorsCalls):
                       **({"duration": finish.duration} if finish.duration is not None else {})},
              "$unset": {**CLAIM_FIELDS, "activeKey": ""},
              "$push": {"history": {**finish.entry, "result": finish.outcome}}},
-            projection=BEFORE_FIELDS)
+            projection=FINISH_FIELDS)
         if before is None:
             return None
         self._moved(before, finish.final, finish.outcome)
-        return "final", before["batchId"]
+        return "final", before["batchId"], before.get("group")
 
     async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
         increments: dict[str, int] = {}

@@ -60,7 +60,9 @@ class OperatorsCalls:
     async def retry_finished(self, batch_id: ObjectId, outcomes: list[str], now: dt.datetime, entry: dict,
                              limit: int) -> tuple[int, int]:
         docs = await self.c.find({"batchId": batch_id, "status": {"$in": sorted(TERMINAL_VALUES)},
-                                  "outcome": {"$in": outcomes}, "retriedAt": {"$ne": now}},
+                                  "outcome": {"$in": outcomes}, "retriedAt": {"$ne": now},
+                                  # A chained contact's group ran its course: it is not redialled by a retry.
+                                  "group": {"$exists": False}},
                                  {**BEFORE_FIELDS, "phoneNumber": 1, "extension": 1}).limit(limit).to_list(None)
         if not docs:
             return 0, 0

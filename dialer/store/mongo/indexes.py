@@ -13,6 +13,8 @@ INDEXES: dict[str, list[IndexModel]] = {
                IndexModel([("callingNumbers", ASCENDING)], name="calling_numbers")],
     "workspaces": [IndexModel([("createdAt", ASCENDING)], name="created")],
     "batches": [IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id"),
+                # A face's own id for the batch (the enrollment face's UUID batchId).
+                IndexModel([("publicId", ASCENDING)], unique=True, sparse=True, name="public_id"),
                 IndexModel([("status", ASCENDING)], name="status")],
     "calls": [
         # At most one waiting or in-flight call per callee of a batch: activeKey is unset when a call ends.
@@ -24,7 +26,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("batchId", ASCENDING), ("_id", ASCENDING)], name="batch_id"),
         # The reaper: in-flight calls whose lease ran out.
         IndexModel([("status", ASCENDING), ("leaseUntil", ASCENDING)], name="status_lease"),
+        # Contact chaining: the calls of one group (only chained calls have a group).
+        IndexModel([("batchId", ASCENDING), ("group.key", ASCENDING)], name="batch_group",
+                   partialFilterExpression={"group.key": {"$exists": True}}),
     ],
+    # Enrollment intakes: pending ones to resume, oldest first; done ones to purge by the injected clock.
+    "intakes": [IndexModel([("state", ASCENDING), ("createdAt", ASCENDING)], name="state_created"),
+                IndexModel([("expiresAt", ASCENDING)], name="expires_at")],
     # Expiry follows the injected clock (purge), so no TTL index: its monitor uses the server's clock.
     "idempotency": [IndexModel([("expiresAt", ASCENDING)], name="expires_at")],
 }

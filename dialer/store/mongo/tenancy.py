@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from bson import ObjectId
+from pymongo import ReturnDocument
+
 from dialer.store.mongo.documents import normalise, unavailable
 
 
@@ -29,6 +31,29 @@ class MongoTenancy:
     @unavailable
     async def list_workspaces(self) -> list[dict]:
         return [normalise(d) for d in await self.workspaces.find({}).sort([("createdAt", 1), ("_id", 1)]).to_list(None)]
+
+    @unavailable
+    async def update_workspace(self, workspace_id: ObjectId, set_fields: dict) -> dict | None:
+        return normalise(await self.workspaces.find_one_and_update(
+            {"_id": workspace_id}, {"$set": set_fields}, return_document=ReturnDocument.AFTER))
+
+    @unavailable
+    async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
+        return normalise(await self.workspaces.find_one_and_update(
+            {"_id": workspace_id, "credits": {"$type": "number"}}, {"$inc": {"credits": amount}},
+            return_document=ReturnDocument.AFTER))
+
+    @unavailable
+    async def take_credits(self, workspace_id: ObjectId, amount: int) -> tuple[bool, int | None]:
+        # One conditional decrement: concurrent reservations never take more than the balance.
+        taken = await self.workspaces.find_one_and_update(
+            {"_id": workspace_id, "credits": {"$gte": amount}}, {"$inc": {"credits": -amount}},
+            projection={"credits": 1}, return_document=ReturnDocument.AFTER)
+        if taken is not None:
+            return True, taken["credits"]
+        doc = await self.workspaces.find_one({"_id": workspace_id}, {"credits": 1})
+        balance = None if doc is None else doc.get("credits")
+        return (True, None) if balance is None else (False, balance)
 
     @unavailable
     async def insert_key(self, key: dict) -> None:
