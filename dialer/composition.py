@@ -20,7 +20,10 @@ from dialer.core.phones import PhoneNormaliser
 from dialer.metrics import Metrics
 from dialer.ports import Repositories
 from dialer.services.batches import Batches
+from dialer.core.chains import ChainRule
 from dialer.services.call_events import BatchPolicies, CallEvents
+from dialer.services.chains import Chains
+from dialer.services.enrollment import Enrollment
 from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import Ingestion
 from dialer.services.lifecycle import Lifecycle
@@ -43,11 +46,14 @@ class Services:
     events: CallEvents
     lifecycle: Lifecycle
     submissions: Submissions
+    enrollment: Enrollment
+    chains: Chains
     metrics: Metrics
 
     closers: list = field(default_factory=list)
 
     async def close(self) -> None:
+        await self.enrollment.close()
         for close in self.closers:
             await close()
         self.ingestion.bodies.close()
@@ -66,8 +72,13 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Serv
     lifecycle = Lifecycle(batches, repos.batches, repos.calls, clock,
                           settle_seconds=2 + settings.twilio_timeout_seconds + 3)
     submissions = Submissions(tenancy, batches, repos.batches, ingestion, phones)
+    enrollment = Enrollment(clock, tenancy, repos.tenancy, batches, repos.batches, repos.calls, repos.intakes, phones,
+                            settings.idempotency_ttl_seconds, metrics)
+    chains = Chains(repos.calls, repos.batches, clock,
+                    ChainRule(settings.chain_min_success_seconds, settings.chain_verdict_seconds))
+    events.on_group_call_final = chains.advance
     return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events, lifecycle,
-                    submissions, metrics)
+                    submissions, enrollment, chains, metrics)
 
 
 async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -80,7 +91,8 @@ def build_engine(services: Services, provider=None, name: str | None = None, set
 
     settings = settings or services.settings
     provider = provider or make_provider(settings, services.clock)
-    return Engine(services.repos, services.clock, settings, provider, services.events, name=name)
+    return Engine(services.repos, services.clock, settings, provider, services.events, name=name,
+                  chains=services.chains, enrollment=services.enrollment)
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
@@ -99,6 +111,8 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
         if settings.runs_embedded_dispatcher:
             engine = build_engine(services)
             services.ingestion.on_enqueued = engine.dispatcher.wake
+            services.enrollment.on_enqueued = engine.dispatcher.wake
+            services.chains.on_activated = engine.dispatcher.wake
             services.lifecycle.hang_up = engine.provider.hangup
             services.lifecycle.on_change = engine.dispatcher.wake
             engine.start()
@@ -109,6 +123,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
                                      timeout=settings.twilio_timeout_seconds, api_base=settings.twilio_api_base or None)
             services.lifecycle.hang_up = hangups.hangup
             services.closers.append(hangups.close)
+        await services.enrollment.resume()  # enrollments accepted before a crash and not yet scheduled
         yield
         if engine is not None:
             await engine.stop()
@@ -128,3 +143,5 @@ def install(app: web.Application, services: Services) -> None:
     app[appkeys.LIFECYCLE] = services.lifecycle
     app[appkeys.SUBMISSIONS] = services.submissions
     app[appkeys.METRICS] = services.metrics
+    app[appkeys.ENROLLMENT] = services.enrollment
+    app[appkeys.CHAINS] = services.chains

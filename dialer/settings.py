@@ -36,6 +36,8 @@ ENV_NAMES = {
     "poll_interval_seconds": "DIALER_POLL_INTERVAL",
     "worker_metrics_port": "DIALER_WORKER_METRICS_PORT",
     "lease_seconds": "DIALER_LEASE_SECONDS",
+    "chain_min_success_seconds": "DIALER_CHAIN_MIN_SUCCESS_SECONDS",
+    "chain_verdict_seconds": "DIALER_CHAIN_VERDICT_SECONDS",
     "twilio_account_sid": "TWILIO_ACCOUNT_SID",
     "twilio_auth_token": "TWILIO_AUTH_TOKEN",
     "twilio_api_base": "TWILIO_API_BASE",
@@ -72,6 +74,8 @@ class Settings:
     poll_interval_seconds: float = 0.5
     worker_metrics_port: int = 9108
     lease_seconds: int = 120
+    chain_min_success_seconds: int = 20
+    chain_verdict_seconds: int = 60
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_api_base: str = ""

@@ -7,7 +7,7 @@ from collections import Counter
 
 from bson import ObjectId
 
-from dialer.api.appkeys import EVENTS
+from dialer.api.appkeys import CHAINS, ENROLLMENT, EVENTS
 from dialer.core.statuses import IN_FLIGHT_VALUES
 from workers.engine import Engine
 from workers.telephony.simulator import Simulator
@@ -32,7 +32,9 @@ class Harness:
         self.placements: list[tuple[dt.datetime, str]] = []  # (when, number)
 
     def new_engine(self, name: str) -> Engine:
-        engine = Engine(self.api.store, self.clock, self.settings, self.sim, self.api.app[EVENTS], name=name)
+        app = self.api.app
+        engine = Engine(self.api.store, self.clock, self.settings, self.sim, app[EVENTS], name=name,
+                        chains=app[CHAINS], enrollment=app[ENROLLMENT])
         self.sim.sink = self.deliver  # the provider's events reach every dispatcher alike
         return engine
 

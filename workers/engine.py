@@ -17,6 +17,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from dialer.core.clock import Clock
 from dialer.ports import Repositories
 from dialer.services.call_events import CallEvents
+from dialer.services.chains import Chains
+from dialer.services.enrollment import Enrollment
 from dialer.settings import Settings
 from workers.slots import Slots
 
@@ -46,7 +48,8 @@ def make_provider(settings: Settings, clock: Clock) -> TelephonyProvider:
 
 class Engine:
     def __init__(self, repos: Repositories, clock: Clock, settings: Settings, provider: TelephonyProvider,
-                 events: CallEvents, name: str | None = None, events_in_process: bool | None = None) -> None:
+                 events: CallEvents, name: str | None = None, events_in_process: bool | None = None,
+                 chains: Chains | None = None, enrollment: Enrollment | None = None) -> None:
         """`events_in_process`: the provider's events reach this process (the simulator's, unless told
         otherwise), so calls ending poke the dispatcher; else (Twilio's callbacks go to the API) it
         finds freed slots by looking again every few polls."""
@@ -75,7 +78,8 @@ class Engine:
             lease_seconds=settings.lease_seconds, public_base_url=settings.public_base_url,
             recheck_seconds=recheck,
             machine_detection=settings.machine_detection), name=self.name)
-        self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name)
+        self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name,
+                             chains=chains, enrollment=enrollment)
         self._scheduler: AsyncIOScheduler | None = None
         self._jobs_running = 0
 

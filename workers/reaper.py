@@ -7,7 +7,9 @@
   was, the call goes back to the queue with the attempt not counted. Never lost, never dialled twice.
 - Slots whose call left flight are compacted away (when no dispatcher ticks to do it).
 - Pending batches whose scheduled start has come, and that have calls, start running.
-- Idempotency records that expired (by the injected clock) are deleted.
+- Idempotency records and enrollment intakes that expired (by the injected clock) are deleted.
+- Enrollment intakes whose processing stopped half way (a crash) are resumed; chained groups left without
+  their next step are moved on (dialer/services/chains.py).
 - Batch counters that drifted from the calls (a crash between a transition and its counter write)
   are repaired (dialer/services/counters.py).
 """
@@ -19,13 +21,17 @@ import logging
 
 from dialer.core.clock import Clock
 from dialer.core.machine import START_SCHEDULED
+from dialer.core.statuses import CallStatus
 from dialer.ports import Repositories
 from dialer.services.call_events import FINAL, PROGRESS, CallEvents, lease_for
+from dialer.services.chains import Chains
+from dialer.services.enrollment import Enrollment
 from dialer.services.counters import CounterReconciler
 from workers.slots import Slots
 from workers.telephony.base import ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.reaper")
+HELD = CallStatus.HELD.value
 BATCH_SIZE = 100
 COUNTERS_EVERY = 5  # reaper runs between two reconciliations of the batch counters (5 min by default)
 FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's creation times
@@ -33,7 +39,8 @@ FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's c
 
 class Reaper:
     def __init__(self, repos: Repositories, clock: Clock, provider: TelephonyProvider, events: CallEvents,
-                 slots: Slots, lease_seconds: float, name: str = "reaper") -> None:
+                 slots: Slots, lease_seconds: float, name: str = "reaper", chains: Chains | None = None,
+                 enrollment: Enrollment | None = None) -> None:
         self.repos = repos
         self.calls = repos.calls
         self.batches = repos.batches
@@ -46,6 +53,8 @@ class Reaper:
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.name = name
         self.recovered = 0
+        self.chains = chains
+        self.enrollment = enrollment
 
     async def run(self) -> None:
         await self.reconcile_expired()
@@ -55,6 +64,19 @@ class Reaper:
         if self._runs % COUNTERS_EVERY == 1 or COUNTERS_EVERY == 1:
             await self.counters.run()  # a recount per running batch: not on every run
         await self.repos.idempotency.purge(self.clock.now())  # expired by the injected clock
+        if self.enrollment is not None:
+            await self.enrollment.resume()  # intakes whose process crashed (their lease passed)
+            await self.repos.intakes.purge(self.clock.now())
+        if self.chains is not None:
+            await self.sweep_groups()
+
+    async def sweep_groups(self) -> int:
+        """Chained groups left without a next step (a crash between a call's end and its group's step, a
+        tentative success whose verdict window passed): only running batches with held calls are read."""
+        batches = await self.batches.runnable(self.clock.now())
+        tallies = await self.calls.tallies_many([b["_id"] for b in batches]) if batches else {}
+        holding = [b for b in batches if any(t.status == HELD and t.calls for t in tallies.get(b["_id"], []))]
+        return await self.chains.sweep(holding) if holding else 0
 
     async def reconcile_expired(self) -> int:
         now = self.clock.now()

@@ -8,6 +8,8 @@ from dialer.metrics import Metrics
 from dialer.ports import Repositories
 from dialer.services.batches import Batches
 from dialer.services.call_events import CallEvents
+from dialer.services.chains import Chains
+from dialer.services.enrollment import Enrollment
 from dialer.services.ingestion import Ingestion
 from dialer.services.lifecycle import Lifecycle
 from dialer.services.submissions import Submissions
@@ -25,5 +27,7 @@ EVENTS = web.AppKey("events", CallEvents)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SUBMISSIONS = web.AppKey("submissions", Submissions)
 METRICS = web.AppKey("metrics", Metrics)
+ENROLLMENT = web.AppKey("enrollment", Enrollment)
+CHAINS = web.AppKey("chains", Chains)
 DEMO = web.AppKey("demo", dict)
 REQUEST_ID = web.RequestKey("request_id", str)

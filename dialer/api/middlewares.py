@@ -14,6 +14,7 @@ from dialer.services.errors import Refused
 
 log = logging.getLogger("dialer.http")
 
+VENDOR_PREFIX = "/api/v1/"
 _REASONS = {404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large"}
 
 
@@ -47,8 +48,8 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     except Refused as err:
         response = fail(err)
     except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or exc.status < 400:
-            raise
+        if not request.path.startswith("/api/") or request.path.startswith(VENDOR_PREFIX) or exc.status < 400:
+            raise  # the enrollment face (/api/v1/) answers in its vendor's shape, not the envelope
         reason = _REASONS.get(exc.status, exc.reason)
         detail = exc.text if exc.status != 413 else (
             f"request body is larger than the limit of {request.app[SETTINGS].max_body_bytes} bytes; split it")

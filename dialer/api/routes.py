@@ -2,12 +2,13 @@
 
 from aiohttp import web
 
-from dialer.api.faces import elevenlabs
-from dialer.api.handlers import admin, batches, system, webhooks
+from dialer.api.faces import elevenlabs, enrollment
+from dialer.api.handlers import admin, batches, calls, system, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
     elevenlabs.setup(app)
+    enrollment.setup(app)
     app.router.add_get("/health", system.health)
     app.router.add_get("/api/health", system.health)
     app.router.add_get("/metrics", system.metrics)
@@ -23,9 +24,12 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/call/batches/{batchId}/cancel", batches.cancel_batch)
     app.router.add_post("/api/call/batches/{batchId}/retry", batches.retry_batch)
     app.router.add_get("/api/call/batches/{batchId}/calls", batches.get_batch_calls)
+    app.router.add_post("/api/call/calls/{callId}/verdict", calls.record_verdict)
     app.router.add_post("/webhooks/twilio/status", webhooks.twilio_status)
     app.router.add_post("/webhooks/twilio/twiml", webhooks.twilio_twiml)
     app.router.add_get("/api/admin/workspaces", admin.list_workspaces)
     app.router.add_post("/api/admin/workspaces", admin.create_workspace)
+    app.router.add_get("/api/admin/workspaces/{workspaceId}", admin.get_workspace)
+    app.router.add_patch("/api/admin/workspaces/{workspaceId}", admin.update_workspace)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/keys", admin.create_key)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/agents", admin.create_agent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -62,7 +63,10 @@ class Batches:
     async def get_owned(self, workspace_id: ObjectId, batch_id: Any) -> dict:
         """The batch, if it exists (else BatchNotFound) and belongs to the caller's workspace (else BatchForbidden)."""
         oid = parse_id(batch_id)
-        doc = None if oid is None else await self.repo.get(oid)
+        if oid is not None:
+            doc = await self.repo.get(oid)
+        else:  # a face's own id for it (the enrollment face's UUID batchId)
+            doc = await self.repo.by_public_id(batch_id) if _is_uuid(batch_id) else None
         if doc is None:
             raise BatchNotFound(batch_id)
         if doc["workspaceId"] != workspace_id:
@@ -86,6 +90,13 @@ class Batches:
 
     async def counters(self, batch_id: ObjectId) -> dict:
         return counters_view(await self.calls.tallies(batch_id))
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
 
 
 def counters_view(tallies: list[Tally]) -> dict:
@@ -116,7 +127,8 @@ def counters_view(tallies: list[Tally]) -> dict:
 
 def batch_view(batch: dict, counters: dict | None = None) -> dict:
     view = {
-        "batchId": str(batch["_id"]),
+        # The id the batch was given to its caller: the enrollment face's UUID, else our own.
+        "batchId": batch.get("publicId") or str(batch["_id"]),
         "name": batch["name"],
         "agentId": str(batch["agentId"]),
         "status": batch["status"],
@@ -131,6 +143,10 @@ def batch_view(batch: dict, counters: dict | None = None) -> dict:
         "createdAt": iso(batch["createdAt"]),
         "updatedAt": iso(batch["updatedAt"]),
     }
+    if batch.get("publicId"):
+        view["internalId"] = str(batch["_id"])  # what its calls' batchId says
+    if batch.get("source"):
+        view["source"] = batch["source"]
     if counters is not None:
         view["counters"] = counters
     return view

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from bson import ObjectId
 
@@ -77,6 +77,8 @@ class CallEvents:
         self.policies = policies
         self.clock = clock
         self.lease = dt.timedelta(seconds=lease_seconds)
+        # Contact chaining's next step for the call's group (dialer/services/chains.py), once it is final.
+        self.on_group_call_final: Callable[[ObjectId, str], Awaitable[None]] | None = None
 
     async def apply(self, call_id: Any, provider_call_id: str | None, status: str, *, batch_id: Any = None,
                     attempt: str | None = None, answered_by: str | None = None, duration: int | None = None,
@@ -129,9 +131,11 @@ class CallEvents:
             duration=duration, provider_call_id=provider_call_id), now)
         if done is None:
             return "ignored"  # not in flight (any more), or another attempt's
-        kind, batch_id = done
+        kind, batch_id, group = done
         if kind == "final":
             self.metrics.outcomes.labels(outcome).inc()
+            if group is not None and self.on_group_call_final is not None:
+                await self.on_group_call_final(batch_id, group["key"])
         if kind == "retry":
             await self.policies.batches.note_enqueued(batch_id, now)  # dispatchers elsewhere look again
         # Its slot is freed by the next reservation, which sees the call is no longer in flight.

@@ -40,6 +40,9 @@ def call_view(call: dict) -> dict:
         "nextAttemptAt": iso(call.get("nextAttemptAt")),
         "providerCallId": call.get("providerCallId"),
         "outcome": call.get("outcome"),
+        **({"contact": call["meta"]["contact"]} if "contact" in (call.get("meta") or {}) else {}),
+        **({"group": call["group"]} if call.get("group") else {}),
+        **({"verdict": {**call["verdict"], "at": iso(call["verdict"].get("at"))}} if call.get("verdict") else {}),
         # In time order: the dispatcher records a placement after the fact, with its own time.
         "history": [{**h, "at": iso(h.get("at"))} for h in sorted(call.get("history", []), key=_history_time)],
         "createdAt": iso(call.get("createdAt")),

@@ -16,6 +16,12 @@ from dialer.ports import TenancyRepo
 from dialer.core.windows import valid_zone
 
 KEY_PREFIX = "dk_"
+WORKSPACE_SETTINGS = frozenset({"credits", "addCredits", "normalizationAllowed", "defaultConcurrencyLimit"})
+MAX_CREDITS = 10**12
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class TenancyError(ValueError):
@@ -71,6 +77,47 @@ class Tenancy:
 
     async def list_workspaces(self) -> list[dict]:
         return await self.repo.list_workspaces()
+
+    async def update_settings(self, workspace_id: ObjectId, body: Any) -> dict:
+        """The workspace's settings: `credits` (an integer >= 0 sets the balance, null makes it unlimited),
+        `addCredits` (added to a set balance, atomically; negative takes away), `normalizationAllowed`
+        (the enrollment face's normalizeFields allowlist), `defaultConcurrencyLimit` (enrollment batches)."""
+        if not isinstance(body, dict) or not body:
+            raise TenancyError("body must be an object with credits, addCredits, normalizationAllowed or "
+                               "defaultConcurrencyLimit")
+        unknown = set(body) - WORKSPACE_SETTINGS
+        if unknown:
+            raise TenancyError(f"unknown fields: {sorted(unknown)}")
+        fields: dict[str, Any] = {}
+        if "credits" in body:
+            credits = body["credits"]
+            if credits is not None and (not _is_int(credits) or not 0 <= credits <= MAX_CREDITS):
+                raise TenancyError(f"credits must be null (unlimited) or an integer from 0 to {MAX_CREDITS}")
+            fields["credits"] = credits
+        if "normalizationAllowed" in body:
+            if not isinstance(body["normalizationAllowed"], bool):
+                raise TenancyError("normalizationAllowed must be true or false")
+            fields["normalizationAllowed"] = body["normalizationAllowed"]
+        if "defaultConcurrencyLimit" in body:
+            limit = body["defaultConcurrencyLimit"]
+            if limit is not None and (not _is_int(limit) or not 1 <= limit <= 1000):
+                raise TenancyError("defaultConcurrencyLimit must be null or an integer from 1 to 1000")
+            fields["defaultConcurrencyLimit"] = limit
+        add = body.get("addCredits")
+        if add is not None and (not _is_int(add) or not -MAX_CREDITS <= add <= MAX_CREDITS):
+            raise TenancyError(f"addCredits must be an integer from {-MAX_CREDITS} to {MAX_CREDITS}")
+        if add is not None and "credits" in body:
+            raise TenancyError("give credits or addCredits, not both")
+        after = await self.repo.update_workspace(workspace_id, fields) if fields else \
+            await self.repo.get_workspace(workspace_id)
+        if after is None:
+            raise TenancyError("workspace not found")
+        if add:
+            added = await self.repo.add_credits(workspace_id, add)
+            if added is None:
+                raise TenancyError("the workspace has unlimited credits: set a balance with credits first")
+            after = added
+        return after
 
     async def create_key(self, workspace_id: ObjectId, key: str | None = None) -> str:
         key = key or new_key()
@@ -144,6 +191,16 @@ class Tenancy:
             "streamUrl": spec.get("streamUrl"),
             "createdAt": self.clock.now(),
         }
+
+
+def workspace_view(workspace: dict) -> dict:
+    return {
+        "workspaceId": str(workspace["_id"]),
+        "name": workspace["name"],
+        "credits": workspace.get("credits"),  # null: unlimited
+        "normalizationAllowed": bool(workspace.get("normalizationAllowed")),
+        "defaultConcurrencyLimit": workspace.get("defaultConcurrencyLimit"),
+    }
 
 
 def agent_view(agent: dict) -> dict:

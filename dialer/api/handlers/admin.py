@@ -7,7 +7,7 @@ from aiohttp import web
 from dialer.api.appkeys import TENANCY
 from dialer.api.auth import require_admin
 from dialer.api.envelope import ApiError, ok
-from dialer.services.tenancy import TenancyError, agent_view
+from dialer.services.tenancy import TenancyError, agent_view, workspace_view
 from dialer.api.handlers.common import json_body
 
 
@@ -30,10 +30,27 @@ async def create_workspace(request: web.Request) -> web.Response:
     return ok({"workspaceId": str(workspace["_id"]), "name": workspace["name"], "apiKey": key}, "Workspace created")
 
 
+async def get_workspace(request: web.Request) -> web.Response:
+    require_admin(request)
+    return ok(workspace_view(await _workspace(request)))
+
+
+async def update_workspace(request: web.Request) -> web.Response:
+    """`PATCH /api/admin/workspaces/{id}` `{credits?: int | null, addCredits?: int, normalizationAllowed?: bool,
+    defaultConcurrencyLimit?: int | null}`: the workspace's settings (see Tenancy.update_settings)."""
+    require_admin(request)
+    workspace = await _workspace(request)
+    try:
+        after = await request.app[TENANCY].update_settings(workspace["_id"], await json_body(request))
+    except TenancyError as exc:
+        raise ApiError(400, "Bad Request", str(exc)) from None
+    return ok(workspace_view(after), "Workspace updated")
+
+
 async def list_workspaces(request: web.Request) -> web.Response:
     require_admin(request)
     workspaces = await request.app[TENANCY].list_workspaces()
-    return ok({"workspaces": [{"workspaceId": str(w["_id"]), "name": w["name"]} for w in workspaces]})
+    return ok({"workspaces": [workspace_view(w) for w in workspaces]})
 
 
 async def create_key(request: web.Request) -> web.Response:

@@ -1,0 +1,77 @@
+"""The contact-enrollment face (seeds 000/001): `POST /api/v1/agents/{agentId}/schedule/sequences`.
+
+A partner that schedules contacts through that vendor's API points its code at us and keeps working:
+`x-api-key` (or `Authorization: Bearer`), optional `Idempotency-Key`, the vendor's request body, and its
+answer `202 {batchId, total, accepted, rejected[{index, phoneNumber, error}]}` (plus `message` when
+`normalizeFields` was ignored). Errors use the vendor's plain shape
+`{"statusCode": 400, "error": "Bad Request", "message": "..."}` (400 request shape or no contact passed,
+with `rejected`; 401 key; 402 credits, with `required` / `available`; 404 agent; 413 body; 422
+misconfigured agent; 503 database). Everything else is the use case's (dialer/services/enrollment.py);
+the batch it creates is read back by its UUID through the native `GET /api/call/batches/{batchId}`.
+"""
+
+from __future__ import annotations
+
+import functools
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from dialer.api.appkeys import ENROLLMENT, TENANCY
+from dialer.api.auth import presented_key
+from dialer.services.errors import Refused
+from dialer.services.tenancy import Principal
+
+PATH = "/api/v1/agents/{agentId}/schedule/sequences"
+PREFIX = "/api/v1/"
+MAX_BODY_BYTES = 8 * 1024 * 1024  # 1,000 contacts; the intake must fit one 16 MiB MongoDB document
+
+
+def _error(code: int, message: str, extra: Any = None) -> web.Response:
+    body = {"statusCode": code, "error": HTTPStatus(code).phrase, "message": message, **(extra or {})}
+    return web.Response(body=orjson.dumps(body), status=code, content_type="application/json")
+
+
+def face(handler):
+    """The vendor's error shape for whatever a handler of this face refuses."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Refused as exc:
+            return _error(exc.code, exc.error, exc.data if isinstance(exc.data, dict) else None)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"Request body is larger than {MAX_BODY_BYTES} bytes; send at most 1000 contacts.")
+
+    return wrapped
+
+
+async def _principal(request: web.Request) -> Principal:
+    key = presented_key(request)
+    principal = await request.app[TENANCY].authenticate(key) if key else None
+    if principal is None:
+        raise Refused(401, "Unauthorized", "Missing or invalid x-api-key.")
+    return principal
+
+
+@face
+async def enroll(request: web.Request) -> web.Response:
+    principal = await _principal(request)
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
+    raw = await request.read()
+    if len(raw) > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=len(raw))
+    answer = await request.app[ENROLLMENT].enroll(principal, request.match_info["agentId"], raw,
+                                                  request.headers.get("Idempotency-Key"))
+    response = web.Response(body=answer.body, status=answer.code, content_type="application/json")
+    if answer.replayed:
+        response.headers["Idempotent-Replay"] = "true"
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post(PATH, enroll)

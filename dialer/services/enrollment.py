@@ -1,0 +1,201 @@
+"""Contact enrollment as a use case (seeds 000/001): accept a request durably, then schedule it in the
+background.
+
+`enroll` order: Idempotency-Key replay -> parse -> agent (404 / 422 when it cannot call) -> judge every
+contact (dialer/core/contacts.py) -> none passed: 400 -> reserve one credit per accepted contact (402
+when short) -> write the **intake** (the batch to create, the planned calls with their ids, the answer)
+in one document -> 202. A key's intake is its idempotency record: a retry gets the stored answer byte for
+byte; of two concurrent requests with one key only one intake is written, the other gives its credits
+back and answers the winner's answer.
+
+`process` turns an intake into the batch and its calls: the batch is inserted if absent, each call is
+written under the id it was given at acceptance (`CallRepo.insert_new` skips ids already written), the
+batch starts, the intake is marked done. A crash anywhere in between loses nothing and writes nothing
+twice: `resume` (at start-up and from the reaper) processes every intake whose lease has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+from bson import ObjectId
+
+from dialer.core.batch_spec import DEFAULT_CONCURRENCY, DEFAULT_RETRY, DEFAULT_RINGING_TIMEOUT, BatchSpec
+from dialer.core.clock import Clock
+from dialer.core.contacts import ContactPlanner, EnrollmentError, parse_request, planned_from_doc, planned_to_doc
+from dialer.core.phones import PhoneNormaliser
+from dialer.core.records import IngestContext, Planner
+from dialer.core.statuses import BatchStatus
+from dialer.core.windows import CallingWindow
+from dialer.metrics import Metrics
+from dialer.ports import BatchRepo, CallRepo, IntakeRepo, StoreUnavailable, TenancyRepo
+from dialer.services.batches import Batches
+from dialer.services.bodies import parse_json
+from dialer.services.errors import Refused
+from dialer.services.idempotency import Idempotency
+from dialer.services.tenancy import Principal, Tenancy
+
+log = logging.getLogger("dialer.enrollment")
+LEASE = dt.timedelta(seconds=60)
+CHUNK = 500
+NORMALIZE_IGNORED = ("normalizeFields was ignored: this workspace is not on the normalization allowlist "
+                     "(an administrator can allow it).")
+
+
+@dataclass(frozen=True)
+class Answer:
+    code: int
+    body: bytes  # exactly what is sent (and replayed)
+    replayed: bool = False
+
+
+class Enrollment:
+    def __init__(self, clock: Clock, tenancy: Tenancy, tenancy_repo: TenancyRepo, batches: Batches,
+                 batch_repo: BatchRepo, calls: CallRepo, intakes: IntakeRepo, phones: PhoneNormaliser,
+                 ttl_seconds: int, metrics: Metrics | None = None, name: str = "api") -> None:
+        self.clock = clock
+        self.tenancy = tenancy
+        self.tenancy_repo = tenancy_repo
+        self.batches = batches
+        self.batch_repo = batch_repo
+        self.calls = calls
+        self.intakes = intakes
+        self.phones = phones
+        self.ttl = dt.timedelta(seconds=ttl_seconds)
+        self.metrics = metrics or Metrics()
+        self.name = name
+        self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- accepting -----------------------------------------------------------------------------
+    async def enroll(self, principal: Principal, agent_id: str, raw: bytes, key: str | None) -> Answer:
+        ws = principal.workspace_id
+        if key is not None:
+            problem = Idempotency.check_key(key)
+            if problem:
+                raise Refused(400, "Bad Request", problem + ".")
+        intake_id = f"{ws}:key:{key}" if key is not None else None
+        if intake_id is not None and (stored := await self._stored(intake_id)) is not None:
+            return Answer(202, stored, replayed=True)
+        try:
+            request = parse_request(parse_json(raw))
+        except EnrollmentError as exc:
+            raise Refused(400, "Bad Request", str(exc)) from None
+        agent = await self.tenancy.get_agent(ws, agent_id)
+        if agent is None:
+            raise Refused(404, "Not Found", f"Agent {agent_id} not found.")
+        if not agent.get("callingNumbers"):
+            raise Refused(422, "Unprocessable Entity", f"Agent {agent_id} is misconfigured: it has no phone number "
+                                                      "to call from.")
+        workspace = await self.tenancy.get_workspace(ws) or {}
+        now = self.clock.now()
+        allowed = bool(workspace.get("normalizationAllowed"))
+        zones = agent.get("timezones") or []
+        planner = Planner(self.phones, IngestContext((), CallingWindow.parse(None), None, None, now))
+        plan = ContactPlanner(planner, request, agent.get("requiredVariables", []), zones[0] if zones else None,
+                              allowed, now).plan()
+        self.metrics.records.labels("rejected").inc(len(plan.rejected))
+        if not plan.calls:
+            raise Refused(400, "Bad Request", "No contact passed validation.", data={"rejected": plan.rejected_view()})
+        accepted = len(plan.calls)
+        ok, balance = await self.tenancy_repo.take_credits(ws, accepted)
+        if not ok:
+            raise Refused(402, "Payment Required", f"Not enough credits: {accepted} contacts accepted, {balance} "
+                                                  "credits available. Nothing was scheduled.",
+                          data={"required": accepted, "available": balance})
+        public_id = str(uuid.uuid4())
+        answer: dict[str, Any] = {"batchId": public_id, "total": plan.total, "accepted": accepted,
+                                  "rejected": plan.rejected_view()}
+        if request.normalize and not allowed:
+            answer["message"] = NORMALIZE_IGNORED
+        body = orjson.dumps(answer)
+        spec = BatchSpec(name=f"Enrollment {now:%Y-%m-%d %H:%M:%S} ({accepted} contacts)", agent_id=str(agent["_id"]),
+                         calling_numbers=agent["callingNumbers"],
+                         concurrency_limit=workspace.get("defaultConcurrencyLimit") or DEFAULT_CONCURRENCY,
+                         window=CallingWindow.parse(None), timezone=request.timezone or (zones[0] if zones else None),
+                         scheduled_at=None, retry=dict(DEFAULT_RETRY), ringing_timeout=DEFAULT_RINGING_TIMEOUT)
+        draft = self.batches.draft(ws, agent, spec, extra={"publicId": public_id, "source": "enrollment"})
+        intake = {"_id": intake_id or f"{ws}:id:{public_id}", "workspaceId": ws, "publicId": public_id,
+                  "batch": draft, "calls": [planned_to_doc(c) for c in plan.calls], "answer": body.decode(),
+                  "credits": accepted if balance is not None else 0, "state": "pending", "createdAt": now,
+                  "expiresAt": now + self.ttl}
+        try:
+            existing = await self.intakes.insert(intake)
+        except StoreUnavailable:
+            await self._refund(ws, intake["credits"])
+            raise Refused(503, "Service Unavailable", "The database failed; nothing was scheduled. Retry.") from None
+        if existing is not None:  # a concurrent request with this key won: its answer is the answer
+            await self._refund(ws, intake["credits"])
+            return Answer(202, existing["answer"].encode(), replayed=True)
+        self.metrics.records.labels("accepted").inc(accepted)
+        log.info("contacts accepted", extra={"batchId": public_id, "accepted": accepted,
+                                             "rejected": len(plan.rejected)})
+        self._background(intake["_id"])
+        return Answer(202, body)
+
+    async def _stored(self, intake_id: str) -> bytes | None:
+        found = await self.intakes.get(intake_id)
+        if found is None:
+            return None
+        if found["state"] == "done" and found["expiresAt"] <= self.clock.now():
+            await self.intakes.remove_expired(intake_id, self.clock.now())  # the key is free again
+            return None
+        return found["answer"].encode()
+
+    async def _refund(self, workspace_id: ObjectId, credits: int) -> None:
+        if credits:
+            await self.tenancy_repo.add_credits(workspace_id, credits)
+
+    # ---- scheduling ----------------------------------------------------------------------------
+    def _background(self, intake_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.process(intake_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def process(self, intake_id: str) -> bool:
+        """Create the intake's batch and calls (each once, whatever ran before). False if another process
+        holds it or it is done."""
+        now = self.clock.now()
+        intake = await self.intakes.take(intake_id, self.name, now + LEASE, now)
+        if intake is None:
+            return False
+        ids = {"batchId": intake["publicId"]}
+        try:
+            batch = await self.batch_repo.get(intake["batch"]["_id"])
+            if batch is None:
+                batch = intake["batch"]
+                await self.batches.insert(batch)
+            written = 0
+            calls = [planned_from_doc(doc) for doc in intake["calls"]]
+            for start in range(0, len(calls), CHUNK):
+                written += await self.calls.insert_new(batch, calls[start:start + CHUNK], self.clock.now())
+                await asyncio.sleep(0)
+            fresh = await self.batch_repo.get(batch["_id"])
+            if fresh is not None and fresh["status"] == BatchStatus.PENDING.value:
+                await self.batches.start_after_insert(fresh)
+            if self.on_enqueued is not None:
+                self.on_enqueued()
+            await self.intakes.finish(intake_id, self.clock.now())
+        except StoreUnavailable as exc:
+            log.error("intake interrupted; it resumes later", extra={**ids, "error": str(exc)})
+            return False
+        log.info("contacts scheduled", extra={**ids, "written": written, "calls": len(calls)})
+        return True
+
+    async def resume(self, limit: int = 100) -> int:
+        """Process the intakes left pending (a crash, a lost lease). How many were completed."""
+        done = 0
+        for intake_id in await self.intakes.unfinished(self.clock.now(), limit):
+            done += await self.process(intake_id)
+        return done
+
+    async def close(self) -> None:
+        """Let the background work in hand finish (what is cut short resumes at the next start)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=10)

@@ -1,0 +1,243 @@
+"""The contact-enrollment face (seeds 000/001) over HTTP: per-contact validation, duplicates, the 202's
+numbers, normalizeFields, Idempotency-Key replays byte for byte, credits, and the batch read back by
+its UUID through the native API."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+import orjson
+import pytest
+
+from dialer.api.appkeys import REPOS
+from tests.conftest import make_api
+from tests.enrollment_client import batch_of, contact, enroll, path
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+
+
+@pytest.fixture
+async def api(client, app):
+    """A workspace whose agent needs account_id, as the seed's error message supposes."""
+    return await make_api(client, app, {"name": "sdr", "requiredVariables": ["account_id"],
+                                        "callingNumbers": ["+14155550142"], "timezones": ["America/Chicago"]})
+
+
+async def admin_patch(api, body) -> tuple[int, dict]:
+    resp = await api.client.patch(f"/api/admin/workspaces/{api.workspace_id}", json=body, headers=ADMIN)
+    return resp.status, await resp.json()
+
+
+async def test_the_seeds_example_request(api):
+    body = {"contacts": [{"name": "John Doe", "phoneNumber": "+15551234567", "phoneNumberExt": "123",
+                          "timezone": "America/New_York", "scheduledAt": "2023-11-07T05:31:56Z",
+                          "toEmailAddress": "john.doe@example.com", "account_id": "ACC-1"}]}
+    code, answer, _, _ = await enroll(api, body)
+    assert code == 202, answer
+    assert set(answer) == {"batchId", "total", "accepted", "rejected"}
+    assert uuid.UUID(answer["batchId"]).version == 4
+    assert (answer["total"], answer["accepted"], answer["rejected"]) == (1, 1, [])
+    batch = await batch_of(api, answer["batchId"])
+    assert batch["batchId"] == answer["batchId"] and batch["status"] == "running"
+    assert batch["concurrencyLimit"] == 10 and batch["counters"]["scheduled"] == 1
+    [call] = await api.all_calls(answer["batchId"])
+    assert (call["phoneNumber"], call["extension"], call["timezones"]) == ("+15551234567", "123", ["America/New_York"])
+    assert call["contact"] == {"index": 0, "name": "John Doe", "toEmailAddress": "john.doe@example.com",
+                               "scheduledAt": "2023-11-07T05:31:56Z"}
+    assert call["variables"] == {"account_id": "ACC-1", "name": "John Doe"}
+
+
+async def test_thirteen_contacts_three_groups_two_duplicates_one_missing_variable(api):
+    contacts = [contact(f"+1212555{i:04d}", name=f"Contact {i}", account_id=f"ACC-{i % 3}") for i in range(10)]
+    contacts.insert(4, contact("+1 (212) 555-0001", account_id="ACC-9"))  # the number of contact 1
+    contacts.insert(8, contact("212.555.0002", account_id="ACC-1"))  # of contact 2, national format
+    contacts.append(contact("+12125559999", name="No account"))
+    code, answer, _, _ = await enroll(api, {"contacts": contacts, "groupByField": "account_id",
+                                            "timezone": "America/New_York"})
+    assert code == 202, answer
+    assert (answer["total"], answer["accepted"], len(answer["rejected"])) == (13, 10, 3)
+    assert answer["accepted"] + len(answer["rejected"]) == answer["total"]
+    assert answer["rejected"] == [
+        {"index": 4, "phoneNumber": "+1 (212) 555-0001", "error": "Duplicate phone number: the same number as contact 1."},
+        {"index": 8, "phoneNumber": "212.555.0002", "error": "Duplicate phone number: the same number as contact 2."},
+        {"index": 12, "phoneNumber": "+12125559999", "error": "Missing custom input variables: account_id."},
+    ]
+    calls = await api.all_calls(answer["batchId"])
+    by_status = {s: sorted(c["variables"]["account_id"] for c in calls if c["status"] == s) for s in ("queued", "held")}
+    assert by_status["queued"] == ["ACC-0", "ACC-1", "ACC-2"]  # the first of each group
+    assert len(by_status["held"]) == 7
+    assert all(c["timezones"] == ["America/New_York"] for c in calls)  # the request's zone
+
+
+@pytest.mark.parametrize("bad, error", [
+    ({"timezone": "Mars/Olympus"}, "Invalid timezone: 'Mars/Olympus' is not an IANA time zone."),
+    ({"toEmailAddress": "not-an-address"}, "Invalid toEmailAddress"),
+    ({"phoneNumberExt": "12a"}, "Invalid phoneNumberExt: only digits, * and # (at most 20)."),
+    ({"scheduledAt": "next tuesday"}, "Invalid scheduledAt must be an ISO 8601 date-time"),
+    ({"phoneNumber": "555-0100"}, "Impossible phone number (wrong length for its country)."),
+    ({"phoneNumber": None}, "Missing phoneNumber."),
+    ({"account_id": ""}, "Missing custom input variables: account_id."),
+])
+async def test_each_bad_contact_is_rejected_with_its_reason_and_the_rest_scheduled(api, bad, error):
+    good = contact("+12125550100", account_id="A", name="Zoë Ünal 東京")
+    code, answer, _, _ = await enroll(api, {"contacts": [good, {**contact("+12125550101", account_id="B"), **bad}]})
+    assert code == 202, answer
+    assert answer["accepted"] == 1 and len(answer["rejected"]) == 1
+    assert answer["rejected"][0]["index"] == 1
+    assert answer["rejected"][0]["error"].startswith(error), answer["rejected"][0]["error"]
+    [call] = await api.all_calls(answer["batchId"])
+    assert call["variables"]["name"] == "Zoë Ünal 東京"
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"contacts": []}, 400, "contacts must hold 1 to 1000 contacts; it holds 0."),
+    ({"contacts": [contact(f"+1212555{i:04d}", account_id="A") for i in range(1001)]}, 400,
+     "contacts must hold 1 to 1000 contacts; it holds 1001."),
+    ({"contacts": "x"}, 400, "contacts is required: an array of 1 to 1000 contacts."),
+    ({"contacts": [contact("+12125550100", account_id="A")], "groupByField": "account_id", "allowDuplicates": True},
+     400, "groupByField cannot be combined with allowDuplicates."),
+    ({"contacts": [contact("+12125550100", account_id="A")], "timezone": "Nowhere/Land"}, 400,
+     "Invalid timezone: 'Nowhere/Land' is not an IANA time zone (e.g. America/New_York)."),
+    ({"contacts": [contact("+12125550100", account_id="A")], "priority": 1}, 400, "Unknown fields: priority."),
+    ({"contacts": [contact("+12125550100")]}, 400, "No contact passed validation."),
+    ([1, 2], 400, "Body must be a JSON object with contacts."),
+])
+async def test_whole_request_refusals(api, body, status, message):
+    code, answer, _, _ = await enroll(api, body)
+    assert code == status
+    assert answer["statusCode"] == status and answer["message"] == message
+    assert answer["error"] == "Bad Request"
+    _, listed = await api.get("/api/call/batches")
+    assert listed["data"]["batches"] == []  # nothing scheduled
+
+
+async def test_no_contact_passing_lists_the_reasons(api):
+    code, answer, _, _ = await enroll(api, {"contacts": [contact("+12125550100"), contact("12")]})
+    assert code == 400
+    assert [r["index"] for r in answer["rejected"]] == [0, 1]
+
+
+async def test_agent_key_and_body_refusals(api, client, app):
+    ok = {"contacts": [contact("+12125550100", account_id="A")]}
+    assert (await enroll(api, ok, agent_id="agent.abc123"))[0] == 404
+    other = await make_api(client, app)
+    code, answer, _, _ = await enroll(api, ok, agent_id=other.agent["_id"])  # another workspace's agent
+    assert (code, answer["message"]) == (404, f"Agent {other.agent['_id']} not found.")
+    silent = await api.tenancy.create_agent(api.workspace_id, {"name": "mute", "callingNumbers": []})
+    code, answer, _, _ = await enroll(api, ok, agent_id=silent["_id"])
+    assert code == 422 and "no phone number" in answer["message"]
+    assert (await enroll(api, ok, key="wrong"))[:2] == (401, {"statusCode": 401, "error": "Unauthorized",
+                                                               "message": "Missing or invalid x-api-key."})
+    code, answer, _, _ = await enroll(api, None, raw=b'{"contacts": [')
+    assert code == 400 and answer["message"].startswith("malformed JSON")
+    code, answer, _, _ = await enroll(api, None, raw=b"x" * (8 * 1024 * 1024 + 1))
+    assert code == 413 and answer["statusCode"] == 413
+    code, answer, _, _ = await enroll(api, ok, idem="k" * 256)
+    assert code == 400 and "longer than 255" in answer["message"]
+
+
+async def test_duplicates_allowed_wait_their_turn(api):
+    contacts = [contact("+12125550100", account_id="A", name="Ann"), contact("(212) 555-0100", account_id="B", name="Bo"),
+                contact("+12125550111", account_id="C")]
+    code, answer, _, _ = await enroll(api, {"contacts": contacts, "allowDuplicates": True})
+    assert code == 202 and answer["accepted"] == 3
+    calls = {c["variables"]["account_id"]: c for c in await api.all_calls(answer["batchId"])}
+    assert (calls["A"]["status"], calls["B"]["status"], calls["C"]["status"]) == ("queued", "held", "queued")
+
+
+async def test_normalize_fields_only_for_allowed_workspaces(api):
+    body = {"contacts": [contact("+12125550100", account_id="a", first_name="JOHN", last_name="o'BRIEN-SMITH",
+                                 name="mary ann")],
+            "normalizeFields": ["first_name", "last_name", "name"]}
+    code, answer, _, _ = await enroll(api, body)
+    assert code == 202 and "normalizeFields was ignored" in answer["message"]
+    [call] = await api.all_calls(answer["batchId"])
+    assert call["variables"]["first_name"] == "JOHN"
+    assert (await admin_patch(api, {"normalizationAllowed": True}))[0] == 200
+    code, answer, _, _ = await enroll(api, body)
+    assert code == 202 and "message" not in answer
+    [call] = await api.all_calls(answer["batchId"])
+    assert (call["variables"]["first_name"], call["variables"]["last_name"], call["variables"]["name"]) == \
+        ("John", "O'Brien-Smith", "Mary Ann")
+    assert call["variables"]["account_id"] == "a"  # not named: untouched
+
+
+async def test_idempotency_key_replays_the_first_answer_byte_for_byte(api, clock):
+    body = {"contacts": [contact("+12125550100", account_id="A"), contact("bad", account_id="B")]}
+    code, first, raw, headers = await enroll(api, body, idem="order-42")
+    assert code == 202 and "Idempotent-Replay" not in headers
+    fixed = {"contacts": [contact("+12125550199", account_id="Z")]}
+    code, again, raw_again, headers = await enroll(api, fixed, idem="order-42")  # the key alone dedupes
+    assert (code, raw_again, headers.get("Idempotent-Replay")) == (202, raw, "true")
+    _, listed = await api.get("/api/call/batches")
+    assert len(listed["data"]["batches"]) == 1
+    code, other, _, _ = await enroll(api, fixed, idem="order-43")  # a new key resubmits fixed rows
+    assert code == 202 and other["batchId"] != first["batchId"] and other["accepted"] == 1
+    clock.advance(3 * 365 * 86400)  # years ahead: the key has expired by the injected clock
+    code, later, _, headers = await enroll(api, fixed, idem="order-42")
+    assert code == 202 and later["batchId"] != first["batchId"] and "Idempotent-Replay" not in headers
+
+
+async def test_concurrent_requests_with_one_key_schedule_once(api):
+    body = {"contacts": [contact(f"+1212555{i:04d}", account_id=str(i)) for i in range(200)]}
+    answers = await asyncio.gather(*(enroll(api, body, idem="same") for _ in range(5)))
+    assert {a[0] for a in answers} == {202}
+    assert len({a[2] for a in answers}) == 1  # the same bytes for all
+    _, listed = await api.get("/api/call/batches")
+    assert len(listed["data"]["batches"]) == 1
+    assert (await batch_of(api, answers[0][1]["batchId"]))["counters"]["scheduled"] == 200
+
+
+async def test_credits_are_reserved_exactly(api):
+    assert (await admin_patch(api, {"credits": 5}))[1]["data"]["credits"] == 5
+    body = {"contacts": [contact(f"+1212555{i:04d}", account_id=str(i)) for i in range(6)] + [contact("x")]}
+    code, answer, _, _ = await enroll(api, body)
+    assert code == 402
+    assert (answer["required"], answer["available"]) == (6, 5)
+    assert answer["message"] == "Not enough credits: 6 contacts accepted, 5 credits available. Nothing was scheduled."
+    _, listed = await api.get("/api/call/batches")
+    assert listed["data"]["batches"] == []
+    assert (await admin_patch(api, {"addCredits": 5}))[1]["data"]["credits"] == 10
+    three = {"contacts": [contact(f"+1313555{i:04d}", account_id=str(i)) for i in range(3)]}
+    answers = await asyncio.gather(*(enroll(api, three) for _ in range(5)))
+    assert sorted(a[0] for a in answers) == [202, 202, 202, 402, 402]
+    status, doc = await admin_patch(api, {"normalizationAllowed": False})
+    assert doc["data"]["credits"] == 1
+    # Unlimited again: nothing is counted.
+    await admin_patch(api, {"credits": None})
+    assert (await enroll(api, body))[0] == 202
+
+
+async def test_admin_settings_refusals(api):
+    for body, message in [({"credits": -1}, "credits must be null"), ({"credits": True}, "credits must be null"),
+                          ({"addCredits": 3}, "unlimited credits"), ({"colour": 1}, "unknown fields"),
+                          ({"defaultConcurrencyLimit": 0}, "defaultConcurrencyLimit")]:
+        code, doc = await admin_patch(api, body)
+        assert code == 400 and message in doc["errorMessage"], (body, doc)
+    resp = await api.client.patch(f"/api/admin/workspaces/{api.workspace_id}", json={"credits": 1})
+    assert resp.status == 403
+
+
+async def test_workspace_concurrency_and_scheduled_at(api, clock):
+    await admin_patch(api, {"defaultConcurrencyLimit": 3})
+    later = clock.now() + dt.timedelta(days=2)
+    body = {"contacts": [contact("+12125550100", account_id="A", scheduledAt=later.isoformat())]}
+    code, answer, _, _ = await enroll(api, body)
+    assert code == 202
+    batch = await batch_of(api, answer["batchId"])
+    assert batch["concurrencyLimit"] == 3
+    [call] = await api.all_calls(answer["batchId"])
+    assert call["nextAttemptAt"] >= later.isoformat().replace("+00:00", "Z")  # not called before it
+
+
+async def test_the_uuid_batch_is_the_workspaces_own(api, client, app):
+    code, answer, _, _ = await enroll(api, {"contacts": [contact("+12125550100", account_id="A")]})
+    other = await make_api(client, app)
+    code, doc = await other.get(f"/api/call/batches/{answer['batchId']}")
+    assert code == 403
+    code, doc = await api.get(f"/api/call/batches/{uuid.uuid4()}")
+    assert code == 404
+    code, doc = await api.post(f"/api/call/batches/{answer['batchId']}/stop")
+    assert code == 200 and doc["data"]["status"] == "paused"
