@@ -176,6 +176,36 @@ def batches(verb, batch_id, status, hang_up, url, key) -> None:
                             url=url, key=key))
 
 
+@cli.command("workspace-set", help="change a workspace's settings over HTTP (with the admin token): credits, the "
+                                   "normalizeFields allowlist, the enrollment face's concurrency")
+@click.argument("workspace_id")
+@click.option("--credits", type=int, help="set the credit balance (one credit per enrolled contact)")
+@click.option("--unlimited-credits", is_flag=True, help="remove the balance: unlimited")
+@click.option("--add-credits", type=int, help="add to the balance (negative takes away)")
+@click.option("--normalization/--no-normalization", default=None, help="allow normalizeFields for it, or not")
+@click.option("--concurrency", type=int, help="concurrency limit of its enrollment batches")
+@click.option("--url", default=lambda: os.environ.get("DIALER_URL", "http://127.0.0.1:8080"),
+              help="the server (DIALER_URL)")
+@click.option("--admin-token", default=lambda: os.environ.get("DIALER_ADMIN_TOKEN", ""),
+              help="the server's admin token (DIALER_ADMIN_TOKEN)")
+def workspace_set(workspace_id, credits, unlimited_credits, add_credits, normalization, concurrency, url,
+                  admin_token) -> None:
+    body: dict = {}
+    if credits is not None or unlimited_credits:
+        if credits is not None and unlimited_credits:
+            raise click.UsageError("give --credits N or --unlimited-credits, not both")
+        body["credits"] = credits
+    if add_credits is not None:
+        body["addCredits"] = add_credits
+    if normalization is not None:
+        body["normalizationAllowed"] = normalization
+    if concurrency is not None:
+        body["defaultConcurrencyLimit"] = concurrency
+    if not body:
+        raise click.UsageError("nothing to change: give --credits, --add-credits, --normalization or --concurrency")
+    _remote(SimpleNamespace(command="workspace-set", workspace_id=workspace_id, body=body, url=url, key=admin_token))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="dialer", standalone_mode=False)

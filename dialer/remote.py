@@ -1,6 +1,6 @@
 """The `dialer` commands that talk to a running server over HTTP (so they work with the embedded store
-too): `import-csv` with a progress bar, and `batches list | show | start | stop | cancel | retry` as
-tables. The server is DIALER_URL (default http://127.0.0.1:8080), the key DIALER_API_KEY (or --url,
+too): `import-csv` with a progress bar, `batches list | show | start | stop | cancel | retry` as
+tables, and `workspace-set` (a workspace's settings, with the admin token as the key). The server is DIALER_URL (default http://127.0.0.1:8080), the key DIALER_API_KEY (or --url,
 --key).
 """
 
@@ -29,6 +29,8 @@ async def run(args: argparse.Namespace, console: Console | None = None) -> int:
         try:
             if args.command == "import-csv":
                 return await _import(session, url, args, console)
+            if args.command == "workspace-set":
+                return await _workspace_set(session, url, args, console)
             return await _batches(session, url, args, console)
         except aiohttp.ClientError as exc:
             console.print(f"[red]cannot reach {url}: {exc}[/red]")
@@ -121,3 +123,15 @@ async def _batches(session, url: str, args, console: Console) -> int:
     console.print(table)
     return 0
 
+
+
+async def _workspace_set(session, url: str, args, console: Console) -> int:
+    code, doc = await _call(session, "PATCH", f"{url}/api/admin/workspaces/{args.workspace_id}", args.key, args.body)
+    if code != 200:
+        console.print(f"[red]{code}: {doc.get('errorMessage')}[/red]")
+        return 1
+    table = Table("setting", "value", title=f"workspace {doc['data']['workspaceId']}")
+    for name, value in doc["data"].items():
+        table.add_row(name, "unlimited" if name == "credits" and value is None else str(value))
+    console.print(table)
+    return 0

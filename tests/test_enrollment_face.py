@@ -241,3 +241,27 @@ async def test_the_uuid_batch_is_the_workspaces_own(api, client, app):
     assert code == 404
     code, doc = await api.post(f"/api/call/batches/{answer['batchId']}/stop")
     assert code == 200 and doc["data"]["status"] == "paused"
+
+
+async def test_cli_workspace_set_over_http(api):
+    import argparse
+    import io
+
+    from rich.console import Console
+
+    from dialer import remote
+    from dialer.cli import main as cli_main
+
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    url = str(api.client.make_url("")).rstrip("/")
+    ns = argparse.Namespace(command="workspace-set", url=url, key="admin-secret", workspace_id=str(api.workspace_id),
+                            body={"credits": 7, "normalizationAllowed": True})
+    assert await remote.run(ns, console) == 0
+    assert "7" in out.getvalue() and "normalizationAllowed" in out.getvalue()
+    workspace = await api.tenancy.get_workspace(api.workspace_id)
+    assert (workspace["credits"], workspace["normalizationAllowed"]) == (7, True)
+    ns.key = "wrong"
+    assert await remote.run(ns, console) == 1 and "invalid admin token" in out.getvalue()
+    assert cli_main(["workspace-set", str(api.workspace_id)]) == 2  # nothing to change
+    assert cli_main(["workspace-set", str(api.workspace_id), "--credits", "3", "--unlimited-credits"]) == 2
