@@ -265,3 +265,12 @@ async def test_cli_workspace_set_over_http(api):
     assert await remote.run(ns, console) == 1 and "invalid admin token" in out.getvalue()
     assert cli_main(["workspace-set", str(api.workspace_id)]) == 2  # nothing to change
     assert cli_main(["workspace-set", str(api.workspace_id), "--credits", "3", "--unlimited-credits"]) == 2
+
+
+async def test_contacts_too_large_to_store_together_are_a_413(api):
+    # Small integers cost ~6 bytes of BSON per byte of JSON: 1,000 contacts of 6 KB of them exceed a document.
+    contacts = [contact(f"+1212555{i:04d}", account_id=str(i), scores=[1] * 3000) for i in range(1000)]
+    code, answer, _, _ = await enroll(api, {"contacts": contacts})
+    assert code == 413 and "too large to be stored together" in answer["message"]
+    _, listed = await api.get("/api/call/batches")
+    assert listed["data"]["batches"] == []

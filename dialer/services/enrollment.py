@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import bson
 import orjson
 from bson import ObjectId
 
@@ -43,6 +44,8 @@ from dialer.services.tenancy import Principal, Tenancy
 
 log = logging.getLogger("dialer.enrollment")
 LEASE = dt.timedelta(seconds=60)
+MAX_INTAKE_BYTES = 15 * 1024 * 1024  # one MongoDB document (16 MiB), less room for our own fields
+BSON_CHECK_FROM = MAX_INTAKE_BYTES // 6  # BSON spends at most ~6 bytes per JSON byte (see core/records.py)
 CHUNK = 500
 NORMALIZE_IGNORED = ("normalizeFields was ignored: this workspace is not on the normalization allowlist "
                      "(an administrator can allow it).")
@@ -125,6 +128,10 @@ class Enrollment:
                   "batch": draft, "calls": [planned_to_doc(c) for c in plan.calls], "answer": body.decode(),
                   "credits": accepted if balance is not None else 0, "state": "pending", "createdAt": now,
                   "expiresAt": now + self.ttl}
+        if len(raw) > BSON_CHECK_FROM and len(bson.encode(intake)) > MAX_INTAKE_BYTES:
+            await self._refund(ws, intake["credits"])
+            raise Refused(413, "Payload Too Large", "The accepted contacts are too large to be stored together "
+                                                    f"(at most {MAX_INTAKE_BYTES} bytes); send fewer per request.")
         try:
             existing = await self.intakes.insert(intake)
         except StoreUnavailable:
