@@ -23,6 +23,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/call/batches/{batchId}/cancel", batches.cancel_batch)
     app.router.add_post("/api/call/batches/{batchId}/retry", batches.retry_batch)
     app.router.add_get("/api/call/batches/{batchId}/calls", batches.get_batch_calls)
+    app.router.add_post("/api/call/batches/{batchId}/csv", batches.upload_csv)
     app.router.add_post("/webhooks/twilio/status", webhooks.twilio_status)
     app.router.add_post("/webhooks/twilio/twiml", webhooks.twilio_twiml)
     app.router.add_get("/api/admin/workspaces", admin.list_workspaces)
