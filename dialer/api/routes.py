@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from dialer.api import console
 from dialer.api.faces import elevenlabs
 from dialer.api.handlers import admin, batches, system, webhooks
 
@@ -30,3 +31,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/admin/workspaces", admin.create_workspace)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/keys", admin.create_key)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/agents", admin.create_agent)
+    console.setup(app)
