@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
-import io
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import aiohttp
 
-PHONE_COLUMNS = ("phone_number", "phonenumber", "phone")
+from dialer.core.contacts_csv import CsvUnreadable, read_contacts
+
 MAX_ROUNDS = 20  # a chunk is retried without its named bad rows at most this often
 MAX_CHUNK = 1000  # the server writes 1,000 records at a time: a request of one such chunk is never a 207
 UNAVAILABLE_TRIES = 4  # a 503 (nothing written, the key released) is sent again this often, waiting more each time
@@ -42,33 +42,12 @@ class ImportResult:
 
 
 def read_rows(data: bytes) -> tuple[list[str], list[tuple[int, dict]]]:
-    """(header, rows as (line number, {column: value})) with the phone column renamed phoneNumber."""
+    """(header, rows as (line number, {column: value})) with the phone column renamed phoneNumber: the
+    mapping of dialer/core/contacts_csv.py, which the console's upload uses too."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ImportFailed(f"the file is not UTF-8 (byte {exc.start})") from None
-    first = text.split("\n", 1)[0]
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise ImportFailed("the file is empty") from None
-    phone = [i for i, h in enumerate(header) if h.lower() in PHONE_COLUMNS]
-    if len(phone) != 1:
-        raise ImportFailed(f"the header needs exactly one phone column ({', '.join(PHONE_COLUMNS)}); it has {header}")
-    names = ["phoneNumber" if i == phone[0] else h for i, h in enumerate(header)]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ImportFailed(f"the header names a column twice: {twice}")
-    rows = []
-    for line, values in enumerate(reader, start=2):
-        if not any(v.strip() for v in values):
-            continue  # blank line
-        if len(values) != len(names):
-            raise ImportFailed(f"line {line} has {len(values)} fields; the header has {len(names)}")
-        rows.append((line, dict(zip(names, values))))
-    return names, rows
+        return read_contacts(data)
+    except CsvUnreadable as exc:
+        raise ImportFailed(str(exc)) from None
 
 
 def chunks(rows: list[tuple[int, dict]], size: int) -> Iterator[tuple[int, list[tuple[int, dict]]]]:

@@ -2,6 +2,7 @@
 
 from aiohttp import web
 
+from dialer.api import console
 from dialer.api.faces import elevenlabs, enrollment
 from dialer.api.handlers import admin, batches, calls, system, webhooks
 
@@ -24,6 +25,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/call/batches/{batchId}/cancel", batches.cancel_batch)
     app.router.add_post("/api/call/batches/{batchId}/retry", batches.retry_batch)
     app.router.add_get("/api/call/batches/{batchId}/calls", batches.get_batch_calls)
+    app.router.add_post("/api/call/batches/{batchId}/csv", batches.upload_csv)
     app.router.add_post("/api/call/calls/{callId}/verdict", calls.record_verdict)
     app.router.add_post("/webhooks/twilio/status", webhooks.twilio_status)
     app.router.add_post("/webhooks/twilio/twiml", webhooks.twilio_twiml)
@@ -33,3 +35,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_patch("/api/admin/workspaces/{workspaceId}", admin.update_workspace)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/keys", admin.create_key)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/agents", admin.create_agent)
+    console.setup(app)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
 from dialer.core.clock import Clock, as_utc
@@ -72,40 +72,45 @@ class Ingestion:
         self.metrics = metrics or Metrics()
 
     async def add_calls(self, principal: Principal, raw: bytes, idempotency_key: str | None) -> Outcome:
+        return await self.idempotent(principal.workspace_id, idempotency_key, lambda: self._add_calls(principal, raw))
+
+    async def idempotent(self, workspace_id: Any, idempotency_key: str | None,
+                         work: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        """`work` run once per Idempotency-Key (a retry with the key gets the first answer); without a key, run."""
         if idempotency_key is None:
-            return await self._add_calls(principal, raw)
+            return await work()
         problem = Idempotency.check_key(idempotency_key)
         if problem:
             raise Refused(400, "Bad Request", problem)
         try:
-            stored = await self.idempotency.claim(principal.workspace_id, idempotency_key)
+            stored = await self.idempotency.claim(workspace_id, idempotency_key)
         except KeyInUse:
             raise Refused(409, "Conflict", "a request with this Idempotency-Key is still being processed") from None
         if stored is not None:
             return Outcome(stored.code, stored.body["message"], stored.body["data"], stored.body["errorMessage"],
                            replayed=True)
         try:
-            outcome = await self._add_calls(principal, raw)
+            outcome = await work()
         except Refused as err:
             if err.code >= 500:
-                await self.idempotency.release(principal.workspace_id, idempotency_key)
+                await self.idempotency.release(workspace_id, idempotency_key)
             else:
                 body = {"message": err.message, "errorMessage": err.error, "data": err.data or {}}
-                await self.idempotency.finish(principal.workspace_id, idempotency_key, err.code, body)
+                await self.idempotency.finish(workspace_id, idempotency_key, err.code, body)
             raise
         except BaseException:
-            await self.idempotency.release(principal.workspace_id, idempotency_key)
+            await self.idempotency.release(workspace_id, idempotency_key)
             raise
         if outcome.code >= 500:
-            await self.idempotency.release(principal.workspace_id, idempotency_key)
+            await self.idempotency.release(workspace_id, idempotency_key)
             return outcome
         try:
-            await self.idempotency.finish(principal.workspace_id, idempotency_key, outcome.code, outcome.body)
+            await self.idempotency.finish(workspace_id, idempotency_key, outcome.code, outcome.body)
         except StoreUnavailable as exc:
             # The calls are written; a retry with this key would write the same again (harmlessly:
             # numbers dedupe), which beats a key stuck "in progress" for ten minutes.
             log.error("could not store the idempotent answer", extra={"error": type(exc).__name__})
-            await self.idempotency.release(principal.workspace_id, idempotency_key)
+            await self.idempotency.release(workspace_id, idempotency_key)
         return outcome
 
     async def _add_calls(self, principal: Principal, raw: bytes) -> Outcome:

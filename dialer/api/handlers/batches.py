@@ -1,5 +1,5 @@
-"""Batch routes: createBatch, addCallsToBatch, reading a batch and its calls back, and the lifecycle
-(list, start, stop, cancel, retry, delete)."""
+"""Batch routes: createBatch, addCallsToBatch, reading a batch and its calls back, the lifecycle
+(list, start, stop, cancel, retry, delete), and contacts uploaded as a CSV file (the console's)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from dialer.services.calls import list_calls
 from dialer.api.envelope import ApiError, envelope, ok
 from dialer.api.handlers.common import json_body
 from dialer.services.bodies import parse_json
+from dialer.services.csv_import import import_csv
+from dialer.services.ingestion import Outcome
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -44,6 +46,10 @@ async def add_calls_to_batch(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     raw = await request.read()
     outcome = await request.app[INGESTION].add_calls(principal, raw, request.headers.get("Idempotency-Key"))
+    return _answer(outcome)
+
+
+def _answer(outcome: Outcome) -> web.Response:
     response = envelope(outcome.code, outcome.message, outcome.data, outcome.error, status=outcome.code == 200)
     if outcome.replayed:
         response.headers["Idempotent-Replay"] = "true"
@@ -136,3 +142,14 @@ async def update_batch(request: web.Request) -> web.Response:
         raise ApiError(400, "Bad Request", str(exc)) from None
     lifecycle = request.app[LIFECYCLE]
     return ok(await lifecycle.view(await lifecycle.update(batch, changes)), "Batch updated")
+
+
+async def upload_csv(request: web.Request) -> web.Response:
+    """The CSV file is the body (any content type); `?dryRun=true` checks it without writing."""
+    batch = await _owned_batch(request)
+    dry_run = request.query.get("dryRun", "false").lower()
+    if dry_run not in ("true", "false", "1", "0"):
+        raise ApiError(400, "Bad Request", "dryRun must be true or false")
+    outcome = await import_csv(request.app[INGESTION], batch, await request.read(), dry_run in ("true", "1"),
+                               request.headers.get("Idempotency-Key"))
+    return _answer(outcome)

@@ -1,0 +1,200 @@
+// A batch's page: live progress (GET /api/call/batches/{id} polled: its counters, O(1) whatever the
+// batch's size), a chart of the samples, the operators' moves, a CSV upload and the batch's calls.
+
+import { outcomes, POLL_MS, rate } from "./batches.js";
+import { mountCalls } from "./calls.js";
+import { chart, legend } from "./chart.js";
+import { badge, clear, clock, h, label, num, poll, time, uid } from "./dom.js";
+import { mountUpload } from "./upload.js";
+
+const ALLOWED = {  // the moves each status allows (dialer/core/machine.py)
+  start: ["pending", "paused"],
+  stop: ["running"],
+  cancel: ["pending", "running", "paused", "completed"],
+  retry: ["running", "paused", "completed"],
+};
+const RETRYABLE = ["busy", "no_answer", "failed", "machine"];
+const SPOKEN_EVERY_MS = 15000;  // the live region's progress sentence, at most this often
+
+function ask(title, body, confirmLabel) {
+  // A modal <dialog>: focus moves into it and back; Escape or "Keep" answers null.
+  return new Promise((resolve) => {
+    const form = h("form", { method: "dialog" }, h("h2", {}, title), body,
+      h("div", { class: "actions" },
+        h("button", { type: "submit", value: "confirm" }, confirmLabel),
+        h("button", { type: "submit", value: "keep", class: "secondary", autofocus: true }, "Keep the batch as it is")));
+    const dialog = h("dialog", { "aria-label": title }, form);
+    document.body.append(dialog);
+    dialog.addEventListener("close", () => {
+      const data = new FormData(form);
+      dialog.remove();
+      resolve(dialog.returnValue === "confirm" ? data : null);
+    });
+    dialog.showModal();
+  });
+}
+
+function field(name, value) {
+  return [h("dt", {}, name), h("dd", { "data-counter": name }, value)];
+}
+
+const COUNTERS = ["Status", "Finished", "In flight / limit", "Queued", "Dialled", "Calls/min", "Finished by outcome",
+  "Retries asked"];
+
+export function mountBatch(root, ctx, batchId) {
+  const { api, samples, announce } = ctx;
+  const title = h("h1", {}, "Batch");
+  const statusHolder = h("span", { class: "status-holder" });
+  const buttons = {
+    start: h("button", { type: "button" }, "Start"),
+    stop: h("button", { type: "button" }, "Stop"),
+    cancel: h("button", { type: "button", class: "danger" }, "Cancel…"),
+    retry: h("button", { type: "button", class: "secondary" }, "Retry…"),
+  };
+  const said = h("p", { class: "notice", role: "status" });
+  const problem = h("p", { class: "error", role: "alert" });
+  const counters = h("dl", { class: "counters" });
+  const spoken = h("p", { class: "visually-hidden", "aria-live": "polite", "aria-atomic": "true" });
+  const chartId = uid("chart");
+  const chartHolder = h("div", { class: "chart-holder" });
+  const settings = h("dl", { class: "settings" });
+  const updated = h("p", { class: "hint" });
+  const uploadHolder = h("div");
+  const callsHolder = h("section", { class: "card", "aria-labelledby": "calls-heading" });
+
+  root.append(
+    h("p", { class: "crumbs" }, h("a", { href: "#/batches" }, "← All batches")),
+    h("div", { class: "page-head start" }, title, statusHolder),
+    h("div", { class: "actions", role: "group", "aria-label": "Batch actions" }, Object.values(buttons)),
+    said, problem,
+    h("section", { class: "card", "aria-labelledby": "progress-heading" },
+      h("h2", { id: "progress-heading" }, "Progress"), counters, spoken, updated),
+    h("section", { class: "card", "aria-labelledby": "chart-heading" },
+      h("h2", { id: "chart-heading" }, "Calls over time"),
+      h("p", { class: "hint" }, "Sampled from the batch's counters while the console is open in this tab."),
+      chartHolder, legend()),
+    h("details", { class: "card" }, h("summary", {}, "Settings"), settings),
+    uploadHolder, callsHolder);
+
+  let batch = null;
+  let lastSpoken = 0;
+  let settingsOf = null;
+  // The counters' cells are made once and updated in place: a screen reader's place survives the polls.
+  const cells = {};
+  for (const name of COUNTERS) {
+    const [dt, dd] = field(name, "");
+    cells[name] = dd;
+    counters.append(dt, dd);
+  }
+  const progress = h("progress", { max: 1, value: 0 });
+  const finishedText = h("span");
+  cells.Finished.append(progress, " ", finishedText);
+  const calls = mountCalls(callsHolder, ctx, batchId);
+  mountUpload(uploadHolder, ctx, batchId, { onImported: () => { poller.now(); calls.load(); } });
+
+  function render(b) {
+    const c = b.counters;
+    const perMinute = samples.perMinute(b.batchId);
+    title.textContent = b.name;
+    clear(statusHolder).append(badge(b.status));
+    for (const [move, button] of Object.entries(buttons)) button.disabled = !ALLOWED[move].includes(b.status);
+    progress.max = Math.max(1, c.scheduled);
+    progress.value = c.finished;
+    progress.setAttribute("aria-label", `${num(c.finished)} of ${num(c.scheduled)} calls finished`);
+    finishedText.textContent = `${num(c.finished)} / ${num(c.scheduled)}`;
+    cells.Status.textContent = label(b.status);
+    cells["In flight / limit"].textContent = `${num(c.inFlight)} / ${num(b.concurrencyLimit)}`;
+    cells.Queued.textContent = num(c.waiting);
+    cells.Dialled.textContent = `${num(c.dispatched)} calls, ${num(c.attempts)} attempts`;
+    cells["Calls/min"].textContent = rate(perMinute);
+    cells["Finished by outcome"].textContent = outcomes(c.byOutcome);
+    cells["Retries asked"].textContent = num(b.retryCount);
+    const now = Date.now();
+    if (now - lastSpoken >= SPOKEN_EVERY_MS) {
+      spoken.textContent = `${b.name}: ${label(b.status)}, ${num(c.finished)} of ${num(c.scheduled)} calls finished, ` +
+        `${num(c.inFlight)} in flight, ${num(c.waiting)} queued.`;
+      lastSpoken = now;
+    }
+    clear(chartHolder).append(chart(samples.series(b.batchId), chartId));
+    if (settingsOf !== b.updatedAt) renderSettings(b);
+    updated.textContent = `Updated ${clock(now)}; refreshed every ${POLL_MS / 1000} s.`;
+  }
+
+  function renderSettings(b) {
+    settingsOf = b.updatedAt;
+    const w = b.callingWindow;
+    clear(settings).append(
+      ...field("Calling window", `${w.start}–${w.end}, ${w.days.join(", ")} (callee's local time)`),
+      ...field("Time zone", b.timezone || "from each number, else the agent's"),
+      ...field("Calling numbers", b.callingNumbers.join(", ")),
+      ...field("Retry policy", b.retry.maxAttempts > 1
+        ? `up to ${b.retry.maxAttempts} attempts, ${b.retry.delaySeconds} s apart, on ${b.retry.on.map(label).join(", ")}`
+        : "no automatic retry"),
+      ...field("Ringing timeout", `${b.ringingTimeoutSeconds} s`),
+      ...field("Scheduled start", b.scheduledAt ? time(b.scheduledAt) : "—"),
+      ...field("Created", time(b.createdAt)),
+      ...field("Batch id", b.batchId));
+  }
+
+  async function refresh() {
+    const doc = await api.get(`/api/call/batches/${batchId}`);
+    const b = doc.data;
+    samples.add(b.batchId, b.counters);
+    if (batch && batch.status !== b.status) announce(`Batch ${b.name} is now ${label(b.status)}.`);
+    batch = b;
+    render(b);
+    calls.tick();
+  }
+
+  const poller = poll(refresh, POLL_MS, (err) => {
+    problem.textContent = err ? `Could not refresh: ${err.message}. Retrying…` : "";
+  });
+
+  async function move(name, busyLabel, body) {
+    const button = buttons[name];
+    const text = button.textContent;
+    button.disabled = true;
+    button.textContent = busyLabel;
+    said.textContent = "";
+    problem.textContent = "";
+    try {
+      const doc = await api.post(`/api/call/batches/${batchId}/${name}`, body);
+      said.textContent = `${doc.message}.`;  // a status region: read out
+    } catch (err) {
+      problem.textContent = `${text.replace("…", "")} refused: ${err.detail || err.message}`;
+    } finally {
+      button.textContent = text;
+      poller.now();
+    }
+  }
+
+  buttons.start.addEventListener("click", () => move("start", "Starting…"));
+  buttons.stop.addEventListener("click", () => move("stop", "Stopping…"));
+  buttons.cancel.addEventListener("click", async () => {
+    const hang = uid("hangup");
+    const answer = await ask("Cancel this batch?", [
+      h("p", {}, "Waiting calls are cancelled and the batch cannot run again. Calls in flight end normally unless you hang them up."),
+      h("p", { class: "check" }, h("input", { type: "checkbox", id: hang, name: "hangUp" }),
+        h("label", { for: hang }, "Hang up calls in flight"))], "Cancel the batch");
+    if (answer) move("cancel", "Cancelling…", { hangUp: answer.has("hangUp") });
+  });
+  buttons.retry.addEventListener("click", async () => {
+    const boxes = RETRYABLE.map((o) => {
+      const id = uid("retry");
+      return h("p", { class: "check" }, h("input", { type: "checkbox", id, name: "outcomes", value: o, checked: true }),
+        h("label", { for: id }, label(o)));
+    });
+    const answer = await ask("Retry finished calls?", [
+      h("fieldset", {}, h("legend", {}, "Calls whose last outcome is"), boxes),
+    ], "Retry these calls");
+    if (!answer) return;
+    const chosen = answer.getAll("outcomes");
+    if (!chosen.length) {
+      problem.textContent = "Retry: choose at least one outcome.";
+      return;
+    }
+    move("retry", "Retrying…", { outcomes: chosen });
+  });
+
+  return () => poller.stop();
+}

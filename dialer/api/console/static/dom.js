@@ -1,0 +1,106 @@
+// Building the page: elements from data (text only, never HTML from data), formatting, polling.
+
+export function h(tag, attrs = {}, ...children) {
+  return fill(document.createElement(tag), attrs, children);
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+export function svg(tag, attrs = {}, ...children) {
+  return fill(document.createElementNS(SVG_NS, tag), attrs, children);
+}
+
+function fill(el, attrs, children) {
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name === "class") el.setAttribute("class", value);
+    else if (name.startsWith("on") && typeof value === "function") el.addEventListener(name.slice(2), value);
+    else if (value === true) el.setAttribute(name, "");
+    else el.setAttribute(name, String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));  // a string becomes a text node
+  }
+  return el;
+}
+
+export function clear(el) {
+  while (el.firstChild) el.firstChild.remove();
+  return el;
+}
+
+let ids = 0;
+export function uid(prefix) {
+  ids += 1;
+  return `${prefix}-${ids}`;
+}
+
+const numbers = new Intl.NumberFormat("en");
+export function num(n) {
+  return n === null || n === undefined ? "—" : numbers.format(n);
+}
+
+export function label(status) {
+  return String(status).replaceAll("_", " ");
+}
+
+// Today's times as a clock, other days with their date.
+export function time(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString() : d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+}
+
+export function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+export function badge(status) {
+  return h("span", { class: `badge status-${status}` }, label(status));
+}
+
+// Runs `task` now and then `ms` after each run ends (never two at once), paused while the tab is hidden;
+// after a failure it waits longer each time (up to 30 s) and reports it. Returns stop().
+export function poll(task, ms, onError = () => {}) {
+  let timer = null;
+  let stopped = false;
+  let failures = 0;
+  let running = false;
+  async function run() {
+    timer = null;
+    if (stopped || running) return;
+    if (document.hidden) return;  // resumed by visibilitychange
+    running = true;
+    try {
+      await task();
+      failures = 0;
+      onError(null);
+    } catch (err) {
+      failures += 1;
+      onError(err);
+    } finally {
+      running = false;
+    }
+    if (!stopped) timer = setTimeout(run, failures ? Math.min(30000, ms * 2 ** failures) : ms);
+  }
+  function visible() {
+    if (!document.hidden && timer === null && !running && !stopped) run();
+  }
+  document.addEventListener("visibilitychange", visible);
+  run();
+  return {
+    stop() {
+      stopped = true;
+      if (timer !== null) clearTimeout(timer);
+      document.removeEventListener("visibilitychange", visible);
+    },
+    now() {  // an immediate refresh (after an operator's action)
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      run();
+    },
+  };
+}
