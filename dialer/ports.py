@@ -359,7 +359,7 @@ class IntakeRepo(Protocol):
     """An enrollment request's accepted contacts, written before its 202 and turned into a batch and its
     calls in the background: `{_id: "<workspaceId>:key:<Idempotency-Key>" or "<workspaceId>:id:<uuid>",
     workspaceId, publicId, batch (the batch document to write), calls (planned calls, see
-    dialer/core/contacts.py planned_to_doc), answer (the 202's body, as sent), state: pending | done, createdAt,
+    dialer/core/enrollment.py planned_to_doc), answer (the 202's body, as sent), state: pending | done, createdAt,
     expiresAt, leaseUntil?, takenBy?}`. Expiry follows the caller's clock (purge)."""
 
     async def insert(self, intake: dict) -> dict | None:

@@ -1,6 +1,6 @@
 """Contact chaining: what a group of calls does next, decided from the group's calls alone (pure, no I/O).
 
-A group (dialer/core/contacts.py) has one call queued or in flight at a time; the rest are held. When
+A group (dialer/core/enrollment.py) has one call queued or in flight at a time; the rest are held. When
 none is waiting or in flight, the next step is:
 
 - policy `each` (a callee given more than once): activate the next held call, whatever the outcomes;
@@ -24,7 +24,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from dialer.core.clock import as_utc
-from dialer.core.contacts import EACH
+from dialer.core.enrollment import EACH
 from dialer.core.statuses import ACTIVE, TERMINAL, CallStatus
 
 ACTIVE_VALUES = frozenset(s.value for s in ACTIVE - {CallStatus.HELD})

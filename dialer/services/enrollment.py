@@ -2,7 +2,7 @@
 background.
 
 `enroll` order: Idempotency-Key replay -> parse -> agent (404 / 422 when it cannot call) -> judge every
-contact (dialer/core/contacts.py) -> none passed: 400 -> reserve one credit per accepted contact (402
+contact (dialer/core/enrollment.py) -> none passed: 400 -> reserve one credit per accepted contact (402
 when short) -> write the **intake** (the batch to create, the planned calls with their ids, the answer)
 in one document -> 202. A key's intake is its idempotency record: a retry gets the stored answer byte for
 byte; of two concurrent requests with one key only one intake is written, the other gives its credits
@@ -29,7 +29,7 @@ from bson import ObjectId
 
 from dialer.core.batch_spec import DEFAULT_CONCURRENCY, DEFAULT_RETRY, DEFAULT_RINGING_TIMEOUT, BatchSpec
 from dialer.core.clock import Clock
-from dialer.core.contacts import ContactPlanner, EnrollmentError, parse_request, planned_from_doc, planned_to_doc
+from dialer.core.enrollment import ContactPlanner, EnrollmentError, parse_request, planned_from_doc, planned_to_doc
 from dialer.core.phones import PhoneNormaliser
 from dialer.core.records import IngestContext, Planner
 from dialer.core.statuses import BatchStatus
