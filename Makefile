@@ -38,6 +38,7 @@ load: $(LOAD_STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.dispatch
+	$(BIN)/python -m bench.enroll
 
 clean:
 	rm -rf $(VENV) *.egg-info

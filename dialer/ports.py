@@ -358,8 +358,8 @@ class IdempotencyRepo(Protocol):
 class IntakeRepo(Protocol):
     """An enrollment request's accepted contacts, written before its 202 and turned into a batch and its
     calls in the background: `{_id: "<workspaceId>:key:<Idempotency-Key>" or "<workspaceId>:id:<uuid>",
-    workspaceId, publicId, batch (the batch document to write), calls (planned calls, see
-    dialer/core/enrollment.py planned_to_doc), answer (the 202's body, as sent), state: pending | done, createdAt,
+    workspaceId, publicId, batch (the batch document to write), calls (the planned calls as one BSON
+    blob, dialer/core/enrollment.py encode_planned), answer (the 202's body, as sent), state: pending | done, createdAt,
     expiresAt, leaseUntil?, takenBy?}`. Expiry follows the caller's clock (purge)."""
 
     async def insert(self, intake: dict) -> dict | None:
