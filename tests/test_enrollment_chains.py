@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
+import orjson
 import pytest
 
-from dialer.api.appkeys import CHAINS, ENROLLMENT, EVENTS
+from dialer.api.appkeys import CHAINS, EVENTS
 from dialer.composition import services_over
+from dialer.core.chains import ChainRule
 from dialer.core.statuses import CallStatus
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness
@@ -86,9 +88,9 @@ async def test_an_unsuccessful_verdict_moves_the_group_on(api, clock, engine_set
 
 
 async def test_a_short_call_is_not_a_success(api, clock, engine_settings):
-    h = Harness(api, clock, engine_settings.replace(chain_min_success_seconds=10_000), outcomes={"answered": 1.0})
-    # The rule is read at composition: use the app's own chains with a long threshold.
-    api.app[CHAINS].rule = type(api.app[CHAINS].rule)(min_seconds=10_000, verdict_seconds=60)
+    h = Harness(api, clock, engine_settings, outcomes={"answered": 1.0})
+    # The rule is read at composition (DIALER_CHAIN_MIN_SUCCESS_SECONDS): give the app's chains a long one.
+    api.app[CHAINS].rule = ChainRule(min_seconds=10_000, verdict_seconds=60)
     code, answer, _, _ = await enroll(api, {"contacts": groups_of(1, 3), "groupByField": "account_id"})
     await h.run_until(lambda: _status(api, answer["batchId"], "completed"))
     assert len(h.sim.placed) == 3
@@ -134,12 +136,12 @@ async def test_a_crash_between_intake_and_scheduling_loses_nothing(store, settin
     agent = await first.tenancy.create_agent(workspace["_id"], {"name": "a", "callingNumbers": ["+14155550142"]})
     principal = await first.tenancy.authenticate(key)
     contacts = [contact(f"+1212{i:07d}", account_id=f"G{i % 400}") for i in range(1000)]
-    body = __import__("orjson").dumps({"contacts": contacts, "groupByField": "account_id"})
+    body = orjson.dumps({"contacts": contacts, "groupByField": "account_id"})
     inject(repos.calls, "insert_new", {2})  # the second chunk's write dies with the process
     answer = await first.enrollment.enroll(principal, str(agent["_id"]), body, "crash-1")
     await first.enrollment.close()
     assert answer.code == 202
-    batch = await repos.batches.by_public_id(__import__("orjson").loads(answer.body)["batchId"])
+    batch = await repos.batches.by_public_id(orjson.loads(answer.body)["batchId"])
     assert sum(t.calls for t in await repos.calls.tallies(batch["_id"])) == 500  # half written
 
     clock.advance(61)  # the dead process's lease passes

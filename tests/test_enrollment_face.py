@@ -8,12 +8,10 @@ import asyncio
 import datetime as dt
 import uuid
 
-import orjson
 import pytest
 
-from dialer.api.appkeys import REPOS
 from tests.conftest import make_api
-from tests.enrollment_client import batch_of, contact, enroll, path
+from tests.enrollment_client import batch_of, contact, enroll
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 

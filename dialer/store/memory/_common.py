@@ -60,6 +60,33 @@ def copy_call(doc: dict) -> dict:
     return out
 
 
+def new_doc(batch_id: ObjectId, workspace_id: ObjectId, call: Any, call_id: ObjectId, key: str, status: str,
+            earliest: dt.datetime | None, now: dt.datetime) -> dict:
+    """A new call document from a planned call (dialer.core.records.PlannedCall), as both ways of
+    writing calls store it (enqueue, insert_new)."""
+    doc = {
+        "_id": call_id,
+        "batchId": batch_id,
+        "workspaceId": workspace_id,
+        "phoneNumber": call.e164,
+        "extension": call.extension,
+        "input": {"phoneNumber": call.raw_phone},
+        "variables": copy_variables(call.variables),
+        "timezones": tuple(call.zones),
+        "zoneSource": call.zone_source,
+        "status": status,
+        "activeKey": key,
+        "attempts": 0,
+        "nextAttemptAt": earliest,
+        "createdAt": now,
+        "updatedAt": now,
+        "history": (),
+    }
+    if call.meta is not None:
+        doc["meta"] = clone(call.meta)
+    return doc
+
+
 def copy_variables(variables: dict) -> dict:
     copied = dict(variables)
     for value in copied.values():

@@ -96,6 +96,15 @@ class CallIndexes:
         if key is not None and self._active.get(key) == cid:
             del self._active[key]
 
+    def _withdraw(self, doc: dict, status: str, now, entry: dict) -> None:
+        """A waiting call ends without being dialled (cancelled, or skipped by its group): the WITHDRAW move."""
+        target = self._check(doc, status)
+        self._unindex(doc)
+        doc.update(status=target, outcome=target, updatedAt=now, finishedAt=now)
+        doc.pop("activeKey", None)
+        self._push(doc, {**entry, "result": target})
+        self._index(doc)
+
     @staticmethod
     def _check(doc: dict, target: str) -> str:
         """A status change, checked against the state machine before anything is touched (a bug guard)."""

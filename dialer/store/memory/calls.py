@@ -23,7 +23,7 @@ from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES
 from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, Tally, active_key
 from dialer.store.memory.calls_for_chains import ChainCalls
 from dialer.store.memory.calls_for_operators import OperatorsCalls
-from dialer.store.memory._common import NEW_IDS, clone, copy_call, copy_variables, utc
+from dialer.store.memory._common import NEW_IDS, clone, copy_call, copy_variables, new_doc, utc
 
 QUEUED = CallStatus.QUEUED.value
 DIALING = CallStatus.DIALING.value
@@ -70,26 +70,7 @@ class MemoryCalls(OperatorsCalls, ChainCalls):
             if found is None:
                 cid = next(new_ids)
                 bid = cid.binary
-                docs[bid] = {
-                    "_id": cid,
-                    "batchId": batch_id,
-                    "workspaceId": workspace_id,
-                    "phoneNumber": call.e164,
-                    "extension": call.extension,
-                    "input": {"phoneNumber": call.raw_phone},
-                    "variables": copy_variables(call.variables),
-                    "timezones": tuple(call.zones),
-                    "zoneSource": call.zone_source,
-                    "status": QUEUED,
-                    "activeKey": key,
-                    "attempts": 0,
-                    "nextAttemptAt": earliest,
-                    "createdAt": now,
-                    "updatedAt": now,
-                    "history": (),
-                }
-                if call.meta is not None:
-                    docs[bid]["meta"] = clone(call.meta)
+                docs[bid] = new_doc(batch_id, workspace_id, call, cid, key, QUEUED, earliest, now)
                 # The indexes of a new queued call (what _index does, inlined: this is the hot path).
                 queued_ids.add(bid)
                 if earliest is not None:

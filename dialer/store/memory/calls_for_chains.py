@@ -14,7 +14,7 @@ from bson import ObjectId
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import CallStatus
 from dialer.ports import active_key
-from dialer.store.memory._common import clone, copy_call, copy_variables, utc
+from dialer.store.memory._common import clone, copy_call, new_doc, utc
 from dialer.store.memory.call_index import CallIndexes
 
 HELD = CallStatus.HELD.value
@@ -32,26 +32,8 @@ class ChainCalls(CallIndexes):
             key = active_key(batch["_id"], call.e164, call.extension) + call.key_suffix
             if cid.binary in self._docs or key in self._active:
                 continue  # written by an earlier run of this intake (or the callee is already waiting)
-            doc = {
-                "_id": cid,
-                "batchId": batch["_id"],
-                "workspaceId": batch["workspaceId"],
-                "phoneNumber": call.e164,
-                "extension": call.extension,
-                "input": {"phoneNumber": call.raw_phone},
-                "variables": copy_variables(call.variables),
-                "timezones": tuple(call.zones),
-                "zoneSource": call.zone_source,
-                "status": HELD if call.held else QUEUED,
-                "activeKey": key,
-                "attempts": 0,
-                "nextAttemptAt": utc(call.earliest),
-                "createdAt": now,
-                "updatedAt": now,
-                "history": (),
-            }
-            if call.meta is not None:
-                doc["meta"] = clone(call.meta)
+            doc = new_doc(batch["_id"], batch["workspaceId"], call, cid, key, HELD if call.held else QUEUED,
+                          utc(call.earliest), now)
             if call.group is not None:
                 doc["group"] = clone(call.group)
                 self._groups.setdefault((batch["_id"], call.group["key"]), []).append(cid.binary)
@@ -96,15 +78,9 @@ class ChainCalls(CallIndexes):
         now = utc(now)
         done = 0
         for doc in self._group_docs(batch_id, key):
-            if doc["status"] != HELD:
-                continue
-            target = self._check(doc, CallStatus.SKIPPED.value)
-            self._unindex(doc)
-            doc.update(status=target, outcome="skipped", updatedAt=now, finishedAt=now)
-            doc.pop("activeKey", None)
-            self._push(doc, {**entry, "result": "skipped"})
-            self._index(doc)
-            done += 1
+            if doc["status"] == HELD:
+                self._withdraw(doc, CallStatus.SKIPPED.value, now, entry)
+                done += 1
         return done
 
     async def record_verdict(self, call_id: ObjectId, verdict: dict, now: dt.datetime) -> dict | None:

@@ -44,12 +44,7 @@ class OperatorsCalls(CallIndexes):
         now = utc(now)
         done = 0
         for doc in self._of(batch_id, WAITING_VALUES, limit):
-            target = self._check(doc, CallStatus.CANCELLED.value)
-            self._unindex(doc)
-            doc.update(status=target, outcome="cancelled", updatedAt=now, finishedAt=now)
-            doc.pop("activeKey", None)
-            self._push(doc, {**entry, "result": "cancelled"})
-            self._index(doc)
+            self._withdraw(doc, CallStatus.CANCELLED.value, now, entry)
             done += 1
         return done
 
