@@ -70,10 +70,10 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Serv
     events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds, metrics)
     # A stop waits at most for the claims' dial times (2 s ahead) and a create to time out.
     lifecycle = Lifecycle(batches, repos.batches, repos.calls, clock,
-                          settle_seconds=2 + settings.twilio_timeout_seconds + 3)
+                          settle_seconds=2 + settings.twilio_timeout_seconds + 3, intakes=repos.intakes)
     submissions = Submissions(tenancy, batches, repos.batches, ingestion, phones)
     enrollment = Enrollment(clock, tenancy, repos.tenancy, batches, repos.batches, repos.calls, repos.intakes, phones,
-                            settings.idempotency_ttl_seconds, metrics)
+                            ingestion.bodies, settings.idempotency_ttl_seconds, metrics)
     chains = Chains(repos.calls, repos.batches, clock,
                     ChainRule(settings.chain_min_success_seconds, settings.chain_verdict_seconds))
     events.on_group_call_final = chains.advance

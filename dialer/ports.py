@@ -321,8 +321,8 @@ class TenancyRepo(Protocol):
         `defaultConcurrencyLimit`); the workspace after, or None if unknown."""
 
     async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
-        """credits += amount (may be negative: a refund is positive) when the workspace has a balance
-        (credits set); the workspace after, or None when unknown or unlimited."""
+        """credits += amount (negative takes away, never below zero) when the workspace has a balance
+        (credits set); the workspace after, or None when unknown, unlimited or the balance is too small."""
 
     async def take_credits(self, workspace_id: ObjectId, amount: int) -> tuple[bool, int | None]:
         """Reserve `amount` credits atomically: (True, balance after) when the balance covers it, (True,

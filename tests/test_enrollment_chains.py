@@ -158,3 +158,49 @@ async def test_a_crash_between_intake_and_scheduling_loses_nothing(store, settin
 
 async def _status(api, batch: str, status: str) -> bool:
     return (await batch_of(api, batch))["status"] == status
+
+
+async def test_operators_while_an_intake_is_being_written(api, clock):
+    """A cancel between two chunks of an intake's calls: the calls written after it are withdrawn too.
+    A delete while the intake is pending is refused (its calls would outlive the batch)."""
+    calls_repo = api.store.calls
+    original = calls_repo.insert_new
+    seen = []
+
+    async def cancel_after_first_chunk(batch, chunk, now):
+        written = await original(batch, chunk, now)
+        seen.append(written)
+        if len(seen) == 1:
+            resp = await api.client.delete(f"/api/call/batches/{batch['publicId']}", headers=api.headers())
+            assert resp.status == 409 and "still being scheduled" in (await resp.json())["errorMessage"]
+            code, doc = await api.post(f"/api/call/batches/{batch['publicId']}/cancel")
+            assert code == 200
+        return written
+
+    calls_repo.insert_new = cancel_after_first_chunk
+    contacts = [contact(f"+1212{n:07d}", account_id=f"G{n % 250}") for n in range(1000)]
+    code, answer, _, _ = await enroll(api, {"contacts": contacts, "groupByField": "account_id"})
+    calls_repo.insert_new = original
+    assert code == 202 and seen == [500, 500]
+    batch = await batch_of(api, answer["batchId"])
+    assert batch["status"] == "cancelled"
+    assert {k: v for k, v in batch["counters"]["byStatus"].items() if v} == {"cancelled": 1000}
+    resp = await api.client.delete(f"/api/call/batches/{answer['batchId']}", headers=api.headers())
+    assert resp.status == 200 and (await resp.json())["data"]["batchId"] == answer["batchId"]
+
+
+async def test_a_failing_intake_does_not_stop_the_chain_sweep(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, outcomes={"no_answer": 1.0})
+    api.app[EVENTS].on_group_call_final = None  # lost steps, for the sweep to take
+    code, answer, _, _ = await enroll(api, {"contacts": groups_of(1, 2), "groupByField": "account_id"})
+    for _ in range(120):
+        await h.step()
+    intakes = api.store.intakes
+
+    async def broken(now, limit):
+        raise RuntimeError("a document the code cannot read")
+
+    intakes.unfinished = broken
+    await h.engines[0].reaper.run()
+    await h.run_until(lambda: _status(api, answer["batchId"], "completed"))
+    assert len(h.sim.placed) == 2

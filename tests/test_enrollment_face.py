@@ -272,3 +272,70 @@ async def test_contacts_too_large_to_store_together_are_a_413(api):
     assert code == 413 and "too large to be stored together" in answer["message"]
     _, listed = await api.get("/api/call/batches")
     assert listed["data"]["batches"] == []
+
+
+async def test_review_findings_on_the_face(api, client, app):
+    """Each of these was a bug found in review: a required `name`, long echoed numbers, enrollment batches
+    fed through addCallsToBatch, upper-case UUIDs, credits taken below zero, group values of other types."""
+    named = await api.tenancy.create_agent(api.workspace_id, {"name": "named", "requiredVariables": ["name"],
+                                                              "callingNumbers": ["+14155550143"]})
+    code, answer, _, _ = await enroll(api, {"contacts": [contact("+12125550100", name="John")]}, agent_id=named["_id"])
+    assert code == 202 and answer["accepted"] == 1
+    code, answer, _, _ = await enroll(api, {"contacts": [contact("+12125550100", account_id="A"),
+                                                         contact("9" * 100_000, account_id="B")]})
+    assert code == 202 and len(answer["rejected"][0]["phoneNumber"]) == 64
+    code, doc = await api.add_calls(answer["batchId"], [{"phoneNumber": "+12125550100"}])
+    assert code == 409 and "enrollment face" in doc["errorMessage"]
+    code, doc = await api.get(f"/api/call/batches/{answer['batchId'].upper()}")
+    assert code == 200 and doc["data"]["batchId"] == answer["batchId"]
+    code, answer, _, _ = await enroll(api, {"groupByField": "account_id", "contacts": [
+        contact("+12125550101", account_id=1), contact("+12125550102", account_id="1"),
+        contact("+12125550103", account_id={"a": 1, "b": 2}), contact("+12125550104", account_id={"b": 2, "a": 1})]})
+    statuses = sorted(c["status"] for c in await api.all_calls(answer["batchId"]))
+    assert statuses == ["held", "queued", "queued", "queued"]  # 1 and "1" apart; the two objects together
+    await admin_patch(api, {"credits": 3})
+    code, doc = await admin_patch(api, {"addCredits": -4})
+    assert code == 400 and "smaller than 4" in doc["errorMessage"]
+
+
+async def test_a_store_refusing_the_intake_gives_the_credits_back(api):
+    from pymongo.errors import DocumentTooLarge
+
+    await admin_patch(api, {"credits": 10})
+    intakes = api.store.intakes
+    original = intakes.insert
+
+    async def too_large(intake):
+        raise DocumentTooLarge("BSON document too large")  # what PyMongo raises past 16 MiB
+
+    intakes.insert = too_large
+    code, answer, _, _ = await enroll(api, {"contacts": [contact("+12125550100", account_id="A")]})
+    intakes.insert = original
+    assert code == 413 and answer["statusCode"] == 413
+    assert (await api.tenancy.get_workspace(api.workspace_id))["credits"] == 10
+
+
+async def test_a_retry_racing_the_first_request_replays_it_instead_of_402(api):
+    await admin_patch(api, {"credits": 1})
+    body = {"contacts": [contact("+12125550100", account_id="A")]}
+    code, first, raw, _ = await enroll(api, body, idem="race")
+    assert code == 202
+    intakes = api.store.intakes
+    original = intakes.get
+    looks = []
+
+    async def not_yet(intake_id):  # the retry looked before the first request's intake was written
+        looks.append(intake_id)
+        return None if len(looks) == 1 else await original(intake_id)
+
+    intakes.get = not_yet
+    code, again, raw_again, headers = await enroll(api, body, idem="race")  # no credits left: was a 402
+    intakes.get = original
+    assert (code, raw_again, headers.get("Idempotent-Replay")) == (202, raw, "true")
+
+
+async def test_verdicts_only_for_placed_calls(api):
+    code, answer, _, _ = await enroll(api, {"contacts": [contact("+12125550100", account_id="A")]})
+    [call] = await api.all_calls(answer["batchId"])
+    code, doc = await api.post(f"/api/call/calls/{call['callId']}/verdict", {"successful": True})
+    assert code == 409 and "not been placed" in doc["errorMessage"]

@@ -64,11 +64,18 @@ class Reaper:
         if self._runs % COUNTERS_EVERY == 1 or COUNTERS_EVERY == 1:
             await self.counters.run()  # a recount per running batch: not on every run
         await self.repos.idempotency.purge(self.clock.now())  # expired by the injected clock
+        # Each repair on its own: one that fails (a database hiccup, a bad document) must not stop the next.
         if self.enrollment is not None:
-            await self.enrollment.resume()  # intakes whose process crashed (their lease passed)
-            await self.repos.intakes.purge(self.clock.now())
+            await self._guarded("intake resumption", self.enrollment.resume)  # their process crashed
+            await self._guarded("intake purge", lambda: self.repos.intakes.purge(self.clock.now()))
         if self.chains is not None:
-            await self.sweep_groups()
+            await self._guarded("chain sweep", self.sweep_groups)
+
+    async def _guarded(self, what: str, job) -> None:
+        try:
+            await job()
+        except Exception:  # logged; the next run tries again
+            log.exception(f"{what} failed; tried again at the next run")
 
     async def sweep_groups(self) -> int:
         """Chained groups left without a next step (a crash between a call's end and its group's step, a

@@ -34,6 +34,7 @@ MAX_CONTACTS = 1000
 REQUEST_FIELDS = frozenset({"contacts", "timezone", "groupByField", "normalizeFields", "allowDuplicates"})
 CONTACT_FIELDS = frozenset({"name", "phoneNumber", "phoneNumberExt", "timezone", "scheduledAt", "toEmailAddress"})
 _EXTENSION = re.compile(r"[0-9*#]{1,20}")
+MAX_ECHO = 64  # characters of a rejected contact's phoneNumber echoed back
 UNTIL_SUCCESS = "untilSuccess"
 EACH = "each"
 
@@ -113,7 +114,8 @@ class ContactPlan:
     total: int
 
     def rejected_view(self) -> list[dict]:
-        return [{"index": e.index, "phoneNumber": e.phone_number if isinstance(e.phone_number, str) else None,
+        """The rejections as answered; a phoneNumber longer than any number is cut (it is echoed, not kept)."""
+        return [{"index": e.index, "phoneNumber": e.phone_number[:MAX_ECHO] if isinstance(e.phone_number, str) else None,
                  "error": e.reason} for e in self.rejected]
 
 
@@ -161,7 +163,8 @@ class ContactPlanner:
             reject("Missing phoneNumber.")
             return None
         variables = {k: v for k, v in contact.items() if k not in CONTACT_FIELDS}
-        missing = [name for name in self.required if variables.get(name) in (None, "")]
+        given = {**variables, **({"name": contact["name"]} if "name" in contact else {})}  # the agent gets `name` too
+        missing = [name for name in self.required if given.get(name) in (None, "")]
         if missing:
             reject(f"Missing custom input variables: {', '.join(missing)}.")
             return None
@@ -212,8 +215,7 @@ class ContactPlanner:
             record["timezone"] = zone or self.default_zone
         call = self.planner.plan_one(index, record, errors)
         if call is None:
-            reason = errors[0].reason
-            reject(reason[:1].upper() + reason[1:] + ("" if reason.endswith(".") else "."))
+            reject(_sentence(errors[0].reason))
             return None
         if ext is not None:
             if call.extension not in (None, ext):
@@ -279,7 +281,17 @@ def _planned_from_doc(doc: dict) -> PlannedCall:
 
 
 def _group_value(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    """The value as JSON: 1 and "1" are two groups; objects with the same keys in another order, one."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _sentence(reason: str) -> str:
+    """The planner's lower-case reason in the seed's style: a capital (unless it starts with a field
+    name, such as phoneNumber) and a full stop."""
+    first = reason.split(" ", 1)[0]
+    if first.islower():
+        reason = reason[:1].upper() + reason[1:]
+    return reason if reason.endswith(".") else reason + "."
 
 
 def _raise_email():

@@ -66,7 +66,7 @@ class Batches:
         if oid is not None:
             doc = await self.repo.get(oid)
         else:  # a face's own id for it (the enrollment face's UUID batchId)
-            doc = await self.repo.by_public_id(batch_id) if _is_uuid(batch_id) else None
+            doc = await self.repo.by_public_id(batch_id.lower()) if _is_uuid(batch_id) else None
         if doc is None:
             raise BatchNotFound(batch_id)
         if doc["workspaceId"] != workspace_id:

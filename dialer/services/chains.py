@@ -17,12 +17,12 @@ from bson import ObjectId
 
 from dialer.core.chains import ChainRule, next_step
 from dialer.core.clock import Clock
-from dialer.core.statuses import BatchStatus, CallStatus
+from dialer.core.statuses import WAITING_VALUES
 from dialer.ports import BatchRepo, CallRepo, StoreUnavailable
+from dialer.services.errors import Refused
 
 log = logging.getLogger("dialer.chains")
 SWEEP_GROUPS = 1000
-SWEPT_STATUSES = (BatchStatus.RUNNING.value, BatchStatus.PAUSED.value)
 
 
 class Chains:
@@ -60,20 +60,22 @@ class Chains:
         return "waiting" if step.recheck_at is not None else "none"
 
     async def sweep(self, batches: list[dict]) -> int:
-        """Take the next step of every group with held calls in these batches (running or paused ones)."""
+        """Take the next step of every group with held calls in these batches (the reaper gives the running
+        ones: a paused batch's groups move on when it runs again)."""
         steps = 0
         for batch in batches:
-            if batch["status"] not in SWEPT_STATUSES:
-                continue
             for key in await self.calls.held_groups(batch["_id"], SWEEP_GROUPS):
                 steps += await self.advance(batch["_id"], key) in ("activated", "skipped")
         return steps
 
     async def record_verdict(self, call: dict, successful: bool, reason: Any) -> dict | None:
-        """The agent's verdict on one of its calls; a chained call's group takes its step with it."""
+        """The agent's verdict on one of its calls; a chained call's group takes its step with it. A call
+        not placed yet has no conversation to judge (Refused 409)."""
+        if call["status"] in WAITING_VALUES:
+            raise Refused(409, "Conflict", f"the call is {call['status']}: it has not been placed yet")
         now = self.clock.now()
         verdict = {"successful": successful, "at": now, **({"reason": reason} if reason else {})}
         after = await self.calls.record_verdict(call["_id"], verdict, now)
-        if after is not None and after.get("group") and after["status"] not in (CallStatus.HELD.value,):
+        if after is not None and after.get("group"):
             await self.advance(after["batchId"], after["group"]["key"])
         return after

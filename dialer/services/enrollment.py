@@ -19,12 +19,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import bson
 import orjson
 from bson import ObjectId
+from bson.errors import InvalidDocument
 
 from dialer.core.batch_spec import DEFAULT_CONCURRENCY, DEFAULT_RETRY, DEFAULT_RINGING_TIMEOUT, BatchSpec
 from dialer.core.clock import Clock
@@ -36,7 +40,8 @@ from dialer.core.windows import CallingWindow
 from dialer.metrics import Metrics
 from dialer.ports import BatchRepo, CallRepo, IntakeRepo, StoreUnavailable, TenancyRepo
 from dialer.services.batches import Batches
-from dialer.services.bodies import parse_json
+from dialer.services.bodies import BodyReader
+from dialer.services.calls import withdraw_all
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import offload
@@ -60,7 +65,7 @@ class Answer:
 class Enrollment:
     def __init__(self, clock: Clock, tenancy: Tenancy, tenancy_repo: TenancyRepo, batches: Batches,
                  batch_repo: BatchRepo, calls: CallRepo, intakes: IntakeRepo, phones: PhoneNormaliser,
-                 ttl_seconds: int, metrics: Metrics | None = None, name: str = "api") -> None:
+                 bodies: BodyReader, ttl_seconds: int, metrics: Metrics | None = None, name: str | None = None) -> None:
         self.clock = clock
         self.tenancy = tenancy
         self.tenancy_repo = tenancy_repo
@@ -69,9 +74,10 @@ class Enrollment:
         self.calls = calls
         self.intakes = intakes
         self.phones = phones
+        self.bodies = bodies  # large bodies are parsed aside, as addCallsToBatch's are
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self.metrics = metrics or Metrics()
-        self.name = name
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"  # who holds an intake's lease
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
         self._tasks: set[asyncio.Task] = set()
 
@@ -86,7 +92,7 @@ class Enrollment:
         if intake_id is not None and (stored := await self._stored(intake_id)) is not None:
             return Answer(202, stored, replayed=True)
         try:
-            request = parse_request(parse_json(raw))
+            request = parse_request(await self.bodies.json(raw))
         except EnrollmentError as exc:
             raise Refused(400, "Bad Request", str(exc)) from None
         agent = await self.tenancy.get_agent(ws, agent_id)
@@ -108,11 +114,6 @@ class Enrollment:
         if not plan.calls:
             raise Refused(400, "Bad Request", "No contact passed validation.", data={"rejected": plan.rejected_view()})
         accepted = len(plan.calls)
-        ok, balance = await self.tenancy_repo.take_credits(ws, accepted)
-        if not ok:
-            raise Refused(402, "Payment Required", f"Not enough credits: {accepted} contacts accepted, {balance} "
-                                                  "credits available. Nothing was scheduled.",
-                          data={"required": accepted, "available": balance})
         public_id = str(uuid.uuid4())
         answer: dict[str, Any] = {"batchId": public_id, "total": plan.total, "accepted": accepted,
                                   "rejected": plan.rejected_view()}
@@ -124,28 +125,50 @@ class Enrollment:
                          concurrency_limit=workspace.get("defaultConcurrencyLimit") or DEFAULT_CONCURRENCY,
                          window=CallingWindow.parse(None), timezone=request.timezone or (zones[0] if zones else None),
                          scheduled_at=None, retry=dict(DEFAULT_RETRY), ringing_timeout=DEFAULT_RINGING_TIMEOUT)
-        draft = self.batches.draft(ws, agent, spec, extra={"publicId": public_id, "source": "enrollment"})
-        intake = {"_id": intake_id or f"{ws}:id:{public_id}", "workspaceId": ws, "publicId": public_id,
-                  "batch": draft, "calls": encode_planned(plan.calls), "answer": body.decode(),
-                  "credits": accepted if balance is not None else 0, "state": "pending", "createdAt": now,
-                  "expiresAt": now + self.ttl}
-        if len(intake["calls"]) > MAX_INTAKE_BYTES:
-            await self._refund(ws, intake["credits"])
+        intake_id = intake_id or f"{ws}:id:{public_id}"
+        draft = self.batches.draft(ws, agent, spec, extra={"publicId": public_id, "source": "enrollment",
+                                                           "intakeId": intake_id})
+        intake = {"_id": intake_id, "workspaceId": ws, "publicId": public_id, "batch": draft,
+                  "calls": encode_planned(plan.calls), "answer": body.decode(), "credits": 0, "state": "pending",
+                  "createdAt": now, "expiresAt": now + self.ttl}
+        if len(bson.encode(intake)) > MAX_INTAKE_BYTES:
             raise Refused(413, "Payload Too Large", "The accepted contacts are too large to be stored together "
                                                     f"(at most {MAX_INTAKE_BYTES} bytes); send fewer per request.")
-        try:
-            existing = await self.intakes.insert(intake)
-        except StoreUnavailable:
-            await self._refund(ws, intake["credits"])
-            raise Refused(503, "Service Unavailable", "The database failed; nothing was scheduled. Retry.") from None
-        if existing is not None:  # a concurrent request with this key won: its answer is the answer
-            await self._refund(ws, intake["credits"])
-            return Answer(202, existing["answer"].encode(), replayed=True)
+        existing = await self._accept(intake, accepted, key is not None)
+        if existing is not None:  # another request with this key was accepted first: its answer is the answer
+            return Answer(202, existing, replayed=True)
         self.metrics.records.labels("accepted").inc(accepted)
         log.info("contacts accepted", extra={"batchId": public_id, "accepted": accepted,
                                              "rejected": len(plan.rejected)})
-        self._background(intake["_id"])
+        self._background(intake_id)
         return Answer(202, body)
+
+    async def _accept(self, intake: dict, accepted: int, keyed: bool) -> bytes | None:
+        """Reserve the credits and write the intake; None when written, else the answer to replay (a
+        concurrent request with the same key won). Credits are given back whenever nothing was written."""
+        ws = intake["workspaceId"]
+        ok, balance = await self.tenancy_repo.take_credits(ws, accepted)
+        if not ok:
+            if keyed and (stored := await self._stored(intake["_id"])) is not None:
+                return stored  # the first request with this key took the credits: its answer stands
+            raise Refused(402, "Payment Required", f"Not enough credits: {accepted} contacts accepted, {balance} "
+                                                  "credits available. Nothing was scheduled.",
+                          data={"required": accepted, "available": balance})
+        intake["credits"] = accepted if balance is not None else 0
+        try:
+            existing = await self.intakes.insert(intake)
+        except BaseException as exc:
+            await self._refund(ws, intake["credits"])
+            if isinstance(exc, StoreUnavailable):
+                raise Refused(503, "Service Unavailable", "The database failed; nothing was scheduled. Retry.") from None
+            if isinstance(exc, InvalidDocument):  # e.g. DocumentTooLarge: the size check should have caught it
+                raise Refused(413, "Payload Too Large", "The accepted contacts cannot be stored together; send "
+                                                        "fewer per request.") from None
+            raise
+        if existing is None:
+            return None
+        await self._refund(ws, intake["credits"])
+        return existing["answer"].encode()
 
     async def _stored(self, intake_id: str) -> bytes | None:
         found = await self.intakes.get(intake_id)
@@ -168,33 +191,43 @@ class Enrollment:
 
     async def process(self, intake_id: str) -> bool:
         """Create the intake's batch and calls (each once, whatever ran before). False if another process
-        holds it or it is done."""
+        holds it, it is done, or it failed (it is tried again once its lease has passed)."""
         now = self.clock.now()
-        intake = await self.intakes.take(intake_id, self.name, now + LEASE, now)
-        if intake is None:
-            return False
-        ids = {"batchId": intake["publicId"]}
+        ids = {"intakeId": intake_id}
         try:
-            batch = await self.batch_repo.get(intake["batch"]["_id"])
-            if batch is None:
-                batch = intake["batch"]
-                await self.batches.insert(batch)
-            written = 0
-            calls = decode_planned(intake["calls"])
-            for start in range(0, len(calls), CHUNK):
-                written += await self.calls.insert_new(batch, calls[start:start + CHUNK], self.clock.now())
-                await asyncio.sleep(0)
-            fresh = await self.batch_repo.get(batch["_id"])
-            if fresh is not None and fresh["status"] == BatchStatus.PENDING.value:
-                await self.batches.start_after_insert(fresh)
-            if self.on_enqueued is not None:
-                self.on_enqueued()
-            await self.intakes.finish(intake_id, self.clock.now())
-        except StoreUnavailable as exc:
-            log.error("intake interrupted; it resumes later", extra={**ids, "error": str(exc)})
+            intake = await self.intakes.take(intake_id, self.name, now + LEASE, now)
+            if intake is None:
+                return False
+            ids["batchId"] = intake["publicId"]
+            written, calls = await self._write(intake)
+        except Exception as exc:  # one intake's failure must not stop the others
+            log.error("intake interrupted; it resumes once its lease has passed",
+                      extra={**ids, "error": str(exc) if isinstance(exc, StoreUnavailable) else type(exc).__name__},
+                      exc_info=not isinstance(exc, StoreUnavailable))
             return False
-        log.info("contacts scheduled", extra={**ids, "written": written, "calls": len(calls)})
+        log.info("contacts scheduled", extra={**ids, "written": written, "calls": calls})
         return True
+
+    async def _write(self, intake: dict) -> tuple[int, int]:
+        batch = await self.batch_repo.get(intake["batch"]["_id"])
+        if batch is None:  # an operator cannot delete it before its intake is done (Lifecycle.delete)
+            batch = intake["batch"]
+            await self.batches.insert(batch)
+        written = 0
+        calls = decode_planned(intake["calls"])
+        for start in range(0, len(calls), CHUNK):
+            written += await self.calls.insert_new(batch, calls[start:start + CHUNK], self.clock.now())
+            await asyncio.sleep(0)
+        fresh = await self.batch_repo.get(batch["_id"]) or batch
+        if fresh["status"] == BatchStatus.CANCELLED.value:
+            # Cancelled while its calls were being written: those written after the cancel wait no more.
+            await withdraw_all(self.calls, fresh["_id"], self.clock.now())
+        else:
+            await self.batches.start_after_insert(fresh)  # pending or completed: it runs; paused: it waits
+        if self.on_enqueued is not None:
+            self.on_enqueued()
+        await self.intakes.finish(intake["_id"], self.clock.now())
+        return written, len(calls)
 
     async def resume(self, limit: int = 100) -> int:
         """Process the intakes left pending (a crash, a lost lease). How many were completed."""

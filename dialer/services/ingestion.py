@@ -143,7 +143,12 @@ class Ingestion:
         return outcome
 
     async def plan_records(self, batch: dict, agent: dict, records: list, check_sizes: bool = False) -> Plan:
-        """Validate records for a batch (stored or about to be) and its agent: the plan, errors included."""
+        """Validate records for a batch (stored or about to be) and its agent: the plan, errors included.
+        An enrollment's batch takes contacts from the enrollment face only: its duplicates wait their turn
+        under keys of their own, which records added here would not see (a number dialled twice at once)."""
+        if batch.get("source") == "enrollment":
+            raise Refused(409, "Conflict", "this batch was created by the enrollment face: enroll contacts into it "
+                                           "with POST /api/v1/agents/{agentId}/schedule/sequences (a new batch)")
         plan: Plan = await offload(len(records), Planner(self.phones, self._context(batch, agent)).plan, records)
         if check_sizes:  # only a body over the document limit can hold a record too large to store
             plan.errors += await offload(len(records), oversized_records, records)

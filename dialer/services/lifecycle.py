@@ -19,7 +19,7 @@ from bson import ObjectId
 from dialer.core import machine
 from dialer.core.clock import Clock
 from dialer.core.statuses import RETRYABLE_OUTCOMES, BatchStatus
-from dialer.ports import BatchRepo, CallRepo
+from dialer.ports import BatchRepo, CallRepo, IntakeRepo
 from dialer.services.batches import Batches, batch_view, counters_view
 from dialer.services.calls import withdraw_all
 from dialer.services.errors import Refused
@@ -41,7 +41,7 @@ def conflict(batch: dict, verb: str) -> Refused:
 class Lifecycle:
     def __init__(self, batches: Batches, repo: BatchRepo, calls: CallRepo, clock: Clock,
                  hang_up: Callable[[str], Awaitable[None]] | None = None, settle_seconds: float = 15.0,
-                 poll_seconds: float = 0.05) -> None:
+                 poll_seconds: float = 0.05, intakes: IntakeRepo | None = None) -> None:
         self.batches = batches
         self.repo = repo
         self.calls = calls
@@ -50,6 +50,7 @@ class Lifecycle:
         self.settle_seconds = settle_seconds  # the rate horizon plus the provider's timeout, and some
         self.poll_seconds = poll_seconds
         self.on_change: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
+        self.intakes = intakes  # an enrollment batch is not deleted while its calls are being written
 
     async def view(self, batch: dict) -> dict:
         return batch_view(batch, await self.batches.counters(batch["_id"]))
@@ -161,7 +162,12 @@ class Lifecycle:
         return updated
 
     async def delete(self, batch: dict) -> str:
-        """The batch and its calls are removed; refused while calls are in flight."""
+        """The batch and its calls are removed; refused while calls are in flight, or while an enrollment's
+        calls are still being written into it (they would outlive it)."""
+        if batch.get("intakeId") and self.intakes is not None:
+            intake = await self.intakes.get(batch["intakeId"])
+            if intake is not None and intake["state"] == "pending":
+                raise Refused(409, "Conflict", "the batch's contacts are still being scheduled; delete it in a moment")
         await self._refuse_if_in_flight(batch)
         if batch["status"] == BatchStatus.RUNNING.value:  # no dispatcher may claim while calls go
             await self.repo.move(batch["_id"], machine.STOP, self.clock.now())
@@ -172,7 +178,7 @@ class Lifecycle:
             await asyncio.sleep(0)
         await self.repo.delete(batch["_id"])
         log.info("batch deleted", extra={"batchId": str(batch["_id"])})
-        return str(batch["_id"])
+        return batch.get("publicId") or str(batch["_id"])
 
     async def _refuse_if_in_flight(self, batch: dict, why: str = "") -> None:
         flying = counters_view(await self.calls.tallies(batch["_id"]))["inFlight"]

@@ -115,7 +115,8 @@ class Tenancy:
         if add:
             added = await self.repo.add_credits(workspace_id, add)
             if added is None:
-                raise TenancyError("the workspace has unlimited credits: set a balance with credits first")
+                raise TenancyError("the workspace has unlimited credits (set a balance with credits first), or "
+                                   f"its balance is smaller than {-add}")
             after = added
         return after
 

@@ -48,7 +48,7 @@ class MemoryTenancy:
 
     async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
         doc = self._workspaces.get(workspace_id)
-        if doc is None or doc.get("credits") is None:
+        if doc is None or doc.get("credits") is None or doc["credits"] + amount < 0:
             return None
         doc["credits"] += amount
         return clone(doc)

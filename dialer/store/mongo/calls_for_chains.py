@@ -17,7 +17,7 @@ from pymongo.errors import BulkWriteError
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import CallStatus
 from dialer.ports import active_key
-from dialer.store.mongo.documents import normalise, unavailable
+from dialer.store.mongo.documents import aggregate, normalise, unavailable
 
 HELD = CallStatus.HELD.value
 QUEUED = CallStatus.QUEUED.value
@@ -67,10 +67,9 @@ class ChainCalls:
 
     @unavailable
     async def held_groups(self, batch_id: ObjectId, limit: int) -> list[str]:
-        keys: dict[str, None] = {}
-        async for d in self.c.find({"batchId": batch_id, "status": HELD}, {"group.key": 1}).limit(limit):
-            keys[d["group"]["key"]] = None
-        return list(keys)
+        rows = await aggregate(self.c, [{"$match": {"batchId": batch_id, "status": HELD}},
+                                        {"$group": {"_id": "$group.key"}}, {"$limit": limit}])
+        return [r["_id"] for r in rows]
 
     @unavailable
     async def activate(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from dialer.ports import StoreUnavailable
 from dialer.store.mongo.documents import normalise, unavailable
 
 PENDING, DONE = "pending", "done"
@@ -21,11 +22,15 @@ class MongoIntakes:
 
     @unavailable
     async def insert(self, intake: dict) -> dict | None:
-        try:
-            await self.c.insert_one(dict(intake))
-        except DuplicateKeyError:
-            return normalise(await self.c.find_one({"_id": intake["_id"]})) or {}
-        return None
+        for _ in range(2):  # the twin may be purged between the two calls: then the insert goes again
+            try:
+                await self.c.insert_one(dict(intake))
+                return None
+            except DuplicateKeyError:
+                found = normalise(await self.c.find_one({"_id": intake["_id"]}))
+                if found is not None:
+                    return found
+        raise StoreUnavailable("the intake kept clashing with one being purged")
 
     @unavailable
     async def get(self, intake_id: str) -> dict | None:

@@ -40,7 +40,7 @@ class MongoTenancy:
     @unavailable
     async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
         return normalise(await self.workspaces.find_one_and_update(
-            {"_id": workspace_id, "credits": {"$type": "number"}}, {"$inc": {"credits": amount}},
+            {"_id": workspace_id, "credits": {"$type": "number", "$gte": max(0, -amount)}}, {"$inc": {"credits": amount}},
             return_document=ReturnDocument.AFTER))
 
     @unavailable
