@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dialer.api import replies as r
 from dialer.api.appkeys import TENANCY
 from dialer.api.auth import require_admin
+from dialer.api.documented import ADMIN, Reply, documented, request_body
 from dialer.api.envelope import ApiError, ok
+from dialer.api.requests import AgentBody, WorkspaceBody
 from dialer.services.tenancy import TenancyError, agent_view
-from dialer.api.handlers.common import json_body
+
+WORKSPACE_ID = {"workspaceId": "from POST /api/admin/workspaces"}
+
+
+def route(summary: str, responses: dict, **more):
+    return documented(summary, tags=("admin",), security=ADMIN, responses=responses, **more)
 
 
 async def _workspace(request: web.Request) -> dict:
@@ -18,24 +26,28 @@ async def _workspace(request: web.Request) -> dict:
     return workspace
 
 
+@route("Create a workspace and its first API key", body=WorkspaceBody, responses={
+    200: Reply(r.envelope(r.NewWorkspace, "NewWorkspaceAnswer"), "the workspace and its key"), **r.errors(400, 403)})
 async def create_workspace(request: web.Request) -> web.Response:
     require_admin(request)
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise ApiError(400, "Bad Request", "body must be an object {name}")
+    body = await request_body(request)
     try:
-        workspace, key = await request.app[TENANCY].create_workspace(body.get("name"))
+        workspace, key = await request.app[TENANCY].create_workspace(body["name"])
     except TenancyError as exc:
         raise ApiError(400, "Bad Request", str(exc)) from None
     return ok({"workspaceId": str(workspace["_id"]), "name": workspace["name"], "apiKey": key}, "Workspace created")
 
 
+@route("Every workspace", responses={
+    200: Reply(r.envelope(r.Workspaces, "WorkspacesAnswer"), "their ids and names"), **r.errors(403)})
 async def list_workspaces(request: web.Request) -> web.Response:
     require_admin(request)
     workspaces = await request.app[TENANCY].list_workspaces()
     return ok({"workspaces": [{"workspaceId": str(w["_id"]), "name": w["name"]} for w in workspaces]})
 
 
+@route("Another API key for a workspace", path=WORKSPACE_ID, responses={
+    200: Reply(r.envelope(r.NewKey, "NewKeyAnswer"), "the key, shown once"), **r.errors(403, 404)})
 async def create_key(request: web.Request) -> web.Response:
     require_admin(request)
     workspace = await _workspace(request)
@@ -43,10 +55,12 @@ async def create_key(request: web.Request) -> web.Response:
     return ok({"workspaceId": str(workspace["_id"]), "apiKey": key}, "API key created")
 
 
+@route("Create an agent in a workspace", path=WORKSPACE_ID, body=AgentBody, responses={
+    200: Reply(r.envelope(r.AgentView, "AgentAnswer"), "the agent"), **r.errors(400, 403, 404)})
 async def create_agent(request: web.Request) -> web.Response:
     require_admin(request)
     workspace = await _workspace(request)
-    body = await json_body(request)
+    body = await request_body(request)
     try:
         agent = await request.app[TENANCY].create_agent(workspace["_id"], body)
     except TenancyError as exc:
