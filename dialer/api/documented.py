@@ -56,12 +56,25 @@ PUBLIC = ()
 
 @dataclass(frozen=True)
 class Reply:
-    """One documented answer: a model (None: no body), or a media type other than JSON."""
+    """One documented answer: a model (None: no body), or a media type other than JSON; `links` name the
+    operations its values lead to (OpenAPI links: what a client, or schemathesis, can call next)."""
 
     model: type[BaseModel] | None
     description: str
     media_type: str = "application/json"
     headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def links_to(expression: str, parameter: str, operation_ids: Mapping[str, str],
+             bodies: Mapping[str, str] = {}) -> dict[str, dict]:
+    """OpenAPI links passing one value of an answer (`$response.body#/data/batchId`) on: as the path
+    parameter `parameter` of each operation in `operation_ids` (link name -> operationId), and as the
+    body field named by `bodies` (operationId -> field) of the others."""
+    links = {name: {"operationId": op, "parameters": {parameter: expression}} for name, op in operation_ids.items()}
+    for op, body_field in bodies.items():
+        links[op] = {"operationId": op, "requestBody": {body_field: expression}}
+    return links
 
 
 def _native_invalid(error: ShapeError, where: str) -> Exception:

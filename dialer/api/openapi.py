@@ -157,6 +157,8 @@ def _response(reply: Reply, refs: dict) -> dict:
         answer["content"] = {reply.media_type: {"schema": {"type": "string"}}}
     if reply.headers:
         answer["headers"] = {name: dict(spec) for name, spec in reply.headers.items()}
+    if reply.links:
+        answer["links"] = {name: dict(link) for name, link in reply.links.items()}
     return answer
 
 

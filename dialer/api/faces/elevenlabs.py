@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from dialer.api.appkeys import BATCHES, CLOCK, LIFECYCLE, REPOS, SETTINGS, SUBMISSIONS, TENANCY
-from dialer.api.documented import Reply, documented, request_body, request_query
+from dialer.api.documented import Reply, documented, links_to, request_body, request_query
 from dialer.api.faces import elevenlabs_models as models
 from dialer.api.faces.elevenlabs_shapes import (Invalid, batch_call, parse_submit, recipient_view, shape_invalid,
                                                  submit_records)
@@ -96,7 +96,9 @@ def vendor_route(summary: str, responses: dict, **more):
 
 @face
 @vendor_route("Submit a batch calling job", body=models.SubmitBody, responses={
-    200: Reply(models.BatchCall, "the batch call, scheduled"), **models.vendor_errors(401, 404, 422, 503)})
+    200: Reply(models.BatchCall, "the batch call, scheduled", links=links_to("$response.body#/id", "batchId", {
+        verb: f"elevenlabs_{verb}_batch" for verb in ("get", "cancel", "retry", "delete")})),
+    **models.vendor_errors(401, 404, 422, 503)})
 async def submit(request: web.Request) -> web.Response:
     principal = await _principal(request)
     body = await request_body(request)  # integers exact, as the native API reads them

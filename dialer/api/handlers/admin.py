@@ -7,7 +7,7 @@ from aiohttp import web
 from dialer.api import replies as r
 from dialer.api.appkeys import TENANCY
 from dialer.api.auth import require_admin
-from dialer.api.documented import ADMIN, Reply, documented, request_body
+from dialer.api.documented import ADMIN, Reply, documented, links_to, request_body
 from dialer.api.envelope import ApiError, ok
 from dialer.api.requests import AgentBody, WorkspaceBody
 from dialer.services.tenancy import TenancyError, agent_view
@@ -27,7 +27,9 @@ async def _workspace(request: web.Request) -> dict:
 
 
 @route("Create a workspace and its first API key", body=WorkspaceBody, responses={
-    200: Reply(r.envelope(r.NewWorkspace, "NewWorkspaceAnswer"), "the workspace and its key"), **r.errors(400, 403)})
+    200: Reply(r.envelope(r.NewWorkspace, "NewWorkspaceAnswer"), "the workspace and its key", links=links_to(
+        "$response.body#/data/workspaceId", "workspaceId", {"key": "admin_create_key", "agent": "admin_create_agent"})),
+    **r.errors(400, 403)})
 async def create_workspace(request: web.Request) -> web.Response:
     require_admin(request)
     body = await request_body(request)

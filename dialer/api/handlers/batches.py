@@ -8,7 +8,7 @@ from aiohttp import web
 from dialer.api import replies as r
 from dialer.api.appkeys import BATCHES, INGESTION, LIFECYCLE, PHONES, REPOS, TENANCY
 from dialer.api.auth import require_workspace
-from dialer.api.documented import WORKSPACE, Reply, documented, request_body, request_query
+from dialer.api.documented import WORKSPACE, Reply, documented, links_to, request_body, request_query
 from dialer.api.envelope import ApiError, envelope, ok
 from dialer.api.requests import (BatchesQuery, CallsQuery, CancelOptions, IdempotencyHeaders, NoOptions,
                                  RetryOptions)
@@ -29,8 +29,14 @@ def route(summary: str, responses: dict, **more):
     return documented(summary, tags=TAGS, security=WORKSPACE, responses=responses, **more)
 
 
+BATCH_LINKS = links_to("$response.body#/data/batchId", "batchId", {
+    verb: f"batches_{verb}_batch" for verb in ("get", "update", "delete", "start", "stop", "cancel", "retry")} | {
+    "calls": "batches_get_batch_calls"}, bodies={"batches_add_calls_to_batch": "batchId"})
+
+
 @route("Create a batch", body=CreateBatchBody, responses={
-    200: Reply(BatchAnswer, "the batch, pending until calls arrive (or its scheduledAt)"), **r.errors(400, 403, 404)})
+    200: Reply(BatchAnswer, "the batch, pending until calls arrive (or its scheduledAt)", links=BATCH_LINKS),
+    **r.errors(400, 403, 404)})
 async def create_batch(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     body = await request_body(request)
