@@ -177,8 +177,10 @@ async def delete_batch(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/submit", submit)
     app.router.add_get(f"{PREFIX}/workspace", list_batches)
-    app.router.add_get(PREFIX + "/{batchId}", get_batch)
-    app.router.add_delete(PREFIX + "/{batchId}", delete_batch)
+    # A batch call's id is never one of the face's own words: GET .../submit is a 405, not an unknown batch.
+    one = PREFIX + "/{batchId:(?!submit$|workspace$)[^/]+}"
+    app.router.add_get(one, get_batch)
+    app.router.add_delete(one, delete_batch)
     app.router.add_post(PREFIX + "/{batchId}/cancel", cancel_batch)
     app.router.add_post(PREFIX + "/{batchId}/retry", retry_batch)
 
