@@ -148,9 +148,9 @@ class TwilioForm(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    CallSid: str | None = None
-    CallStatus: Annotated[str | None, Field(examples=["completed"], description=(
+    CallSid: str = None
+    CallStatus: Annotated[str, Field(examples=["completed"], description=(
         "queued, initiated, ringing, in-progress, completed, busy, no-answer, failed, canceled"))] = None
-    CallDuration: Annotated[str | None, Field(description="seconds, when completed")] = None
-    AnsweredBy: Annotated[str | None, Field(description="human or machine_*, with machine detection")] = None
-    ErrorMessage: str | None = None
+    CallDuration: Annotated[str, Field(description="seconds, when completed")] = None
+    AnsweredBy: Annotated[str, Field(description="human or machine_*, with machine detection")] = None
+    ErrorMessage: str = None

@@ -76,8 +76,10 @@ class RetryShape(Shape):
 class CreateBatchBody(Shape):
     """A new batch: its agent (`agentId`, or found from `callingNumbers`) and its settings."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [
-        {"name": "demo", "callingNumbers": ["+15005550006"], "concurrencyLimit": 10}]})
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["agentId"], "properties": {"agentId": {"type": "string"}}},
+                  {"required": ["callingNumbers"], "properties": {"callingNumbers": {"minItems": 1}}}],
+        "examples": [{"name": "demo", "callingNumbers": ["+15005550006"], "concurrencyLimit": 10}]})
 
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"),
                     Reason("name is required: a non-empty string of at most 200 characters")]
@@ -94,6 +96,12 @@ class CreateBatchBody(Shape):
                            Reason("scheduledAt must be an ISO 8601 date-time string")] = None
     retry: Annotated[RetryShape | None, _RETRY_REASON] = None
     ringingTimeoutSeconds: RingingTimeout = DEFAULT_RINGING_TIMEOUT
+
+    @model_validator(mode="after")
+    def _an_agent(self) -> "CreateBatchBody":
+        if self.agentId is None and not self.callingNumbers:
+            raise PydanticCustomError("missing", "give agentId or callingNumbers")
+        return self
 
 
 class UpdateBatchBody(Shape):
@@ -116,7 +124,7 @@ class UpdateBatchBody(Shape):
     @classmethod
     def _something(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data:
-            raise PydanticCustomError("too_short", "nothing to change")
+            raise PydanticCustomError("too_short", cls.not_an_object)
         return data
 
 
@@ -174,9 +182,7 @@ def parse_batch_spec(body: dict, phones: PhoneNormaliser) -> BatchSpec:
         numbers = phones.e164_each(body.get("callingNumbers", []))
     except PhoneError as exc:
         raise BatchSpecError(f"callingNumbers: {exc}") from None
-    agent_id = body.get("agentId")
-    if agent_id is None and not numbers:
-        raise BatchSpecError("give agentId or callingNumbers")
+    agent_id = body.get("agentId")  # or numbers: the shape asks for one of them
     window = _window(body.get("callingWindow"))
     zone = body.get("timezone")
     if zone is not None and not valid_zone(zone):

@@ -80,8 +80,10 @@ def reason(shape: type[Shape], errors: list[dict]) -> str:
         current = _inner_shape(field.annotation)
     if said is not None:
         return said.says(first["type"], first.get("input"))
-    if not loc or (_shape_at(shape, loc) is not None and first["type"] == "model_type"):
+    if first["type"] == "model_type" and _shape_at(shape, loc) is not None:
         return (_shape_at(shape, loc) or shape).not_an_object
+    if not loc:  # a rule of the whole body (a model validator): its own words
+        return first["msg"]
     return f"{'.'.join(str(p) for p in loc)}: {first['msg']}"
 
 
