@@ -69,14 +69,19 @@ async def _verified_form(request: web.Request) -> dict[str, str]:
 async def twilio_status(request: web.Request) -> web.Response:
     params = await _verified_form(request)
     call_id = request.query.get("callId")
-    duration = params.get("CallDuration")
+    duration = params.get("CallDuration", "")
     result = await request.app[EVENTS].apply(
         call_id, params.get("CallSid"), params.get("CallStatus", ""), batch_id=request.query.get("batchId"),
         attempt=request.query.get("attempt"),
-        answered_by=params.get("AnsweredBy"), duration=int(duration) if duration and duration.isdigit() else None,
+        answered_by=params.get("AnsweredBy"), duration=_seconds(duration),
         error=params.get("ErrorMessage"))
     log.info("twilio status", extra={"callId": call_id, "status": params.get("CallStatus"), "result": result})
     return web.Response(status=204)
+
+
+def _seconds(value: str) -> int | None:
+    """CallDuration: whole seconds in ASCII digits (a call lasts 24 h at most); anything else is left out."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else None
 
 
 def _twiml(body: str) -> web.Response:
