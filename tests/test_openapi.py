@@ -59,6 +59,9 @@ async def test_refs_resolve_and_security_is_declared(client):
     assert ops[("/v1/convai/batch-calling/submit", "post")]["security"] == [{"XiApiKey": []}]
     assert ops[("/health", "get")]["security"] == []
     assert len({op["operationId"] for op in ops.values()}) == len(ops)
+    links = [link for op in ops.values() for answer in op["responses"].values()
+             for link in answer.get("links", {}).values()]
+    assert len(links) >= 14 and {link["operationId"] for link in links} <= {op["operationId"] for op in ops.values()}
 
 
 async def test_answers_are_documented_in_each_faces_shapes(client):
