@@ -70,24 +70,20 @@ def undocumented(app: web.Application) -> list[tuple[str, str]]:
 
 
 def build_document(app: web.Application) -> dict:
+    """The OpenAPI document of the app's documented routes."""
     routes = [(method, path, handler, route_doc(handler)) for method, path, handler in documented_routes(app)]
     routes = [(m, p, h, d) for m, p, h, d in routes if d is not None]
     wanted: dict[tuple[type[BaseModel], str], None] = {}
     for *_, doc in routes:
-        for model in (doc.body, doc.query, doc.headers):
-            if model is not None:
-                wanted[(model, "validation")] = None
+        if doc.body is not None:
+            wanted[(doc.body, "validation")] = None
         for reply in doc.responses.values():
             if reply.model is not None:
                 wanted[(reply.model, "serialization")] = None
     refs, top = models_json_schema(list(wanted), ref_template=REF, schema_generator=_Schemas)
     schemas = top.get("$defs", {})
-    params = {model for model, _ in wanted if any(model in (d.query, d.headers) for *_, d in routes)}
-    parameters = {model: _parameters(schemas, refs[(model, "validation")]) for model in params}
-    for model in params:  # parameters are inlined: their models are not schemas of their own
-        if not any(model is reply.model for *_, d in routes for reply in d.responses.values()) and not any(
-                model is d.body for *_, d in routes):
-            schemas.pop(_name(refs[(model, "validation")]), None)
+    parameters = {model: _parameters(model, schemas) for *_, doc in routes
+                  for model in (doc.query, doc.headers) if model is not None}
     paths: dict[str, dict] = {}
     operation_ids: set[str] = set()
     schemes: dict[str, Any] = {}
@@ -106,14 +102,12 @@ def build_document(app: web.Application) -> dict:
     }
 
 
-def _name(ref: dict) -> str:
-    return ref["$ref"].rsplit("/", 1)[-1]
-
-
-def _parameters(schemas: dict, ref: dict) -> list[tuple[str, bool, dict]]:
-    model = schemas[_name(ref)]
-    required = set(model.get("required", []))
-    return [(name, name in required, prop) for name, prop in model.get("properties", {}).items()]
+def _parameters(model: type[BaseModel], schemas: dict) -> list[tuple[str, bool, dict]]:
+    """A query or header model as parameters (name, required, schema): inlined, not a schema of its own."""
+    rendered = model.model_json_schema(ref_template=REF, schema_generator=_Schemas)
+    schemas.update(rendered.pop("$defs", {}))
+    required = set(rendered.get("required", []))
+    return [(name, name in required, prop) for name, prop in rendered.get("properties", {}).items()]
 
 
 def _operation(method: str, path: str, handler: Any, doc: RouteDoc, refs: dict, parameters: dict,
@@ -129,15 +123,13 @@ def _operation(method: str, path: str, handler: Any, doc: RouteDoc, refs: dict, 
                **({"description": doc.path[name]} if name in doc.path else {})}
               for name in re.findall(r"\{(\w+)\}", path)]
     for where, model in (("query", doc.query), ("header", doc.headers)):
-        for name, required, prop in parameters.get(model, []) if model is not None else []:
-            schema = {k: v for k, v in prop.items() if k not in ("description", "default")} or {}
+        for name, required, prop in parameters.get(model, []):
+            schema = {key: value for key, value in prop.items() if key != "description"}
             param = {"name": name, "in": where, "required": required, "schema": schema}
             if prop.get("description"):
                 param["description"] = prop["description"]
-            if "default" in prop:
-                param["schema"]["default"] = prop["default"]
             if where == "query" and schema.get("type") == "array":
-                param.update(style="form", explode=False)
+                param.update(style="form", explode=False)  # status=queued,completed
             params.append(param)
     if params:
         operation["parameters"] = params
