@@ -67,13 +67,13 @@ class Reply:
 
 
 def links_to(expression: str, parameter: str, operation_ids: Mapping[str, str],
-             bodies: Mapping[str, str] = {}) -> dict[str, dict]:
+             bodies: Mapping[str, tuple[str, str]] = {}) -> dict[str, dict]:
     """OpenAPI links passing one value of an answer (`$response.body#/data/batchId`) on: as the path
-    parameter `parameter` of each operation in `operation_ids` (link name -> operationId), and as the
-    body field named by `bodies` (operationId -> field) of the others."""
+    parameter `parameter` of each operation in `operation_ids` (link name -> operationId), and as a
+    body field of those in `bodies` (link name -> (operationId, field))."""
     links = {name: {"operationId": op, "parameters": {parameter: expression}} for name, op in operation_ids.items()}
-    for op, body_field in bodies.items():
-        links[op] = {"operationId": op, "requestBody": {body_field: expression}}
+    for name, (op, body_field) in bodies.items():
+        links[name] = {"operationId": op, "requestBody": {body_field: expression}}
     return links
 
 

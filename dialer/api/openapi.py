@@ -92,7 +92,11 @@ def build_document(app: web.Application) -> dict:
             schemes[scheme.name] = dict(scheme.spec)
         operation = _operation(method, path, handler, doc, refs, parameters, operation_ids)
         paths.setdefault(path, {})[method.lower()] = operation
-    tags = sorted({tag for *_, doc in routes for tag in doc.tags})
+    first: dict[str, tuple[bool, int]] = {}  # our own routes' tags first, then in the router's order
+    for index, (_, path, _, doc) in enumerate(routes):
+        for tag in doc.tags:
+            first.setdefault(tag, (not path.startswith("/api/"), index))
+    tags = sorted(first, key=first.__getitem__)
     return {
         "openapi": "3.1.0",
         "info": {"title": "dialer", "version": _version(), "description": DESCRIPTION},

@@ -31,7 +31,7 @@ def route(summary: str, responses: dict, **more):
 
 BATCH_LINKS = links_to("$response.body#/data/batchId", "batchId", {
     verb: f"batches_{verb}_batch" for verb in ("get", "update", "delete", "start", "stop", "cancel", "retry")} | {
-    "calls": "batches_get_batch_calls"}, bodies={"batches_add_calls_to_batch": "batchId"})
+    "calls": "batches_get_batch_calls"}, bodies={"addCalls": ("batches_add_calls_to_batch", "batchId")})
 
 
 @route("Create a batch", body=CreateBatchBody, responses={
