@@ -93,11 +93,13 @@ async def test_the_document_tells_the_truth_about_what_createbatch_takes(api):
     agent = str(api.agent["_id"])
     code, _ = await api.post("/api/call/createBatch", {"name": "x", "agentId": agent, "concurrencyLimit": most})
     assert code == 200
-    code, refused = await api.post("/api/call/createBatch", {"name": "x", "agentId": agent, "concurrencyLimit": most + 1})
+    code, refused = await api.post("/api/call/createBatch",
+                                   {"name": "x", "agentId": agent, "concurrencyLimit": most + 1})
     assert code == 400 and "concurrencyLimit" in refused["errorMessage"]
     day = doc["components"]["schemas"]["WindowShape"]["properties"]["days"]["anyOf"][0]["items"]["pattern"]
     assert re.fullmatch(day, "Mon") and not re.fullmatch(day, "monday")  # day names in any case, as core reads them
-    code, _ = await api.post("/api/call/createBatch", {"name": "x", "agentId": agent, "callingWindow": {"days": ["Mon"]}})
+    code, _ = await api.post("/api/call/createBatch",
+                             {"name": "x", "agentId": agent, "callingWindow": {"days": ["Mon"]}})
     assert code == 200
 
 

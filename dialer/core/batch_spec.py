@@ -166,7 +166,8 @@ def parse_datetime(value: Any, name: str) -> dt.datetime:
 def parse_retry(value: dict | None) -> dict:
     """A retry policy (RetryShape) over the defaults."""
     merged = {**DEFAULT_RETRY, **(value or {})}
-    return {"maxAttempts": merged["maxAttempts"], "delaySeconds": merged["delaySeconds"], "on": sorted(set(merged["on"]))}
+    return {"maxAttempts": merged["maxAttempts"], "delaySeconds": merged["delaySeconds"],
+            "on": sorted(set(merged["on"]))}
 
 
 def _window(value: dict | None) -> CallingWindow:
@@ -203,7 +204,8 @@ def parse_batch_spec(body: dict, phones: PhoneNormaliser) -> BatchSpec:
 
 def parse_batch_update(body: dict) -> dict[str, Any]:
     """The stored fields a PATCH body (fitting UpdateBatchBody) sets."""
-    changes: dict[str, Any] = {name: body[name] for name in ("concurrencyLimit", "ringingTimeoutSeconds") if name in body}
+    changes: dict[str, Any] = {name: body[name] for name in ("concurrencyLimit", "ringingTimeoutSeconds")
+                               if name in body}
     if "name" in body:
         changes["name"] = body["name"].strip()
     if "callingWindow" in body:
