@@ -156,3 +156,20 @@ async def test_large_bodies_are_parsed_aside_with_the_same_answers(api):
     assert code == 200 and doc["data"]["added"] == 9000
     calls = await api.all_calls(batch)
     assert len(calls) == 9000 and calls[0]["variables"] == {"note": "x" * 100}
+
+
+async def test_a_wrong_method_is_405_naming_the_allowed_ones(api):
+    """RFC 9110: a 405 carries Allow; the envelope used to drop it (found by schemathesis)."""
+    resp = await api.client.request("TRACE", "/api/call/createBatch", headers=api.headers())
+    doc = await resp.json()
+    assert resp.status == 405 and doc["code"] == 405 and resp.headers["Allow"] == "POST"
+    resp = await api.client.delete("/api/call/batches", headers=api.headers())
+    assert resp.status == 405 and set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"}
+
+
+async def test_the_elevenlabs_face_words_are_not_batch_ids(api):
+    """GET .../submit is a 405 (POST only), not a lookup of a batch called "submit" (found by schemathesis)."""
+    resp = await api.client.get("/v1/convai/batch-calling/submit", headers={"xi-api-key": api.key})
+    assert resp.status == 405 and resp.headers["Allow"] == "POST"
+    resp = await api.client.delete("/v1/convai/batch-calling/workspace", headers={"xi-api-key": api.key})
+    assert resp.status == 405 and set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"}

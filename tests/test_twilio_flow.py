@@ -418,3 +418,16 @@ async def test_an_elevenlabs_recipient_reaches_the_agent_with_its_id_and_client_
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
     assert params["name"] == "Zoë" and params["recipientId"] == "crm-7"
     assert json.loads(params["clientData"]) == {"user_id": "u-7"} and params["phoneNumber"] == N1
+
+
+@pytest.mark.parametrize("duration", ["²", "9" * 5000, "-3", "1e3", "12345678901"])
+async def test_a_duration_twilio_never_sends_is_left_out_not_a_500(make_env, duration):
+    """CallDuration is whole seconds in ASCII digits; anything else in a signed callback is ignored (a
+    superscript digit passed isdigit() and broke int(); 5,000 digits passed it and broke int() too)."""
+    env = await make_env()
+    batch = await env.api.create_batch()
+    await env.api.add_calls(batch, [{"phoneNumber": N1}])
+    await env.tick(3)
+    assert await env.fake.send_status(env.sid(N1), "completed", extra={"CallDuration": duration}) == 204
+    call = (await env.calls(batch))[N1]
+    assert call["status"] == "completed" and "duration" not in call["history"][-1]

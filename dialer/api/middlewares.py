@@ -54,6 +54,8 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         detail = exc.text if exc.status != 413 else (
             f"request body is larger than the limit of {request.app[SETTINGS].max_body_bytes} bytes; split it")
         response = envelope(exc.status, reason, error=detail or reason, status=False)
+        if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
         log.exception("unhandled error", extra={"requestId": request_id, "path": request.path})
         response = envelope(500, "Internal Server Error",

@@ -1,8 +1,9 @@
-"""Every route of the API app, in one table."""
+"""Every route of the API app, in one table. Each handler documents itself (@documented, see
+dialer/api/documented.py); /openapi.json and /docs are built from this router (dialer/api/openapi.py)."""
 
 from aiohttp import web
 
-from dialer.api import console
+from dialer.api import console, openapi
 from dialer.api.faces import elevenlabs, enrollment
 from dialer.api.handlers import admin, batches, calls, system, webhooks
 
@@ -36,3 +37,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/admin/workspaces/{workspaceId}/keys", admin.create_key)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/agents", admin.create_agent)
     console.setup(app)
+    openapi.setup(app)

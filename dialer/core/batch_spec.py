@@ -1,26 +1,131 @@
-"""Batch settings: validating what `createBatch` is given into the stored settings (pure, no I/O)."""
+"""Batch settings: the shapes of what `createBatch` and `PATCH /api/call/batches/{batchId}` are given
+(CreateBatchBody, UpdateBatchBody: types, bounds, enums, unknown fields refused; the API validates
+bodies with them and documents them), and their meaning: numbers, zones, windows, times and defaults
+turned into the stored settings (pure, no I/O)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from dialer.core.clock import as_utc
 from dialer.core.phones import PhoneError, PhoneNormaliser
+from dialer.core.shapes import Reason, Shape
 from dialer.core.statuses import RETRYABLE_OUTCOMES
-from dialer.core.windows import CallingWindow, WindowError, valid_zone
+from dialer.core.windows import DAY_NAMES, CallingWindow, WindowError, valid_zone
 
 MAX_CONCURRENCY = 1000
 DEFAULT_CONCURRENCY = 10
 DEFAULT_RINGING_TIMEOUT = 60
+MAX_RETRY_DELAY = 7 * 86400
 DEFAULT_RETRY = {"maxAttempts": 1, "delaySeconds": 600, "on": ["busy", "no_answer"]}
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
-KNOWN_FIELDS = {
-    "name", "agentId", "callingNumbers", "concurrencyLimit", "callingWindow", "timezone",
-    "scheduledAt", "retry", "ringingTimeoutSeconds",
-}
+UPDATABLE_FIELDS = ("name", "concurrencyLimit", "callingWindow", "retry", "ringingTimeoutSeconds")
+
+_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+# Day names are read case-insensitively ("Mon" is mon); JSON Schema patterns have no flags.
+_DAY = "^(?:" + "|".join("".join(f"[{c}{c.upper()}]" for c in day) for day in DAY_NAMES) + ")$"
+Outcome = Literal[tuple(sorted(RETRYABLE_OUTCOMES))]
+Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY, description="calls of the batch in flight at most"),
+                        Reason(f"concurrencyLimit must be an integer from 1 to {MAX_CONCURRENCY}")]
+RingingTimeout = Annotated[int, Field(ge=5, le=600, description="seconds a call may ring before it is no_answer"),
+                           Reason("ringingTimeoutSeconds must be an integer from 5 to 600")]
+DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+_WINDOW_REASON = Reason("callingWindow: calling window must be an object with optional 'start', 'end' and 'days'")
+_RETRY_REASON = Reason("retry must be an object {maxAttempts, delaySeconds, on}")
+
+
+class WindowShape(Shape):
+    """When calls may start, in each callee's local time: from `start` to `end` (24:00 = end of day;
+    start > end crosses midnight) on the `days` it opens. Default 08:00-21:00 every day."""
+
+    unknown_fields: ClassVar[str] = "callingWindow: unknown calling window field(s) {names}; allowed: start, end, days"
+
+    start: Annotated[str | None, Field(pattern=f"^{_TIME}$", examples=["09:00"], description="HH:MM, default 08:00"),
+                     Reason("callingWindow: calling window start must be a string 'HH:MM' from 00:00 to 23:59")] = None
+    end: Annotated[str | None, Field(pattern=f"^(?:{_TIME}|24:00)$", examples=["17:00"],
+                                     description="HH:MM or 24:00, default 21:00"),
+                   Reason("callingWindow: calling window end must be a string 'HH:MM' from 00:00 to 24:00")] = None
+    days: Annotated[Annotated[list[Annotated[str, Field(pattern=_DAY)]], Field(min_length=1)] | None,
+                    Field(description=f"the days it opens on: {', '.join(DAY_NAMES)} (any case); default every day"),
+                    Reason(f"callingWindow: calling window days must be a non-empty list of day names: "
+                           f"{', '.join(DAY_NAMES)}")] = None
+
+
+class RetryShape(Shape):
+    """Calls whose outcome is in `on` are dialled again `delaySeconds` later (inside the window), up to
+    `maxAttempts` attempts in all. Default: no retry."""
+
+    unknown_fields: ClassVar[str] = "retry has unknown fields: {names}"
+
+    maxAttempts: Annotated[int, Field(ge=1, le=20, description="attempts in all; 1 = no retry"),
+                           Reason("retry.maxAttempts must be an integer from 1 to 20 (1 = no retry)")] = \
+        DEFAULT_RETRY["maxAttempts"]
+    delaySeconds: Annotated[float, Field(ge=0, le=MAX_RETRY_DELAY),
+                            Reason(f"retry.delaySeconds must be a number from 0 to {MAX_RETRY_DELAY}")] = \
+        DEFAULT_RETRY["delaySeconds"]
+    on: Annotated[list[Outcome], Reason(f"retry.on must be a list of outcomes from {sorted(RETRYABLE_OUTCOMES)}")] = \
+        DEFAULT_RETRY["on"]
+
+
+class CreateBatchBody(Shape):
+    """A new batch: its agent (`agentId`, or found from `callingNumbers`) and its settings."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["agentId"], "properties": {"agentId": {"type": "string"}}},
+                  {"required": ["callingNumbers"], "properties": {"callingNumbers": {"minItems": 1}}}],
+        "examples": [{"name": "demo", "callingNumbers": ["+15005550006"], "concurrencyLimit": 10}]})
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"),
+                    Reason("name is required: a non-empty string of at most 200 characters")]
+    agentId: Annotated[str | None, Field(description="the agent (GET /api/agents); default: the one owning "
+                                                     "callingNumbers"), Reason("agentId must be a string")] = None
+    callingNumbers: Annotated[list[str], Field(description="caller IDs, owned by the agent; default: all of its own"),
+                              Reason("callingNumbers must be a list of phone numbers")] = []
+    concurrencyLimit: Concurrency = DEFAULT_CONCURRENCY
+    callingWindow: Annotated[WindowShape | None, _WINDOW_REASON] = None
+    timezone: Annotated[str | None, Field(description="IANA zone for numbers whose own zone is not known",
+                                          examples=["America/New_York"]),
+                        Reason("timezone must be an IANA time zone name")] = None
+    scheduledAt: Annotated[DateTime | None, Field(description="ISO 8601 with an offset; the batch starts then"),
+                           Reason("scheduledAt must be an ISO 8601 date-time string")] = None
+    retry: Annotated[RetryShape | None, _RETRY_REASON] = None
+    ringingTimeoutSeconds: RingingTimeout = DEFAULT_RINGING_TIMEOUT
+
+    @model_validator(mode="after")
+    def _an_agent(self) -> "CreateBatchBody":
+        if self.agentId is None and not self.callingNumbers:
+            raise PydanticCustomError("missing", "give agentId or callingNumbers")
+        return self
+
+
+class UpdateBatchBody(Shape):
+    """Some of a batch's changeable settings; the others stay as they are."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
+        "minProperties": 1, "examples": [{"concurrencyLimit": 25}]})
+    not_an_object: ClassVar[str] = f"body must be a JSON object with some of {list(UPDATABLE_FIELDS)}"
+    unknown_fields: ClassVar[str] = "unknown or unchangeable fields: {names}; a batch's {fields} can change"
+
+    # Absent = unchanged (a null is refused, but for callingWindow and retry: back to the defaults).
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"),
+                    Reason("name must be a non-empty string of at most 200 characters")] = None
+    concurrencyLimit: Concurrency = None
+    callingWindow: Annotated[WindowShape | None, _WINDOW_REASON] = None
+    retry: Annotated[RetryShape | None, _RETRY_REASON] = None
+    ringingTimeoutSeconds: RingingTimeout = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _something(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data:
+            raise PydanticCustomError("too_short", cls.not_an_object)
+        return data
 
 
 class BatchSpecError(ValueError):
@@ -38,13 +143,6 @@ class BatchSpec:
     scheduled_at: dt.datetime | None
     retry: dict
     ringing_timeout: int
-
-
-def _int(body: dict, name: str, default: int, low: int, high: int) -> int:
-    value = body.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise BatchSpecError(f"{name} must be an integer from {low} to {high}")
-    return value
 
 
 def parse_datetime(value: Any, name: str) -> dt.datetime:
@@ -65,93 +163,53 @@ def parse_datetime(value: Any, name: str) -> dt.datetime:
     return value
 
 
-def parse_retry(value: Any) -> dict:
-    if value is None:
-        return dict(DEFAULT_RETRY)
-    if not isinstance(value, dict):
-        raise BatchSpecError("retry must be an object {maxAttempts, delaySeconds, on}")
-    unknown = set(value) - {"maxAttempts", "delaySeconds", "on"}
-    if unknown:
-        raise BatchSpecError(f"retry has unknown fields: {sorted(unknown)}")
-    merged = {**DEFAULT_RETRY, **value}
-    attempts, delay, on = merged["maxAttempts"], merged["delaySeconds"], merged["on"]
-    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
-        raise BatchSpecError("retry.maxAttempts must be an integer from 1 to 20 (1 = no retry)")
-    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not 0 <= delay <= 7 * 86400:
-        raise BatchSpecError("retry.delaySeconds must be a number from 0 to 604800")
-    if not isinstance(on, list) or not all(isinstance(o, str) and o in RETRYABLE_OUTCOMES for o in on):
-        raise BatchSpecError(f"retry.on must be a list of outcomes from {sorted(RETRYABLE_OUTCOMES)}")
-    return {"maxAttempts": attempts, "delaySeconds": delay, "on": sorted(set(on))}
+def parse_retry(value: dict | None) -> dict:
+    """A retry policy (RetryShape) over the defaults."""
+    merged = {**DEFAULT_RETRY, **(value or {})}
+    return {"maxAttempts": merged["maxAttempts"], "delaySeconds": merged["delaySeconds"],
+            "on": sorted(set(merged["on"]))}
 
 
-def parse_batch_spec(body: Any, phones: PhoneNormaliser) -> BatchSpec:
-    if not isinstance(body, dict):
-        raise BatchSpecError("body must be a JSON object")
-    unknown = set(body) - KNOWN_FIELDS
-    if unknown:
-        raise BatchSpecError(f"unknown fields: {sorted(unknown)}")
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise BatchSpecError("name is required: a non-empty string of at most 200 characters")
-    agent_id = body.get("agentId")
-    if agent_id is not None and not isinstance(agent_id, str):
-        raise BatchSpecError("agentId must be a string")
-    raw_numbers = body.get("callingNumbers", [])
-    if not isinstance(raw_numbers, list):
-        raise BatchSpecError("callingNumbers must be a list of phone numbers")
+def _window(value: dict | None) -> CallingWindow:
     try:
-        numbers = phones.e164_each(raw_numbers)
-    except PhoneError as exc:
-        raise BatchSpecError(f"callingNumbers: {exc}") from None
-    if agent_id is None and not numbers:
-        raise BatchSpecError("give agentId or callingNumbers")
-    try:
-        window = CallingWindow.parse(body.get("callingWindow"))
+        return CallingWindow.parse(value)
     except WindowError as exc:
         raise BatchSpecError(f"callingWindow: {exc}") from None
+
+
+def parse_batch_spec(body: dict, phones: PhoneNormaliser) -> BatchSpec:
+    """The settings of a createBatch body that fits CreateBatchBody: numbers, zone, window and time read."""
+    try:
+        numbers = phones.e164_each(body.get("callingNumbers", []))
+    except PhoneError as exc:
+        raise BatchSpecError(f"callingNumbers: {exc}") from None
+    agent_id = body.get("agentId")  # or numbers: the shape asks for one of them
+    window = _window(body.get("callingWindow"))
     zone = body.get("timezone")
     if zone is not None and not valid_zone(zone):
         raise BatchSpecError(f"timezone: unknown IANA time zone {zone!r}")
     scheduled = body.get("scheduledAt")
     return BatchSpec(
-        name=name.strip(),
+        name=body["name"].strip(),
         agent_id=agent_id,
         calling_numbers=sorted(set(numbers)),
-        concurrency_limit=_int(body, "concurrencyLimit", DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY),
+        concurrency_limit=body.get("concurrencyLimit", DEFAULT_CONCURRENCY),
         window=window,
         timezone=zone,
         scheduled_at=None if scheduled is None else parse_datetime(scheduled, "scheduledAt"),
         retry=parse_retry(body.get("retry")),
-        ringing_timeout=_int(body, "ringingTimeoutSeconds", DEFAULT_RINGING_TIMEOUT, 5, 600),
+        ringing_timeout=body.get("ringingTimeoutSeconds", DEFAULT_RINGING_TIMEOUT),
     )
 
 
-UPDATABLE_FIELDS = ("name", "concurrencyLimit", "callingWindow", "retry", "ringingTimeoutSeconds")
-
-
-def parse_batch_update(body: Any) -> dict[str, Any]:
-    """A PATCH body: some of UPDATABLE_FIELDS, validated as createBatch does; the stored fields to set."""
-    if not isinstance(body, dict) or not body:
-        raise BatchSpecError(f"body must be a JSON object with some of {list(UPDATABLE_FIELDS)}")
-    unknown = set(body) - set(UPDATABLE_FIELDS)
-    if unknown:
-        raise BatchSpecError(f"unknown or unchangeable fields: {sorted(unknown)}; a batch's {list(UPDATABLE_FIELDS)} "
-                             "can change")
-    changes: dict[str, Any] = {}
+def parse_batch_update(body: dict) -> dict[str, Any]:
+    """The stored fields a PATCH body (fitting UpdateBatchBody) sets."""
+    changes: dict[str, Any] = {name: body[name] for name in ("concurrencyLimit", "ringingTimeoutSeconds")
+                               if name in body}
     if "name" in body:
-        name = body["name"]
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise BatchSpecError("name must be a non-empty string of at most 200 characters")
-        changes["name"] = name.strip()
-    if "concurrencyLimit" in body:
-        changes["concurrencyLimit"] = _int(body, "concurrencyLimit", 0, 1, MAX_CONCURRENCY)
-    if "ringingTimeoutSeconds" in body:
-        changes["ringingTimeoutSeconds"] = _int(body, "ringingTimeoutSeconds", 0, 5, 600)
+        changes["name"] = body["name"].strip()
     if "callingWindow" in body:
-        try:
-            changes["callingWindow"] = CallingWindow.parse(body["callingWindow"]).to_doc()
-        except WindowError as exc:
-            raise BatchSpecError(f"callingWindow: {exc}") from None
+        changes["callingWindow"] = _window(body["callingWindow"]).to_doc()
     if "retry" in body:
         changes["retry"] = parse_retry(body["retry"])
     return changes

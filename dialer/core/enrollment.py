@@ -18,20 +18,21 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Annotated, Any, ClassVar, Sequence
 
 import bson
 import orjson
 from bson import ObjectId
 from bson.codec_options import CodecOptions
 from email_validator import EmailNotValidError, validate_email
+from pydantic import ConfigDict, Field, SkipValidation
 
 from dialer.core.batch_spec import BatchSpecError, parse_datetime
 from dialer.core.records import HORIZON_DAYS, Planner, PlannedCall, RecordError
+from dialer.core.shapes import Reason, Shape, ShapeError, check
 from dialer.core.windows import valid_zone
 
 MAX_CONTACTS = 1000
-REQUEST_FIELDS = frozenset({"contacts", "timezone", "groupByField", "normalizeFields", "allowDuplicates"})
 CONTACT_FIELDS = frozenset({"name", "phoneNumber", "phoneNumberExt", "timezone", "scheduledAt", "toEmailAddress"})
 _EXTENSION = re.compile(r"[0-9*#]{1,20}")
 MAX_ECHO = 64  # characters of a rejected contact's phoneNumber echoed back
@@ -52,35 +53,70 @@ class EnrollmentRequest:
     allow_duplicates: bool
 
 
+class Contact(Shape):
+    """One contact. Checked one by one when planned (ContactPlanner), not by this shape: a bad contact is
+    rejected with its reason in `rejected[]` and the others are scheduled. Any other field is a custom
+    variable (checked against the agent's required variables)."""
+
+    model_config = ConfigDict(strict=True, extra="allow", json_schema_extra={"examples": [{
+        "name": "John Doe", "phoneNumber": "+15551234567", "phoneNumberExt": "123", "timezone": "America/New_York",
+        "scheduledAt": "2023-11-07T05:31:56Z", "toEmailAddress": "john@example.com", "account_id": "ACC-1"}]})
+
+    phoneNumber: Annotated[str, Field(description="E.164 or national; normalised before duplicate detection")]
+    name: Annotated[str | None, Field(max_length=200, description="kept, and given to the agent as `name`")] = None
+    phoneNumberExt: Annotated[str | None, Field(pattern=r"^[0-9*#]{1,20}$",
+                                                description="dialled as digits once the call connects")] = None
+    timezone: Annotated[str | None, Field(description="IANA zone; default: the request's, else the agent's first")] = None
+    scheduledAt: Annotated[str | None, Field(json_schema_extra={"format": "date-time"},
+                                             description="the contact is not called before it")] = None
+    toEmailAddress: Annotated[str | None, Field(json_schema_extra={"format": "email"})] = None
+
+
+class EnrollBody(Shape):
+    """The request (seeds 000/001). Its own shape refused is a 400; its contacts are judged one by one."""
+
+    not_an_object: ClassVar[str] = "Body must be a JSON object with contacts."
+    unknown_fields: ClassVar[str] = "Unknown fields: {names}."
+
+    contacts: Annotated[list[SkipValidation[Contact]], Field(min_length=1, max_length=MAX_CONTACTS),
+                        Reason("contacts is required: an array of 1 to 1000 contacts.")]
+    timezone: Annotated[str | None, Field(description="IANA zone for contacts without their own", examples=[
+        "America/New_York"]), Reason("Invalid timezone: it must be an IANA time zone name.")] = None
+    groupByField: Annotated[str | None, Field(min_length=1, pattern=r"\S", examples=["account_id"], description=(
+        "a custom variable: contacts sharing its value are called one at a time until one succeeds")),
+        Reason("groupByField must be the name of a custom variable.")] = None
+    normalizeFields: Annotated[list[Annotated[str, Field(min_length=1)]] | None, Field(
+        description="custom variables to title-case (workspaces on the normalization allowlist)"),
+        Reason("normalizeFields must be an array of variable names.")] = None
+    allowDuplicates: Annotated[bool, Field(description="schedule repeated numbers too (one after the other)"),
+                               Reason("allowDuplicates must be true or false.")] = False
+
+
 def parse_request(body: Any) -> EnrollmentRequest:
+    """The request by its shape (EnrollBody), then what the shape cannot say: the counts (named in the
+    message), IANA zones, groupByField against the contact fields and allowDuplicates."""
     if not isinstance(body, dict):
-        raise EnrollmentError("Body must be a JSON object with contacts.")
-    unknown = sorted(set(body) - REQUEST_FIELDS)
+        raise EnrollmentError(EnrollBody.not_an_object)
+    unknown = sorted(set(body) - set(EnrollBody.model_fields))
     if unknown:
         raise EnrollmentError(f"Unknown fields: {', '.join(unknown)}.")
     contacts = body.get("contacts")
-    if not isinstance(contacts, list):
-        raise EnrollmentError("contacts is required: an array of 1 to 1000 contacts.")
-    if not 1 <= len(contacts) <= MAX_CONTACTS:
+    if isinstance(contacts, list) and not 1 <= len(contacts) <= MAX_CONTACTS:
         raise EnrollmentError(f"contacts must hold 1 to {MAX_CONTACTS} contacts; it holds {len(contacts)}.")
     zone = body.get("timezone")
-    if zone is not None and not valid_zone(zone):
+    if isinstance(zone, str) and not valid_zone(zone):
         raise EnrollmentError(f"Invalid timezone: {_show(zone)} is not an IANA time zone (e.g. America/New_York).")
+    try:
+        check(EnrollBody, body)
+    except ShapeError as exc:
+        raise EnrollmentError(exc.reason) from None
     group_by = body.get("groupByField")
-    if group_by is not None and (not isinstance(group_by, str) or not group_by.strip()):
-        raise EnrollmentError("groupByField must be the name of a custom variable.")
     if group_by in CONTACT_FIELDS:
         raise EnrollmentError(f"groupByField must name a custom variable, not the contact field {group_by}.")
-    normalize = body.get("normalizeFields", [])
-    if normalize is None:
-        normalize = []
-    if not isinstance(normalize, list) or not all(isinstance(n, str) and n for n in normalize):
-        raise EnrollmentError("normalizeFields must be an array of variable names.")
     allow = body.get("allowDuplicates", False)
-    if not isinstance(allow, bool):
-        raise EnrollmentError("allowDuplicates must be true or false.")
     if allow and group_by is not None:
         raise EnrollmentError("groupByField cannot be combined with allowDuplicates.")
+    normalize = body.get("normalizeFields") or []
     return EnrollmentRequest(contacts, zone, group_by, tuple(dict.fromkeys(normalize)), allow)
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Annotated, Any, ClassVar, Iterator, Sequence
 
 import bson
 import orjson
+from pydantic import ConfigDict, Field, SkipValidation
 
 from dialer.core.phones import PhoneError, PhoneNormaliser
+from dialer.core.shapes import Reason, Shape, ShapeError, check
 from dialer.core.windows import CallingWindow, valid_zone
 
 MAX_LISTED_ERRORS = 50
@@ -231,22 +233,46 @@ def _value_problem(value: Any, depth: int) -> str | None:
     return None
 
 
+class CallRecord(Shape):
+    """One record of `call_data`: `phoneNumber` and any variables the agent uses (names may not start
+    with '$' or hold '.'; values stored as sent), optionally the callee's own IANA `timezone`.
+    Records are checked one by one when planned (Planner), not by this shape: a bad record is named
+    in `data.errors` with its index, and nothing of the request is written."""
+
+    model_config = ConfigDict(strict=True, extra="allow",
+                              json_schema_extra={"examples": [{"phoneNumber": "12125551001", "name": "Sarah Johnson",
+                                                               "account_id": "ACC-1001"}]})
+
+    phoneNumber: Annotated[str, Field(description="E.164 or national (read in DIALER_DEFAULT_REGION); "
+                                                  "an extension may follow ('ext 22', 'x 22')")]
+    timezone: Annotated[str | None, Field(description="IANA zone of the callee (e.g. America/New_York); "
+                                               "default: the number's own, else the batch's, else the agent's")] = None
+
+
+class AddCallsBody(Shape):
+    """The addCallsToBatch request. Its records are documented by CallRecord but not validated here: a
+    100,000-record body is checked once as a whole, then record by record by the Planner."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    not_an_object: ClassVar[str] = "body must be a JSON object with batchId and call_data"
+
+    batchId: Annotated[str, Field(min_length=1, description="from createBatch"),
+                       Reason("batchId must be a string", missing="batchId is required", null="batchId is required",
+                              string_too_short="batchId is required")]
+    call_data: Annotated[list[SkipValidation[CallRecord]],
+                         Field(min_length=1, description="the records (at most DIALER_MAX_RECORDS, 100,000 by "
+                                                         "default, per request); written in chunks of 1,000"),
+                         Reason("call_data must be an array of call records", missing="call_data is required",
+                                too_short="call_data is empty")]
+
+
 def validate_envelope(body: Any, max_records: int) -> tuple[str, list]:
-    """The request's outer shape: returns (batchId, call_data) or raises ValueError with the reason."""
-    if not isinstance(body, dict):
-        raise ValueError("body must be a JSON object with batchId and call_data")
-    batch_id = body.get("batchId")
-    if batch_id is None or batch_id == "":
-        raise ValueError("batchId is required")
-    if not isinstance(batch_id, str):
-        raise ValueError("batchId must be a string")
-    if "call_data" not in body:
-        raise ValueError("call_data is required")
+    """The request's outer shape (AddCallsBody): returns (batchId, call_data) or raises ValueError with the reason."""
+    try:
+        check(AddCallsBody, body)
+    except ShapeError as exc:
+        raise ValueError(exc.reason) from None
     call_data = body["call_data"]
-    if not isinstance(call_data, list):
-        raise ValueError("call_data must be an array of call records")
-    if not call_data:
-        raise ValueError("call_data is empty")
     if len(call_data) > max_records:
         raise ValueError(f"call_data has {len(call_data)} records; at most {max_records} per request")
-    return batch_id, call_data
+    return body["batchId"], call_data

@@ -29,6 +29,7 @@ from dialer.services.tenancy import parse_id
 log = logging.getLogger("dialer.lifecycle")
 CHUNK = 1000
 MAX_PAGE = 100
+DEFAULT_PAGE = 20
 DEFAULT_RETRY_OUTCOMES = ["busy", "failed", "machine", "no_answer"]
 BATCH_STATUSES = {s.value for s in BatchStatus}
 UPDATABLE_STATUSES = [s.value for s in (BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED, BatchStatus.COMPLETED)]
@@ -62,7 +63,7 @@ class Lifecycle:
 
     async def page(self, workspace_id: ObjectId, query: Mapping[str, str]) -> tuple[list[dict], dict, str | None]:
         """(batches, their counters by id, the next page's cursor) for query `status`, `agentId`, `limit`, `cursor`."""
-        asked = page_query(query, BATCH_STATUSES, 20, MAX_PAGE, "batchId")
+        asked = page_query(query, BATCH_STATUSES, DEFAULT_PAGE, MAX_PAGE, "batchId")
         agent_id = None
         if query.get("agentId"):
             agent_id = parse_id(query["agentId"])

@@ -20,8 +20,10 @@ import orjson
 from aiohttp import web
 
 from dialer.api.appkeys import BATCHES, CLOCK, LIFECYCLE, REPOS, SETTINGS, SUBMISSIONS, TENANCY
-from dialer.api.faces.elevenlabs_shapes import Invalid, batch_call, parse_submit, recipient_view, submit_records
-from dialer.services.bodies import parse_json
+from dialer.api.documented import Reply, documented, links_to, request_body, request_query
+from dialer.api.faces import elevenlabs_models as models
+from dialer.api.faces.elevenlabs_shapes import (Invalid, batch_call, parse_submit, recipient_view, shape_invalid,
+                                                 submit_records)
 from dialer.services.calls import all_calls
 from dialer.services.errors import Refused
 from dialer.services.submissions import CallingNumberRefused, RecordsRefused
@@ -29,7 +31,8 @@ from dialer.services.tenancy import Principal, parse_id
 
 log = logging.getLogger("dialer.faces.elevenlabs")
 PREFIX = "/v1/convai/batch-calling"
-MAX_LIST = 100
+TAGS = ("ElevenLabs batch calling",)
+BATCH_ID = {"batchId": "the batch call's id (our batchId)"}
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -85,13 +88,20 @@ async def _shape(request: web.Request, batch: dict, recipients: bool = False) ->
     return view
 
 
+def vendor_route(summary: str, responses: dict, **more):
+    """This face's routes: its tag, its key, its error shapes."""
+    return documented(summary, tags=TAGS, security=(models.XI_API_KEY,), invalid=shape_invalid,
+                      responses=responses, **more)
+
+
 @face
+@vendor_route("Submit a batch calling job", body=models.SubmitBody, responses={
+    200: Reply(models.BatchCall, "the batch call, scheduled", links=links_to("$response.body#/id", "batchId", {
+        verb: f"elevenlabs_{verb}_batch" for verb in ("get", "cancel", "retry", "delete")})),
+    **models.vendor_errors(401, 404, 422, 503)})
 async def submit(request: web.Request) -> web.Response:
     principal = await _principal(request)
-    try:
-        body = parse_json(await request.read())  # integers exact, as the native API reads them
-    except Refused as exc:
-        raise Invalid([{"loc": ["body"], "msg": exc.error, "type": "json_invalid"}]) from None
+    body = await request_body(request)  # integers exact, as the native API reads them
     app = request.app
     submit_ = parse_submit(body, app[SETTINGS].max_records_per_request, app[CLOCK].now())
     records, meta = submit_records(submit_.recipients)
@@ -108,21 +118,17 @@ async def submit(request: web.Request) -> web.Response:
 
 
 @face
+@vendor_route("List the workspace's batch calling jobs", query=models.ListQuery, responses={
+    200: Reply(models.BatchCallPage, "newest first"), **models.vendor_errors(401, 422)})
 async def list_batches(request: web.Request) -> web.Response:
     principal = await _principal(request)
-    query = request.query
-    try:
-        limit = int(query.get("limit", 30))
-    except ValueError:
-        raise Invalid([{"loc": ["query", "limit"], "msg": "must be an integer", "type": "int_parsing"}]) from None
-    if not 1 <= limit <= MAX_LIST:
-        raise Invalid([{"loc": ["query", "limit"], "msg": f"must be from 1 to {MAX_LIST}", "type": "value_error"}])
-    native = {"limit": str(limit)}
-    if query.get("last_doc"):
-        native["cursor"] = query["last_doc"]
-    if query.get("agent_id"):
-        native["agentId"] = query["agent_id"]
-        if parse_id(query["agent_id"]) is None:  # an agent id of another system: no batch of ours
+    query = request_query(request)
+    native = {"limit": str(query.limit)}
+    if query.last_doc:
+        native["cursor"] = query.last_doc
+    if query.agent_id:
+        native["agentId"] = query.agent_id
+        if parse_id(query.agent_id) is None:  # an agent id of another system: no batch of ours
             return _json({"batch_calls": [], "next_doc": None, "has_more": False})
     docs, counters, cursor = await request.app[LIFECYCLE].page(principal.workspace_id, native)
     agents = {a["_id"]: a for a in await request.app[TENANCY].list_agents(principal.workspace_id)}
@@ -131,6 +137,8 @@ async def list_batches(request: web.Request) -> web.Response:
 
 
 @face
+@vendor_route("Get a batch call and its recipients", path=BATCH_ID, responses={
+    200: Reply(models.BatchCallDetail, "the batch call and every recipient"), **models.vendor_errors(401, 404)})
 async def get_batch(request: web.Request) -> web.Response:
     principal = await _principal(request)
     return _json(await _shape(request, await _batch(request, principal), recipients=True))
@@ -144,16 +152,22 @@ async def _changed(request: web.Request, change: str) -> web.Response:
 
 
 @face
+@vendor_route("Cancel a batch calling job", path=BATCH_ID, responses={
+    200: Reply(models.BatchCall, "the batch call, cancelled"), **models.vendor_errors(401, 404, 409)})
 async def cancel_batch(request: web.Request) -> web.Response:
     return await _changed(request, "cancel")
 
 
 @face
+@vendor_route("Retry a batch calling job's failed recipients", path=BATCH_ID, responses={
+    200: Reply(models.BatchCall, "the batch call, running again"), **models.vendor_errors(401, 404, 409)})
 async def retry_batch(request: web.Request) -> web.Response:
     return await _changed(request, "retry")
 
 
 @face
+@vendor_route("Delete a batch calling job", path=BATCH_ID, responses={
+    204: Reply(None, "deleted"), **models.vendor_errors(401, 404, 409)})
 async def delete_batch(request: web.Request) -> web.Response:
     principal = await _principal(request)
     await request.app[LIFECYCLE].delete(await _batch(request, principal))
@@ -163,8 +177,10 @@ async def delete_batch(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/submit", submit)
     app.router.add_get(f"{PREFIX}/workspace", list_batches)
-    app.router.add_get(PREFIX + "/{batchId}", get_batch)
-    app.router.add_delete(PREFIX + "/{batchId}", delete_batch)
+    # A batch call's id is never one of the face's own words: GET .../submit is a 405, not an unknown batch.
+    one = PREFIX + "/{batchId:(?!submit$|workspace$)[^/]+}"
+    app.router.add_get(one, get_batch)
+    app.router.add_delete(one, delete_batch)
     app.router.add_post(PREFIX + "/{batchId}/cancel", cancel_batch)
     app.router.add_post(PREFIX + "/{batchId}/retry", retry_batch)
 

@@ -1,5 +1,5 @@
-"""The ElevenLabs face's shapes: reading a submit request (every field of the vendor's schema, nothing
-else) and writing BatchCall and recipient objects with the vendor's field names and status values.
+"""The ElevenLabs face's mapping: a submit request (shaped by elevenlabs_models.SubmitBody) onto our batch
+settings and records, and BatchCall and recipient objects with the vendor's field names and status values.
 
 Status mapping (DESIGN.md "Compatibility faces"):
 batch: pending <- pending; in_progress <- running, paused; completed; cancelled; failed.
@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 from dialer.core.batch_spec import DEFAULT_RETRY, MAX_CONCURRENCY, BatchSpec
 from dialer.core.clock import as_utc
+from dialer.core.shapes import ShapeError
 from dialer.core.windows import DEFAULT_WINDOW, valid_zone
 from dialer.settings import Settings
 
 UTC = dt.timezone.utc
-SUBMIT_FIELDS = {"call_name", "agent_id", "recipients", "scheduled_time_unix", "agent_phone_number_id",
-                 "whatsapp_params", "timezone", "branch_id", "environment", "telephony_call_config",
-                 "target_concurrency_limit"}
-RECIPIENT_FIELDS = {"id", "phone_number", "whatsapp_user_id", "conversation_initiation_client_data"}
 RESERVED_VARIABLES = {"phoneNumber", "timezone"}  # our record's own fields: the number, and its zone
-TELEPHONY_FIELDS = {"ringing_timeout_secs", "twilio_call_recording_enabled", "twilio_machine_detection"}
 BATCH_STATUS = {"pending": "pending", "running": "in_progress", "paused": "in_progress", "completed": "completed",
                 "cancelled": "cancelled", "failed": "failed"}
 RECIPIENT_STATUS = {"queued": "pending", "held": "pending", "dialing": "dispatched", "ringing": "initiated",
@@ -43,16 +38,13 @@ class Invalid(Exception):
         self.details = details
 
 
+def shape_invalid(error: ShapeError, where: str) -> Invalid:
+    """A request outside the vendor's schema: pydantic's own details, as the vendor (FastAPI) gives them."""
+    return Invalid([{"loc": [where, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in error.errors[:100]])
+
+
 def _problem(loc: list, msg: str, kind: str = "value_error") -> dict:
     return {"loc": ["body", *loc], "msg": msg, "type": kind}
-
-
-def _optional(body: dict, name: str, kind: type | tuple, loc: list, problems: list) -> Any:
-    value = body.get(name)
-    if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
-        problems.append(_problem([*loc, name], f"must be {getattr(kind, '__name__', 'of another type')}", "type_error"))
-        return None
-    return value
 
 
 @dataclass
@@ -79,40 +71,21 @@ class Submit:
         return {"elevenlabs": self.kept_fields}
 
 
-def parse_submit(body: Any, max_recipients: int, now: dt.datetime) -> Submit:
-    if not isinstance(body, dict):
-        raise Invalid([_problem([], "must be an object", "model_attributes_type")])
-    problems: list[dict] = [_problem([name], "extra fields not permitted", "extra_forbidden")
-                            for name in sorted(set(body) - SUBMIT_FIELDS)]
-    for name in ("call_name", "agent_id"):
-        if not isinstance(body.get(name), str) or not body[name].strip():
-            problems.append(_problem([name], "field required: a non-empty string", "missing"))
-    recipients = body.get("recipients")
-    if not isinstance(recipients, list) or not recipients:
-        problems.append(_problem(["recipients"], "field required: a non-empty list", "missing"))
-        recipients = []
-    elif len(recipients) > max_recipients:
+def parse_submit(body: dict, max_recipients: int, now: dt.datetime) -> Submit:
+    """What a submit body that fits SubmitBody (elevenlabs_models.py) asks for: the checks beyond its shape
+    (the number of recipients, reserved variable names, the scheduled time, the zone) as 422 details."""
+    problems: list[dict] = []
+    recipients = body["recipients"]
+    if len(recipients) > max_recipients:
         problems.append(_problem(["recipients"], f"at most {max_recipients} recipients per batch", "too_long"))
     for i, recipient in enumerate(recipients[:max_recipients]):
         if len(problems) > 100:
             break
-        if not isinstance(recipient, dict):
-            problems.append(_problem(["recipients", i], "must be an object", "model_attributes_type"))
-            continue
-        for name in sorted(set(recipient) - RECIPIENT_FIELDS):
-            problems.append(_problem(["recipients", i, name], "extra fields not permitted", "extra_forbidden"))
-        if not isinstance(recipient.get("phone_number"), str) or not recipient["phone_number"].strip():
-            problems.append(_problem(["recipients", i, "phone_number"], "a phone number is required", "missing"))
-        _optional(recipient, "id", str, ["recipients", i], problems)
-        _optional(recipient, "whatsapp_user_id", str, ["recipients", i], problems)
-        data = _optional(recipient, "conversation_initiation_client_data", dict, ["recipients", i], problems)
-        if data is not None:
-            loc = ["recipients", i, "conversation_initiation_client_data", "dynamic_variables"]
-            variables = _optional(data, "dynamic_variables", dict, loc[:-1], problems) or {}
-            for name in sorted(RESERVED_VARIABLES & set(variables)):
-                problems.append(_problem([*loc, name], "a reserved name: the recipient's own field says it"))
-    scheduled = _optional(body, "scheduled_time_unix", int, [], problems)
-    scheduled_at = None
+        variables = (recipient.get("conversation_initiation_client_data") or {}).get("dynamic_variables") or {}
+        loc = ["recipients", i, "conversation_initiation_client_data", "dynamic_variables"]
+        for name in sorted(RESERVED_VARIABLES & set(variables)):
+            problems.append(_problem([*loc, name], "a reserved name: the recipient's own field says it"))
+    scheduled, scheduled_at = body.get("scheduled_time_unix"), None
     if scheduled is not None:
         try:
             scheduled_at = dt.datetime.fromtimestamp(scheduled, UTC)
@@ -120,28 +93,17 @@ def parse_submit(body: Any, max_recipients: int, now: dt.datetime) -> Submit:
             problems.append(_problem(["scheduled_time_unix"], "not a time"))
         if scheduled_at is not None and scheduled_at <= as_utc(now):
             scheduled_at = None  # the past: start now
-    zone = _optional(body, "timezone", str, [], problems)
+    zone = body.get("timezone")
     if zone is not None and not valid_zone(zone):
         problems.append(_problem(["timezone"], f"unknown IANA time zone {zone!r}"))
-    concurrency = _optional(body, "target_concurrency_limit", int, [], problems)
-    if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
-        problems.append(_problem(["target_concurrency_limit"], f"must be from 1 to {MAX_CONCURRENCY}"))
-    telephony = _optional(body, "telephony_call_config", dict, [], problems) or {}
-    for name in sorted(set(telephony) - TELEPHONY_FIELDS):
-        problems.append(_problem(["telephony_call_config", name], "extra fields not permitted", "extra_forbidden"))
-    ringing = _optional(telephony, "ringing_timeout_secs", int, ["telephony_call_config"], problems)
-    if ringing is not None and not 5 <= ringing <= 600:
-        problems.append(_problem(["telephony_call_config", "ringing_timeout_secs"], "must be from 5 to 600"))
-    phone_number_id = _optional(body, "agent_phone_number_id", str, [], problems)
-    kept = {name: body.get(name) for name in ("branch_id", "environment", "whatsapp_params")}
-    for name in ("branch_id", "environment"):
-        _optional(body, name, str, [], problems)
-    _optional(body, "whatsapp_params", dict, [], problems)
-    kept["telephony_call_config"] = telephony
     if problems:
         raise Invalid(problems[:100])
-    return Submit(body["call_name"].strip(), body["agent_id"], recipients, scheduled_at, phone_number_id, zone,
-                  concurrency, ringing, kept)
+    telephony = body.get("telephony_call_config") or {}
+    kept = {name: body.get(name) for name in ("branch_id", "environment", "whatsapp_params")}
+    kept["telephony_call_config"] = telephony
+    return Submit(body["call_name"].strip(), body["agent_id"], recipients, scheduled_at,
+                  body.get("agent_phone_number_id"), zone, body.get("target_concurrency_limit"),
+                  telephony.get("ringing_timeout_secs"), kept)
 
 
 def submit_records(recipients: list[dict]) -> tuple[list[dict], list[dict]]:

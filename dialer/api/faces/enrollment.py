@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import functools
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, Field
+
+from dialer.api.documented import API_KEY, BEARER_KEY, Reply, documented
+from dialer.api.requests import IdempotencyHeaders
+from dialer.core.enrollment import EnrollBody
 
 from dialer.api.appkeys import ENROLLMENT, TENANCY
 from dialer.api.auth import presented_key
@@ -57,6 +62,50 @@ async def _principal(request: web.Request) -> Principal:
     return principal
 
 
+class Rejection(BaseModel):
+    index: Annotated[int, Field(description="the contact's position in `contacts`")]
+    phoneNumber: Annotated[str | None, Field(description="as sent (at most 64 characters)")]
+    error: str
+
+
+class EnrollAnswer(BaseModel):
+    """Batch accepted for asynchronous processing; valid contacts are scheduled even when others fail."""
+
+    batchId: Annotated[str, Field(json_schema_extra={"format": "uuid"},
+                                  description="read it back with GET /api/call/batches/{batchId}")]
+    total: Annotated[int, Field(description="contacts submitted")]
+    accepted: Annotated[int, Field(description="contacts that passed validation and will be scheduled")]
+    rejected: Annotated[list[Rejection], Field(description="per-contact failures (empty when all passed)")]
+    message: Annotated[str, Field(description="when normalizeFields was ignored")] = None
+
+
+class EnrollError(BaseModel):
+    """The request failed whole (nothing was scheduled)."""
+
+    statusCode: int
+    error: Annotated[str, Field(description="the HTTP status's name")]
+    message: str
+    rejected: Annotated[list[Rejection], Field(description="400 when no contact passed: why each failed")] = None
+    required: Annotated[int, Field(description="402: the credits the accepted contacts need")] = None
+    available: Annotated[int, Field(description="402: the workspace's balance")] = None
+
+
+def _errors(*codes: int) -> dict[int, Reply]:
+    said = {400: "the request's own shape, or no contact passed", 401: "a missing or invalid key",
+            402: "not enough credits for the accepted contacts", 404: "an unknown agent (another workspace's too)",
+            413: "a body over 8 MiB, or contacts too large to be stored together",
+            422: "the agent cannot call: it has no calling number", 503: "the database failed; nothing was scheduled"}
+    return {code: Reply(EnrollError, said[code]) for code in codes}
+
+
+@documented("Enroll multiple contacts (the contact-enrollment API of seeds 000/001)", tags=("enrollment",),
+            security=(API_KEY, BEARER_KEY), body=EnrollBody, headers=IdempotencyHeaders,
+            path={"agentId": "our agent's id (GET /api/agents)"}, description=(
+                "Up to 1,000 contacts; each is validated on its own. A 202 means the accepted contacts are stored; "
+                "the calls are created in the background. `groupByField` chains the contacts of a group (one at a "
+                "time until one succeeds); `allowDuplicates` schedules repeated numbers one after the other."),
+            responses={202: Reply(EnrollAnswer, "accepted; check rejected[] for per-contact failures"),
+                       **_errors(400, 401, 402, 404, 413, 422, 503)})
 @face
 async def enroll(request: web.Request) -> web.Response:
     principal = await _principal(request)

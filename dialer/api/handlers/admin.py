@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dialer.api import replies as r
 from dialer.api.appkeys import TENANCY
 from dialer.api.auth import require_admin
+from dialer.api.documented import ADMIN, Reply, documented, links_to, request_body
 from dialer.api.envelope import ApiError, ok
+from dialer.api.requests import AgentBody, WorkspaceBody, WorkspaceSettingsBody
 from dialer.services.tenancy import TenancyError, agent_view, workspace_view
-from dialer.api.handlers.common import json_body
+
+WORKSPACE_ID = {"workspaceId": "from POST /api/admin/workspaces"}
+
+
+def route(summary: str, responses: dict, **more):
+    return documented(summary, tags=("admin",), security=ADMIN, responses=responses, **more)
 
 
 async def _workspace(request: web.Request) -> dict:
@@ -18,41 +26,53 @@ async def _workspace(request: web.Request) -> dict:
     return workspace
 
 
+@route("Create a workspace and its first API key", body=WorkspaceBody, responses={
+    200: Reply(r.envelope(r.NewWorkspace, "NewWorkspaceAnswer"), "the workspace and its key", links=links_to(
+        "$response.body#/data/workspaceId", "workspaceId", {"key": "admin_create_key", "agent": "admin_create_agent"})),
+    **r.errors(400, 403)})
 async def create_workspace(request: web.Request) -> web.Response:
     require_admin(request)
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise ApiError(400, "Bad Request", "body must be an object {name}")
+    body = await request_body(request)
     try:
-        workspace, key = await request.app[TENANCY].create_workspace(body.get("name"))
+        workspace, key = await request.app[TENANCY].create_workspace(body["name"])
     except TenancyError as exc:
         raise ApiError(400, "Bad Request", str(exc)) from None
     return ok({"workspaceId": str(workspace["_id"]), "name": workspace["name"], "apiKey": key}, "Workspace created")
 
 
+@route("A workspace and its settings", path=WORKSPACE_ID, responses={
+    200: Reply(r.envelope(r.WorkspaceView, "WorkspaceAnswer"), "the workspace"), **r.errors(403, 404)})
 async def get_workspace(request: web.Request) -> web.Response:
     require_admin(request)
     return ok(workspace_view(await _workspace(request)))
 
 
+@route("Change a workspace's settings: credits, the normalizeFields allowlist, enrollment concurrency",
+       path=WORKSPACE_ID, body=WorkspaceSettingsBody, responses={
+           200: Reply(r.envelope(r.WorkspaceView, "WorkspaceAnswer"), "the workspace after"),
+           **r.errors(400, 403, 404)})
 async def update_workspace(request: web.Request) -> web.Response:
-    """`PATCH /api/admin/workspaces/{id}` `{credits?: int | null, addCredits?: int, normalizationAllowed?: bool,
-    defaultConcurrencyLimit?: int | null}`: the workspace's settings (see Tenancy.update_settings)."""
+    """The settings are Tenancy.update_settings's (the CLI's `workspace-set` uses this route)."""
     require_admin(request)
     workspace = await _workspace(request)
+    body = await request_body(request)
     try:
-        after = await request.app[TENANCY].update_settings(workspace["_id"], await json_body(request))
+        after = await request.app[TENANCY].update_settings(workspace["_id"], body)
     except TenancyError as exc:
         raise ApiError(400, "Bad Request", str(exc)) from None
     return ok(workspace_view(after), "Workspace updated")
 
 
+@route("Every workspace", responses={
+    200: Reply(r.envelope(r.Workspaces, "WorkspacesAnswer"), "their ids, names and settings"), **r.errors(403)})
 async def list_workspaces(request: web.Request) -> web.Response:
     require_admin(request)
     workspaces = await request.app[TENANCY].list_workspaces()
     return ok({"workspaces": [workspace_view(w) for w in workspaces]})
 
 
+@route("Another API key for a workspace", path=WORKSPACE_ID, responses={
+    200: Reply(r.envelope(r.NewKey, "NewKeyAnswer"), "the key, shown once"), **r.errors(403, 404)})
 async def create_key(request: web.Request) -> web.Response:
     require_admin(request)
     workspace = await _workspace(request)
@@ -60,10 +80,12 @@ async def create_key(request: web.Request) -> web.Response:
     return ok({"workspaceId": str(workspace["_id"]), "apiKey": key}, "API key created")
 
 
+@route("Create an agent in a workspace", path=WORKSPACE_ID, body=AgentBody, responses={
+    200: Reply(r.envelope(r.AgentView, "AgentAnswer"), "the agent"), **r.errors(400, 403, 404)})
 async def create_agent(request: web.Request) -> web.Response:
     require_admin(request)
     workspace = await _workspace(request)
-    body = await json_body(request)
+    body = await request_body(request)
     try:
         agent = await request.app[TENANCY].create_agent(workspace["_id"], body)
     except TenancyError as exc:

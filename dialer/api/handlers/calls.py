@@ -7,24 +7,23 @@ from aiohttp import web
 from dialer.api.appkeys import CHAINS, REPOS
 from dialer.api.auth import require_workspace
 from dialer.api.envelope import ApiError, ok
-from dialer.api.handlers.common import json_body
+from dialer.api import replies as r
+from dialer.api.documented import WORKSPACE, Reply, documented, request_body
+from dialer.api.requests import VerdictBody
 from dialer.services.calls import call_view
 from dialer.services.tenancy import parse_id
 
 
+@documented("The agent's verdict on a call: did the conversation reach its goal?", tags=("calls",),
+            security=WORKSPACE, body=VerdictBody, path={"callId": "a call's callId"}, description=(
+                "Contact chaining reads it: a chained contact's group moves on at once when the call did not "
+                "succeed, and skips its other contacts when it did (see the enrollment face)."),
+            responses={200: Reply(r.envelope(r.CallView, "VerdictAnswer"), "the call, its verdict included"),
+                       **r.errors(400, 403, 404, 409)})
 async def record_verdict(request: web.Request) -> web.Response:
-    """`POST /api/call/calls/{callId}/verdict {"successful": bool, "reason"?: str}`: whether the agent's
-    conversation reached its goal. A chained contact's group moves on at once when it did not."""
     principal = await require_workspace(request)
-    body = await json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("successful"), bool):
-        raise ApiError(400, "Bad Request", "body must be an object {successful: true | false, reason?: string}")
-    unknown = set(body) - {"successful", "reason"}
-    if unknown:
-        raise ApiError(400, "Bad Request", f"unknown fields: {sorted(unknown)}")
+    body = await request_body(request)
     reason = body.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-        raise ApiError(400, "Bad Request", "reason must be a string of at most 500 characters")
     oid = parse_id(request.match_info["callId"])
     call = None if oid is None else await request.app[REPOS].calls.get(oid)
     if call is None or call["workspaceId"] != principal.workspace_id:

@@ -16,12 +16,22 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from dialer.api.appkeys import EVENTS, REPOS, SETTINGS
+from dialer.api.documented import TWILIO_SIGNATURE, Reply, documented
+from dialer.api.requests import TwilioForm, TwilioQuery
 from dialer.services.calls import destination
 
 log = logging.getLogger("dialer.webhooks")
 
 
 MAX_CALLBACK_BYTES = 64 * 1024  # Twilio's callbacks are a few hundred bytes
+FORGED = Reply(None, "unsigned, forged, or not a readable form: nothing changes", media_type="text/plain")
+
+
+def twilio_route(summary: str, responses: dict, **more):
+    """Twilio's routes: a signed form in (documented by TwilioForm, read after the signature), not our envelope."""
+    return documented(summary, tags=("Twilio webhooks",), security=(TWILIO_SIGNATURE,), body=TwilioForm,
+                      body_media_type="application/x-www-form-urlencoded", query=TwilioQuery,
+                      responses={**responses, 403: FORGED}, **more)
 
 
 def _refuse(request: web.Request, why: str) -> web.HTTPForbidden:
@@ -54,17 +64,24 @@ async def _verified_form(request: web.Request) -> dict[str, str]:
     return params
 
 
+@twilio_route("A call's status callback (initiated, ringing, answered, completed)",
+              responses={204: Reply(None, "applied, or ignored if it belongs to an earlier attempt")})
 async def twilio_status(request: web.Request) -> web.Response:
     params = await _verified_form(request)
     call_id = request.query.get("callId")
-    duration = params.get("CallDuration")
+    duration = params.get("CallDuration", "")
     result = await request.app[EVENTS].apply(
         call_id, params.get("CallSid"), params.get("CallStatus", ""), batch_id=request.query.get("batchId"),
         attempt=request.query.get("attempt"),
-        answered_by=params.get("AnsweredBy"), duration=int(duration) if duration and duration.isdigit() else None,
+        answered_by=params.get("AnsweredBy"), duration=_seconds(duration),
         error=params.get("ErrorMessage"))
     log.info("twilio status", extra={"callId": call_id, "status": params.get("CallStatus"), "result": result})
     return web.Response(status=204)
+
+
+def _seconds(value: str) -> int | None:
+    """CallDuration: whole seconds in ASCII digits (a call lasts 24 h at most); anything else is left out."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else None
 
 
 def _twiml(body: str) -> web.Response:
@@ -72,6 +89,8 @@ def _twiml(body: str) -> web.Response:
                         content_type="application/xml")
 
 
+@twilio_route("What an answered call does (TwiML)", responses={
+    200: Reply(None, "connect to the agent's media stream, or redirect to its TwiML URL", media_type="application/xml")})
 async def twilio_twiml(request: web.Request) -> web.Response:
     """What an answered call does: connect to the agent's media stream, or hand over to its TwiML URL.
 

@@ -1,0 +1,236 @@
+"""What the native routes answer, as models for the OpenAPI document: the envelope
+`{message, status, code, errorMessage, data}` around each route's `data`, and the error envelopes.
+
+These describe the views the use cases build (services/batches.py batch_view, services/calls.py
+call_view, services/tenancy.py agent_view ...); the schemathesis test (tests/test_schemathesis.py)
+checks every answer of a live server against them, so a view that grows a field nobody documented,
+or changes a type, fails the suite.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, create_model
+
+from dialer.api.documented import Reply
+from dialer.api.requests import BatchStatusName, CallStatusName, OutcomeName
+
+DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class EnvelopeBase(BaseModel):
+    message: str
+    status: Annotated[bool, Field(description="true when everything the request asked was done")]
+    code: Annotated[int, Field(description="the HTTP status")]
+    errorMessage: Annotated[str, Field(description="empty on success; the reason otherwise")]
+
+
+def envelope(data: Any, name: str) -> type[BaseModel]:
+    """The envelope whose `data` is `data` (a model or a type), named `name` in the document."""
+    return create_model(name, __base__=EnvelopeBase, data=(data, ...))
+
+
+ErrorEnvelope = envelope(dict[str, Any], "ErrorEnvelope")
+ErrorEnvelope.__doc__ = "A refusal: `status` false, `errorMessage` the reason, `data` details when there are any."
+
+_ERRORS = {
+    400: "bad input: errorMessage says what and where",
+    403: "the key is missing or invalid, or does not own the object",
+    404: "no such object",
+    409: "the batch's status forbids this (data.status names it), or the Idempotency-Key is in use",
+    413: "the body is larger than DIALER_MAX_BODY_BYTES",
+    503: "the database failed; nothing was written, retry",
+}
+
+
+def errors(*codes: int) -> dict[int, Reply]:
+    return {code: Reply(ErrorEnvelope, _ERRORS[code]) for code in codes}
+
+
+class WindowView(BaseModel):
+    start: str
+    end: str
+    days: list[str]
+
+
+class RetryView(BaseModel):
+    maxAttempts: int
+    delaySeconds: float
+    on: list[OutcomeName]
+
+
+class Counters(BaseModel):
+    """Kept by the calls' transitions: reading them costs the same for ten calls or a million."""
+
+    scheduled: int
+    dispatched: int
+    attempts: int
+    finished: int
+    waiting: int
+    inFlight: int
+    byStatus: dict[CallStatusName, int]
+    byOutcome: dict[str, int]
+
+
+class BatchView(BaseModel):
+    batchId: str
+    name: str
+    agentId: str
+    status: BatchStatusName
+    callingNumbers: list[str]
+    concurrencyLimit: int
+    callingWindow: WindowView
+    timezone: str | None
+    scheduledAt: DateTime | None
+    retry: RetryView
+    ringingTimeoutSeconds: int
+    retryCount: int
+    createdAt: DateTime
+    updatedAt: DateTime
+    counters: Counters | None = None
+
+
+class BatchesPage(BaseModel):
+    batches: list[BatchView]
+    count: int
+    nextCursor: str | None
+
+
+class DeletedBatch(BaseModel):
+    batchId: str
+
+
+class InFlightNumber(BaseModel):
+    phoneNumber: str
+    callId: str
+    status: CallStatusName
+
+
+class FailedChunk(BaseModel):
+    chunkNum: int
+    error: str
+
+
+class CallsAdded(BaseModel):
+    added: Annotated[int, Field(description="calls inserted or updated; one callId each")]
+    callIds: list[str]
+    inserted: int
+    updated: int
+    duplicatesCollapsed: Annotated[int, Field(description="records of this request naming a number again")]
+    inFlight: Annotated[list[InFlightNumber], Field(description="numbers already in a call, not re-enqueued")]
+    batchStatus: BatchStatusName
+    failedChunks: Annotated[list[FailedChunk], Field(description="with 207 and 503: chunks not written")] = None
+
+
+class RecordError(BaseModel):
+    index: int
+    phoneNumber: str | None
+    reason: str
+
+
+class RecordErrors(BaseModel):
+    invalidRecords: int
+    errors: Annotated[list[RecordError], Field(description="the first 50")]
+    errorsTruncated: bool
+
+
+class AddCallsRefusal(EnvelopeBase):
+    """A refused addCallsToBatch: with invalid records, `data` names them (nothing was written)."""
+
+    data: RecordErrors | dict[str, Any]
+
+
+class CsvRejectedRow(BaseModel):
+    line: Annotated[int, Field(description="the file's line (the header is line 1)")]
+    phoneNumber: str | None
+    reason: str
+
+
+class CsvImport(BaseModel):
+    dryRun: bool
+    rows: int
+    accepted: int
+    rejectedCount: int
+    rejected: Annotated[list[CsvRejectedRow], Field(description="the first 1,000")]
+    rejectedTruncated: bool
+    duplicatesCollapsed: int
+    added: int
+    inserted: int = None
+    updated: int = None
+    batchStatus: BatchStatusName = None
+    inFlightCount: int = None
+    inFlight: list[InFlightNumber] = None
+    failedChunks: list[FailedChunk] = None
+
+
+class HistoryEntry(BaseModel):
+    at: DateTime | None
+    event: str
+
+
+class CallView(BaseModel):
+    callId: str
+    batchId: str
+    phoneNumber: Annotated[str, Field(description="E.164")]
+    extension: str | None
+    input: Annotated[dict[str, Any], Field(description="the record's phoneNumber as sent")]
+    variables: dict[str, Any]
+    timezones: list[str]
+    zoneSource: Literal["record", "number", "batch", "agent", "multi"] | None
+    status: CallStatusName
+    attempts: int
+    nextAttemptAt: DateTime | None
+    providerCallId: str | None
+    outcome: str | None
+    history: list[HistoryEntry]
+    createdAt: DateTime | None
+    updatedAt: DateTime | None
+
+
+class CallsPage(BaseModel):
+    calls: list[CallView]
+    count: int
+    nextCursor: str | None
+
+
+class AgentView(BaseModel):
+    agentId: str
+    name: str
+    requiredVariables: list[str]
+    callingNumbers: list[str]
+    timezones: list[str]
+    twimlUrl: str | None
+    streamUrl: str | None
+
+
+class Agents(BaseModel):
+    agents: list[AgentView]
+
+
+class Health(BaseModel):
+    ok: bool
+    store: Annotated[str, Field(description="memory (embedded) or mongodb")]
+
+
+class NewWorkspace(BaseModel):
+    workspaceId: str
+    name: str
+    apiKey: Annotated[str, Field(description="shown once; stored hashed")]
+
+
+class WorkspaceView(BaseModel):
+    workspaceId: str
+    name: str
+    credits: Annotated[int | None, Field(description="null: unlimited")]
+    normalizationAllowed: bool
+    defaultConcurrencyLimit: Annotated[int | None, Field(description="of its enrollment batches; null: 10")]
+
+
+class Workspaces(BaseModel):
+    workspaces: list[WorkspaceView]
+
+
+class NewKey(BaseModel):
+    workspaceId: str
+    apiKey: Annotated[str, Field(description="shown once; stored hashed")]
