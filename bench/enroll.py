@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 
 from bench.ingest import generate
-from bench.ingest_http import HEALTH_EVERY, _poll_health, _post, server
+from bench.ingest_http import HEALTH_EVERY, _poll_health, _post, create_batch, server
 
 CONTACTS = 1000
 
@@ -46,9 +46,7 @@ async def run(requests: int) -> None:
         headers = {"x-api-key": info["key"], "Content-Type": "application/json"}
 
         async def new_batch() -> str:
-            async with session.post(f"{base}/api/call/createBatch", headers=headers,
-                                    data=orjson.dumps({"name": "bench", "agentId": info["agentId"]})) as resp:
-                return (await resp.json(loads=orjson.loads))["data"]["batchId"]
+            return await create_batch(session, base, headers, info["agentId"])
 
         stop = asyncio.Event()
         poller = asyncio.create_task(_poll_health(f"{base}/health", stop, health))

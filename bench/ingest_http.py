@@ -100,6 +100,16 @@ async def server(kind: str):
 
 # ---------------------------------------------------------------------------------------- the client
 
+async def create_batch(session, base: str, headers: dict, agent_id: str) -> str:
+    """A fresh batch of the bench's agent on the server at `base`; its id."""
+    async with session.post(f"{base}/api/call/createBatch", headers=headers,
+                            data=orjson.dumps({"name": "bench", "agentId": agent_id})) as resp:
+        doc = await resp.json(loads=orjson.loads)
+        if resp.status != 200:
+            raise RuntimeError(f"createBatch answered {resp.status}: {doc}")
+        return doc["data"]["batchId"]
+
+
 @dataclass
 class Answer:
     label: str
@@ -198,12 +208,7 @@ async def measure_http(work) -> HttpResults:
         headers = {"x-api-key": info["key"], "Content-Type": "application/json"}
 
         async def new_batch() -> str:
-            async with session.post(f"{base}/api/call/createBatch", headers=headers,
-                                    data=orjson.dumps({"name": "bench", "agentId": info["agentId"]})) as resp:
-                doc = await resp.json(loads=orjson.loads)
-                if resp.status != 200:
-                    raise RuntimeError(f"createBatch answered {resp.status}: {doc}")
-                return doc["data"]["batchId"]
+            return await create_batch(session, base, headers, info["agentId"])
 
         async def add(label: str, count: int, health: list[float] | None = None) -> Answer:
             body = work.body(await new_batch(), count)

@@ -1,5 +1,8 @@
 """The seams: what the use cases and the dispatcher ask of storage, as small Protocols.
 
+Every port is in this one module, with the values its methods take and return, as APScheduler 4 keeps
+its interfaces together: a newcomer reads the whole storage contract in one place (hence its length).
+
 Two backends implement every port: `dialer/store/memory` (our own indexed in-memory store, the
 embedded default) and `dialer/store/mongo` (PyMongo's async driver). One contract suite
 (tests/contract) runs against both. Nothing above `dialer/store` touches a collection or builds a
