@@ -204,3 +204,27 @@ async def test_a_failing_intake_does_not_stop_the_chain_sweep(api, clock, engine
     await h.engines[0].reaper.run()
     await h.run_until(lambda: _status(api, answer["batchId"], "completed"))
     assert len(h.sim.placed) == 2
+
+
+async def test_a_dispatcher_dying_mid_call_does_not_break_the_chain(api, clock, engine_settings):
+    """The dispatcher dies while each group's first call rings; the provider ends them unheard. The
+    survivor's reaper reconciles them with the provider, and each group moves on to its next contact:
+    every contact called once, in order, never two of a group at once."""
+    h = Harness(api, clock, engine_settings, outcomes={"busy": 1.0}, mean_duration=30)
+    code, answer, _, _ = await enroll(api, {"contacts": groups_of(2, 3), "groupByField": "account_id"})
+    batch = answer["batchId"]
+    await h.step()
+    await h.step()
+    assert len(h.sim.placed) == 2
+    h.sim.sink = None  # the dispatcher died: nobody hears the provider's events any more
+    clock.advance(200)
+    await h.sim.pump()
+    h.engines = [h.new_engine("survivor")]
+    assert await h.engines[0].reaper.reconcile_expired() == 2
+    await h.run_until(lambda: _status(api, batch, "completed"))
+    calls = await api.all_calls(batch)
+    assert len(h.sim.placed) == 6 and {c["status"] for c in calls} == {"busy"}
+    for group, spans in intervals(h, calls).items():
+        assert [index for _, _, index in spans] == sorted(index for _, _, index in spans), group
+        for (_, ended, _), (started, _, _) in zip(spans, spans[1:]):
+            assert started >= dt.datetime.fromisoformat(ended.replace("Z", "+00:00")), group
