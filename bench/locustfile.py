@@ -6,7 +6,9 @@
 
 Each simulated partner creates its own batch (calling number from DIALER_LOAD_CALLING_NUMBER,
 default the demo agent's), then keeps adding chunks of DIALER_LOAD_RECORDS records (default 500;
-5% re-sent numbers in another format, so updates are exercised too) and reading the batch back.
+5% re-sent numbers in another format, so updates are exercised too), reading the batch back, and now
+and then enrolling DIALER_LOAD_CONTACTS contacts (default 100, chained by groups of three) through the
+contact-enrollment face, each request a new batch.
 The key comes from DIALER_LOAD_API_KEY (default demo-key). Only loopback targets belong here.
 """
 
@@ -20,6 +22,7 @@ from locust import HttpUser, between, task
 API_KEY = os.environ.get("DIALER_LOAD_API_KEY", "demo-key")
 CALLING_NUMBER = os.environ.get("DIALER_LOAD_CALLING_NUMBER", "+15005550006")
 RECORDS = int(os.environ.get("DIALER_LOAD_RECORDS", "500"))
+CONTACTS = int(os.environ.get("DIALER_LOAD_CONTACTS", "100"))
 AREAS = ("212", "305", "312", "415", "512", "617", "702", "206")
 
 
@@ -33,6 +36,7 @@ class Partner(HttpUser):
                                 json={"name": f"load {random.randrange(10**6)}", "callingNumbers": [CALLING_NUMBER],
                                       "concurrencyLimit": 20})
         self.batch_id = resp.json()["data"]["batchId"]
+        self.agent_id = resp.json()["data"]["agentId"]
 
     def _number(self) -> str:
         if self.sent and random.random() < 0.05:
@@ -54,3 +58,14 @@ class Partner(HttpUser):
     @task(1)
     def read_batch(self) -> None:
         self.client.get(f"/api/call/batches/{self.batch_id}", headers=self.headers, name="getBatch")
+
+    @task(1)
+    def enroll(self) -> None:
+        contacts = [{"phoneNumber": self._number(), "name": "Zoë Load", "account_id": f"G{i // 3}"}
+                    for i in range(CONTACTS)]
+        with self.client.post(f"/api/v1/agents/{self.agent_id}/schedule/sequences", headers=self.headers,
+                              name="enroll", json={"contacts": contacts, "groupByField": "account_id"},
+                              catch_response=True) as resp:
+            body = resp.json()
+            if resp.status_code != 202 or body["accepted"] + len(body["rejected"]) != body["total"]:
+                resp.failure(f"{resp.status_code}: {body.get('message')}")
