@@ -216,3 +216,29 @@ async def test_a_wrong_key_is_refused_on_the_sign_in_page(page):
     assert await page.evaluate("sessionStorage.getItem('dialer.apiKey')") is None
     await expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
     await snap(page, "0-wrong-key")
+
+
+async def test_an_enrollment_batch_opens_by_its_uuid(page, base_url):
+    """Found in review: the console routed only 24-hex ids, so an enrollment batch (a UUID) never opened."""
+    async with aiohttp.ClientSession() as session:
+        api = Client(session, base_url)
+        agent = (await api.call("GET", "/api/agents"))["agents"][0]["agentId"]
+        body = {"groupByField": "account_id", "contacts": [
+            {"phoneNumber": f"+1212777{i:04d}", "name": f"Contact {i}", "account_id": f"G{i % 2}"} for i in range(6)]}
+        async with session.post(f"{base_url}/api/v1/agents/{agent}/schedule/sequences", json=body,
+                                headers={"x-api-key": KEY}) as resp:
+            assert resp.status == 202
+            batch_id = (await resp.json())["batchId"]
+        # Paused at once, each group keeps a held contact (at most one per group is dialled or activated).
+        await api.until(f"/api/call/batches/{batch_id}", lambda b: b["counters"]["scheduled"] == 6, "the calls")
+        await api.call("POST", f"/api/call/batches/{batch_id}/stop")
+    await page.goto("/console")
+    await page.get_by_label("Workspace API key").fill(KEY)
+    await page.get_by_role("button", name="Sign in").click()
+    row = page.locator(f'tr[data-batch-id="{batch_id}"]')
+    await row.get_by_role("link").click()
+    await expect(page.get_by_role("heading", name=re.compile(r"Enrollment .*\(6 contacts\)"))).to_be_visible()
+    await expect(counter(page, "Finished")).to_contain_text("/ 6")
+    await page.get_by_label("Status", exact=True).select_option("held")
+    await expect(page.locator("table.calls tbody tr").first).to_contain_text("held")
+    await snap(page, "6-enrollment")

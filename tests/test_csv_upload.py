@@ -121,3 +121,43 @@ async def test_uploads_are_refused_without_the_batchs_key_or_beyond_the_record_l
         api2 = await make_api(c, limited)
         code, doc, _ = await upload(api2, await api2.create_batch(), csv_of(GOOD))
     assert code == 400 and "at most 3 per upload" in doc["errorMessage"]
+
+
+async def test_an_unterminated_quote_is_refused_and_lines_are_the_files(api):
+    """Both found in review: a quote left open swallowed every later row into one field (silently), and
+    rows after a quoted field spanning lines were reported with their record number, not their line."""
+    batch = await api.create_batch()
+    open_quote = b'phone,name\n+12125550101,"abc\n+12125550102,x\n+12125550103,y\n'
+    resp = await api.client.post(f"/api/call/batches/{batch}/csv?dryRun=true", data=open_quote, headers=api.headers())
+    doc = await resp.json()
+    assert resp.status == 400 and "unexpected end of data" in doc["errorMessage"]
+    spanning = b'phone,name\n+12125550101,"a\nb\nc"\n+12125550102,x\n\n12,bad\n'
+    resp = await api.client.post(f"/api/call/batches/{batch}/csv?dryRun=true", data=spanning, headers=api.headers())
+    doc = await resp.json()
+    assert resp.status == 200 and [r["line"] for r in doc["data"]["rejected"]] == [7]
+
+
+async def test_an_idempotency_key_is_for_one_kind_of_request(api):
+    """Found in review: a key used for a CSV upload into one batch replayed that answer for an upload into
+    another batch, or for addCallsToBatch (claiming calls that were never written there)."""
+    first, second = await api.create_batch(), await api.create_batch()
+    data = b"phone\n+12125550101\n"
+    headers = api.headers(**{"Idempotency-Key": "k1"})
+    resp = await api.client.post(f"/api/call/batches/{first}/csv", data=data, headers=headers)
+    assert resp.status == 200
+    resp = await api.client.post(f"/api/call/batches/{first}/csv", data=data, headers=headers)
+    assert resp.status == 200 and resp.headers.get("Idempotent-Replay") == "true"
+    resp = await api.client.post(f"/api/call/batches/{second}/csv", data=data, headers=headers)
+    doc = await resp.json()
+    assert resp.status == 422 and "another request" in doc["errorMessage"]
+    code, doc = await api.add_calls(second, [{"phoneNumber": "+12125550101"}], headers={"Idempotency-Key": "k1"})
+    assert code == 422
+    assert await api.all_calls(second) == []
+
+
+async def test_a_bad_idempotency_key_is_refused_on_a_dry_run_too(api):
+    """Found by schemathesis once the upload had an example: an empty key passed on a dry run."""
+    batch = await api.create_batch()
+    resp = await api.client.post(f"/api/call/batches/{batch}/csv?dryRun=true", data=b"phone\n+12125550101\n",
+                                 headers=api.headers(**{"Idempotency-Key": ""}))
+    assert resp.status == 400 and "empty" in (await resp.json())["errorMessage"]

@@ -33,11 +33,13 @@ DOCUMENT = web.AppKey("openapi_document", dict)  # a holder: {"json": bytes} onc
 ASSETS = "docs_assets"  # package data of dialer.api: Swagger UI (from npm's swagger-ui-dist) and our page
 DESCRIPTION = """A self-hosted outbound calling engine.
 
-Our own routes (`/api/...`) answer every request, errors included, in the envelope
+Our own routes (`/api/...` but `/api/v1/`) answer every request, errors included, in the envelope
 `{message, status, code, errorMessage, data}` with the HTTP status equal to `code`; a workspace key is
-sent as `x-api-key` or `Authorization: Bearer <key>`. The ElevenLabs batch-calling face
-(`/v1/convai/batch-calling/...`) answers in that vendor's shapes, with its `xi-api-key`. Twilio's
-webhooks take Twilio's signed forms."""
+sent as `x-api-key` or `Authorization: Bearer <key>`. The contact-enrollment face
+(`/api/v1/agents/{agentId}/schedule/sequences`) answers in its vendor's shapes (`202 {batchId, total,
+accepted, rejected}`, errors `{statusCode, error, message}`), with the same keys. The ElevenLabs
+batch-calling face (`/v1/convai/batch-calling/...`) answers in that vendor's shapes, with its
+`xi-api-key`. Twilio's webhooks take Twilio's signed forms."""
 
 
 class _Schemas(GenerateJsonSchema):

@@ -40,6 +40,7 @@ _ERRORS = {
     404: "no such object",
     409: "the batch's status forbids this (data.status names it), or the Idempotency-Key is in use",
     413: "the body is larger than DIALER_MAX_BODY_BYTES",
+    422: "the Idempotency-Key was already used for another request (another route or batch)",
     503: "the database failed; nothing was written, retry",
 }
 
@@ -89,6 +90,9 @@ class BatchView(BaseModel):
     createdAt: DateTime
     updatedAt: DateTime
     counters: Counters | None = None
+    internalId: Annotated[str, Field(description="a face's batch (batchId its UUID): our id, which its calls' "
+                                                 "batchId holds")] = None
+    source: Annotated[Literal["enrollment"], Field(description="the face that created it")] = None
 
 
 class BatchesPage(BaseModel):
@@ -169,6 +173,19 @@ class HistoryEntry(BaseModel):
     event: str
 
 
+class ChainGroup(BaseModel):
+    key: str
+    seq: Annotated[int, Field(description="its place in the group (0 is called first)")]
+    policy: Annotated[Literal["untilSuccess", "each"], Field(description="untilSuccess: groupByField; each: "
+                                                                         "allowDuplicates' repeated numbers")]
+
+
+class Verdict(BaseModel):
+    successful: bool
+    at: DateTime | None
+    reason: str = None
+
+
 class CallView(BaseModel):
     callId: str
     batchId: str
@@ -186,6 +203,10 @@ class CallView(BaseModel):
     history: list[HistoryEntry]
     createdAt: DateTime | None
     updatedAt: DateTime | None
+    contact: Annotated[dict[str, Any], Field(description="an enrolled contact's own fields (index, name, "
+                                                         "toEmailAddress, scheduledAt)")] = None
+    group: Annotated[ChainGroup, Field(description="its contact-chaining group")] = None
+    verdict: Annotated[Verdict, Field(description="the agent's verdict on the call")] = None
 
 
 class CallsPage(BaseModel):

@@ -90,6 +90,9 @@ class CsvQuery(Query):
 class CsvFile(RootModel[str]):
     """A CSV file of contacts (the body as it is; read by dialer/core/contacts_csv.py)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        "phone_number,name,account_id\n+12125550101,Zoë Ünal,ACC-1\n(212) 555-0102,Bo Li,ACC-2\n"]})
+
 
 class Options(Shape):
     """A lifecycle verb's optional body: nothing, or a JSON object of these fields."""

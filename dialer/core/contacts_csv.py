@@ -28,7 +28,8 @@ def read_contacts(data: bytes) -> tuple[list[str], list[tuple[int, dict]]]:
         raise CsvUnreadable(f"the file is not UTF-8 (byte {exc.start})") from None
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # strict: an unterminated quote is an error, not a field that swallows the rest of the file.
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -44,7 +45,9 @@ def read_contacts(data: bytes) -> tuple[list[str], list[tuple[int, dict]]]:
         raise CsvUnreadable(f"the header names a column twice: {twice}")
     rows = []
     try:
-        for line, values in enumerate(reader, start=2):
+        ended = reader.line_num  # lines read so far (the header's)
+        for values in reader:
+            line, ended = ended + 1, reader.line_num  # the file's line where the row starts (quoted fields may span lines)
             if not any(v.strip() for v in values):
                 continue  # blank line
             if len(values) != len(names):

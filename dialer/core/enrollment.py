@@ -75,6 +75,10 @@ class Contact(Shape):
 class EnrollBody(Shape):
     """The request (seeds 000/001). Its own shape refused is a 400; its contacts are judged one by one."""
 
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
+        "groupByField": "account_id", "timezone": "America/New_York", "contacts": [
+            {"name": "John Doe", "phoneNumber": "+15551234567", "account_id": "ACC-1"},
+            {"name": "Jane Roe", "phoneNumber": "+1 (555) 123-4568", "account_id": "ACC-1"}]}]})
     not_an_object: ClassVar[str] = "Body must be a JSON object with contacts."
     unknown_fields: ClassVar[str] = "Unknown fields: {names}."
 

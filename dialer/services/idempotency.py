@@ -33,6 +33,11 @@ class KeyInUse(Exception):
     """Another request with this key is still running."""
 
 
+class KeyUsedElsewhere(Exception):
+    """The key was used for another kind of request (another route, or a CSV upload into another batch):
+    replaying that answer here would claim what did not happen here."""
+
+
 class Idempotency:
     def __init__(self, repo: IdempotencyRepo, clock: Clock, ttl_seconds: int) -> None:
         self.repo = repo
@@ -49,22 +54,25 @@ class Idempotency:
             return f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters"
         return None
 
-    async def claim(self, workspace_id, key: str) -> StoredResponse | None:
-        """None: this request owns the key and must run. A StoredResponse: replay it. KeyInUse: wait."""
+    async def claim(self, workspace_id, key: str, scope: str = "") -> StoredResponse | None:
+        """None: this request owns the key and must run. A StoredResponse: replay it. KeyInUse: wait.
+        KeyUsedElsewhere: the key belongs to a request of another `scope` (route and target)."""
         now = self.clock.now()
         doc_id = f"{workspace_id}:{key}"
         claim = {"_id": doc_id, "state": "running", "claimedUntil": now + dt.timedelta(seconds=CLAIM_SECONDS),
-                 "expiresAt": now + self.ttl}
+                 "expiresAt": now + self.ttl, "scope": scope}
         if await self.repo.insert(claim):
             return None
         doc = await self.repo.get(doc_id)
         if doc is None:  # purged between the two calls
-            return await self.claim(workspace_id, key)
+            return await self.claim(workspace_id, key, scope)
         if doc["expiresAt"] <= now:
             # Expired by our clock: the key is free again; take it over unless another request just did.
             if await self.repo.replace_if(doc_id, {"expiresAt": doc["expiresAt"]}, claim):
                 return None
             raise KeyInUse(key)
+        if doc.get("scope", scope) != scope:
+            raise KeyUsedElsewhere(key)
         if doc["state"] == "done":
             return StoredResponse(doc["code"], doc["body"])
         if doc["claimedUntil"] < now:

@@ -19,7 +19,7 @@ from dialer.ports import CallRepo, StoreUnavailable
 from dialer.services.bodies import BodyReader
 from dialer.metrics import Metrics
 from dialer.services.errors import Refused
-from dialer.services.idempotency import Idempotency, KeyInUse
+from dialer.services.idempotency import Idempotency, KeyInUse, KeyUsedElsewhere
 from dialer.core.records import MAX_RECORD_BYTES, IngestContext, Plan, Planner, oversized_records, validate_envelope
 from dialer.core.phones import PhoneNormaliser
 from dialer.settings import Settings
@@ -72,20 +72,25 @@ class Ingestion:
         self.metrics = metrics or Metrics()
 
     async def add_calls(self, principal: Principal, raw: bytes, idempotency_key: str | None) -> Outcome:
-        return await self.idempotent(principal.workspace_id, idempotency_key, lambda: self._add_calls(principal, raw))
+        return await self.idempotent(principal.workspace_id, idempotency_key, lambda: self._add_calls(principal, raw),
+                                     scope="addCallsToBatch")
 
     async def idempotent(self, workspace_id: Any, idempotency_key: str | None,
-                         work: Callable[[], Awaitable[Outcome]]) -> Outcome:
-        """`work` run once per Idempotency-Key (a retry with the key gets the first answer); without a key, run."""
+                         work: Callable[[], Awaitable[Outcome]], scope: str) -> Outcome:
+        """`work` run once per Idempotency-Key (a retry with the key gets the first answer); without a key, run.
+        `scope` names the kind of request (route and target): a key reused for another scope is a 422."""
         if idempotency_key is None:
             return await work()
         problem = Idempotency.check_key(idempotency_key)
         if problem:
             raise Refused(400, "Bad Request", problem)
         try:
-            stored = await self.idempotency.claim(workspace_id, idempotency_key)
+            stored = await self.idempotency.claim(workspace_id, idempotency_key, scope)
         except KeyInUse:
             raise Refused(409, "Conflict", "a request with this Idempotency-Key is still being processed") from None
+        except KeyUsedElsewhere:
+            raise Refused(422, "Unprocessable Entity", "this Idempotency-Key was already used for another request "
+                                                      "(another route, or another batch): use a new key") from None
         if stored is not None:
             return Outcome(stored.code, stored.body["message"], stored.body["data"], stored.body["errorMessage"],
                            replayed=True)
@@ -147,8 +152,9 @@ class Ingestion:
         An enrollment's batch takes contacts from the enrollment face only: its duplicates wait their turn
         under keys of their own, which records added here would not see (a number dialled twice at once)."""
         if batch.get("source") == "enrollment":
-            raise Refused(409, "Conflict", "this batch was created by the enrollment face: enroll contacts into it "
-                                           "with POST /api/v1/agents/{agentId}/schedule/sequences (a new batch)")
+            raise Refused(409, "Conflict", "this batch was created by the enrollment face and takes no other contacts; "
+                                           "enroll more with POST /api/v1/agents/{agentId}/schedule/sequences "
+                                           "(each request makes a batch of its own)")
         plan: Plan = await offload(len(records), Planner(self.phones, self._context(batch, agent)).plan, records)
         if check_sizes:  # only a body over the document limit can hold a record too large to store
             plan.errors += await offload(len(records), oversized_records, records)

@@ -113,10 +113,11 @@ class Tenancy:
         if after is None:
             raise TenancyError("workspace not found")
         if add:
+            if after.get("credits") is None:
+                raise TenancyError("the workspace has unlimited credits: set a balance with credits first")
             added = await self.repo.add_credits(workspace_id, add)
             if added is None:
-                raise TenancyError("the workspace has unlimited credits (set a balance with credits first), or "
-                                   f"its balance is smaller than {-add}")
+                raise TenancyError(f"the workspace's balance is smaller than {-add}")
             after = added
         return after
 

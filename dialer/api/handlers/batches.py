@@ -34,7 +34,8 @@ def route(summary: str, responses: dict, **more):
 
 BATCH_LINKS = links_to("$response.body#/data/batchId", "batchId", {
     verb: f"batches_{verb}_batch" for verb in ("get", "update", "delete", "start", "stop", "cancel", "retry")} | {
-    "calls": "batches_get_batch_calls"}, bodies={"addCalls": ("batches_add_calls_to_batch", "batchId")})
+    "calls": "batches_get_batch_calls", "uploadCsv": "batches_upload_csv"},
+    bodies={"addCalls": ("batches_add_calls_to_batch", "batchId")})
 
 
 @route("Create a batch", body=CreateBatchBody, responses={
@@ -75,7 +76,7 @@ CallsAnswer = r.envelope(r.CallsAdded, "CallsAddedAnswer")
     responses={200: Reply(CallsAnswer, "every call written"),
                207: Reply(CallsAnswer, "some chunks failed: data.failedChunks; resend their records"),
                400: Reply(r.AddCallsRefusal, "bad input; with invalid records, data names them"),
-               **r.errors(403, 404, 409, 413, 503)})
+               **r.errors(403, 404, 409, 413, 422, 503)})
 async def add_calls_to_batch(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     raw = await request.read()  # validated as AddCallsBody by the use case, after parsing large bodies aside
@@ -189,7 +190,7 @@ async def update_batch(request: web.Request) -> web.Response:
            "listed with their file line and reason (`dryRun=true` only checks)."),
        responses={200: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "rows written (or checked) and rejected"),
                   207: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "some chunks failed: data.failedChunks"),
-                  **r.errors(400, 403, 404, 409, 413, 503)})
+                  **r.errors(400, 403, 404, 409, 413, 422, 503)})
 async def upload_csv(request: web.Request) -> web.Response:
     """The CSV file is the body (any content type); `?dryRun=true` checks it without writing."""
     batch = await _owned_batch(request)

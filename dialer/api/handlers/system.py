@@ -7,7 +7,7 @@ from aiohttp import web
 from dialer.api import replies as r
 from dialer.api.appkeys import CLOCK, METRICS, REPOS, TENANCY
 from dialer.api.auth import require_workspace
-from dialer.api.documented import PUBLIC, WORKSPACE, Reply, documented
+from dialer.api.documented import PUBLIC, WORKSPACE, Reply, documented, links_to
 from dialer.api.envelope import ok
 from dialer.metrics import CONTENT_TYPE
 from dialer.services.tenancy import agent_view
@@ -29,7 +29,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @documented("The caller's agents", tags=("agents",), security=WORKSPACE, responses={
-    200: Reply(r.envelope(r.Agents, "AgentsAnswer"), "every agent of the key's workspace"), **r.errors(403)})
+    200: Reply(r.envelope(r.Agents, "AgentsAnswer"), "every agent of the key's workspace", links=links_to(
+        "$response.body#/data/agents/0/agentId", "agentId", {"enroll": "enrollment_enroll"})),
+    **r.errors(403)})
 async def list_agents(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     agents = await request.app[TENANCY].list_agents(principal.workspace_id)

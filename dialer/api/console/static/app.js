@@ -61,7 +61,8 @@ function route() {
     return;
   }
   const ctx = { api, samples, announce, navigate: (to) => { window.location.hash = to; } };
-  const batch = /^#\/batches\/([0-9a-f]{24})$/i.exec(hash);
+  // Our ids (24 hex digits) and the enrollment face's UUIDs.
+  const batch = /^#\/batches\/([0-9a-f]{24}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i.exec(hash);
   for (const link of nav.querySelectorAll("a")) {
     if (link.getAttribute("href") === hash) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
