@@ -45,6 +45,11 @@ _ERRORS = {
 }
 
 
+REPLAY_HEADER = {"Idempotent-Replay": {"description": "true: the stored answer to the first request with this "
+                                                     "Idempotency-Key (nothing was done again)",
+                                      "schema": {"type": "string", "enum": ["true"]}}}
+
+
 def errors(*codes: int) -> dict[int, Reply]:
     return {code: Reply(ErrorEnvelope, _ERRORS[code]) for code in codes}
 

@@ -18,7 +18,7 @@ from dialer.core.contacts_csv import CsvUnreadable, read_contacts
 from dialer.core.records import MAX_RECORD_BYTES, Plan
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Idempotency
-from dialer.services.ingestion import Ingestion, Outcome, _free_in_steps, offload
+from dialer.services.ingestion import Ingestion, Outcome, free_in_steps, offload
 
 MAX_LISTED = 1000  # rejected rows (and numbers in flight) listed in an answer; the counts are always whole
 
@@ -63,7 +63,7 @@ async def _load(ingestion: Ingestion, batch: dict, data: bytes, dry_run: bool) -
         return Outcome(written.code, _message(written, summary), {**summary, **_written_view(written.data)},
                        written.error)
     finally:
-        await offload(len(records), _free_in_steps, [records, plan.calls, rows])
+        await offload(len(records), free_in_steps, [records, plan.calls, rows])
 
 
 def _summary(rows: list[tuple[int, dict]], plan: Plan, dry_run: bool) -> dict[str, Any]:

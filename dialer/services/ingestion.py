@@ -50,7 +50,7 @@ async def offload(size: int, fn: Callable, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def _free_in_steps(lists: list[list], step: int = 1000) -> None:
+def free_in_steps(lists: list[list], step: int = 1000) -> None:
     for items in lists:
         while items:
             del items[-step:]
@@ -144,7 +144,7 @@ class Ingestion:
         # A large request leaves millions of objects behind. Freed in one go (one C call, holding the
         # GIL) they stop the event loop ~110 ms for 100,000 records, wherever that happens: a worker
         # thread frees them a thousand records at a time, letting the loop in between.
-        await offload(len(call_data), _free_in_steps, [call_data, plan.calls])
+        await offload(len(call_data), free_in_steps, [call_data, plan.calls])
         return outcome
 
     async def plan_records(self, batch: dict, agent: dict, records: list, check_sizes: bool = False) -> Plan:

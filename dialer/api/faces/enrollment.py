@@ -21,6 +21,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from dialer.api.documented import API_KEY, BEARER_KEY, Reply, documented
+from dialer.api.replies import REPLAY_HEADER
 from dialer.api.requests import IdempotencyHeaders
 from dialer.core.enrollment import EnrollBody
 
@@ -104,7 +105,8 @@ def _errors(*codes: int) -> dict[int, Reply]:
                 "Up to 1,000 contacts; each is validated on its own. A 202 means the accepted contacts are stored; "
                 "the calls are created in the background. `groupByField` chains the contacts of a group (one at a "
                 "time until one succeeds); `allowDuplicates` schedules repeated numbers one after the other."),
-            responses={202: Reply(EnrollAnswer, "accepted; check rejected[] for per-contact failures"),
+            responses={202: Reply(EnrollAnswer, "accepted; check rejected[] for per-contact failures",
+                                  headers=REPLAY_HEADER),
                        **_errors(400, 401, 402, 404, 413, 422, 503)})
 @face
 async def enroll(request: web.Request) -> web.Response:

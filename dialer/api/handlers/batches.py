@@ -73,8 +73,9 @@ CallsAnswer = r.envelope(r.CallsAdded, "CallsAddedAnswer")
     "Every record is validated before anything is written: one bad record refuses the request (400, "
     "`data.errors` names them by index). Numbers are normalised; a number waiting in the batch is updated, "
     "a completed one gets a new call. The batch starts unless paused, cancelled or scheduled later."),
-    responses={200: Reply(CallsAnswer, "every call written"),
-               207: Reply(CallsAnswer, "some chunks failed: data.failedChunks; resend their records"),
+    responses={200: Reply(CallsAnswer, "every call written", headers=r.REPLAY_HEADER),
+               207: Reply(CallsAnswer, "some chunks failed: data.failedChunks; resend their records",
+                          headers=r.REPLAY_HEADER),
                400: Reply(r.AddCallsRefusal, "bad input; with invalid records, data names them"),
                **r.errors(403, 404, 409, 413, 422, 503)})
 async def add_calls_to_batch(request: web.Request) -> web.Response:
@@ -188,8 +189,10 @@ async def update_batch(request: web.Request) -> web.Response:
            "The file is the body. Columns by header: phone_number, phoneNumber or phone (any case); every other "
            "column is a variable. UTF-8 with or without BOM; `,` or `;`. Valid rows are written and rejected ones "
            "listed with their file line and reason (`dryRun=true` only checks)."),
-       responses={200: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "rows written (or checked) and rejected"),
-                  207: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "some chunks failed: data.failedChunks"),
+       responses={200: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "rows written (or checked) and rejected",
+                             headers=r.REPLAY_HEADER),
+                  207: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "some chunks failed: data.failedChunks",
+                             headers=r.REPLAY_HEADER),
                   **r.errors(400, 403, 404, 409, 413, 422, 503)})
 async def upload_csv(request: web.Request) -> web.Response:
     """The CSV file is the body (any content type); `?dryRun=true` checks it without writing."""
