@@ -339,3 +339,19 @@ async def test_verdicts_only_for_placed_calls(api):
     [call] = await api.all_calls(answer["batchId"])
     code, doc = await api.post(f"/api/call/calls/{call['callId']}/verdict", {"successful": True})
     assert code == 409 and "not been placed" in doc["errorMessage"]
+
+
+async def test_framework_refusals_on_the_face_are_in_its_shape(api):
+    resp = await api.client.get(f"/api/v1/agents/{api.agent['_id']}/schedule/sequences", headers=api.headers())
+    doc = await resp.json()
+    assert resp.status == 405 and doc["statusCode"] == 405 and doc["error"] == "Method Not Allowed"
+    assert "POST" in resp.headers["Allow"]
+    resp = await api.client.post("/api/v1/nowhere", headers=api.headers())
+    assert resp.status == 404 and (await resp.json())["statusCode"] == 404
+
+
+async def test_admin_settings_need_one_change_and_not_both_credit_fields(api):
+    code, doc = await admin_patch(api, {})
+    assert code == 400 and "body must be an object with credits" in doc["errorMessage"]
+    code, doc = await admin_patch(api, {"credits": 5, "addCredits": 1})
+    assert code == 400 and doc["errorMessage"] == "give credits or addCredits, not both"

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from dialer.api.appkeys import METRICS, REQUEST_ID, SETTINGS
 from dialer.api.envelope import envelope, fail
+from dialer.api.faces import enrollment
 from dialer.services.errors import Refused
 
 log = logging.getLogger("dialer.http")
@@ -48,9 +49,15 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     except Refused as err:
         response = fail(err)
     except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or request.path.startswith(VENDOR_PREFIX) or exc.status < 400:
-            raise  # the enrollment face (/api/v1/) answers in its vendor's shape, not the envelope
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
         reason = _REASONS.get(exc.status, exc.reason)
+        if request.path.startswith(VENDOR_PREFIX):  # the enrollment face answers in its vendor's shape
+            response = enrollment.error_response(exc.status, f"{reason}.")
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            response.headers["X-Request-Id"] = request_id
+            return response
         detail = exc.text if exc.status != 413 else (
             f"request body is larger than the limit of {request.app[SETTINGS].max_body_bytes} bytes; split it")
         response = envelope(exc.status, reason, error=detail or reason, status=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, model_validator
 from pydantic_core import PydanticCustomError
 
 from dialer.core.shapes import Reason, Shape
@@ -130,7 +130,8 @@ class WorkspaceSettingsBody(Shape):
     """A workspace's settings; each field optional (Tenancy.update_settings says what each does)."""
 
     model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
-        "examples": [{"credits": 5000, "normalizationAllowed": True}, {"addCredits": 1000}]})
+        "examples": [{"credits": 5000, "normalizationAllowed": True}, {"addCredits": 1000}],
+        "minProperties": 1, "not": {"required": ["credits", "addCredits"]}})
     not_an_object: ClassVar[str] = ("body must be an object with credits, addCredits, normalizationAllowed or "
                                     "defaultConcurrencyLimit")
     unknown_fields: ClassVar[str] = "unknown fields: {names}"
@@ -145,6 +146,15 @@ class WorkspaceSettingsBody(Shape):
                                     Reason("normalizationAllowed must be true or false")] = None
     defaultConcurrencyLimit: Annotated[int | None, Field(ge=1, le=1000, description="of its enrollment batches"),
                                        Reason("defaultConcurrencyLimit must be null or an integer from 1 to 1000")] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_change_at_least(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data:
+            raise PydanticCustomError("too_short", cls.not_an_object)
+        if isinstance(data, dict) and "credits" in data and "addCredits" in data:
+            raise PydanticCustomError("value_error", "give credits or addCredits, not both")
+        return data
 
 
 _URL = r"^(?:https?|wss?)://"

@@ -35,7 +35,8 @@ PREFIX = "/api/v1/"
 MAX_BODY_BYTES = 8 * 1024 * 1024  # 1,000 contacts; the intake must fit one 16 MiB MongoDB document
 
 
-def _error(code: int, message: str, extra: Any = None) -> web.Response:
+def error_response(code: int, message: str, extra: Any = None) -> web.Response:
+    """The vendor's error shape (also for what aiohttp itself refuses on this path: 404, 405)."""
     body = {"statusCode": code, "error": HTTPStatus(code).phrase, "message": message, **(extra or {})}
     return web.Response(body=orjson.dumps(body), status=code, content_type="application/json")
 
@@ -48,9 +49,9 @@ def face(handler):
         try:
             return await handler(request)
         except Refused as exc:
-            return _error(exc.code, exc.error, exc.data if isinstance(exc.data, dict) else None)
+            return error_response(exc.code, exc.error, exc.data if isinstance(exc.data, dict) else None)
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"Request body is larger than {MAX_BODY_BYTES} bytes; send at most 1000 contacts.")
+            return error_response(413, f"Request body is larger than {MAX_BODY_BYTES} bytes; send at most 1000 contacts.")
 
     return wrapped
 
