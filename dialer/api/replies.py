@@ -3,7 +3,8 @@
 
 These describe the views the use cases build (services/batches.py batch_view, services/calls.py
 call_view, services/tenancy.py agent_view ...); the schemathesis test (tests/test_schemathesis.py)
-checks every answer of a live server against them, so a view that grows a field nobody documented,
+checks every answer of a live server against them; their schemas name every field (View: additionalProperties
+false), so a view that grows a field nobody documented,
 or changes a type, fails the suite.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from dialer.api.documented import Reply
 from dialer.api.requests import BatchStatusName, CallStatusName, OutcomeName
@@ -19,7 +20,14 @@ from dialer.api.requests import BatchStatusName, CallStatusName, OutcomeName
 DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
-class EnvelopeBase(BaseModel):
+class View(BaseModel):
+    """An answer's object: its schema names every field it has (additionalProperties false), so the
+    schemathesis test fails on a view that grows a field nobody documented."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnvelopeBase(View):
     message: str
     status: Annotated[bool, Field(description="true when everything the request asked was done")]
     code: Annotated[int, Field(description="the HTTP status")]
@@ -54,19 +62,19 @@ def errors(*codes: int) -> dict[int, Reply]:
     return {code: Reply(ErrorEnvelope, _ERRORS[code]) for code in codes}
 
 
-class WindowView(BaseModel):
+class WindowView(View):
     start: str
     end: str
     days: list[str]
 
 
-class RetryView(BaseModel):
+class RetryView(View):
     maxAttempts: int
     delaySeconds: float
     on: list[OutcomeName]
 
 
-class Counters(BaseModel):
+class Counters(View):
     """Kept by the calls' transitions: reading them costs the same for ten calls or a million."""
 
     scheduled: int
@@ -79,7 +87,7 @@ class Counters(BaseModel):
     byOutcome: dict[str, int]
 
 
-class BatchView(BaseModel):
+class BatchView(View):
     batchId: str
     name: str
     agentId: str
@@ -100,28 +108,28 @@ class BatchView(BaseModel):
     source: Annotated[Literal["enrollment"], Field(description="the face that created it")] = None
 
 
-class BatchesPage(BaseModel):
+class BatchesPage(View):
     batches: list[BatchView]
     count: int
     nextCursor: str | None
 
 
-class DeletedBatch(BaseModel):
+class DeletedBatch(View):
     batchId: str
 
 
-class InFlightNumber(BaseModel):
+class InFlightNumber(View):
     phoneNumber: str
     callId: str
     status: CallStatusName
 
 
-class FailedChunk(BaseModel):
+class FailedChunk(View):
     chunkNum: int
     error: str
 
 
-class CallsAdded(BaseModel):
+class CallsAdded(View):
     added: Annotated[int, Field(description="calls inserted or updated; one callId each")]
     callIds: list[str]
     inserted: int
@@ -132,13 +140,13 @@ class CallsAdded(BaseModel):
     failedChunks: Annotated[list[FailedChunk], Field(description="with 207 and 503: chunks not written")] = None
 
 
-class RecordError(BaseModel):
+class RecordError(View):
     index: int
     phoneNumber: str | None
     reason: str
 
 
-class RecordErrors(BaseModel):
+class RecordErrors(View):
     invalidRecords: int
     errors: Annotated[list[RecordError], Field(description="the first 50")]
     errorsTruncated: bool
@@ -150,13 +158,13 @@ class AddCallsRefusal(EnvelopeBase):
     data: RecordErrors | dict[str, Any]
 
 
-class CsvRejectedRow(BaseModel):
+class CsvRejectedRow(View):
     line: Annotated[int, Field(description="the file's line (the header is line 1)")]
     phoneNumber: str | None
     reason: str
 
 
-class CsvImport(BaseModel):
+class CsvImport(View):
     dryRun: bool
     rows: int
     accepted: int
@@ -178,20 +186,20 @@ class HistoryEntry(BaseModel):
     event: str
 
 
-class ChainGroup(BaseModel):
+class ChainGroup(View):
     key: str
     seq: Annotated[int, Field(description="its place in the group (0 is called first)")]
     policy: Annotated[Literal["untilSuccess", "each"], Field(description="untilSuccess: groupByField; each: "
                                                                          "allowDuplicates' repeated numbers")]
 
 
-class Verdict(BaseModel):
+class Verdict(View):
     successful: bool
     at: DateTime | None
     reason: str = None
 
 
-class CallView(BaseModel):
+class CallView(View):
     callId: str
     batchId: str
     phoneNumber: Annotated[str, Field(description="E.164")]
@@ -214,13 +222,13 @@ class CallView(BaseModel):
     verdict: Annotated[Verdict, Field(description="the agent's verdict on the call")] = None
 
 
-class CallsPage(BaseModel):
+class CallsPage(View):
     calls: list[CallView]
     count: int
     nextCursor: str | None
 
 
-class AgentView(BaseModel):
+class AgentView(View):
     agentId: str
     name: str
     requiredVariables: list[str]
@@ -230,22 +238,22 @@ class AgentView(BaseModel):
     streamUrl: str | None
 
 
-class Agents(BaseModel):
+class Agents(View):
     agents: list[AgentView]
 
 
-class Health(BaseModel):
+class Health(View):
     ok: bool
     store: Annotated[str, Field(description="memory (embedded) or mongodb")]
 
 
-class NewWorkspace(BaseModel):
+class NewWorkspace(View):
     workspaceId: str
     name: str
     apiKey: Annotated[str, Field(description="shown once; stored hashed")]
 
 
-class WorkspaceView(BaseModel):
+class WorkspaceView(View):
     workspaceId: str
     name: str
     credits: Annotated[int | None, Field(description="null: unlimited")]
@@ -253,10 +261,10 @@ class WorkspaceView(BaseModel):
     defaultConcurrencyLimit: Annotated[int | None, Field(description="of its enrollment batches; null: 10")]
 
 
-class Workspaces(BaseModel):
+class Workspaces(View):
     workspaces: list[WorkspaceView]
 
 
-class NewKey(BaseModel):
+class NewKey(View):
     workspaceId: str
     apiKey: Annotated[str, Field(description="shown once; stored hashed")]
