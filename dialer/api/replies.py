@@ -3,9 +3,9 @@
 
 These describe the views the use cases build (services/batches.py batch_view, services/calls.py
 call_view, services/tenancy.py agent_view ...); the schemathesis test (tests/test_schemathesis.py)
-checks every answer of a live server against them; their schemas name every field (View: additionalProperties
-false), so a view that grows a field nobody documented,
-or changes a type, fails the suite.
+checks every answer of a live server against them, and their schemas name every field (`View`:
+additionalProperties false), so a view that grows a field nobody documented, or changes a type, fails
+the suite.
 """
 
 from __future__ import annotations
