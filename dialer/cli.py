@@ -3,8 +3,9 @@
 `dialer` (click) runs the API server or a dispatcher, manages workspaces, keys and agents, and (over
 HTTP, dialer/remote.py) imports CSV files and runs batches.
 
-Management commands act on the configured MongoDB (MONGODB_URI). The embedded store lives inside the
-server process, so with it use the /api/admin/ endpoints instead (see README).
+Management commands act on the configured store: the SQLite file in DIALER_DATA_DIR (shared with a
+running server), or MongoDB (MONGODB_URI). The in-memory store lives inside the server process, so with
+it use the /api/admin/ endpoints instead (see README). `dialer backup PATH` copies the live SQLite file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import click
 from dialer import remote
 from dialer.logs import setup_logging
 from dialer.runtime import tune_gc
+from dialer.ports import StoreOpenFailed, StoreUnavailable
 from dialer.services.tenancy import TenancyError, agent_view
 from dialer.settings import Settings
 
@@ -58,8 +60,12 @@ def serve(ctx: click.Context) -> None:
     from dialer.composition import build_app
 
     settings = _settings(ctx)
-    web.run_app(build_app(settings), host=settings.host, port=settings.port,
-                print=lambda _: log.info(f"listening on http://{settings.host}:{settings.port}"))
+    try:
+        web.run_app(build_app(settings), host=settings.host, port=settings.port,
+                    print=lambda _: log.info(f"listening on http://{settings.host}:{settings.port}"))
+    except StoreOpenFailed as exc:
+        click.echo(f"cannot start: {exc}", err=True)
+        raise Exit(2) from None
 
 
 @cli.command(help="run a dispatcher process")
@@ -71,13 +77,16 @@ def worker(ctx: click.Context) -> None:
 
 
 async def _manage(settings: Settings, command: str, **args) -> int:
-    if settings.in_memory:
-        click.echo("MONGODB_URI is not set: the embedded store lives inside the server; use /api/admin/ instead",
-                   err=True)
+    if settings.backend == "memory":
+        click.echo("the in-memory store lives inside the server; use /api/admin/ instead", err=True)
         return 2
     from dialer.composition import open_services
 
-    services = await open_services(settings)
+    try:
+        services = await open_services(settings)
+    except StoreOpenFailed as exc:
+        click.echo(f"cannot open the store: {exc}", err=True)
+        return 2
     try:
         tenancy = services.tenancy
         if command == "workspace-create":
@@ -129,6 +138,36 @@ for option in (click.option("--stream-url"), click.option("--twiml-url"),
                click.option("--name", required=True), click.argument("workspace_id")):
     _agent = option(_agent)
 cli.command("agent-create", help="create an agent in a workspace")(_agent)
+
+
+@cli.command(help="copy the live SQLite database to PATH (consistent while the engine runs)")
+@click.argument("path")
+@click.pass_context
+def backup(ctx: click.Context, path: str) -> None:
+    raise Exit(asyncio.run(_backup(_settings(ctx), path)))
+
+
+async def _backup(settings: Settings, target: str) -> int:
+    if settings.backend != "sqlite" or settings.sqlite_path == ":memory:":
+        click.echo("backup copies the SQLite file: it needs DIALER_STORE=sqlite and a DIALER_DATA_DIR "
+                   "(use mongodump for MongoDB)", err=True)
+        return 2
+    from dialer.store.sqlite import open_sqlite
+
+    try:
+        repos = await open_sqlite(settings.sqlite_path, settings.sqlite_synchronous, settings.sqlite_busy_timeout_ms)
+    except StoreOpenFailed as exc:
+        click.echo(f"cannot open the store: {exc}", err=True)
+        return 2
+    try:
+        size = await repos.database.backup(target)
+    except (OSError, StoreUnavailable) as exc:
+        click.echo(f"backup failed: {exc}", err=True)
+        return 1
+    finally:
+        await repos.close()
+    click.echo(json.dumps({"source": settings.sqlite_path, "backup": target, "bytes": size}))
+    return 0
 
 
 def _server(f):

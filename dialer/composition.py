@@ -105,7 +105,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
 
         services = await open_services(settings, clock)
         install(app, services)
-        if services.repos.in_memory:
+        if services.repos.embedded:
             app[appkeys.DEMO] = await seed_demo(services.tenancy, settings)
         engine = None
         if settings.runs_embedded_dispatcher:

@@ -1,4 +1,8 @@
-"""The demo tenant created at start-up with the in-memory store, so a newcomer can call the API at once."""
+"""The demo tenant of the embedded store, so a newcomer can call the API at once.
+
+Created at the first start on a new data file (its API key printed once: only its hash is kept) and
+found again at every later start, so a restart keeps the workspace, its agent and its batches.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,25 @@ from dialer.settings import Settings
 from dialer.services.tenancy import Tenancy
 
 log = logging.getLogger("dialer.demo")
+DEMO_NAME = "demo"
 DEMO_CALLING_NUMBER = "+15005550006"
 DEMO_ZONE = "America/New_York"
 
 
 async def seed_demo(tenancy: Tenancy, settings: Settings) -> dict:
-    workspace, key = await tenancy.create_workspace("demo")
+    workspace = next((w for w in await tenancy.list_workspaces() if w.get("name") == DEMO_NAME), None)
+    if workspace is not None:
+        agents = await tenancy.list_agents(workspace["_id"])
+        key = settings.demo_api_key or None
+        if key and await tenancy.authenticate(key) is None:
+            await tenancy.create_key(workspace["_id"], key)
+        print(f"\n  demo workspace: {workspace['_id']} (kept from an earlier start)\n"
+              + (f"  demo agent:     {agents[0]['_id']}\n" if agents else "")
+              + ("  demo API key:   DIALER_DEMO_API_KEY\n" if key else
+                 "  demo API key:   printed when the workspace was created; "
+                 f"`dialer key-create {workspace['_id']}` makes another\n"), flush=True)
+        return {"workspace": workspace, "agent": agents[0] if agents else None, "apiKey": key}
+    workspace, key = await tenancy.create_workspace(DEMO_NAME)
     if settings.demo_api_key:
         await tenancy.revoke_key(key)
         key = await tenancy.create_key(workspace["_id"], settings.demo_api_key)
@@ -23,7 +40,7 @@ async def seed_demo(tenancy: Tenancy, settings: Settings) -> dict:
         "callingNumbers": [DEMO_CALLING_NUMBER],
         "timezones": [DEMO_ZONE],
     })
-    # Printed on purpose, once: this is a throwaway key for an in-memory demo workspace.
+    # Printed on purpose, once: the key of a demo workspace on this machine (only its hash is stored).
     print(f"\n  demo workspace: {workspace['_id']}\n  demo agent:     {agent['_id']} "
           f"(calling number {DEMO_CALLING_NUMBER})\n  demo API key:   {key}\n", flush=True)
     log.info("demo workspace created", extra={"workspaceId": str(workspace["_id"]), "agentId": str(agent["_id"])})

@@ -3,10 +3,10 @@
 Every port is in this one module, with the values its methods take and return, as APScheduler 4 keeps
 its interfaces together: a newcomer reads the whole storage contract in one place (hence its length).
 
-Two backends implement every port: `dialer/store/memory` (our own indexed in-memory store, the
-embedded default) and `dialer/store/mongo` (PyMongo's async driver). One contract suite
-(tests/contract) runs against both. Nothing above `dialer/store` touches a collection or builds a
-query.
+The backends that implement every port: `dialer/store/sqlite` (an SQLite file: the embedded,
+durable default), `dialer/store/mongo` (PyMongo's async driver: the scale-out path) and
+`dialer/store/memory` (in the process only). One contract suite (tests/contract) runs against each.
+Nothing above `dialer/store` touches a collection, a table or builds a query.
 
 Documents are plain dicts with our field names; ids are `bson.ObjectId`s; every datetime a
 repository returns is timezone-aware UTC (the repositories normalise them). A repository never
@@ -44,6 +44,11 @@ from dialer.core.records import PlannedCall
 class StoreUnavailable(Exception):
     """The database failed (connection lost, timeout). The message is safe to show: a type name, never
     a document, a query or a connection string."""
+
+
+class StoreOpenFailed(Exception):
+    """The store cannot be opened at start-up (a data directory that cannot be written, a corrupt, foreign
+    or newer file). The message says what to do; the process stops with it."""
 
 
 def active_key(batch_id: ObjectId, e164: str, extension: str | None) -> str:
@@ -415,7 +420,7 @@ class SlotLedger(Protocol):
 
 @dataclass
 class Repositories:
-    kind: str  # "memory" | "mongodb"
+    kind: str  # "sqlite" | "memory" | "mongodb" | "mongomock"
     calls: CallRepo
     batches: BatchRepo
     tenancy: TenancyRepo
@@ -423,10 +428,12 @@ class Repositories:
     ledger: SlotLedger
     intakes: IntakeRepo
     closer: Any = None  # awaitable factory that closes the backend's client
+    database: Any = None  # the SQLite backend's Database (back-ups, operation counts), else None
 
     @property
-    def in_memory(self) -> bool:
-        return self.kind == "memory"
+    def embedded(self) -> bool:
+        """Kept on this machine (SQLite or memory), not on a database server."""
+        return self.kind in ("sqlite", "memory")
 
     async def close(self) -> None:
         if self.closer is not None:

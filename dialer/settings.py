@@ -17,6 +17,10 @@ ENV_NAMES = {
     "host": "DIALER_HOST",
     "port": "DIALER_PORT",
     "mongodb_uri": "MONGODB_URI",
+    "store": "DIALER_STORE",
+    "data_dir": "DIALER_DATA_DIR",
+    "sqlite_synchronous": "DIALER_SQLITE_SYNCHRONOUS",
+    "sqlite_busy_timeout_ms": "DIALER_SQLITE_BUSY_TIMEOUT_MS",
     "database": "DIALER_DATABASE",
     "default_region": "DIALER_DEFAULT_REGION",
     "strict_numbers": "DIALER_STRICT_NUMBERS",
@@ -47,6 +51,7 @@ ENV_NAMES = {
     "sim_outcomes": "DIALER_SIM_OUTCOMES",
     "sim_mean_duration_seconds": "DIALER_SIM_MEAN_DURATION",
 }
+STORES = ("sqlite", "memory")
 SECRETS = frozenset({"admin_token", "demo_api_key", "twilio_auth_token", "mongodb_uri"})
 
 
@@ -55,6 +60,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     mongodb_uri: str = ""
+    store: str = "sqlite"  # sqlite | memory (ignored when mongodb_uri is set: MongoDB)
+    data_dir: str = "var"  # the SQLite file's folder (relative to the working directory)
+    sqlite_synchronous: str = "normal"  # normal: a process crash loses nothing; full: nor does a power loss
+    sqlite_busy_timeout_ms: int = 10_000  # how long a write waits for another process's lock, then 503
     database: str = "dialer"
     default_region: str = "US"
     strict_numbers: bool = False
@@ -86,13 +95,25 @@ class Settings:
     sim_mean_duration_seconds: float = 45.0
 
     @property
-    def in_memory(self) -> bool:
-        return not self.mongodb_uri
+    def backend(self) -> str:
+        """mongodb when MONGODB_URI is set, else the embedded store (sqlite, or memory)."""
+        return "mongodb" if self.mongodb_uri else self.store
+
+    @property
+    def embedded(self) -> bool:
+        return self.backend in ("sqlite", "memory")
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (`:memory:` kept as is: a private in-memory database)."""
+        if self.data_dir == ":memory:":
+            return ":memory:"
+        return str(Path(self.data_dir) / "dialer.db")
 
     @property
     def runs_embedded_dispatcher(self) -> bool:
         if self.embedded_dispatcher == "auto":
-            return self.in_memory
+            return self.embedded
         return _to_bool(self.embedded_dispatcher)
 
     @classmethod
@@ -111,7 +132,10 @@ class Settings:
         unknown = set(values) - set(known)
         if unknown:
             raise ValueError(f"unknown settings in {path}: {sorted(unknown)}")
-        return cls(**{k: _coerce(known[k].type, v, k) for k, v in values.items()})
+        settings = cls(**{k: _coerce(known[k].type, v, k) for k, v in values.items()})
+        if settings.store not in STORES:
+            raise ValueError(f"setting store: {settings.store!r} is not one of {', '.join(STORES)}")
+        return settings
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)

@@ -1,5 +1,6 @@
-"""Shared fixtures: the API app on an injected clock, against the in-memory store and, when
-DIALER_TEST_MONGODB_URI is set, also against that real MongoDB (a fresh database per test)."""
+"""Shared fixtures: the API app on an injected clock, against the embedded SQLite store (a file in the
+test's temporary folder) and, when DIALER_TEST_MONGODB_URI is set, also against that real MongoDB (a
+fresh database per test). DIALER_TEST_STORE=memory runs them on the in-memory store instead."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from dialer.core.clock import FixedClock
 from dialer.settings import Settings
 
 MONGODB_URI = os.environ.get("DIALER_TEST_MONGODB_URI", "")
-BACKENDS = ["memory"] + ([pytest.param("mongodb", marks=pytest.mark.mongodb)] if MONGODB_URI else [])
+EMBEDDED = os.environ.get("DIALER_TEST_STORE", "sqlite")
+BACKENDS = [EMBEDDED] + ([pytest.param("mongodb", marks=pytest.mark.mongodb)] if MONGODB_URI else [])
 # A Monday, 10:00 in New York: the default window is open on the whole US east coast.
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
 
@@ -34,9 +36,10 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-async def settings(backend):
-    if backend == "memory":
-        yield Settings.load(env={}, admin_token="admin-secret", embedded_dispatcher="false")
+async def settings(backend, tmp_path):
+    if backend in ("sqlite", "memory"):
+        yield Settings.load(env={}, store=backend, data_dir=str(tmp_path / "data"), admin_token="admin-secret",
+                            embedded_dispatcher="false")
         return
     name = f"dialer_test_{uuid.uuid4().hex[:12]}"
     yield Settings.load(env={}, mongodb_uri=MONGODB_URI, database=name, admin_token="admin-secret",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -41,7 +42,8 @@ expect = playwright_api.expect
 
 def console_settings() -> Settings:
     # Simulated calls of ~25 s (ring 3-25 s, talk from 5 s, mean 10 s) at 25x: about a second each.
-    return Settings.load(env={}, demo_api_key=KEY, embedded_dispatcher="true", provider="simulator",
+    return Settings.load(env={}, data_dir=tempfile.mkdtemp(prefix="dialer-console-"), demo_api_key=KEY,
+                         embedded_dispatcher="true", provider="simulator",
                          sim_time_scale=25.0, sim_outcomes="answered=0.7,busy=0.2,failed=0.1",
                          sim_mean_duration_seconds=10.0, calls_per_second=50.0, poll_interval_seconds=0.05)
 

@@ -50,7 +50,8 @@ api_key = "sign-me"
 
 
 def test_the_live_app_keeps_its_document(tmp_path):
-    settings = Settings.load(env={}, admin_token=ADMIN, demo_api_key=KEY, twilio_auth_token=TWILIO,
+    settings = Settings.load(env={}, data_dir=str(tmp_path / "data"), admin_token=ADMIN, demo_api_key=KEY,
+                             twilio_auth_token=TWILIO,
                              public_base_url=PUBLIC_BASE)
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)

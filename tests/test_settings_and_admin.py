@@ -13,7 +13,7 @@ def test_environment_overrides_the_file(tmp_path):
     path.write_text("port: 9000\nstrict_numbers: true\n")
     settings = Settings.load(path, env={"DIALER_PORT": "9100", "DIALER_CPS": "2.5", "MONGODB_URI": ""})
     assert settings.port == 9100 and settings.strict_numbers is True and settings.calls_per_second == 2.5
-    assert settings.in_memory and settings.runs_embedded_dispatcher
+    assert settings.backend == "sqlite" and settings.embedded and settings.runs_embedded_dispatcher
 
 
 def test_bad_settings_are_refused_with_the_name(tmp_path):
@@ -31,9 +31,27 @@ def test_redacted_settings_hide_secrets():
     assert "tok-123" not in shown and "adm'" not in shown
 
 
-def test_cli_management_needs_a_database(capsys):
+def test_cli_management_needs_a_shared_store(capsys, monkeypatch):
+    monkeypatch.setenv("DIALER_STORE", "memory")
     assert cli_main(["--config", "/nonexistent.yaml", "workspace-list"]) == 2
     assert "admin" in capsys.readouterr().err
+
+
+def test_cli_management_works_on_the_sqlite_file(capsys, monkeypatch, tmp_path):
+    """The embedded store is a file: the CLI opens it as the server does (and may while one runs)."""
+    import json
+
+    monkeypatch.setenv("DIALER_DATA_DIR", str(tmp_path))
+    assert cli_main(["--config", "/nonexistent.yaml", "workspace-create", "acme"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["apiKey"]
+    assert cli_main(["--config", "/nonexistent.yaml", "workspace-list"]) == 0
+    assert [w["name"] for w in json.loads(capsys.readouterr().out)] == ["acme"]
+
+
+def test_unknown_store_is_refused():
+    with pytest.raises(ValueError, match="store"):
+        Settings.load(env={"DIALER_STORE": "postgres"})
 
 
 async def test_admin_endpoints_create_a_working_workspace(client):
@@ -112,6 +130,7 @@ async def test_create_batch_needs_a_calling_number(api):
     assert code == 400 and "calling number" in doc["errorMessage"]
 
 
-def test_a_separate_worker_needs_a_database(capsys):
+def test_a_separate_worker_needs_a_shared_store(capsys, monkeypatch):
+    monkeypatch.setenv("DIALER_STORE", "memory")
     assert cli_main(["--config", "/nonexistent.yaml", "worker"]) == 2
-    assert "MONGODB_URI" in capsys.readouterr().err  # a JSON log line on stderr
+    assert "shared store" in capsys.readouterr().err  # a JSON log line on stderr

@@ -1,5 +1,5 @@
-"""`dialer worker`: a dispatcher process over the configured MongoDB, until SIGTERM / SIGINT, with its
-own /metrics on DIALER_WORKER_METRICS_PORT."""
+"""`dialer worker`: a dispatcher process over the configured store (the SQLite file `dialer serve` uses,
+or MongoDB), until SIGTERM / SIGINT, with its own /metrics on DIALER_WORKER_METRICS_PORT."""
 
 from __future__ import annotations
 
@@ -11,17 +11,22 @@ from aiohttp import web
 
 from dialer.composition import build_engine, open_services
 from dialer.metrics import CONTENT_TYPE
+from dialer.ports import StoreOpenFailed
 from dialer.settings import Settings
 
 log = logging.getLogger("workers.main")
 
 
 async def run_worker(settings: Settings) -> int:
-    if settings.in_memory:
-        log.error("a separate dispatcher needs MONGODB_URI: the in-memory store lives inside `dialer serve`, "
-                  "which runs its own dispatcher")
+    if settings.backend == "memory":
+        log.error("a separate dispatcher needs a shared store (the SQLite file or MongoDB): the in-memory store "
+                  "lives inside `dialer serve`, which runs its own dispatcher")
         return 2
-    services = await open_services(settings)
+    try:
+        services = await open_services(settings)
+    except StoreOpenFailed as exc:
+        log.error(f"cannot open the store: {exc}")
+        return 2
     try:
         engine = build_engine(services)
     except ValueError as exc:

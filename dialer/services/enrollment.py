@@ -137,6 +137,10 @@ class Enrollment:
         existing = await self._accept(intake, accepted, key is not None)
         if existing is not None:  # another request with this key was accepted first: its answer is the answer
             return Answer(202, existing, replayed=True)
+        try:  # readable by its batchId as soon as the 202 is sent (pending, its calls following)
+            await self.batches.insert(draft)
+        except StoreUnavailable:
+            pass  # the background write creates it
         self.metrics.records.labels("accepted").inc(accepted)
         log.info("contacts accepted", extra={"batchId": public_id, "accepted": accepted,
                                              "rejected": len(plan.rejected)})

@@ -1,6 +1,8 @@
-"""Storage behind the ports of dialer/ports.py: `memory/` (the embedded default) and `mongo/` (PyMongo async).
+"""Storage behind the ports of dialer/ports.py: `sqlite/` (the embedded default, a file that survives a
+restart), `mongo/` (PyMongo async: the scale-out path) and `memory/` (in the process only).
 
-`open_repositories(settings)` picks the backend: MongoDB when MONGODB_URI is set, else the embedded store.
+`open_repositories(settings)` picks the backend: MongoDB when MONGODB_URI is set, else the embedded
+store named by DIALER_STORE (sqlite by default, its file in DIALER_DATA_DIR).
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ log = logging.getLogger("dialer.store")
 
 
 async def open_repositories(settings: Settings) -> Repositories:
-    if settings.in_memory:
+    if settings.backend == "sqlite":
+        from dialer.store.sqlite import open_sqlite
+
+        path = settings.sqlite_path
+        repos = await open_sqlite(path, settings.sqlite_synchronous, settings.sqlite_busy_timeout_ms)
+        log.info(f"using the SQLite store at {path}", extra={"path": path, "synchronous": settings.sqlite_synchronous})
+        return repos
+    if settings.backend == "memory":
         from dialer.store.memory import open_memory
 
-        log.warning("using the embedded in-memory store: data does not survive a restart (set MONGODB_URI to keep it)")
+        log.warning("using the in-memory store: data does not survive a restart (DIALER_STORE=sqlite keeps it)")
         return open_memory()
     from dialer.store.mongo import open_mongo
 

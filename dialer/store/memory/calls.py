@@ -23,7 +23,8 @@ from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES
 from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, Tally, active_key
 from dialer.store.memory.calls_for_chains import ChainCalls
 from dialer.store.memory.calls_for_operators import OperatorsCalls
-from dialer.store.memory._common import NEW_IDS, clone, copy_call, copy_variables, new_doc, utc
+from dialer.store.ids import NEW_IDS
+from dialer.store.memory._common import clone, copy_call, copy_variables, new_doc, utc
 
 QUEUED = CallStatus.QUEUED.value
 DIALING = CallStatus.DIALING.value

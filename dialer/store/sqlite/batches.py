@@ -1,0 +1,133 @@
+"""Batches in SQLite: the BatchRepo port (see dialer/ports.py).
+
+Queries and their indexes (schema.py): `batches_status` (status, id) serves `runnable` and
+`scheduled_due`; `batches_workspace` (workspace, id) serves `list`, newest first from a cursor; the
+unique `public_id` column serves `by_public_id`. A status change is a compare-and-set inside one writer
+transaction (the document read and written under the file's write lock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Any
+
+from bson import ObjectId
+
+from dialer.core.machine import BatchMove
+from dialer.store.sqlite.database import Database
+from dialer.store.sqlite.documents import decode, encode, marks, ms, one, stored
+
+SAVE = "UPDATE batches SET status = ?, scheduled_at = ?, agent_id = ?, public_id = ?, doc = ? WHERE id = ?"
+
+
+def _save(conn: sqlite3.Connection, doc: dict) -> None:
+    conn.execute(SAVE, (doc["status"], ms(doc.get("scheduledAt")), _binary(doc.get("agentId")), doc.get("publicId") or None,
+                        encode(doc), doc["_id"].binary))
+
+
+def _binary(value: Any) -> bytes | None:
+    return value.binary if isinstance(value, ObjectId) else None
+
+
+def _load(conn: sqlite3.Connection, batch_id: Any) -> dict | None:
+    if not isinstance(batch_id, ObjectId):
+        return None
+    return one(conn, "SELECT doc FROM batches WHERE id = ?", (batch_id.binary,))
+
+
+class SqliteBatches:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert(self, batch: dict) -> None:
+        doc = {**batch, "status": str(batch["status"])}
+
+        def work(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("INSERT INTO batches (id, workspace_id, agent_id, status, scheduled_at, public_id, doc) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (doc["_id"].binary, doc["workspaceId"].binary, _binary(doc.get("agentId")), doc["status"],
+                              ms(doc.get("scheduledAt")), doc.get("publicId") or None, encode(doc)))
+            except sqlite3.IntegrityError:
+                raise ValueError(f"batch {doc['_id']} exists") from None
+
+        await self.db.write(work)
+
+    async def get(self, batch_id: ObjectId) -> dict | None:
+        return await self.db.read(_load, batch_id)
+
+    async def by_public_id(self, public_id: str) -> dict | None:
+        return await self.db.read(one, "SELECT doc FROM batches WHERE public_id = ?", (public_id,))
+
+    async def runnable(self, now: dt.datetime) -> list[dict]:
+        return await self.db.read(_docs, "SELECT doc FROM batches WHERE status = 'running' "
+                                         "AND (scheduled_at IS NULL OR scheduled_at <= ?) ORDER BY id", (ms(now),))
+
+    async def scheduled_due(self, now: dt.datetime) -> list[dict]:
+        return await self.db.read(_docs, "SELECT doc FROM batches WHERE status = 'pending' "
+                                         "AND scheduled_at <= ? ORDER BY id", (ms(now),))
+
+    async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,
+                   set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:
+        sources = {s.value for s in move.sources}
+
+        def work(conn: sqlite3.Connection) -> bool:
+            doc = _load(conn, batch_id)
+            if doc is None or doc["status"] not in sources:
+                return False
+            for name in unset:
+                doc.pop(name, None)
+            doc.update(set_fields or {})
+            doc.update(status=move.target.value, updatedAt=stored(now))
+            _save(conn, doc)
+            return True
+
+        return await self.db.write(work)
+
+    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            doc = _load(conn, batch_id)
+            if doc is not None:
+                doc["enqueuedAt"] = stored(now)
+                _save(conn, doc)
+
+        await self.db.write(work)
+
+    async def list(self, workspace_id: ObjectId, statuses: list[str] | None, agent_id: ObjectId | None,
+                   before: ObjectId | None, limit: int) -> list[dict]:
+        where, params = "workspace_id = ?", [workspace_id.binary]
+        if statuses:
+            where += f" AND status IN ({marks(statuses)})"
+            params += [str(s) for s in statuses]
+        if agent_id is not None:
+            where += " AND agent_id = ?"
+            params.append(agent_id.binary)
+        if before is not None:
+            where += " AND id < ?"
+            params.append(before.binary)
+        return await self.db.read(_docs, f"SELECT doc FROM batches WHERE {where} ORDER BY id DESC LIMIT {int(limit)}",
+                                  tuple(params))
+
+    async def update(self, batch_id: ObjectId, statuses: list[str], set_fields: dict[str, Any],
+                     now: dt.datetime) -> dict | None:
+        def work(conn: sqlite3.Connection) -> dict | None:
+            doc = _load(conn, batch_id)
+            if doc is None or doc["status"] not in statuses:
+                return None
+            doc.update(set_fields)
+            doc["updatedAt"] = stored(now)
+            _save(conn, doc)
+            return decode(encode(doc))  # as it reads back
+
+        return await self.db.write(work)
+
+    async def delete(self, batch_id: ObjectId) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM batches WHERE id = ?", (batch_id.binary,)).rowcount == 1
+
+        return await self.db.write(work) if isinstance(batch_id, ObjectId) else False
+
+
+def _docs(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
+    return [decode(r[0]) for r in conn.execute(sql, params)]

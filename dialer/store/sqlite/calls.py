@@ -1,0 +1,370 @@
+"""The calls of every batch in SQLite: the CallRepo port (see dialer/ports.py).
+
+Each method is one unit of work on the store's threads (database.py): writes are one immediate
+transaction, so each compare-and-set below holds across processes sharing the file. Documents and
+columns: call_rows.py; tables, indexes and the counters' triggers: schema.py. The queries and the
+indexes that serve them:
+- enqueue: `active_key` (unique) finds the callee's waiting or in-flight call;
+- due / next_due_at / has_waiting / has_active: `calls_batch_status_due` (batch, status, due, id): the
+  walk starts at the batch's earliest queued call and stops at `limit` or the first one not yet due;
+- page, recount: `calls_batch_id`; tallies: the `tallies` table (kept by triggers, one read);
+- expired: `calls_lease` (partial: in-flight calls only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Iterable
+
+from bson import ObjectId
+
+from dialer.core.machine import PROGRESS_MOVES
+from dialer.core.records import PlannedCall
+from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
+from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, StoreUnavailable, Tally, active_key
+from dialer.store.ids import NEW_IDS
+from dialer.store.sqlite import call_rows as rows
+from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, load, push, save
+from dialer.store.sqlite.calls_for_chains import ChainCalls
+from dialer.store.sqlite.calls_for_operators import OperatorsCalls
+from dialer.store.sqlite.database import Database
+from dialer.store.sqlite.documents import at, decode, marks, ms, stored
+
+QUEUED = CallStatus.QUEUED.value
+DIALING = CallStatus.DIALING.value
+IN_FLIGHT = frozenset(IN_FLIGHT_VALUES)
+WAITING = frozenset(WAITING_VALUES)
+IN_FLIGHT_SQL = "('dialing', 'ringing', 'in_progress')"
+
+
+def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, status: str, now: dt.datetime) -> dict:
+    """A new call document from a planned call, as enqueue and insert_new write it."""
+    doc = {
+        "_id": call_id, "batchId": batch["_id"], "workspaceId": batch["workspaceId"], "phoneNumber": call.e164,
+        "extension": call.extension, "input": {"phoneNumber": call.raw_phone}, "variables": call.variables,
+        "timezones": list(call.zones), "zoneSource": call.zone_source, "status": status, "activeKey": key,
+        "attempts": 0, "nextAttemptAt": stored(call.earliest), "createdAt": stored(now), "updatedAt": stored(now),
+        "history": [],
+    }
+    if call.meta is not None:
+        doc["meta"] = call.meta
+    return doc
+
+
+def tallies_from(rows_: Iterable[tuple]) -> list[Tally]:
+    return [Tally(status, outcome or None, calls, dialled, attempts)
+            for status, outcome, calls, dialled, attempts in rows_ if calls]
+
+
+def matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
+    """An event's match: this attempt (when a token is given), and this provider call or none recorded
+    yet (when a provider id is given)."""
+    if token and doc.get("claimToken") != token:
+        return False
+    if provider_call_id and "providerCallId" in doc and doc["providerCallId"] != provider_call_id:
+        return False
+    return True
+
+
+class SqliteCalls(OperatorsCalls, ChainCalls):
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---- ingestion and reading back ----------------------------------------------------------
+    async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
+        """One transaction per chunk: it is written whole, or not at all and reported as an error."""
+        try:
+            return await self.db.write(self._enqueue, batch, chunk, now)
+        except StoreUnavailable as exc:
+            return ChunkResult(error=str(exc))
+        except (OverflowError, ValueError) as exc:  # validation should have caught it
+            return ChunkResult(error=f"a record cannot be stored: {type(exc).__name__}")
+
+    @staticmethod
+    def _enqueue(conn: sqlite3.Connection, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
+        result = ChunkResult()
+        batch_id = batch["_id"]
+        keys = [active_key(batch_id, c.e164, c.extension) for c in chunk]
+        existing = {}
+        for start in range(0, len(keys), 10_000):
+            part = keys[start:start + 10_000]
+            for key, blob in conn.execute(f"SELECT active_key, doc FROM calls WHERE active_key IN ({marks(part)})", part):
+                existing[key] = decode(blob)
+        new_ids = iter(NEW_IDS.many(len(chunk) - len(existing)))
+        inserts, updates = [], []
+        for call, key in zip(chunk, keys):
+            doc = existing.get(key)
+            if doc is None:
+                doc = new_call(batch, call, next(new_ids), key, QUEUED, now)
+                inserts.append(doc)
+                result.inserted += 1
+            elif doc["status"] not in WAITING:
+                result.in_flight.append({"phoneNumber": call.e164, "callId": str(doc["_id"]), "status": doc["status"]})
+                continue
+            else:
+                doc.update(variables=call.variables, extension=call.extension, timezones=list(call.zones),
+                           zoneSource=call.zone_source, updatedAt=stored(now))
+                doc["input"] = {**doc.get("input", {}), "phoneNumber": call.raw_phone}
+                if call.meta is not None:
+                    doc["meta"] = call.meta
+                earliest = stored(call.earliest)
+                if earliest is not None and (doc.get("nextAttemptAt") is None or earliest > doc["nextAttemptAt"]):
+                    doc["nextAttemptAt"] = earliest  # never earlier than it was
+                updates.append(doc)
+                result.updated += 1
+            result.call_ids.append(str(doc["_id"]))
+        rows.insert(conn, inserts)
+        rows.save_many(conn, updates)
+        return result
+
+    async def get(self, call_id: ObjectId) -> dict | None:
+        return await self.db.read(load, call_id)
+
+    async def page(self, batch_id: ObjectId, statuses: list[str] | None, after: ObjectId | None,
+                   limit: int) -> list[dict]:
+        if limit <= 0:
+            return []
+        where, params = "batch_id = ?", [batch_id.binary]
+        if statuses:
+            where += f" AND status IN ({marks(statuses)})"
+            params += [str(s) for s in statuses]
+        if after is not None:
+            where += " AND id > ?"
+            params.append(after.binary)
+        return await self.db.read(rows.load_where, where, tuple(params), f"ORDER BY id LIMIT {int(limit)}")
+
+    async def tallies(self, batch_id: ObjectId) -> list[Tally]:
+        return (await self.tallies_many([batch_id]))[batch_id]
+
+    async def tallies_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
+        def work(conn: sqlite3.Connection) -> dict[ObjectId, list[Tally]]:
+            found: dict[bytes, list[tuple]] = {}
+            ids = [b.binary for b in batch_ids]
+            for row in conn.execute(f"SELECT batch_id, status, outcome, calls, dialled, attempts FROM tallies "
+                                    f"WHERE batch_id IN ({marks(ids)}) ORDER BY batch_id, status, outcome", ids):
+                found.setdefault(row[0], []).append(row[1:])
+            return {b: tallies_from(found.get(b.binary, ())) for b in batch_ids}
+
+        return await self.db.read(work) if batch_ids else {}
+
+    async def recount(self, batch_id: ObjectId) -> list[Tally]:
+        def work(conn: sqlite3.Connection) -> list[Tally]:
+            return tallies_from(conn.execute(
+                "SELECT status, coalesce(outcome, ''), count(*), sum(attempts > 0), sum(attempts) "
+                "FROM calls INDEXED BY calls_batch_id WHERE batch_id = ? GROUP BY status, outcome "
+                "ORDER BY status, coalesce(outcome, '')", (batch_id.binary,)))
+
+        return await self.db.read(work)
+
+    async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO tallies (batch_id, status, outcome, calls, dialled, attempts) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (batch_id, status, outcome) DO UPDATE SET calls = calls + excluded.calls, "
+                "dialled = dialled + excluded.dialled, attempts = attempts + excluded.attempts",
+                [(batch_id.binary, t.status, t.outcome or "", t.calls, t.dialled, t.attempts) for t in delta])
+
+        await self.db.write(work)
+
+    # ---- the dispatcher ------------------------------------------------------------------------
+    async def due(self, batch_id: ObjectId, now: dt.datetime, limit: int) -> list[dict]:
+        if limit <= 0:
+            return []
+        return await self.db.read(rows.load_where, "batch_id = ? AND status = 'queued' AND next_attempt_at <= ?",
+                                  (batch_id.binary, ms(now)), f"ORDER BY next_attempt_at, id LIMIT {int(limit)}")
+
+    async def next_due_at(self, batch_id: ObjectId) -> dt.datetime | None:
+        def work(conn: sqlite3.Connection) -> dt.datetime | None:
+            row = conn.execute("SELECT min(next_attempt_at) FROM calls WHERE batch_id = ? AND status = 'queued'",
+                               (batch_id.binary,)).fetchone()
+            return at(row[0])
+
+        return await self.db.read(work)
+
+    async def has_active(self, batch_id: ObjectId) -> bool:
+        return await self.db.read(_any_of, batch_id, ACTIVE_VALUES)
+
+    async def has_waiting(self, batch_id: ObjectId) -> bool:
+        return await self.db.read(_any_of, batch_id, WAITING_VALUES)
+
+    async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
+        ids = [c for c in call_ids if isinstance(c, ObjectId)]
+
+        def work(conn: sqlite3.Connection) -> dict:
+            binary = [c.binary for c in ids]
+            return {ObjectId(i): (status, token) for i, status, token in conn.execute(
+                f"SELECT id, status, claim_token FROM calls WHERE id IN ({marks(binary)})", binary)}
+
+        return await self.db.read(work) if ids else {}
+
+    async def claim(self, claims: list[Claim], deferrals: list[tuple[ObjectId, dt.datetime]],
+                    records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
+        if not (claims or deferrals or records):
+            return set()
+        return await self.db.write(self._claim, claims, deferrals, records, now)
+
+    @staticmethod
+    def _claim(conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple[ObjectId, dt.datetime]],
+               records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
+        found = rows.by_ids(conn, [cid for cid, _ in deferrals] + [c.call_id for c in claims])
+        changed: dict[ObjectId, dict] = {}
+        for cid, when in deferrals:
+            doc = found.get(cid)
+            if doc is not None and doc["status"] == QUEUED:
+                doc["nextAttemptAt"] = stored(when)
+                changed[cid] = doc
+        won: set[ObjectId] = set()
+        for c in claims:
+            doc = found.get(c.call_id)
+            if doc is None or doc["status"] != QUEUED:
+                continue
+            doc["status"] = check(doc, DIALING)
+            doc.update(claimedBy=c.by, claimToken=c.token, dialAt=stored(c.dial_at), leaseUntil=stored(c.lease_until),
+                       updatedAt=stored(now), attempts=doc["attempts"] + 1)
+            changed[c.call_id] = doc
+            won.add(c.call_id)
+        rows.save_many(conn, changed.values())
+        _record_placed(conn, records)
+        return won
+
+    async def record_placed(self, records: list[PlacedRecord]) -> None:
+        if records:
+            await self.db.write(_record_placed, records)
+
+    async def requeue_unplaced(self, call_id: ObjectId, token: str | None, when: dt.datetime, entry: dict,
+                               provider_error: bool = False) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            doc = load(conn, call_id)
+            # {"claimToken": token}: with None, a call whose claimToken is None or absent.
+            if doc is None or doc.get("claimToken") != token or doc["status"] != DIALING or "providerCallId" in doc:
+                return False
+            doc["status"] = check(doc, QUEUED)
+            doc["nextAttemptAt"] = stored(when)
+            doc["attempts"] -= 1
+            if provider_error:
+                doc["providerErrors"] = doc.get("providerErrors", 0) + 1
+            for name in CLAIM_FIELDS:
+                doc.pop(name, None)
+            push(doc, entry)
+            save(conn, doc)
+            return True
+
+        return await self.db.write(work)
+
+    async def mark_uncertain(self, call_id: ObjectId, token: str, lease_until: dt.datetime, entry: dict) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            doc = load(conn, call_id)
+            if doc is None or doc.get("claimToken") != token or doc["status"] != DIALING:
+                return False
+            doc.update(leaseUntil=stored(lease_until), uncertain=True)
+            push(doc, entry)
+            save(conn, doc)
+            return True
+
+        return await self.db.write(work)
+
+    async def progress(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, to: str,
+                       lease_until: dt.datetime, entry: dict, answered_by: str | None, now: dt.datetime) -> bool:
+        move = PROGRESS_MOVES[CallStatus(to)]  # ringing or in_progress; anything else is a bug
+
+        def work(conn: sqlite3.Connection) -> bool:
+            doc = load(conn, call_id)
+            if doc is None or doc["status"] not in move.source_values or not matches(doc, token, provider_call_id):
+                return False
+            doc["status"] = check(doc, CallStatus(to).value)
+            doc.update(updatedAt=stored(now), leaseUntil=stored(lease_until))
+            if provider_call_id:
+                doc["providerCallId"] = provider_call_id
+            if answered_by:
+                doc["answeredBy"] = answered_by
+            push(doc, entry)
+            save(conn, doc)
+            return True
+
+        return await self.db.write(work)
+
+    async def record_provider_id(self, call_id: ObjectId, token: str | None, provider_call_id: str,
+                                 entry: dict | None) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            doc = load(conn, call_id)
+            if (doc is None or "providerCallId" in doc or doc["status"] not in IN_FLIGHT
+                    or (token and doc.get("claimToken") != token)):
+                return False
+            doc["providerCallId"] = provider_call_id
+            if entry is not None:
+                push(doc, entry)
+            save(conn, doc)
+            return True
+
+        return await self.db.write(work)
+
+    async def finish(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, finish: Finish,
+                     now: dt.datetime) -> tuple[str, ObjectId, dict | None] | None:
+        return await self.db.write(_finish, call_id, token, provider_call_id, finish, now)
+
+    # ---- the reaper ----------------------------------------------------------------------------
+    async def expired(self, now: dt.datetime, limit: int) -> list[dict]:
+        if limit <= 0:
+            return []
+        return await self.db.read(rows.load_where, f"status IN {IN_FLIGHT_SQL} AND lease_until < ?", (ms(now),),
+                                  f"ORDER BY lease_until LIMIT {int(limit)}")
+
+    async def take_for_reconciliation(self, call: dict, lease_until: dt.datetime, by: str) -> dict | None:
+        def work(conn: sqlite3.Connection) -> dict | None:
+            doc = load(conn, call["_id"])
+            if doc is None or doc["status"] != call.get("status") or doc.get("leaseUntil") != stored(call.get("leaseUntil")):
+                return None
+            doc.update(leaseUntil=stored(lease_until), claimedBy=by)
+            save(conn, doc)
+            return doc
+
+        return await self.db.write(work)
+
+
+def _any_of(conn: sqlite3.Connection, batch_id: ObjectId, statuses: list[str]) -> bool:
+    return conn.execute(f"SELECT 1 FROM calls WHERE batch_id = ? AND status IN ({marks(statuses)}) LIMIT 1",
+                        (batch_id.binary, *statuses)).fetchone() is not None
+
+
+def _record_placed(conn: sqlite3.Connection, records: list[PlacedRecord]) -> None:
+    found = rows.by_ids(conn, [r.call_id for r in records])
+    changed = {}
+    for r in records:
+        doc = found.get(r.call_id)
+        if doc is None or doc.get("claimToken") != r.token or doc["status"] == QUEUED:
+            continue
+        doc["providerCallId"] = r.provider_call_id
+        lease = stored(r.lease_until)
+        if doc.get("leaseUntil") is None or lease > doc["leaseUntil"]:
+            doc["leaseUntil"] = lease
+        push(doc, {"at": r.at, "event": "placed", "providerCallId": r.provider_call_id})
+        changed[r.call_id] = doc
+    rows.save_many(conn, changed.values())
+
+
+def _finish(conn: sqlite3.Connection, call_id: ObjectId, token: str | None, provider_call_id: str | None,
+            finish: Finish, now: dt.datetime) -> tuple[str, ObjectId, dict | None] | None:
+    doc = load(conn, call_id)
+    if doc is None or doc["status"] not in IN_FLIGHT or not matches(doc, token, provider_call_id):
+        return None
+    now = stored(now)
+    retry = finish.retry_at is not None and doc["attempts"] < finish.max_attempts
+    doc["status"] = check(doc, QUEUED if retry else str(finish.final))
+    doc.update(outcome=finish.outcome, updatedAt=now)
+    if retry:
+        doc["nextAttemptAt"] = stored(finish.retry_at)
+        for name in (*CLAIM_FIELDS, "providerCallId", "answeredBy"):  # the next attempt is a new provider call
+            doc.pop(name, None)
+        push(doc, {**finish.entry, "result": "retry"})
+    else:
+        doc["finishedAt"] = now
+        if finish.provider_call_id:
+            doc["providerCallId"] = finish.provider_call_id
+        if finish.duration is not None:
+            doc["duration"] = finish.duration
+        for name in (*CLAIM_FIELDS, "activeKey"):
+            doc.pop(name, None)
+        push(doc, {**finish.entry, "result": finish.outcome})
+    save(conn, doc)
+    return ("retry" if retry else "final"), doc["batchId"], doc.get("group")

@@ -1,0 +1,94 @@
+"""The SQLite calls' methods for operators (the batch lifecycle): claims not yet placed, withdrawing,
+retrying and deleting a batch's calls. Part of SqliteCalls (calls.py); the same rules hold: each method
+one unit of work, every status change checked against the state machine. Index: `calls_batch_status_due`
+serves every batch-and-status filter here, `calls_batch_id` the deletion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+from bson import ObjectId
+
+from dialer.core.statuses import IN_FLIGHT_VALUES, TERMINAL, WAITING_VALUES, CallStatus
+from dialer.ports import active_key
+from dialer.store.sqlite import call_rows as rows
+from dialer.store.sqlite.call_rows import check, push
+from dialer.store.sqlite.documents import marks, ms, stored
+
+QUEUED = CallStatus.QUEUED.value
+TERMINAL_VALUES = sorted(s.value for s in TERMINAL)
+
+
+class OperatorsCalls:
+    db: object
+
+    async def unplaced(self, batch_id: ObjectId) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute("SELECT count(*) FROM calls WHERE batch_id = ? AND status = 'dialing' "
+                                "AND provider_call_id IS NULL AND uncertain = 0", (batch_id.binary,)).fetchone()[0]
+
+        return await self.db.read(work)
+
+    async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            docs = rows.load_where(conn, f"batch_id = ? AND status IN ({marks(WAITING_VALUES)})",
+                                   (batch_id.binary, *WAITING_VALUES), f"LIMIT {int(limit)}")
+            for doc in docs:
+                rows.withdraw(doc, CallStatus.CANCELLED.value, stored(now), entry)
+            rows.save_many(conn, docs)
+            return len(docs)
+
+        return await self.db.write(work) if limit > 0 else 0
+
+    async def in_flight(self, batch_id: ObjectId) -> list[dict]:
+        return await self.db.read(rows.load_where, f"batch_id = ? AND status IN ({marks(IN_FLIGHT_VALUES)})",
+                                  (batch_id.binary, *IN_FLIGHT_VALUES))
+
+    async def retry_finished(self, batch_id: ObjectId, outcomes: list[str], now: dt.datetime, entry: dict,
+                             limit: int) -> tuple[int, int]:
+        def work(conn: sqlite3.Connection) -> tuple[int, int]:
+            when = stored(now)
+            docs = rows.load_where(
+                conn, f"batch_id = ? AND status IN ({marks(TERMINAL_VALUES)}) AND outcome IN ({marks(outcomes)}) "
+                      "AND retried_at IS NOT ? AND group_key IS NULL",  # a chained contact is not redialled
+                (batch_id.binary, *TERMINAL_VALUES, *outcomes, ms(now)), f"ORDER BY id LIMIT {int(limit)}")
+            retried = busy = 0
+            for doc in docs:
+                key = active_key(doc["batchId"], doc["phoneNumber"], doc.get("extension"))
+                doc["retriedAt"] = when  # looked at once per retry request
+                if conn.execute("SELECT 1 FROM calls WHERE active_key = ?", (key,)).fetchone() is not None:
+                    busy += 1  # the callee has a newer call waiting or in flight
+                    rows.save(conn, doc)
+                    continue
+                doc["status"] = check(doc, QUEUED)
+                doc.update(nextAttemptAt=when, updatedAt=when, activeKey=key)
+                doc.pop("finishedAt", None)
+                push(doc, entry)
+                rows.save(conn, doc)
+                retried += 1
+            return retried, busy
+
+        return await self.db.write(work) if outcomes and limit > 0 else (0, 0)
+
+    async def bring_forward(self, batch_id: ObjectId, now: dt.datetime) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            docs = rows.load_where(conn, "batch_id = ? AND status = 'queued' AND next_attempt_at > ?",
+                                   (batch_id.binary, ms(now)))
+            for doc in docs:
+                doc["nextAttemptAt"] = stored(now)
+            rows.save_many(conn, docs)
+            return len(docs)
+
+        return await self.db.write(work)
+
+    async def delete_calls(self, batch_id: ObjectId, limit: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute("DELETE FROM calls WHERE id IN (SELECT id FROM calls INDEXED BY calls_batch_id "
+                                   "WHERE batch_id = ? LIMIT ?)", (batch_id.binary, int(limit))).rowcount
+            conn.execute("DELETE FROM tallies WHERE batch_id = ? AND calls = 0 AND dialled = 0 AND attempts = 0",
+                         (batch_id.binary,))
+            return deleted
+
+        return await self.db.write(work) if limit > 0 else 0

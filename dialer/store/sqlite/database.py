@@ -1,0 +1,217 @@
+"""The SQLite file and the threads its statements run on: nothing here runs a statement on the event loop.
+
+A `Database` owns two connections, each on a thread of its own: the **writer** runs every unit of work
+that writes, as one `BEGIN IMMEDIATE` transaction (the file's write lock is taken before the first read,
+so a compare-and-set reads and writes under one lock, across processes too); the **reader** runs reads,
+which WAL lets proceed while a write is under way here or in another process. An in-memory database
+(`:memory:`, for tests and benchmarks) has one connection, on one thread, for both.
+
+A unit of work is a plain function of the connection; it runs whole or not at all. Failures leave as
+`StoreUnavailable` named by SQLite's error code (SQLITE_BUSY once `busy_timeout` has been waited out,
+SQLITE_FULL for a full disk), never with a statement or a value in the message.
+
+Durability: WAL with `synchronous=NORMAL` (the default) commits without an fsync; a committed transaction
+survives a crash of the process (it is in the WAL file, which the OS keeps), and a power loss or an OS
+crash can lose the transactions committed since the last checkpoint, never the file's consistency.
+`synchronous=FULL` fsyncs the WAL at every commit: nothing acknowledged is lost even then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from dialer.ports import StoreOpenFailed, StoreUnavailable
+from dialer.store.sqlite.schema import migrate
+
+log = logging.getLogger("dialer.store.sqlite")
+T = TypeVar("T")
+MEMORY = ":memory:"
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def unavailable(exc: sqlite3.Error) -> StoreUnavailable:
+    """A driver error as the ports name it: its SQLite code only (SQLITE_BUSY, SQLITE_FULL, ...)."""
+    code = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    what = {"SQLITE_BUSY": "the database stayed busy (another process held its write lock)",
+            "SQLITE_LOCKED": "the database stayed locked",
+            "SQLITE_FULL": "the disk (or the database's size limit) is full",
+            "SQLITE_IOERR": "the disk failed a read or a write",
+            "SQLITE_READONLY": "the database file is read-only"}
+    for prefix, text in what.items():
+        if code.startswith(prefix):
+            return StoreUnavailable(f"database error: {code}: {text}")
+    return StoreUnavailable(f"database error: {code}")
+
+
+class Database:
+    def __init__(self, path: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 10_000,
+                 cache_kib: int = 16_384) -> None:
+        self.path = path
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in SYNCHRONOUS:
+            raise StoreOpenFailed(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r}")
+        self.busy_timeout_ms = busy_timeout_ms
+        self.cache_kib = cache_kib
+        self._local = threading.local()
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self.operations = 0  # units of work run (the benchmarks' "database operations")
+
+    @property
+    def in_memory(self) -> bool:
+        return self.path == MEMORY
+
+    # ---- opening and closing -------------------------------------------------------------------
+    async def open(self) -> None:
+        if not self.in_memory:
+            folder = Path(self.path).resolve().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreOpenFailed(f"cannot create the data directory {folder}: {exc.strerror}") from None
+            if not os.access(folder, os.W_OK):
+                raise StoreOpenFailed(f"the data directory {folder} is not writable")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._reader = self._writer if self.in_memory else ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._writer, self._open_writer)
+            if self._reader is not self._writer:
+                await loop.run_in_executor(self._reader, self._connect)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000,
+                                   check_same_thread=True)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute(f"PRAGMA cache_size = -{int(self.cache_kib)}")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            if not self.in_memory:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreOpenFailed(f"{self.path}: the file cannot use WAL mode (journal_mode {mode})")
+        except sqlite3.DatabaseError as exc:
+            raise StoreOpenFailed(self._explain(exc)) from None
+        self._local.conn = conn
+        return conn
+
+    def _open_writer(self) -> None:
+        conn = self._connect()
+        try:
+            migrate(conn, self.path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreOpenFailed(self._explain(exc)) from None
+
+    def _explain(self, exc: sqlite3.Error) -> str:
+        code = getattr(exc, "sqlite_errorname", "") or ""
+        if code.startswith("SQLITE_NOTADB") or "not a database" in str(exc):
+            return f"{self.path} is not an SQLite database (a corrupt or foreign file): move it away or restore a backup"
+        if code.startswith("SQLITE_CANTOPEN"):
+            return f"cannot open {self.path}: check that its directory exists and is writable"
+        if code.startswith("SQLITE_CORRUPT"):
+            return f"{self.path} is corrupt: restore a backup (see README, 'Back-up and restore')"
+        if code.startswith("SQLITE_READONLY"):
+            return f"{self.path} is read-only: the dialer must be able to write its data directory"
+        return f"cannot open {self.path}: {code or type(exc).__name__} ({exc})"
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for pool in {id(p): p for p in (self._reader, self._writer) if p is not None}.values():
+            try:
+                await loop.run_in_executor(pool, self._close_here)
+            finally:
+                pool.shutdown(wait=True)
+        self._writer = self._reader = None
+
+    def _close_here(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            if not self.in_memory and conn is not None:
+                try:  # fold the WAL into the file on a clean stop (another process may still use it: fine)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass
+            conn.close()
+            self._local.conn = None
+
+    # ---- units of work -------------------------------------------------------------------------
+    async def write(self, work: Callable[..., T], *args: Any) -> T:
+        """Run `work(conn, *args)` on the writer as one immediate transaction: all of it or nothing."""
+        if self._writer is None:
+            raise StoreUnavailable("database error: the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, work, args)
+
+    async def read(self, work: Callable[..., T], *args: Any) -> T:
+        """Run `work(conn, *args)` on the reader, in one read transaction (a consistent snapshot)."""
+        if self._reader is None:
+            raise StoreUnavailable("database error: the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._reader, self._snapshot, work, args)
+
+    def _transaction(self, work: Callable[..., T], args: tuple) -> T:
+        conn: sqlite3.Connection = self._local.conn
+        self.operations += 1
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise unavailable(exc) from None
+        try:
+            result = work(conn, *args)
+            conn.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                raise unavailable(exc) from None
+            raise
+
+    def _snapshot(self, work: Callable[..., T], args: tuple) -> T:
+        conn: sqlite3.Connection = self._local.conn
+        self.operations += 1
+        try:
+            conn.execute("BEGIN")
+            try:
+                return work(conn, *args)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise unavailable(exc) from None
+
+    # ---- back-up ---------------------------------------------------------------------------------
+    async def backup(self, target: str) -> int:
+        """A consistent copy of the live database at `target` (SQLite's online backup API, in one step: a
+        snapshot, while writers go on). Returns the copy's size in bytes."""
+        if self._reader is None:
+            raise StoreUnavailable("database error: the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._reader, self._backup_here, target)
+
+    def _backup_here(self, target: str) -> int:
+        temporary = f"{target}.partial-{os.getpid()}"
+        started = time.monotonic()
+        destination = sqlite3.connect(temporary)
+        try:
+            self._local.conn.backup(destination)
+            destination.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
+        finally:
+            destination.close()
+        os.replace(temporary, target)
+        size = os.path.getsize(target)
+        log.info("backup written", extra={"target": target, "bytes": size,
+                                          "seconds": round(time.monotonic() - started, 3)})
+        return size

@@ -1,0 +1,150 @@
+"""The SQLite file's schema: its tables and indexes, declared once, and the migrations between versions.
+
+The file says what it is in its header: `application_id` (ours: "DILR") and `user_version` (the schema
+version). `migrate` brings an older file of ours up to `SCHEMA_VERSION`, one step per version, each step
+in its own transaction; it refuses a file of another application and a file written by a newer dialer,
+with a message that says what to do.
+
+Each table keeps the document whole (`doc`, a BSON blob: the same shape the MongoDB repositories store)
+and, as real columns, what its queries select and sort on; each index names the queries it serves.
+Datetimes in columns are integer milliseconds since the epoch (BSON's precision). The `tallies` table is
+kept by triggers on `calls`, in the same transaction as the change: batch counters cannot drift.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from dialer.ports import StoreOpenFailed
+
+log = logging.getLogger("dialer.store.sqlite")
+
+APPLICATION_ID = int.from_bytes(b"DILR", "big")
+
+TALLY_ADD = """INSERT INTO tallies (batch_id, status, outcome, calls, dialled, attempts)
+    VALUES ({row}.batch_id, {row}.status, coalesce({row}.outcome, ''), 1, {row}.attempts > 0, {row}.attempts)
+    ON CONFLICT (batch_id, status, outcome) DO UPDATE SET calls = calls + 1,
+        dialled = dialled + excluded.dialled, attempts = attempts + excluded.attempts;"""
+TALLY_REMOVE = """UPDATE tallies SET calls = calls - 1, dialled = dialled - ({row}.attempts > 0),
+    attempts = attempts - {row}.attempts
+    WHERE batch_id = {row}.batch_id AND status = {row}.status AND outcome = coalesce({row}.outcome, '');"""
+
+# Version 1: the first schema.
+V1 = f"""
+CREATE TABLE calls (
+    id BLOB NOT NULL PRIMARY KEY,      -- the ObjectId's 12 bytes (they sort as ObjectIds do)
+    batch_id BLOB NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT,
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    lease_until INTEGER,
+    active_key TEXT UNIQUE,            -- one waiting or in-flight call per callee of a batch (enqueue)
+    claim_token TEXT,
+    provider_call_id TEXT,
+    uncertain INTEGER NOT NULL DEFAULT 0,
+    group_key TEXT,
+    retried_at INTEGER,
+    doc BLOB NOT NULL
+);
+-- due (queued, nextAttemptAt <= now, earliest first then FIFO), next_due_at, has_waiting / has_active,
+-- held_groups, withdraw, unplaced, in_flight, retry_finished: equality on the first two, then the range.
+CREATE INDEX calls_batch_status_due ON calls (batch_id, status, next_attempt_at, id);
+-- pages without a status filter, recount, delete_calls.
+CREATE INDEX calls_batch_id ON calls (batch_id, id);
+-- the reaper: in-flight calls whose lease ran out, earliest first.
+CREATE INDEX calls_lease ON calls (lease_until) WHERE status IN ('dialing', 'ringing', 'in_progress');
+-- contact chaining: the calls of one group.
+CREATE INDEX calls_group ON calls (batch_id, group_key) WHERE group_key IS NOT NULL;
+
+CREATE TABLE tallies (
+    batch_id BLOB NOT NULL, status TEXT NOT NULL, outcome TEXT NOT NULL,  -- '' for no outcome
+    calls INTEGER NOT NULL, dialled INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    PRIMARY KEY (batch_id, status, outcome)
+) WITHOUT ROWID;
+CREATE TRIGGER calls_tally_insert AFTER INSERT ON calls BEGIN {TALLY_ADD.format(row="NEW")} END;
+CREATE TRIGGER calls_tally_delete AFTER DELETE ON calls BEGIN {TALLY_REMOVE.format(row="OLD")} END;
+CREATE TRIGGER calls_tally_update AFTER UPDATE OF status, outcome, attempts ON calls
+    WHEN OLD.status IS NOT NEW.status OR OLD.outcome IS NOT NEW.outcome OR OLD.attempts IS NOT NEW.attempts
+    BEGIN {TALLY_REMOVE.format(row="OLD")} {TALLY_ADD.format(row="NEW")} END;
+
+CREATE TABLE batches (
+    id BLOB NOT NULL PRIMARY KEY,
+    workspace_id BLOB NOT NULL,
+    agent_id BLOB,
+    status TEXT NOT NULL,
+    scheduled_at INTEGER,
+    public_id TEXT UNIQUE,             -- a face's own id for the batch (by_public_id)
+    doc BLOB NOT NULL
+);
+CREATE INDEX batches_workspace ON batches (workspace_id, id);  -- list, newest first from a cursor
+CREATE INDEX batches_status ON batches (status, id);            -- runnable, scheduled_due
+
+CREATE TABLE workspaces (id BLOB NOT NULL PRIMARY KEY, created_at INTEGER, doc BLOB NOT NULL);
+CREATE TABLE api_keys (id BLOB NOT NULL PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, doc BLOB NOT NULL);
+CREATE TABLE agents (id BLOB NOT NULL PRIMARY KEY, workspace_id BLOB NOT NULL, created_at INTEGER,
+                     doc BLOB NOT NULL);
+CREATE INDEX agents_workspace ON agents (workspace_id, created_at);
+-- who owns a calling number (insert_agent's clash check, agent_owning).
+CREATE TABLE agent_numbers (number TEXT NOT NULL PRIMARY KEY, agent_id BLOB NOT NULL);
+CREATE INDEX agent_numbers_agent ON agent_numbers (agent_id);
+
+CREATE TABLE idempotency (id TEXT NOT NULL PRIMARY KEY, state TEXT, expires_at INTEGER, doc BLOB NOT NULL);
+CREATE INDEX idempotency_expiry ON idempotency (expires_at);
+
+CREATE TABLE intakes (id TEXT NOT NULL PRIMARY KEY, state TEXT NOT NULL, lease_until INTEGER,
+                      expires_at INTEGER, doc BLOB NOT NULL);
+CREATE INDEX intakes_pending ON intakes (state);  -- unfinished, oldest first (an index ends with the rowid)
+CREATE INDEX intakes_expiry ON intakes (state, expires_at);
+
+CREATE TABLE ledger (id TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL, doc BLOB NOT NULL);
+"""
+
+# MIGRATIONS[n - 1] brings a file from version n - 1 to version n.
+MIGRATIONS: list[str] = [V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -> int:
+    """Bring the file to `target` (the latest by default); the version it had. Refuses foreign and newer files."""
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    if application_id != APPLICATION_ID and (application_id != 0 or tables):
+        raise StoreOpenFailed(f"{path} is an SQLite database of another application (application_id "
+                              f"{application_id}, {tables} tables): point DIALER_DATA_DIR elsewhere")
+    if version > SCHEMA_VERSION:
+        raise StoreOpenFailed(f"{path} was written by a newer dialer (schema version {version}; this one knows "
+                              f"up to {SCHEMA_VERSION}): run that version, or restore a backup taken before the upgrade")
+    for step in range(version, target):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] != step:  # another process migrated it meanwhile
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _statements(MIGRATIONS[step]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("database schema migrated", extra={"path": path, "fromVersion": step, "toVersion": step + 1})
+    return version
+
+
+def _statements(script: str) -> list[str]:
+    """The script's statements, one by one (executescript would commit the transaction they belong in)."""
+    out, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out

@@ -1,0 +1,164 @@
+"""Workspaces, API keys and agents in SQLite: the TenancyRepo port (see dialer/ports.py).
+
+Tables and indexes (schema.py): `api_keys.key_hash` (unique) serves authentication on every request;
+`agent_numbers` (number -> agent) serves insert_agent's clash check and `agent_owning`;
+`agents_workspace` serves `list_agents`. Lists are ordered by (createdAt, _id). Credits change by
+compare-and-set inside one writer transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from bson import ObjectId
+
+from dialer.store.sqlite.database import Database
+from dialer.store.sqlite.documents import decode, encode, marks, ms, one
+
+
+def _by_created(conn: sqlite3.Connection, sql: str, params: tuple) -> list[dict]:
+    docs = [decode(r[0]) for r in conn.execute(sql, params)]
+    return sorted(docs, key=lambda d: (d.get("createdAt") is not None, d.get("createdAt"), d["_id"]))
+
+
+def _workspace(conn: sqlite3.Connection, workspace_id: Any) -> dict | None:
+    if not isinstance(workspace_id, ObjectId):
+        return None
+    return one(conn, "SELECT doc FROM workspaces WHERE id = ?", (workspace_id.binary,))
+
+
+def _save_workspace(conn: sqlite3.Connection, doc: dict) -> dict:
+    conn.execute("UPDATE workspaces SET doc = ? WHERE id = ?", (encode(doc), doc["_id"].binary))
+    return doc
+
+
+class SqliteTenancy:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---- workspaces ------------------------------------------------------------------------------
+    async def insert_workspace(self, workspace: dict) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("INSERT INTO workspaces (id, created_at, doc) VALUES (?, ?, ?)",
+                             (workspace["_id"].binary, ms(workspace.get("createdAt")), encode(workspace)))
+            except sqlite3.IntegrityError:
+                raise ValueError(f"workspace {workspace['_id']} exists") from None
+
+        await self.db.write(work)
+
+    async def get_workspace(self, workspace_id: ObjectId) -> dict | None:
+        return await self.db.read(_workspace, workspace_id)
+
+    async def list_workspaces(self) -> list[dict]:
+        return await self.db.read(_by_created, "SELECT doc FROM workspaces ORDER BY created_at, id", ())
+
+    async def update_workspace(self, workspace_id: ObjectId, set_fields: dict) -> dict | None:
+        def work(conn: sqlite3.Connection) -> dict | None:
+            doc = _workspace(conn, workspace_id)
+            return None if doc is None else _save_workspace(conn, {**doc, **set_fields})
+
+        return await self.db.write(work)
+
+    async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
+        def work(conn: sqlite3.Connection) -> dict | None:
+            doc = _workspace(conn, workspace_id)
+            if doc is None or doc.get("credits") is None or doc["credits"] + amount < 0:
+                return None
+            doc["credits"] += amount
+            return _save_workspace(conn, doc)
+
+        return await self.db.write(work)
+
+    async def take_credits(self, workspace_id: ObjectId, amount: int) -> tuple[bool, int | None]:
+        def work(conn: sqlite3.Connection) -> tuple[bool, int | None]:
+            doc = _workspace(conn, workspace_id)
+            balance = None if doc is None else doc.get("credits")
+            if balance is None:
+                return True, None
+            if balance < amount:
+                return False, balance
+            doc["credits"] = balance - amount
+            _save_workspace(conn, doc)
+            return True, doc["credits"]
+
+        return await self.db.write(work)
+
+    # ---- API keys --------------------------------------------------------------------------------
+    async def insert_key(self, key: dict) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("INSERT INTO api_keys (id, key_hash, doc) VALUES (?, ?, ?)",
+                             (key["_id"].binary, key["keyHash"], encode(key)))
+            except sqlite3.IntegrityError:
+                raise ValueError("the key exists") from None
+
+        await self.db.write(work)
+
+    async def revoke_key(self, key_hash: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            doc = one(conn, "SELECT doc FROM api_keys WHERE key_hash = ?", (key_hash,))
+            if doc is None or doc.get("revoked") is True:
+                return False
+            doc["revoked"] = True
+            conn.execute("UPDATE api_keys SET doc = ? WHERE key_hash = ?", (encode(doc), key_hash))
+            return True
+
+        return await self.db.write(work)
+
+    async def key_by_hash(self, key_hash: str) -> dict | None:
+        doc = await self.db.read(one, "SELECT doc FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return doc if doc is not None and doc.get("revoked") is False else None
+
+    # ---- agents ----------------------------------------------------------------------------------
+    async def insert_agent(self, agent: dict) -> bool:
+        numbers = list(agent.get("callingNumbers") or [])
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent["_id"].binary,)).fetchone():
+                raise ValueError(f"agent {agent['_id']} exists")
+            if numbers and conn.execute(f"SELECT 1 FROM agent_numbers WHERE number IN ({marks(numbers)})",
+                                        numbers).fetchone():
+                return False
+            conn.execute("INSERT INTO agents (id, workspace_id, created_at, doc) VALUES (?, ?, ?, ?)",
+                         (agent["_id"].binary, agent["workspaceId"].binary, ms(agent.get("createdAt")), encode(agent)))
+            conn.executemany("INSERT OR IGNORE INTO agent_numbers (number, agent_id) VALUES (?, ?)",
+                             [(n, agent["_id"].binary) for n in numbers])
+            return True
+
+        return await self.db.write(work)
+
+    async def list_agents(self, workspace_id: ObjectId) -> list[dict]:
+        return await self.db.read(_by_created, "SELECT doc FROM agents WHERE workspace_id = ?", (workspace_id.binary,))
+
+    async def delete_agent(self, agent_id: ObjectId) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM agent_numbers WHERE agent_id = ?", (agent_id.binary,))
+            return conn.execute("DELETE FROM agents WHERE id = ?", (agent_id.binary,)).rowcount == 1
+
+        return await self.db.write(work) if isinstance(agent_id, ObjectId) else False
+
+    async def get_agent(self, agent_id: ObjectId, workspace_id: ObjectId | None = None) -> dict | None:
+        if not isinstance(agent_id, ObjectId):
+            return None
+        doc = await self.db.read(one, "SELECT doc FROM agents WHERE id = ?", (agent_id.binary,))
+        if doc is None or (workspace_id is not None and doc["workspaceId"] != workspace_id):
+            return None
+        return doc
+
+    async def agent_owning(self, workspace_id: ObjectId, numbers: list[str]) -> dict | None:
+        if not numbers:
+            return None  # as MongoDB's {"$all": []}: matches nothing
+
+        def work(conn: sqlite3.Connection) -> dict | None:
+            owners = {r[0] for r in conn.execute(
+                f"SELECT agent_id FROM agent_numbers WHERE number IN ({marks(numbers)})", list(numbers))}
+            found = conn.execute(f"SELECT count(DISTINCT number) FROM agent_numbers WHERE number IN ({marks(numbers)})",
+                                 list(numbers)).fetchone()[0]
+            if len(owners) != 1 or found != len(set(numbers)):
+                return None
+            doc = one(conn, "SELECT doc FROM agents WHERE id = ?", (owners.pop(),))
+            return doc if doc is not None and doc["workspaceId"] == workspace_id else None
+
+        return await self.db.read(work)
