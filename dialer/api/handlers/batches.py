@@ -38,6 +38,7 @@ BATCH_LINKS = links_to("$response.body#/data/batchId", "batchId", {
     bodies={"addCalls": ("batches_add_calls_to_batch", "batchId")})
 
 
+@idempotent(per_workspace)
 @route("Create a batch", body=CreateBatchBody, responses={
     200: Reply(BatchAnswer, "the batch, pending until calls arrive (or its scheduledAt)", links=BATCH_LINKS),
     **r.errors(400, 403, 404)})

@@ -1,0 +1,109 @@
+"""Every write safe to retry (issue 14, item 5): an Idempotency-Key on createBatch, a batch's retry, the
+ElevenLabs face's submit and retry and the admin routes that create, over HTTP. The same request with a
+used key gets the first answer byte for byte (`Idempotent-Replay: true`) and nothing is done twice;
+another body with the key is a 422 naming the reason; the key expires by the injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+import pytest
+
+from dialer.api.appkeys import BATCHES
+from tests.conftest import make_api
+
+CREATE = "/api/call/createBatch"
+
+
+async def send(api, path: str, body=None, key: str | None = None, *, raw: bytes | None = None,
+               headers: dict | None = None) -> tuple[int, bytes, dict]:
+    """(status, the body's bytes, headers) of a POST with the workspace's key and `key` as Idempotency-Key."""
+    sent = {**(headers or api.headers()), **({"Idempotency-Key": key} if key is not None else {})}
+    resp = await api.client.post(path, data=raw if raw is not None else json.dumps(body).encode(), headers=sent)
+    return resp.status, await resp.read(), resp.headers
+
+
+async def batch_ids(api) -> list[str]:
+    code, doc = await api.get("/api/call/batches?limit=100")
+    assert code == 200, doc
+    return [b["batchId"] for b in doc["data"]["batches"]]
+
+
+def batch_body(api, **more) -> dict:
+    return {"name": "November renewals", "agentId": str(api.agent["_id"]), "concurrencyLimit": 5, **more}
+
+
+async def test_create_batch_retried_with_its_key_creates_one_batch(api):
+    code, body, _ = await send(api, CREATE, batch_body(api), "crm-sync-1", headers={"x-api-key": "nope"})
+    assert code == 403 and "invalid API key" in json.loads(body)["errorMessage"]  # who asks comes first
+    code, first, headers = await send(api, CREATE, batch_body(api), "crm-sync-1")  # the stranger took no key
+    assert code == 200 and "Idempotent-Replay" not in headers
+    # The partner's retry after a timeout, serialised another way: the first answer, byte for byte.
+    reordered = json.dumps(dict(reversed(list(batch_body(api).items()))), indent=1).encode()
+    code, again, headers = await send(api, CREATE, key="crm-sync-1", raw=reordered)
+    assert code == 200 and again == first and headers["Idempotent-Replay"] == "true"
+    assert await batch_ids(api) == [json.loads(first)["data"]["batchId"]]
+    code, refused, _ = await send(api, CREATE, batch_body(api, concurrencyLimit=6), "crm-sync-1")
+    doc = json.loads(refused)
+    assert code == 422 and "already used for another body" in doc["errorMessage"]
+    assert doc["data"] == {"header": "Idempotency-Key"} and len(await batch_ids(api)) == 1
+    code, _, _ = await send(api, CREATE, batch_body(api), "crm-sync-2")  # a new key is a new batch
+    assert code == 200 and len(await batch_ids(api)) == 2
+
+
+async def test_a_key_is_a_workspaces_own(api, client, app):
+    other = await make_api(client, app)
+    code, mine, _ = await send(api, CREATE, batch_body(api), "k1")
+    code2, theirs, headers = await send(other, CREATE, batch_body(other), "k1")
+    assert code == code2 == 200 and "Idempotent-Replay" not in headers
+    assert json.loads(mine)["data"]["batchId"] != json.loads(theirs)["data"]["batchId"]
+    code, _, _ = await send(api, "/api/call/addCallsToBatch", {"batchId": json.loads(mine)["data"]["batchId"],
+                                                               "call_data": [{"phoneNumber": "+12125550100"}]}, "k1")
+    assert code == 422  # the key belongs to the createBatch request: not a replay of a batch for these calls
+
+
+async def test_a_refused_create_is_replayed_and_a_malformed_key_refused(api):
+    body = batch_body(api, concurrencyLimit=0)
+    code, first, _ = await send(api, CREATE, body, "bad-limit")
+    assert code == 400 and "concurrencyLimit" in json.loads(first)["errorMessage"]
+    code, again, headers = await send(api, CREATE, body, "bad-limit")
+    assert code == 400 and again == first and headers["Idempotent-Replay"] == "true"
+    for key, reason in (("", "empty"), ("k" * 256, "255"), ("clé", "printable ASCII")):
+        resp = await api.client.post(CREATE, data=json.dumps(batch_body(api)).encode(),
+                                     headers={**api.headers(), "Idempotency-Key": key})
+        doc = await resp.json()
+        assert resp.status == 400 and reason in doc["errorMessage"], key
+    assert await batch_ids(api) == []
+
+
+async def test_concurrent_creates_with_one_key_make_one_batch(api, monkeypatch):
+    batches = api.app[BATCHES]
+    create = batches.create
+
+    async def slow_create(*args, **kwargs):  # the write takes a while: the other requests arrive meanwhile
+        await asyncio.sleep(0.05)
+        return await create(*args, **kwargs)
+
+    monkeypatch.setattr(batches, "create", slow_create)
+    results = await asyncio.gather(*[send(api, CREATE, batch_body(api), "double-click") for _ in range(5)])
+    answers = {body for code, body, _ in results if code == 200}
+    assert {code for code, _, _ in results} <= {200, 409} and len(answers) == 1
+    assert 409 in {code for code, _, _ in results}
+    assert await batch_ids(api) == [json.loads(answers.pop())["data"]["batchId"]]
+    code, _, headers = await send(api, CREATE, batch_body(api), "double-click")  # once done: the replay
+    assert code == 200 and headers["Idempotent-Replay"] == "true" and len(await batch_ids(api)) == 1
+
+
+@pytest.mark.parametrize("years", [-3, 0, 5])
+async def test_a_key_expires_by_the_injected_clock(api, clock, years):
+    clock.set(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365 * years))
+    code, first, _ = await send(api, CREATE, batch_body(api), "nightly")
+    clock.advance(23 * 3600)
+    code, again, headers = await send(api, CREATE, batch_body(api), "nightly")
+    assert code == 200 and again == first and headers["Idempotent-Replay"] == "true"
+    clock.advance(2 * 3600)  # 25 h: the key is free again, for any request
+    code, later, headers = await send(api, CREATE, batch_body(api, name="another"), "nightly")
+    assert code == 200 and "Idempotent-Replay" not in headers and later != first
+    assert len(await batch_ids(api)) == 2
