@@ -13,6 +13,7 @@ import pytest
 
 from dialer.api.appkeys import BATCHES
 from tests.conftest import make_api
+from tests.dispatch_harness import Harness, nums
 
 CREATE = "/api/call/createBatch"
 
@@ -107,3 +108,28 @@ async def test_a_key_expires_by_the_injected_clock(api, clock, years):
     code, later, headers = await send(api, CREATE, batch_body(api, name="another"), "nightly")
     assert code == 200 and "Idempotent-Replay" not in headers and later != first
     assert len(await batch_ids(api)) == 2
+
+
+async def test_a_retried_retry_requeues_once_and_a_409_is_not_kept(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, outcomes={"busy": 1.0})
+    batch = await api.create_batch(concurrencyLimit=4)
+    await api.add_calls(batch, nums(4))
+    retry = f"/api/call/batches/{batch}/retry"
+    code, early, _ = await send(api, retry, {"outcomes": ["busy"]}, "redial-busy")
+    assert code == 409  # running: nothing to retry yet; a conflict of the moment is not kept
+    await h.run_until(lambda: _status(api, batch, "completed"))
+    code, first, headers = await send(api, retry, {"outcomes": ["busy"]}, "redial-busy")
+    assert code == 200 and "Idempotent-Replay" not in headers and json.loads(first)["data"]["retryCount"] == 1
+    code, again, headers = await send(api, retry, {"outcomes": ["busy"]}, "redial-busy")
+    assert code == 200 and again == first and headers["Idempotent-Replay"] == "true"
+    code, doc = await api.get(f"/api/call/batches/{batch}")
+    assert doc["data"]["retryCount"] == 1 and doc["data"]["counters"]["waiting"] == 4  # requeued once
+    code, refused, _ = await send(api, retry, {"outcomes": ["busy", "no_answer"]}, "redial-busy")
+    assert code == 422 and "another body" in json.loads(refused)["errorMessage"]
+    other = await api.create_batch()
+    code, refused, _ = await send(api, f"/api/call/batches/{other}/retry", {"outcomes": ["busy"]}, "redial-busy")
+    assert code == 422 and "another request" in json.loads(refused)["errorMessage"]
+
+
+async def _status(api, batch: str, status: str) -> bool:
+    return (await api.get(f"/api/call/batches/{batch}"))[1]["data"]["status"] == status

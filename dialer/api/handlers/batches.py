@@ -153,6 +153,7 @@ async def cancel_batch(request: web.Request) -> web.Response:
     return ok(await lifecycle.view(await lifecycle.cancel(batch, options.get("hangUp", False))), "Batch cancelled")
 
 
+@idempotent(per_workspace)
 @route("Retry the final calls whose outcome is in `outcomes`", path=BATCH_ID, body=RetryOptions,
        body_required=False, responses={**ANSWERED_BATCH, **LIFECYCLE_ERRORS})
 async def retry_batch(request: web.Request) -> web.Response:
