@@ -10,12 +10,15 @@ import datetime as dt
 import json
 
 import pytest
+from elevenlabs.core.api_error import ApiError
 
 from dialer.api.appkeys import BATCHES
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness, nums
+from tests.test_elevenlabs_face import recipients, sdk
 
 CREATE = "/api/call/createBatch"
+SUBMIT = "/v1/convai/batch-calling/submit"
 
 
 async def send(api, path: str, body=None, key: str | None = None, *, raw: bytes | None = None,
@@ -133,3 +136,60 @@ async def test_a_retried_retry_requeues_once_and_a_409_is_not_kept(api, clock, e
 
 async def _status(api, batch: str, status: str) -> bool:
     return (await api.get(f"/api/call/batches/{batch}"))[1]["data"]["status"] == status
+
+
+def keyed(key: str) -> dict:
+    """The SDK's way to send a header of ours."""
+    return {"additional_headers": {"Idempotency-Key": key}}
+
+
+async def test_the_elevenlabs_sdk_submitting_twice_with_one_key_creates_one_batch(api):
+    calls = sdk(api).conversational_ai.batch_calls
+    submit = {"call_name": "Survey", "agent_id": str(api.agent["_id"]), "recipients": recipients(3)}
+    first = await calls.create(**submit, request_options=keyed("survey-42"))
+    again = await calls.create(**submit, request_options=keyed("survey-42"))
+    assert again == first
+    assert [b.id for b in (await calls.list()).batch_calls] == [first.id]
+    assert len(await api.all_calls(first.id)) == 3  # every recipient dialled once, not twice
+    with pytest.raises(ApiError) as err:  # another body with the key: the vendor's 422, located at the header
+        await calls.create(**{**submit, "recipients": recipients(4)}, request_options=keyed("survey-42"))
+    assert err.value.status_code == 422
+    [detail] = err.value.body["detail"]
+    assert detail["loc"] == ["header", "Idempotency-Key"] and "another body" in detail["msg"]
+    with pytest.raises(ApiError) as err:
+        await calls.create(**submit, request_options=keyed("k" * 256))
+    assert err.value.status_code == 422 and "255" in err.value.body["detail"][0]["msg"]
+    assert len((await calls.list()).batch_calls) == 1
+
+
+async def test_a_retried_submit_is_replayed_byte_for_byte_and_a_refused_one_too(api):
+    headers = {"xi-api-key": api.key}
+    body = {"call_name": "Survey", "agent_id": str(api.agent["_id"]), "recipients": recipients(2)}
+    code, first, _ = await send(api, SUBMIT, body, "s-1", headers=headers)
+    code2, again, replay = await send(api, SUBMIT, body, "s-1", headers=headers)
+    assert code == code2 == 200 and again == first and replay["Idempotent-Replay"] == "true"
+    assert replay["Content-Type"] == "application/json"
+    bad = {**body, "recipients": [{"phone_number": "12"}]}
+    code, refused, _ = await send(api, SUBMIT, bad, "s-2", headers=headers)
+    code2, again, replay = await send(api, SUBMIT, bad, "s-2", headers=headers)
+    assert code == code2 == 422 and again == refused and replay["Idempotent-Replay"] == "true"
+    code, unauthorised, _ = await send(api, SUBMIT, body, "s-1", headers={"xi-api-key": "sk_wrong"})
+    assert code == 401 and json.loads(unauthorised)["detail"]["status"] == "invalid_api_key"
+    assert len(await batch_ids(api)) == 1
+
+
+async def test_the_elevenlabs_retry_with_one_key_retries_once(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, outcomes={"busy": 1.0})
+    calls = sdk(api).conversational_ai.batch_calls
+    batch = await calls.create(call_name="Busy", agent_id=str(api.agent["_id"]), recipients=recipients(3),
+                               target_concurrency_limit=3)
+    await h.run_until(lambda: _status(api, batch.id, "completed"))
+    first = await calls.retry(batch.id, request_options=keyed("again-1"))
+    again = await calls.retry(batch.id, request_options=keyed("again-1"))
+    assert first.retry_count == again.retry_count == 1 and again == first
+    code, doc = await api.get(f"/api/call/batches/{batch.id}")
+    assert doc["data"]["retryCount"] == 1 and doc["data"]["counters"]["waiting"] == 3
+    with pytest.raises(ApiError) as err:  # the key already belongs to the retry: not a submit's
+        await calls.create(call_name="x", agent_id=str(api.agent["_id"]), recipients=recipients(1),
+                           request_options=keyed("again-1"))
+    assert err.value.status_code == 422 and "another request" in err.value.body["detail"][0]["msg"]
