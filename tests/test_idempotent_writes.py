@@ -193,3 +193,48 @@ async def test_the_elevenlabs_retry_with_one_key_retries_once(api, clock, engine
         await calls.create(call_name="x", agent_id=str(api.agent["_id"]), recipients=recipients(1),
                            request_options=keyed("again-1"))
     assert err.value.status_code == 422 and "another request" in err.value.body["detail"][0]["msg"]
+
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+
+
+async def test_the_admin_routes_that_create_do_it_once_per_key(api):
+    code, first, _ = await send(api, "/api/admin/workspaces", {"name": "Acme"}, "onboard-acme", headers=ADMIN)
+    code2, again, replay = await send(api, "/api/admin/workspaces", {"name": "Acme"}, "onboard-acme", headers=ADMIN)
+    assert code == code2 == 200 and again == first and replay["Idempotent-Replay"] == "true"
+    _, listing = await api.get("/api/admin/workspaces", key="admin-secret")
+    assert [w["name"] for w in listing["data"]["workspaces"]].count("Acme") == 1
+    created = json.loads(first)["data"]
+    workspace, workspace_key = created["workspaceId"], created["apiKey"]
+    code, refused, _ = await send(api, "/api/admin/workspaces", {"name": "Acme 2"}, "onboard-acme", headers=ADMIN)
+    assert code == 422 and "another body" in json.loads(refused)["errorMessage"]
+
+    keys = f"/api/admin/workspaces/{workspace}/keys"
+    code, first, _ = await send(api, keys, None, "second-key", headers=ADMIN, raw=b"")
+    code2, again, replay = await send(api, keys, None, "second-key", headers=ADMIN, raw=b"")
+    assert code == code2 == 200 and again == first and replay["Idempotent-Replay"] == "true"  # one key, shown once
+
+    agents = f"/api/admin/workspaces/{workspace}/agents"
+    agent = {"name": "sales", "callingNumbers": ["+14155550199"], "timezones": ["America/Los_Angeles"]}
+    code, first, _ = await send(api, agents, agent, "sales-agent", headers=ADMIN)
+    code2, again, replay = await send(api, agents, agent, "sales-agent", headers=ADMIN)
+    assert code == code2 == 200 and again == first and replay["Idempotent-Replay"] == "true"
+    _, mine = await api.get("/api/agents", key=workspace_key)
+    assert [a["name"] for a in mine["data"]["agents"]] == ["sales"]
+    code, refused, _ = await send(api, f"/api/admin/workspaces/{api.workspace_id}/agents", agent, "sales-agent",
+                                  headers=ADMIN)  # the same agent into another workspace: another request
+    assert code == 422 and "another request" in json.loads(refused)["errorMessage"]
+
+
+async def test_admin_keys_are_apart_from_the_workspaces(api):
+    code, batch, _ = await send(api, CREATE, batch_body(api), "shared-name")
+    assert code == 200
+    code, body, _ = await send(api, "/api/admin/workspaces", {"name": "Acme"}, "shared-name",
+                               headers={"Authorization": "Bearer wrong"})
+    assert code == 403 and json.loads(body)["errorMessage"] == "invalid admin token"
+    code, workspace, headers = await send(api, "/api/admin/workspaces", {"name": "Acme"}, "shared-name", headers=ADMIN)
+    assert code == 200 and "Idempotent-Replay" not in headers  # not the workspace's createBatch: a 422 there
+    for path, body, headers, first in ((CREATE, batch_body(api), None, batch),
+                                       ("/api/admin/workspaces", {"name": "Acme"}, ADMIN, workspace)):
+        code, again, replay = await send(api, path, body, "shared-name", headers=headers)
+        assert code == 200 and again == first and replay["Idempotent-Replay"] == "true"  # each its own answer
