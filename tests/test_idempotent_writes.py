@@ -22,10 +22,12 @@ SUBMIT = "/v1/convai/batch-calling/submit"
 
 
 async def send(api, path: str, body=None, key: str | None = None, *, raw: bytes | None = None,
-               headers: dict | None = None) -> tuple[int, bytes, dict]:
-    """(status, the body's bytes, headers) of a POST with the workspace's key and `key` as Idempotency-Key."""
+               headers: dict | None = None, method: str = "POST") -> tuple[int, bytes, dict]:
+    """(status, the body's bytes, headers) of a POST (or `method`) with the workspace's key and `key` as
+    Idempotency-Key."""
     sent = {**(headers or api.headers()), **({"Idempotency-Key": key} if key is not None else {})}
-    resp = await api.client.post(path, data=raw if raw is not None else json.dumps(body).encode(), headers=sent)
+    data = raw if raw is not None else json.dumps(body).encode()
+    resp = await api.client.request(method, path, data=data, headers=sent)
     return resp.status, await resp.read(), resp.headers
 
 
@@ -238,3 +240,14 @@ async def test_admin_keys_are_apart_from_the_workspaces(api):
                                        ("/api/admin/workspaces", {"name": "Acme"}, ADMIN, workspace)):
         code, again, replay = await send(api, path, body, "shared-name", headers=headers)
         assert code == 200 and again == first and replay["Idempotent-Replay"] == "true"  # each its own answer
+
+
+async def test_credits_added_by_a_retried_settings_change_are_added_once(api):
+    settings = f"/api/admin/workspaces/{api.workspace_id}"
+    code, _, _ = await send(api, settings, {"credits": 1000}, method="PATCH", headers=ADMIN)
+    assert code == 200
+    code, first, _ = await send(api, settings, {"addCredits": 100}, "top-up-7", method="PATCH", headers=ADMIN)
+    code2, again, replay = await send(api, settings, {"addCredits": 100}, "top-up-7", method="PATCH", headers=ADMIN)
+    assert code == code2 == 200 and again == first and replay["Idempotent-Replay"] == "true"
+    _, doc = await api.get(settings, key="admin-secret")
+    assert doc["data"]["credits"] == 1100

@@ -1,5 +1,6 @@
 """Admin routes (/api/admin/, Bearer DIALER_ADMIN_TOKEN): workspaces, keys and agents, as the CLI does. The
-routes that create take an Idempotency-Key, the admin token's own (apart from every workspace's keys)."""
+routes that write take an Idempotency-Key, the admin token's own (apart from every workspace's keys): those
+that create, and the settings' change (`addCredits` retried would add twice)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ async def get_workspace(request: web.Request) -> web.Response:
     return ok(workspace_view(await _workspace(request)))
 
 
+@idempotent(per_admin)
 @route("Change a workspace's settings: credits, the normalizeFields allowlist, enrollment concurrency",
        path=WORKSPACE_ID, body=WorkspaceSettingsBody, responses={
            200: Reply(r.envelope(r.WorkspaceView, "WorkspaceAnswer"), "the workspace after"),
