@@ -1,5 +1,5 @@
 """Every write safe to retry (issue 14, item 5): an Idempotency-Key on createBatch, a batch's retry, the
-ElevenLabs face's submit and retry and the admin routes that create, over HTTP. The same request with a
+ElevenLabs face's submit and retry, the admin routes that create and a workspace's settings, over HTTP. The same request with a
 used key gets the first answer byte for byte (`Idempotent-Replay: true`) and nothing is done twice;
 another body with the key is a 422 naming the reason; the key expires by the injected clock."""
 
@@ -86,20 +86,26 @@ async def test_a_refused_create_is_replayed_and_a_malformed_key_refused(api):
 
 async def test_concurrent_creates_with_one_key_make_one_batch(api, monkeypatch):
     batches = api.app[BATCHES]
-    create = batches.create
+    create, entered, release = batches.create, asyncio.Event(), asyncio.Event()
 
-    async def slow_create(*args, **kwargs):  # the write takes a while: the other requests arrive meanwhile
-        await asyncio.sleep(0.05)
+    async def held_create(*args, **kwargs):  # the first request's write is held until the others were answered
+        entered.set()
+        await release.wait()
         return await create(*args, **kwargs)
 
-    monkeypatch.setattr(batches, "create", slow_create)
-    results = await asyncio.gather(*[send(api, CREATE, batch_body(api), "double-click") for _ in range(5)])
-    answers = {body for code, body, _ in results if code == 200}
-    assert {code for code, _, _ in results} <= {200, 409} and len(answers) == 1
-    assert 409 in {code for code, _, _ in results}
-    assert await batch_ids(api) == [json.loads(answers.pop())["data"]["batchId"]]
-    code, _, headers = await send(api, CREATE, batch_body(api), "double-click")  # once done: the replay
-    assert code == 200 and headers["Idempotent-Replay"] == "true" and len(await batch_ids(api)) == 1
+    monkeypatch.setattr(batches, "create", held_create)
+    first = asyncio.ensure_future(send(api, CREATE, batch_body(api), "double-click"))
+    await entered.wait()
+    others = await asyncio.wait_for(  # (without the key's claim they would wait for the first's write: forever)
+        asyncio.gather(*[send(api, CREATE, batch_body(api), "double-click") for _ in range(4)]), 10)
+    assert [code for code, _, _ in others] == [409] * 4
+    assert "still being processed" in json.loads(others[0][1])["errorMessage"]
+    release.set()
+    code, answer, _ = await first
+    assert code == 200 and await batch_ids(api) == [json.loads(answer)["data"]["batchId"]]
+    results = await asyncio.gather(*[send(api, CREATE, batch_body(api), "double-click") for _ in range(4)])
+    assert {(code, body, headers["Idempotent-Replay"]) for code, body, headers in results} == {(200, answer, "true")}
+    assert len(await batch_ids(api)) == 1
 
 
 @pytest.mark.parametrize("years", [-3, 0, 5])
