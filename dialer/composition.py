@@ -66,7 +66,7 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Serv
     tenancy = Tenancy(repos.tenancy, clock, phones)
     batches = Batches(repos.batches, repos.calls, clock)
     idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds)
-    ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, idempotency, metrics)
+    ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, metrics)
     events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds, metrics)
     # A stop waits at most for the claims' dial times (2 s ahead) and a create to time out.
     lifecycle = Lifecycle(batches, repos.batches, repos.calls, clock,
@@ -139,6 +139,7 @@ def install(app: web.Application, services: Services) -> None:
     app[appkeys.TENANCY] = services.tenancy
     app[appkeys.BATCHES] = services.batches
     app[appkeys.INGESTION] = services.ingestion
+    app[appkeys.IDEMPOTENCY] = services.idempotency
     app[appkeys.EVENTS] = services.events
     app[appkeys.LIFECYCLE] = services.lifecycle
     app[appkeys.SUBMISSIONS] = services.submissions

@@ -86,6 +86,30 @@ async def test_answers_are_documented_in_each_faces_shapes(client):
     assert listing["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
 
 
+RETRY_SAFE = {("post", "/api/call/createBatch"), ("post", "/api/call/addCallsToBatch"),
+              ("post", "/api/call/batches/{batchId}/retry"), ("post", "/api/call/batches/{batchId}/csv"),
+              ("post", "/v1/convai/batch-calling/submit"), ("post", "/v1/convai/batch-calling/{batchId}/retry"),
+              ("post", "/api/admin/workspaces"), ("post", "/api/admin/workspaces/{workspaceId}/keys"),
+              ("post", "/api/admin/workspaces/{workspaceId}/agents"), ("patch", "/api/admin/workspaces/{workspaceId}")}
+
+
+async def test_each_write_safe_to_retry_documents_its_idempotency_key(client):
+    doc = await _document(client)
+    keyed = {(m, p) for p, item in doc["paths"].items() for m, op in item.items()
+             if any(param["name"] == "Idempotency-Key" for param in op.get("parameters", []))}
+    assert keyed == RETRY_SAFE | {("post", "/api/v1/agents/{agentId}/schedule/sequences")}  # + the enrollment face's own
+    for method, path in RETRY_SAFE:
+        op = doc["paths"][path][method]
+        [header] = [p for p in op["parameters"] if p["in"] == "header"]
+        assert header["schema"] == {"type": "string", "minLength": 1, "maxLength": 255} and not header["required"]
+        assert "Idempotent-Replay" in op["responses"]["200"]["headers"], path
+        assert "Idempotent-Replay" not in op["responses"]["409"].get("headers", {}), path  # a 409 is never kept
+        assert "Idempotency-Key" in op["responses"]["422"]["description"], path
+    submit = doc["paths"]["/v1/convai/batch-calling/submit"]["post"]["responses"]
+    assert submit["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/HTTPValidationError")
+    assert submit["409"]["content"]["application/json"]["schema"]["$ref"].endswith("/VendorError")
+
+
 async def test_the_document_tells_the_truth_about_what_createbatch_takes(api):
     """The bounds and the refusal of unknown fields come from the shape that validates the body."""
     doc = await _document(api.client)

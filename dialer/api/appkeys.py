@@ -10,6 +10,7 @@ from dialer.services.batches import Batches
 from dialer.services.call_events import CallEvents
 from dialer.services.chains import Chains
 from dialer.services.enrollment import Enrollment
+from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import Ingestion
 from dialer.services.lifecycle import Lifecycle
 from dialer.services.submissions import Submissions
@@ -23,6 +24,7 @@ PHONES = web.AppKey("phones", PhoneNormaliser)
 TENANCY = web.AppKey("tenancy", Tenancy)
 BATCHES = web.AppKey("batches", Batches)
 INGESTION = web.AppKey("ingestion", Ingestion)
+IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
 EVENTS = web.AppKey("events", CallEvents)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SUBMISSIONS = web.AppKey("submissions", Submissions)

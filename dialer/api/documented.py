@@ -92,7 +92,7 @@ class RouteDoc:
     body_required: bool = True
     body_media_type: str = "application/json"
     query: type[Shape] | None = None
-    headers: type[BaseModel] | None = None  # documented; read by the use case (e.g. Idempotency-Key)
+    headers: type[BaseModel] | None = None  # documented; read elsewhere (Idempotency-Key: by @idempotent)
     path: Mapping[str, str] = field(default_factory=dict)  # path parameter -> description
     invalid: Callable[[ShapeError, str], Exception] = _native_invalid
     operation_id: str | None = None

@@ -46,9 +46,8 @@ _ERRORS = {
     400: "bad input: errorMessage says what and where",
     403: "the key is missing or invalid, or does not own the object",
     404: "no such object",
-    409: "the batch's status forbids this (data.status names it), or the Idempotency-Key is in use",
+    409: "the batch's status forbids this (data.status names it)",
     413: "the body is larger than DIALER_MAX_BODY_BYTES",
-    422: "the Idempotency-Key was already used for another request (another route or batch)",
     503: "the database failed; nothing was written, retry",
 }
 

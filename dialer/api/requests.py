@@ -183,11 +183,12 @@ class AgentBody(Shape):
 
 
 class IdempotencyHeaders(BaseModel):
-    """Read by the idempotency use case (dialer/services/idempotency.py), which words its refusals."""
+    """Read by @idempotent (dialer/api/idempotent.py, which adds it to a route's document) and by the enrollment
+    face; their refusals word what is wrong with a key."""
 
     idempotency_key: Annotated[str, Field(
         alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH,
-        description="printable ASCII; a retry with the same key gets the first answer and writes nothing again "
+        description="printable ASCII; a retry with the same key gets the first answer and nothing is done again "
                     "(kept 24 h)")] = None
 
 

@@ -17,25 +17,13 @@ from typing import Any
 from dialer.core.contacts_csv import CsvUnreadable, read_contacts
 from dialer.core.records import MAX_RECORD_BYTES, Plan
 from dialer.services.errors import Refused
-from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import Ingestion, Outcome, free_in_steps, offload
 
 MAX_LISTED = 1000  # rejected rows (and numbers in flight) listed in an answer; the counts are always whole
 
 
-async def import_csv(ingestion: Ingestion, batch: dict, data: bytes, dry_run: bool,
-                     idempotency_key: str | None = None) -> Outcome:
-    """Check (dry run) or write the file's rows into the batch; an Idempotency-Key makes a write run once
-    (a dry run writes nothing, but a bad key is refused there too)."""
-    if idempotency_key is not None and (problem := Idempotency.check_key(idempotency_key)):
-        raise Refused(400, "Bad Request", problem)
-    if dry_run:
-        return await _load(ingestion, batch, data, dry_run=True)
-    return await ingestion.idempotent(batch["workspaceId"], idempotency_key,
-                                      lambda: _load(ingestion, batch, data, dry_run=False), scope=f"csv:{batch['_id']}")
-
-
-async def _load(ingestion: Ingestion, batch: dict, data: bytes, dry_run: bool) -> Outcome:
+async def import_csv(ingestion: Ingestion, batch: dict, data: bytes, dry_run: bool) -> Outcome:
+    """Check (dry run) or write the file's rows into the batch."""
     try:
         _, rows = await offload(len(data) // 64, read_contacts, data)
     except CsvUnreadable as exc:

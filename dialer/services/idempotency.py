@@ -1,9 +1,21 @@
-"""Idempotency-Key: the first request with a key runs; retries with that key get its stored response.
+"""Idempotency-Key: the first request with a key runs; a retry with that key gets its answer, as it was sent.
 
-The key alone dedupes (not the payload), per workspace. A key is claimed atomically by inserting a
-document whose _id is (workspace, key): of two concurrent requests only one insert succeeds, the
-other gets 409 until the first has finished. A claim whose request crashed expires after
-`CLAIM_SECONDS` so the key is not stuck; a request that failed with a 5xx releases its key.
+A key belongs to an `owner` (a workspace, or "admin" for the admin token's routes: their keys never
+meet) and to one request: its `scope` (the route and its target, e.g. "POST /api/call/batches/<id>/retry")
+and its `fingerprint` (of the body, see `fingerprint_of`). The same key sent with another scope or another
+body is refused (KeyUsedElsewhere, saying which): replaying the first answer there would claim what did
+not happen there. `once` is the whole rule, for any route (dialer/api/idempotent.py puts it on a route
+in one line).
+
+A key is claimed atomically by inserting a record whose _id is "<owner>:<key>": of two concurrent
+requests only one insert succeeds, the other gets KeyInUse until the first has finished. A claim whose
+request crashed expires after `CLAIM_SECONDS` so the key is not stuck.
+
+What is kept (`keeps`): every answer below 500 but a 409. A 4xx is the answer to that request (a
+retry of the same body would be refused the same way), so it is replayed, as Stripe does; a 409 is a
+conflict of the moment (the batch's status, for one), so a retry runs again and sees the state as it
+is then. A 5xx, or a request that raised, releases the key: nothing (or nothing whole) was done, and
+a retry with the key runs afresh.
 
 Expiry follows the injected clock, never the database's: a record whose `expiresAt` has passed by
 `clock.now()` is treated as absent (and taken over by the next request with its key), and `purge()`
@@ -13,20 +25,32 @@ real clock, which is not the engine's.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from dataclasses import dataclass
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import orjson
 
 from dialer.core.clock import Clock
-from dialer.ports import IdempotencyRepo
+from dialer.ports import IdempotencyRepo, StoreUnavailable
 
+log = logging.getLogger("dialer.idempotency")
 MAX_KEY_LENGTH = 255
 CLAIM_SECONDS = 600
+CANONICAL_BYTES = 1 << 20  # bodies up to this size are compared as JSON; larger ones byte for byte
 
 
 @dataclass(frozen=True)
 class StoredResponse:
+    """An answer as it was sent: its code, its text (a JSON document) and the headers its route set."""
+
     code: int
-    body: dict
+    text: str
+    headers: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False  # the stored answer to an earlier request with this key
 
 
 class KeyInUse(Exception):
@@ -34,8 +58,30 @@ class KeyInUse(Exception):
 
 
 class KeyUsedElsewhere(Exception):
-    """The key was used for another kind of request (another route, or a CSV upload into another batch):
-    replaying that answer here would claim what did not happen here."""
+    """The key was used for another request: str() says what differs (the route and target, or the body)."""
+
+
+def keeps(code: int) -> bool:
+    """Whether an answer with this code is stored and replayed (see the module docstring)."""
+    return code < 500 and code != 409
+
+
+async def fingerprint_of(body: bytes) -> str:
+    """A digest of a request's body. A JSON body up to CANONICAL_BYTES is read as JSON and written back
+    with its keys sorted and no whitespace, so a retry that serialises the same object another way is the
+    same request; anything else (a larger body, a CSV file, not JSON) counts byte for byte, hashed in a
+    worker thread when large (hashlib lets the event loop run meanwhile)."""
+    if len(body) > CANONICAL_BYTES:
+        return await asyncio.get_running_loop().run_in_executor(None, _digest, body)
+    try:
+        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:  # not JSON, or an integer beyond 64 bits: its bytes, then
+        canonical = body
+    return _digest(canonical)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class Idempotency:
@@ -54,38 +100,65 @@ class Idempotency:
             return f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters"
         return None
 
-    async def claim(self, workspace_id, key: str, scope: str = "") -> StoredResponse | None:
+    async def once(self, owner: str, key: str, scope: str, fingerprint: str,
+                   work: Callable[[], Awaitable[StoredResponse]]) -> StoredResponse:
+        """`work`'s answer, `work` run at most once per (owner, key) while the key lives: a retry gets the
+        stored answer (`replayed`). KeyInUse while the first request runs; KeyUsedElsewhere for another
+        scope or body. `work` turns its refusals into answers itself (they are kept or not by `keeps`)."""
+        stored = await self.claim(owner, key, scope, fingerprint)
+        if stored is not None:
+            return stored
+        try:
+            answer = await work()
+        except BaseException:
+            await self.release(owner, key)
+            raise
+        if not keeps(answer.code):
+            await self.release(owner, key)
+            return answer
+        try:
+            await self.finish(owner, key, answer)
+        except StoreUnavailable as exc:
+            # The work is done; a retry with this key would do it again, which beats a key stuck
+            # "in progress" for CLAIM_SECONDS.
+            log.error("could not store the idempotent answer", extra={"error": type(exc).__name__})
+            await self.release(owner, key)
+        return answer
+
+    async def claim(self, owner: str, key: str, scope: str, fingerprint: str) -> StoredResponse | None:
         """None: this request owns the key and must run. A StoredResponse: replay it. KeyInUse: wait.
-        KeyUsedElsewhere: the key belongs to a request of another `scope` (route and target)."""
+        KeyUsedElsewhere: the key belongs to another request."""
         now = self.clock.now()
-        doc_id = f"{workspace_id}:{key}"
+        doc_id = f"{owner}:{key}"
         claim = {"_id": doc_id, "state": "running", "claimedUntil": now + dt.timedelta(seconds=CLAIM_SECONDS),
-                 "expiresAt": now + self.ttl, "scope": scope}
+                 "expiresAt": now + self.ttl, "scope": scope, "fingerprint": fingerprint}
         if await self.repo.insert(claim):
             return None
         doc = await self.repo.get(doc_id)
         if doc is None:  # purged between the two calls
-            return await self.claim(workspace_id, key, scope)
+            return await self.claim(owner, key, scope, fingerprint)
         if doc["expiresAt"] <= now:
             # Expired by our clock: the key is free again; take it over unless another request just did.
             if await self.repo.replace_if(doc_id, {"expiresAt": doc["expiresAt"]}, claim):
                 return None
             raise KeyInUse(key)
-        if doc.get("scope", scope) != scope:
-            raise KeyUsedElsewhere(key)
+        if doc.get("scope") != scope:
+            raise KeyUsedElsewhere("another request (another route, target or query)")
+        if doc.get("fingerprint") != fingerprint:
+            raise KeyUsedElsewhere("another body")
         if doc["state"] == "done":
-            return StoredResponse(doc["code"], doc["body"])
+            return StoredResponse(doc["code"], doc["body"]["text"], doc["body"]["headers"], replayed=True)
         if doc["claimedUntil"] < now:
             if await self.repo.replace_if(doc_id, {"state": "running", "claimedUntil": doc["claimedUntil"]}, claim):
                 return None
         raise KeyInUse(key)
 
-    async def finish(self, workspace_id, key: str, code: int, body: dict) -> None:
-        await self.repo.finish(f"{workspace_id}:{key}", code, body)
+    async def finish(self, owner: str, key: str, answer: StoredResponse) -> None:
+        await self.repo.finish(f"{owner}:{key}", answer.code, {"text": answer.text, "headers": answer.headers})
 
     async def purge(self) -> int:
         """Delete the records that have expired by the injected clock."""
         return await self.repo.purge(self.clock.now())
 
-    async def release(self, workspace_id, key: str) -> None:
-        await self.repo.release(f"{workspace_id}:{key}")
+    async def release(self, owner: str, key: str) -> None:
+        await self.repo.release(f"{owner}:{key}")

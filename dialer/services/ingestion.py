@@ -1,9 +1,9 @@
 """The addCallsToBatch use case: from a request body to a written, started batch and an exact answer.
 
-Order: idempotency claim -> parse -> validate the whole request (nothing written on any error) ->
-write chunk by chunk (a failed chunk does not stop the others) -> start the batch -> answer.
-CPU-heavy steps (JSON parsing, phone normalisation) run in a worker thread for large requests so the
-event loop keeps answering other requests meanwhile.
+Order: parse -> validate the whole request (nothing written on any error) -> write chunk by chunk (a
+failed chunk does not stop the others) -> start the batch -> answer. An Idempotency-Key is the route's
+(dialer/api/idempotent.py). CPU-heavy steps (JSON parsing, phone normalisation) run in a worker thread
+for large requests so the event loop keeps answering other requests meanwhile.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
 from dialer.core.clock import Clock, as_utc
@@ -19,7 +19,6 @@ from dialer.ports import CallRepo, StoreUnavailable
 from dialer.services.bodies import BodyReader
 from dialer.metrics import Metrics
 from dialer.services.errors import Refused
-from dialer.services.idempotency import Idempotency, KeyInUse, KeyUsedElsewhere
 from dialer.core.records import MAX_RECORD_BYTES, IngestContext, Plan, Planner, oversized_records, validate_envelope
 from dialer.core.phones import PhoneNormaliser
 from dialer.settings import Settings
@@ -36,7 +35,6 @@ class Outcome:
     message: str
     data: dict = field(default_factory=dict)
     error: str = ""
-    replayed: bool = False  # the stored answer to an earlier request with this Idempotency-Key
 
     @property
     def body(self) -> dict:
@@ -58,67 +56,18 @@ def free_in_steps(lists: list[list], step: int = 1000) -> None:
 
 class Ingestion:
     def __init__(self, settings: Settings, clock: Clock, tenancy: Tenancy, batches: Batches,
-                 calls: CallRepo, phones: PhoneNormaliser, idempotency: Idempotency,
-                 metrics: Metrics | None = None) -> None:
+                 calls: CallRepo, phones: PhoneNormaliser, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.tenancy = tenancy
         self.batches = batches
         self.calls = calls
         self.phones = phones
-        self.idempotency = idempotency
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
         self.bodies = BodyReader()
         self.metrics = metrics or Metrics()
 
-    async def add_calls(self, principal: Principal, raw: bytes, idempotency_key: str | None) -> Outcome:
-        return await self.idempotent(principal.workspace_id, idempotency_key, lambda: self._add_calls(principal, raw),
-                                     scope="addCallsToBatch")
-
-    async def idempotent(self, workspace_id: Any, idempotency_key: str | None,
-                         work: Callable[[], Awaitable[Outcome]], scope: str) -> Outcome:
-        """`work` run once per Idempotency-Key (a retry with the key gets the first answer); without a key, run.
-        `scope` names the kind of request (route and target): a key reused for another scope is a 422."""
-        if idempotency_key is None:
-            return await work()
-        problem = Idempotency.check_key(idempotency_key)
-        if problem:
-            raise Refused(400, "Bad Request", problem)
-        try:
-            stored = await self.idempotency.claim(workspace_id, idempotency_key, scope)
-        except KeyInUse:
-            raise Refused(409, "Conflict", "a request with this Idempotency-Key is still being processed") from None
-        except KeyUsedElsewhere:
-            raise Refused(422, "Unprocessable Entity", "this Idempotency-Key was already used for another request "
-                                                      "(another route, or another batch): use a new key") from None
-        if stored is not None:
-            return Outcome(stored.code, stored.body["message"], stored.body["data"], stored.body["errorMessage"],
-                           replayed=True)
-        try:
-            outcome = await work()
-        except Refused as err:
-            if err.code >= 500:
-                await self.idempotency.release(workspace_id, idempotency_key)
-            else:
-                body = {"message": err.message, "errorMessage": err.error, "data": err.data or {}}
-                await self.idempotency.finish(workspace_id, idempotency_key, err.code, body)
-            raise
-        except BaseException:
-            await self.idempotency.release(workspace_id, idempotency_key)
-            raise
-        if outcome.code >= 500:
-            await self.idempotency.release(workspace_id, idempotency_key)
-            return outcome
-        try:
-            await self.idempotency.finish(workspace_id, idempotency_key, outcome.code, outcome.body)
-        except StoreUnavailable as exc:
-            # The calls are written; a retry with this key would write the same again (harmlessly:
-            # numbers dedupe), which beats a key stuck "in progress" for ten minutes.
-            log.error("could not store the idempotent answer", extra={"error": type(exc).__name__})
-            await self.idempotency.release(workspace_id, idempotency_key)
-        return outcome
-
-    async def _add_calls(self, principal: Principal, raw: bytes) -> Outcome:
+    async def add_calls(self, principal: Principal, raw: bytes) -> Outcome:
         body = await self.bodies.json(raw)
         try:
             batch_id, call_data = validate_envelope(body, self.settings.max_records_per_request)

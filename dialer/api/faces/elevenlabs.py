@@ -3,7 +3,8 @@ mapped onto our batches and calls. A team moving from the vendor changes only th
 
 - Auth: `xi-api-key` (our workspace key); 401 `{"detail": {"status", "message"}}` without a valid one.
 - `POST /v1/convai/batch-calling/submit`, `GET .../workspace`, `GET .../{id}`, `POST .../{id}/cancel`,
-  `POST .../{id}/retry`, `DELETE .../{id}`.
+  `POST .../{id}/retry`, `DELETE .../{id}`. Submit and retry take an Idempotency-Key (ours: the vendor's
+  API has none), its refusals in the vendor's shapes: a malformed or reused key 422, one in use 409.
 - Invalid input: 422 `{"detail": [{"loc", "msg", "type"}]}`; an unknown batch or agent (another
   workspace's too): 404; a change the batch's status forbids: 409; every field of the vendor's request
   schema is accepted, others are refused.
@@ -24,6 +25,7 @@ from dialer.api.documented import Reply, documented, links_to, request_body, req
 from dialer.api.faces import elevenlabs_models as models
 from dialer.api.faces.elevenlabs_shapes import (Invalid, batch_call, parse_submit, recipient_view, shape_invalid,
                                                  submit_records)
+from dialer.api.idempotent import Answers, idempotent
 from dialer.services.calls import all_calls
 from dialer.services.errors import Refused
 from dialer.services.submissions import CallingNumberRefused, RecordsRefused
@@ -43,6 +45,20 @@ def _detail(status: int, kind: str, message: str) -> web.Response:
     return _json({"detail": {"status": kind, "message": message}}, status)
 
 
+def refusal(exc: Refused) -> web.Response:
+    """A refusal in the vendor's shapes: bad input a 422 with its location (the body, or the header named in
+    `data`), anything else `{"detail": {status, message}}`."""
+    kinds = {400: "invalid_request", 401: "invalid_api_key", 403: "not_found", 404: "not_found",
+             409: "conflict", 413: "payload_too_large", 503: "unavailable"}
+    # Another workspace's batch is as unknown here as a batch that does not exist.
+    code = 404 if exc.code == 403 else (422 if exc.code == 400 else exc.code)
+    if code == 422:
+        header = exc.data.get("header") if isinstance(exc.data, dict) else None
+        loc = ["header", header] if header else ["body"]
+        return _json({"detail": [{"loc": loc, "msg": exc.error, "type": "value_error"}]}, 422)
+    return _detail(code, kinds.get(exc.code, "error"), exc.error)
+
+
 def face(handler):
     """The vendor's error shapes for everything a handler of this face raises."""
 
@@ -53,15 +69,16 @@ def face(handler):
         except Invalid as exc:
             return _json({"detail": exc.details}, 422)
         except Refused as exc:
-            kinds = {400: "invalid_request", 401: "invalid_api_key", 403: "not_found", 404: "not_found",
-                     409: "conflict", 413: "payload_too_large", 503: "unavailable"}
-            # Another workspace's batch is as unknown here as a batch that does not exist.
-            code = 404 if exc.code == 403 else (422 if exc.code == 400 else exc.code)
-            if code == 422:
-                return _json({"detail": [{"loc": ["body"], "msg": exc.error, "type": "value_error"}]}, 422)
-            return _detail(code, kinds.get(exc.code, "error"), exc.error)
+            return refusal(exc)
 
     return wrapped
+
+
+# An Idempotency-Key's refusals in this face's shapes (dialer/api/idempotent.py).
+VENDOR = Answers(refusal, {
+    409: Reply(models.VendorError, "a request with this Idempotency-Key is still running: retry later"),
+    422: Reply(models.HTTPValidationError, "the Idempotency-Key is malformed, or was used for another request "
+                                           "(another route, target or body)")})
 
 
 async def _principal(request: web.Request) -> Principal:
@@ -70,6 +87,11 @@ async def _principal(request: web.Request) -> Principal:
     if principal is None:
         raise Refused(401, "Unauthorized", "missing or invalid xi-api-key")
     return principal
+
+
+async def _owner(request: web.Request) -> str:
+    """Idempotency-Keys are the workspace's, as on the native routes."""
+    return str((await _principal(request)).workspace_id)
 
 
 async def _batch(request: web.Request, principal: Principal) -> dict:
@@ -94,6 +116,7 @@ def vendor_route(summary: str, responses: dict, **more):
                       responses=responses, **more)
 
 
+@idempotent(_owner, VENDOR)
 @face
 @vendor_route("Submit a batch calling job", body=models.SubmitBody, responses={
     200: Reply(models.BatchCall, "the batch call, scheduled", links=links_to("$response.body#/id", "batchId", {
@@ -158,6 +181,7 @@ async def cancel_batch(request: web.Request) -> web.Response:
     return await _changed(request, "cancel")
 
 
+@idempotent(_owner, VENDOR)
 @face
 @vendor_route("Retry a batch calling job's failed recipients", path=BATCH_ID, responses={
     200: Reply(models.BatchCall, "the batch call, running again"), **models.vendor_errors(401, 404, 409)})

@@ -1,4 +1,6 @@
-"""Admin routes (/api/admin/, Bearer DIALER_ADMIN_TOKEN): workspaces, keys and agents, as the CLI does."""
+"""Admin routes (/api/admin/, Bearer DIALER_ADMIN_TOKEN): workspaces, keys and agents, as the CLI does. The
+routes that write take an Idempotency-Key, the admin token's own (apart from every workspace's keys): those
+that create, and the settings' change (`addCredits` retried would add twice)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dialer.api.appkeys import TENANCY
 from dialer.api.auth import require_admin
 from dialer.api.documented import ADMIN, Reply, documented, links_to, request_body
 from dialer.api.envelope import ApiError, ok
+from dialer.api.idempotent import idempotent, per_admin
 from dialer.api.requests import AgentBody, WorkspaceBody, WorkspaceSettingsBody
 from dialer.services.tenancy import TenancyError, agent_view, workspace_view
 
@@ -26,6 +29,7 @@ async def _workspace(request: web.Request) -> dict:
     return workspace
 
 
+@idempotent(per_admin)
 @route("Create a workspace and its first API key", body=WorkspaceBody, responses={
     200: Reply(r.envelope(r.NewWorkspace, "NewWorkspaceAnswer"), "the workspace and its key", links=links_to(
         "$response.body#/data/workspaceId", "workspaceId", {"key": "admin_create_key", "agent": "admin_create_agent"})),
@@ -47,6 +51,7 @@ async def get_workspace(request: web.Request) -> web.Response:
     return ok(workspace_view(await _workspace(request)))
 
 
+@idempotent(per_admin)
 @route("Change a workspace's settings: credits, the normalizeFields allowlist, enrollment concurrency",
        path=WORKSPACE_ID, body=WorkspaceSettingsBody, responses={
            200: Reply(r.envelope(r.WorkspaceView, "WorkspaceAnswer"), "the workspace after"),
@@ -71,6 +76,7 @@ async def list_workspaces(request: web.Request) -> web.Response:
     return ok({"workspaces": [workspace_view(w) for w in workspaces]})
 
 
+@idempotent(per_admin)
 @route("Another API key for a workspace", path=WORKSPACE_ID, responses={
     200: Reply(r.envelope(r.NewKey, "NewKeyAnswer"), "the key, shown once"), **r.errors(403, 404)})
 async def create_key(request: web.Request) -> web.Response:
@@ -80,6 +86,7 @@ async def create_key(request: web.Request) -> web.Response:
     return ok({"workspaceId": str(workspace["_id"]), "apiKey": key}, "API key created")
 
 
+@idempotent(per_admin)
 @route("Create an agent in a workspace", path=WORKSPACE_ID, body=AgentBody, responses={
     200: Reply(r.envelope(r.AgentView, "AgentAnswer"), "the agent"), **r.errors(400, 403, 404)})
 async def create_agent(request: web.Request) -> web.Response:

@@ -11,8 +11,8 @@ from dialer.api.appkeys import BATCHES, INGESTION, LIFECYCLE, PHONES, REPOS, TEN
 from dialer.api.auth import require_workspace
 from dialer.api.documented import WORKSPACE, Reply, documented, links_to, request_body, request_query
 from dialer.api.envelope import ApiError, envelope, ok
-from dialer.api.requests import (BatchesQuery, CallsQuery, CancelOptions, CsvFile, CsvQuery, IdempotencyHeaders, NoOptions,
-                                 RetryOptions)
+from dialer.api.idempotent import idempotent, per_workspace
+from dialer.api.requests import BatchesQuery, CallsQuery, CancelOptions, CsvFile, CsvQuery, NoOptions, RetryOptions
 from dialer.core.batch_spec import (BatchSpecError, CreateBatchBody, UpdateBatchBody, parse_batch_spec,
                                     parse_batch_update)
 from dialer.core.records import AddCallsBody
@@ -38,6 +38,7 @@ BATCH_LINKS = links_to("$response.body#/data/batchId", "batchId", {
     bodies={"addCalls": ("batches_add_calls_to_batch", "batchId")})
 
 
+@idempotent(per_workspace)
 @route("Create a batch", body=CreateBatchBody, responses={
     200: Reply(BatchAnswer, "the batch, pending until calls arrive (or its scheduledAt)", links=BATCH_LINKS),
     **r.errors(400, 403, 404)})
@@ -69,27 +70,23 @@ async def create_batch(request: web.Request) -> web.Response:
 CallsAnswer = r.envelope(r.CallsAdded, "CallsAddedAnswer")
 
 
-@route("Add calls to a batch", body=AddCallsBody, headers=IdempotencyHeaders, description=(
+@idempotent(per_workspace)
+@route("Add calls to a batch", body=AddCallsBody, description=(
     "Every record is validated before anything is written: one bad record refuses the request (400, "
     "`data.errors` names them by index). Numbers are normalised; a number waiting in the batch is updated, "
     "a completed one gets a new call. The batch starts unless paused, cancelled or scheduled later."),
-    responses={200: Reply(CallsAnswer, "every call written", headers=r.REPLAY_HEADER),
-               207: Reply(CallsAnswer, "some chunks failed: data.failedChunks; resend their records",
-                          headers=r.REPLAY_HEADER),
+    responses={200: Reply(CallsAnswer, "every call written"),
+               207: Reply(CallsAnswer, "some chunks failed: data.failedChunks; resend their records"),
                400: Reply(r.AddCallsRefusal, "bad input; with invalid records, data names them"),
-               **r.errors(403, 404, 409, 413, 422, 503)})
+               **r.errors(403, 404, 409, 413, 503)})
 async def add_calls_to_batch(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     raw = await request.read()  # validated as AddCallsBody by the use case, after parsing large bodies aside
-    outcome = await request.app[INGESTION].add_calls(principal, raw, request.headers.get("Idempotency-Key"))
-    return _answer(outcome)
+    return _answer(await request.app[INGESTION].add_calls(principal, raw))
 
 
 def _answer(outcome: Outcome) -> web.Response:
-    response = envelope(outcome.code, outcome.message, outcome.data, outcome.error, status=outcome.code == 200)
-    if outcome.replayed:
-        response.headers["Idempotent-Replay"] = "true"
-    return response
+    return envelope(outcome.code, outcome.message, outcome.data, outcome.error, status=outcome.code == 200)
 
 
 async def _owned_batch(request: web.Request) -> dict:
@@ -156,6 +153,7 @@ async def cancel_batch(request: web.Request) -> web.Response:
     return ok(await lifecycle.view(await lifecycle.cancel(batch, options.get("hangUp", False))), "Batch cancelled")
 
 
+@idempotent(per_workspace)
 @route("Retry the final calls whose outcome is in `outcomes`", path=BATCH_ID, body=RetryOptions,
        body_required=False, responses={**ANSWERED_BATCH, **LIFECYCLE_ERRORS})
 async def retry_batch(request: web.Request) -> web.Response:
@@ -184,20 +182,17 @@ async def update_batch(request: web.Request) -> web.Response:
     return ok(await lifecycle.view(await lifecycle.update(batch, changes)), "Batch updated")
 
 
-@route("Add contacts from a CSV file (the console's upload)", path=BATCH_ID, query=CsvQuery,
-       headers=IdempotencyHeaders, body=CsvFile, body_media_type="text/csv", description=(
+@idempotent(per_workspace)
+@route("Add contacts from a CSV file (the console's upload)", path=BATCH_ID, query=CsvQuery, body=CsvFile,
+       body_media_type="text/csv", description=(
            "The file is the body. Columns by header: phone_number, phoneNumber or phone (any case); every other "
            "column is a variable. UTF-8 with or without BOM; `,` or `;`. Valid rows are written and rejected ones "
            "listed with their file line and reason (`dryRun=true` only checks)."),
-       responses={200: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "rows written (or checked) and rejected",
-                             headers=r.REPLAY_HEADER),
-                  207: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "some chunks failed: data.failedChunks",
-                             headers=r.REPLAY_HEADER),
-                  **r.errors(400, 403, 404, 409, 413, 422, 503)})
+       responses={200: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "rows written (or checked) and rejected"),
+                  207: Reply(r.envelope(r.CsvImport, "CsvImportAnswer"), "some chunks failed: data.failedChunks"),
+                  **r.errors(400, 403, 404, 409, 413, 503)})
 async def upload_csv(request: web.Request) -> web.Response:
     """The CSV file is the body (any content type); `?dryRun=true` checks it without writing."""
     batch = await _owned_batch(request)
     query = request_query(request)
-    outcome = await import_csv(request.app[INGESTION], batch, await request.read(), query.dryRun,
-                               request.headers.get("Idempotency-Key"))
-    return _answer(outcome)
+    return _answer(await import_csv(request.app[INGESTION], batch, await request.read(), query.dryRun))
