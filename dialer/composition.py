@@ -105,6 +105,8 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
 
         services = await open_services(settings, clock)
         install(app, services)
+        if settings.warm_body_parser:
+            services.ingestion.bodies.start()
         if services.repos.embedded:
             app[appkeys.DEMO] = await seed_demo(services.tenancy, settings)
         engine = None

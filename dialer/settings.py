@@ -27,6 +27,7 @@ ENV_NAMES = {
     "max_body_bytes": "DIALER_MAX_BODY_BYTES",
     "max_header_bytes": "DIALER_MAX_HEADER_BYTES",
     "max_records_per_request": "DIALER_MAX_RECORDS",
+    "warm_body_parser": "DIALER_WARM_BODY_PARSER",
     "chunk_size": "DIALER_CHUNK_SIZE",
     "idempotency_ttl_seconds": "DIALER_IDEMPOTENCY_TTL",
     "admin_token": "DIALER_ADMIN_TOKEN",
@@ -70,6 +71,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     max_header_bytes: int = 64 * 1024
     max_records_per_request: int = 100_000
+    warm_body_parser: bool = True  # start the large-body parser process with the server, not on the first body
     chunk_size: int = 1000
     idempotency_ttl_seconds: int = 86_400
     admin_token: str = ""

@@ -38,12 +38,13 @@ def clock() -> FixedClock:
 @pytest.fixture
 async def settings(backend, tmp_path):
     if backend in ("sqlite", "memory"):
+        # (warm_body_parser off: a process per test app would cost the suite minutes; the bench measures it)
         yield Settings.load(env={}, store=backend, data_dir=str(tmp_path / "data"), admin_token="admin-secret",
-                            embedded_dispatcher="false")
+                            embedded_dispatcher="false", warm_body_parser=False)
         return
     name = f"dialer_test_{uuid.uuid4().hex[:12]}"
     yield Settings.load(env={}, mongodb_uri=MONGODB_URI, database=name, admin_token="admin-secret",
-                        embedded_dispatcher="false")
+                        embedded_dispatcher="false", warm_body_parser=False)
     client = AsyncMongoClient(MONGODB_URI)
     await client.drop_database(name)
     await client.close()

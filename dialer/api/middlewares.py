@@ -10,7 +10,8 @@ from aiohttp import web
 
 from dialer.api.appkeys import METRICS, REQUEST_ID, SETTINGS
 from dialer.api.envelope import envelope, fail
-from dialer.api.faces import enrollment
+from dialer.api.faces import elevenlabs, enrollment
+from dialer.ports import StoreUnavailable
 from dialer.services.errors import Refused
 
 log = logging.getLogger("dialer.http")
@@ -48,6 +49,16 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
     except Refused as err:
         response = fail(err)
+    except StoreUnavailable as exc:  # the store failed (busy, disk full, unreachable): retry later, never a 500
+        log.error("the store failed", extra={"requestId": request_id, "path": request.path, "error": str(exc)})
+        refused = Refused(503, "Service Unavailable", f"{exc}; retry the request")
+        if request.path.startswith(VENDOR_PREFIX):
+            response = enrollment.error_response(503, refused.error)
+        elif request.path.startswith(elevenlabs.PREFIX):
+            response = elevenlabs.refusal(refused)
+        else:
+            response = fail(refused)
+        response.headers["Retry-After"] = "1"
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise

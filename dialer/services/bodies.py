@@ -61,11 +61,23 @@ def _split(raw: bytes) -> tuple:
     return ("split", orjson.dumps(doc), pieces)
 
 
+def _ready() -> bool:
+    return True
+
+
 class BodyReader:
-    """Owns the worker process (started on the first large body, stopped by close())."""
+    """Owns the worker process: started with the server (`start`, so the first large body costs what the
+    next ones do), else on the first large body; stopped by close()."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        self._warming: Any = None
+
+    def start(self) -> None:
+        """Start the worker process now, in the background (the server answers meanwhile)."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._warming = self._pool.submit(_ready)
 
     async def json(self, raw: bytes) -> Any:
         loop = asyncio.get_running_loop()
@@ -88,6 +100,6 @@ class BodyReader:
         return doc
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._warming = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

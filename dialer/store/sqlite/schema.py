@@ -13,6 +13,7 @@ kept by triggers on `calls`, in the same transaction as the change: batch counte
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sqlite3
 
@@ -101,8 +102,15 @@ CREATE INDEX intakes_expiry ON intakes (state, expires_at);
 CREATE TABLE ledger (id TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL, doc BLOB NOT NULL);
 """
 
+# Version 2: the file keeps the history of its migrations (which version, when), for operators reading an
+# upgraded file; the steps before this one are recorded without a time.
+V2 = """
+CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, applied_at TEXT);
+INSERT INTO schema_migrations (version, applied_at) VALUES (1, NULL);
+"""
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n.
-MIGRATIONS: list[str] = [V1]
+MIGRATIONS: list[str] = [V1, V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -125,6 +133,9 @@ def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -
                 continue
             for statement in _statements(MIGRATIONS[step]):
                 conn.execute(statement)
+            if step + 1 >= 2:
+                conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                             (step + 1, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {step + 1}")
             conn.execute("COMMIT")
