@@ -257,3 +257,13 @@ class RulesDb:
         if name not in self.collections:
             self.collections[name] = Rules(self.db[name], name, self.per_doc, self.client_timeout)
         return self.collections[name]
+
+
+async def rules_repositories(per_doc: float = 0.01, client_timeout: float = 30.0) -> tuple[Any, RulesDb]:
+    """The MongoDB repositories on a fresh mongomock database under these rules, and that database."""
+    from dialer.store.mongo import mongo_repositories
+    from dialer.store.mongo.testing import mongomock_client
+
+    client = mongomock_client()
+    db = RulesDb(client["dialer"], per_doc, client_timeout)
+    return await mongo_repositories(client, db, kind="mongomock"), db
