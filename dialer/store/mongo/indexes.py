@@ -27,7 +27,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     "batches": [IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id"),
                 # A face's own id for the batch (the enrollment face's UUID batchId).
                 IndexModel([("publicId", ASCENDING)], unique=True, sparse=True, name="public_id"),
-                IndexModel([("status", ASCENDING)], name="status")],
+                IndexModel([("status", ASCENDING)], name="status"),
+                # The counter reconciliation: batches changed lately (they may have stopped running).
+                IndexModel([("updatedAt", ASCENDING)], name="updated")],
     "calls": [
         # At most one waiting or in-flight call per callee of a batch: activeKey is unset when a call ends.
         IndexModel([("activeKey", ASCENDING)], unique=True, sparse=True, name="active_key"),
