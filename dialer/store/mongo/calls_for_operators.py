@@ -16,7 +16,7 @@ from pymongo.errors import BulkWriteError
 from dialer.core.statuses import IN_FLIGHT_VALUES, TERMINAL, WAITING_VALUES, CallStatus
 from dialer.ports import Tally, active_key
 from dialer.store.mongo.counters import tallies_of
-from dialer.store.mongo.documents import normalise, unavailable
+from dialer.store.mongo.documents import normalise, unavailable, unordered
 
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}
 TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
@@ -38,17 +38,20 @@ class OperatorsCalls:
         if not docs:
             return 0
         token = secrets.token_hex(8)
-        await self.c.bulk_write([UpdateOne(
+        error = await unordered(self.c, [UpdateOne(
             {"_id": d["_id"], "status": d["status"]},
             {"$set": {"status": CallStatus.CANCELLED.value, "outcome": "cancelled", "updatedAt": now,
                       "finishedAt": now, "writeToken": token},
-             "$unset": {"activeKey": ""}, "$push": {"history": {**entry, "result": "cancelled"}}}) for d in docs],
-            ordered=False)
+             "$unset": {"activeKey": ""}, "$push": {"history": {**entry, "result": "cancelled"}}}) for d in docs])
+        # What landed, read back by the write's token: calls changed under us are not cancelled, and a
+        # write that failed part-way (BulkWriteError, a timeout) may have cancelled any of them.
         done = {d["_id"] async for d in self.c.find({"_id": {"$in": [d["_id"] for d in docs]}, "writeToken": token},
                                                     {"_id": 1})}
         for d in docs:
             if d["_id"] in done:
                 self._moved(d, CallStatus.CANCELLED.value, "cancelled")
+        if error is not None and not done:
+            raise error  # nothing withdrawn: a caller repeating until 0 must not take it for "none left"
         return len(done)
 
     @unavailable
