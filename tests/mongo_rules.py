@@ -13,7 +13,7 @@ repositories take from it is a `Rules`, which adds what a real server does and t
   with the longest prefix of fields the filter bounds (a value, $in or a range), else the whole
   collection; keys are walked in index order until `limit` documents match, or all of them when the
   sort asked for is not the index's order. Building indexes examines every document. Each operation
-  is timed on its own.
+  is timed on its own; with `per_doc` 0 nothing is timed (set it once the test's data is written).
 - Hints. A hint naming no declared index is refused (OperationFailure, code 2), as the server does.
 - Faults. `faults["bulk_write"]`, one entry per call (consumed in order; None: no fault): an exception
   raised before anything is applied, `After(exc)` raised once the whole write was applied (a timeout
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from bson import ObjectId
+from mongomock.filtering import filter_applies
 from pymongo import _csot
 from pymongo.errors import BulkWriteError, ExecutionTimeout, OperationFailure
 
@@ -128,21 +129,23 @@ class Rules:
 
     async def _walk(self, flt: dict, sort: list | None, limit: int, hint: Any) -> tuple[int, list[tuple[int, Any]]]:
         """(keys examined, the matching documents' ids in the order the plan meets them, each with how
-        many keys had been examined when it was met)."""
+        many keys had been examined when it was met). Nothing is examined when documents cost nothing."""
         flt = flt or {}
         index = self._plan(flt, hint)
-        if index is None:
-            candidates = await self.inner.find({}).to_list(None)
-        else:
-            candidates = await self.inner.find({f: flt[f] for f in self._prefix(index, flt)}).to_list(None)
+        if not self.per_doc:
+            return 0, []
+        fields = set(index["key"] if index else ()) | {f for f in flt if not f.startswith("$")}
+        projection = None if any(f.startswith("$") for f in flt) else {f: 1 for f in fields}
+        prefix = {f: flt[f] for f in self._prefix(index, flt)} if index else {}
+        candidates = await self.inner.find(prefix, projection).to_list(None)
+        if index is not None:
             candidates.sort(key=lambda d: tuple(_order(_value(d, f)) for f in index["key"]))
-        matching = {d["_id"] for d in await self.inner.find(flt, {"_id": 1}).to_list(None)}
         if sort and not self._gives_order(index, flt, sort):
             limit = 0  # a blocking sort reads every candidate first
         examined, hits = 0, []
         for doc in candidates:
             examined += 1
-            if doc["_id"] in matching:
+            if filter_applies(flt, doc):
                 hits.append((examined, doc["_id"]))
                 if limit and len(hits) == limit:
                     break

@@ -129,7 +129,9 @@ class Lifecycle:
                 break
             retried, skipped = retried + done, skipped + busy
             await asyncio.sleep(0)
-        if not retried:
+        # A completed batch with calls waiting was retried before, and cut short (a crash, a timeout)
+        # once they were back in its queue: it runs now.
+        if not retried and not (batch["status"] == BatchStatus.COMPLETED.value and await self.calls.has_waiting(batch["_id"])):
             raise Refused(409, "Conflict", f"nothing to retry: no final call has an outcome in {sorted(set(outcomes))}",
                           {"status": batch["status"], "skipped": skipped})
         if not await self.repo.move(batch["_id"], machine.RETRY_BATCH, now,

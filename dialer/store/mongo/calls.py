@@ -46,6 +46,7 @@ class MongoCalls(OperatorsCalls, ChainCalls):
     def __init__(self, collection: Any, counters: CounterBuffer) -> None:
         self.c = collection
         self.counters = counters
+        self._retry_walks: dict = {}
 
     # ---- ingestion -----------------------------------------------------------------------------
     async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:

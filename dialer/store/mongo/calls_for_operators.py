@@ -1,7 +1,13 @@
 """The `calls` collection's queries for operators (the batch lifecycle): claims not yet placed,
 withdrawing, retrying and deleting a batch's calls, counters of many batches. Part of MongoCalls
 (calls.py), whose counter bookkeeping (`_moved`, `counters`) they share. Indexes: batch_status_due_id
-serves every batch-and-status filter here; batch_id the deletion.
+serves every batch-and-status filter here; batch_id the deletion and the retry's walk.
+
+A retry walks the batch once in _id order, `limit` calls per read (hint batch_id: each read examines
+that many, however large the batch), and resumes where the last call with the same `now` stopped (kept
+in this process; without it, the walk starts over and skips what `retriedAt` says was looked at). An
+index bounding the outcome would not do: the final calls it does not retry (another outcome, already
+looked at, chained) would be read again by every pass, as they were ahead of the matches.
 """
 
 from __future__ import annotations
@@ -11,20 +17,21 @@ import secrets
 
 from bson import ObjectId
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError
 
 from dialer.core.statuses import IN_FLIGHT_VALUES, TERMINAL, WAITING_VALUES, CallStatus
 from dialer.ports import Tally, active_key
 from dialer.store.mongo.counters import tallies_of
-from dialer.store.mongo.documents import normalise, unavailable, unordered
+from dialer.store.mongo.documents import aware, normalise, refused, unavailable, unordered
 
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}
+RETRY_FIELDS = {**BEFORE_FIELDS, "phoneNumber": 1, "extension": 1, "retriedAt": 1, "group": 1}
 TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
 
 
 class OperatorsCalls:
     c: object
     counters: object
+    _retry_walks: dict  # batch -> ((now, outcomes) of the retry, the _id its walk reached)
 
     @unavailable
     async def unplaced(self, batch_id: ObjectId) -> int:
@@ -62,12 +69,11 @@ class OperatorsCalls:
     @unavailable
     async def retry_finished(self, batch_id: ObjectId, outcomes: list[str], now: dt.datetime, entry: dict,
                              limit: int) -> tuple[int, int]:
-        docs = await self.c.find({"batchId": batch_id, "status": {"$in": sorted(TERMINAL_VALUES)},
-                                  "outcome": {"$in": outcomes}, "retriedAt": {"$ne": now},
-                                  # A chained contact's group ran its course: it is not redialled by a retry.
-                                  "group": {"$exists": False}},
-                                 {**BEFORE_FIELDS, "phoneNumber": 1, "extension": 1}).limit(limit).to_list(None)
+        asked = (now, frozenset(outcomes))
+        walked, after = self._retry_walks.get(batch_id, (None, None))
+        docs, after = await self._finished(batch_id, asked, after if walked == asked else None, limit)
         if not docs:
+            self._retry_walks.pop(batch_id, None)
             return 0, 0
         token = secrets.token_hex(8)
         ops = [UpdateOne({"_id": d["_id"], "status": d["status"]},
@@ -75,20 +81,43 @@ class OperatorsCalls:
                                    "retriedAt": now, "writeToken": token,
                                    "activeKey": active_key(batch_id, d["phoneNumber"], d.get("extension"))},
                           "$unset": {"finishedAt": ""}, "$push": {"history": entry}}) for d in docs]
-        try:
-            await self.c.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
+        error = await unordered(self.c, ops)
+        failed = refused(error)
+        if failed:
             # A duplicate activeKey: the callee has a newer call waiting or in flight. Any refused one is
             # marked looked-at too, so a caller repeating until (0, 0) ends.
-            refused = [docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])]
-            if refused:
-                await self.c.update_many({"_id": {"$in": refused}}, {"$set": {"retriedAt": now}})
+            await self.c.update_many({"_id": {"$in": [docs[i]["_id"] for i in failed]}}, {"$set": {"retriedAt": now}})
         done = {d["_id"] async for d in self.c.find({"_id": {"$in": [d["_id"] for d in docs]}, "writeToken": token},
                                                     {"_id": 1})}
         for d in docs:
             if d["_id"] in done:
                 self._moved(d, CallStatus.QUEUED.value, d.get("outcome"))
+        if failed is None:
+            raise error  # a timeout: what landed is counted, and asking again retries the rest
+        self._retry_walks[batch_id] = (asked, after)
         return len(done), len(docs) - len(done)
+
+    async def _finished(self, batch_id: ObjectId, asked: tuple, after: ObjectId | None,
+                        limit: int) -> tuple[list[dict], ObjectId | None]:
+        """Up to `limit` final calls to retry for `asked` (now, outcomes), walking the batch's calls after
+        `after` in _id order, `limit` a read; and the _id of the last call looked at."""
+        now, outcomes = asked
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored: milliseconds
+        found: list[dict] = []
+        while len(found) < limit:
+            flt = {"batchId": batch_id, **({"_id": {"$gt": after}} if after is not None else {})}
+            window = await self.c.find(flt, RETRY_FIELDS).sort("_id", 1).limit(limit).hint("batch_id").to_list(None)
+            for d in window:
+                after = d["_id"]
+                # A chained contact's group ran its course: it is not redialled by a retry.
+                if (d["status"] in TERMINAL_VALUES and d.get("outcome") in outcomes and "group" not in d
+                        and aware(d.get("retriedAt")) != now):
+                    found.append(d)
+                    if len(found) == limit:
+                        break
+            if len(window) < limit:
+                break
+        return found, after
 
     @unavailable
     async def bring_forward(self, batch_id: ObjectId, now: dt.datetime) -> int:
