@@ -9,16 +9,16 @@ repositories take from it is a `Rules`, which adds what a real server does and t
   one set by `pymongo.timeout(...)` around it, else the client's timeoutMS (`client_timeout`), as
   PyMongo applies them (`pymongo.timeout(None)` falls back to the client's). A multi-document update
   that runs out of time has applied its first documents, as the server's does. What an operation
-  examines follows the planner's plainest rule: the hinted index, else the declared index (indexes.py)
-  with the longest prefix of fields the filter bounds (a value, $in or a range), else the whole
-  collection; keys are walked in index order until `limit` documents match, or all of them when the
-  sort asked for is not the index's order. Building indexes examines every document. Each operation
+  examines follows a plain planner: the hinted index, else, of the declared indexes (indexes.py) with a
+  prefix of fields the filter bounds (a value, $in or a range), the one whose bounds hold fewest keys,
+  else the whole collection; keys are walked in index order until `limit` documents match, or all of
+  them when the sort asked for is not the index's order. Building indexes examines every document. Each operation
   is timed on its own; with `per_doc` 0 nothing is timed (set it once the test's data is written).
 - Hints. A hint naming no declared index is refused (OperationFailure, code 2), as the server does.
-- Faults. `faults["bulk_write"]`, one entry per call (consumed in order; None: no fault): an exception
-  raised before anything is applied, `After(exc)` raised once the whole write was applied (a timeout
-  whose outcome the client cannot know), or `Refuse(pick)`, a BulkWriteError for the ops `pick(op)`
-  chooses, the others applied.
+- Faults. `faults["bulk_write"]` and `faults["update_many"]`, one entry per call (consumed in order;
+  None: no fault): an exception raised before anything is applied, `After(exc)` raised once the whole
+  write was applied (a timeout whose outcome the client cannot know), or (bulk writes) `Refuse(pick)`,
+  a BulkWriteError for the ops `pick(op)` chooses, the others applied.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from bson import ObjectId
 from mongomock.filtering import filter_applies
+from mongomock.helpers import patch_datetime_awareness_in_document
 from pymongo import _csot
 from pymongo.errors import BulkWriteError, ExecutionTimeout, OperationFailure
 
@@ -87,7 +88,7 @@ class Rules:
         self.indexes = [ID_INDEX] + [{"name": m.document["name"], "key": dict(m.document["key"]),
                                       "partial": "partialFilterExpression" in m.document}
                                      for m in INDEXES.get(name, [])]
-        self.faults: dict[str, list] = {"bulk_write": []}
+        self.faults: dict[str, list] = {"bulk_write": [], "update_many": []}
         self.examined: list[int] = []  # per timed operation, for tests that look at costs
 
     def __getattr__(self, attr: str) -> Any:
@@ -105,17 +106,20 @@ class Rules:
         if budget is not None and examined * self.per_doc > budget:
             raise ExecutionTimeout("operation exceeded time limit", 50)
 
-    def _plan(self, flt: dict, hint: Any) -> dict | None:
+    async def _plan(self, flt: dict, hint: Any) -> dict | None:
         if hint is not None:
             for index in self.indexes:
                 if hint == index["name"] or (not isinstance(hint, str) and dict(hint) == index["key"]):
                     return index
             raise OperationFailure("hint provided does not correspond to an existing index", 2)
-        best, best_len = None, 0
+        best, best_rank = None, None
         for index in self.indexes:
-            n = len(self._prefix(index, flt))
-            if n > best_len and not index.get("partial"):
-                best, best_len = index, n
+            prefix = self._prefix(index, flt)
+            if prefix and not index.get("partial"):
+                # The planner's trial keeps the plan that meets fewest keys (ties: the most bounded).
+                rank = (await self.inner.count_documents({f: flt[f] for f in prefix}), -len(prefix))
+                if best_rank is None or rank < best_rank:
+                    best, best_rank = index, rank
         return best
 
     @staticmethod
@@ -131,9 +135,11 @@ class Rules:
         """(keys examined, the matching documents' ids in the order the plan meets them, each with how
         many keys had been examined when it was met). Nothing is examined when documents cost nothing."""
         flt = flt or {}
-        index = self._plan(flt, hint)
         if not self.per_doc:
+            if hint is not None:
+                await self._plan(flt, hint)  # a bad hint is refused all the same
             return 0, []
+        index = await self._plan(flt, hint)
         fields = set(index["key"] if index else ()) | {f for f in flt if not f.startswith("$")}
         projection = None if any(f.startswith("$") for f in flt) else {f: 1 for f in fields}
         prefix = {f: flt[f] for f in self._prefix(index, flt)} if index else {}
@@ -142,10 +148,10 @@ class Rules:
             candidates.sort(key=lambda d: tuple(_order(_value(d, f)) for f in index["key"]))
         if sort and not self._gives_order(index, flt, sort):
             limit = 0  # a blocking sort reads every candidate first
-        examined, hits = 0, []
+        examined, hits, stored = 0, [], patch_datetime_awareness_in_document(flt)  # as mongomock keeps them
         for doc in candidates:
             examined += 1
-            if filter_applies(flt, doc):
+            if filter_applies(stored, doc):
                 hits.append((examined, doc["_id"]))
                 if limit and len(hits) == limit:
                     break
@@ -162,6 +168,9 @@ class Rules:
         return RulesCursor(self, flt or {}, projection, kwargs)
 
     async def update_many(self, flt: dict, update: dict, **kwargs: Any) -> Any:
+        fault = self._fault("update_many")
+        if isinstance(fault, Exception):
+            raise fault
         examined, hits = await self._walk(flt, None, 0, kwargs.get("hint"))
         budget = self._budget()
         if budget is not None and examined * self.per_doc > budget:
@@ -170,7 +179,10 @@ class Rules:
             if done:
                 await self.inner.update_many({"$and": [flt, {"_id": {"$in": done}}]}, update)
         self._charge(examined)
-        return await self.inner.update_many(flt, update, **kwargs)
+        result = await self.inner.update_many(flt, update, **kwargs)
+        if isinstance(fault, After):
+            raise fault.error
+        return result
 
     async def aggregate(self, pipeline: list[dict], **kwargs: Any) -> Any:
         first = pipeline[0].get("$match", {}) if pipeline else {}
@@ -182,8 +194,11 @@ class Rules:
         self._charge(await self.inner.count_documents({}))
         return await self.inner.create_indexes(models, **kwargs)
 
+    def _fault(self, method: str) -> Any:
+        return self.faults[method].pop(0) if self.faults[method] else None
+
     async def bulk_write(self, ops: list, ordered: bool = True, **kwargs: Any) -> Any:
-        fault = self.faults["bulk_write"].pop(0) if self.faults["bulk_write"] else None
+        fault = self._fault("bulk_write")
         if isinstance(fault, Exception):
             raise fault
         if isinstance(fault, Refuse):

@@ -15,11 +15,12 @@ from bson import ObjectId
 from pymongo.errors import NetworkTimeout
 
 from dialer.core.clock import FixedClock
-from dialer.ports import StoreUnavailable, active_key
+from dialer.ports import StoreUnavailable, Tally, active_key
 from dialer.services.batches import Batches
 from dialer.services import lifecycle as lifecycle_module
 from dialer.services.lifecycle import Lifecycle
 from dialer.store.mongo import mongo_repositories
+from dialer.store.mongo import calls_for_operators as operators_module
 from dialer.store.mongo.calls import MongoCalls
 from dialer.store.mongo.testing import mongomock_client
 from tests.contract.conftest import at, batch_doc
@@ -119,4 +120,50 @@ async def test_a_retry_cut_short_after_its_last_pass_runs_the_batch_when_asked_a
     clock.advance(60)
     assert (await lifecycle.retry(await repos.batches.get(batch["_id"]), ["busy"]))["status"] == "running"
     assert await db.db["calls"].count_documents({"status": "queued"}) == 50 and await agree(repos, db, batch["_id"])
+    await repos.close()
+
+
+async def start_setup(calls: int, monkeypatch) -> tuple:
+    """A batch scheduled an hour ahead whose calls wait for it, and an operator about to start it now."""
+    monkeypatch.setattr(operators_module, "CHUNK", 100)
+    repos, db = await rules_repositories(per_doc=0)
+    clock = FixedClock(at(60))
+    batch = batch_doc(status="pending", scheduled_at=at(3600))
+    await repos.batches.insert(batch)
+    await seeded(repos, db, batch, [call_doc(batch["_id"], i, nextAttemptAt=at(3600)) for i in range(calls)])
+    db["calls"].per_doc = PER_DOC  # one update of them all would take 50 s
+    return repos, db, clock, batch, Lifecycle(Batches(repos.batches, repos.calls, clock), repos.batches, repos.calls, clock)
+
+
+async def due_later(db, batch_id: ObjectId, than) -> int:
+    return await db.db["calls"].count_documents({"batchId": batch_id, "nextAttemptAt": {"$gt": than}})
+
+
+async def test_starting_a_batch_early_brings_forward_any_number_of_calls_in_bounded_steps(monkeypatch):
+    repos, db, clock, batch, lifecycle = await start_setup(500, monkeypatch)
+    assert (await lifecycle.start(await repos.batches.get(batch["_id"])))["status"] == "running"
+    assert await due_later(db, batch["_id"], at(60)) == 0
+    assert max(db["calls"].examined) <= 100
+    await repos.close()
+
+
+async def test_a_start_cut_short_leaves_the_batch_as_it_was_and_is_completed_by_starting_again(monkeypatch):
+    repos, db, clock, batch, lifecycle = await start_setup(250, monkeypatch)
+    db["calls"].faults["update_many"] = [After(NetworkTimeout("timed out"))]  # the first step's answer lost
+    with pytest.raises(StoreUnavailable):
+        await lifecycle.start(await repos.batches.get(batch["_id"]))
+    assert (await repos.batches.get(batch["_id"]))["status"] == "pending"  # not running with calls left behind
+    clock.advance(30)
+    assert (await lifecycle.start(await repos.batches.get(batch["_id"])))["status"] == "running"
+    assert await due_later(db, batch["_id"], at(90)) == 0
+    await repos.close()
+
+
+async def test_a_recount_reads_a_whole_large_batch_on_its_index_under_its_own_timeout():
+    repos, db = await rules_repositories(per_doc=0)
+    batch = batch_doc()
+    await repos.batches.insert(batch)
+    await seeded(repos, db, batch, [call_doc(batch["_id"], i) for i in range(500)])
+    db["calls"].per_doc = PER_DOC  # 50 s: more than the client's timeout
+    assert await repos.calls.recount(batch["_id"]) == [Tally("queued", None, 500, 0, 0)]
     await repos.close()

@@ -79,11 +79,16 @@ class Lifecycle:
         if batch["status"] == BatchStatus.RUNNING.value:
             return batch
         now = self.clock.now()
+        scheduled = batch.get("scheduledAt")
+        early = scheduled is not None and scheduled > now  # its calls wait for the scheduled start
+        if early:
+            # Before the move: a start cut short here (a batch of millions of calls can take long) leaves
+            # the batch as it was, and asking again completes it.
+            await self.calls.bring_forward(batch["_id"], now)
         if not await self.repo.move(batch["_id"], machine.START, now,
                                     {"scheduledAt": None, "startedAt": now, "enqueuedAt": now}):
             raise conflict(await self._reread(batch), "started")
-        scheduled = batch.get("scheduledAt")
-        if scheduled is not None and scheduled > now:  # its calls waited for the scheduled start
+        if early:  # calls written meanwhile by a request that read the old schedule
             await self.calls.bring_forward(batch["_id"], now)
         log.info("batch started", extra={"batchId": str(batch["_id"])})
         return await self._reread(batch)

@@ -9,7 +9,7 @@ Indexes (declared in indexes.py) and the queries they serve:
   after `limit` entries or at the first key past `now`. Calls not yet due sort after every due one,
   so the scan never touches them. The same index answers `next_due_at` (its first entry),
   `has_waiting` / `has_active` (an indexed find_one with status $in) and pages filtered by status.
-- `batch_id` (batchId, _id): pages without a status filter, tallies.
+- `batch_id` (batchId, _id): pages without a status filter, `recount` (named as its hint).
 - `status_lease` (status, leaseUntil): the reaper's expired leases.
 """
 
@@ -20,6 +20,7 @@ import logging
 import secrets
 from typing import Any, Iterable
 
+import pymongo
 from bson import ObjectId
 from bson.errors import InvalidDocument
 from pymongo import InsertOne, ReturnDocument, UpdateOne
@@ -36,6 +37,7 @@ from dialer.store.mongo.documents import aggregate, normalise, refused, unavaila
 
 log = logging.getLogger("dialer.store.calls")
 MAX_ROUNDS = 3
+RECOUNT_SECONDS = 600.0  # a recount reads every call of a batch: room for the largest, not a quarter lease
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
 FINISH_FIELDS = {**BEFORE_FIELDS, "group": 1}  # and the chaining group a finished call belongs to
 DUPLICATE_KEY = 11000
@@ -152,12 +154,15 @@ class MongoCalls(OperatorsCalls, ChainCalls):
 
     @unavailable
     async def recount(self, batch_id: ObjectId) -> list[Tally]:
-        rows = await aggregate(self.c, [
-            {"$match": {"batchId": batch_id}},
-            {"$group": {"_id": {"status": "$status", "outcome": "$outcome"}, "n": {"$sum": 1},
-                        "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
-                        "attempts": {"$sum": "$attempts"}}},
-        ])
+        """A full pass over the batch's calls (the reconciliation's, every few minutes): on the batch_id
+        index by name, under a timeout for reading a whole large batch rather than the client's."""
+        with pymongo.timeout(RECOUNT_SECONDS):
+            rows = await aggregate(self.c, [
+                {"$match": {"batchId": batch_id}},
+                {"$group": {"_id": {"status": "$status", "outcome": "$outcome"}, "n": {"$sum": 1},
+                            "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
+                            "attempts": {"$sum": "$attempts"}}},
+            ], hint="batch_id")
         return [Tally(r["_id"]["status"], r["_id"].get("outcome"), r["n"], r["dialled"], r["attempts"]) for r in rows]
 
     # ---- the dispatcher ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from dialer.store.mongo.documents import aware, normalise, refused, unavailable,
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}
 RETRY_FIELDS = {**BEFORE_FIELDS, "phoneNumber": 1, "extension": 1, "retriedAt": 1, "group": 1}
 TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+CHUNK = 1000  # calls brought forward per operation
 
 
 class OperatorsCalls:
@@ -121,9 +122,19 @@ class OperatorsCalls:
 
     @unavailable
     async def bring_forward(self, batch_id: ObjectId, now: dt.datetime) -> int:
-        result = await self.c.update_many({"batchId": batch_id, "status": CallStatus.QUEUED.value,
-                                           "nextAttemptAt": {"$gt": now}}, {"$set": {"nextAttemptAt": now}})
-        return result.modified_count
+        """In chunks, each a read of the claim index (covered) and an update of that many calls by _id: a
+        batch with millions of calls due later takes as many bounded operations, and one cut short is
+        completed by asking again (the calls already brought forward no longer match)."""
+        later = {"batchId": batch_id, "status": CallStatus.QUEUED.value, "nextAttemptAt": {"$gt": now}}
+        moved = 0
+        while True:
+            ids = [d["_id"] for d in await self.c.find(later, {"_id": 1}).hint("batch_status_due_id"
+                                                                            ).limit(CHUNK).to_list(None)]
+            if ids:
+                result = await self.c.update_many({**later, "_id": {"$in": ids}}, {"$set": {"nextAttemptAt": now}})
+                moved += result.modified_count
+            if len(ids) < CHUNK:
+                return moved
 
     @unavailable
     async def delete_calls(self, batch_id: ObjectId, limit: int) -> int:

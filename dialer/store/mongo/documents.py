@@ -50,8 +50,8 @@ def unavailable(method):
     return wrapper
 
 
-async def aggregate(collection: Any, pipeline: list[dict]) -> list[dict]:
-    cursor = collection.aggregate(pipeline)
+async def aggregate(collection: Any, pipeline: list[dict], **options: Any) -> list[dict]:
+    cursor = collection.aggregate(pipeline, **options)
     if inspect.isawaitable(cursor):
         cursor = await cursor
     return await cursor.to_list(None)
