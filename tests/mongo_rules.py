@@ -74,9 +74,10 @@ def _value(doc: dict, path: str) -> Any:
 def _order(value: Any) -> tuple:
     """BSON's comparison order across the types the calls hold."""
     rank = {type(None): 1, int: 2, float: 2, str: 3, dict: 4, list: 5, ObjectId: 7, bool: 8, dt.datetime: 9}
-    if isinstance(value, dt.datetime):
-        value = value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return (rank.get(type(value), 10), value if isinstance(value, (int, float, str, ObjectId, bool, dt.datetime)) else 0)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    comparable = isinstance(value, (int, float, str, ObjectId, bool, dt.datetime))
+    return (rank.get(type(value), 10), value if comparable else 0)
 
 
 class Rules:

@@ -5,8 +5,6 @@ increments. Each answer is checked against the calls themselves (the counters ag
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from bson import ObjectId
 from pymongo.errors import NetworkTimeout, ServerSelectionTimeoutError
@@ -68,7 +66,8 @@ async def test_drift_in_a_batch_that_completed_is_repaired_and_then_left_alone()
     recounts = count_calls(repos.calls, "recount")
     assert await reconciler.run() == 0  # seen once: may be a transition between its two writes
     assert await reconciler.run() == 1
-    assert set(await repos.calls.tallies(batch["_id"])) == {Tally("queued", None, 2, 0, 0), Tally("busy", "busy", 1, 1, 1)}
+    assert set(await repos.calls.tallies(batch["_id"])) == {Tally("queued", None, 2, 0, 0),
+                                                            Tally("busy", "busy", 1, 1, 1)}
     assert await reconciler.run() == 0 and recounts() == 3  # right with nothing in flight: settled
     assert await reconciler.run() == 0 and recounts() == 3  # ... and not counted again while it is unchanged
     await repos.close()
@@ -92,8 +91,8 @@ def is_claim_of(call_id: ObjectId):
 
 
 async def claim(repos, *call_ids: ObjectId, records=(), token: str = "tok-1") -> set[ObjectId]:
-    lease = at(120)
-    return await repos.calls.claim([Claim(c, token, "dispatcher-a", T0, lease) for c in call_ids], [], list(records), T0)
+    claims = [Claim(c, token, "dispatcher-a", T0, at(120)) for c in call_ids]
+    return await repos.calls.claim(claims, [], list(records), T0)
 
 
 async def test_a_claim_refused_in_part_reports_the_claims_that_landed():
@@ -103,7 +102,8 @@ async def test_a_claim_refused_in_part_reports_the_claims_that_landed():
     db["calls"].faults["bulk_write"] = [Refuse(is_claim_of(c))]
     assert await claim(repos, a, b, c) == {a, b}  # to be placed now, not left dialing until their lease ends
     assert (await repos.calls.get(c))["status"] == "queued"
-    assert set(await repos.calls.tallies(batch["_id"])) == {Tally("dialing", None, 2, 2, 2), Tally("queued", None, 1, 0, 0)}
+    assert set(await repos.calls.tallies(batch["_id"])) == {Tally("dialing", None, 2, 2, 2),
+                                                            Tally("queued", None, 1, 0, 0)}
     await repos.close()
 
 
@@ -140,7 +140,8 @@ async def test_a_withdrawal_that_failed_part_way_counts_what_landed_and_goes_on(
     batch = await stored_batch(repos)
     a, b, c = [ObjectId(i) for i in (await repos.calls.enqueue(batch, phones("212", 3), T0)).call_ids]
     entry = {"at": at(5), "event": "batch_cancelled"}
-    db["calls"].faults["bulk_write"] = [Refuse(lambda op: filter_of(op)["_id"] == c), After(NetworkTimeout("timed out"))]
+    db["calls"].faults["bulk_write"] = [Refuse(lambda op: filter_of(op)["_id"] == c),
+                                        After(NetworkTimeout("timed out"))]
     assert await repos.calls.withdraw(batch["_id"], at(5), entry, 10) == 2
     assert await repos.calls.withdraw(batch["_id"], at(5), entry, 10) == 1  # the rest, though its answer was lost
     assert await repos.calls.withdraw(batch["_id"], at(5), entry, 10) == 0

@@ -88,6 +88,10 @@ async def test_a_retry_walks_a_large_batch_once_whatever_lies_ahead_of_its_match
     await repos.close()
 
 
+def lifecycle_over(repos, clock) -> Lifecycle:
+    return Lifecycle(Batches(repos.batches, repos.calls, clock), repos.batches, repos.calls, clock)
+
+
 async def retry_setup(calls: int, monkeypatch) -> tuple:
     monkeypatch.setattr(lifecycle_module, "CHUNK", 100)
     repos, db = await rules_repositories(per_doc=PER_DOC)
@@ -96,7 +100,7 @@ async def retry_setup(calls: int, monkeypatch) -> tuple:
     await repos.batches.insert(batch)
     await seeded(repos, db, batch, [call_doc(batch["_id"], i, status="busy", outcome="busy", attempts=1)
                                     for i in range(calls)])
-    return repos, db, clock, batch, Lifecycle(Batches(repos.batches, repos.calls, clock), repos.batches, repos.calls, clock)
+    return repos, db, clock, batch, lifecycle_over(repos, clock)
 
 
 async def test_a_retry_cut_short_by_a_timeout_is_completed_by_asking_again(monkeypatch):
@@ -132,7 +136,7 @@ async def start_setup(calls: int, monkeypatch) -> tuple:
     await repos.batches.insert(batch)
     await seeded(repos, db, batch, [call_doc(batch["_id"], i, nextAttemptAt=at(3600)) for i in range(calls)])
     db["calls"].per_doc = PER_DOC  # one update of them all would take 50 s
-    return repos, db, clock, batch, Lifecycle(Batches(repos.batches, repos.calls, clock), repos.batches, repos.calls, clock)
+    return repos, db, clock, batch, lifecycle_over(repos, clock)
 
 
 async def due_later(db, batch_id: ObjectId, than) -> int:

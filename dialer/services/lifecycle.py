@@ -136,7 +136,8 @@ class Lifecycle:
             await asyncio.sleep(0)
         # A completed batch with calls waiting was retried before, and cut short (a crash, a timeout)
         # once they were back in its queue: it runs now.
-        if not retried and not (batch["status"] == BatchStatus.COMPLETED.value and await self.calls.has_waiting(batch["_id"])):
+        if not retried and not (batch["status"] == BatchStatus.COMPLETED.value
+                                and await self.calls.has_waiting(batch["_id"])):
             raise Refused(409, "Conflict", f"nothing to retry: no final call has an outcome in {sorted(set(outcomes))}",
                           {"status": batch["status"], "skipped": skipped})
         if not await self.repo.move(batch["_id"], machine.RETRY_BATCH, now,

@@ -93,27 +93,28 @@ class CounterBuffer:
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, defaultdict(lambda: defaultdict(int))
-        batches = [(batch_id, {k: v for k, v in inc.items() if v}) for batch_id, inc in pending.items()]
-        batches = [(batch_id, inc) for batch_id, inc in batches if inc]
-        if not batches:
+        increments = [(batch_id, {k: v for k, v in inc.items() if v}) for batch_id, inc in pending.items()]
+        increments = [(batch_id, inc) for batch_id, inc in increments if inc]  # one op each, in this order
+        if not increments:
             return
         try:
-            error = await unordered(self.batches, [UpdateOne({"_id": b}, {"$inc": inc}) for b, inc in batches])
+            error = await unordered(self.batches, [UpdateOne({"_id": b}, {"$inc": inc}) for b, inc in increments])
         except Exception:
-            self._keep(batches)  # nothing was sent
+            self._keep(increments)  # nothing was sent
             raise
         if error is None:
             return
         failed = refused(error)
         if failed is None:
             log.warning("counter increments may or may not have been written: the reconciliation repairs the "
-                        "counters if not", extra={"batches": [str(b) for b, _ in batches], "error": type(error).__name__})
+                        "counters if not", extra={"batches": [str(b) for b, _ in increments],
+                                                   "error": type(error).__name__})
         else:
-            self._keep([batches[i] for i in sorted(failed)])
+            self._keep([increments[i] for i in sorted(failed)])
         raise error
 
-    def _keep(self, batches: list[tuple[ObjectId, dict[str, int]]]) -> None:
-        for batch_id, inc in batches:  # for the next flush
+    def _keep(self, increments: list[tuple[ObjectId, dict[str, int]]]) -> None:
+        for batch_id, inc in increments:  # for the next flush
             self.add(batch_id, inc)
 
     async def close(self) -> None:
