@@ -266,6 +266,10 @@ class BatchRepo(Protocol):
     async def scheduled_due(self, now: dt.datetime) -> list[dict]:
         """Pending batches whose scheduledAt has come."""
 
+    async def updated_since(self, since: dt.datetime) -> list[dict]:
+        """Batches whose updatedAt is at or after `since`, whatever their status, in _id order (the counter
+        reconciliation looks at batches that stopped lately: their last calls may have ended since)."""
+
     async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,
                    set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:
         """The batch's status from one of `move.sources` to `move.target` (compare-and-set), updatedAt

@@ -2,23 +2,33 @@
 
 The counters are kept by the call transitions themselves (CallRepo.tallies); with MongoDB a
 transition and its counter increment are two writes, so a crash between them leaves the counters off
-by that transition. Periodically, for each running batch, the kept tallies are compared with a fresh
-recount of the calls. A difference seen once may be a transition caught between its two writes; the
-same difference seen on the next run is drift, and is added as a correction (an increment, never an
-overwrite, so transitions meanwhile are not lost).
+by that transition (and a counter write that timed out is not repeated, lest it count twice).
+Periodically, for each running batch, the kept tallies are compared with a fresh recount of the calls.
+A difference seen once may be a transition caught between its two writes; the same difference seen on
+the next run is drift, and is added as a correction (an increment, never an overwrite, so transitions
+meanwhile are not lost).
+
+Batches changed in the last RECENTLY (paused, completed, cancelled: by the injected clock, read from
+the store, so a restart forgets none) are looked at too: their last calls end after the batch stops,
+and a crash can lose those calls' increments. Such a batch is looked at until its counters are found
+right with no call in flight, and again only if it changes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import Counter
 
 from bson import ObjectId
 
 from dialer.core.clock import Clock
+from dialer.core.statuses import IN_FLIGHT_VALUES, BatchStatus
 from dialer.ports import BatchRepo, CallRepo, Tally
 
 log = logging.getLogger("dialer.counters")
+RECENTLY = dt.timedelta(days=1)  # how long after its last change a batch that is not running is looked at
+RUNNING = BatchStatus.RUNNING.value
 
 
 def difference(actual: list[Tally], kept: list[Tally]) -> list[Tally]:
@@ -39,26 +49,34 @@ class CounterReconciler:
         self.calls = calls
         self.clock = clock
         self._suspect: dict[ObjectId, list[Tally]] = {}  # batch -> the difference seen on the last run
+        self._settled: dict[ObjectId, dt.datetime] = {}  # batch not running -> its updatedAt when found right
         self.repaired = 0
 
     async def run(self) -> int:
-        """One pass over the running batches; returns how many were repaired."""
+        """One pass over the running batches and those changed lately; returns how many were repaired."""
+        now = self.clock.now()
+        batches = {b["_id"]: b for b in await self.batches.updated_since(now - RECENTLY)}
+        batches.update((b["_id"], b) for b in await self.batches.runnable(now))
         repaired = 0
-        seen = set()
-        for batch in await self.batches.runnable(self.clock.now()):
-            batch_id = batch["_id"]
-            seen.add(batch_id)
-            if await self.check(batch_id):
+        for batch_id, batch in batches.items():
+            if batch["status"] != RUNNING and self._settled.get(batch_id) == batch.get("updatedAt"):
+                continue  # right, with nothing in flight, and unchanged since: its calls no longer move
+            if await self.check(batch):
                 repaired += 1
-        for batch_id in set(self._suspect) - seen:
-            del self._suspect[batch_id]
+        for memo in (self._suspect, self._settled):
+            for batch_id in set(memo) - set(batches):
+                del memo[batch_id]
         self.repaired += repaired
         return repaired
 
-    async def check(self, batch_id: ObjectId) -> bool:
-        delta = difference(await self.calls.recount(batch_id), await self.calls.tallies(batch_id))
+    async def check(self, batch: dict) -> bool:
+        batch_id = batch["_id"]
+        actual = await self.calls.recount(batch_id)
+        delta = difference(actual, await self.calls.tallies(batch_id))
         if not delta:
             self._suspect.pop(batch_id, None)
+            if batch["status"] != RUNNING and not any(t.status in IN_FLIGHT_VALUES for t in actual):
+                self._settled[batch_id] = batch.get("updatedAt")
             return False
         if self._suspect.get(batch_id) != delta:
             self._suspect[batch_id] = delta  # maybe a transition between its two writes: look again later

@@ -79,11 +79,16 @@ class Lifecycle:
         if batch["status"] == BatchStatus.RUNNING.value:
             return batch
         now = self.clock.now()
+        scheduled = batch.get("scheduledAt")
+        early = scheduled is not None and scheduled > now  # its calls wait for the scheduled start
+        if early:
+            # Before the move: a start cut short here (a batch of millions of calls can take long) leaves
+            # the batch as it was, and asking again completes it.
+            await self.calls.bring_forward(batch["_id"], now)
         if not await self.repo.move(batch["_id"], machine.START, now,
                                     {"scheduledAt": None, "startedAt": now, "enqueuedAt": now}):
             raise conflict(await self._reread(batch), "started")
-        scheduled = batch.get("scheduledAt")
-        if scheduled is not None and scheduled > now:  # its calls waited for the scheduled start
+        if early:  # calls written meanwhile by a request that read the old schedule
             await self.calls.bring_forward(batch["_id"], now)
         log.info("batch started", extra={"batchId": str(batch["_id"])})
         return await self._reread(batch)
@@ -129,7 +134,10 @@ class Lifecycle:
                 break
             retried, skipped = retried + done, skipped + busy
             await asyncio.sleep(0)
-        if not retried:
+        # A completed batch with calls waiting was retried before, and cut short (a crash, a timeout)
+        # once they were back in its queue: it runs now.
+        if not retried and not (batch["status"] == BatchStatus.COMPLETED.value
+                                and await self.calls.has_waiting(batch["_id"])):
             raise Refused(409, "Conflict", f"nothing to retry: no final call has an outcome in {sorted(set(outcomes))}",
                           {"status": batch["status"], "skipped": skipped})
         if not await self.repo.move(batch["_id"], machine.RETRY_BATCH, now,

@@ -2,7 +2,8 @@
 
 Documents live in one dict by _id. Indexes: the set of running batch ids (`runnable`) and the set of
 pending batch ids (`scheduled_due`), both small, sorted when read; per workspace, the sorted ids of its
-batches (`list`, newest first, from a cursor); publicId -> _id (`by_public_id`).
+batches (`list`, newest first, from a cursor); publicId -> _id (`by_public_id`); (updatedAt, _id)
+sorted (`updated_since`).
 Every method is synchronous inside (nothing awaited), hence atomic on the event loop.
 """
 
@@ -28,16 +29,21 @@ class MemoryBatches:
         self._by_status: dict[str, set[ObjectId]] = {RUNNING: set(), PENDING: set()}
         self._of_workspace: dict[ObjectId, SortedList] = {}
         self._by_public_id: dict[str, ObjectId] = {}
+        self._by_update = SortedList()  # (updatedAt, _id)
 
     def _index(self, doc: dict) -> None:
         ids = self._by_status.get(doc.get("status"))
         if ids is not None:
             ids.add(doc["_id"])
+        if doc.get("updatedAt") is not None:
+            self._by_update.add((doc["updatedAt"], doc["_id"]))
 
     def _unindex(self, doc: dict) -> None:
         ids = self._by_status.get(doc.get("status"))
         if ids is not None:
             ids.discard(doc["_id"])
+        if doc.get("updatedAt") is not None:
+            self._by_update.discard((doc["updatedAt"], doc["_id"]))
 
     async def insert(self, batch: dict) -> None:
         if batch["_id"] in self._docs:
@@ -67,6 +73,10 @@ class MemoryBatches:
         now = utc(now)
         return [clone(self._docs[i]) for i in sorted(self._by_status[PENDING])
                 if self._docs[i].get("scheduledAt") is not None and self._docs[i]["scheduledAt"] <= now]
+
+    async def updated_since(self, since: dt.datetime) -> list[dict]:
+        ids = sorted(batch_id for _, batch_id in self._by_update.irange((utc(since),), None))
+        return [clone(self._docs[i]) for i in ids]
 
     async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,
                    set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:
@@ -109,9 +119,11 @@ class MemoryBatches:
         doc = self._docs.get(batch_id)
         if doc is None or doc["status"] not in statuses:
             return None
+        self._unindex(doc)
         for name, value in set_fields.items():
             doc[name] = normalised(value)
         doc["updatedAt"] = utc(now)
+        self._index(doc)
         return clone(doc)
 
     async def delete(self, batch_id: ObjectId) -> bool:

@@ -1,6 +1,7 @@
 """The `batches` collection, for the BatchRepo port. Indexes: (status) for the dispatcher's running
 batches and the reaper's scheduled starts; (workspaceId, _id) for listing a workspace's batches
-(newest first, from a cursor); (publicId, unique, sparse) for `by_public_id`."""
+(newest first, from a cursor); (publicId, unique, sparse) for `by_public_id`; (updatedAt) for
+`updated_since`."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ class MongoBatches:
     async def scheduled_due(self, now: dt.datetime) -> list[dict]:
         docs = await self.c.find({"status": BatchStatus.PENDING.value, "scheduledAt": {"$ne": None, "$lte": now}}
                                  ).to_list(None)
+        return [normalise(d) for d in docs]
+
+    @unavailable
+    async def updated_since(self, since: dt.datetime) -> list[dict]:
+        docs = await self.c.find({"updatedAt": {"$gte": since}}).sort("_id", 1).to_list(None)
         return [normalise(d) for d in docs]
 
     @unavailable

@@ -9,16 +9,18 @@ Indexes (declared in indexes.py) and the queries they serve:
   after `limit` entries or at the first key past `now`. Calls not yet due sort after every due one,
   so the scan never touches them. The same index answers `next_due_at` (its first entry),
   `has_waiting` / `has_active` (an indexed find_one with status $in) and pages filtered by status.
-- `batch_id` (batchId, _id): pages without a status filter, tallies.
+- `batch_id` (batchId, _id): pages without a status filter, `recount` (named as its hint).
 - `status_lease` (status, leaseUntil): the reaper's expired leases.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from typing import Any, Iterable
 
+import pymongo
 from bson import ObjectId
 from bson.errors import InvalidDocument
 from pymongo import InsertOne, ReturnDocument, UpdateOne
@@ -31,9 +33,11 @@ from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, Tally, active
 from dialer.store.mongo.calls_for_chains import ChainCalls
 from dialer.store.mongo.calls_for_operators import OperatorsCalls
 from dialer.store.mongo.counters import CounterBuffer, tallies_of, tally_key
-from dialer.store.mongo.documents import aggregate, normalise, unavailable
+from dialer.store.mongo.documents import aggregate, normalise, refused, unavailable, unordered
 
+log = logging.getLogger("dialer.store.calls")
 MAX_ROUNDS = 3
+RECOUNT_SECONDS = 600.0  # a recount reads every call of a batch: room for the largest, not a quarter lease
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
 FINISH_FIELDS = {**BEFORE_FIELDS, "group": 1}  # and the chaining group a finished call belongs to
 DUPLICATE_KEY = 11000
@@ -44,6 +48,7 @@ class MongoCalls(OperatorsCalls, ChainCalls):
     def __init__(self, collection: Any, counters: CounterBuffer) -> None:
         self.c = collection
         self.counters = counters
+        self._retry_walks: dict = {}
 
     # ---- ingestion -----------------------------------------------------------------------------
     async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
@@ -149,12 +154,15 @@ class MongoCalls(OperatorsCalls, ChainCalls):
 
     @unavailable
     async def recount(self, batch_id: ObjectId) -> list[Tally]:
-        rows = await aggregate(self.c, [
-            {"$match": {"batchId": batch_id}},
-            {"$group": {"_id": {"status": "$status", "outcome": "$outcome"}, "n": {"$sum": 1},
-                        "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
-                        "attempts": {"$sum": "$attempts"}}},
-        ])
+        """A full pass over the batch's calls (the reconciliation's, every few minutes): on the batch_id
+        index by name, under a timeout for reading a whole large batch rather than the client's."""
+        with pymongo.timeout(RECOUNT_SECONDS):
+            rows = await aggregate(self.c, [
+                {"$match": {"batchId": batch_id}},
+                {"$group": {"_id": {"status": "$status", "outcome": "$outcome"}, "n": {"$sum": 1},
+                            "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
+                            "attempts": {"$sum": "$attempts"}}},
+            ], hint="batch_id")
         return [Tally(r["_id"]["status"], r["_id"].get("outcome"), r["n"], r["dialled"], r["attempts"]) for r in rows]
 
     # ---- the dispatcher ------------------------------------------------------------------------
@@ -202,21 +210,44 @@ class MongoCalls(OperatorsCalls, ChainCalls):
                            "$inc": {"attempts": 1}}) for c in claims]
         if not ops:
             return set()
-        await self.c.bulk_write(ops, ordered=False)
-        if not claims:
-            return set()
-        # Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and
-        # what they were before, for the batch counters: one read of the claimed calls.
+        error = await unordered(self.c, ops)
+        won = await self._landed(claims) if claims else set()
+        if error is not None:
+            # Part of it may have landed: each claim that did is in `won`, to be placed rather than left
+            # dialing until its lease ends; the placed records that did not are written again.
+            log.warning("claim write failed part-way: what landed was read back",
+                        extra={"claims": len(claims), "won": len(won), "error": type(error).__name__})
+            await self._record_again(records, refused(error), len(deferrals))
+        return won
+
+    async def _landed(self, claims: list[Claim]) -> set[ObjectId]:
+        """Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and
+        what they were before, for the batch counters: one read of the claimed calls."""
+        queued, dialing = CallStatus.QUEUED.value, CallStatus.DIALING.value
         tokens = {c.call_id: c.token for c in claims}
         won = set()
         async for d in self.c.find({"_id": {"$in": list(tokens)}}, {"claimToken": 1, "batchId": 1, "attempts": 1,
                                                                      "outcome": 1, "status": 1}):
-            if d.get("claimToken") == tokens[d["_id"]] and d["status"] == CallStatus.DIALING.value:
+            if d.get("claimToken") == tokens[d["_id"]] and d["status"] == dialing:
                 won.add(d["_id"])
                 outcome, attempts = d.get("outcome"), d.get("attempts", 1)
-                self.counters.change(d["batchId"], (queued, outcome, attempts - 1),
-                                     (CallStatus.DIALING.value, outcome, attempts))
+                self.counters.change(d["batchId"], (queued, outcome, attempts - 1), (dialing, outcome, attempts))
         return won
+
+    async def _record_again(self, records: list[PlacedRecord], failed: set[int] | None, first: int) -> None:
+        """The placed records of a claim write that failed part-way (theirs are its ops from `first`) that
+        did not land, written again: those the error names, or, when it cannot say, those whose call does
+        not carry the provider's id."""
+        if not records:
+            return
+        if failed is not None:
+            again = [r for i, r in enumerate(records) if first + i in failed]
+        else:
+            ids = {d["_id"]: d.get("providerCallId")
+                   async for d in self.c.find({"_id": {"$in": [r.call_id for r in records]}}, {"providerCallId": 1})}
+            again = [r for r in records if r.call_id in ids and ids[r.call_id] != r.provider_call_id]
+        if again:
+            await self.c.bulk_write([self._placed_op(r) for r in again], ordered=False)
 
     @staticmethod
     def _placed_op(r: PlacedRecord) -> UpdateOne:

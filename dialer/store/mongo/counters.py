@@ -6,6 +6,11 @@ reading a batch's counters is one document read whatever its size. The increment
 gathered per batch and flushed in one bulk write at most `interval` seconds after the first (and
 before this process reads counters, and on close). A crash can lose the last interval's increments;
 `recount` (the reconciliation job, dialer/services/counters.py) finds and repairs such drift.
+
+An increment is never applied twice. When a flush fails, only the increments known not to be written
+are kept for the next one: all of them when nothing was sent, those of the ops a BulkWriteError names
+when it failed in part. After a timeout or a lost connection the outcome is unknown (the server may
+have applied any of them): none are kept, and the reconciliation repairs what was lost.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from bson import ObjectId
 from pymongo import UpdateOne
 
 from dialer.ports import Tally
+from dialer.store.mongo.documents import refused, unordered
 
 log = logging.getLogger("dialer.store.counters")
 
@@ -82,21 +88,34 @@ class CounterBuffer:
     async def _flush_in_background(self) -> None:
         try:
             await self.flush()
-        except Exception as exc:  # the increments are kept (flush puts them back) and tried again
-            log.warning("counter increments not written yet; trying again", extra={"error": type(exc).__name__})
+        except Exception as exc:  # what is known unwritten was kept by flush and goes with the next one
+            log.warning("counter increments not written", extra={"error": type(exc).__name__})
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, defaultdict(lambda: defaultdict(int))
-        ops = [UpdateOne({"_id": batch_id}, {"$inc": {k: v for k, v in inc.items() if v}})
-               for batch_id, inc in pending.items() if any(inc.values())]
-        if not ops:
+        increments = [(batch_id, {k: v for k, v in inc.items() if v}) for batch_id, inc in pending.items()]
+        increments = [(batch_id, inc) for batch_id, inc in increments if inc]  # one op each, in this order
+        if not increments:
             return
         try:
-            await self.batches.bulk_write(ops, ordered=False)
+            error = await unordered(self.batches, [UpdateOne({"_id": b}, {"$inc": inc}) for b, inc in increments])
         except Exception:
-            for batch_id, inc in pending.items():  # keep them for the next flush
-                self.add(batch_id, inc)
+            self._keep(increments)  # nothing was sent
             raise
+        if error is None:
+            return
+        failed = refused(error)
+        if failed is None:
+            log.warning("counter increments may or may not have been written: the reconciliation repairs the "
+                        "counters if not", extra={"batches": [str(b) for b, _ in increments],
+                                                   "error": type(error).__name__})
+        else:
+            self._keep([increments[i] for i in sorted(failed)])
+        raise error
+
+    def _keep(self, increments: list[tuple[ObjectId, dict[str, int]]]) -> None:
+        for batch_id, inc in increments:  # for the next flush
+            self.add(batch_id, inc)
 
     async def close(self) -> None:
         if self._timer is not None:

@@ -1,5 +1,6 @@
 """What every MongoDB repository shares: datetimes made aware once, driver errors made StoreUnavailable,
-and aggregate() on either driver (PyMongo's async aggregate is a coroutine, mongomock-motor's is not)."""
+aggregate() on either driver (PyMongo's async aggregate is a coroutine, mongomock-motor's is not), and
+unordered bulk writes whose failure may leave part of the write applied (`unordered`, `refused`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import functools
 import inspect
 from typing import Any
 
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError, ServerSelectionTimeoutError
 
 from dialer.ports import StoreUnavailable
 
@@ -49,8 +50,33 @@ def unavailable(method):
     return wrapper
 
 
-async def aggregate(collection: Any, pipeline: list[dict]) -> list[dict]:
-    cursor = collection.aggregate(pipeline)
+async def aggregate(collection: Any, pipeline: list[dict], **options: Any) -> list[dict]:
+    cursor = collection.aggregate(pipeline, **options)
     if inspect.isawaitable(cursor):
         cursor = await cursor
     return await cursor.to_list(None)
+
+
+async def unordered(collection: Any, ops: list) -> PyMongoError | None:
+    """One unordered bulk write. None when every op was applied; otherwise the error, returned (not
+    raised) because part of the write may have landed: a BulkWriteError names the ops that were not
+    applied (the others were), and after a timeout or a connection lost mid-write the outcome is
+    unknown (the server may have applied any part of it). The caller reads back what landed. Raised
+    when nothing was sent: no server could be selected (PyMongo reports a retry that could not select
+    one with the first attempt's error, so this error always means "never attempted")."""
+    try:
+        await collection.bulk_write(ops, ordered=False)
+    except ServerSelectionTimeoutError:
+        raise
+    except PyMongoError as exc:
+        return exc
+    return None
+
+
+def refused(error: PyMongoError | None) -> set[int] | None:
+    """The indexes of the ops `error` (from `unordered`) says were not applied; None when it cannot say."""
+    if error is None:
+        return set()
+    if isinstance(error, BulkWriteError):
+        return {e["index"] for e in error.details.get("writeErrors", [])}
+    return None

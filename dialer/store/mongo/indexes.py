@@ -1,11 +1,23 @@
 """Every index the MongoDB repositories rely on, declared in code and created at start-up (idempotent).
-Each repository module's docstring says which of its queries each index serves."""
+Each repository module's docstring says which of its queries each index serves.
+
+Creating an index that is missing reads the whole collection: on a populated `calls` collection (an
+index added by an upgrade) that takes minutes, far longer than the client's per-operation timeout (a
+quarter lease). Each collection's indexes are built under their own timeout, INDEX_BUILD_SECONDS: had
+the client's applied, the build would fail, the process exit, and the next start begin it again.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pymongo
 from pymongo import ASCENDING, IndexModel
+
+log = logging.getLogger("dialer.store.indexes")
+
+INDEX_BUILD_SECONDS = 4 * 3600.0  # each collection's; pymongo.timeout(None) would mean the client's
 
 INDEXES: dict[str, list[IndexModel]] = {
     "api_keys": [IndexModel([("keyHash", ASCENDING)], unique=True, name="key_hash")],
@@ -15,7 +27,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     "batches": [IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id"),
                 # A face's own id for the batch (the enrollment face's UUID batchId).
                 IndexModel([("publicId", ASCENDING)], unique=True, sparse=True, name="public_id"),
-                IndexModel([("status", ASCENDING)], name="status")],
+                IndexModel([("status", ASCENDING)], name="status"),
+                # The counter reconciliation: batches changed lately (they may have stopped running).
+                IndexModel([("updatedAt", ASCENDING)], name="updated")],
     "calls": [
         # At most one waiting or in-flight call per callee of a batch: activeKey is unset when a call ends.
         IndexModel([("activeKey", ASCENDING)], unique=True, sparse=True, name="active_key"),
@@ -40,4 +54,10 @@ INDEXES: dict[str, list[IndexModel]] = {
 
 async def ensure_indexes(db: Any) -> None:
     for name, models in INDEXES.items():
-        await db[name].create_indexes(models)
+        collection = db[name]
+        documents = await collection.estimated_document_count()
+        log.info("ensuring the indexes of a collection (a missing one is built: long on a large collection)",
+                 extra={"collection": name, "documents": documents, "indexes": [m.document["name"] for m in models]})
+        with pymongo.timeout(INDEX_BUILD_SECONDS):
+            await collection.create_indexes(models)
+    log.info("indexes ready")
