@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
+from typing import Callable
 
 from dialer.ports import StoreOpenFailed
 
@@ -102,15 +103,23 @@ CREATE INDEX intakes_expiry ON intakes (state, expires_at);
 CREATE TABLE ledger (id TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL, doc BLOB NOT NULL);
 """
 
-# Version 2: the file keeps the history of its migrations (which version, when), for operators reading an
-# upgraded file; the steps before this one are recorded without a time.
-V2 = """
-CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, applied_at TEXT);
-INSERT INTO schema_migrations (version, applied_at) VALUES (1, NULL);
-"""
+# Version 2: batches get an `updated_at` column (filled from each document) and its index, for the
+# counter reconciliation's "batches changed lately" (BatchRepo.updated_since); and the file keeps the
+# history of its migrations (which version, when), the steps before this one recorded without a time.
+def v2(conn: sqlite3.Connection) -> None:
+    from dialer.store.sqlite.documents import decode, ms
 
-# MIGRATIONS[n - 1] brings a file from version n - 1 to version n.
-MIGRATIONS: list[str] = [V1, V2]
+    conn.execute("ALTER TABLE batches ADD COLUMN updated_at INTEGER")
+    conn.executemany("UPDATE batches SET updated_at = ? WHERE id = ?",
+                     [(ms(decode(blob).get("updatedAt")), batch_id)
+                      for batch_id, blob in conn.execute("SELECT id, doc FROM batches").fetchall()])
+    conn.execute("CREATE INDEX batches_updated ON batches (updated_at, id)")  # updated_since
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, applied_at TEXT)")
+    conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (1, NULL)")
+
+
+# MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -131,8 +140,12 @@ def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -
             if conn.execute("PRAGMA user_version").fetchone()[0] != step:  # another process migrated it meanwhile
                 conn.execute("ROLLBACK")
                 continue
-            for statement in _statements(MIGRATIONS[step]):
-                conn.execute(statement)
+            step_work = MIGRATIONS[step]
+            if callable(step_work):
+                step_work(conn)
+            else:
+                for statement in _statements(step_work):
+                    conn.execute(statement)
             if step + 1 >= 2:
                 conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                              (step + 1, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
