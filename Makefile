@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.enroll
+	$(BIN)/python -m bench.store
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info  # the data in var/ is kept: remove it yourself

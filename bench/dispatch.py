@@ -5,8 +5,9 @@ scenarios, each on a virtual clock (FixedClock) and driven like tests/dispatch_h
 `engine.step()` (simulator pump + one dispatcher tick), then the clock moves by 0.5 s = the production
 poll interval (settings.poll_interval_seconds), so the ticks per virtual second, and with them the
 polling cost, are the production ones. The reaper runs at its production cadence (`engine.reaper.run()`
-every lease_seconds / 2 = 60 virtual seconds). Storage is the embedded store (dialer.store.memory,
-`open_memory()`) unless said otherwise.
+every lease_seconds / 2 = 60 virtual seconds). Storage is the embedded store (dialer.store.sqlite, on a
+file in a temporary folder) unless said otherwise; "sqlite-memory" is the same store on SQLite's
+`:memory:` (no file: the baseline the file is compared with).
 
 Workloads (all numbers in America/New_York; clock at Monday 2026-11-23 15:00 UTC = 10:00 there, the
 default 08:00-21:00 window open for the whole run; ringingTimeoutSeconds 30; no retries; 20 calls/s):
@@ -105,7 +106,6 @@ from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, BatchStatus
 from dialer.ports import Repositories
 from dialer.settings import Settings
-from dialer.store.memory import open_memory
 from workers.engine import Engine
 from workers.slots import Slots
 from workers.telephony.simulator import Simulator
@@ -397,21 +397,37 @@ class Run:
 
     @property
     def label(self) -> str:
-        return f"{self.wl.name}/{self.mode}" + ("" if self.backend == "memory" else f"/{self.backend}")
+        return f"{self.wl.name}/{self.mode}" + ("" if self.backend == "sqlite" else f"/{self.backend}")
 
 
 def _seconds(at: dt.datetime) -> float:
     return (at - T0).total_seconds()
 
 
-async def run_workload(wl: Workload, mode: str, backend: str = "memory", seed: int = SEED,
+async def open_backend(backend: str) -> Repositories:
+    """The repositories of a bench run: "sqlite" (a file in a fresh temporary folder, removed when the
+    process ends) or "sqlite-memory" (SQLite's :memory:)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from dialer.store.sqlite import open_sqlite
+
+    if backend == "sqlite-memory":
+        return await open_sqlite(":memory:")
+    folder = tempfile.mkdtemp(prefix="dialer-bench-")
+    atexit.register(shutil.rmtree, folder, True)
+    return await open_sqlite(f"{folder}/dialer.db")
+
+
+async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: int = SEED,
                        store_view_every: int = 1) -> Run:
     clock = FixedClock(T0)
     settings = settings_for(wl)
     out = Run(wl, mode, backend)
     counter = out.counter
-    if backend == "memory":
-        raw = open_memory()
+    if backend.startswith("sqlite"):
+        raw = await open_backend(backend)
     else:
         from dialer.store.mongo.testing import mongomock_repositories
 
@@ -673,14 +689,16 @@ def report_run(out: Run, f: Figures) -> None:
 
 # ------------------------------------------------------------------------------------ CPU scaling
 
-async def cpu_per_placed(queued: int, seed: int) -> tuple[float, int, int]:
-    """(CPU seconds per placed call, calls placed, steps) with `queued` calls waiting in one batch."""
+async def cpu_per_placed(queued: int, seed: int, backend: str = "sqlite") -> tuple[float, int, int, float]:
+    """(CPU seconds per placed call, calls placed, steps, database transactions per placed call) with
+    `queued` calls waiting in one batch. CPU is the whole process's, the store's threads included."""
     wl = Workload(f"cpu-{queued}", 1, queued, 50, 100)
     clock = FixedClock(T0)
     settings = settings_for(wl)
-    raw = open_memory()
+    raw = await open_backend(backend)
     services = services_over(raw, settings, clock)
     await setup(services, wl)
+    operations = raw.database.operations
     sim = Simulator(clock, OUTCOMES, mean_duration=MEAN_DURATION, time_scale=1.0, seed=seed)
     engine = Engine(raw, clock, settings, sim, services.events, name="bench-cpu")
     reaper_every = max(1.0, settings.lease_seconds / 2)
@@ -699,7 +717,9 @@ async def cpu_per_placed(queued: int, seed: int) -> tuple[float, int, int]:
             next_reaper += reaper_every
             await engine.reaper.run()
     placed = len(sim.placed)
-    return cpu / placed, placed, steps
+    operations = raw.database.operations - operations
+    await raw.close()
+    return cpu / placed, placed, steps, operations / placed
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -727,12 +747,12 @@ async def main_async(args: argparse.Namespace) -> int:
                                store_view_every=CROSS_CHECK_EVERY)
     mongo_f = figures(mongo)
     report_run(mongo, mongo_f)
-    print(f"\n== CPU per placed call, one batch, limit 50, until {CPU_PLACED} calls are placed (embedded, memory store)")
+    print(f"\n== CPU per placed call, one batch, limit 50, until {CPU_PLACED} calls are placed (embedded, SQLite file)")
     cpu: dict[int, float] = {}
     queues = tuple(q // scale for q in CPU_QUEUES)
     await cpu_per_placed(queues[0], args.seed)  # warm-up (imports, caches), not reported
     for queued in queues:
-        per, placed, steps = await cpu_per_placed(queued, args.seed)
+        per, placed, steps, _ = await cpu_per_placed(queued, args.seed)
         cpu[queued] = per
         print(f"   {queued:>6,} queued: {per * 1e3:.3f} ms CPU per placed call ({placed} placed in {steps:,} steps)")
 
@@ -744,7 +764,7 @@ async def main_async(args: argparse.Namespace) -> int:
         pa = max([*out.peak_account.values(), sa])
         goal_row(rows, f"{out.label}: peak in flight, batch / account", f"{pb} / {pa}",
                  f"<= {wl.limit} / {wl.account}", pb <= wl.limit and pa <= wl.account)
-        if out.backend == "memory":
+        if out.backend == "sqlite":
             goal_row(rows, f"{out.label}: makespan / zero-latency FIFO", f"{f.ratio:.3f}", f"<= {GOAL_MAKESPAN}",
                      f.ratio <= GOAL_MAKESPAN)
             goal_row(rows, f"{out.label}: utilisation (bound {wl.bound})", f"{f.utilisation:.3f}",

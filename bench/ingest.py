@@ -26,7 +26,7 @@ the share of records that took the slow path.
   pipeline  the ingestion pipeline with the embedded store, inline on the event loop: orjson.loads of
             the request body, validate_envelope, Planner.plan (the batch's default window, agent zone
             America/New_York, clock at Monday 2026-11-23 15:00 UTC), then repos.calls.enqueue for every
-            chunk (settings.chunk_size = 1,000) into a fresh open_memory() store per round holding the
+            chunk (settings.chunk_size = 1,000) into a fresh SQLite :memory: store per round holding the
             batch document (repos.batches.insert). The store's share is the enqueue time over the
             pipeline's. (The app also offloads parsing and planning to a thread; not measured here.)
 
@@ -86,7 +86,7 @@ from dialer.core.records import IngestContext, Planner, validate_envelope
 from dialer.core.windows import CallingWindow
 from dialer.runtime import tune_gc
 from dialer.settings import Settings
-from dialer.store.memory import open_memory
+from dialer.store.sqlite import open_sqlite
 
 SEED = 20261123
 RECORDS = 100_000
@@ -377,7 +377,7 @@ class PipelineRun:
 
 async def pipeline(body: bytes, settings: Settings, phones: PhoneNormaliser, distinct: int) -> PipelineRun:
     """One request body through parsing, planning and the embedded store's enqueue."""
-    repos = open_memory()
+    repos = await open_sqlite(":memory:")
     batch = _batch_doc(ObjectId())
     await repos.batches.insert(batch)
     batch = await repos.batches.get(batch["_id"])  # as the ingestion reads it
@@ -396,6 +396,7 @@ async def pipeline(body: bytes, settings: Settings, phones: PhoneNormaliser, dis
         inserted += result.inserted
         chunks += 1
     ended = clock()
+    await repos.close()
     if plan.errors or inserted != distinct:
         raise CheckFailed(f"pipeline: {len(plan.errors)} invalid records, {inserted} inserted, {distinct} expected")
     return PipelineRun(ended - started,
@@ -519,7 +520,6 @@ def main() -> None:
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP measures")
     parser.add_argument("--profile", action="store_true", help="only profile the pipeline with cProfile")
     args = parser.parse_args()
-    # The in-memory store warns that data does not survive a restart: expected here.
     logging.getLogger("dialer.store").setLevel(logging.ERROR)
     tune_gc()  # as `dialer serve` does
     try:

@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import io
 import logging
+import os
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +56,10 @@ async def serve(kind: str) -> None:
     from bench.ingest import AGENT_ZONE, T0
 
     tune_gc()  # as `dialer serve` does
-    logging.getLogger("dialer.store").setLevel(logging.ERROR)  # the in-memory store's restart warning
-    settings = Settings.load(env={}, embedded_dispatcher="false")
+    logging.getLogger("dialer.store").setLevel(logging.ERROR)
+    # The app's store: the SQLite file in a fresh temporary folder (BENCH_DATA_DIR names another, or :memory:).
+    data_dir = os.environ.get("BENCH_DATA_DIR") or tempfile.mkdtemp(prefix="dialer-bench-")
+    settings = Settings.load(env={}, embedded_dispatcher="false", data_dir=data_dir)
     app = build_app(settings, FixedClock(T0)) if kind == "app" else floor_app(settings.max_body_bytes)
     runner = web.AppRunner(app, access_log=None)
     with contextlib.redirect_stdout(io.StringIO()):  # the demo tenant prints its key

@@ -4,8 +4,8 @@
 HTTP, dialer/remote.py) imports CSV files and runs batches.
 
 Management commands act on the configured store: the SQLite file in DIALER_DATA_DIR (shared with a
-running server), or MongoDB (MONGODB_URI). The in-memory store lives inside the server process, so with
-it use the /api/admin/ endpoints instead (see README). `dialer backup PATH` copies the live SQLite file.
+running server), or MongoDB (MONGODB_URI). A private in-memory database (DIALER_DATA_DIR=:memory:)
+lives inside the server process: with it use the /api/admin/ endpoints instead (see README). `dialer backup PATH` copies the live SQLite file.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def worker(ctx: click.Context) -> None:
 
 
 async def _manage(settings: Settings, command: str, **args) -> int:
-    if settings.backend == "memory":
-        click.echo("the in-memory store lives inside the server; use /api/admin/ instead", err=True)
+    if settings.private:
+        click.echo("DIALER_DATA_DIR=:memory: lives inside the server; use /api/admin/ instead", err=True)
         return 2
     from dialer.composition import open_services
 
@@ -148,9 +148,8 @@ def backup(ctx: click.Context, path: str) -> None:
 
 
 async def _backup(settings: Settings, target: str) -> int:
-    if settings.backend != "sqlite" or settings.sqlite_path == ":memory:":
-        click.echo("backup copies the SQLite file: it needs DIALER_STORE=sqlite and a DIALER_DATA_DIR "
-                   "(use mongodump for MongoDB)", err=True)
+    if not settings.embedded or settings.private:
+        click.echo("backup copies the SQLite file in DIALER_DATA_DIR (use mongodump for MongoDB)", err=True)
         return 2
     from dialer.store.sqlite import open_sqlite
 

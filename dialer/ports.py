@@ -3,9 +3,9 @@
 Every port is in this one module, with the values its methods take and return, as APScheduler 4 keeps
 its interfaces together: a newcomer reads the whole storage contract in one place (hence its length).
 
-The backends that implement every port: `dialer/store/sqlite` (an SQLite file: the embedded,
-durable default), `dialer/store/mongo` (PyMongo's async driver: the scale-out path) and
-`dialer/store/memory` (in the process only). One contract suite (tests/contract) runs against each.
+Two backends implement every port: `dialer/store/sqlite` (an SQLite file: the embedded, durable
+default) and `dialer/store/mongo` (PyMongo's async driver: the scale-out path). One contract suite
+(tests/contract) runs against both.
 Nothing above `dialer/store` touches a collection, a table or builds a query.
 
 Documents are plain dicts with our field names; ids are `bson.ObjectId`s; every datetime a
@@ -424,7 +424,7 @@ class SlotLedger(Protocol):
 
 @dataclass
 class Repositories:
-    kind: str  # "sqlite" | "memory" | "mongodb" | "mongomock"
+    kind: str  # "sqlite" | "mongodb" | "mongomock"
     calls: CallRepo
     batches: BatchRepo
     tenancy: TenancyRepo
@@ -436,8 +436,8 @@ class Repositories:
 
     @property
     def embedded(self) -> bool:
-        """Kept on this machine (SQLite or memory), not on a database server."""
-        return self.kind in ("sqlite", "memory")
+        """Kept on this machine (the SQLite file), not on a database server."""
+        return self.kind == "sqlite"
 
     async def close(self) -> None:
         if self.closer is not None:

@@ -17,7 +17,6 @@ ENV_NAMES = {
     "host": "DIALER_HOST",
     "port": "DIALER_PORT",
     "mongodb_uri": "MONGODB_URI",
-    "store": "DIALER_STORE",
     "data_dir": "DIALER_DATA_DIR",
     "sqlite_synchronous": "DIALER_SQLITE_SYNCHRONOUS",
     "sqlite_busy_timeout_ms": "DIALER_SQLITE_BUSY_TIMEOUT_MS",
@@ -52,7 +51,6 @@ ENV_NAMES = {
     "sim_outcomes": "DIALER_SIM_OUTCOMES",
     "sim_mean_duration_seconds": "DIALER_SIM_MEAN_DURATION",
 }
-STORES = ("sqlite", "memory")
 SECRETS = frozenset({"admin_token", "demo_api_key", "twilio_auth_token", "mongodb_uri"})
 
 
@@ -61,8 +59,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     mongodb_uri: str = ""
-    store: str = "sqlite"  # sqlite | memory (ignored when mongodb_uri is set: MongoDB)
-    data_dir: str = "var"  # the SQLite file's folder (relative to the working directory)
+    data_dir: str = "var"  # the SQLite file's folder (relative to the working directory); ":memory:" keeps nothing
     sqlite_synchronous: str = "normal"  # normal: a process crash loses nothing; full: nor does a power loss
     sqlite_busy_timeout_ms: int = 10_000  # how long a write waits for another process's lock, then 503
     database: str = "dialer"
@@ -98,12 +95,17 @@ class Settings:
 
     @property
     def backend(self) -> str:
-        """mongodb when MONGODB_URI is set, else the embedded store (sqlite, or memory)."""
-        return "mongodb" if self.mongodb_uri else self.store
+        """mongodb when MONGODB_URI is set, else the embedded store: sqlite."""
+        return "mongodb" if self.mongodb_uri else "sqlite"
 
     @property
     def embedded(self) -> bool:
-        return self.backend in ("sqlite", "memory")
+        return self.backend == "sqlite"
+
+    @property
+    def private(self) -> bool:
+        """The store lives in this process only (an SQLite `:memory:` database): no other process can share it."""
+        return self.embedded and self.data_dir == ":memory:"
 
     @property
     def sqlite_path(self) -> str:
@@ -134,10 +136,7 @@ class Settings:
         unknown = set(values) - set(known)
         if unknown:
             raise ValueError(f"unknown settings in {path}: {sorted(unknown)}")
-        settings = cls(**{k: _coerce(known[k].type, v, k) for k, v in values.items()})
-        if settings.store not in STORES:
-            raise ValueError(f"setting store: {settings.store!r} is not one of {', '.join(STORES)}")
-        return settings
+        return cls(**{k: _coerce(known[k].type, v, k) for k, v in values.items()})
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)

@@ -1,6 +1,6 @@
 """Shared fixtures: the API app on an injected clock, against the embedded SQLite store (a file in the
 test's temporary folder) and, when DIALER_TEST_MONGODB_URI is set, also against that real MongoDB (a
-fresh database per test). DIALER_TEST_STORE=memory runs them on the in-memory store instead."""
+fresh database per test)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from dialer.core.clock import FixedClock
 from dialer.settings import Settings
 
 MONGODB_URI = os.environ.get("DIALER_TEST_MONGODB_URI", "")
-EMBEDDED = os.environ.get("DIALER_TEST_STORE", "sqlite")
-BACKENDS = [EMBEDDED] + ([pytest.param("mongodb", marks=pytest.mark.mongodb)] if MONGODB_URI else [])
+BACKENDS = ["sqlite"] + ([pytest.param("mongodb", marks=pytest.mark.mongodb)] if MONGODB_URI else [])
 # A Monday, 10:00 in New York: the default window is open on the whole US east coast.
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)
 
@@ -37,9 +36,9 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 async def settings(backend, tmp_path):
-    if backend in ("sqlite", "memory"):
+    if backend == "sqlite":
         # (warm_body_parser off: a process per test app would cost the suite minutes; the bench measures it)
-        yield Settings.load(env={}, store=backend, data_dir=str(tmp_path / "data"), admin_token="admin-secret",
+        yield Settings.load(env={}, data_dir=str(tmp_path / "data"), admin_token="admin-secret",
                             embedded_dispatcher="false", warm_body_parser=False)
         return
     name = f"dialer_test_{uuid.uuid4().hex[:12]}"

@@ -121,13 +121,13 @@ async def test_duplicates_are_never_dialled_at_once(api, clock, engine_settings)
     assert h.peak[(await batch_of(api, batch))["internalId"]] == 1
 
 
-@pytest.mark.parametrize("store", ["memory", "mongomock"])
-async def test_a_crash_between_intake_and_scheduling_loses_nothing(store, settings, clock):
+@pytest.mark.parametrize("store", ["sqlite", "mongomock"])
+async def test_a_crash_between_intake_and_scheduling_loses_nothing(store, settings, clock, tmp_path):
     """The accepted contacts are written before the 202; the process dies after the first chunk of calls.
     A new process over the same store resumes the intake: every contact once, the group chain intact."""
-    if store == "memory":
-        from dialer.store.memory import open_memory
-        repos = open_memory()
+    if store == "sqlite":
+        from dialer.store.sqlite import open_sqlite
+        repos = await open_sqlite(str(tmp_path / "crash.db"))
     else:
         from dialer.store.mongo.testing import mongomock_repositories
         repos = await mongomock_repositories()

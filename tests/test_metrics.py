@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialer.composition import services_over
-from dialer.store.memory import open_memory
+from dialer.store.sqlite import open_sqlite
 from tests.dispatch_harness import Harness
 from workers.main import metrics_app
 
@@ -53,7 +53,7 @@ async def _done(h, batch):
 
 
 async def test_a_dispatchers_own_metrics_endpoint(aiohttp_client, settings, clock):
-    services = services_over(open_memory(), settings, clock)
+    services = services_over(await open_sqlite(":memory:"), settings, clock)
     services.metrics.placed.labels("twilio").inc(5)
     client = await aiohttp_client(metrics_app(services))
     resp = await client.get("/metrics")

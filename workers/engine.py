@@ -1,6 +1,6 @@
 """The dispatcher engine: the composition root of a dispatcher (store, provider, jobs) and its lifecycle.
 
-Runs inside `dialer worker`, or inside the API process with the in-memory store. Periodic jobs run
+Runs inside `dialer worker`, or inside the API process (`dialer serve` on the embedded store). Periodic jobs run
 on APScheduler 3's AsyncIOScheduler: the dispatch tick (which also delivers simulator events), the
 reaper (leases, slots, scheduled starts). SIGTERM / stop(): claim nothing more, hand back calls
 claimed but not placed, wait (bounded) for running jobs, log a one-line summary.

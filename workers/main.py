@@ -18,8 +18,8 @@ log = logging.getLogger("workers.main")
 
 
 async def run_worker(settings: Settings) -> int:
-    if settings.backend == "memory":
-        log.error("a separate dispatcher needs a shared store (the SQLite file or MongoDB): the in-memory store "
+    if settings.private:
+        log.error("a separate dispatcher needs a shared store (the SQLite file or MongoDB): DIALER_DATA_DIR=:memory: "
                   "lives inside `dialer serve`, which runs its own dispatcher")
         return 2
     try:

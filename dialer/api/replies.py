@@ -243,7 +243,7 @@ class Agents(View):
 
 class Health(View):
     ok: bool
-    store: Annotated[str, Field(description="memory (embedded) or mongodb")]
+    store: Annotated[str, Field(description="sqlite (embedded) or mongodb")]
 
 
 class NewWorkspace(View):

@@ -1,8 +1,8 @@
 """Storage behind the ports of dialer/ports.py: `sqlite/` (the embedded default, a file that survives a
-restart), `mongo/` (PyMongo async: the scale-out path) and `memory/` (in the process only).
+restart) and `mongo/` (PyMongo async: the scale-out path).
 
-`open_repositories(settings)` picks the backend: MongoDB when MONGODB_URI is set, else the embedded
-store named by DIALER_STORE (sqlite by default, its file in DIALER_DATA_DIR).
+`open_repositories(settings)` picks the backend: MongoDB when MONGODB_URI is set, else the SQLite file in
+DIALER_DATA_DIR (`:memory:` for a private in-memory database that keeps nothing).
 """
 
 from __future__ import annotations
@@ -23,11 +23,6 @@ async def open_repositories(settings: Settings) -> Repositories:
         repos = await open_sqlite(path, settings.sqlite_synchronous, settings.sqlite_busy_timeout_ms)
         log.info(f"using the SQLite store at {path}", extra={"path": path, "synchronous": settings.sqlite_synchronous})
         return repos
-    if settings.backend == "memory":
-        from dialer.store.memory import open_memory
-
-        log.warning("using the in-memory store: data does not survive a restart (DIALER_STORE=sqlite keeps it)")
-        return open_memory()
     from dialer.store.mongo import open_mongo
 
     log.info("using MongoDB database %r", settings.database)

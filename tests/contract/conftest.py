@@ -1,7 +1,7 @@
 """The storage contract: one suite, run against every backend of dialer/ports.py through the ports only.
 
 `repos` is parametrised over the backends: "sqlite" (dialer.store.sqlite, on a file in the test's
-temporary folder), "memory" (dialer.store.memory), "mongomock" (the MongoDB
+temporary folder), "mongomock" (the MongoDB
 repositories on mongomock-motor) and, when DIALER_TEST_MONGODB_URI is set, "mongodb" (a real server,
 a fresh database per test). A backend whose module does not import is skipped, not failed.
 
@@ -25,7 +25,7 @@ from dialer.ports import Claim, Repositories
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 MONGODB_URI = os.environ.get("DIALER_TEST_MONGODB_URI", "")
-BACKENDS = ["sqlite", "memory", "mongomock"] + ([pytest.param("mongodb", marks=pytest.mark.mongodb)] if MONGODB_URI else [])
+BACKENDS = ["sqlite", "mongomock"] + ([pytest.param("mongodb", marks=pytest.mark.mongodb)] if MONGODB_URI else [])
 
 
 def at(seconds: float = 0) -> dt.datetime:
@@ -41,11 +41,6 @@ async def repos(request, tmp_path) -> Repositories:
         repositories = await open_sqlite(str(tmp_path / "dialer.db"))
         yield repositories
         await repositories.close()
-        return
-    if kind == "memory":
-        from dialer.store.memory import open_memory
-
-        yield open_memory()
         return
     if kind == "mongomock":
         try:

@@ -1,6 +1,6 @@
 """The MongoDB repositories' test double: mongomock-motor, with the fixes it needs to stand in for a server.
 
-Not used at run time (the embedded store is dialer/store/memory); the contract suite and the tests
+Not used at run time (the embedded store is dialer/store/sqlite); the contract suite and the tests
 of this module run the MongoDB repositories on it. mongomock 4.3.0 has two problems for us, both
 handled here and tested in tests/test_mongomock_double.py:
 
