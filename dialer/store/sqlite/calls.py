@@ -70,6 +70,7 @@ def matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
 class SqliteCalls(OperatorsCalls, ChainCalls):
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._retry_walks = {}
 
     # ---- ingestion and reading back ----------------------------------------------------------
     async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:

@@ -23,6 +23,7 @@ TERMINAL_VALUES = sorted(s.value for s in TERMINAL)
 
 class OperatorsCalls:
     db: object
+    _retry_walks: dict  # batch -> (the retry request (now, outcomes), the last call id it looked at)
 
     async def unplaced(self, batch_id: ObjectId) -> int:
         def work(conn: sqlite3.Connection) -> int:
@@ -48,29 +49,44 @@ class OperatorsCalls:
 
     async def retry_finished(self, batch_id: ObjectId, outcomes: list[str], now: dt.datetime, entry: dict,
                              limit: int) -> tuple[int, int]:
-        def work(conn: sqlite3.Connection) -> tuple[int, int]:
+        """Each pass resumes after the last call the previous pass of the same request (batch, now,
+        outcomes) looked at, so a retry of a million calls reads each once; without the resume point (another
+        process, a restart) the walk starts over and `retriedAt` skips what was already looked at."""
+        if not outcomes or limit <= 0:
+            return 0, 0
+        asked = (ms(now), frozenset(outcomes))
+        walks = self._retry_walks
+        walked, after = walks.get(batch_id, (None, b""))
+        after = after if walked == asked else b""
+
+        def work(conn: sqlite3.Connection) -> tuple[int, int, bytes]:
             when = stored(now)
             docs = rows.load_where(
-                conn, f"batch_id = ? AND status IN ({marks(TERMINAL_VALUES)}) AND outcome IN ({marks(outcomes)}) "
-                      "AND retried_at IS NOT ? AND group_key IS NULL",  # a chained contact is not redialled
-                (batch_id.binary, *TERMINAL_VALUES, *outcomes, ms(now)), f"ORDER BY id LIMIT {int(limit)}")
+                conn, f"batch_id = ? AND id > ? AND status IN ({marks(TERMINAL_VALUES)}) "
+                      f"AND outcome IN ({marks(outcomes)}) AND retried_at IS NOT ? "
+                      "AND group_key IS NULL",  # a chained contact's group ran its course: not redialled
+                (batch_id.binary, after, *TERMINAL_VALUES, *outcomes, ms(now)), f"ORDER BY id LIMIT {int(limit)}")
             retried = busy = 0
             for doc in docs:
                 key = active_key(doc["batchId"], doc["phoneNumber"], doc.get("extension"))
                 doc["retriedAt"] = when  # looked at once per retry request
                 if conn.execute("SELECT 1 FROM calls WHERE active_key = ?", (key,)).fetchone() is not None:
                     busy += 1  # the callee has a newer call waiting or in flight
-                    rows.save(conn, doc)
-                    continue
-                doc["status"] = check(doc, QUEUED)
-                doc.update(nextAttemptAt=when, updatedAt=when, activeKey=key)
-                doc.pop("finishedAt", None)
-                push(doc, entry)
+                else:
+                    doc["status"] = check(doc, QUEUED)
+                    doc.update(nextAttemptAt=when, updatedAt=when, activeKey=key)
+                    doc.pop("finishedAt", None)
+                    push(doc, entry)
+                    retried += 1
                 rows.save(conn, doc)
-                retried += 1
-            return retried, busy
+            return retried, busy, (docs[-1]["_id"].binary if docs else after)
 
-        return await self.db.write(work) if outcomes and limit > 0 else (0, 0)
+        retried, busy, last = await self.db.write(work)
+        if retried or busy:
+            walks[batch_id] = (asked, last)
+        else:
+            walks.pop(batch_id, None)
+        return retried, busy
 
     async def bring_forward(self, batch_id: ObjectId, now: dt.datetime) -> int:
         def work(conn: sqlite3.Connection) -> int:
