@@ -50,7 +50,9 @@ def main() -> int:
     args = parser.parse_args()
     port = free_port()
     host = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DIALER_PORT": str(port), "DIALER_HOST": "127.0.0.1", "DIALER_DEMO_API_KEY": KEY,
+    # Its own data folder: a load run neither reads nor grows `make run`'s ./var.
+    env = {**os.environ, "DIALER_DATA_DIR": tempfile.mkdtemp(prefix="dialer-load-"),
+           "DIALER_PORT": str(port), "DIALER_HOST": "127.0.0.1", "DIALER_DEMO_API_KEY": KEY,
            "DIALER_LOG_LEVEL": "WARNING", "MONGODB_URI": os.environ.get("MONGODB_URI", "")}
     bin_dir = Path(sys.executable).parent
     server = subprocess.Popen([str(bin_dir / "dialer"), "serve"], env=env, stdout=subprocess.DEVNULL,
