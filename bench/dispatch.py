@@ -79,7 +79,10 @@ every number dialled once, every call final and every batch completed, no slot l
 back to the queue, "queued and due" confirmed against the store every 20 steps) make the run exit 1 if
 they fail; a missed performance goal does not.
 
-Options: --quick (smaller workloads, for a smoke run), --mongo-calls N, --seed N.
+Options: --quick (smaller workloads, for a smoke run), --mongo-calls N, --seed N. One workload instead of
+the table: --batches N [--calls-per-batch M --limit L --account A --cps C --mode embedded|separate
+--backend sqlite|sqlite-memory|mongomock] [--json], e.g. `python -m bench.dispatch --batches 200
+--calls-per-batch 100 --limit 10 --account 1000 --cps 50 --json`.
 """
 
 from __future__ import annotations
@@ -791,15 +794,55 @@ async def main_async(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+async def one_workload(args: argparse.Namespace) -> int:
+    """One workload from the command line, its figures as one JSON object (exit 1 on a broken limit)."""
+    import json
+
+    wl = Workload("cli", args.batches, args.calls_per_batch, args.limit, args.account, args.cps)
+    out = await run_workload(wl, args.mode, backend=args.backend, seed=args.seed,
+                             store_view_every=1 if args.backend.startswith("sqlite") else CROSS_CHECK_EVERY)
+    f = figures(out)
+    sb, sa = sweep_peaks(out)
+    peak_batch, peak_account = max([*out.peak_batch.values(), sb]), max([*out.peak_account.values(), sa])
+    violations = [name for name, ok in out.checks if not ok]
+    violations += [f"peak per batch {peak_batch} > {wl.limit}"] * (peak_batch > wl.limit)
+    violations += [f"peak for the account {peak_account} > {wl.account}"] * (peak_account > wl.account)
+    report = {"batches": wl.batches, "callsPerBatch": wl.calls_per_batch, "limit": wl.limit, "account": wl.account,
+              "cps": wl.cps, "mode": args.mode, "backend": args.backend, "dispatchers": 1, "placed": out.placed,
+              "makespan_ratio": round(f.ratio, 4), "utilisation": round(f.utilisation, 4),
+              "port_calls_per_placed": round(f.ops_per, 3),
+              "cpu_ms_per_placed": round(out.cpu_seconds * 1e3 / out.placed, 3) if out.placed else None,
+              "peak_batch": peak_batch, "peak_account": peak_account, "violations": violations}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        report_run(out, f)
+    return 1 if violations else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.dispatch", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="workloads a tenth the size (smoke run)")
     parser.add_argument("--mongo-calls", type=int, default=1000, help="calls in the mongomock run")
     parser.add_argument("--seed", type=int, default=SEED)
+    one = parser.add_argument_group("one workload (instead of the whole table)")
+    one.add_argument("--batches", type=int, help="running batches")
+    one.add_argument("--calls-per-batch", type=int, default=100)
+    one.add_argument("--limit", type=int, default=10, help="each batch's concurrency limit")
+    one.add_argument("--account", type=int, default=100, help="the account's calls in flight")
+    one.add_argument("--cps", type=float, default=CPS, help="the account's calls per second")
+    one.add_argument("--mode", choices=("embedded", "separate"), default="embedded")
+    one.add_argument("--backend", choices=("sqlite", "sqlite-memory", "mongomock"), default="sqlite")
+    one.add_argument("--dispatchers", type=int, default=1, help="dispatchers racing (only 1 so far)")
+    one.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     logging.getLogger("dialer.store").setLevel(logging.ERROR)
     logging.getLogger("workers").setLevel(logging.WARNING)
     logging.getLogger("dialer").setLevel(logging.WARNING)
+    if args.batches:
+        if args.dispatchers != 1:
+            parser.error("--dispatchers: only one dispatcher per run so far")
+        sys.exit(asyncio.run(one_workload(args)))
     sys.exit(asyncio.run(main_async(args)))
 
 
