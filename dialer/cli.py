@@ -151,20 +151,13 @@ async def _backup(settings: Settings, target: str) -> int:
     if not settings.embedded or settings.private:
         click.echo("backup copies the SQLite file in DIALER_DATA_DIR (use mongodump for MongoDB)", err=True)
         return 2
-    from dialer.store.sqlite import open_sqlite
+    from dialer.store.sqlite.database import backup
 
     try:
-        repos = await open_sqlite(settings.sqlite_path, settings.sqlite_synchronous, settings.sqlite_busy_timeout_ms)
-    except StoreOpenFailed as exc:
-        click.echo(f"cannot open the store: {exc}", err=True)
-        return 2
-    try:
-        size = await repos.database.backup(target)
-    except (OSError, StoreUnavailable) as exc:
+        size = await asyncio.to_thread(backup, settings.sqlite_path, target)
+    except (OSError, StoreOpenFailed, StoreUnavailable) as exc:
         click.echo(f"backup failed: {exc}", err=True)
         return 1
-    finally:
-        await repos.close()
     click.echo(json.dumps({"source": settings.sqlite_path, "backup": target, "bytes": size}))
     return 0
 

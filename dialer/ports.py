@@ -32,6 +32,7 @@ writer changes nothing.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
@@ -103,6 +104,18 @@ class Tally:
     attempts: int
 
 
+def difference(actual: list[Tally], kept: list[Tally]) -> list[Tally]:
+    """actual - kept, per (status, outcome); empty when they agree."""
+    totals: Counter = Counter()
+    for sign, tallies in ((1, actual), (-1, kept)):
+        for t in tallies:
+            for i, n in enumerate((t.calls, t.dialled, t.attempts)):
+                totals[(t.status, t.outcome, i)] += sign * n
+    pairs = sorted({(s, o) for s, o, _ in totals}, key=lambda p: (p[0], p[1] or ""))
+    delta = [Tally(s, o, totals[(s, o, 0)], totals[(s, o, 1)], totals[(s, o, 2)]) for s, o in pairs]
+    return [t for t in delta if (t.calls, t.dialled, t.attempts) != (0, 0, 0)]
+
+
 @dataclass(frozen=True)
 class Finish:
     """An in-flight call's outcome. With `retry_at` and attempts below `max_attempts` the call goes
@@ -138,6 +151,11 @@ class CallRepo(Protocol):
 
     async def recount(self, batch_id: ObjectId) -> list[Tally]:
         """The tallies computed afresh from the calls (the reconciliation compares them with `tallies`)."""
+
+    async def audit(self, batch_id: ObjectId) -> tuple[list[Tally], list[Tally]]:
+        """(the recount, recount minus the kept tallies): the reconciliation's look, from one consistent
+        view where the backend has one (SQLite: one read transaction). A backend that cannot see both at
+        once (MongoDB) answers no difference while the tallies moved during the recount."""
 
     async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
         """Add `delta` (may be negative) to the kept tallies: the reconciliation's repair of drift."""

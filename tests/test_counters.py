@@ -7,7 +7,8 @@ import datetime as dt
 
 from dialer.core.statuses import BatchStatus
 from dialer.ports import Tally
-from dialer.services.counters import CounterReconciler, difference
+from dialer.ports import difference
+from dialer.services.counters import CounterReconciler
 from dialer.store.mongo.testing import mongomock_repositories
 from tests.contract.conftest import batch_doc, planned
 from dialer.core.clock import FixedClock

@@ -246,3 +246,76 @@ async def test_open_refuses_a_newer_file_directly(tmp_path):
     conn.close()
     with pytest.raises(StoreOpenFailed, match="newer"):
         await open_sqlite(str(path))
+
+
+async def test_processes_starting_together_on_a_new_or_old_file_all_start(tmp_path):
+    """Found in review: a process reading the header while another created the schema took the file for
+    another application's; a file not yet in WAL mode refused a second process's switch at once."""
+    for round_ in range(8):
+        folder = tmp_path / f"round-{round_}"
+        folder.mkdir()
+        if round_ % 2:
+            shutil.copy(V1_FILE, folder / "dialer.db")  # an old file, in rollback-journal mode
+        stores = await asyncio.gather(*(open_sqlite(str(folder / "dialer.db")) for _ in range(4)))
+        for store in stores:
+            await store.close()
+        conn = sqlite3.connect(folder / "dialer.db")
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        conn.close()
+
+
+async def test_reconciliation_never_corrects_exact_counters_while_calls_move(tmp_path):
+    """Found in review: the recount and the tallies read apart made a claim between them look like drift,
+    twice in a row, and the 'repair' broke counters the triggers keep exact."""
+    from dialer.core.clock import FixedClock
+    from dialer.ports import Claim
+    from dialer.services.counters import CounterReconciler
+    from tests.contract.conftest import batch_doc, planned
+
+    repos = await open_sqlite(str(tmp_path / "dialer.db"))
+    try:
+        batch = batch_doc()
+        await repos.batches.insert(batch)
+        for start in range(0, 20_000, 1000):
+            await repos.calls.enqueue(batch, [planned(f"+1212{i:07d}") for i in range(start, start + 1000)], T0)
+        due = [c["_id"] for c in await repos.calls.due(batch["_id"], T0, 20_000)]
+        reconciler = CounterReconciler(repos.batches, repos.calls, FixedClock(T0))
+        looked = 0
+
+        async def claims() -> None:  # a dispatcher claiming five calls at a time, as long as the looks go on
+            for i in range(0, len(due), 5):
+                await repos.calls.claim([Claim(c, "t", "d", T0, T0) for c in due[i:i + 5]], [], [], T0)
+                if looked >= 12:
+                    return
+                await asyncio.sleep(0.002)
+
+        async def looks() -> None:
+            nonlocal looked
+            while looked < 12:
+                await reconciler.check(await repos.batches.get(batch["_id"]))
+                looked += 1
+
+        await asyncio.gather(claims(), looks())
+        assert reconciler.repaired == 0
+        assert set(await repos.calls.tallies(batch["_id"])) == set(await repos.calls.recount(batch["_id"]))
+    finally:
+        await repos.close()
+
+
+async def test_a_closed_store_answers_store_unavailable(tmp_path):
+    from dialer.ports import StoreUnavailable
+
+    repos = await open_sqlite(str(tmp_path / "dialer.db"))
+    await repos.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await repos.batches.runnable(T0)
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await repos.ledger.write(0, {}, [], None)
+
+
+def test_backup_of_a_missing_database_creates_nothing(tmp_path, capsys, monkeypatch):
+    """Found in review: a mistyped DIALER_DATA_DIR made an empty database and 'backed it up'."""
+    monkeypatch.setenv("DIALER_DATA_DIR", str(tmp_path / "typo"))
+    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "copy.db")]) == 1
+    assert "no database" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "copy.db").exists()

@@ -3,7 +3,8 @@
 The counters are kept by the call transitions themselves (CallRepo.tallies); with MongoDB a
 transition and its counter increment are two writes, so a crash between them leaves the counters off
 by that transition (and a counter write that timed out is not repeated, lest it count twice).
-Periodically, for each running batch, the kept tallies are compared with a fresh recount of the calls.
+Periodically, for each running batch, the kept tallies are compared with a fresh recount of the calls
+(CallRepo.audit: from one consistent view where the backend has one, as SQLite does).
 A difference seen once may be a transition caught between its two writes; the same difference seen on
 the next run is drift, and is added as a correction (an increment, never an overwrite, so transitions
 meanwhile are not lost).
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import Counter
 
 from bson import ObjectId
 
@@ -29,18 +29,6 @@ from dialer.ports import BatchRepo, CallRepo, Tally
 log = logging.getLogger("dialer.counters")
 RECENTLY = dt.timedelta(days=1)  # how long after its last change a batch that is not running is looked at
 RUNNING = BatchStatus.RUNNING.value
-
-
-def difference(actual: list[Tally], kept: list[Tally]) -> list[Tally]:
-    """actual - kept, per (status, outcome); empty when they agree."""
-    totals: Counter = Counter()
-    for sign, tallies in ((1, actual), (-1, kept)):
-        for t in tallies:
-            for i, n in enumerate((t.calls, t.dialled, t.attempts)):
-                totals[(t.status, t.outcome, i)] += sign * n
-    pairs = sorted({(s, o) for s, o, _ in totals}, key=lambda p: (p[0], p[1] or ""))
-    delta = [Tally(s, o, totals[(s, o, 0)], totals[(s, o, 1)], totals[(s, o, 2)]) for s, o in pairs]
-    return [t for t in delta if (t.calls, t.dialled, t.attempts) != (0, 0, 0)]
 
 
 class CounterReconciler:
@@ -71,8 +59,7 @@ class CounterReconciler:
 
     async def check(self, batch: dict) -> bool:
         batch_id = batch["_id"]
-        actual = await self.calls.recount(batch_id)
-        delta = difference(actual, await self.calls.tallies(batch_id))
+        actual, delta = await self.calls.audit(batch_id)
         if not delta:
             self._suspect.pop(batch_id, None)
             if batch["status"] != RUNNING and not any(t.status in IN_FLIGHT_VALUES for t in actual):

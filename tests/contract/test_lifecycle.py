@@ -129,3 +129,38 @@ async def test_bring_forward_makes_later_calls_due_now(repos, batch):
     assert await repos.calls.bring_forward(batch["_id"], at(10)) == 1
     assert [d["_id"] for d in await repos.calls.due(batch["_id"], at(10), 10)] == [b, a]
     assert (await repos.calls.get(a))["nextAttemptAt"] == at(10)
+
+
+async def test_an_operator_retry_forgets_the_last_attempts_provider_call(repos, batch):
+    """Found in review: the retried call kept the last attempt's providerCallId, so its next claim looked
+    placed already (a stop did not wait for it, a refused create could not hand it back, and the reaper
+    asked the provider about the old call)."""
+    [a] = await enqueue(repos, batch, planned(A))
+    await claim(repos, a)
+    await repos.calls.record_placed([PlacedRecord(a, "tok-1", "CA-old", at(3), at(120))])
+    done = Finish("busy", "busy", entry("busy", 30), provider_call_id="CA-old", duration=0)
+    assert await repos.calls.finish(a, "tok-1", None, done, at(30))
+    assert await repos.calls.retry_finished(batch["_id"], ["busy"], at(60), entry("retry", 60), 10) == (1, 0)
+    call = await repos.calls.get(a)
+    assert call["status"] == "queued" and call["outcome"] == "busy"
+    assert not {"providerCallId", "answeredBy", "duration", "finishedAt", "uncertain"} & set(call)
+    await claim(repos, a, "tok-2", now=at(61))
+    assert await repos.calls.unplaced(batch["_id"]) == 1  # a stop waits for it to be placed or handed back
+    assert await repos.calls.requeue_unplaced(a, "tok-2", at(70), entry("provider_error", 62), provider_error=True)
+
+
+async def test_audit_sees_the_recount_and_any_drift_of_the_kept_tallies(repos, batch):
+    a, _ = await enqueue(repos, batch, planned(A), planned(B))
+    await claim(repos, a)
+    actual, drift = await repos.calls.audit(batch["_id"])
+    assert set(actual) == {Tally("dialing", None, 1, 1, 1), Tally("queued", None, 1, 0, 0)} and drift == []
+    await repos.calls.correct(batch["_id"], [Tally("queued", None, 2, 0, 0)])  # the kept tallies drift
+    assert (await repos.calls.audit(batch["_id"]))[1] == [Tally("queued", None, -2, 0, 0)]
+
+
+async def test_two_records_of_one_callee_in_a_chunk_make_one_call(repos, batch):
+    result = await repos.calls.enqueue(batch, [planned(A, variables={"n": 1}), planned(A, variables={"n": 2})], T0)
+    assert (result.error, result.inserted, result.updated) == (None, 1, 1)
+    assert result.call_ids[0] == result.call_ids[1]
+    [call] = await repos.calls.page(batch["_id"], None, None, 10)
+    assert call["variables"] == {"n": 2}

@@ -29,7 +29,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
-from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, Tally, active_key
+from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, Tally, active_key, difference
 from dialer.store.mongo.calls_for_chains import ChainCalls
 from dialer.store.mongo.calls_for_operators import OperatorsCalls
 from dialer.store.mongo.counters import CounterBuffer, tallies_of, tally_key
@@ -346,6 +346,17 @@ class MongoCalls(OperatorsCalls, ChainCalls):
             return None
         self._moved(before, finish.final, finish.outcome)
         return "final", before["batchId"], before.get("group")
+
+    async def audit(self, batch_id: ObjectId) -> tuple[list[Tally], list[Tally]]:
+        """The tallies (this process's increments flushed), a recount, the tallies again: a difference is
+        reported only if the tallies held still meanwhile (else a transition between the reads would look
+        like drift). Increments buffered in other processes still show: the reconciliation waits for a
+        difference to be seen twice."""
+        before = await self.tallies(batch_id)
+        actual = await self.recount(batch_id)
+        if set(await self.tallies(batch_id)) != set(before):
+            return actual, []
+        return actual, difference(actual, before)
 
     async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
         increments: dict[str, int] = {}

@@ -81,7 +81,10 @@ class OperatorsCalls:
                          {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": now, "updatedAt": now,
                                    "retriedAt": now, "writeToken": token,
                                    "activeKey": active_key(batch_id, d["phoneNumber"], d.get("extension"))},
-                          "$unset": {"finishedAt": ""}, "$push": {"history": entry}}) for d in docs]
+                          # The next attempt is a new provider call: forget the last one's (its outcome stays).
+                          "$unset": {"finishedAt": "", "providerCallId": "", "answeredBy": "", "duration": "",
+                                     "uncertain": ""},
+                          "$push": {"history": entry}}) for d in docs]
         error = await unordered(self.c, ops)
         failed = refused(error)
         if failed:

@@ -22,7 +22,7 @@ from bson import ObjectId
 from dialer.core.machine import PROGRESS_MOVES
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
-from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, StoreUnavailable, Tally, active_key
+from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, StoreUnavailable, Tally, active_key, difference
 from dialer.store.ids import NEW_IDS
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, load, push, save
@@ -92,13 +92,14 @@ class SqliteCalls(OperatorsCalls, ChainCalls):
             part = keys[start:start + 10_000]
             for key, blob in conn.execute(f"SELECT active_key, doc FROM calls WHERE active_key IN ({marks(part)})", part):
                 existing[key] = decode(blob)
-        new_ids = iter(NEW_IDS.many(len(chunk) - len(existing)))
-        inserts, updates = [], []
+        new_ids = iter(NEW_IDS.many(len(chunk)))
+        inserts, updates, fresh = [], {}, set()
         for call, key in zip(chunk, keys):
             doc = existing.get(key)
             if doc is None:
-                doc = new_call(batch, call, next(new_ids), key, QUEUED, now)
-                inserts.append(doc)
+                doc = existing[key] = new_call(batch, call, next(new_ids), key, QUEUED, now)
+                inserts.append(doc)  # a later record of the callee in this chunk updates it, as in MongoDB
+                fresh.add(key)
                 result.inserted += 1
             elif doc["status"] not in WAITING:
                 result.in_flight.append({"phoneNumber": call.e164, "callId": str(doc["_id"]), "status": doc["status"]})
@@ -112,11 +113,12 @@ class SqliteCalls(OperatorsCalls, ChainCalls):
                 earliest = stored(call.earliest)
                 if earliest is not None and (doc.get("nextAttemptAt") is None or earliest > doc["nextAttemptAt"]):
                     doc["nextAttemptAt"] = earliest  # never earlier than it was
-                updates.append(doc)
+                if key not in fresh:
+                    updates[doc["_id"]] = doc
                 result.updated += 1
             result.call_ids.append(str(doc["_id"]))
         rows.insert(conn, inserts)
-        rows.save_many(conn, updates)
+        rows.save_many(conn, updates.values())
         return result
 
     async def get(self, call_id: ObjectId) -> dict | None:
@@ -139,22 +141,17 @@ class SqliteCalls(OperatorsCalls, ChainCalls):
         return (await self.tallies_many([batch_id]))[batch_id]
 
     async def tallies_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
-        def work(conn: sqlite3.Connection) -> dict[ObjectId, list[Tally]]:
-            found: dict[bytes, list[tuple]] = {}
-            ids = [b.binary for b in batch_ids]
-            for row in conn.execute(f"SELECT batch_id, status, outcome, calls, dialled, attempts FROM tallies "
-                                    f"WHERE batch_id IN ({marks(ids)}) ORDER BY batch_id, status, outcome", ids):
-                found.setdefault(row[0], []).append(row[1:])
-            return {b: tallies_from(found.get(b.binary, ())) for b in batch_ids}
-
-        return await self.db.read(work) if batch_ids else {}
+        return await self.db.read(_kept, batch_ids) if batch_ids else {}
 
     async def recount(self, batch_id: ObjectId) -> list[Tally]:
-        def work(conn: sqlite3.Connection) -> list[Tally]:
-            return tallies_from(conn.execute(
-                "SELECT status, coalesce(outcome, ''), count(*), sum(attempts > 0), sum(attempts) "
-                "FROM calls INDEXED BY calls_batch_id WHERE batch_id = ? GROUP BY status, outcome "
-                "ORDER BY status, coalesce(outcome, '')", (batch_id.binary,)))
+        return await self.db.read(_recount, batch_id)
+
+    async def audit(self, batch_id: ObjectId) -> tuple[list[Tally], list[Tally]]:
+        """One read transaction: the recount and the kept tallies of one snapshot (read apart, a transition
+        committed between the two reads would look like drift)."""
+        def work(conn: sqlite3.Connection) -> tuple[list[Tally], list[Tally]]:
+            actual = _recount(conn, batch_id)
+            return actual, difference(actual, _kept(conn, [batch_id])[batch_id])
 
         return await self.db.read(work)
 
@@ -321,6 +318,22 @@ class SqliteCalls(OperatorsCalls, ChainCalls):
             return doc
 
         return await self.db.write(work)
+
+
+def _kept(conn: sqlite3.Connection, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
+    found: dict[bytes, list[tuple]] = {}
+    ids = [b.binary for b in batch_ids]
+    for row in conn.execute(f"SELECT batch_id, status, outcome, calls, dialled, attempts FROM tallies "
+                            f"WHERE batch_id IN ({marks(ids)}) ORDER BY batch_id, status, outcome", ids):
+        found.setdefault(row[0], []).append(row[1:])
+    return {b: tallies_from(found.get(b.binary, ())) for b in batch_ids}
+
+
+def _recount(conn: sqlite3.Connection, batch_id: ObjectId) -> list[Tally]:
+    return tallies_from(conn.execute(
+        "SELECT status, coalesce(outcome, ''), count(*), sum(attempts > 0), sum(attempts) "
+        "FROM calls INDEXED BY calls_batch_id WHERE batch_id = ? GROUP BY status, outcome "
+        "ORDER BY status, coalesce(outcome, '')", (batch_id.binary,)))
 
 
 def _any_of(conn: sqlite3.Connection, batch_id: ObjectId, statuses: list[str]) -> bool:

@@ -17,7 +17,7 @@ from dialer.core.statuses import CallStatus
 from dialer.ports import active_key
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.call_rows import check, load, push
-from dialer.store.sqlite.documents import stored
+from dialer.store.sqlite.documents import decode, encode, stored
 
 HELD = CallStatus.HELD.value
 QUEUED = CallStatus.QUEUED.value
@@ -93,6 +93,6 @@ class ChainCalls:
             doc["verdict"] = verdict
             push(doc, {"at": stored(now), "event": "verdict", "successful": verdict.get("successful")})
             rows.save(conn, doc)
-            return doc
+            return decode(encode(doc))  # as it reads back
 
         return await self.db.write(work)

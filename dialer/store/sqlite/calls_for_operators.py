@@ -19,6 +19,9 @@ from dialer.store.sqlite.documents import marks, ms, stored
 
 QUEUED = CallStatus.QUEUED.value
 TERMINAL_VALUES = sorted(s.value for s in TERMINAL)
+# What an operator's retry forgets of the last attempt: it was placed and ended (the outcome stays).
+RETRY_FORGETS = ("finishedAt", "providerCallId", "answeredBy", "duration", "uncertain")
+BRING_FORWARD_CHUNK = 1000
 
 
 class OperatorsCalls:
@@ -75,7 +78,8 @@ class OperatorsCalls:
                 else:
                     doc["status"] = check(doc, QUEUED)
                     doc.update(nextAttemptAt=when, updatedAt=when, activeKey=key)
-                    doc.pop("finishedAt", None)
+                    for name in RETRY_FORGETS:  # the next attempt is a new provider call
+                        doc.pop(name, None)
                     push(doc, entry)
                     retried += 1
                 rows.save(conn, doc)
@@ -89,15 +93,22 @@ class OperatorsCalls:
         return retried, busy
 
     async def bring_forward(self, batch_id: ObjectId, now: dt.datetime) -> int:
+        """A thousand calls a transaction, so other writers (and processes) get the lock in between; a
+        start cut short is completed by the next (the calls moved no longer match)."""
         def work(conn: sqlite3.Connection) -> int:
             docs = rows.load_where(conn, "batch_id = ? AND status = 'queued' AND next_attempt_at > ?",
-                                   (batch_id.binary, ms(now)))
+                                   (batch_id.binary, ms(now)), f"LIMIT {BRING_FORWARD_CHUNK}")
             for doc in docs:
                 doc["nextAttemptAt"] = stored(now)
             rows.save_many(conn, docs)
             return len(docs)
 
-        return await self.db.write(work)
+        moved = 0
+        while True:
+            chunk = await self.db.write(work)
+            moved += chunk
+            if chunk < BRING_FORWARD_CHUNK:
+                return moved
 
     async def delete_calls(self, batch_id: ObjectId, limit: int) -> int:
         def work(conn: sqlite3.Connection) -> int:

@@ -19,6 +19,7 @@ crash can lose the transactions committed since the last checkpoint, never the f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -51,6 +52,9 @@ def unavailable(exc: sqlite3.Error) -> StoreUnavailable:
     return StoreUnavailable(f"database error: {code}")
 
 
+READERS = 2  # a long read (a recount of a large batch) must not hold up the key lookup of every request
+
+
 class Database:
     def __init__(self, path: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 10_000,
                  cache_kib: int = 16_384) -> None:
@@ -61,8 +65,10 @@ class Database:
         self.busy_timeout_ms = busy_timeout_ms
         self.cache_kib = cache_kib
         self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []  # every thread's, closed by close()
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
+        self.closed = False
         self.operations = 0  # units of work run (the benchmarks' "database operations")
 
     @property
@@ -80,32 +86,55 @@ class Database:
             if not os.access(folder, os.W_OK):
                 raise StoreOpenFailed(f"the data directory {folder} is not writable")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._reader = self._writer if self.in_memory else ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
-        loop = asyncio.get_running_loop()
+        # Readers connect on first use, each on its own thread (`:memory:` is one connection: the writer's).
+        self._reader = self._writer if self.in_memory else ThreadPoolExecutor(READERS, thread_name_prefix="sqlite-reader")
         try:
-            await loop.run_in_executor(self._writer, self._open_writer)
-            if self._reader is not self._writer:
-                await loop.run_in_executor(self._reader, self._connect)
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._open_writer)
         except BaseException:
             await self.close()
             raise
 
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (made on its first unit of work)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.closed:
+                raise StoreUnavailable("database error: the store is closed")
+            conn = self._connect()
+        return conn
+
     def _connect(self) -> sqlite3.Connection:
         try:
+            # Each connection is used by its own thread only; close() closes them all once those have stopped.
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000,
-                                   check_same_thread=True)
+                                   check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute(f"PRAGMA cache_size = -{int(self.cache_kib)}")
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             if not self.in_memory:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StoreOpenFailed(f"{self.path}: the file cannot use WAL mode (journal_mode {mode})")
+                self._wal(conn)
         except sqlite3.DatabaseError as exc:
             raise StoreOpenFailed(self._explain(exc)) from None
         self._local.conn = conn
+        self._connections.append(conn)
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL. The switch answers SQLITE_BUSY at once (without the busy handler) while
+        another process holds the file, as when several start together on a file not yet in WAL mode:
+        tried again until the busy timeout has passed."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if not str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY") or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        if str(mode).lower() != "wal":
+            raise StoreOpenFailed(f"{self.path}: the file cannot use WAL mode (journal_mode {mode})")
 
     def _open_writer(self) -> None:
         conn = self._connect()
@@ -127,40 +156,42 @@ class Database:
         return f"cannot open {self.path}: {code or type(exc).__name__} ({exc})"
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        for pool in {id(p): p for p in (self._reader, self._writer) if p is not None}.values():
-            try:
-                await loop.run_in_executor(pool, self._close_here)
-            finally:
-                pool.shutdown(wait=True)
+        """No unit of work starts after this (StoreUnavailable); those running finish, then every
+        connection closes (a clean stop folds the WAL into the file)."""
+        self.closed = True
+        pools = {id(p): p for p in (self._reader, self._writer) if p is not None}.values()
         self._writer = self._reader = None
-
-    def _close_here(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            if not self.in_memory and conn is not None:
-                try:  # fold the WAL into the file on a clean stop (another process may still use it: fine)
+        for pool in pools:
+            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)
+        for conn in self._connections:
+            if not self.in_memory:
+                try:  # another process may still use the file: a passive checkpoint never waits for it
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error:
                     pass
             conn.close()
-            self._local.conn = None
+        self._connections.clear()
 
     # ---- units of work -------------------------------------------------------------------------
     async def write(self, work: Callable[..., T], *args: Any) -> T:
         """Run `work(conn, *args)` on the writer as one immediate transaction: all of it or nothing."""
-        if self._writer is None:
-            raise StoreUnavailable("database error: the store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, work, args)
+        return await self._submit(self._writer, self._transaction, work, args)
 
     async def read(self, work: Callable[..., T], *args: Any) -> T:
-        """Run `work(conn, *args)` on the reader, in one read transaction (a consistent snapshot)."""
-        if self._reader is None:
+        """Run `work(conn, *args)` on a reader, in one read transaction (a consistent snapshot)."""
+        return await self._submit(self._reader, self._snapshot, work, args)
+
+    async def _submit(self, pool: ThreadPoolExecutor | None, run: Callable, work: Callable, args: tuple) -> Any:
+        if pool is None or self.closed:
             raise StoreUnavailable("database error: the store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._reader, self._snapshot, work, args)
+        try:
+            future = asyncio.get_running_loop().run_in_executor(pool, run, work, args)
+        except RuntimeError:  # the pool shut down meanwhile
+            raise StoreUnavailable("database error: the store is closed") from None
+        return await future
 
     def _transaction(self, work: Callable[..., T], args: tuple) -> T:
-        conn: sqlite3.Connection = self._local.conn
+        conn = self._connection()
         self.operations += 1
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -176,12 +207,12 @@ class Database:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+            if isinstance(exc, sqlite3.Error):
                 raise unavailable(exc) from None
             raise
 
     def _snapshot(self, work: Callable[..., T], args: tuple) -> T:
-        conn: sqlite3.Connection = self._local.conn
+        conn = self._connection()
         self.operations += 1
         try:
             conn.execute("BEGIN")
@@ -193,25 +224,32 @@ class Database:
         except sqlite3.Error as exc:
             raise unavailable(exc) from None
 
-    # ---- back-up ---------------------------------------------------------------------------------
-    async def backup(self, target: str) -> int:
-        """A consistent copy of the live database at `target` (SQLite's online backup API, in one step: a
-        snapshot, while writers go on). Returns the copy's size in bytes."""
-        if self._reader is None:
-            raise StoreUnavailable("database error: the store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._reader, self._backup_here, target)
 
-    def _backup_here(self, target: str) -> int:
-        temporary = f"{target}.partial-{os.getpid()}"
-        started = time.monotonic()
-        destination = sqlite3.connect(temporary)
+def backup(source: str, target: str) -> int:
+    """A consistent copy of the database at `source` (live or not) at `target`, through SQLite's online
+    backup API in one step (a snapshot; writers go on meanwhile). The source is opened read-only: no file
+    is created where none is, and nothing is migrated. Returns the copy's size in bytes."""
+    if not Path(source).is_file():
+        raise StoreOpenFailed(f"there is no database at {source}: check DIALER_DATA_DIR")
+    temporary = f"{target}.partial-{os.getpid()}"
+    started = time.monotonic()
+    try:
+        origin = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)
         try:
-            self._local.conn.backup(destination)
-            destination.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
+            destination = sqlite3.connect(temporary)
+            try:
+                origin.backup(destination)
+                destination.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
+            finally:
+                destination.close()
         finally:
-            destination.close()
+            origin.close()
         os.replace(temporary, target)
-        size = os.path.getsize(target)
-        log.info("backup written", extra={"target": target, "bytes": size,
-                                          "seconds": round(time.monotonic() - started, 3)})
-        return size
+    except sqlite3.Error as exc:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise StoreUnavailable(f"backup failed: {getattr(exc, 'sqlite_errorname', '') or type(exc).__name__} "
+                               f"({exc})") from None
+    size = os.path.getsize(target)
+    log.info("backup written", extra={"target": target, "bytes": size, "seconds": round(time.monotonic() - started, 3)})
+    return size

@@ -124,40 +124,44 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -> int:
-    """Bring the file to `target` (the latest by default); the version it had. Refuses foreign and newer files."""
-    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-    if application_id != APPLICATION_ID and (application_id != 0 or tables):
-        raise StoreOpenFailed(f"{path} is an SQLite database of another application (application_id "
-                              f"{application_id}, {tables} tables): point DIALER_DATA_DIR elsewhere")
-    if version > SCHEMA_VERSION:
-        raise StoreOpenFailed(f"{path} was written by a newer dialer (schema version {version}; this one knows "
-                              f"up to {SCHEMA_VERSION}): run that version, or restore a backup taken before the upgrade")
-    for step in range(version, target):
+    """Bring the file to `target` (the latest by default); the version it had. Refuses foreign and newer
+    files. The header is read under the write lock, before each step: several processes starting on one
+    file (a new one, or an old one) see each other's steps, never half of one."""
+    first = None
+    while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] != step:  # another process migrated it meanwhile
-                conn.execute("ROLLBACK")
-                continue
-            step_work = MIGRATIONS[step]
-            if callable(step_work):
-                step_work(conn)
+            application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            first = version if first is None else first
+            if application_id != APPLICATION_ID and (application_id != 0 or tables):
+                raise StoreOpenFailed(f"{path} is an SQLite database of another application (application_id "
+                                      f"{application_id}, {tables} tables): point DIALER_DATA_DIR elsewhere")
+            if version > SCHEMA_VERSION:
+                raise StoreOpenFailed(f"{path} was written by a newer dialer (schema version {version}; this one "
+                                      f"knows up to {SCHEMA_VERSION}): run that version, or restore a backup taken "
+                                      "before the upgrade")
+            if version >= target:
+                conn.execute("COMMIT")
+                return first
+            step = MIGRATIONS[version]
+            if callable(step):
+                step(conn)
             else:
-                for statement in _statements(step_work):
+                for statement in _statements(step):
                     conn.execute(statement)
-            if step + 1 >= 2:
+            if version + 1 >= 2:
                 conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                             (step + 1, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+                             (version + 1, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        log.info("database schema migrated", extra={"path": path, "fromVersion": step, "toVersion": step + 1})
-    return version
+        log.info("database schema migrated", extra={"path": path, "fromVersion": version, "toVersion": version + 1})
 
 
 def _statements(script: str) -> list[str]:
