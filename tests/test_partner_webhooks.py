@@ -358,3 +358,17 @@ async def test_an_enrollment_is_announced_once_its_batch_and_calls_are_written(a
     [event] = r.events(hook["secret"])
     assert event["type"] == "enrollment.accepted" and event["data"] == answer
     assert [c["phoneNumber"] for c in await api.all_calls(answer["batchId"])] == ["+12125550101"]
+
+
+async def test_metrics_count_deliveries_and_the_oldest_undelivered_age(api, clock, receiver):
+    good, good_url = await receiver()
+    bad, bad_url = await receiver("fail")
+    for url in (good_url, bad_url):
+        hook = await endpoint(api, url)
+        await api.post(f"/api/webhooks/endpoints/{hook['endpointId']}/test")
+    await deliver(api)
+    clock.advance(3)  # the failed one waits for its next attempt (5 s)
+    text = await (await api.client.get("/metrics")).text()
+    assert 'dialer_webhook_deliveries_total{outcome="delivered"} 1.0' in text
+    assert 'dialer_webhook_deliveries_total{outcome="retry"} 1.0' in text
+    assert "dialer_webhook_oldest_undelivered_seconds 3.0" in text
