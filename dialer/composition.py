@@ -8,6 +8,7 @@ Clients are created inside the running event loop and closed on shutdown; nothin
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
@@ -29,6 +30,7 @@ from dialer.services.ingestion import Ingestion
 from dialer.services.lifecycle import Lifecycle
 from dialer.services.submissions import Submissions
 from dialer.services.tenancy import Tenancy
+from dialer.services.webhooks import Webhooks
 from dialer.settings import Settings
 from dialer.store import open_repositories
 
@@ -49,6 +51,7 @@ class Services:
     enrollment: Enrollment
     chains: Chains
     metrics: Metrics
+    webhooks: Webhooks
 
     closers: list = field(default_factory=list)
 
@@ -77,8 +80,9 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Serv
     chains = Chains(repos.calls, repos.batches, clock,
                     ChainRule(settings.chain_min_success_seconds, settings.chain_verdict_seconds))
     events.on_group_call_final = chains.advance
+    webhooks = Webhooks(repos.webhooks, clock, settings.webhooks_allow_insecure, settings.webhook_delays)
     return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events, lifecycle,
-                    submissions, enrollment, chains, metrics)
+                    submissions, enrollment, chains, metrics, webhooks)
 
 
 async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -93,6 +97,16 @@ def build_engine(services: Services, provider=None, name: str | None = None, set
     provider = provider or make_provider(settings, services.clock)
     return Engine(services.repos, services.clock, settings, provider, services.events, name=name,
                   chains=services.chains, enrollment=services.enrollment)
+
+
+def build_sender(services: Services, name: str):
+    """A partner webhook sender over these services (every API and worker process runs one)."""
+    from dialer.delivery.sender import Sender
+
+    s = services.settings
+    return Sender(services.repos, services.clock, name, s.webhook_delays, timeout_seconds=s.webhook_timeout_seconds,
+                  per_endpoint=s.webhook_senders_per_endpoint, allow_insecure=s.webhooks_allow_insecure,
+                  poll_seconds=s.poll_interval_seconds, metrics=services.metrics)
 
 
 def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
@@ -126,7 +140,10 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
             services.lifecycle.hang_up = hangups.hangup
             services.closers.append(hangups.close)
         await services.enrollment.resume()  # enrollments accepted before a crash and not yet scheduled
+        sender = app[appkeys.SENDER] = build_sender(services, f"api-{os.getpid()}-{id(app):x}")
+        await sender.start()
         yield
+        await sender.stop()
         if engine is not None:
             await engine.stop()
         await services.close()
@@ -148,3 +165,4 @@ def install(app: web.Application, services: Services) -> None:
     app[appkeys.METRICS] = services.metrics
     app[appkeys.ENROLLMENT] = services.enrollment
     app[appkeys.CHAINS] = services.chains
+    app[appkeys.WEBHOOKS] = services.webhooks

@@ -5,7 +5,8 @@ What is counted, and where: HTTP requests by route, method and status, with dura
 middleware); records ingested and rejected (ingestion); calls placed, provider errors by kind and the
 delay from a call's dial time to its placement (the placer); final outcomes (call events); calls in
 flight per batch and for the account (the dispatcher, from the slot ledger at each claim); and, read
-when scraped, the calls waiting per running batch (its counters: one read per batch).
+when scraped, the calls waiting per running batch (its counters: one read per batch); webhook delivery
+attempts by result (the senders) and, read when scraped, the oldest undelivered webhook message's age.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class Metrics:
         self.account_in_flight = Gauge("dialer_account_calls_in_flight", "Calls holding an account slot",
                                        registry=r)
         self.waiting = Gauge("dialer_calls_waiting", "Calls queued or held, per running batch", ["batch"], registry=r)
+        self.webhook_deliveries = Counter("dialer_webhook_deliveries", "Webhook delivery attempts by result "
+                                          "(delivered, retry: failed and rescheduled, failed: no attempt left)",
+                                          ["outcome"], registry=r)
+        self.webhook_oldest = Gauge("dialer_webhook_oldest_undelivered_seconds",
+                                    "Age of the oldest webhook message not delivered yet (0: none)", registry=r)
 
     def slots(self, per_batch: dict[str, int], total: int) -> None:
         """The slot ledger as a dispatcher saw it (batches no longer holding slots drop to 0)."""
@@ -54,6 +60,8 @@ class Metrics:
         self.waiting.clear()
         for batch_id, t in tallies.items():
             self.waiting.labels(str(batch_id)).set(counters_view(t)["waiting"])
+        oldest = await repos.webhooks.oldest_pending()
+        self.webhook_oldest.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

@@ -50,6 +50,10 @@ ENV_NAMES = {
     "sim_time_scale": "DIALER_SIM_TIME_SCALE",
     "sim_outcomes": "DIALER_SIM_OUTCOMES",
     "sim_mean_duration_seconds": "DIALER_SIM_MEAN_DURATION",
+    "webhooks_allow_insecure": "DIALER_WEBHOOKS_ALLOW_INSECURE",
+    "webhook_retry_delays": "DIALER_WEBHOOK_RETRY_DELAYS",
+    "webhook_timeout_seconds": "DIALER_WEBHOOK_TIMEOUT",
+    "webhook_senders_per_endpoint": "DIALER_WEBHOOK_SENDERS_PER_ENDPOINT",
 }
 SECRETS = frozenset({"admin_token", "demo_api_key", "twilio_auth_token", "mongodb_uri"})
 
@@ -92,6 +96,11 @@ class Settings:
     sim_time_scale: float = 10.0
     sim_outcomes: str = "answered=0.6,busy=0.1,no_answer=0.2,failed=0.05,machine=0.05"
     sim_mean_duration_seconds: float = 45.0
+    # Partner webhooks: http:// to loopback and private addresses allowed (trying it out only: `make run`).
+    webhooks_allow_insecure: bool = False
+    webhook_retry_delays: str = "0,5,300,1800,7200,18000,36000,36000"  # seconds before each attempt (Svix's)
+    webhook_timeout_seconds: float = 15.0
+    webhook_senders_per_endpoint: int = 4
 
     @property
     def backend(self) -> str:
@@ -113,6 +122,17 @@ class Settings:
         if self.data_dir == ":memory:":
             return ":memory:"
         return str(Path(self.data_dir) / "dialer.db")
+
+    @property
+    def webhook_delays(self) -> tuple[float, ...]:
+        """DIALER_WEBHOOK_RETRY_DELAYS as numbers: the delay before each attempt, the first after the event."""
+        try:
+            delays = tuple(float(part) for part in self.webhook_retry_delays.split(",") if part.strip())
+        except ValueError:
+            raise ValueError("DIALER_WEBHOOK_RETRY_DELAYS must be seconds separated by commas") from None
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("DIALER_WEBHOOK_RETRY_DELAYS must name at least one delay, none negative")
+        return delays
 
     @property
     def runs_embedded_dispatcher(self) -> bool:

@@ -90,7 +90,10 @@ RETRY_SAFE = {("post", "/api/call/createBatch"), ("post", "/api/call/addCallsToB
               ("post", "/api/call/batches/{batchId}/retry"), ("post", "/api/call/batches/{batchId}/csv"),
               ("post", "/v1/convai/batch-calling/submit"), ("post", "/v1/convai/batch-calling/{batchId}/retry"),
               ("post", "/api/admin/workspaces"), ("post", "/api/admin/workspaces/{workspaceId}/keys"),
-              ("post", "/api/admin/workspaces/{workspaceId}/agents"), ("patch", "/api/admin/workspaces/{workspaceId}")}
+              ("post", "/api/admin/workspaces/{workspaceId}/agents"), ("patch", "/api/admin/workspaces/{workspaceId}"),
+              # partner webhooks: what creates (an endpoint, a secret, a test message)
+              ("post", "/api/webhooks/endpoints"), ("post", "/api/webhooks/endpoints/{endpointId}/rotate-secret"),
+              ("post", "/api/webhooks/endpoints/{endpointId}/test")}
 
 
 async def test_each_write_safe_to_retry_documents_its_idempotency_key(client):

@@ -118,6 +118,10 @@ async def test_a_file_written_by_the_first_schema_is_migrated_at_start_up(tmp_pa
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert [v for v, in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == \
             list(range(1, SCHEMA_VERSION + 1))
+        # Version 3: a status change of a migrated batch writes its partner webhook event in the same statement.
+        conn.execute("UPDATE batches SET status = 'cancelled' WHERE status != 'cancelled'")
+        changed = conn.execute("SELECT changes()").fetchone()[0]
+        assert changed and conn.execute("SELECT count(*) FROM outbox WHERE kind = 'batch'").fetchone()[0] == changed
     finally:
         conn.close()
 

@@ -1,4 +1,4 @@
-"""`dialer worker`: a dispatcher process over the configured store (the SQLite file `dialer serve` uses,
+"""`dialer worker`: a dispatcher process (and a partner webhook sender) over the configured store (the SQLite file `dialer serve` uses,
 or MongoDB), until SIGTERM / SIGINT, with its own /metrics on DIALER_WORKER_METRICS_PORT."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import signal
 
 from aiohttp import web
 
-from dialer.composition import build_engine, open_services
+from dialer.composition import build_engine, build_sender, open_services
 from dialer.metrics import CONTENT_TYPE
 from dialer.ports import StoreOpenFailed
 from dialer.settings import Settings
@@ -44,8 +44,11 @@ async def run_worker(settings: Settings) -> int:
         await web.TCPSite(runner, settings.host, settings.worker_metrics_port).start()
         log.info(f"metrics on http://{settings.host}:{settings.worker_metrics_port}/metrics")
     engine.start()
+    sender = build_sender(services, engine.name)  # partner webhooks are delivered by every worker too
+    await sender.start()
     await stop.wait()
     log.info("stopping: no new claims; waiting for work in progress")
+    await sender.stop()
     await engine.stop()
     if runner is not None:
         await runner.cleanup()

@@ -13,8 +13,10 @@ from dialer.services.enrollment import Enrollment
 from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import Ingestion
 from dialer.services.lifecycle import Lifecycle
+from dialer.delivery.sender import Sender
 from dialer.services.submissions import Submissions
 from dialer.services.tenancy import Tenancy
+from dialer.services.webhooks import Webhooks
 from dialer.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -31,5 +33,7 @@ SUBMISSIONS = web.AppKey("submissions", Submissions)
 METRICS = web.AppKey("metrics", Metrics)
 ENROLLMENT = web.AppKey("enrollment", Enrollment)
 CHAINS = web.AppKey("chains", Chains)
+WEBHOOKS = web.AppKey("webhooks", Webhooks)
+SENDER = web.AppKey("sender", Sender)  # this process's webhook sender
 DEMO = web.AppKey("demo", dict)
 REQUEST_ID = web.RequestKey("request_id", str)

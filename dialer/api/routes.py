@@ -5,7 +5,7 @@ from aiohttp import web
 
 from dialer.api import console, openapi
 from dialer.api.faces import elevenlabs, enrollment
-from dialer.api.handlers import admin, batches, calls, system, webhooks
+from dialer.api.handlers import admin, batches, calls, partner_webhooks as hooks, system, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
@@ -30,6 +30,16 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/call/calls/{callId}/verdict", calls.record_verdict)
     app.router.add_post("/webhooks/twilio/status", webhooks.twilio_status)
     app.router.add_post("/webhooks/twilio/twiml", webhooks.twilio_twiml)
+    app.router.add_post("/api/webhooks/endpoints", hooks.create_endpoint)
+    app.router.add_get("/api/webhooks/endpoints", hooks.list_endpoints)
+    app.router.add_get("/api/webhooks/endpoints/{endpointId}", hooks.get_endpoint)
+    app.router.add_patch("/api/webhooks/endpoints/{endpointId}", hooks.update_endpoint)
+    app.router.add_delete("/api/webhooks/endpoints/{endpointId}", hooks.delete_endpoint)
+    app.router.add_post("/api/webhooks/endpoints/{endpointId}/rotate-secret", hooks.rotate_secret)
+    app.router.add_post("/api/webhooks/endpoints/{endpointId}/test", hooks.test_endpoint)
+    app.router.add_post("/api/webhooks/endpoints/{endpointId}/recover", hooks.recover_endpoint)
+    app.router.add_get("/api/webhooks/messages", hooks.list_messages)
+    app.router.add_post("/api/webhooks/messages/{messageId}/retry", hooks.retry_message)
     app.router.add_get("/api/admin/workspaces", admin.list_workspaces)
     app.router.add_post("/api/admin/workspaces", admin.create_workspace)
     app.router.add_get("/api/admin/workspaces/{workspaceId}", admin.get_workspace)

@@ -13,7 +13,9 @@ from pymongo import ReturnDocument
 
 from dialer.core.machine import BatchMove
 from dialer.core.statuses import BatchStatus
+from dialer.core.webhook_events import batch_event
 from dialer.store.mongo.documents import normalise, unavailable
+from dialer.store.mongo.outbox import outbox
 
 
 class MongoBatches:
@@ -56,6 +58,8 @@ class MongoBatches:
         update: dict = {"$set": {"status": move.target.value, "updatedAt": now, **(set_fields or {})}}
         if unset:
             update["$unset"] = {name: "" for name in unset}
+        if event := outbox(batch_event(move.target.value), now):
+            update["$push"] = event
         result = await self.c.update_one({"_id": batch_id, "status": {"$in": move.source_values}}, update)
         return result.modified_count == 1
 

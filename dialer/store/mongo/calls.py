@@ -29,15 +29,18 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
+from dialer.core.webhook_events import call_event
 from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, Tally, active_key, difference
 from dialer.store.mongo.calls_for_chains import ChainCalls
 from dialer.store.mongo.calls_for_operators import OperatorsCalls
 from dialer.store.mongo.counters import CounterBuffer, tallies_of, tally_key
 from dialer.store.mongo.documents import aggregate, normalise, refused, unavailable, unordered
+from dialer.store.mongo.outbox import outbox
 
 log = logging.getLogger("dialer.store.calls")
 MAX_ROUNDS = 3
 RECOUNT_SECONDS = 600.0  # a recount reads every call of a batch: room for the largest, not a quarter lease
+DIALING = CallStatus.DIALING.value
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
 FINISH_FIELDS = {**BEFORE_FIELDS, "group": 1}  # and the chaining group a finished call belongs to
 DUPLICATE_KEY = 11000
@@ -302,7 +305,7 @@ class MongoCalls(OperatorsCalls, ChainCalls):
             {"$set": {"status": to, "updatedAt": now, "leaseUntil": lease_until,
                       **({"providerCallId": provider_call_id} if provider_call_id else {}),
                       **({"answeredBy": answered_by} if answered_by else {})},
-             "$push": {"history": entry}}, projection=BEFORE_FIELDS)
+             "$push": {"history": entry, **outbox(call_event(DIALING, to, None), now)}}, projection=BEFORE_FIELDS)
         if before is None:
             return False
         self._moved(before, to, before.get("outcome"))
@@ -329,7 +332,7 @@ class MongoCalls(OperatorsCalls, ChainCalls):
                           "nextAttemptAt": finish.retry_at},
                  # The next attempt is a new provider call: forget this one's id.
                  "$unset": {**CLAIM_FIELDS, "providerCallId": "", "answeredBy": ""},
-                 "$push": {"history": {**finish.entry, "result": "retry"}}},
+                 "$push": {"history": {**finish.entry, "result": "retry"}, **outbox("call.retry_scheduled", now)}},
                 projection=FINISH_FIELDS)
             if before is not None:
                 self._moved(before, CallStatus.QUEUED.value, finish.outcome)
@@ -340,7 +343,8 @@ class MongoCalls(OperatorsCalls, ChainCalls):
                       **({"providerCallId": finish.provider_call_id} if finish.provider_call_id else {}),
                       **({"duration": finish.duration} if finish.duration is not None else {})},
              "$unset": {**CLAIM_FIELDS, "activeKey": ""},
-             "$push": {"history": {**finish.entry, "result": finish.outcome}}},
+             "$push": {"history": {**finish.entry, "result": finish.outcome},
+                       **outbox(call_event(DIALING, finish.final, finish.outcome), now)}},
             projection=FINISH_FIELDS)
         if before is None:
             return None

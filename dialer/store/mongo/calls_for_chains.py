@@ -18,6 +18,7 @@ from dialer.core.records import PlannedCall
 from dialer.core.statuses import CallStatus
 from dialer.ports import active_key
 from dialer.store.mongo.documents import aggregate, normalise, unavailable
+from dialer.store.mongo.outbox import outbox
 
 HELD = CallStatus.HELD.value
 QUEUED = CallStatus.QUEUED.value
@@ -88,7 +89,8 @@ class ChainCalls:
         result = await self.c.update_many(
             {"batchId": batch_id, "group.key": key, "status": HELD},
             {"$set": {"status": skipped, "outcome": "skipped", "updatedAt": now, "finishedAt": now},
-             "$unset": {"activeKey": ""}, "$push": {"history": {**entry, "result": "skipped"}}})
+             "$unset": {"activeKey": ""},
+             "$push": {"history": {**entry, "result": "skipped"}, **outbox("call.skipped", now)}})
         for _ in range(result.modified_count):  # held calls never ran: no outcome, no attempts
             self.counters.change(batch_id, (HELD, None, 0), (skipped, "skipped", 0))
         return result.modified_count

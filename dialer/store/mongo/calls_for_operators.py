@@ -22,6 +22,7 @@ from dialer.core.statuses import IN_FLIGHT_VALUES, TERMINAL, WAITING_VALUES, Cal
 from dialer.ports import Tally, active_key
 from dialer.store.mongo.counters import tallies_of
 from dialer.store.mongo.documents import aware, normalise, refused, unavailable, unordered
+from dialer.store.mongo.outbox import outbox
 
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}
 RETRY_FIELDS = {**BEFORE_FIELDS, "phoneNumber": 1, "extension": 1, "retriedAt": 1, "group": 1}
@@ -50,7 +51,8 @@ class OperatorsCalls:
             {"_id": d["_id"], "status": d["status"]},
             {"$set": {"status": CallStatus.CANCELLED.value, "outcome": "cancelled", "updatedAt": now,
                       "finishedAt": now, "writeToken": token},
-             "$unset": {"activeKey": ""}, "$push": {"history": {**entry, "result": "cancelled"}}}) for d in docs])
+             "$unset": {"activeKey": ""},
+             "$push": {"history": {**entry, "result": "cancelled"}, **outbox("call.cancelled", now)}}) for d in docs])
         # What landed, read back by the write's token: calls changed under us are not cancelled, and a
         # write that failed part-way (BulkWriteError, a timeout) may have cancelled any of them.
         done = {d["_id"] async for d in self.c.find({"_id": {"$in": [d["_id"] for d in docs]}, "writeToken": token},

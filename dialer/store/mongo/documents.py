@@ -27,6 +27,7 @@ def normalise(doc: dict | None) -> dict | None:
     history entry, timezone-aware UTC (mongomock gives naive UTC, PyMongo tz_aware gives aware)."""
     if doc is None:
         return None
+    doc.pop("outbox", None)  # events waiting for the relay (outbox.py): not part of the document's view
     for key, value in doc.items():
         if isinstance(value, dt.datetime):
             doc[key] = aware(value)

@@ -19,6 +19,8 @@ log = logging.getLogger("dialer.store.indexes")
 
 INDEX_BUILD_SECONDS = 4 * 3600.0  # each collection's; pymongo.timeout(None) would mean the client's
 
+# Documents with partner webhook events not relayed yet (outbox.py): few at any time, hence sparse.
+OUTBOX_INDEX = IndexModel([("outbox.id", ASCENDING)], sparse=True, name="outbox")
 INDEXES: dict[str, list[IndexModel]] = {
     "api_keys": [IndexModel([("keyHash", ASCENDING)], unique=True, name="key_hash")],
     "agents": [IndexModel([("workspaceId", ASCENDING), ("createdAt", ASCENDING)], name="workspace_created"),
@@ -29,7 +31,7 @@ INDEXES: dict[str, list[IndexModel]] = {
                 IndexModel([("publicId", ASCENDING)], unique=True, sparse=True, name="public_id"),
                 IndexModel([("status", ASCENDING)], name="status"),
                 # The counter reconciliation: batches changed lately (they may have stopped running).
-                IndexModel([("updatedAt", ASCENDING)], name="updated")],
+                IndexModel([("updatedAt", ASCENDING)], name="updated"), OUTBOX_INDEX],
     "calls": [
         # At most one waiting or in-flight call per callee of a batch: activeKey is unset when a call ends.
         IndexModel([("activeKey", ASCENDING)], unique=True, sparse=True, name="active_key"),
@@ -43,10 +45,17 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Contact chaining: the calls of one group (only chained calls have a group).
         IndexModel([("batchId", ASCENDING), ("group.key", ASCENDING)], name="batch_group",
                    partialFilterExpression={"group.key": {"$exists": True}}),
+        OUTBOX_INDEX,
     ],
     # Enrollment intakes: pending ones to resume, oldest first; done ones to purge by the injected clock.
     "intakes": [IndexModel([("state", ASCENDING), ("createdAt", ASCENDING)], name="state_created"),
-                IndexModel([("expiresAt", ASCENDING)], name="expires_at")],
+                IndexModel([("expiresAt", ASCENDING)], name="expires_at"), OUTBOX_INDEX],
+    # Partner webhooks: a workspace's endpoints; the senders' due messages per endpoint; the log, newest first.
+    "webhook_endpoints": [IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id")],
+    "webhook_messages": [IndexModel([("status", ASCENDING), ("endpointId", ASCENDING), ("nextAttemptAt", ASCENDING)],
+                                    name="status_endpoint_due"),
+                         IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id"),
+                         IndexModel([("endpointId", ASCENDING), ("_id", ASCENDING)], name="endpoint_id")],
     # Expiry follows the injected clock (purge), so no TTL index: its monitor uses the server's clock.
     "idempotency": [IndexModel([("expiresAt", ASCENDING)], name="expires_at")],
 }

@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from dialer.ports import StoreUnavailable
 from dialer.store.mongo.documents import normalise, unavailable
+from dialer.store.mongo.outbox import outbox
 
 PENDING, DONE = "pending", "done"
 
@@ -53,7 +54,8 @@ class MongoIntakes:
     @unavailable
     async def finish(self, intake_id: str, now: dt.datetime) -> None:
         await self.c.update_one({"_id": intake_id, "state": PENDING},
-                                {"$set": {"state": DONE, "finishedAt": now}, "$unset": {"calls": "", "batch": ""}})
+                                {"$set": {"state": DONE, "finishedAt": now}, "$unset": {"calls": "", "batch": ""},
+                                 "$push": outbox("enrollment.accepted", now)})
 
     @unavailable
     async def remove_expired(self, intake_id: str, now: dt.datetime) -> bool:

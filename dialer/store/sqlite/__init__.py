@@ -16,6 +16,7 @@ from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.ledger import SqliteLedger
 from dialer.store.sqlite.records import SqliteIdempotency, SqliteIntakes
 from dialer.store.sqlite.tenancy import SqliteTenancy
+from dialer.store.sqlite.webhooks import SqliteWebhooks
 
 DATABASE_FILE = "dialer.db"
 
@@ -25,4 +26,5 @@ async def open_sqlite(path: str, synchronous: str = "NORMAL", busy_timeout_ms: i
     await db.open()
     return Repositories(kind="sqlite", calls=SqliteCalls(db), batches=SqliteBatches(db), tenancy=SqliteTenancy(db),
                         idempotency=SqliteIdempotency(db), ledger=SqliteLedger(db), intakes=SqliteIntakes(db),
+                        webhooks=SqliteWebhooks(db),
                         closer=db.close, database=db)

@@ -118,8 +118,45 @@ def v2(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (1, NULL)")
 
 
+# Version 3: partner webhooks. The outbox is written by triggers, inside the transaction of the change
+# itself (invariant 7): a call's status change partners subscribe to (ringing, answered, final, a retry
+# policy's requeue: attempts kept, unlike an unplaced hand-back), a batch's status change, an intake done.
+# Each row keeps the document as it was right after the change. Event ids start with the time (hex
+# seconds) so messages, named after their event, list in order. Endpoints and messages: documents with
+# the columns their queries use.
+NEW_EVENT_ID = "printf('%08x', CAST(strftime('%s', 'now') AS INTEGER)) || lower(hex(randomblob(8)))"
+V3 = f"""
+CREATE TABLE outbox (id TEXT NOT NULL PRIMARY KEY, kind TEXT NOT NULL, before TEXT, after TEXT,
+                     doc BLOB NOT NULL);
+CREATE TRIGGER calls_outbox AFTER UPDATE OF status ON calls
+    WHEN OLD.status IS NOT NEW.status AND (NEW.status IN ('ringing', 'in_progress', 'completed', 'busy',
+        'no_answer', 'failed', 'cancelled', 'skipped') OR (NEW.status = 'queued'
+        AND OLD.status IN ('dialing', 'ringing', 'in_progress') AND NEW.attempts = OLD.attempts))
+    BEGIN INSERT INTO outbox (id, kind, before, after, doc)
+          VALUES ({NEW_EVENT_ID}, 'call', OLD.status, NEW.status, NEW.doc); END;
+CREATE TRIGGER batches_outbox AFTER UPDATE OF status ON batches WHEN OLD.status IS NOT NEW.status
+    BEGIN INSERT INTO outbox (id, kind, before, after, doc)
+          VALUES ({NEW_EVENT_ID}, 'batch', OLD.status, NEW.status, NEW.doc); END;
+CREATE TRIGGER intakes_outbox AFTER UPDATE OF state ON intakes WHEN NEW.state = 'done' AND OLD.state IS NOT 'done'
+    BEGIN INSERT INTO outbox (id, kind, before, after, doc)
+          VALUES ({NEW_EVENT_ID}, 'intake', OLD.state, NEW.state, NEW.doc); END;
+
+CREATE TABLE webhook_endpoints (id BLOB NOT NULL PRIMARY KEY, workspace_id BLOB NOT NULL, doc BLOB NOT NULL);
+CREATE INDEX webhook_endpoints_workspace ON webhook_endpoints (workspace_id, id);
+CREATE TABLE webhook_messages (
+    id TEXT NOT NULL PRIMARY KEY, workspace_id BLOB NOT NULL, endpoint_id BLOB NOT NULL, type TEXT NOT NULL,
+    status TEXT NOT NULL, next_attempt_at INTEGER, acquired_until INTEGER, created_at INTEGER, doc BLOB NOT NULL
+);
+-- the senders: due pending messages of an endpoint, oldest first; due_endpoints; oldest_pending.
+CREATE INDEX webhook_messages_due ON webhook_messages (status, endpoint_id, next_attempt_at);
+-- the log: a workspace's messages, newest first (by endpoint when asked).
+CREATE INDEX webhook_messages_workspace ON webhook_messages (workspace_id, id);
+CREATE INDEX webhook_messages_endpoint ON webhook_messages (endpoint_id, id);
+"""
+
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,198 @@
+"""A webhook sender: leases due messages per endpoint and delivers them as Standard Webhooks says.
+
+Every API process and every `dialer worker` runs one (through the composition root). Each pass relays the
+outbox (relay.py), then, for each endpoint with due messages, leases as many as the endpoint's free
+senders in this process (`per_endpoint`, so one slow partner never holds up another) and posts each in a
+task of its own. A lease outlives the 15 s timeout; a sender that dies mid-delivery leaves its lease to
+run out and another process takes the message over: at least once, partners dedupe by webhook-id.
+
+An attempt: the URL checked again (DNS may have changed: services/webhook_urls.py), a POST with
+webhook-id (the message's, stable across attempts), webhook-timestamp (this attempt's; wall-clock seconds,
+since the receiver checks it against its own clock) and webhook-signature; redirects are not followed;
+at most ANSWER_LIMIT of the answer are read (then the connection is dropped; the first RESPONSE_BYTES are
+logged); a 2xx answered whole within the timeout is success, anything else (an error, a hang, a redirect, a closed connection) a failed attempt, retried
+after the next delay of the schedule, the message failed once the schedule is spent. An endpoint failing
+for DISABLE_AFTER straight is disabled; its waiting messages fail (recoverable with /recover).
+Scheduling, leases and the disable rule follow the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+
+import aiohttp
+from bson import ObjectId
+
+from dialer.core.clock import Clock
+from dialer.delivery.relay import relay_once
+from dialer.delivery.signing import signature_header
+from dialer.metrics import Metrics
+from dialer.ports import Repositories
+from dialer.services.webhook_urls import UrlRefused, check_url
+
+log = logging.getLogger("dialer.webhooks")
+RESPONSE_BYTES = 1024  # kept in the log
+ANSWER_LIMIT = 64 * 1024  # read at most; a longer answer fails the attempt (the rest is never read)
+DISABLE_AFTER = dt.timedelta(days=5)
+LEASE_MARGIN = dt.timedelta(seconds=30)
+
+
+class Sender:
+    def __init__(self, repos: Repositories, clock: Clock, name: str, delays: tuple[float, ...], *,
+                 timeout_seconds: float = 15.0, per_endpoint: int = 4, allow_insecure: bool = False,
+                 poll_seconds: float = 0.5, metrics: Metrics | None = None) -> None:
+        self.repos = repos
+        self.clock = clock
+        self.name = name
+        self.delays = delays
+        self.timeout = timeout_seconds
+        self.per_endpoint = per_endpoint
+        self.allow_insecure = allow_insecure
+        self.poll = poll_seconds
+        self.metrics = metrics or Metrics()
+        self.lease = dt.timedelta(seconds=timeout_seconds) + LEASE_MARGIN
+        self.busy: dict[ObjectId, int] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.session: aiohttp.ClientSession | None = None
+        self._loop_task: asyncio.Task | None = None
+
+    # ---- running ---------------------------------------------------------------------------------
+    async def open(self) -> None:
+        """The HTTP client, created inside the running loop."""
+        if self.session is None:
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                                 connector=aiohttp.TCPConnector(limit=0))
+
+    async def start(self) -> None:
+        await self.open()
+        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store was unavailable: try again at the next pass
+                log.exception("webhook sender pass failed", extra={"sender": self.name})
+            await asyncio.sleep(self.poll)
+
+    async def drain(self) -> None:
+        """Wait for the deliveries under way (tests)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    # ---- one pass --------------------------------------------------------------------------------
+    async def tick(self) -> int:
+        """Relay the outbox, then start the deliveries that are due; how many were started."""
+        while await relay_once(self.repos, self.clock, self.delays[0]):
+            pass
+        now = self.clock.now()
+        started = 0
+        for endpoint_id in await self.repos.webhooks.due_endpoints(now, 1000):
+            free = self.per_endpoint - self.busy.get(endpoint_id, 0)
+            if free <= 0:
+                continue
+            endpoint = await self.repos.webhooks.get_endpoint(endpoint_id)
+            if endpoint is None:
+                continue
+            for message in await self.repos.webhooks.lease(endpoint_id, now, self.name, now + self.lease, free):
+                self.busy[endpoint_id] = self.busy.get(endpoint_id, 0) + 1
+                task = asyncio.get_running_loop().create_task(self._deliver(endpoint, message))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                started += 1
+        return started
+
+    async def _deliver(self, endpoint: dict, message: dict) -> None:
+        try:
+            if endpoint.get("disabled"):
+                await self._record(endpoint, message, {"at": self.clock.now(), "error": "endpoint disabled", "ms": 0},
+                                   ok=False, final=True)
+                return
+            attempt, ok = await self._attempt(endpoint, message)
+            await self._record(endpoint, message, attempt, ok)
+        except Exception:
+            log.exception("webhook delivery failed", extra={"messageId": message["_id"]})
+        finally:
+            left = self.busy.get(endpoint["_id"], 1) - 1
+            if left > 0:
+                self.busy[endpoint["_id"]] = left
+            else:
+                self.busy.pop(endpoint["_id"], None)
+
+    async def _attempt(self, endpoint: dict, message: dict) -> tuple[dict, bool]:
+        now = self.clock.now()
+        body = message["body"].encode()
+        stamp = int(time.time())
+        headers = {"content-type": "application/json", "user-agent": "dialer-webhooks/1",
+                   "webhook-id": message["_id"], "webhook-timestamp": str(stamp),
+                   "webhook-signature": signature_header(endpoint, message["_id"], stamp, body, now)}
+        attempt: dict = {"at": now}
+        started = time.monotonic()
+        try:
+            await check_url(endpoint["url"], self.allow_insecure)
+            async with asyncio.timeout(self.timeout):
+                async with self.session.post(endpoint["url"], data=body, headers=headers,
+                                             allow_redirects=False) as response:
+                    attempt["httpStatus"] = response.status
+                    answer = await _read_at_most(response, ANSWER_LIMIT + 1)
+                    attempt["response"] = answer[:RESPONSE_BYTES].decode("utf-8", errors="replace")
+                    if len(answer) > ANSWER_LIMIT:
+                        attempt["error"] = f"the answer exceeds {ANSWER_LIMIT // 1024} KiB"
+                    response.close()  # whatever else it sends is not read
+        except UrlRefused as exc:
+            attempt["error"] = f"refused: {exc}"
+        except TimeoutError:
+            attempt["error"] = f"no answer within {self.timeout:g} s"
+        except aiohttp.ClientError as exc:
+            attempt["error"] = f"{type(exc).__name__}: connection failed or closed"
+        attempt["ms"] = round((time.monotonic() - started) * 1000)
+        return attempt, 200 <= attempt.get("httpStatus", 0) < 300 and "error" not in attempt
+
+    async def _record(self, endpoint: dict, message: dict, attempt: dict, ok: bool, final: bool = False) -> None:
+        now = self.clock.now()
+        step = message.get("step", 0) + 1
+        if ok:
+            status, due, outcome = "delivered", None, "delivered"
+        elif final or step >= len(self.delays):
+            status, due, outcome = "failed", None, "failed"
+        else:
+            status, due, outcome = "pending", now + dt.timedelta(seconds=self.delays[step]), "retry"
+        if not await self.repos.webhooks.record_attempt(message["_id"], self.name, attempt, status, step, due):
+            return  # our lease ran out and another sender took the message over
+        self.metrics.webhook_deliveries.labels(outcome).inc()
+        log.info("webhook attempt", extra={"messageId": message["_id"], "endpointId": str(endpoint["_id"]),
+                                           "status": attempt.get("httpStatus"), "error": attempt.get("error"),
+                                           "result": outcome})
+        if endpoint.get("disabled"):
+            return
+        after = await self.repos.webhooks.note_result(endpoint["_id"], ok, now)
+        if after and after.get("failingSince") and now - after["failingSince"] >= DISABLE_AFTER and not after.get("disabled"):
+            await self.repos.webhooks.update_endpoint(endpoint["_id"], {
+                "disabled": True, "disabledReason": f"every delivery failed for {DISABLE_AFTER.days} days", "updatedAt": now})
+            log.warning("webhook endpoint disabled", extra={"endpointId": str(endpoint["_id"])})
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    data = bytearray()
+    while len(data) < limit:
+        chunk = await response.content.read(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)

@@ -1,0 +1,65 @@
+"""Where partner webhooks may be sent: https:// to a public address only (http:// to loopback, and private
+addresses, only when DIALER_WEBHOOKS_ALLOW_INSECURE is on, for trying it out). Checked when an endpoint is
+created or changed and again before every delivery, since DNS can change in between: the host is resolved
+and every address it resolves to must be public (private, loopback, link-local, the cloud metadata
+address, multicast, reserved and unspecified are refused)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+MAX_URL_LENGTH = 2000
+
+
+class UrlRefused(ValueError):
+    """Why a URL may not receive webhooks (safe to show: it names the host, never a secret)."""
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def check_shape(url: str, allow_insecure: bool) -> str:
+    """The URL's host, once its shape is acceptable (no resolution yet)."""
+    if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
+        raise UrlRefused(f"url must be a string of at most {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UrlRefused("url is not a valid URL") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host or parts.username or parts.password:
+        raise UrlRefused("url must be an absolute https:// URL without credentials")
+    if parts.scheme == "http" and not allow_insecure:
+        raise UrlRefused("url must use https:// (http:// only for loopback, with DIALER_WEBHOOKS_ALLOW_INSECURE=true)")
+    if port == 0:
+        raise UrlRefused("url has an invalid port")
+    return host
+
+
+async def resolve(host: str, port: int | None) -> list[str]:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UrlRefused(f"the host {host} does not resolve") from exc
+    return sorted({info[4][0] for info in infos})
+
+
+async def check_url(url: str, allow_insecure: bool) -> list[str]:
+    """The addresses the URL's host resolves to, once each is allowed; else UrlRefused."""
+    host = check_shape(url, allow_insecure)
+    parts = urlsplit(url)
+    addresses = await resolve(host, parts.port)
+    if parts.scheme == "http" and not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        raise UrlRefused("http:// is allowed for loopback addresses only")
+    if not allow_insecure:
+        for address in addresses:
+            if not _public(ipaddress.ip_address(address.split("%")[0])):
+                raise UrlRefused(f"the host {host} resolves to a private, loopback, link-local or reserved address")
+    return addresses
