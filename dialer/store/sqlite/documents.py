@@ -54,3 +54,8 @@ def marks(values: Iterable[Any]) -> str:
 def one(conn: Any, sql: str, params: tuple = ()) -> dict | None:
     row = conn.execute(sql, params).fetchone()
     return None if row is None else decode(row[0])
+
+
+def docs(rows: Iterable[tuple]) -> list[dict]:
+    """Decode the first column of each row."""
+    return [decode(row[0]) for row in rows]
