@@ -6,7 +6,9 @@ senders in this process (`per_endpoint`, so one slow partner never holds up anot
 task of its own. A lease outlives the 15 s timeout; a sender that dies mid-delivery leaves its lease to
 run out and another process takes the message over: at least once, partners dedupe by webhook-id.
 
-An attempt: the URL checked again (DNS may have changed: services/webhook_urls.py), a POST with
+An attempt: the URL checked again (DNS may have changed: services/webhook_urls.py), then connected to
+through a connector whose resolver refuses private answers itself (guard.py: a name that changes between
+the check and the connection is refused, not followed), a POST with
 webhook-id (the message's, stable across attempts), webhook-timestamp (this attempt's; wall-clock seconds,
 since the receiver checks it against its own clock) and webhook-signature; redirects are not followed;
 at most ANSWER_LIMIT of the answer are read (then the connection is dropped; the first RESPONSE_BYTES are
@@ -27,6 +29,7 @@ import aiohttp
 from bson import ObjectId
 
 from dialer.core.clock import Clock
+from dialer.delivery.guard import GuardedResolver
 from dialer.delivery.relay import relay_once
 from dialer.delivery.signing import signature_header
 from dialer.metrics import Metrics
@@ -43,7 +46,7 @@ LEASE_MARGIN = dt.timedelta(seconds=30)
 class Sender:
     def __init__(self, repos: Repositories, clock: Clock, name: str, delays: tuple[float, ...], *,
                  timeout_seconds: float = 15.0, per_endpoint: int = 4, allow_insecure: bool = False,
-                 poll_seconds: float = 0.5, metrics: Metrics | None = None) -> None:
+                 poll_seconds: float = 0.5, metrics: Metrics | None = None, resolver=None) -> None:
         self.repos = repos
         self.clock = clock
         self.name = name
@@ -53,6 +56,7 @@ class Sender:
         self.allow_insecure = allow_insecure
         self.poll = poll_seconds
         self.metrics = metrics or Metrics()
+        self.resolver = resolver  # the URL checks' (aiohttp's default when None)
         self.lease = dt.timedelta(seconds=timeout_seconds) + LEASE_MARGIN
         self.busy: dict[ObjectId, int] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -61,10 +65,12 @@ class Sender:
 
     # ---- running ---------------------------------------------------------------------------------
     async def open(self) -> None:
-        """The HTTP client, created inside the running loop."""
+        """The HTTP client, created inside the running loop; its connections resolve through the guard."""
         if self.session is None:
+            guard = GuardedResolver(self.resolver or aiohttp.DefaultResolver(), self.allow_insecure,
+                                    owns_inner=self.resolver is None)
             self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                                 connector=aiohttp.TCPConnector(limit=0))
+                                                 connector=aiohttp.TCPConnector(limit=0, resolver=guard))
 
     async def start(self) -> None:
         await self.open()
@@ -145,7 +151,7 @@ class Sender:
         attempt: dict = {"at": now}
         started = time.monotonic()
         try:
-            await check_url(endpoint["url"], self.allow_insecure)
+            await check_url(endpoint["url"], self.allow_insecure, self.resolver)
             async with asyncio.timeout(self.timeout):
                 async with self.session.post(endpoint["url"], data=body, headers=headers,
                                              allow_redirects=False) as response:
