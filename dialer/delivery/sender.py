@@ -3,7 +3,7 @@
 Every API process and every `dialer worker` runs one (through the composition root). Each pass relays the
 outbox (relay.py), then, for each endpoint with due messages, leases as many as the endpoint's free
 senders in this process (`per_endpoint`, so one slow partner never holds up another) and posts each in a
-task of its own. A lease outlives the 15 s timeout; a sender that dies mid-delivery leaves its lease to
+task of its own, which then leases the endpoint's next due message, and so on until none is due. A lease outlives the 15 s timeout; a sender that dies mid-delivery leaves its lease to
 run out and another process takes the message over: at least once, partners dedupe by webhook-id.
 
 An attempt: the URL checked again (DNS may have changed: services/webhook_urls.py), then connected to
@@ -118,11 +118,34 @@ class Sender:
                 continue
             for message in await self.repos.webhooks.lease(endpoint_id, now, self.name, now + self.lease, free):
                 self.busy[endpoint_id] = self.busy.get(endpoint_id, 0) + 1
-                task = asyncio.get_running_loop().create_task(self._deliver(endpoint, message))
+                task = asyncio.get_running_loop().create_task(self._lane(endpoint, message))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
                 started += 1
         return started
+
+    async def _lane(self, endpoint: dict, message: dict) -> None:
+        """One of an endpoint's senders: this message, then the endpoint's next due one (read again, as the
+        endpoint may have changed), until none is due; a busy partner is not held to one message a pass."""
+        endpoint_id = endpoint["_id"]
+        try:
+            while True:
+                await self._deliver(endpoint, message)
+                endpoint = await self.repos.webhooks.get_endpoint(endpoint_id)
+                now = self.clock.now()
+                found = await self.repos.webhooks.lease(endpoint_id, now, self.name, now + self.lease, 1) \
+                    if endpoint is not None else []
+                if not found:
+                    return
+                message = found[0]
+        except Exception:  # the store was unavailable: the next pass takes the endpoint up again
+            log.exception("webhook sender lane failed", extra={"endpointId": str(endpoint_id)})
+        finally:
+            left = self.busy.get(endpoint_id, 1) - 1
+            if left > 0:
+                self.busy[endpoint_id] = left
+            else:
+                self.busy.pop(endpoint_id, None)
 
     async def _deliver(self, endpoint: dict, message: dict) -> None:
         try:
@@ -134,12 +157,6 @@ class Sender:
             await self._record(endpoint, message, attempt, ok)
         except Exception:
             log.exception("webhook delivery failed", extra={"messageId": message["_id"]})
-        finally:
-            left = self.busy.get(endpoint["_id"], 1) - 1
-            if left > 0:
-                self.busy[endpoint["_id"]] = left
-            else:
-                self.busy.pop(endpoint["_id"], None)
 
     async def _attempt(self, endpoint: dict, message: dict) -> tuple[dict, bool]:
         now = self.clock.now()
