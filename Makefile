@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.enroll
 	$(BIN)/python -m bench.store
+	$(BIN)/python -m bench.webhooks
 
 clean:
 	rm -rf $(VENV) *.egg-info  # the data in var/ is kept: remove it yourself

@@ -52,6 +52,7 @@ class Services:
     chains: Chains
     metrics: Metrics
     webhooks: Webhooks
+    resolver: object = None  # DNS for webhook URLs (an aiohttp AbstractResolver; the system's when None)
 
     closers: list = field(default_factory=list)
 
@@ -63,7 +64,7 @@ class Services:
         await self.repos.close()
 
 
-def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Services:
+def services_over(repos: Repositories, settings: Settings, clock: Clock, resolver=None) -> Services:
     metrics = Metrics()
     phones = PhoneNormaliser(settings.default_region, settings.strict_numbers)
     tenancy = Tenancy(repos.tenancy, clock, phones)
@@ -80,13 +81,13 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Serv
     chains = Chains(repos.calls, repos.batches, clock,
                     ChainRule(settings.chain_min_success_seconds, settings.chain_verdict_seconds))
     events.on_group_call_final = chains.advance
-    webhooks = Webhooks(repos.webhooks, clock, settings.webhooks_allow_insecure, settings.webhook_delays)
+    webhooks = Webhooks(repos.webhooks, clock, settings.webhooks_allow_insecure, settings.webhook_delays, resolver)
     return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events, lifecycle,
-                    submissions, enrollment, chains, metrics, webhooks)
+                    submissions, enrollment, chains, metrics, webhooks, resolver)
 
 
-async def open_services(settings: Settings, clock: Clock | None = None) -> Services:
-    return services_over(await open_repositories(settings), settings, clock or SystemClock())
+async def open_services(settings: Settings, clock: Clock | None = None, resolver=None) -> Services:
+    return services_over(await open_repositories(settings), settings, clock or SystemClock(), resolver)
 
 
 def build_engine(services: Services, provider=None, name: str | None = None, settings: Settings | None = None):
@@ -106,18 +107,19 @@ def build_sender(services: Services, name: str):
     s = services.settings
     return Sender(services.repos, services.clock, name, s.webhook_delays, timeout_seconds=s.webhook_timeout_seconds,
                   per_endpoint=s.webhook_senders_per_endpoint, allow_insecure=s.webhooks_allow_insecure,
-                  poll_seconds=s.poll_interval_seconds, metrics=services.metrics)
+                  poll_seconds=s.poll_interval_seconds, metrics=services.metrics, resolver=services.resolver)
 
 
-def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+def build_app(settings: Settings, clock: Clock | None = None, resolver=None) -> web.Application:
     """The API process: the app, its services opened in the loop, the demo tenant and the embedded
-    dispatcher when the settings ask for them."""
+    dispatcher when the settings ask for them. `resolver` (tests): DNS for the webhook URLs' checks and
+    the sender's connections alike."""
     clock = clock or SystemClock()
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         from dialer.demo import seed_demo
 
-        services = await open_services(settings, clock)
+        services = await open_services(settings, clock, resolver)
         install(app, services)
         if settings.warm_body_parser:
             services.ingestion.bodies.start()

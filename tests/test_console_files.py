@@ -52,3 +52,11 @@ def test_every_console_file_is_package_data():
     assert all(p.parent == STATIC for p in STATIC.rglob("*") if p.is_file()), "the console serves one flat folder"
     html = (STATIC / "index.html").read_text()
     assert "http://" not in html and "https://" not in html  # nothing from elsewhere at run time
+
+
+def test_the_webhooks_page_offers_every_event_type():
+    from dialer.core.webhook_events import EVENT_TYPES
+
+    source = (STATIC / "webhooks.js").read_text()
+    listed = re.search(r"export const EVENT_TYPES = \[(.*?)\];", source, re.S).group(1)
+    assert re.findall(r'"([\w.]+)"', listed) == list(EVENT_TYPES)

@@ -3,10 +3,12 @@
 Every API process and every `dialer worker` runs one (through the composition root). Each pass relays the
 outbox (relay.py), then, for each endpoint with due messages, leases as many as the endpoint's free
 senders in this process (`per_endpoint`, so one slow partner never holds up another) and posts each in a
-task of its own. A lease outlives the 15 s timeout; a sender that dies mid-delivery leaves its lease to
+task of its own, which then leases the endpoint's next due message, and so on until none is due. A lease outlives the 15 s timeout; a sender that dies mid-delivery leaves its lease to
 run out and another process takes the message over: at least once, partners dedupe by webhook-id.
 
-An attempt: the URL checked again (DNS may have changed: services/webhook_urls.py), a POST with
+An attempt: the URL checked again (DNS may have changed: services/webhook_urls.py), then connected to
+through a connector whose resolver refuses private answers itself (guard.py: a name that changes between
+the check and the connection is refused, not followed), a POST with
 webhook-id (the message's, stable across attempts), webhook-timestamp (this attempt's; wall-clock seconds,
 since the receiver checks it against its own clock) and webhook-signature; redirects are not followed;
 at most ANSWER_LIMIT of the answer are read (then the connection is dropped; the first RESPONSE_BYTES are
@@ -27,6 +29,7 @@ import aiohttp
 from bson import ObjectId
 
 from dialer.core.clock import Clock
+from dialer.delivery.guard import GuardedResolver
 from dialer.delivery.relay import relay_once
 from dialer.delivery.signing import signature_header
 from dialer.metrics import Metrics
@@ -43,7 +46,7 @@ LEASE_MARGIN = dt.timedelta(seconds=30)
 class Sender:
     def __init__(self, repos: Repositories, clock: Clock, name: str, delays: tuple[float, ...], *,
                  timeout_seconds: float = 15.0, per_endpoint: int = 4, allow_insecure: bool = False,
-                 poll_seconds: float = 0.5, metrics: Metrics | None = None) -> None:
+                 poll_seconds: float = 0.5, metrics: Metrics | None = None, resolver=None) -> None:
         self.repos = repos
         self.clock = clock
         self.name = name
@@ -53,6 +56,7 @@ class Sender:
         self.allow_insecure = allow_insecure
         self.poll = poll_seconds
         self.metrics = metrics or Metrics()
+        self.resolver = resolver  # the URL checks' (aiohttp's default when None)
         self.lease = dt.timedelta(seconds=timeout_seconds) + LEASE_MARGIN
         self.busy: dict[ObjectId, int] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -61,10 +65,12 @@ class Sender:
 
     # ---- running ---------------------------------------------------------------------------------
     async def open(self) -> None:
-        """The HTTP client, created inside the running loop."""
+        """The HTTP client, created inside the running loop; its connections resolve through the guard."""
         if self.session is None:
+            guard = GuardedResolver(self.resolver or aiohttp.DefaultResolver(), self.allow_insecure,
+                                    owns_inner=self.resolver is None)
             self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                                 connector=aiohttp.TCPConnector(limit=0))
+                                                 connector=aiohttp.TCPConnector(limit=0, resolver=guard))
 
     async def start(self) -> None:
         await self.open()
@@ -112,11 +118,34 @@ class Sender:
                 continue
             for message in await self.repos.webhooks.lease(endpoint_id, now, self.name, now + self.lease, free):
                 self.busy[endpoint_id] = self.busy.get(endpoint_id, 0) + 1
-                task = asyncio.get_running_loop().create_task(self._deliver(endpoint, message))
+                task = asyncio.get_running_loop().create_task(self._lane(endpoint, message))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
                 started += 1
         return started
+
+    async def _lane(self, endpoint: dict, message: dict) -> None:
+        """One of an endpoint's senders: this message, then the endpoint's next due one (read again, as the
+        endpoint may have changed), until none is due; a busy partner is not held to one message a pass."""
+        endpoint_id = endpoint["_id"]
+        try:
+            while True:
+                await self._deliver(endpoint, message)
+                endpoint = await self.repos.webhooks.get_endpoint(endpoint_id)
+                now = self.clock.now()
+                found = await self.repos.webhooks.lease(endpoint_id, now, self.name, now + self.lease, 1) \
+                    if endpoint is not None else []
+                if not found:
+                    return
+                message = found[0]
+        except Exception:  # the store was unavailable: the next pass takes the endpoint up again
+            log.exception("webhook sender lane failed", extra={"endpointId": str(endpoint_id)})
+        finally:
+            left = self.busy.get(endpoint_id, 1) - 1
+            if left > 0:
+                self.busy[endpoint_id] = left
+            else:
+                self.busy.pop(endpoint_id, None)
 
     async def _deliver(self, endpoint: dict, message: dict) -> None:
         try:
@@ -128,12 +157,6 @@ class Sender:
             await self._record(endpoint, message, attempt, ok)
         except Exception:
             log.exception("webhook delivery failed", extra={"messageId": message["_id"]})
-        finally:
-            left = self.busy.get(endpoint["_id"], 1) - 1
-            if left > 0:
-                self.busy[endpoint["_id"]] = left
-            else:
-                self.busy.pop(endpoint["_id"], None)
 
     async def _attempt(self, endpoint: dict, message: dict) -> tuple[dict, bool]:
         now = self.clock.now()
@@ -145,7 +168,7 @@ class Sender:
         attempt: dict = {"at": now}
         started = time.monotonic()
         try:
-            await check_url(endpoint["url"], self.allow_insecure)
+            await check_url(endpoint["url"], self.allow_insecure, self.resolver)
             async with asyncio.timeout(self.timeout):
                 async with self.session.post(endpoint["url"], data=body, headers=headers,
                                              allow_redirects=False) as response:

@@ -2,7 +2,11 @@
 addresses, only when DIALER_WEBHOOKS_ALLOW_INSECURE is on, for trying it out). Checked when an endpoint is
 created or changed and again before every delivery, since DNS can change in between: the host is resolved
 and every address it resolves to must be public (private, loopback, link-local, the cloud metadata
-address, multicast, reserved and unspecified are refused)."""
+address, multicast, reserved and unspecified are refused).
+
+The addresses come from a resolver (anything with aiohttp's AbstractResolver.resolve; the system's
+getaddrinfo when none is given): the composition gives the same one to these checks and to the sender's
+connector, whose guard (dialer/delivery/guard.py) applies `check_addresses` to the very answer it connects to."""
 
 from __future__ import annotations
 
@@ -43,23 +47,35 @@ def check_shape(url: str, allow_insecure: bool) -> str:
     return host
 
 
-async def resolve(host: str, port: int | None) -> list[str]:
+async def resolve(host: str, port: int, resolver=None) -> list[str]:
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+        if resolver is not None:
+            found = await resolver.resolve(host, port, family=socket.AF_UNSPEC)
+            return sorted({r["host"] for r in found})
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
         raise UrlRefused(f"the host {host} does not resolve") from exc
     return sorted({info[4][0] for info in infos})
 
 
-async def check_url(url: str, allow_insecure: bool) -> list[str]:
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(address.split("%")[0])
+
+
+def check_addresses(host: str, addresses: list[str], allow_insecure: bool) -> None:
+    """UrlRefused unless every address the host resolved to may receive webhooks."""
+    if not addresses:
+        raise UrlRefused(f"the host {host} does not resolve")
+    if not allow_insecure and not all(_public(_ip(a)) for a in addresses):
+        raise UrlRefused(f"the host {host} resolves to a private, loopback, link-local or reserved address")
+
+
+async def check_url(url: str, allow_insecure: bool, resolver=None) -> list[str]:
     """The addresses the URL's host resolves to, once each is allowed; else UrlRefused."""
     host = check_shape(url, allow_insecure)
     parts = urlsplit(url)
-    addresses = await resolve(host, parts.port)
-    if parts.scheme == "http" and not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+    addresses = await resolve(host, parts.port or (443 if parts.scheme == "https" else 80), resolver)
+    if parts.scheme == "http" and not all(_ip(a).is_loopback for a in addresses):
         raise UrlRefused("http:// is allowed for loopback addresses only")
-    if not allow_insecure:
-        for address in addresses:
-            if not _public(ipaddress.ip_address(address.split("%")[0])):
-                raise UrlRefused(f"the host {host} resolves to a private, loopback, link-local or reserved address")
+    check_addresses(host, addresses, allow_insecure)
     return addresses

@@ -76,15 +76,17 @@ def check_events(events: Any) -> list[str]:
 
 
 class Webhooks:
-    def __init__(self, repo: WebhookRepo, clock: Clock, allow_insecure: bool, delays: tuple[float, ...]) -> None:
+    def __init__(self, repo: WebhookRepo, clock: Clock, allow_insecure: bool, delays: tuple[float, ...],
+                 resolver=None) -> None:
         self.repo = repo
+        self.resolver = resolver  # the sender's too (the composition's): one answer for checks and connections
         self.clock = clock
         self.allow_insecure = allow_insecure
         self.delays = delays
 
     async def _url(self, url: str) -> str:
         try:
-            await check_url(url, self.allow_insecure)
+            await check_url(url, self.allow_insecure, self.resolver)
         except UrlRefused as exc:
             raise Refused(400, "Bad Request", str(exc)) from None
         return url

@@ -7,6 +7,7 @@ import { mountCreate } from "./create.js";
 import { clear } from "./dom.js";
 import { Samples } from "./samples.js";
 import { mountSignIn } from "./signin.js";
+import { mountWebhooks } from "./webhooks.js";
 
 const KEY = "dialer.apiKey";
 const main = document.getElementById("main");
@@ -35,7 +36,7 @@ function keyRefused(err) {
 function signIn(key) {
   window.sessionStorage.setItem(KEY, key);
   signInNotice = "";
-  if (window.location.hash.startsWith("#/batches")) route();
+  if (window.location.hash.startsWith("#/batches") || window.location.hash === "#/webhooks") route();
   else window.location.hash = "#/batches";
 }
 
@@ -70,6 +71,9 @@ function route() {
   if (hash === "#/batches/new") {
     document.title = "New batch · Dialer console";
     unmount = mountCreate(main, ctx) || unmount;
+  } else if (hash === "#/webhooks") {
+    document.title = "Webhooks · Dialer console";
+    unmount = mountWebhooks(main, ctx) || unmount;
   } else if (batch) {
     document.title = "Batch · Dialer console";
     unmount = mountBatch(main, ctx, batch[1]) || unmount;
