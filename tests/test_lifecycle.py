@@ -7,8 +7,10 @@ import asyncio
 from collections import Counter
 
 import pytest
+from bson import ObjectId
 
 from dialer.api.appkeys import LIFECYCLE
+from dialer.core import machine
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness, nums
 
@@ -321,3 +323,16 @@ async def test_claims_a_stale_dispatcher_makes_during_a_cancel_end_cancelled_not
     assert len(h.sim.placed) == placed
     statuses = Counter(c["status"] for c in await api.all_calls(batch))
     assert statuses["queued"] == 0 and statuses["cancelled"] == 1500 - placed  # none left waiting for ever
+
+
+async def test_a_cancel_cut_short_by_a_crash_is_finished_by_its_retry(api, clock):
+    """Its process died between the cancel's move and the withdrawal (found by tests/test_crash.py): the
+    batch is cancelled and its calls still wait. The partner, who got no answer, retries the cancel: the
+    retry withdraws them and answers as a repeated cancel does."""
+    batch = await api.create_batch()
+    await api.add_calls(batch, nums(5))
+    assert await api.store.batches.move(ObjectId(batch), machine.CANCEL, clock.now())  # all it did
+    code, doc = await act(api, batch, "cancel")
+    assert code == 409 and doc["data"]["status"] == "cancelled"
+    assert Counter(c["status"] for c in await api.all_calls(batch)) == {"cancelled": 5}
+
