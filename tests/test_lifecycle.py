@@ -336,3 +336,19 @@ async def test_a_cancel_cut_short_by_a_crash_is_finished_by_its_retry(api, clock
     assert code == 409 and doc["data"]["status"] == "cancelled"
     assert Counter(c["status"] for c in await api.all_calls(batch)) == {"cancelled": 5}
 
+
+async def test_claims_of_a_dead_dispatcher_in_a_cancelled_batch_end_cancelled_not_queued(api, clock, engine_settings):
+    """A dispatcher claims calls and dies before placing them; the batch is cancelled meanwhile. The
+    reaper finds them unplaced and puts them back: in a cancelled batch they must be withdrawn, not
+    left queued for ever."""
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=1.0))
+    batch = await api.create_batch(concurrencyLimit=5)
+    await api.add_calls(batch, nums(5))
+    await h.engines[0].dispatcher.claim(clock.now())  # then the process dies
+    api.app[LIFECYCLE].settle_seconds = 0.1  # the cancel gives up waiting for the dead claims
+    code, doc = await act(api, batch, "cancel")
+    assert code == 200 and 0 < doc["data"]["counters"]["inFlight"] < 5
+    h.engines = [h.new_engine("survivor")]
+    clock.advance(300)  # past the lease
+    await h.engines[0].reaper.run()
+    assert Counter(c["status"] for c in await api.all_calls(batch)) == {"cancelled": 5} and not h.sim.placed
