@@ -65,7 +65,8 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Serv
     phones = PhoneNormaliser(settings.default_region, settings.strict_numbers)
     tenancy = Tenancy(repos.tenancy, clock, phones)
     batches = Batches(repos.batches, repos.calls, clock)
-    idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds)
+    idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds,
+                              settings.idempotency_claim_seconds)
     ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, metrics)
     events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds, metrics)
     # A stop waits at most for the claims' dial times (2 s ahead) and a create to time out.

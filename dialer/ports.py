@@ -120,7 +120,8 @@ class Finish:
 class CallRepo(Protocol):
     # -- ingestion and reading back
     async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
-        """Write one chunk by the enqueue rules: no active call for the callee -> a new queued call;
+        """Write one chunk by the enqueue rules: no active call for the callee -> a new queued call
+        (under the planned call's `call_id` when it has one, else a new id);
         a waiting (queued / held) one -> updated in place (variables replaced, input.phoneNumber,
         extension, timezones, zoneSource refreshed, nextAttemptAt never moved earlier); one in flight
         -> untouched, reported in `in_flight`. Races with other writers are resolved inside; a

@@ -29,6 +29,7 @@ ENV_NAMES = {
     "max_records_per_request": "DIALER_MAX_RECORDS",
     "chunk_size": "DIALER_CHUNK_SIZE",
     "idempotency_ttl_seconds": "DIALER_IDEMPOTENCY_TTL",
+    "idempotency_claim_seconds": "DIALER_IDEMPOTENCY_CLAIM_SECONDS",
     "admin_token": "DIALER_ADMIN_TOKEN",
     "demo_api_key": "DIALER_DEMO_API_KEY",
     "public_base_url": "DIALER_PUBLIC_BASE_URL",
@@ -72,6 +73,7 @@ class Settings:
     max_records_per_request: int = 100_000
     chunk_size: int = 1000
     idempotency_ttl_seconds: int = 86_400
+    idempotency_claim_seconds: float = 30.0  # a request that died unanswered holds its key this long
     admin_token: str = ""
     demo_api_key: str = ""
     public_base_url: str = ""

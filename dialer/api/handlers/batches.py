@@ -11,7 +11,7 @@ from dialer.api.appkeys import BATCHES, INGESTION, LIFECYCLE, PHONES, REPOS, TEN
 from dialer.api.auth import require_workspace
 from dialer.api.documented import WORKSPACE, Reply, documented, links_to, request_body, request_query
 from dialer.api.envelope import ApiError, envelope, ok
-from dialer.api.idempotent import idempotent, per_workspace
+from dialer.api.idempotent import CLAIM, idempotent, per_workspace
 from dialer.api.requests import BatchesQuery, CallsQuery, CancelOptions, CsvFile, CsvQuery, NoOptions, RetryOptions
 from dialer.core.batch_spec import (BatchSpecError, CreateBatchBody, UpdateBatchBody, parse_batch_spec,
                                     parse_batch_update)
@@ -82,7 +82,7 @@ CallsAnswer = r.envelope(r.CallsAdded, "CallsAddedAnswer")
 async def add_calls_to_batch(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     raw = await request.read()  # validated as AddCallsBody by the use case, after parsing large bodies aside
-    return _answer(await request.app[INGESTION].add_calls(principal, raw))
+    return _answer(await request.app[INGESTION].add_calls(principal, raw, request.get(CLAIM)))
 
 
 def _answer(outcome: Outcome) -> web.Response:

@@ -69,7 +69,7 @@ class MemoryCalls(OperatorsCalls, ChainCalls):
             earliest = utc(call.earliest)
             found = active.get(key)
             if found is None:
-                cid = next(new_ids)
+                cid = call.call_id or next(new_ids)
                 bid = cid.binary
                 docs[bid] = new_doc(batch_id, workspace_id, call, cid, key, QUEUED, earliest, now)
                 # The indexes of a new queued call (what _index does, inlined: this is the hot path).

@@ -96,7 +96,7 @@ class SqliteCalls(OperatorsCalls, ChainCalls):
         for call, key in zip(chunk, keys):
             doc = existing.get(key)
             if doc is None:
-                doc = new_call(batch, call, next(new_ids), key, QUEUED, now)
+                doc = new_call(batch, call, call.call_id or next(new_ids), key, QUEUED, now)
                 inserts.append(doc)
                 result.inserted += 1
             elif doc["status"] not in WAITING:
