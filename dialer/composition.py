@@ -74,7 +74,8 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock) -> Serv
                           settle_seconds=2 + settings.twilio_timeout_seconds + 3, intakes=repos.intakes)
     submissions = Submissions(tenancy, batches, repos.batches, ingestion, phones)
     enrollment = Enrollment(clock, tenancy, repos.tenancy, batches, repos.batches, repos.calls, repos.intakes, phones,
-                            ingestion.bodies, settings.idempotency_ttl_seconds, metrics)
+                            ingestion.bodies, settings.idempotency_ttl_seconds, metrics,
+                            lease_seconds=settings.intake_lease_seconds)
     chains = Chains(repos.calls, repos.batches, clock,
                     ChainRule(settings.chain_min_success_seconds, settings.chain_verdict_seconds))
     events.on_group_call_final = chains.advance

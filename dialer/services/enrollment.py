@@ -48,7 +48,7 @@ from dialer.services.ingestion import offload
 from dialer.services.tenancy import Principal, Tenancy
 
 log = logging.getLogger("dialer.enrollment")
-LEASE = dt.timedelta(seconds=60)
+LEASE_SECONDS = 60.0  # default: how long an intake being processed is left to its process
 MAX_INTAKE_BYTES = 15 * 1024 * 1024  # one MongoDB document (16 MiB), less room for our own fields
 CHUNK = 500
 NORMALIZE_IGNORED = ("normalizeFields was ignored: this workspace is not on the normalization allowlist "
@@ -65,7 +65,8 @@ class Answer:
 class Enrollment:
     def __init__(self, clock: Clock, tenancy: Tenancy, tenancy_repo: TenancyRepo, batches: Batches,
                  batch_repo: BatchRepo, calls: CallRepo, intakes: IntakeRepo, phones: PhoneNormaliser,
-                 bodies: BodyReader, ttl_seconds: int, metrics: Metrics | None = None, name: str | None = None) -> None:
+                 bodies: BodyReader, ttl_seconds: int, metrics: Metrics | None = None, name: str | None = None,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
         self.clock = clock
         self.tenancy = tenancy
         self.tenancy_repo = tenancy_repo
@@ -76,6 +77,7 @@ class Enrollment:
         self.phones = phones
         self.bodies = bodies  # large bodies are parsed aside, as addCallsToBatch's are
         self.ttl = dt.timedelta(seconds=ttl_seconds)
+        self.lease = dt.timedelta(seconds=lease_seconds)  # its process died: another resumes it after this
         self.metrics = metrics or Metrics()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"  # who holds an intake's lease
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
@@ -199,7 +201,7 @@ class Enrollment:
         now = self.clock.now()
         ids = {"intakeId": intake_id}
         try:
-            intake = await self.intakes.take(intake_id, self.name, now + LEASE, now)
+            intake = await self.intakes.take(intake_id, self.name, now + self.lease, now)
             if intake is None:
                 return False
             ids["batchId"] = intake["publicId"]
