@@ -151,9 +151,12 @@ class Enrollment:
 
     async def _accept(self, intake: dict, accepted: int, keyed: bool) -> bytes | None:
         """Reserve the credits and write the intake; None when written, else the answer to replay (a
-        concurrent request with the same key won). Credits are given back whenever nothing was written."""
+        concurrent request with the same key won). Credits are given back whenever nothing was written.
+        A keyed request reserves under its intake's id: the retry of one whose process died between
+        the reservation and the intake takes nothing more (the credits are spent once)."""
         ws = intake["workspaceId"]
-        ok, balance = await self.tenancy_repo.take_credits(ws, accepted)
+        ref, me = (intake["_id"], uuid.uuid4().hex) if keyed else (None, None)
+        ok, balance = await self.tenancy_repo.take_credits(ws, accepted, ref, me)
         if not ok:
             if keyed and (stored := await self._stored(intake["_id"])) is not None:
                 return stored  # the first request with this key took the credits: its answer stands
@@ -164,7 +167,7 @@ class Enrollment:
         try:
             existing = await self.intakes.insert(intake)
         except BaseException as exc:
-            await self._refund(ws, intake["credits"])
+            await self._refund(ws, intake["credits"], ref, me)
             if isinstance(exc, StoreUnavailable):
                 raise Refused(503, "Service Unavailable", "The database failed; nothing was scheduled. Retry.") from None
             if isinstance(exc, InvalidDocument):  # e.g. DocumentTooLarge: the size check should have caught it
@@ -172,8 +175,10 @@ class Enrollment:
                                                         "fewer per request.") from None
             raise
         if existing is None:
+            if ref is not None:
+                await self.tenancy_repo.settle_credits(ws, ref)  # spent
             return None
-        await self._refund(ws, intake["credits"])
+        await self._refund(ws, intake["credits"], ref, me)
         return existing["answer"].encode()
 
     async def _stored(self, intake_id: str) -> bytes | None:
@@ -185,8 +190,10 @@ class Enrollment:
             return None
         return found["answer"].encode()
 
-    async def _refund(self, workspace_id: ObjectId, credits: int) -> None:
-        if credits:
+    async def _refund(self, workspace_id: ObjectId, credits: int, ref: str | None, me: str | None) -> None:
+        if ref is not None:  # what this request reserved under the ref, if it did
+            await self.tenancy_repo.settle_credits(workspace_id, ref, refund_by=me)
+        elif credits:
             await self.tenancy_repo.add_credits(workspace_id, credits)
 
     # ---- scheduling ----------------------------------------------------------------------------
@@ -233,6 +240,8 @@ class Enrollment:
         if self.on_enqueued is not None:
             self.on_enqueued()
         await self.intakes.finish(intake["_id"], self.clock.now())
+        # The reservation's note, left by a process that died right after writing the intake.
+        await self.tenancy_repo.settle_credits(intake["workspaceId"], intake["_id"])
         return written, len(calls)
 
     async def resume(self, limit: int = 100) -> int:

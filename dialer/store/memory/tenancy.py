@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bson import ObjectId
 
+from dialer.ports import reservation_key
 from dialer.store.memory._common import clone, normalised
 
 
@@ -53,15 +54,29 @@ class MemoryTenancy:
         doc["credits"] += amount
         return clone(doc)
 
-    async def take_credits(self, workspace_id: ObjectId, amount: int) -> tuple[bool, int | None]:
+    async def take_credits(self, workspace_id: ObjectId, amount: int, ref: str | None = None,
+                           by: str | None = None) -> tuple[bool, int | None]:
         doc = self._workspaces.get(workspace_id)
         balance = None if doc is None else doc.get("credits")
         if balance is None:
             return True, None
+        if ref is not None and reservation_key(ref) in doc.get("reservations", {}):
+            return True, balance
         if balance < amount:
             return False, balance
         doc["credits"] = balance - amount
+        if ref is not None:
+            doc.setdefault("reservations", {})[reservation_key(ref)] = {"amount": amount, "by": by}
         return True, doc["credits"]
+
+    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None) -> None:
+        doc = self._workspaces.get(workspace_id) or {}
+        held = doc.get("reservations", {}).get(reservation_key(ref))
+        if held is None or (refund_by is not None and held["by"] != refund_by):
+            return
+        if refund_by is not None:
+            doc["credits"] += held["amount"]
+        del doc["reservations"][reservation_key(ref)]
 
     # ---- API keys --------------------------------------------------------------------------------
     async def insert_key(self, key: dict) -> None:
