@@ -53,6 +53,7 @@ class State:
     views: dict[str, dict]  # batch id -> GET /api/call/batches/{id} data
     calls: dict[str, list[dict]]  # batch id -> every call, from the pages
     credits: int | None
+    listed: set[str]  # every batch of the workspace, from GET /api/call/batches
 
 
 def failures(world: World, state: State, record: list[dict]) -> list[str]:
@@ -66,8 +67,13 @@ def failures(world: World, state: State, record: list[dict]) -> list[str]:
     return out
 
 
+def counters_differ(state: State) -> bool:
+    return bool(_counters(state))
+
+
 def _acknowledged(world: World, state: State) -> list[str]:
-    out = []
+    out = [f"batch {b} exists, but no createBatch or enrollment was answered with it"
+           for b in sorted(state.listed - set(world.batches))]
     for batch_id, numbers, data in world.acks:
         ids = {c["phoneNumber"]: c["callId"] for c in state.calls[batch_id]}
         if data.get("added") != len(numbers) or sorted(data.get("callIds", [])) != sorted(ids[n] for n in numbers if n in ids):

@@ -18,13 +18,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tests.crash_checks import BatchPlan, State, World
+from tests.crash_checks import BatchPlan, State, World, counters_differ
 from tests.crash_harness import Answer, Chaos
 
 CALLERS = ["+14155550101", "+14155550102"]
 ALL_DAY = {"start": "00:00", "end": "24:00"}
 CREDITS = 1_000_000
 SETTLE_TIMEOUT = 120.0
+COUNTERS_GRACE = 20.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ class Partner:
         self.world.batches[batch] = BatchPlan(batch)
         return batch
 
+    async def new_batch_with(self, records: int, limit: int) -> None:
+        """createBatch, then addCallsToBatch (both may be cut short by the kill)."""
+        await self.add_calls(await self.create_batch(f"{records} records", limit), records)
+
     async def add_calls(self, batch: str, n: int) -> None:
         numbers = self.numbers(n)
         records = [{"phoneNumber": number, "name": f"Contact {number[-7:]}", "account_id": number[-7:]}
@@ -150,8 +155,7 @@ class Partner:
         stop_at, cancel_at = rng.sample(range(2, max(4, v.kills // 2)), 2)
         for n in range(v.kills):
             if n == 0:
-                big = await self.create_batch("big", 50)
-                await self.during(self.add_calls(big, v.big), self.add_delay(v.big), f"addCallsToBatch of {v.big}")
+                await self.during(self.new_batch_with(v.big, 50), self.add_delay(v.big), f"addCallsToBatch of {v.big}")
             elif n == stop_at:
                 await self.right_after(self.operate(self.paused, "stop"), "right after a stop")
             elif n == cancel_at:
@@ -164,9 +168,9 @@ class Partner:
         rng, v = self.rng, self.volume
         kind = rng.choices(["add", "chain", "dupes", "cycle", "flight"], [3, 2, 1, 2, 2])[0]
         if kind == "add":
-            batch = self.cycled if rng.random() < 0.3 else await self.create_batch(f"round {n}", rng.choice([10, 30]))
             size = rng.randint(*v.add)
-            await self.during(self.add_calls(batch, size), self.add_delay(size), f"addCallsToBatch of {size}")
+            work = self.add_calls(self.cycled, size) if rng.random() < 0.3 else self.new_batch_with(size, rng.choice([10, 30]))
+            await self.during(work, self.add_delay(size), f"addCallsToBatch of {size}")
         elif kind in ("chain", "dupes"):
             size = rng.randint(*v.enroll)
             # Answered within ~10 ms, its batch and calls written in the background within as much again.
@@ -183,9 +187,9 @@ class Partner:
             await self.chaos.kill_after(rng.uniform(0.1, 0.8), "while calls are in flight")
 
     def add_delay(self, records: int) -> float:
-        """A moment inside an addCallsToBatch (here: ~0.15 s for 1,000 records, 0.6 s for 5,000), or just
-        after its answer."""
-        return self.rng.uniform(0.0, 1.5 * (0.01 + records * 0.00013))
+        """A moment inside a createBatch and addCallsToBatch (here: ~0.15 s for 1,000 records, 0.6 s for
+        5,000), or just after its answer."""
+        return self.rng.uniform(0.0, 1.5 * (0.02 + records * 0.00013))
 
     async def during(self, work, delay: float, label: str) -> None:
         await asyncio.gather(work, self.chaos.kill_after(delay, label))
@@ -203,16 +207,19 @@ class Partner:
     # ---- the settled state ---------------------------------------------------------------------
     async def settled(self, record) -> State:
         """Wait (bounded) until nothing moves: every batch final (the paused one without calls in
-        flight), the provider quiet with every call ended; then read the state."""
+        flight), the provider quiet with every call ended; then read the state. Counters written
+        behind (MongoDB: within half a second, drift repaired by the reaper's recount) get
+        COUNTERS_GRACE more to agree with the calls."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
-            state = await self.read_state()
-            waiting = self._unsettled(state, record())
-            if not waiting:
-                return state
+        while waiting := self._unsettled(state := await self.read_state(), record()):
             if time.monotonic() > deadline:
                 raise AssertionError(f"not settled after {SETTLE_TIMEOUT:.0f} s: {waiting}")
             await asyncio.sleep(0.5)
+        deadline = time.monotonic() + COUNTERS_GRACE
+        while counters_differ(state) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            state = await self.read_state()
+        return state
 
     def _unsettled(self, state: State, record: list[dict]) -> list[str]:
         out = [f"batch {b} {v['status']} (inFlight {v['counters']['inFlight']}, waiting {v['counters']['waiting']})"
@@ -231,7 +238,16 @@ class Partner:
             views[batch] = (await self.ok("GET", f"/api/call/batches/{batch}")).json()["data"]
             calls[batch] = await self.all_calls(batch)
         ws = (await self.ok("GET", f"/api/admin/workspaces/{self.workspace}", admin=True)).json()["data"]
-        return State(views, calls, ws["credits"])
+        return State(views, calls, ws["credits"], await self.listed())
+
+    async def listed(self) -> set[str]:
+        """Every batch of the workspace, as GET /api/call/batches lists them."""
+        out, cursor = set(), None
+        while True:
+            page = (await self.ok("GET", "/api/call/batches?limit=100" + (f"&cursor={cursor}" if cursor else ""))).json()
+            out |= {b["batchId"] for b in page["data"]["batches"]}
+            if not (cursor := page["data"]["nextCursor"]):
+                return out
 
     async def all_calls(self, batch: str) -> list[dict]:
         out, cursor = [], None
