@@ -321,3 +321,22 @@ async def test_a_claim_is_renewed_while_its_request_runs(api):
     with pytest.raises(KeyInUse):
         await idempotency.once("ws", "k", "POST /x", "f", slow)
     assert (await first).code == 200
+
+
+async def test_a_create_cut_short_by_a_crash_makes_one_batch(api, clock, monkeypatch):
+    """Found by tests/test_crash.py: the process died between the batch's insert and storing the answer;
+    the retry that took the key over made a second batch, which nobody was ever told of."""
+    async def dies(*args):
+        raise ProcessDied
+
+    async def nothing_released_by_the_dead(*args):
+        pass
+
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "finish", dies)
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "release", nothing_released_by_the_dead)
+    code, _, _ = await send(api, CREATE, batch_body(api), "crm-sync-9")
+    assert code == 500 and len(await batch_ids(api)) == 1  # inserted, unanswered
+    monkeypatch.undo()
+    clock.advance(31)  # past its claim
+    code, body, _ = await send(api, CREATE, batch_body(api), "crm-sync-9")
+    assert code == 200 and await batch_ids(api) == [json.loads(body)["data"]["batchId"]]

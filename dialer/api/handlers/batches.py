@@ -63,7 +63,8 @@ async def create_batch(request: web.Request) -> web.Response:
             raise ApiError(404, "Not Found", "no agent found for the batch's calling numbers")
     if not (spec.calling_numbers or agent["callingNumbers"]):
         raise ApiError(400, "Bad Request", "the batch has no calling number: give callingNumbers or an agent that owns some")
-    batch = await request.app[BATCHES].create(principal.workspace_id, agent, spec)
+    claim = request.get(CLAIM)  # under an Idempotency-Key: the batch's id is the claim's first
+    batch = await request.app[BATCHES].create(principal.workspace_id, agent, spec, claim and claim.object_id(0))
     return ok({"batchId": str(batch["_id"]), **batch_view(batch)}, "Batch created")
 
 
