@@ -76,7 +76,8 @@ def _acknowledged(world: World, state: State) -> list[str]:
            for b in sorted(state.listed - set(world.batches))]
     for batch_id, numbers, data in world.acks:
         ids = {c["phoneNumber"]: c["callId"] for c in state.calls[batch_id]}
-        if data.get("added") != len(numbers) or sorted(data.get("callIds", [])) != sorted(ids[n] for n in numbers if n in ids):
+        theirs = sorted(ids[n] for n in numbers if n in ids)
+        if data.get("added") != len(numbers) or sorted(data.get("callIds", [])) != theirs:
             out.append(f"addCallsToBatch into {batch_id}: {len(numbers)} records answered {data.get('added')} added, "
                        f"callIds not those of the batch's calls for them")
     for key, numbers, answer in world.enrolled:
@@ -183,7 +184,8 @@ def _money_and_keys(world: World, state: State) -> list[str]:
     if spent != accepted:
         out.append(f"credits spent {spent} != contacts accepted {accepted}")
     for key, answers in world.answers.items():
-        kept = {(a.status, a.body) for _, a in answers if a.status < 500 and not (a.status == 409 and b"header" in a.body)}
+        kept = {(a.status, a.body) for _, a in answers
+                if a.status < 500 and not (a.status == 409 and b"header" in a.body)}  # not a key still in use
         if len(kept) > 1:
             out.append(f"Idempotency-Key {key} answered {len(kept)} ways: {[(s, b[:120]) for s, b in kept]}")
     return out

@@ -160,7 +160,8 @@ class Partner:
                 await self.right_after(self.operate(self.paused, "stop"), "right after a stop")
             elif n == cancel_at:
                 body = {"hangUp": rng.random() < 0.5}
-                await self.during(self.operate(self.cancelled, "cancel", body), rng.uniform(0.0, 0.5), "during a cancel")
+                await self.during(self.operate(self.cancelled, "cancel", body), rng.uniform(0.0, 0.5),
+                                  "during a cancel")
             else:
                 await self.random_round(n)
 
@@ -169,14 +170,18 @@ class Partner:
         kind = rng.choices(["add", "chain", "dupes", "cycle", "flight"], [3, 2, 1, 2, 2])[0]
         if kind == "add":
             size = rng.randint(*v.add)
-            work = self.add_calls(self.cycled, size) if rng.random() < 0.3 else self.new_batch_with(size, rng.choice([10, 30]))
+            if rng.random() < 0.3:
+                work = self.add_calls(self.cycled, size)
+            else:
+                work = self.new_batch_with(size, rng.choice([10, 30]))
             await self.during(work, self.add_delay(size), f"addCallsToBatch of {size}")
         elif kind in ("chain", "dupes"):
             size = rng.randint(*v.enroll)
             # Answered within ~10 ms, its batch and calls written in the background within as much again.
             await self.during(self.enroll(size, kind == "chain"), rng.uniform(0.0, 0.03), f"enrollment of {size}")
         elif kind == "cycle":
-            verb = "start" if self.world.batches[self.cycled].quiet and self.world.batches[self.cycled].quiet[-1][1] is None else "stop"
+            quiet = self.world.batches[self.cycled].quiet
+            verb = "start" if quiet and quiet[-1][1] is None else "stop"
             if rng.random() < 0.5:
                 await self.right_after(self.operate(self.cycled, verb), f"right after a {verb}")
             else:
@@ -244,7 +249,8 @@ class Partner:
         """Every batch of the workspace, as GET /api/call/batches lists them."""
         out, cursor = set(), None
         while True:
-            page = (await self.ok("GET", "/api/call/batches?limit=100" + (f"&cursor={cursor}" if cursor else ""))).json()
+            query = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
+            page = (await self.ok("GET", f"/api/call/batches{query}")).json()
             out |= {b["batchId"] for b in page["data"]["batches"]}
             if not (cursor := page["data"]["nextCursor"]):
                 return out
