@@ -91,9 +91,7 @@ class Ingestion:
             raise Refused(400, "Bad Request",
                            f"{len(plan.errors)} of {plan.records} records are invalid; nothing was written",
                            data=plan.error_view())
-        if claim is not None:
-            for n, call in enumerate(plan.calls):
-                call.call_id = claim.object_id(n)
+        self.name_calls(plan, claim)
         outcome = await self.write_plan(batch, plan)
         self.metrics.records.labels("accepted").inc(plan.records)
         # A large request leaves millions of objects behind. Freed in one go (one C call, holding the
@@ -115,6 +113,13 @@ class Ingestion:
             plan.errors += await offload(len(records), oversized_records, records)
             plan.errors.sort(key=lambda e: e.index)
         return plan
+
+    @staticmethod
+    def name_calls(plan: Plan, claim: Claim | None) -> None:
+        """Under an Idempotency-Key, the plan's new calls take the claim's ids (see write_plan)."""
+        if claim is not None:
+            for n, call in enumerate(plan.calls):
+                call.call_id = claim.object_id(n)
 
     def _context(self, batch: dict, agent: dict) -> IngestContext:
         now = self.clock.now()

@@ -196,4 +196,5 @@ async def upload_csv(request: web.Request) -> web.Response:
     """The CSV file is the body (any content type); `?dryRun=true` checks it without writing."""
     batch = await _owned_batch(request)
     query = request_query(request)
-    return _answer(await import_csv(request.app[INGESTION], batch, await request.read(), query.dryRun))
+    return _answer(await import_csv(request.app[INGESTION], batch, await request.read(), query.dryRun,
+                                    request.get(CLAIM)))
