@@ -340,3 +340,29 @@ async def test_a_create_cut_short_by_a_crash_makes_one_batch(api, clock, monkeyp
     clock.advance(31)  # past its claim
     code, body, _ = await send(api, CREATE, batch_body(api), "crm-sync-9")
     assert code == 200 and await batch_ids(api) == [json.loads(body)["data"]["batchId"]]
+
+
+async def test_a_submit_cut_short_by_a_crash_makes_one_batch_and_calls_each_recipient_once(api, clock, monkeypatch):
+    """As tests/test_crash.py found for createBatch and addCallsToBatch: the process died after the
+    ElevenLabs face's submit had written its batch and calls; the retry that takes its key over finds
+    both, though the calls have ended meanwhile."""
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "finish", died)
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "release", died_silently)
+    body = {"call_name": "Survey", "agent_id": str(api.agent["_id"]), "recipients": recipients(3)}
+    code, _, _ = await send(api, SUBMIT, body, "s-9", headers={"xi-api-key": api.key})
+    [batch] = await batch_ids(api)
+    assert code == 500
+    monkeypatch.undo()
+    assert await api.store.calls.withdraw(ObjectId(batch), clock.now(), {"at": clock.now(), "event": "x"}, 10) == 3
+    clock.advance(31)
+    code, answer, _ = await send(api, SUBMIT, body, "s-9", headers={"xi-api-key": api.key})
+    assert code == 200 and await batch_ids(api) == [json.loads(answer)["id"]] == [batch]
+    assert len(await api.all_calls(batch)) == 3
+
+
+async def died(*args):
+    raise ProcessDied
+
+
+async def died_silently(*args):
+    """A dead process releases nothing."""
