@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import logging
 import os
 import time
@@ -60,16 +61,20 @@ class StoredResponse:
     replayed: bool = False  # the stored answer to an earlier request with this key
 
 
+_CLAIMS = itertools.count(int.from_bytes(os.urandom(4), "big") >> 1)  # from a random start, per process
+
+
 @dataclass(frozen=True)
 class Claim:
-    """This request owns its key. `ids`: 8 bytes (a timestamp, then random) that prefix the ids its
-    writes may take, kept by a request that takes over the key of one whose process died."""
+    """This request owns its key. `ids`: 8 bytes (the time in seconds, then a counter of the process's
+    claims) that prefix the ids its writes may take, kept by a request that takes over the key of one
+    whose process died. Ids of later claims sort after, as ObjectIds made later do (enqueue order)."""
 
     ids: bytes
 
     @staticmethod
     def new() -> "Claim":
-        return Claim(int(time.time()).to_bytes(4, "big") + os.urandom(4))
+        return Claim(int(time.time()).to_bytes(4, "big") + (next(_CLAIMS) % (1 << 32)).to_bytes(4, "big"))
 
     def object_id(self, n: int) -> ObjectId:
         """The n-th id of this request's writes: in the order of n, after the ids made before it."""
