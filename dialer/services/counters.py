@@ -3,9 +3,10 @@
 The counters are kept by the call transitions themselves (CallRepo.tallies); with MongoDB a
 transition and its counter increment are two writes, so a crash between them leaves the counters off
 by that transition. Periodically, for each running batch, the kept tallies are compared with a fresh
-recount of the calls. A difference seen once may be a transition caught between its two writes; the
-same difference seen on the next run is drift, and is added as a correction (an increment, never an
-overwrite, so transitions meanwhile are not lost).
+recount of the calls, read between two reads of the tallies: when those differ, a transition landed
+meanwhile and the comparison says nothing. A difference seen once may be a transition caught between
+its two writes; the same difference seen on the next run is drift, and is added as a correction (an
+increment, never an overwrite, so transitions meanwhile are not lost).
 """
 
 from __future__ import annotations
@@ -56,7 +57,15 @@ class CounterReconciler:
         return repaired
 
     async def check(self, batch_id: ObjectId) -> bool:
-        delta = difference(await self.calls.recount(batch_id), await self.calls.tallies(batch_id))
+        kept = await self.calls.tallies(batch_id)
+        actual = await self.calls.recount(batch_id)
+        if await self.calls.tallies(batch_id) != kept:
+            # A transition landed between the reads: their difference is no drift. On a busy batch the
+            # same kind of transition (a call starting to ring) lands run after run, and its difference
+            # would pass for drift seen twice.
+            self._suspect.pop(batch_id, None)
+            return False
+        delta = difference(actual, kept)
         if not delta:
             self._suspect.pop(batch_id, None)
             return False
