@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench load worker clean
+.PHONY: run test chaos bench load worker clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM)
 	DIALER_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+
+# The crash tests at length (make test runs them bounded: 20 kills, seed 1): kill -9 at seeded random
+# moments of real traffic, then the invariants. CHAOS_SEED=N replays a run; CHAOS_KILLS, CHAOS_BIG
+# (records of the first addCallsToBatch) set its size.
+CHAOS_SEED ?= $(shell date +%s)
+chaos: $(STAMP)
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_KILLS=$${CHAOS_KILLS:-60} CHAOS_BIG=$${CHAOS_BIG:-5000} \
+		$(BIN)/python -m pytest -q -s tests/test_crash.py
 
 LOAD_STAMP := $(VENV)/.load-installed
 $(LOAD_STAMP): $(STAMP)

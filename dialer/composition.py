@@ -69,7 +69,8 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock, resolve
     phones = PhoneNormaliser(settings.default_region, settings.strict_numbers)
     tenancy = Tenancy(repos.tenancy, clock, phones)
     batches = Batches(repos.batches, repos.calls, clock)
-    idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds)
+    idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds,
+                              settings.idempotency_claim_seconds)
     ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, metrics)
     events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds, metrics)
     # A stop waits at most for the claims' dial times (2 s ahead) and a create to time out.
@@ -77,7 +78,8 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock, resolve
                           settle_seconds=2 + settings.twilio_timeout_seconds + 3, intakes=repos.intakes)
     submissions = Submissions(tenancy, batches, repos.batches, ingestion, phones)
     enrollment = Enrollment(clock, tenancy, repos.tenancy, batches, repos.batches, repos.calls, repos.intakes, phones,
-                            ingestion.bodies, settings.idempotency_ttl_seconds, metrics)
+                            ingestion.bodies, settings.idempotency_ttl_seconds, metrics,
+                            lease_seconds=settings.intake_lease_seconds)
     chains = Chains(repos.calls, repos.batches, clock,
                     ChainRule(settings.chain_min_success_seconds, settings.chain_verdict_seconds))
     events.on_group_call_final = chains.advance

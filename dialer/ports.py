@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
@@ -133,7 +134,8 @@ class Finish:
 class CallRepo(Protocol):
     # -- ingestion and reading back
     async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
-        """Write one chunk by the enqueue rules: no active call for the callee -> a new queued call;
+        """Write one chunk by the enqueue rules: no active call for the callee -> a new queued call
+        (under the planned call's `call_id` when it has one, else a new id);
         a waiting (queued / held) one -> updated in place (variables replaced, input.phoneNumber,
         extension, timezones, zoneSource refreshed, nextAttemptAt never moved earlier); one in flight
         -> untouched, reported in `in_flight`. Races with other writers are resolved inside; a
@@ -354,9 +356,22 @@ class TenancyRepo(Protocol):
         """credits += amount (negative takes away, never below zero) when the workspace has a balance
         (credits set); the workspace after, or None when unknown, unlimited or the balance is too small."""
 
-    async def take_credits(self, workspace_id: ObjectId, amount: int) -> tuple[bool, int | None]:
+    async def take_credits(self, workspace_id: ObjectId, amount: int, ref: str | None = None,
+                           by: str | None = None) -> tuple[bool, int | None]:
         """Reserve `amount` credits atomically: (True, balance after) when the balance covers it, (True,
-        None) when the workspace is unlimited (no balance set), (False, balance) when it does not."""
+        None) when the workspace is unlimited (no balance set), (False, balance) when it does not.
+        With `ref` (an enrollment intake's id) the reservation is noted with the workspace under it (by
+        the request `by`) until `settle_credits`: another under a noted ref takes nothing and answers
+        (True, balance) (the retry of a request whose process died after reserving)."""
+
+    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None) -> None:
+        """Forget the reservation noted under `ref`: spent (its intake is written); with `refund_by`,
+        given back first, if that request made it (its intake lost to another with the same key)."""
+
+
+def reservation_key(ref: str) -> str:
+    """Where a workspace notes the reservation made under `ref`: a field name any store accepts."""
+    return hashlib.sha256(ref.encode()).hexdigest()[:32]
 
 
 # ---------------------------------------------------------------------------------------- idempotency

@@ -29,6 +29,8 @@ ENV_NAMES = {
     "warm_body_parser": "DIALER_WARM_BODY_PARSER",
     "chunk_size": "DIALER_CHUNK_SIZE",
     "idempotency_ttl_seconds": "DIALER_IDEMPOTENCY_TTL",
+    "idempotency_claim_seconds": "DIALER_IDEMPOTENCY_CLAIM_SECONDS",
+    "intake_lease_seconds": "DIALER_INTAKE_LEASE_SECONDS",
     "admin_token": "DIALER_ADMIN_TOKEN",
     "demo_api_key": "DIALER_DEMO_API_KEY",
     "public_base_url": "DIALER_PUBLIC_BASE_URL",
@@ -75,6 +77,8 @@ class Settings:
     warm_body_parser: bool = True  # start the large-body parser process with the server, not on the first body
     chunk_size: int = 1000
     idempotency_ttl_seconds: int = 86_400
+    idempotency_claim_seconds: float = 30.0  # a request that died unanswered holds its key this long
+    intake_lease_seconds: float = 60.0  # an enrollment intake whose process died waits this long to resume
     admin_token: str = ""
     demo_api_key: str = ""
     public_base_url: str = ""

@@ -72,6 +72,7 @@ class FakeTwilio:
         self.calls: dict[str, dict[str, Any]] = {}
         self.callbacks: list[RecordedCallback] = []
         self.number_errors: dict[str, tuple[int, int, str]] = {}  # To -> (status, code, message), every time
+        self.on_create: Callable[[dict[str, Any]], None] | None = None  # told of each call a create made
         self._fails: list[_Fault] = []
         self._delays: list[_Fault] = []
         self._drops: list[_Fault] = []
@@ -82,7 +83,7 @@ class FakeTwilio:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         self._closing.clear()
         app = web.Application(middlewares=[self._record_and_authenticate])
         calls, call = API + "/Calls.json", API + "/Calls/{sid}.json"
@@ -92,7 +93,7 @@ class FakeTwilio:
         app.router.add_post(call, self._update)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self._port = self._runner.addresses[0][1]
         self._session = aiohttp.ClientSession()
@@ -223,6 +224,8 @@ class FakeTwilio:
         delay = self._take(self._delays).delay if self._delays else 0.0
         refusal = self._refusal(form)
         call = None if refusal else self._new_call(form)  # created before a late answer, as Twilio would
+        if call is not None and self.on_create is not None:
+            self.on_create(call)
         if delay:
             try:
                 await asyncio.wait_for(self._closing.wait(), delay)

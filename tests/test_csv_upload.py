@@ -4,7 +4,10 @@ ingestion rules per row, rejected rows reported with their file lines, on every 
 from __future__ import annotations
 
 import pytest
+from bson import ObjectId
 
+from dialer.api.appkeys import IDEMPOTENCY
+from dialer.composition import build_app
 from tests.conftest import make_api
 
 
@@ -161,3 +164,34 @@ async def test_a_bad_idempotency_key_is_refused_on_a_dry_run_too(api):
     resp = await api.client.post(f"/api/call/batches/{batch}/csv?dryRun=true", data=b"phone\n+12125550101\n",
                                  headers=api.headers(**{"Idempotency-Key": ""}))
     assert resp.status == 400 and "empty" in (await resp.json())["errorMessage"]
+
+
+async def test_an_upload_cut_short_by_a_crash_is_finished_by_its_retry_writing_nothing_twice(settings, clock,
+                                                                                            aiohttp_client, monkeypatch):
+    """The process died after the first chunk of an upload (what tests/test_crash.py found for
+    addCallsToBatch): the console's retry with the file's key, once the dead request's claim has run out,
+    finds the calls it wrote by their ids, though they have ended meanwhile."""
+    app = build_app(settings.replace(chunk_size=2), clock)
+    api = await make_api(await aiohttp_client(app), app)
+    batch = await api.create_batch()
+    enqueue, written = api.store.calls.enqueue, []
+
+    async def dies_after_the_first_chunk(*args):
+        if written:
+            raise RuntimeError("the process died here")
+        written.append(await enqueue(*args))
+        return written[-1]
+
+    async def nothing_released_by_the_dead(*args):
+        pass
+
+    monkeypatch.setattr(api.store.calls, "enqueue", dies_after_the_first_chunk)
+    monkeypatch.setattr(app[IDEMPOTENCY], "release", nothing_released_by_the_dead)
+    code, _, _ = await upload(api, batch, csv_of(GOOD), **{"Idempotency-Key": "file-1"})
+    assert code == 500 and len(written[0].call_ids) == 2
+    monkeypatch.undo()
+    assert await api.store.calls.withdraw(ObjectId(batch), clock.now(), {"at": clock.now(), "event": "x"}, 10) == 2
+    clock.advance(31)  # past the dead request's claim
+    code, doc, _ = await upload(api, batch, csv_of(GOOD), **{"Idempotency-Key": "file-1"})
+    assert code == 200 and doc["data"]["added"] == 5
+    assert sorted(c["phoneNumber"] for c in await api.all_calls(batch)) == [f"+1212555{i:04d}" for i in range(5)]

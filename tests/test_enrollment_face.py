@@ -355,3 +355,30 @@ async def test_admin_settings_need_one_change_and_not_both_credit_fields(api):
     assert code == 400 and "body must be an object with credits" in doc["errorMessage"]
     code, doc = await admin_patch(api, {"credits": 5, "addCredits": 1})
     assert code == 400 and doc["errorMessage"] == "give credits or addCredits, not both"
+
+
+async def test_an_enrollment_killed_between_its_credits_and_its_intake_spends_them_once(api, monkeypatch):
+    """Found by tests/test_crash.py: the process died (kill -9) after reserving the credits and before
+    writing the intake; the partner's retry with its key reserved them again (spent 2 x accepted)."""
+    await admin_patch(api, {"credits": 100})
+    body = {"groupByField": "account_id", "contacts": [contact(f"+1212555010{i}", account_id="A") for i in range(3)]}
+
+    async def dies(intake):
+        raise ProcessDied
+
+    async def gives_nothing_back(*args, **kwargs):  # a dead process runs no more code
+        pass
+
+    monkeypatch.setattr(api.store.intakes, "insert", dies)
+    monkeypatch.setattr(api.store.tenancy, "settle_credits", gives_nothing_back)
+    code, _, _, _ = await enroll(api, body, idem="crm-7")
+    assert code == 500 and (await api.tenancy.get_workspace(api.workspace_id))["credits"] == 97
+    monkeypatch.undo()
+    code, answer, _, _ = await enroll(api, body, idem="crm-7")
+    assert code == 202 and answer["accepted"] == 3 and len(await api.all_calls(answer["batchId"])) == 3
+    workspace = await api.tenancy.get_workspace(api.workspace_id)
+    assert workspace["credits"] == 97 and not workspace.get("reservations")  # spent once, nothing noted
+
+
+class ProcessDied(Exception):
+    """What the dead process's request saw last (the test's stand-in for kill -9)."""

@@ -10,9 +10,13 @@ import datetime as dt
 import json
 
 import pytest
+from bson import ObjectId
 from elevenlabs.core.api_error import ApiError
 
-from dialer.api.appkeys import BATCHES
+from dialer.api.appkeys import BATCHES, IDEMPOTENCY
+from dialer.composition import build_app
+from dialer.core.clock import SystemClock
+from dialer.services.idempotency import Idempotency, KeyInUse, StoredResponse
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness, nums
 from tests.test_elevenlabs_face import recipients, sdk
@@ -257,3 +261,108 @@ async def test_credits_added_by_a_retried_settings_change_are_added_once(api):
     assert code == code2 == 200 and again == first and replay["Idempotent-Replay"] == "true"
     _, doc = await api.get(settings, key="admin-secret")
     assert doc["data"]["credits"] == 1100
+
+
+async def test_an_add_cut_short_by_a_crash_is_finished_by_its_retry_writing_nothing_twice(settings, clock,
+                                                                                        aiohttp_client, monkeypatch):
+    """Found by tests/test_crash.py: the process died (kill -9) after the first chunk of an addCallsToBatch.
+    Its key was held for ten minutes; then a retry ran it afresh and wrote a second call for every number
+    whose first call had ended meanwhile. Now the key is free once its claim runs out (claim_seconds,
+    renewed while a request runs) and the retry finds the calls the dead request wrote by their ids."""
+    app = build_app(settings.replace(chunk_size=2, idempotency_claim_seconds=30), clock)
+    api = await make_api(await aiohttp_client(app), app)
+    batch = await api.create_batch()
+    records = nums(5)
+    enqueue, written = api.store.calls.enqueue, []
+
+    async def dies_after_the_first_chunk(*args):
+        if written:
+            raise ProcessDied
+        written.append(await enqueue(*args))
+        return written[-1]
+
+    async def nothing_released_by_the_dead(*args):
+        pass
+
+    monkeypatch.setattr(api.store.calls, "enqueue", dies_after_the_first_chunk)
+    monkeypatch.setattr(app[IDEMPOTENCY], "release", nothing_released_by_the_dead)
+    code, _ = await api.add_calls(batch, records, headers={"Idempotency-Key": "sync-7"})
+    assert code == 500 and len(written[0].call_ids) == 2
+    monkeypatch.undo()
+    # The two calls it wrote were placed and ended (here: withdrawn) before the partner retried.
+    assert await api.store.calls.withdraw(ObjectId(batch), clock.now(), {"at": clock.now(), "event": "x"}, 10) == 2
+    code, doc = await api.add_calls(batch, records, headers={"Idempotency-Key": "sync-7"})
+    assert code == 409 and doc["data"] == {"header": "Idempotency-Key"}  # its claim still runs
+    clock.advance(31)
+    code, doc = await api.add_calls(batch, records, headers={"Idempotency-Key": "sync-7"})
+    assert code == 200 and doc["data"]["added"] == 5 and set(written[0].call_ids) <= set(doc["data"]["callIds"])
+    calls = await api.all_calls(batch)
+    assert sorted(c["phoneNumber"] for c in calls) == sorted(r["phoneNumber"] for r in records)  # one call each
+    assert sorted(c["callId"] for c in calls) == sorted(doc["data"]["callIds"])
+
+
+class ProcessDied(Exception):
+    """What the dead process's request saw last (the test's stand-in for kill -9)."""
+
+
+async def test_a_claim_is_renewed_while_its_request_runs(api):
+    """A request longer than claim_seconds keeps its key: a second request with it waits (409)."""
+    idempotency = Idempotency(api.store.idempotency, SystemClock(), 3600, claim_seconds=0.3)
+    started = asyncio.Event()
+
+    async def slow(claim):
+        started.set()
+        await asyncio.sleep(1.0)  # the request's own work, three claim periods long
+        return StoredResponse(200, "{}")
+
+    first = asyncio.ensure_future(idempotency.once("ws", "k", "POST /x", "f", slow))
+    await started.wait()
+    await asyncio.sleep(0.6)
+    with pytest.raises(KeyInUse):
+        await idempotency.once("ws", "k", "POST /x", "f", slow)
+    assert (await first).code == 200
+
+
+async def test_a_create_cut_short_by_a_crash_makes_one_batch(api, clock, monkeypatch):
+    """Found by tests/test_crash.py: the process died between the batch's insert and storing the answer;
+    the retry that took the key over made a second batch, which nobody was ever told of."""
+    async def dies(*args):
+        raise ProcessDied
+
+    async def nothing_released_by_the_dead(*args):
+        pass
+
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "finish", dies)
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "release", nothing_released_by_the_dead)
+    code, _, _ = await send(api, CREATE, batch_body(api), "crm-sync-9")
+    assert code == 500 and len(await batch_ids(api)) == 1  # inserted, unanswered
+    monkeypatch.undo()
+    clock.advance(31)  # past its claim
+    code, body, _ = await send(api, CREATE, batch_body(api), "crm-sync-9")
+    assert code == 200 and await batch_ids(api) == [json.loads(body)["data"]["batchId"]]
+
+
+async def test_a_submit_cut_short_by_a_crash_makes_one_batch_and_calls_each_recipient_once(api, clock, monkeypatch):
+    """As tests/test_crash.py found for createBatch and addCallsToBatch: the process died after the
+    ElevenLabs face's submit had written its batch and calls; the retry that takes its key over finds
+    both, though the calls have ended meanwhile."""
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "finish", died)
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "release", died_silently)
+    body = {"call_name": "Survey", "agent_id": str(api.agent["_id"]), "recipients": recipients(3)}
+    code, _, _ = await send(api, SUBMIT, body, "s-9", headers={"xi-api-key": api.key})
+    [batch] = await batch_ids(api)
+    assert code == 500
+    monkeypatch.undo()
+    assert await api.store.calls.withdraw(ObjectId(batch), clock.now(), {"at": clock.now(), "event": "x"}, 10) == 3
+    clock.advance(31)
+    code, answer, _ = await send(api, SUBMIT, body, "s-9", headers={"xi-api-key": api.key})
+    assert code == 200 and await batch_ids(api) == [json.loads(answer)["id"]] == [batch]
+    assert len(await api.all_calls(batch)) == 3
+
+
+async def died(*args):
+    raise ProcessDied
+
+
+async def died_silently(*args):
+    """A dead process releases nothing."""

@@ -7,8 +7,10 @@ import asyncio
 from collections import Counter
 
 import pytest
+from bson import ObjectId
 
 from dialer.api.appkeys import LIFECYCLE
+from dialer.core import machine
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness, nums
 
@@ -321,3 +323,32 @@ async def test_claims_a_stale_dispatcher_makes_during_a_cancel_end_cancelled_not
     assert len(h.sim.placed) == placed
     statuses = Counter(c["status"] for c in await api.all_calls(batch))
     assert statuses["queued"] == 0 and statuses["cancelled"] == 1500 - placed  # none left waiting for ever
+
+
+async def test_a_cancel_cut_short_by_a_crash_is_finished_by_its_retry(api, clock):
+    """Its process died between the cancel's move and the withdrawal (found by tests/test_crash.py): the
+    batch is cancelled and its calls still wait. The partner, who got no answer, retries the cancel: the
+    retry withdraws them and answers as a repeated cancel does."""
+    batch = await api.create_batch()
+    await api.add_calls(batch, nums(5))
+    assert await api.store.batches.move(ObjectId(batch), machine.CANCEL, clock.now())  # all it did
+    code, doc = await act(api, batch, "cancel")
+    assert code == 409 and doc["data"]["status"] == "cancelled"
+    assert Counter(c["status"] for c in await api.all_calls(batch)) == {"cancelled": 5}
+
+
+async def test_claims_of_a_dead_dispatcher_in_a_cancelled_batch_end_cancelled_not_queued(api, clock, engine_settings):
+    """A dispatcher claims calls and dies before placing them; the batch is cancelled meanwhile. The
+    reaper finds them unplaced and puts them back: in a cancelled batch they must be withdrawn, not
+    left queued for ever."""
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=1.0))
+    batch = await api.create_batch(concurrencyLimit=5)
+    await api.add_calls(batch, nums(5))
+    await h.engines[0].dispatcher.claim(clock.now())  # then the process dies
+    api.app[LIFECYCLE].settle_seconds = 0.1  # the cancel gives up waiting for the dead claims
+    code, doc = await act(api, batch, "cancel")
+    assert code == 200 and 0 < doc["data"]["counters"]["inFlight"] < 5
+    h.engines = [h.new_engine("survivor")]
+    clock.advance(300)  # past the lease
+    await h.engines[0].reaper.run()
+    assert Counter(c["status"] for c in await api.all_calls(batch)) == {"cancelled": 5} and not h.sim.placed

@@ -21,9 +21,10 @@ import logging
 
 from dialer.core.clock import Clock
 from dialer.core.machine import START_SCHEDULED
-from dialer.core.statuses import CallStatus
+from dialer.core.statuses import BatchStatus, CallStatus
 from dialer.ports import Repositories
 from dialer.services.call_events import FINAL, PROGRESS, CallEvents, lease_for
+from dialer.services.calls import withdraw_all
 from dialer.services.chains import Chains
 from dialer.services.enrollment import Enrollment
 from dialer.services.counters import CounterReconciler
@@ -32,6 +33,7 @@ from workers.telephony.base import ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.reaper")
 HELD = CallStatus.HELD.value
+CANCELLED = BatchStatus.CANCELLED.value
 BATCH_SIZE = 100
 COUNTERS_EVERY = 5  # reaper runs between two reconciliations of the batch counters (5 min by default)
 FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's creation times
@@ -118,6 +120,8 @@ class Reaper:
             if sid is None:
                 await self.calls.requeue_unplaced(call["_id"], call.get("claimToken"), now,
                                                   {"at": now, "event": "requeued_after_crash"})
+                if batch is not None and batch["status"] == CANCELLED:  # withdrawn while it was claimed
+                    await withdraw_all(self.calls, call["batchId"], now)
                 await self.batches.note_enqueued(call["batchId"], now)
                 log.warning("call never reached the provider: requeued", extra=ids)
                 return

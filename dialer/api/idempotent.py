@@ -29,10 +29,11 @@ from dialer.api.documented import ROUTE_DOC, Reply, RouteDoc, route_doc
 from dialer.api.envelope import fail
 from dialer.api.requests import IdempotencyHeaders
 from dialer.services.errors import Refused
-from dialer.services.idempotency import (Idempotency, KeyInUse, KeyUsedElsewhere, StoredResponse, fingerprint_of,
-                                         keeps)
+from dialer.services.idempotency import (Claim, Idempotency, KeyInUse, KeyUsedElsewhere, StoredResponse,
+                                         fingerprint_of, keeps)
 
 HEADER = "Idempotency-Key"
+CLAIM = web.RequestKey("idempotency_claim", Claim)  # set while a handler runs under a key
 Owner = Callable[[web.Request], Awaitable[str]]
 
 
@@ -89,7 +90,8 @@ async def _once(request: web.Request, handler: Callable, owner: Owner, key: str,
     if problem:
         raise Refused(400, "Bad Request", problem, data={"header": HEADER})
 
-    async def work() -> StoredResponse:
+    async def work(claim: Claim) -> StoredResponse:
+        request[CLAIM] = claim  # the ids the handler's writes may take (Claim.object_id)
         try:
             response = await handler(request)
         except Refused as exc:

@@ -46,8 +46,10 @@ class PlannedCall:
     earliest: dt.datetime | None  # first instant the window is open in every zone
     duplicates: int = 0  # earlier records of this request collapsed into this one
     meta: dict | None = None  # what a face keeps with the call beside its variables (a recipient's id...)
+    # The call's id, chosen before it is written: by the enrollment face (a resumed intake writes it once)
+    # and by addCallsToBatch under an Idempotency-Key (a retry after a crash finds it, see ingestion.py).
+    call_id: Any = None
     # Set by the enrollment face (dialer/core/enrollment.py), whose calls are written by `CallRepo.insert_new`:
-    call_id: Any = None  # the call's id, chosen before it is written (a resumed intake writes it once)
     held: bool = False  # waits for its group (contact chaining) instead of being queued
     group: dict | None = None  # {key, seq, policy} of its chaining group
     key_suffix: str = ""  # added to activeKey: a later duplicate of a callee, waiting its turn

@@ -30,8 +30,15 @@ class Batches:
         self.calls = calls
         self.clock = clock
 
-    async def create(self, workspace_id: ObjectId, agent: dict, spec: BatchSpec) -> dict:
+    async def create(self, workspace_id: ObjectId, agent: dict, spec: BatchSpec,
+                     batch_id: ObjectId | None = None) -> dict:
+        """`batch_id`: chosen by a keyed request's claim. The retry that takes over the key of a request
+        whose process died after the insert finds that batch instead of making a second one."""
+        if batch_id is not None and (made := await self.repo.get(batch_id)) is not None:
+            return made
         doc = self.draft(workspace_id, agent, spec)
+        if batch_id is not None:
+            doc["_id"] = batch_id
         await self.repo.insert(doc)
         return doc
 

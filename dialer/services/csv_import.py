@@ -17,13 +17,16 @@ from typing import Any
 from dialer.core.contacts_csv import CsvUnreadable, read_contacts
 from dialer.core.records import MAX_RECORD_BYTES, Plan
 from dialer.services.errors import Refused
+from dialer.services.idempotency import Claim
 from dialer.services.ingestion import Ingestion, Outcome, free_in_steps, offload
 
 MAX_LISTED = 1000  # rejected rows (and numbers in flight) listed in an answer; the counts are always whole
 
 
-async def import_csv(ingestion: Ingestion, batch: dict, data: bytes, dry_run: bool) -> Outcome:
-    """Check (dry run) or write the file's rows into the batch."""
+async def import_csv(ingestion: Ingestion, batch: dict, data: bytes, dry_run: bool,
+                     claim: Claim | None = None) -> Outcome:
+    """Check (dry run) or write the file's rows into the batch. `claim`: the upload's Idempotency-Key
+    claim (a retry after this process died writes each row's call once, as addCallsToBatch does)."""
     try:
         _, rows = await offload(len(data) // 64, read_contacts, data)
     except CsvUnreadable as exc:
@@ -46,6 +49,7 @@ async def import_csv(ingestion: Ingestion, batch: dict, data: bytes, dry_run: bo
         ingestion.metrics.records.labels("rejected").inc(len(plan.errors))
         if not plan.calls:
             raise Refused(400, "Bad Request", f"all {len(rows)} rows are invalid; nothing was written", data=summary)
+        ingestion.name_calls(plan, claim)
         written = await ingestion.write_plan(batch, plan)
         ingestion.metrics.records.labels("accepted").inc(summary["accepted"])
         return Outcome(written.code, _message(written, summary), {**summary, **_written_view(written.data)},

@@ -48,7 +48,7 @@ from dialer.services.ingestion import offload
 from dialer.services.tenancy import Principal, Tenancy
 
 log = logging.getLogger("dialer.enrollment")
-LEASE = dt.timedelta(seconds=60)
+LEASE_SECONDS = 60.0  # default: how long an intake being processed is left to its process
 MAX_INTAKE_BYTES = 15 * 1024 * 1024  # one MongoDB document (16 MiB), less room for our own fields
 CHUNK = 500
 NORMALIZE_IGNORED = ("normalizeFields was ignored: this workspace is not on the normalization allowlist "
@@ -65,7 +65,8 @@ class Answer:
 class Enrollment:
     def __init__(self, clock: Clock, tenancy: Tenancy, tenancy_repo: TenancyRepo, batches: Batches,
                  batch_repo: BatchRepo, calls: CallRepo, intakes: IntakeRepo, phones: PhoneNormaliser,
-                 bodies: BodyReader, ttl_seconds: int, metrics: Metrics | None = None, name: str | None = None) -> None:
+                 bodies: BodyReader, ttl_seconds: int, metrics: Metrics | None = None, name: str | None = None,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
         self.clock = clock
         self.tenancy = tenancy
         self.tenancy_repo = tenancy_repo
@@ -76,6 +77,7 @@ class Enrollment:
         self.phones = phones
         self.bodies = bodies  # large bodies are parsed aside, as addCallsToBatch's are
         self.ttl = dt.timedelta(seconds=ttl_seconds)
+        self.lease = dt.timedelta(seconds=lease_seconds)  # its process died: another resumes it after this
         self.metrics = metrics or Metrics()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"  # who holds an intake's lease
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
@@ -149,9 +151,12 @@ class Enrollment:
 
     async def _accept(self, intake: dict, accepted: int, keyed: bool) -> bytes | None:
         """Reserve the credits and write the intake; None when written, else the answer to replay (a
-        concurrent request with the same key won). Credits are given back whenever nothing was written."""
+        concurrent request with the same key won). Credits are given back whenever nothing was written.
+        A keyed request reserves under its intake's id: the retry of one whose process died between
+        the reservation and the intake takes nothing more (the credits are spent once)."""
         ws = intake["workspaceId"]
-        ok, balance = await self.tenancy_repo.take_credits(ws, accepted)
+        ref, me = (intake["_id"], uuid.uuid4().hex) if keyed else (None, None)
+        ok, balance = await self.tenancy_repo.take_credits(ws, accepted, ref, me)
         if not ok:
             if keyed and (stored := await self._stored(intake["_id"])) is not None:
                 return stored  # the first request with this key took the credits: its answer stands
@@ -162,7 +167,7 @@ class Enrollment:
         try:
             existing = await self.intakes.insert(intake)
         except BaseException as exc:
-            await self._refund(ws, intake["credits"])
+            await self._refund(ws, intake["credits"], ref, me)
             if isinstance(exc, StoreUnavailable):
                 raise Refused(503, "Service Unavailable", "The database failed; nothing was scheduled. Retry.") from None
             if isinstance(exc, InvalidDocument):  # e.g. DocumentTooLarge: the size check should have caught it
@@ -170,8 +175,10 @@ class Enrollment:
                                                         "fewer per request.") from None
             raise
         if existing is None:
+            if ref is not None:
+                await self.tenancy_repo.settle_credits(ws, ref)  # spent
             return None
-        await self._refund(ws, intake["credits"])
+        await self._refund(ws, intake["credits"], ref, me)
         return existing["answer"].encode()
 
     async def _stored(self, intake_id: str) -> bytes | None:
@@ -183,8 +190,10 @@ class Enrollment:
             return None
         return found["answer"].encode()
 
-    async def _refund(self, workspace_id: ObjectId, credits: int) -> None:
-        if credits:
+    async def _refund(self, workspace_id: ObjectId, credits: int, ref: str | None, me: str | None) -> None:
+        if ref is not None:  # what this request reserved under the ref, if it did
+            await self.tenancy_repo.settle_credits(workspace_id, ref, refund_by=me)
+        elif credits:
             await self.tenancy_repo.add_credits(workspace_id, credits)
 
     # ---- scheduling ----------------------------------------------------------------------------
@@ -199,7 +208,7 @@ class Enrollment:
         now = self.clock.now()
         ids = {"intakeId": intake_id}
         try:
-            intake = await self.intakes.take(intake_id, self.name, now + LEASE, now)
+            intake = await self.intakes.take(intake_id, self.name, now + self.lease, now)
             if intake is None:
                 return False
             ids["batchId"] = intake["publicId"]
@@ -231,6 +240,8 @@ class Enrollment:
         if self.on_enqueued is not None:
             self.on_enqueued()
         await self.intakes.finish(intake["_id"], self.clock.now())
+        # The reservation's note, left by a process that died right after writing the intake.
+        await self.tenancy_repo.settle_credits(intake["workspaceId"], intake["_id"])
         return written, len(calls)
 
     async def resume(self, limit: int = 100) -> int:

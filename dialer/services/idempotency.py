@@ -8,8 +8,11 @@ not happen there. `once` is the whole rule, for any route (dialer/api/idempotent
 in one line).
 
 A key is claimed atomically by inserting a record whose _id is "<owner>:<key>": of two concurrent
-requests only one insert succeeds, the other gets KeyInUse until the first has finished. A claim whose
-request crashed expires after `CLAIM_SECONDS` so the key is not stuck.
+requests only one insert succeeds, the other gets KeyInUse until the first has finished. The claim is
+held for `claim_seconds` and renewed while its request runs, so the claim of a request whose process
+died (kill -9, a lost machine) runs out within `claim_seconds` and a retry with the key takes it over.
+The `Claim` a request runs under names the ids its writes may take (`Claim.object_id`), the same for a
+request that takes over a dead one's key: a write the dead one made is found again, not made twice.
 
 What is kept (`keeps`): every answer below 500 but a 409. A 4xx is the answer to that request (a
 retry of the same body would be refused the same way), so it is replayed, as Stripe does; a 409 is a
@@ -26,20 +29,25 @@ real clock, which is not the engine's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import logging
+import os
+import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import orjson
+from bson import ObjectId
 
 from dialer.core.clock import Clock
 from dialer.ports import IdempotencyRepo, StoreUnavailable
 
 log = logging.getLogger("dialer.idempotency")
 MAX_KEY_LENGTH = 255
-CLAIM_SECONDS = 600
+CLAIM_SECONDS = 30.0  # default; renewed every third of it while the request runs
 CANONICAL_BYTES = 1 << 20  # bodies up to this size are compared as JSON; larger ones byte for byte
 
 
@@ -51,6 +59,26 @@ class StoredResponse:
     text: str
     headers: dict[str, str] = field(default_factory=dict)
     replayed: bool = False  # the stored answer to an earlier request with this key
+
+
+_CLAIMS = itertools.count(int.from_bytes(os.urandom(4), "big") >> 1)  # from a random start, per process
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This request owns its key. `ids`: 8 bytes (the time in seconds, then a counter of the process's
+    claims) that prefix the ids its writes may take, kept by a request that takes over the key of one
+    whose process died. Ids of later claims sort after, as ObjectIds made later do (enqueue order)."""
+
+    ids: bytes
+
+    @staticmethod
+    def new() -> "Claim":
+        return Claim(int(time.time()).to_bytes(4, "big") + (next(_CLAIMS) % (1 << 32)).to_bytes(4, "big"))
+
+    def object_id(self, n: int) -> ObjectId:
+        """The n-th id of this request's writes: in the order of n, after the ids made before it."""
+        return ObjectId(self.ids + n.to_bytes(4, "big"))
 
 
 class KeyInUse(Exception):
@@ -85,10 +113,12 @@ def _digest(data: bytes) -> str:
 
 
 class Idempotency:
-    def __init__(self, repo: IdempotencyRepo, clock: Clock, ttl_seconds: int) -> None:
+    def __init__(self, repo: IdempotencyRepo, clock: Clock, ttl_seconds: int,
+                 claim_seconds: float = CLAIM_SECONDS) -> None:
         self.repo = repo
         self.clock = clock
         self.ttl = dt.timedelta(seconds=ttl_seconds)
+        self.claim_for = dt.timedelta(seconds=claim_seconds)
 
     @staticmethod
     def check_key(key: str) -> str | None:
@@ -101,15 +131,18 @@ class Idempotency:
         return None
 
     async def once(self, owner: str, key: str, scope: str, fingerprint: str,
-                   work: Callable[[], Awaitable[StoredResponse]]) -> StoredResponse:
+                   work: Callable[[Claim], Awaitable[StoredResponse]]) -> StoredResponse:
         """`work`'s answer, `work` run at most once per (owner, key) while the key lives: a retry gets the
         stored answer (`replayed`). KeyInUse while the first request runs; KeyUsedElsewhere for another
-        scope or body. `work` turns its refusals into answers itself (they are kept or not by `keeps`)."""
-        stored = await self.claim(owner, key, scope, fingerprint)
-        if stored is not None:
-            return stored
+        scope or body. `work` turns its refusals into answers itself (they are kept or not by `keeps`).
+        A request whose process died before it answered is run again by the retry that takes its key
+        over, under the same Claim (its ids)."""
+        claim = await self.claim(owner, key, scope, fingerprint)
+        if isinstance(claim, StoredResponse):
+            return claim
         try:
-            answer = await work()
+            async with self._renewed(f"{owner}:{key}", claim):
+                answer = await work(claim)
         except BaseException:
             await self.release(owner, key)
             raise
@@ -119,28 +152,32 @@ class Idempotency:
         try:
             await self.finish(owner, key, answer)
         except StoreUnavailable as exc:
-            # The work is done; a retry with this key would do it again, which beats a key stuck
-            # "in progress" for CLAIM_SECONDS.
+            # The work is done; a retry with this key would do it again (its writes found again by
+            # their ids, where it has them), which beats a key stuck "in progress".
             log.error("could not store the idempotent answer", extra={"error": type(exc).__name__})
             await self.release(owner, key)
         return answer
 
-    async def claim(self, owner: str, key: str, scope: str, fingerprint: str) -> StoredResponse | None:
-        """None: this request owns the key and must run. A StoredResponse: replay it. KeyInUse: wait.
+    def _record(self, doc_id: str, scope: str, fingerprint: str, claim: Claim, now: dt.datetime) -> dict:
+        return {"_id": doc_id, "state": "running", "claimedUntil": now + self.claim_for, "expiresAt": now + self.ttl,
+                "scope": scope, "fingerprint": fingerprint, "ids": claim.ids.hex()}
+
+    async def claim(self, owner: str, key: str, scope: str, fingerprint: str) -> StoredResponse | Claim:
+        """A Claim: this request owns the key and must run. A StoredResponse: replay it. KeyInUse: wait.
         KeyUsedElsewhere: the key belongs to another request."""
         now = self.clock.now()
         doc_id = f"{owner}:{key}"
-        claim = {"_id": doc_id, "state": "running", "claimedUntil": now + dt.timedelta(seconds=CLAIM_SECONDS),
-                 "expiresAt": now + self.ttl, "scope": scope, "fingerprint": fingerprint}
-        if await self.repo.insert(claim):
-            return None
+        claim = Claim.new()
+        if await self.repo.insert(self._record(doc_id, scope, fingerprint, claim, now)):
+            return claim
         doc = await self.repo.get(doc_id)
         if doc is None:  # purged between the two calls
             return await self.claim(owner, key, scope, fingerprint)
         if doc["expiresAt"] <= now:
             # Expired by our clock: the key is free again; take it over unless another request just did.
-            if await self.repo.replace_if(doc_id, {"expiresAt": doc["expiresAt"]}, claim):
-                return None
+            if await self.repo.replace_if(doc_id, {"expiresAt": doc["expiresAt"]},
+                                          self._record(doc_id, scope, fingerprint, claim, now)):
+                return claim
             raise KeyInUse(key)
         if doc.get("scope") != scope:
             raise KeyUsedElsewhere("another request (another route, target or query)")
@@ -149,9 +186,39 @@ class Idempotency:
         if doc["state"] == "done":
             return StoredResponse(doc["code"], doc["body"]["text"], doc["body"]["headers"], replayed=True)
         if doc["claimedUntil"] < now:
-            if await self.repo.replace_if(doc_id, {"state": "running", "claimedUntil": doc["claimedUntil"]}, claim):
-                return None
+            # Its request died unanswered: take it over, under its ids (what it wrote is found again).
+            claim = Claim(bytes.fromhex(doc["ids"])) if doc.get("ids") else claim
+            if await self.repo.replace_if(doc_id, {"state": "running", "claimedUntil": doc["claimedUntil"]},
+                                          self._record(doc_id, scope, fingerprint, claim, now)):
+                log.warning("took over the Idempotency-Key of a request that died unanswered",
+                            extra={"scope": scope})
+                return claim
         raise KeyInUse(key)
+
+    @contextlib.asynccontextmanager
+    async def _renewed(self, doc_id: str, claim: Claim) -> AsyncIterator[None]:
+        """The claim renewed every third of `claim_seconds` while the request runs."""
+
+        async def renew() -> None:
+            try:
+                while True:
+                    await asyncio.sleep(self.claim_for.total_seconds() / 3)
+                    doc = await self.repo.get(doc_id)
+                    if doc is None or doc["state"] != "running" or doc.get("ids") != claim.ids.hex():
+                        return
+                    if not await self.repo.replace_if(doc_id, {"state": "running", "claimedUntil": doc["claimedUntil"]},
+                                                      {**doc, "claimedUntil": self.clock.now() + self.claim_for}):
+                        return
+            except StoreUnavailable as exc:  # the next retry may take the key over: its writes are found again
+                log.error("could not renew an Idempotency-Key's claim", extra={"error": type(exc).__name__})
+
+        task = asyncio.get_running_loop().create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def finish(self, owner: str, key: str, answer: StoredResponse) -> None:
         await self.repo.finish(f"{owner}:{key}", answer.code, {"text": answer.text, "headers": answer.headers})

@@ -19,6 +19,7 @@ from dialer.ports import CallRepo, StoreUnavailable
 from dialer.services.bodies import BodyReader
 from dialer.metrics import Metrics
 from dialer.services.errors import Refused
+from dialer.services.idempotency import Claim
 from dialer.core.records import MAX_RECORD_BYTES, IngestContext, Plan, Planner, oversized_records, validate_envelope
 from dialer.core.phones import PhoneNormaliser
 from dialer.settings import Settings
@@ -67,7 +68,9 @@ class Ingestion:
         self.bodies = BodyReader()
         self.metrics = metrics or Metrics()
 
-    async def add_calls(self, principal: Principal, raw: bytes) -> Outcome:
+    async def add_calls(self, principal: Principal, raw: bytes, claim: Claim | None = None) -> Outcome:
+        """`claim`: the request's Idempotency-Key claim. Its records' new calls then take its ids, so a
+        retry that takes the key over after this process died finds what it wrote and writes it once."""
         body = await self.bodies.json(raw)
         try:
             batch_id, call_data = validate_envelope(body, self.settings.max_records_per_request)
@@ -88,6 +91,7 @@ class Ingestion:
             raise Refused(400, "Bad Request",
                            f"{len(plan.errors)} of {plan.records} records are invalid; nothing was written",
                            data=plan.error_view())
+        self.name_calls(plan, claim)
         outcome = await self.write_plan(batch, plan)
         self.metrics.records.labels("accepted").inc(plan.records)
         # A large request leaves millions of objects behind. Freed in one go (one C call, holding the
@@ -109,6 +113,13 @@ class Ingestion:
             plan.errors += await offload(len(records), oversized_records, records)
             plan.errors.sort(key=lambda e: e.index)
         return plan
+
+    @staticmethod
+    def name_calls(plan: Plan, claim: Claim | None) -> None:
+        """Under an Idempotency-Key, the plan's new calls take the claim's ids (see write_plan)."""
+        if claim is not None:
+            for n, call in enumerate(plan.calls):
+                call.call_id = claim.object_id(n)
 
     def _context(self, batch: dict, agent: dict) -> IngestContext:
         now = self.clock.now()
@@ -134,6 +145,15 @@ class Ingestion:
                 # The embedded store's writes never suspend: let other requests in between chunks.
                 await asyncio.sleep(0)
             try:
+                # Calls a request with this Idempotency-Key wrote before its process died are not written
+                # again (such a call may have been placed and ended since): they count as inserted.
+                earlier = await self.calls.holders([c.call_id for c in chunk]) if chunk[0].call_id else {}
+                if earlier:
+                    call_ids += [str(c.call_id) for c in chunk if c.call_id in earlier]
+                    inserted += len(earlier)
+                    chunk = [c for c in chunk if c.call_id not in earlier]
+                    if not chunk:
+                        continue
                 result = await self.calls.enqueue(batch, chunk, self.clock.now())
             except StoreUnavailable as exc:
                 log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number, "error": str(exc)})

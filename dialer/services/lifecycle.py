@@ -108,7 +108,12 @@ class Lifecycle:
         """-> cancelled (final): waiting calls cancelled; calls in flight end normally, or are hung up."""
         now = self.clock.now()
         if not await self.repo.move(batch["_id"], machine.CANCEL, now):
-            raise conflict(await self._reread(batch), "cancelled")
+            current = await self._reread(batch)
+            if current["status"] == BatchStatus.CANCELLED.value:
+                # A cancel cut short after its move (its process died) left calls waiting: its retry
+                # withdraws them, then answers as a repeated cancel does.
+                await withdraw_all(self.calls, batch["_id"], now, chunk=CHUNK)
+            raise conflict(current, "cancelled")
         self._changed()
         await self._settle(batch["_id"])
         await withdraw_all(self.calls, batch["_id"], now, chunk=CHUNK)

@@ -17,6 +17,7 @@ from dialer.core.records import RecordError
 from dialer.ports import BatchRepo
 from dialer.services.batches import Batches
 from dialer.services.errors import Refused
+from dialer.services.idempotency import Claim
 from dialer.services.ingestion import Ingestion
 from dialer.services.tenancy import Tenancy
 
@@ -46,8 +47,10 @@ class Submissions:
 
     async def submit(self, workspace_id: ObjectId, agent_id: str, calling_number: str | None,
                      spec_for: Callable[[list[str]], BatchSpec], extra: dict, records: list[dict],
-                     meta: list[dict | None]) -> dict:
-        """The stored, started batch. Refused(404) for an unknown agent (another workspace's too)."""
+                     meta: list[dict | None], claim: Claim | None = None) -> dict:
+        """The stored, started batch. Refused(404) for an unknown agent (another workspace's too).
+        `claim`: the submit's Idempotency-Key claim. The batch and its calls then take its ids, so the
+        retry of a submit whose process died writes each once (the batch is found, its calls too)."""
         agent = await self.tenancy.get_agent(workspace_id, agent_id)
         if agent is None:
             raise Refused(404, "Not Found", f"agent {agent_id!r} not found")
@@ -63,12 +66,16 @@ class Submissions:
         if not calling:
             raise CallingNumberRefused("the agent has no phone number to call from")
         draft = self.batches.draft(workspace_id, agent, spec_for(calling), extra=extra)
+        if claim is not None:
+            draft["_id"] = claim.object_id(0)
         plan = await self.ingestion.plan_records(draft, agent, records)
         if plan.errors:
             raise RecordsRefused(plan.errors)
-        for call in plan.calls:
+        for n, call in enumerate(plan.calls):
             call.meta = meta[call.index]
-        await self.batches.insert(draft)
+            call.call_id = claim and claim.object_id(n + 1)
+        if claim is None or await self.repo.get(draft["_id"]) is None:
+            await self.batches.insert(draft)
         outcome = await self.ingestion.write_plan(draft, plan)
         if outcome.code >= 500 or outcome.data.get("failedChunks"):
             # Some calls were written: the batch exists and says so; resubmitting would double them.

@@ -110,3 +110,20 @@ async def test_concurrent_reservations_never_overdraw(repos):
     results = await asyncio.gather(*(repos.tenancy.take_credits(ws["_id"], 3) for _ in range(6)))
     assert sum(ok for ok, _ in results) == 3  # 3 x 3 of 10
     assert (await repos.tenancy.get_workspace(ws["_id"]))["credits"] == 1
+
+
+async def test_a_reservation_under_a_ref_is_taken_once_until_settled(repos):
+    ws = {"_id": ObjectId(), "name": "acme", "createdAt": T0, "credits": 10}
+    await repos.tenancy.insert_workspace(ws)
+    take, settle = repos.tenancy.take_credits, repos.tenancy.settle_credits
+    assert await take(ws["_id"], 4, "ws:key:k.1", "a") == (True, 6)
+    assert await take(ws["_id"], 4, "ws:key:k.1", "b") == (True, 6)  # noted: the retry takes nothing
+    assert await take(ws["_id"], 7, "ws:key:k.2", "c") == (False, 6)
+    await settle(ws["_id"], "ws:key:k.1", refund_by="b")  # b reserved nothing: nothing given back
+    assert (await repos.tenancy.get_workspace(ws["_id"]))["credits"] == 6
+    await settle(ws["_id"], "ws:key:k.1", refund_by="a")
+    assert (await repos.tenancy.get_workspace(ws["_id"]))["credits"] == 10
+    assert await take(ws["_id"], 4, "ws:key:k.1", "d") == (True, 6)
+    await settle(ws["_id"], "ws:key:k.1")  # spent: forgotten, not given back
+    await settle(ws["_id"], "ws:key:k.1", refund_by="d")
+    assert await take(ws["_id"], 4, "ws:key:k.1", "e") == (True, 2)  # a new reservation

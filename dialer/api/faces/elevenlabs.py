@@ -25,7 +25,7 @@ from dialer.api.documented import Reply, documented, links_to, request_body, req
 from dialer.api.faces import elevenlabs_models as models
 from dialer.api.faces.elevenlabs_shapes import (Invalid, batch_call, parse_submit, recipient_view, shape_invalid,
                                                  submit_records)
-from dialer.api.idempotent import Answers, idempotent
+from dialer.api.idempotent import CLAIM, Answers, idempotent
 from dialer.services.calls import all_calls
 from dialer.services.errors import Refused
 from dialer.services.submissions import CallingNumberRefused, RecordsRefused
@@ -131,7 +131,8 @@ async def submit(request: web.Request) -> web.Response:
     try:
         batch = await app[SUBMISSIONS].submit(
             principal.workspace_id, submit_.agent_id, submit_.phone_number_id,
-            lambda calling: submit_.batch_spec(calling, app[SETTINGS]), submit_.kept(), records, meta)
+            lambda calling: submit_.batch_spec(calling, app[SETTINGS]), submit_.kept(), records, meta,
+            request.get(CLAIM))
     except CallingNumberRefused as exc:
         raise Invalid([{"loc": ["body", "agent_phone_number_id"], "msg": str(exc), "type": "value_error"}]) from None
     except RecordsRefused as exc:

@@ -11,7 +11,7 @@ from dialer.api.appkeys import BATCHES, INGESTION, LIFECYCLE, PHONES, REPOS, TEN
 from dialer.api.auth import require_workspace
 from dialer.api.documented import WORKSPACE, Reply, documented, links_to, request_body, request_query
 from dialer.api.envelope import ApiError, envelope, ok
-from dialer.api.idempotent import idempotent, per_workspace
+from dialer.api.idempotent import CLAIM, idempotent, per_workspace
 from dialer.api.requests import BatchesQuery, CallsQuery, CancelOptions, CsvFile, CsvQuery, NoOptions, RetryOptions
 from dialer.core.batch_spec import (BatchSpecError, CreateBatchBody, UpdateBatchBody, parse_batch_spec,
                                     parse_batch_update)
@@ -63,7 +63,8 @@ async def create_batch(request: web.Request) -> web.Response:
             raise ApiError(404, "Not Found", "no agent found for the batch's calling numbers")
     if not (spec.calling_numbers or agent["callingNumbers"]):
         raise ApiError(400, "Bad Request", "the batch has no calling number: give callingNumbers or an agent that owns some")
-    batch = await request.app[BATCHES].create(principal.workspace_id, agent, spec)
+    claim = request.get(CLAIM)  # under an Idempotency-Key: the batch's id is the claim's first
+    batch = await request.app[BATCHES].create(principal.workspace_id, agent, spec, claim and claim.object_id(0))
     return ok({"batchId": str(batch["_id"]), **batch_view(batch)}, "Batch created")
 
 
@@ -82,7 +83,7 @@ CallsAnswer = r.envelope(r.CallsAdded, "CallsAddedAnswer")
 async def add_calls_to_batch(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     raw = await request.read()  # validated as AddCallsBody by the use case, after parsing large bodies aside
-    return _answer(await request.app[INGESTION].add_calls(principal, raw))
+    return _answer(await request.app[INGESTION].add_calls(principal, raw, request.get(CLAIM)))
 
 
 def _answer(outcome: Outcome) -> web.Response:
@@ -195,4 +196,5 @@ async def upload_csv(request: web.Request) -> web.Response:
     """The CSV file is the body (any content type); `?dryRun=true` checks it without writing."""
     batch = await _owned_batch(request)
     query = request_query(request)
-    return _answer(await import_csv(request.app[INGESTION], batch, await request.read(), query.dryRun))
+    return _answer(await import_csv(request.app[INGESTION], batch, await request.read(), query.dryRun,
+                                    request.get(CLAIM)))

@@ -84,7 +84,7 @@ class MongoCalls(OperatorsCalls, ChainCalls):
         for call, key in zip(chunk, keys):
             found = existing.get(key)
             if found is None:
-                call_id = ObjectId()
+                call_id = call.call_id or ObjectId()
                 ops.append(InsertOne(new_call(batch, call, call_id, key, now)))
                 op_calls.append((call, call_id, True))
             elif found["status"] in WAITING_VALUES:

@@ -11,6 +11,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 
+from dialer.ports import reservation_key
 from dialer.store.mongo.documents import normalise, unavailable
 
 
@@ -44,16 +45,38 @@ class MongoTenancy:
             return_document=ReturnDocument.AFTER))
 
     @unavailable
-    async def take_credits(self, workspace_id: ObjectId, amount: int) -> tuple[bool, int | None]:
-        # One conditional decrement: concurrent reservations never take more than the balance.
-        taken = await self.workspaces.find_one_and_update(
-            {"_id": workspace_id, "credits": {"$gte": amount}}, {"$inc": {"credits": -amount}},
-            projection={"credits": 1}, return_document=ReturnDocument.AFTER)
+    async def take_credits(self, workspace_id: ObjectId, amount: int, ref: str | None = None,
+                           by: str | None = None) -> tuple[bool, int | None]:
+        # One conditional decrement: concurrent reservations never take more than the balance; the
+        # reservation's note under `ref` is part of the same write.
+        flt: dict[str, Any] = {"_id": workspace_id, "credits": {"$gte": amount}}
+        change: dict[str, Any] = {"$inc": {"credits": -amount}}
+        noted = f"reservations.{reservation_key(ref)}" if ref is not None else None
+        if noted is not None:
+            flt[noted] = {"$exists": False}
+            change["$set"] = {noted: {"amount": amount, "by": by}}
+        taken = await self.workspaces.find_one_and_update(flt, change, projection={"credits": 1},
+                                                          return_document=ReturnDocument.AFTER)
         if taken is not None:
             return True, taken["credits"]
-        doc = await self.workspaces.find_one({"_id": workspace_id}, {"credits": 1})
+        doc = await self.workspaces.find_one({"_id": workspace_id}, {"credits": 1, "reservations": 1})
         balance = None if doc is None else doc.get("credits")
-        return (True, None) if balance is None else (False, balance)
+        if balance is None:
+            return True, None
+        already = ref is not None and reservation_key(ref) in (doc.get("reservations") or {})
+        return already, balance
+
+    @unavailable
+    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None) -> None:
+        noted = f"reservations.{reservation_key(ref)}"
+        if refund_by is None:
+            await self.workspaces.update_one({"_id": workspace_id}, {"$unset": {noted: ""}})
+            return
+        doc = await self.workspaces.find_one({"_id": workspace_id, f"{noted}.by": refund_by}, {noted: 1})
+        if doc is not None:  # the note is never changed, only removed: give back once
+            held = doc["reservations"][reservation_key(ref)]
+            await self.workspaces.update_one({"_id": workspace_id, f"{noted}.by": refund_by},
+                                             {"$inc": {"credits": held["amount"]}, "$unset": {noted: ""}})
 
     @unavailable
     async def insert_key(self, key: dict) -> None:

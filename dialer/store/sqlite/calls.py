@@ -97,7 +97,7 @@ class SqliteCalls(OperatorsCalls, ChainCalls):
         for call, key in zip(chunk, keys):
             doc = existing.get(key)
             if doc is None:
-                doc = existing[key] = new_call(batch, call, next(new_ids), key, QUEUED, now)
+                doc = existing[key] = new_call(batch, call, call.call_id or next(new_ids), key, QUEUED, now)
                 inserts.append(doc)  # a later record of the callee in this chunk updates it, as in MongoDB
                 fresh.add(key)
                 result.inserted += 1

@@ -13,6 +13,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from dialer.ports import reservation_key
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.documents import decode, encode, marks, ms, one
 
@@ -71,19 +72,37 @@ class SqliteTenancy:
 
         return await self.db.write(work)
 
-    async def take_credits(self, workspace_id: ObjectId, amount: int) -> tuple[bool, int | None]:
+    async def take_credits(self, workspace_id: ObjectId, amount: int, ref: str | None = None,
+                           by: str | None = None) -> tuple[bool, int | None]:
         def work(conn: sqlite3.Connection) -> tuple[bool, int | None]:
             doc = _workspace(conn, workspace_id)
             balance = None if doc is None else doc.get("credits")
             if balance is None:
                 return True, None
+            if ref is not None and reservation_key(ref) in doc.get("reservations", {}):
+                return True, balance
             if balance < amount:
                 return False, balance
             doc["credits"] = balance - amount
+            if ref is not None:
+                doc.setdefault("reservations", {})[reservation_key(ref)] = {"amount": amount, "by": by}
             _save_workspace(conn, doc)
             return True, doc["credits"]
 
         return await self.db.write(work)
+
+    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            doc = _workspace(conn, workspace_id)
+            held = (doc or {}).get("reservations", {}).get(reservation_key(ref))
+            if held is None or (refund_by is not None and held["by"] != refund_by):
+                return
+            if refund_by is not None:
+                doc["credits"] += held["amount"]
+            del doc["reservations"][reservation_key(ref)]
+            _save_workspace(conn, doc)
+
+        await self.db.write(work)
 
     # ---- API keys --------------------------------------------------------------------------------
     async def insert_key(self, key: dict) -> None:
