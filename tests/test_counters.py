@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bson import ObjectId
-
 from dialer.core.statuses import BatchStatus
-from dialer.ports import Claim, Tally, difference
+from dialer.ports import Tally, difference
 from dialer.services.counters import CounterReconciler
 from dialer.store.mongo.testing import mongomock_repositories
-from dialer.store.sqlite import open_sqlite
 from tests.contract.conftest import batch_doc, planned
 from dialer.core.clock import FixedClock
 
@@ -58,27 +55,3 @@ def test_difference_is_per_status_and_outcome():
     assert difference([Tally("queued", None, 3, 0, 0)], [Tally("queued", None, 3, 0, 0)]) == []
     assert difference([Tally("busy", "busy", 1, 1, 2)], [Tally("queued", None, 1, 0, 0)]) == [
         Tally("busy", "busy", 1, 1, 2), Tally("queued", None, -1, 0, 0)]
-
-
-async def test_transitions_landing_during_the_recount_are_not_taken_for_drift(tmp_path):
-    """Found by tests/test_crash.py on the SQLite store, whose counters are written with the calls: the
-    recount and the counters were read one after the other; on a busy batch a call was claimed between
-    the two reads at every run, the same difference twice, "repaired" into counters that were wrong."""
-    repos = await open_sqlite(str(tmp_path / "dialer.db"))
-    batch = batch_doc(status=BatchStatus.RUNNING.value)
-    await repos.batches.insert(batch)
-    ids = (await repos.calls.enqueue(batch, [planned(f"+1212555{i:04d}") for i in range(5)], T0)).call_ids
-    recount, claimed = repos.calls.recount, iter(ids)
-
-    async def a_call_is_claimed_meanwhile(batch_id):
-        counted = await recount(batch_id)
-        lease = T0 + dt.timedelta(minutes=2)
-        await repos.calls.claim([Claim(ObjectId(next(claimed)), "t", "d0", T0, lease)], [], [], T0)
-        return counted
-
-    repos.calls.recount = a_call_is_claimed_meanwhile
-    reconciler = CounterReconciler(repos.batches, repos.calls, FixedClock(T0))
-    assert [await reconciler.run() for _ in range(3)] == [0, 0, 0]
-    repos.calls.recount = recount
-    assert await repos.calls.tallies(batch["_id"]) == await repos.calls.recount(batch["_id"])
-    await repos.close()

@@ -33,7 +33,7 @@ VOLUME = Volume(kills=int(os.environ.get("CHAOS_KILLS", "20")), big=int(os.envir
 @pytest.fixture(params=BACKENDS)
 async def stack(request, tmp_path):
     if request.param == "sqlite":
-        store = {"DIALER_STORE": "sqlite", "DIALER_DATA_DIR": str(tmp_path / "data")}
+        store = {"DIALER_DATA_DIR": str(tmp_path / "data")}
     else:
         store = {"MONGODB_URI": MONGODB_URI, "DIALER_DATABASE": f"dialer_crash_{uuid.uuid4().hex[:12]}",
                  "DIALER_EMBEDDED_DISPATCHER": "true"}

@@ -49,10 +49,6 @@ def test_cli_management_works_on_the_sqlite_file(capsys, monkeypatch, tmp_path):
     assert [w["name"] for w in json.loads(capsys.readouterr().out)] == ["acme"]
 
 
-def test_unknown_settings_in_the_environment_are_not_read():
-    assert Settings.load(env={"DIALER_STORE": "postgres"}).backend == "sqlite"
-
-
 async def test_admin_endpoints_create_a_working_workspace(client):
     headers = {"Authorization": "Bearer admin-secret"}
     resp = await client.post("/api/admin/workspaces", json={"name": "Acme Ünïcode"}, headers=headers)
