@@ -318,7 +318,10 @@ class BatchRepo(Protocol):
 # -------------------------------------------------------------------------------------------- tenancy
 
 class TenancyRepo(Protocol):
-    async def insert_workspace(self, workspace: dict) -> None: ...
+    async def insert_workspace(self, workspace: dict) -> dict:
+        """The workspace stored under its _id: this one, or the one already there (written under the same
+        id by a request whose process died, which its retry takes over: see Claim in
+        dialer/services/idempotency.py)."""
 
     async def get_workspace(self, workspace_id: ObjectId) -> dict | None: ...
 
@@ -326,7 +329,9 @@ class TenancyRepo(Protocol):
         """By createdAt."""
 
     async def insert_key(self, key: dict) -> None:
-        """`{_id, workspaceId, keyHash, hint, createdAt, revoked}`."""
+        """`{_id, workspaceId, keyHash, hint, createdAt, revoked}`. A key already stored under its _id for
+        the same workspace is replaced by this one: it was written under the same id by a request whose
+        process died before showing it (its retry shows this one); for another workspace, ValueError."""
 
     async def revoke_key(self, key_hash: str) -> bool: ...
 

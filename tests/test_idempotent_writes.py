@@ -17,6 +17,7 @@ from dialer.api.appkeys import BATCHES, IDEMPOTENCY
 from dialer.composition import build_app
 from dialer.core.clock import SystemClock
 from dialer.services.idempotency import Idempotency, KeyInUse, StoredResponse
+from dialer.services.tenancy import hash_key
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness, nums
 from tests.test_elevenlabs_face import recipients, sdk
@@ -366,3 +367,55 @@ async def died(*args):
 
 async def died_silently(*args):
     """A dead process releases nothing."""
+
+
+async def dies_unanswered(api, monkeypatch, path: str, body, key: str, method: str = "POST") -> None:
+    """The admin request's work writes, then its process dies before the answer is stored (kill -9):
+    its key is held until the claim runs out."""
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "finish", died)
+    monkeypatch.setattr(api.app[IDEMPOTENCY], "release", died_silently)
+    code, _, _ = await send(api, path, body, key, headers=ADMIN, method=method, raw=b"" if body is None else None)
+    assert code == 500
+    monkeypatch.undo()
+
+
+async def test_a_workspace_create_cut_short_by_a_crash_makes_one_workspace(api, clock, monkeypatch):
+    """The retry that took over the key of a workspace create whose process died made a second
+    workspace (and key); now it finds the first by the claim's id, and its key is the one shown."""
+    await dies_unanswered(api, monkeypatch, "/api/admin/workspaces", {"name": "Acme"}, "onboard-9")
+    _, listing = await api.get("/api/admin/workspaces", key="admin-secret")
+    [dead] = [w["workspaceId"] for w in listing["data"]["workspaces"] if w["name"] == "Acme"]
+    clock.advance(31)
+    code, body, _ = await send(api, "/api/admin/workspaces", {"name": "Acme"}, "onboard-9", headers=ADMIN)
+    assert code == 200
+    created = json.loads(body)["data"]
+    _, listing = await api.get("/api/admin/workspaces", key="admin-secret")
+    assert [w["workspaceId"] for w in listing["data"]["workspaces"] if w["name"] == "Acme"] == [dead]
+    assert created["workspaceId"] == dead
+    code, _ = await api.get("/api/agents", key=created["apiKey"])
+    assert code == 200  # the key shown works
+
+
+async def test_a_key_create_cut_short_by_a_crash_makes_one_key(api, clock, monkeypatch):
+    """The retry made a second key beside the dead request's (never shown, never revocable by anyone
+    who knows it); now the retry's key takes its place: one key, the one shown."""
+    inserted, insert_key = [], api.store.tenancy.insert_key
+
+    async def noted(key):
+        inserted.append(key)
+        return await insert_key(key)
+
+    monkeypatch.setattr(api.store.tenancy, "insert_key", noted)
+    keys = f"/api/admin/workspaces/{api.workspace_id}/keys"
+    await dies_unanswered(api, monkeypatch, keys, None, "second-key-9")
+    [dead] = inserted
+    assert await api.store.tenancy.key_by_hash(dead["keyHash"]) is not None  # written, unanswered
+    clock.advance(31)
+    code, body, _ = await send(api, keys, None, "second-key-9", headers=ADMIN, raw=b"")
+    assert code == 200
+    shown = json.loads(body)["data"]["apiKey"]
+    assert await api.store.tenancy.key_by_hash(dead["keyHash"]) is None  # not a second key
+    assert (await api.store.tenancy.key_by_hash(hash_key(shown)))["_id"] == dead["_id"]
+    code, _ = await api.get("/api/agents", key=shown)
+    assert code == 200
+

@@ -13,6 +13,7 @@ from bson.errors import InvalidId
 from dialer.core.clock import Clock
 from dialer.core.phones import PhoneError, PhoneNormaliser
 from dialer.ports import TenancyRepo
+from dialer.services.idempotency import Claim
 from dialer.core.windows import valid_zone
 
 KEY_PREFIX = "dk_"
@@ -63,12 +64,15 @@ class Tenancy:
         self.clock = clock
         self.phones = phones
 
-    async def create_workspace(self, name: str) -> tuple[dict, str]:
+    async def create_workspace(self, name: str, claim: Claim | None = None) -> tuple[dict, str]:
+        """`claim`: the request's Idempotency-Key claim. The workspace and its key then take its ids, so
+        the retry that takes over the key of a request whose process died finds the workspace it wrote,
+        and its key replaces the one never shown."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise TenancyError("name must be a non-empty string of at most 200 characters")
-        doc = {"_id": ObjectId(), "name": name.strip(), "createdAt": self.clock.now()}
-        await self.repo.insert_workspace(doc)
-        key = await self.create_key(doc["_id"])
+        doc = {"_id": claim.object_id(0) if claim else ObjectId(), "name": name.strip(), "createdAt": self.clock.now()}
+        doc = await self.repo.insert_workspace(doc)
+        key = await self.create_key(doc["_id"], key_id=claim and claim.object_id(1))
         return doc, key
 
     async def get_workspace(self, workspace_id: Any) -> dict | None:
@@ -121,10 +125,12 @@ class Tenancy:
             after = added
         return after
 
-    async def create_key(self, workspace_id: ObjectId, key: str | None = None) -> str:
+    async def create_key(self, workspace_id: ObjectId, key: str | None = None, key_id: ObjectId | None = None) -> str:
+        """`key_id`: chosen by a keyed request's claim; a key the request's dead predecessor wrote under it
+        (never shown) is replaced by this one."""
         key = key or new_key()
         await self.repo.insert_key(
-            {"_id": ObjectId(), "workspaceId": workspace_id, "keyHash": hash_key(key),
+            {"_id": key_id or ObjectId(), "workspaceId": workspace_id, "keyHash": hash_key(key),
              "hint": key[:6] + "…", "createdAt": self.clock.now(), "revoked": False}
         )
         return key

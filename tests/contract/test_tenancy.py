@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from bson import ObjectId
 
 from tests.contract.conftest import T0, at
@@ -127,3 +128,28 @@ async def test_a_reservation_under_a_ref_is_taken_once_until_settled(repos):
     await settle(ws["_id"], "ws:key:k.1")  # spent: forgotten, not given back
     await settle(ws["_id"], "ws:key:k.1", refund_by="d")
     assert await take(ws["_id"], 4, "ws:key:k.1", "e") == (True, 2)  # a new reservation
+
+
+async def test_a_workspace_inserted_again_under_its_id_is_the_one_there(repos):
+    """The retry of a request whose process died after writing the workspace (the same id, its claim's)."""
+    first = {"_id": ObjectId(), "name": "acme", "createdAt": at(0)}
+    assert await repos.tenancy.insert_workspace(first) == first
+    again = await repos.tenancy.insert_workspace({**first, "createdAt": at(31)})
+    assert again == first
+    assert [w["_id"] for w in await repos.tenancy.list_workspaces()] == [first["_id"]]
+
+
+async def test_a_key_inserted_again_under_its_id_replaces_the_one_never_shown(repos):
+    ws = ObjectId()
+    dead = {"_id": ObjectId(), "workspaceId": ws, "keyHash": "h1", "hint": "dk_abc…", "createdAt": T0, "revoked": False}
+    await repos.tenancy.insert_key(dead)
+    await repos.tenancy.insert_key({**dead, "keyHash": "h2", "hint": "dk_def…", "createdAt": at(31)})
+    assert await repos.tenancy.key_by_hash("h1") is None
+    got = await repos.tenancy.key_by_hash("h2")
+    assert (got["_id"], got["workspaceId"], got["hint"]) == (dead["_id"], ws, "dk_def…")
+    with pytest.raises(ValueError):  # another workspace's key is never taken
+        await repos.tenancy.insert_key({**dead, "workspaceId": ObjectId(), "keyHash": "h3"})
+    with pytest.raises(ValueError):  # nor another key's hash
+        await repos.tenancy.insert_key({**dead, "_id": ObjectId(), "keyHash": "h2"})
+    assert (await repos.tenancy.key_by_hash("h2"))["_id"] == dead["_id"]
+    assert await repos.tenancy.key_by_hash("h3") is None

@@ -11,7 +11,7 @@ from dialer.api.appkeys import TENANCY
 from dialer.api.auth import require_admin
 from dialer.api.documented import ADMIN, Reply, documented, links_to, request_body
 from dialer.api.envelope import ApiError, ok
-from dialer.api.idempotent import idempotent, per_admin
+from dialer.api.idempotent import CLAIM, idempotent, per_admin
 from dialer.api.requests import AgentBody, WorkspaceBody, WorkspaceSettingsBody
 from dialer.services.tenancy import TenancyError, agent_view, workspace_view
 
@@ -38,7 +38,7 @@ async def create_workspace(request: web.Request) -> web.Response:
     require_admin(request)
     body = await request_body(request)
     try:
-        workspace, key = await request.app[TENANCY].create_workspace(body["name"])
+        workspace, key = await request.app[TENANCY].create_workspace(body["name"], request.get(CLAIM))
     except TenancyError as exc:
         raise ApiError(400, "Bad Request", str(exc)) from None
     return ok({"workspaceId": str(workspace["_id"]), "name": workspace["name"], "apiKey": key}, "Workspace created")
@@ -82,7 +82,8 @@ async def list_workspaces(request: web.Request) -> web.Response:
 async def create_key(request: web.Request) -> web.Response:
     require_admin(request)
     workspace = await _workspace(request)
-    key = await request.app[TENANCY].create_key(workspace["_id"])
+    claim = request.get(CLAIM)  # under an Idempotency-Key: the key's id is the claim's first
+    key = await request.app[TENANCY].create_key(workspace["_id"], key_id=claim and claim.object_id(0))
     return ok({"workspaceId": str(workspace["_id"]), "apiKey": key}, "API key created")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from dialer.ports import reservation_key
 from dialer.store.mongo.documents import normalise, unavailable
@@ -22,8 +23,15 @@ class MongoTenancy:
         self.agents = db["agents"]
 
     @unavailable
-    async def insert_workspace(self, workspace: dict) -> None:
-        await self.workspaces.insert_one(dict(workspace))
+    async def insert_workspace(self, workspace: dict) -> dict:
+        try:
+            await self.workspaces.insert_one(dict(workspace))
+        except DuplicateKeyError:  # written under this id by a request whose process died
+            there = normalise(await self.workspaces.find_one({"_id": workspace["_id"]}))
+            if there is not None:
+                return there
+            raise
+        return dict(workspace)
 
     @unavailable
     async def get_workspace(self, workspace_id: ObjectId) -> dict | None:
@@ -80,7 +88,10 @@ class MongoTenancy:
 
     @unavailable
     async def insert_key(self, key: dict) -> None:
-        await self.keys.insert_one(dict(key))
+        try:  # a key of this workspace under this id: the dead request's, never shown, replaced
+            await self.keys.replace_one({"_id": key["_id"], "workspaceId": key["workspaceId"]}, dict(key), upsert=True)
+        except DuplicateKeyError:
+            raise ValueError("the key exists") from None
 
     @unavailable
     async def revoke_key(self, key_hash: str) -> bool:

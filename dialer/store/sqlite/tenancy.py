@@ -39,15 +39,16 @@ class SqliteTenancy:
         self.db = db
 
     # ---- workspaces ------------------------------------------------------------------------------
-    async def insert_workspace(self, workspace: dict) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            try:
-                conn.execute("INSERT INTO workspaces (id, created_at, doc) VALUES (?, ?, ?)",
-                             (workspace["_id"].binary, ms(workspace.get("createdAt")), encode(workspace)))
-            except sqlite3.IntegrityError:
-                raise ValueError(f"workspace {workspace['_id']} exists") from None
+    async def insert_workspace(self, workspace: dict) -> dict:
+        def work(conn: sqlite3.Connection) -> dict:
+            there = _workspace(conn, workspace["_id"])
+            if there is not None:
+                return there
+            conn.execute("INSERT INTO workspaces (id, created_at, doc) VALUES (?, ?, ?)",
+                         (workspace["_id"].binary, ms(workspace.get("createdAt")), encode(workspace)))
+            return dict(workspace)
 
-        await self.db.write(work)
+        return await self.db.write(work)
 
     async def get_workspace(self, workspace_id: ObjectId) -> dict | None:
         return await self.db.read(_workspace, workspace_id)
@@ -107,8 +108,12 @@ class SqliteTenancy:
     # ---- API keys --------------------------------------------------------------------------------
     async def insert_key(self, key: dict) -> None:
         def work(conn: sqlite3.Connection) -> None:
+            there = one(conn, "SELECT doc FROM api_keys WHERE id = ?", (key["_id"].binary,))
+            if there is not None and there["workspaceId"] != key["workspaceId"]:
+                raise ValueError("the key exists")
             try:
-                conn.execute("INSERT INTO api_keys (id, key_hash, doc) VALUES (?, ?, ?)",
+                conn.execute("INSERT INTO api_keys (id, key_hash, doc) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE "
+                             "SET key_hash = excluded.key_hash, doc = excluded.doc",
                              (key["_id"].binary, key["keyHash"], encode(key)))
             except sqlite3.IntegrityError:
                 raise ValueError("the key exists") from None
