@@ -339,7 +339,9 @@ class TenancyRepo(Protocol):
         """The key document if it exists and is not revoked."""
 
     async def insert_agent(self, agent: dict) -> bool:
-        """False (and nothing written) when one of its callingNumbers is owned by another agent."""
+        """False (and nothing written) when one of its callingNumbers is owned by another agent. True
+        (nothing written) when an agent of its workspace is already stored under its _id: written under the
+        same id by a request whose process died, which its retry takes over; of another workspace, ValueError."""
 
     async def list_agents(self, workspace_id: ObjectId) -> list[dict]:
         """By createdAt."""

@@ -419,3 +419,16 @@ async def test_a_key_create_cut_short_by_a_crash_makes_one_key(api, clock, monke
     code, _ = await api.get("/api/agents", key=shown)
     assert code == 200
 
+
+async def test_an_agent_create_cut_short_by_a_crash_makes_one_agent(api, clock, monkeypatch):
+    """The retry answered 400 "already owned": the dead request's agent owned the number."""
+    agents = f"/api/admin/workspaces/{api.workspace_id}/agents"
+    agent = {"name": "sales", "callingNumbers": ["+14155550177"], "timezones": ["America/Los_Angeles"]}
+    await dies_unanswered(api, monkeypatch, agents, agent, "sales-agent-9")
+    clock.advance(31)
+    code, body, _ = await send(api, agents, agent, "sales-agent-9", headers=ADMIN)
+    assert code == 200, body
+    _, mine = await api.get("/api/agents")
+    assert [a["name"] for a in mine["data"]["agents"]].count("sales") == 1
+    assert json.loads(body)["data"]["agentId"] in [a["agentId"] for a in mine["data"]["agents"]]
+

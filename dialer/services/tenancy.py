@@ -144,11 +144,15 @@ class Tenancy:
         doc = await self.repo.key_by_hash(hash_key(key))
         return None if doc is None else Principal(workspace_id=doc["workspaceId"], key_id=doc["_id"])
 
-    async def create_agent(self, workspace_id: ObjectId, spec: dict) -> dict:
+    async def create_agent(self, workspace_id: ObjectId, spec: dict, agent_id: ObjectId | None = None) -> dict:
+        """`agent_id`: chosen by a keyed request's claim; the agent its dead predecessor wrote under it is
+        found again (it owns the numbers: not a clash)."""
         agent = self._agent_doc(workspace_id, spec)
+        if agent_id is not None:
+            agent["_id"] = agent_id
         if not await self.repo.insert_agent(agent):
             raise TenancyError("a calling number is already owned by another agent")
-        return agent
+        return agent if agent_id is None else (await self.repo.get_agent(agent_id, workspace_id) or agent)
 
     async def list_agents(self, workspace_id: ObjectId) -> list[dict]:
         return await self.repo.list_agents(workspace_id)

@@ -153,3 +153,15 @@ async def test_a_key_inserted_again_under_its_id_replaces_the_one_never_shown(re
         await repos.tenancy.insert_key({**dead, "_id": ObjectId(), "keyHash": "h2"})
     assert (await repos.tenancy.key_by_hash("h2"))["_id"] == dead["_id"]
     assert await repos.tenancy.key_by_hash("h3") is None
+
+
+async def test_an_agent_inserted_again_under_its_id_is_done_not_a_clash(repos):
+    """The retry of a request whose process died after writing the agent: its numbers are its own."""
+    ws = ObjectId()
+    first = agent(ws, ["+14155550300"], at(0), "sales")
+    assert await repos.tenancy.insert_agent(first)
+    assert await repos.tenancy.insert_agent({**first, "createdAt": at(31)})
+    assert [(a["_id"], a["createdAt"]) for a in await repos.tenancy.list_agents(ws)] == [(first["_id"], at(0))]
+    assert not await repos.tenancy.insert_agent(agent(ws, ["+14155550300"], at(32), "other"))  # still a clash
+    with pytest.raises(ValueError):  # another workspace's agent is never taken for this one's
+        await repos.tenancy.insert_agent({**first, "workspaceId": ObjectId()})

@@ -95,7 +95,8 @@ async def create_agent(request: web.Request) -> web.Response:
     workspace = await _workspace(request)
     body = await request_body(request)
     try:
-        agent = await request.app[TENANCY].create_agent(workspace["_id"], body)
+        claim = request.get(CLAIM)  # under an Idempotency-Key: the agent's id is the claim's first
+        agent = await request.app[TENANCY].create_agent(workspace["_id"], body, claim and claim.object_id(0))
     except TenancyError as exc:
         raise ApiError(400, "Bad Request", str(exc)) from None
     return ok(agent_view(agent), "Agent created")

@@ -103,11 +103,24 @@ class MongoTenancy:
 
     @unavailable
     async def insert_agent(self, agent: dict) -> bool:
+        if await self._there(agent):
+            return True
         if agent["callingNumbers"] and await self.agents.find_one(
                 {"callingNumbers": {"$in": agent["callingNumbers"]}}, {"_id": 1}) is not None:
             return False
-        await self.agents.insert_one(dict(agent))
+        try:
+            await self.agents.insert_one(dict(agent))
+        except DuplicateKeyError:
+            if not await self._there(agent):
+                raise
         return True
+
+    async def _there(self, agent: dict) -> bool:
+        """Whether this agent's workspace has an agent under its _id (a dead request's, the same)."""
+        there = await self.agents.find_one({"_id": agent["_id"]}, {"workspaceId": 1})
+        if there is not None and there["workspaceId"] != agent["workspaceId"]:
+            raise ValueError(f"agent {agent['_id']} exists")
+        return there is not None
 
     @unavailable
     async def list_agents(self, workspace_id: ObjectId) -> list[dict]:

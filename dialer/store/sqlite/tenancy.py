@@ -140,8 +140,11 @@ class SqliteTenancy:
         numbers = list(agent.get("callingNumbers") or [])
 
         def work(conn: sqlite3.Connection) -> bool:
-            if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent["_id"].binary,)).fetchone():
-                raise ValueError(f"agent {agent['_id']} exists")
+            there = one(conn, "SELECT doc FROM agents WHERE id = ?", (agent["_id"].binary,))
+            if there is not None:
+                if there["workspaceId"] != agent["workspaceId"]:
+                    raise ValueError(f"agent {agent['_id']} exists")
+                return True
             if numbers and conn.execute(f"SELECT 1 FROM agent_numbers WHERE number IN ({marks(numbers)})",
                                         numbers).fetchone():
                 return False
