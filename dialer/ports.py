@@ -359,9 +359,12 @@ class TenancyRepo(Protocol):
         """Set these fields of the workspace (settings: `credits`, `normalizationAllowed`,
         `defaultConcurrencyLimit`); the workspace after, or None if unknown."""
 
-    async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
+    async def add_credits(self, workspace_id: ObjectId, amount: int, ref: str | None = None) -> dict | None:
         """credits += amount (negative takes away, never below zero) when the workspace has a balance
-        (credits set); the workspace after, or None when unknown, unlimited or the balance is too small."""
+        (credits set); the workspace after, or None when unknown, unlimited or the balance is too small.
+        With `ref` (a keyed request's claim) the change is noted with the workspace under it in the same
+        write (`creditRefs`, its last CREDIT_REFS kept): another under a noted ref changes nothing and
+        answers the workspace as it is (the retry of a request whose process died after adding)."""
 
     async def take_credits(self, workspace_id: ObjectId, amount: int, ref: str | None = None,
                            by: str | None = None) -> tuple[bool, int | None]:
@@ -374,6 +377,9 @@ class TenancyRepo(Protocol):
     async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None) -> None:
         """Forget the reservation noted under `ref`: spent (its intake is written); with `refund_by`,
         given back first, if that request made it (its intake lost to another with the same key)."""
+
+
+CREDIT_REFS = 100  # the refs of a workspace's last credit changes it keeps (add_credits)
 
 
 def reservation_key(ref: str) -> str:

@@ -432,3 +432,17 @@ async def test_an_agent_create_cut_short_by_a_crash_makes_one_agent(api, clock, 
     assert [a["name"] for a in mine["data"]["agents"]].count("sales") == 1
     assert json.loads(body)["data"]["agentId"] in [a["agentId"] for a in mine["data"]["agents"]]
 
+
+async def test_credits_added_by_a_settings_change_cut_short_by_a_crash_are_added_once(api, clock, monkeypatch):
+    """The retry that took over the key of an addCredits whose process died added them again."""
+    settings = f"/api/admin/workspaces/{api.workspace_id}"
+    code, _, _ = await send(api, settings, {"credits": 1000}, method="PATCH", headers=ADMIN)
+    assert code == 200
+    await dies_unanswered(api, monkeypatch, settings, {"addCredits": 100}, "top-up-9", method="PATCH")
+    _, doc = await api.get(settings, key="admin-secret")
+    assert doc["data"]["credits"] == 1100  # added, unanswered
+    clock.advance(31)
+    code, body, _ = await send(api, settings, {"addCredits": 100}, "top-up-9", method="PATCH", headers=ADMIN)
+    assert code == 200 and json.loads(body)["data"]["credits"] == 1100
+    _, doc = await api.get(settings, key="admin-secret")
+    assert doc["data"]["credits"] == 1100

@@ -82,10 +82,12 @@ class Tenancy:
     async def list_workspaces(self) -> list[dict]:
         return await self.repo.list_workspaces()
 
-    async def update_settings(self, workspace_id: ObjectId, body: Any) -> dict:
+    async def update_settings(self, workspace_id: ObjectId, body: Any, ref: str | None = None) -> dict:
         """The workspace's settings: `credits` (an integer >= 0 sets the balance, null makes it unlimited),
         `addCredits` (added to a set balance, atomically; negative takes away), `normalizationAllowed`
-        (the enrollment face's normalizeFields allowlist), `defaultConcurrencyLimit` (enrollment batches)."""
+        (the enrollment face's normalizeFields allowlist), `defaultConcurrencyLimit` (enrollment batches).
+        `ref`: the request's Idempotency-Key claim, noted with the credits added (a retry that takes over
+        the key of a request whose process died after adding adds nothing)."""
         if not isinstance(body, dict) or not body:
             raise TenancyError("body must be an object with credits, addCredits, normalizationAllowed or "
                                "defaultConcurrencyLimit")
@@ -119,7 +121,7 @@ class Tenancy:
         if add:
             if after.get("credits") is None:
                 raise TenancyError("the workspace has unlimited credits: set a balance with credits first")
-            added = await self.repo.add_credits(workspace_id, add)
+            added = await self.repo.add_credits(workspace_id, add, ref)
             if added is None:
                 raise TenancyError(f"the workspace's balance is smaller than {-add}")
             after = added

@@ -165,3 +165,32 @@ async def test_an_agent_inserted_again_under_its_id_is_done_not_a_clash(repos):
     assert not await repos.tenancy.insert_agent(agent(ws, ["+14155550300"], at(32), "other"))  # still a clash
     with pytest.raises(ValueError):  # another workspace's agent is never taken for this one's
         await repos.tenancy.insert_agent({**first, "workspaceId": ObjectId()})
+
+
+async def test_credits_added_under_a_ref_are_added_once(repos):
+    """The retry of a request whose process died after adding (the same ref, its claim's)."""
+    ws = {"_id": ObjectId(), "name": "acme", "createdAt": T0, "credits": 10}
+    await repos.tenancy.insert_workspace(ws)
+    add = repos.tenancy.add_credits
+    assert (await add(ws["_id"], 5, "claim-1"))["credits"] == 15
+    assert (await add(ws["_id"], 5, "claim-1"))["credits"] == 15  # noted: nothing added again
+    assert (await add(ws["_id"], -15, "claim-2"))["credits"] == 0
+    assert (await add(ws["_id"], -15, "claim-2"))["credits"] == 0  # nor taken again
+    assert await add(ws["_id"], -1, "claim-3") is None  # too small a balance: nothing noted
+    assert (await add(ws["_id"], 3, "claim-3"))["credits"] == 3
+    assert (await add(ws["_id"], 2))["credits"] == 5  # without a ref: every time
+    assert (await add(ws["_id"], 2))["credits"] == 7
+    assert await add(ObjectId(), 1, "claim-1") is None
+
+
+async def test_a_workspace_keeps_the_refs_of_its_last_credit_changes(repos):
+    from dialer.ports import CREDIT_REFS
+
+    ws = {"_id": ObjectId(), "name": "acme", "createdAt": T0, "credits": 0}
+    await repos.tenancy.insert_workspace(ws)
+    for n in range(CREDIT_REFS + 1):
+        await repos.tenancy.add_credits(ws["_id"], 1, f"claim-{n}")
+    doc = await repos.tenancy.get_workspace(ws["_id"])
+    assert doc["credits"] == CREDIT_REFS + 1 and len(doc["creditRefs"]) == CREDIT_REFS
+    assert (await repos.tenancy.add_credits(ws["_id"], 1, f"claim-{CREDIT_REFS}"))["credits"] == CREDIT_REFS + 1
+    assert (await repos.tenancy.add_credits(ws["_id"], 1, "claim-0"))["credits"] == CREDIT_REFS + 2  # forgotten

@@ -62,7 +62,8 @@ async def update_workspace(request: web.Request) -> web.Response:
     workspace = await _workspace(request)
     body = await request_body(request)
     try:
-        after = await request.app[TENANCY].update_settings(workspace["_id"], body)
+        claim = request.get(CLAIM)  # under an Idempotency-Key: addCredits noted under the claim
+        after = await request.app[TENANCY].update_settings(workspace["_id"], body, claim and claim.ids.hex())
     except TenancyError as exc:
         raise ApiError(400, "Bad Request", str(exc)) from None
     return ok(workspace_view(after), "Workspace updated")

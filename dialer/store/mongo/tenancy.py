@@ -12,7 +12,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from dialer.ports import reservation_key
+from dialer.ports import CREDIT_REFS, reservation_key
 from dialer.store.mongo.documents import normalise, unavailable
 
 
@@ -47,10 +47,16 @@ class MongoTenancy:
             {"_id": workspace_id}, {"$set": set_fields}, return_document=ReturnDocument.AFTER))
 
     @unavailable
-    async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
-        return normalise(await self.workspaces.find_one_and_update(
-            {"_id": workspace_id, "credits": {"$type": "number", "$gte": max(0, -amount)}}, {"$inc": {"credits": amount}},
-            return_document=ReturnDocument.AFTER))
+    async def add_credits(self, workspace_id: ObjectId, amount: int, ref: str | None = None) -> dict | None:
+        flt: dict[str, Any] = {"_id": workspace_id, "credits": {"$type": "number", "$gte": max(0, -amount)}}
+        change: dict[str, Any] = {"$inc": {"credits": amount}}
+        if ref is not None:  # noted in the same write: a rerun under ref adds nothing
+            flt["creditRefs"] = {"$ne": ref}
+            change["$push"] = {"creditRefs": {"$each": [ref], "$slice": -CREDIT_REFS}}
+        after = await self.workspaces.find_one_and_update(flt, change, return_document=ReturnDocument.AFTER)
+        if after is None and ref is not None:
+            after = await self.workspaces.find_one({"_id": workspace_id, "credits": {"$type": "number"}, "creditRefs": ref})
+        return normalise(after)
 
     @unavailable
     async def take_credits(self, workspace_id: ObjectId, amount: int, ref: str | None = None,

@@ -13,7 +13,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from dialer.ports import reservation_key
+from dialer.ports import CREDIT_REFS, reservation_key
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.documents import decode, encode, marks, ms, one
 
@@ -63,12 +63,18 @@ class SqliteTenancy:
 
         return await self.db.write(work)
 
-    async def add_credits(self, workspace_id: ObjectId, amount: int) -> dict | None:
+    async def add_credits(self, workspace_id: ObjectId, amount: int, ref: str | None = None) -> dict | None:
         def work(conn: sqlite3.Connection) -> dict | None:
             doc = _workspace(conn, workspace_id)
-            if doc is None or doc.get("credits") is None or doc["credits"] + amount < 0:
+            if doc is None or doc.get("credits") is None:
+                return None
+            if ref is not None and ref in doc.get("creditRefs", []):
+                return doc
+            if doc["credits"] + amount < 0:
                 return None
             doc["credits"] += amount
+            if ref is not None:
+                doc["creditRefs"] = [*doc.get("creditRefs", []), ref][-CREDIT_REFS:]
             return _save_workspace(conn, doc)
 
         return await self.db.write(work)
