@@ -4,7 +4,7 @@
 import { outcomes, POLL_MS, rate } from "./batches.js";
 import { mountCalls } from "./calls.js";
 import { chart, legend } from "./chart.js";
-import { badge, clear, clock, h, label, num, poll, time, uid } from "./dom.js";
+import { ask as askAbout, badge, clear, clock, h, label, num, poll, time, uid } from "./dom.js";
 import { mountUpload } from "./upload.js";
 
 const ALLOWED = {  // the moves each status allows (dialer/core/machine.py)
@@ -15,24 +15,7 @@ const ALLOWED = {  // the moves each status allows (dialer/core/machine.py)
 };
 const RETRYABLE = ["busy", "no_answer", "failed", "machine"];
 const SPOKEN_EVERY_MS = 15000;  // the live region's progress sentence, at most this often
-
-function ask(title, body, confirmLabel) {
-  // A modal <dialog>: focus moves into it and back; Escape or "Keep" answers null.
-  return new Promise((resolve) => {
-    const form = h("form", { method: "dialog" }, h("h2", {}, title), body,
-      h("div", { class: "actions" },
-        h("button", { type: "submit", value: "confirm" }, confirmLabel),
-        h("button", { type: "submit", value: "keep", class: "secondary", autofocus: true }, "Keep the batch as it is")));
-    const dialog = h("dialog", { "aria-label": title }, form);
-    document.body.append(dialog);
-    dialog.addEventListener("close", () => {
-      const data = new FormData(form);
-      dialog.remove();
-      resolve(dialog.returnValue === "confirm" ? data : null);
-    });
-    dialog.showModal();
-  });
-}
+const ask = (title, body, confirmLabel) => askAbout(title, body, confirmLabel, "Keep the batch as it is");
 
 function field(name, value) {
   return [h("dt", {}, name), h("dd", { "data-counter": name }, value)];

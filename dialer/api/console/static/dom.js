@@ -104,3 +104,22 @@ export function poll(task, ms, onError = () => {}) {
     },
   };
 }
+
+// A modal <dialog> question: focus moves into it and back; resolves to the form's data when confirmed,
+// null on "Keep" or Escape.
+export function ask(title, body, confirmLabel, keepLabel = "Keep it as it is") {
+  return new Promise((resolve) => {
+    const form = h("form", { method: "dialog" }, h("h2", {}, title), body,
+      h("div", { class: "actions" },
+        h("button", { type: "submit", value: "confirm" }, confirmLabel),
+        h("button", { type: "submit", value: "keep", class: "secondary", autofocus: true }, keepLabel)));
+    const dialog = h("dialog", { "aria-label": title }, form);
+    document.body.append(dialog);
+    dialog.addEventListener("close", () => {
+      const data = new FormData(form);
+      dialog.remove();
+      resolve(dialog.returnValue === "confirm" ? data : null);
+    });
+    dialog.showModal();
+  });
+}

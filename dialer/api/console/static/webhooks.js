@@ -3,31 +3,13 @@
 // "recover since" and deleting; below, the recent deliveries with their attempts (deliveries.js).
 
 import { mountDeliveries } from "./deliveries.js";
-import { clear, h, poll, time, uid } from "./dom.js";
+import { ask, clear, h, poll, time, uid } from "./dom.js";
 
 const POLL_MS = 2000;
 // dialer/core/webhook_events.py EVENT_TYPES (tests/test_console_files.py keeps the two the same).
 export const EVENT_TYPES = ["call.ringing", "call.answered", "call.completed", "call.failed", "call.busy",
   "call.no_answer", "call.machine", "call.cancelled", "call.skipped", "call.retry_scheduled", "batch.started",
   "batch.paused", "batch.completed", "batch.cancelled", "enrollment.accepted", "webhook.test"];
-
-// A modal question; resolves to the form's data when confirmed, null on "Keep" or Escape.
-function ask(title, body, confirmLabel) {
-  return new Promise((resolve) => {
-    const form = h("form", { method: "dialog" }, h("h2", {}, title), body,
-      h("div", { class: "actions" },
-        h("button", { type: "submit", value: "confirm" }, confirmLabel),
-        h("button", { type: "submit", value: "keep", class: "secondary", autofocus: true }, "Keep it as it is")));
-    const dialog = h("dialog", { "aria-label": title }, form);
-    document.body.append(dialog);
-    dialog.addEventListener("close", () => {
-      const data = new FormData(form);
-      dialog.remove();
-      resolve(dialog.returnValue === "confirm" ? data : null);
-    });
-    dialog.showModal();
-  });
-}
 
 function state(e) {
   if (e.disabled) return `Disabled: ${e.disabledReason || "by an operator"}`;
