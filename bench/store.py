@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import aiohttp
 import orjson
 
 from bench.ingest import generate
+from bench.load import free_port
 
 KEY = "bench-store-key-0123456789"
 HEALTH_EVERY = 0.020
@@ -72,12 +72,6 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def start(server: Server, session: aiohttp.ClientSession) -> float:

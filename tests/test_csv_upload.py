@@ -9,6 +9,7 @@ from bson import ObjectId
 from dialer.api.appkeys import IDEMPOTENCY
 from dialer.composition import build_app
 from tests.conftest import make_api
+from tests.killed import after_the_first_chunk
 
 
 def csv_of(rows: list[str], header: str = "phone_number,name,account_id", bom: bool = False) -> bytes:
@@ -174,19 +175,7 @@ async def test_an_upload_cut_short_by_a_crash_is_finished_by_its_retry_writing_n
     app = build_app(settings.replace(chunk_size=2), clock)
     api = await make_api(await aiohttp_client(app), app)
     batch = await api.create_batch()
-    enqueue, written = api.store.calls.enqueue, []
-
-    async def dies_after_the_first_chunk(*args):
-        if written:
-            raise RuntimeError("the process died here")
-        written.append(await enqueue(*args))
-        return written[-1]
-
-    async def nothing_released_by_the_dead(*args):
-        pass
-
-    monkeypatch.setattr(api.store.calls, "enqueue", dies_after_the_first_chunk)
-    monkeypatch.setattr(app[IDEMPOTENCY], "release", nothing_released_by_the_dead)
+    written = after_the_first_chunk(monkeypatch, app[IDEMPOTENCY], api.store.calls)
     code, _, _ = await upload(api, batch, csv_of(GOOD), **{"Idempotency-Key": "file-1"})
     assert code == 500 and len(written[0].call_ids) == 2
     monkeypatch.undo()

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import make_api
 from tests.enrollment_client import batch_of, contact, enroll
+from tests.killed import died, died_silently
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 
@@ -363,14 +364,8 @@ async def test_an_enrollment_killed_between_its_credits_and_its_intake_spends_th
     await admin_patch(api, {"credits": 100})
     body = {"groupByField": "account_id", "contacts": [contact(f"+1212555010{i}", account_id="A") for i in range(3)]}
 
-    async def dies(intake):
-        raise ProcessDied
-
-    async def gives_nothing_back(*args, **kwargs):  # a dead process runs no more code
-        pass
-
-    monkeypatch.setattr(api.store.intakes, "insert", dies)
-    monkeypatch.setattr(api.store.tenancy, "settle_credits", gives_nothing_back)
+    monkeypatch.setattr(api.store.intakes, "insert", died)
+    monkeypatch.setattr(api.store.tenancy, "settle_credits", died_silently)
     code, _, _, _ = await enroll(api, body, idem="crm-7")
     assert code == 500 and (await api.tenancy.get_workspace(api.workspace_id))["credits"] == 97
     monkeypatch.undo()
@@ -378,7 +373,3 @@ async def test_an_enrollment_killed_between_its_credits_and_its_intake_spends_th
     assert code == 202 and answer["accepted"] == 3 and len(await api.all_calls(answer["batchId"])) == 3
     workspace = await api.tenancy.get_workspace(api.workspace_id)
     assert workspace["credits"] == 97 and not workspace.get("reservations")  # spent once, nothing noted
-
-
-class ProcessDied(Exception):
-    """What the dead process's request saw last (the test's stand-in for kill -9)."""

@@ -20,6 +20,7 @@ from dialer.services.idempotency import Idempotency, KeyInUse, StoredResponse
 from dialer.services.tenancy import hash_key
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness, nums
+from tests.killed import after_the_first_chunk, unanswered
 from tests.test_elevenlabs_face import recipients, sdk
 
 CREATE = "/api/call/createBatch"
@@ -274,19 +275,7 @@ async def test_an_add_cut_short_by_a_crash_is_finished_by_its_retry_writing_noth
     api = await make_api(await aiohttp_client(app), app)
     batch = await api.create_batch()
     records = nums(5)
-    enqueue, written = api.store.calls.enqueue, []
-
-    async def dies_after_the_first_chunk(*args):
-        if written:
-            raise ProcessDied
-        written.append(await enqueue(*args))
-        return written[-1]
-
-    async def nothing_released_by_the_dead(*args):
-        pass
-
-    monkeypatch.setattr(api.store.calls, "enqueue", dies_after_the_first_chunk)
-    monkeypatch.setattr(app[IDEMPOTENCY], "release", nothing_released_by_the_dead)
+    written = after_the_first_chunk(monkeypatch, app[IDEMPOTENCY], api.store.calls)
     code, _ = await api.add_calls(batch, records, headers={"Idempotency-Key": "sync-7"})
     assert code == 500 and len(written[0].call_ids) == 2
     monkeypatch.undo()
@@ -300,10 +289,6 @@ async def test_an_add_cut_short_by_a_crash_is_finished_by_its_retry_writing_noth
     calls = await api.all_calls(batch)
     assert sorted(c["phoneNumber"] for c in calls) == sorted(r["phoneNumber"] for r in records)  # one call each
     assert sorted(c["callId"] for c in calls) == sorted(doc["data"]["callIds"])
-
-
-class ProcessDied(Exception):
-    """What the dead process's request saw last (the test's stand-in for kill -9)."""
 
 
 async def test_a_claim_is_renewed_while_its_request_runs(api):
@@ -327,14 +312,7 @@ async def test_a_claim_is_renewed_while_its_request_runs(api):
 async def test_a_create_cut_short_by_a_crash_makes_one_batch(api, clock, monkeypatch):
     """Found by tests/test_crash.py: the process died between the batch's insert and storing the answer;
     the retry that took the key over made a second batch, which nobody was ever told of."""
-    async def dies(*args):
-        raise ProcessDied
-
-    async def nothing_released_by_the_dead(*args):
-        pass
-
-    monkeypatch.setattr(api.app[IDEMPOTENCY], "finish", dies)
-    monkeypatch.setattr(api.app[IDEMPOTENCY], "release", nothing_released_by_the_dead)
+    unanswered(monkeypatch, api.app[IDEMPOTENCY])
     code, _, _ = await send(api, CREATE, batch_body(api), "crm-sync-9")
     assert code == 500 and len(await batch_ids(api)) == 1  # inserted, unanswered
     monkeypatch.undo()
@@ -347,8 +325,7 @@ async def test_a_submit_cut_short_by_a_crash_makes_one_batch_and_calls_each_reci
     """As tests/test_crash.py found for createBatch and addCallsToBatch: the process died after the
     ElevenLabs face's submit had written its batch and calls; the retry that takes its key over finds
     both, though the calls have ended meanwhile."""
-    monkeypatch.setattr(api.app[IDEMPOTENCY], "finish", died)
-    monkeypatch.setattr(api.app[IDEMPOTENCY], "release", died_silently)
+    unanswered(monkeypatch, api.app[IDEMPOTENCY])
     body = {"call_name": "Survey", "agent_id": str(api.agent["_id"]), "recipients": recipients(3)}
     code, _, _ = await send(api, SUBMIT, body, "s-9", headers={"xi-api-key": api.key})
     [batch] = await batch_ids(api)
@@ -361,19 +338,10 @@ async def test_a_submit_cut_short_by_a_crash_makes_one_batch_and_calls_each_reci
     assert len(await api.all_calls(batch)) == 3
 
 
-async def died(*args):
-    raise ProcessDied
-
-
-async def died_silently(*args):
-    """A dead process releases nothing."""
-
-
 async def dies_unanswered(api, monkeypatch, path: str, body, key: str, method: str = "POST") -> None:
     """The admin request's work writes, then its process dies before the answer is stored (kill -9):
     its key is held until the claim runs out."""
-    monkeypatch.setattr(api.app[IDEMPOTENCY], "finish", died)
-    monkeypatch.setattr(api.app[IDEMPOTENCY], "release", died_silently)
+    unanswered(monkeypatch, api.app[IDEMPOTENCY])
     code, _, _ = await send(api, path, body, key, headers=ADMIN, method=method, raw=b"" if body is None else None)
     assert code == 500
     monkeypatch.undo()

@@ -7,7 +7,6 @@ import asyncio
 import json
 import datetime as dt
 import logging
-import socket
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from dialer.api.appkeys import EVENTS as CALL_EVENTS, REPOS
 from dialer.composition import build_app
 from dialer.core.clock import FixedClock
 from tests.conftest import make_api
+from tests.crash_harness import free_port
 from workers.engine import Engine
 from workers.telephony.twilio import TwilioProvider
 
@@ -33,12 +33,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*(BasicAuth|'auth' parameter).*
 CALLERS = ["+14155550101", "+14155550102"]
 EVENTS = ["initiated", "ringing", "answered", "completed"]
 N1, N2, N3 = "+12125551001", "+12125551002", "+12125551003"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
