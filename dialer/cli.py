@@ -144,17 +144,17 @@ cli.command("agent-create", help="create an agent in a workspace")(_agent)
 @click.argument("path")
 @click.pass_context
 def backup(ctx: click.Context, path: str) -> None:
-    raise Exit(asyncio.run(_backup(_settings(ctx), path)))
+    raise Exit(_backup(_settings(ctx), path))
 
 
-async def _backup(settings: Settings, target: str) -> int:
+def _backup(settings: Settings, target: str) -> int:
     if not settings.embedded or settings.private:
         click.echo("backup copies the SQLite file in DIALER_DATA_DIR (use mongodump for MongoDB)", err=True)
         return 2
     from dialer.store.sqlite.database import backup
 
     try:
-        size = await asyncio.to_thread(backup, settings.sqlite_path, target)
+        size = backup(settings.sqlite_path, target)
     except (OSError, StoreOpenFailed, StoreUnavailable) as exc:
         click.echo(f"backup failed: {exc}", err=True)
         return 1

@@ -17,7 +17,7 @@ from bson import ObjectId
 
 from dialer.core.machine import BatchMove
 from dialer.store.sqlite.database import Database
-from dialer.store.sqlite.documents import decode, encode, marks, ms, one, stored
+from dialer.store.sqlite.documents import decode, docs, encode, marks, ms, one, stored
 
 SAVE = ("UPDATE batches SET status = ?, scheduled_at = ?, updated_at = ?, agent_id = ?, public_id = ?, doc = ? "
         "WHERE id = ?")
@@ -137,4 +137,4 @@ class SqliteBatches:
 
 
 def _docs(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
-    return [decode(r[0]) for r in conn.execute(sql, params)]
+    return docs(conn.execute(sql, params))

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from bson import ObjectId
 
 from dialer.core.machine import call_move_allowed
-from dialer.store.sqlite.documents import decode, encode, marks, ms
+from dialer.store.sqlite.documents import decode, docs, encode, marks, ms
 
 COLUMNS = ("id", "batch_id", "status", "outcome", "attempts", "next_attempt_at", "lease_until", "active_key",
            "claim_token", "provider_call_id", "uncertain", "group_key", "retried_at", "doc")
@@ -52,7 +52,7 @@ def load(conn: sqlite3.Connection, call_id: Any) -> dict | None:
 
 
 def load_where(conn: sqlite3.Connection, where: str, params: tuple = (), tail: str = "") -> list[dict]:
-    return [decode(r[0]) for r in conn.execute(f"SELECT doc FROM calls WHERE {where} {tail}", params)]
+    return docs(conn.execute(f"SELECT doc FROM calls WHERE {where} {tail}", params))
 
 
 def by_ids(conn: sqlite3.Connection, call_ids: list[ObjectId]) -> dict[ObjectId, dict]:

@@ -28,6 +28,11 @@ def decode(blob: bytes) -> dict:
     return bson.decode(blob, OPTIONS)
 
 
+def docs(rows: Iterable[tuple]) -> list[dict]:
+    """Decode the first column of each row."""
+    return [decode(row[0]) for row in rows]
+
+
 def ms(value: dt.datetime | None) -> int | None:
     """Milliseconds since the epoch, rounded down as BSON does (naive datetimes are UTC)."""
     if value is None:
@@ -54,8 +59,3 @@ def marks(values: Iterable[Any]) -> str:
 def one(conn: Any, sql: str, params: tuple = ()) -> dict | None:
     row = conn.execute(sql, params).fetchone()
     return None if row is None else decode(row[0])
-
-
-def docs(rows: Iterable[tuple]) -> list[dict]:
-    """Decode the first column of each row."""
-    return [decode(row[0]) for row in rows]

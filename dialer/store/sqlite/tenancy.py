@@ -15,12 +15,11 @@ from bson import ObjectId
 
 from dialer.ports import CREDIT_REFS, reservation_key
 from dialer.store.sqlite.database import Database
-from dialer.store.sqlite.documents import decode, encode, marks, ms, one
+from dialer.store.sqlite.documents import docs, encode, marks, ms, one
 
 
 def _by_created(conn: sqlite3.Connection, sql: str, params: tuple) -> list[dict]:
-    docs = [decode(r[0]) for r in conn.execute(sql, params)]
-    return sorted(docs, key=lambda d: (d.get("createdAt") is not None, d.get("createdAt"), d["_id"]))
+    return sorted(docs(conn.execute(sql, params)), key=lambda d: (d.get("createdAt") is not None, d.get("createdAt"), d["_id"]))
 
 
 def _workspace(conn: sqlite3.Connection, workspace_id: Any) -> dict | None:
