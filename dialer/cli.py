@@ -5,7 +5,7 @@ HTTP, dialer/remote.py) imports CSV files and runs batches.
 
 Management commands act on the configured store: the SQLite file in DIALER_DATA_DIR (shared with a
 running server), or MongoDB (MONGODB_URI). A private in-memory database (DIALER_DATA_DIR=:memory:)
-lives inside the server process: with it use the /api/admin/ endpoints instead (see README). `dialer backup PATH` copies the live SQLite file.
+lives inside the server process: with it use the /api/admin/ endpoints instead (see docs/workspaces.md). `dialer backup PATH` copies the live SQLite file.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def active_key(batch_id: ObjectId, e164: str, extension: str | None) -> str:
 
 @dataclass
 class ChunkResult:
-    """What `CallRepo.enqueue` wrote for one chunk (README "Enqueueing rules")."""
+    """What `CallRepo.enqueue` wrote for one chunk (docs/api.md, "Enqueueing rules")."""
 
     call_ids: list[str] = field(default_factory=list)  # inserted or updated, in the chunk's order
     inserted: int = 0

@@ -150,7 +150,7 @@ class Database:
         if code.startswith("SQLITE_CANTOPEN"):
             return f"cannot open {self.path}: check that its directory exists and is writable"
         if code.startswith("SQLITE_CORRUPT"):
-            return f"{self.path} is corrupt: restore a backup (see README, 'Back-up and restore')"
+            return f"{self.path} is corrupt: restore a backup (see docs/storage.md, 'Back-up and restore')"
         if code.startswith("SQLITE_READONLY"):
             return f"{self.path} is read-only: the dialer must be able to write its data directory"
         return f"cannot open {self.path}: {code or type(exc).__name__} ({exc})"
