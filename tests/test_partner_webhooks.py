@@ -30,10 +30,13 @@ class Receiver:
         self.mode = "ok"
         self.fail_first = 0
         self.redirected = 0
+        self.answers: list[web.Response] = []  # answered first, one per request
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.got.append({"headers": dict(request.headers), "body": body, "at": time.monotonic()})
+        if self.answers:
+            return self.answers.pop(0)
         if self.fail_first > 0:
             self.fail_first -= 1
             return web.Response(status=500, text="not now")
@@ -385,3 +388,72 @@ async def test_an_endpoints_senders_go_on_to_its_next_due_messages_without_waiti
     assert await sender.tick() == sender.per_endpoint  # one pass...
     await sender.drain()
     assert len(r.got) == 12  # ... and every due message is delivered
+
+
+async def _test_message(api, hook: dict) -> dict:
+    code, sent = await api.post(f"/api/webhooks/endpoints/{hook['endpointId']}/test")
+    assert code == 200, sent
+    return sent["data"]
+
+
+async def _message(api, message_id: str) -> dict:
+    code, log = await api.get("/api/webhooks/messages")
+    assert code == 200
+    return next(m for m in log["data"]["messages"] if m["messageId"] == message_id)
+
+
+@pytest.mark.parametrize("retry_after", ["120", "HTTP-DATE"])
+async def test_a_receiver_asking_to_slow_down_is_not_called_again_before_its_retry_after(api, clock, receiver,
+                                                                                        retry_after):
+    r, url = await receiver()
+    if retry_after == "HTTP-DATE":  # the receiver's wall clock, two minutes ahead
+        import email.utils
+        retry_after = email.utils.formatdate(time.time() + 120, usegmt=True)
+    r.answers = [web.Response(status=429, text="slow down", headers={"Retry-After": retry_after})]
+    hook = await endpoint(api, url)
+    sent = await _test_message(api, hook)
+    await deliver(api)
+    clock.advance(5)  # the schedule's next delay has passed, the receiver's has not
+    await deliver(api)
+    assert len(r.got) == 1
+    clock.advance(110)
+    await deliver(api)
+    assert len(r.got) == 1
+    clock.advance(10)
+    await deliver(api)
+    assert len(r.got) == 2
+    message = await _message(api, sent["messageId"])
+    assert message["status"] == "delivered"
+    assert [a["httpStatus"] for a in message["attempts"]] == [429, 200]
+    assert 118 <= message["attempts"][0]["retryAfterSeconds"] <= 120
+
+
+async def test_abort_message_stops_the_retries_of_that_message_only(api, clock, receiver):
+    r, url = await receiver()
+    r.answers = [web.Response(status=400, text="never this one", headers={"webhook-delivery": "abort-message"})]
+    hook = await endpoint(api, url)
+    sent = await _test_message(api, hook)
+    await deliver(api)
+    clock.advance(3600)
+    await deliver(api)
+    assert len(r.got) == 1
+    message = await _message(api, sent["messageId"])
+    assert message["status"] == "failed" and message["attempts"][0]["aborted"] is True
+    again = await _test_message(api, hook)  # the endpoint itself stays enabled
+    await deliver(api)
+    assert (await _message(api, again["messageId"]))["status"] == "delivered"
+
+
+async def test_410_gone_disables_the_endpoint_at_once(api, clock, receiver):
+    r, url = await receiver()
+    r.answers = [web.Response(status=410, text="gone")]
+    hook = await endpoint(api, url)
+    sent = await _test_message(api, hook)
+    await deliver(api)
+    _, got = await api.get(f"/api/webhooks/endpoints/{hook['endpointId']}")
+    assert got["data"]["disabled"] is True and got["data"]["disabledReason"] == "the endpoint answered 410 Gone"
+    assert (await _message(api, sent["messageId"]))["status"] == "failed"
+    await _test_message(api, hook)
+    clock.advance(3600)
+    await deliver(api)
+    assert len(r.got) == 1  # nothing more is sent to it

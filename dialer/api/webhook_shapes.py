@@ -94,6 +94,10 @@ class Attempt(View):
     httpStatus: Annotated[int, Field(description="the receiver's HTTP status")] = None
     error: Annotated[str, Field(description="why no answer was read (timeout, connection, refused URL)")] = None
     response: Annotated[str, Field(description="the first 1 KB of the answer")] = None
+    retryAfterSeconds: Annotated[int, Field(description="the receiver's Retry-After: the next attempt waits at "
+                                                        "least this long (at most a day)")] = None
+    aborted: Annotated[bool, Field(description="the receiver answered `webhook-delivery: abort-message`: "
+                                               "no further attempt")] = None
 
 
 class MessageView(View):

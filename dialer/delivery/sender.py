@@ -13,8 +13,11 @@ webhook-id (the message's, stable across attempts), webhook-timestamp (this atte
 since the receiver checks it against its own clock) and webhook-signature; redirects are not followed;
 at most ANSWER_LIMIT of the answer are read (then the connection is dropped; the first RESPONSE_BYTES are
 logged); a 2xx answered whole within the timeout is success, anything else (an error, a hang, a redirect, a closed connection) a failed attempt, retried
-after the next delay of the schedule, the message failed once the schedule is spent. An endpoint failing
-for DISABLE_AFTER straight is disabled; its waiting messages fail (recoverable with /recover).
+after the next delay of the schedule, the message failed once the schedule is spent. The receiver steers
+as Standard Webhooks and Svix let it: a `Retry-After` (seconds or an HTTP date) on a failed answer puts the
+next attempt no sooner than it asks (at most RETRY_AFTER_LIMIT later), `webhook-delivery: abort-message`
+fails the message at once, and a 410 Gone disables the endpoint. An endpoint failing for DISABLE_AFTER
+straight is disabled too; a disabled endpoint's waiting messages fail (recoverable with /recover).
 Scheduling, leases and the disable rule follow the injected clock.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import logging
 import time
 
@@ -40,6 +44,7 @@ log = logging.getLogger("dialer.webhooks")
 RESPONSE_BYTES = 1024  # kept in the log
 ANSWER_LIMIT = 64 * 1024  # read at most; a longer answer fails the attempt (the rest is never read)
 DISABLE_AFTER = dt.timedelta(days=5)
+RETRY_AFTER_LIMIT = 24 * 3600.0  # a receiver's Retry-After is honoured up to a day
 LEASE_MARGIN = dt.timedelta(seconds=30)
 
 
@@ -173,6 +178,7 @@ class Sender:
                 async with self.session.post(endpoint["url"], data=body, headers=headers,
                                              allow_redirects=False) as response:
                     attempt["httpStatus"] = response.status
+                    _steering(response, attempt)
                     answer = await _read_at_most(response, ANSWER_LIMIT + 1)
                     attempt["response"] = answer[:RESPONSE_BYTES].decode("utf-8", errors="replace")
                     if len(answer) > ANSWER_LIMIT:
@@ -190,12 +196,14 @@ class Sender:
     async def _record(self, endpoint: dict, message: dict, attempt: dict, ok: bool, final: bool = False) -> None:
         now = self.clock.now()
         step = message.get("step", 0) + 1
+        gone = attempt.get("httpStatus") == 410
         if ok:
             status, due, outcome = "delivered", None, "delivered"
-        elif final or step >= len(self.delays):
+        elif final or gone or attempt.get("aborted") or step >= len(self.delays):
             status, due, outcome = "failed", None, "failed"
         else:
-            status, due, outcome = "pending", now + dt.timedelta(seconds=self.delays[step]), "retry"
+            wait = max(self.delays[step], attempt.get("retryAfterSeconds", 0))
+            status, due, outcome = "pending", now + dt.timedelta(seconds=wait), "retry"
         if not await self.repos.webhooks.record_attempt(message["_id"], self.name, attempt, status, step, due):
             return  # our lease ran out and another sender took the message over
         self.metrics.webhook_deliveries.labels(outcome).inc()
@@ -205,10 +213,38 @@ class Sender:
         if endpoint.get("disabled"):
             return
         after = await self.repos.webhooks.note_result(endpoint["_id"], ok, now)
-        if after and after.get("failingSince") and now - after["failingSince"] >= DISABLE_AFTER and not after.get("disabled"):
-            await self.repos.webhooks.update_endpoint(endpoint["_id"], {
-                "disabled": True, "disabledReason": f"every delivery failed for {DISABLE_AFTER.days} days", "updatedAt": now})
-            log.warning("webhook endpoint disabled", extra={"endpointId": str(endpoint["_id"])})
+        if gone:
+            await self._disable(endpoint, "the endpoint answered 410 Gone", now)
+        elif after and after.get("failingSince") and now - after["failingSince"] >= DISABLE_AFTER and not after.get("disabled"):
+            await self._disable(endpoint, f"every delivery failed for {DISABLE_AFTER.days} days", now)
+
+    async def _disable(self, endpoint: dict, reason: str, now: dt.datetime) -> None:
+        await self.repos.webhooks.update_endpoint(endpoint["_id"], {"disabled": True, "disabledReason": reason,
+                                                                    "updatedAt": now})
+        log.warning("webhook endpoint disabled", extra={"endpointId": str(endpoint["_id"]), "reason": reason})
+
+
+def _steering(response: aiohttp.ClientResponse, attempt: dict) -> None:
+    """What a failed answer asks of the sender, noted on the attempt: `aborted` (webhook-delivery:
+    abort-message) and `retryAfterSeconds` (Retry-After, as seconds or an HTTP date; bounded)."""
+    if 200 <= response.status < 300:
+        return
+    if response.headers.get("webhook-delivery", "").strip().lower() == "abort-message":
+        attempt["aborted"] = True
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return  # unreadable: the schedule decides
+        if when.tzinfo is None:
+            return
+        seconds = when.timestamp() - time.time()  # an HTTP date is the receiver's wall clock
+    attempt["retryAfterSeconds"] = round(min(max(seconds, 0.0), RETRY_AFTER_LIMIT))
 
 
 async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
