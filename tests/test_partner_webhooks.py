@@ -457,3 +457,27 @@ async def test_410_gone_disables_the_endpoint_at_once(api, clock, receiver):
     clock.advance(3600)
     await deliver(api)
     assert len(r.got) == 1  # nothing more is sent to it
+
+
+async def test_one_success_ends_a_failing_streak_so_the_five_days_start_again(api, clock, receiver):
+    r, url = await receiver("fail")
+    hook = await endpoint(api, url)
+    path = f"/api/webhooks/endpoints/{hook['endpointId']}"
+    for day in range(4):
+        await _test_message(api, hook)
+        await deliver(api)
+        clock.advance(24 * 3600)
+    _, got = await api.get(path)
+    assert got["data"]["failingSince"] is not None
+    r.mode = "ok"
+    await _test_message(api, hook)
+    await deliver(api)
+    _, got = await api.get(path)
+    assert got["data"]["failingSince"] is None
+    r.mode = "fail"
+    for day in range(3):  # days 5-7 of the endpoint's life, the first three of a new streak
+        clock.advance(24 * 3600)
+        await _test_message(api, hook)
+        await deliver(api)
+    _, got = await api.get(path)
+    assert got["data"]["disabled"] is False and got["data"]["failingSince"] is not None

@@ -212,10 +212,14 @@ class Sender:
                                            "result": outcome})
         if endpoint.get("disabled"):
             return
-        after = await self.repos.webhooks.note_result(endpoint["_id"], ok, now)
         if gone:
             await self._disable(endpoint, "the endpoint answered 410 Gone", now)
-        elif after and after.get("failingSince") and now - after["failingSince"] >= DISABLE_AFTER and not after.get("disabled"):
+            return
+        failing = endpoint.get("failingSince")  # as read just before this message was sent
+        if ok == (failing is None) and not (failing and now - failing >= DISABLE_AFTER):
+            return  # nothing changes (the write is saved: one fewer per delivery in the steady state)
+        after = await self.repos.webhooks.note_result(endpoint["_id"], ok, now)
+        if after and after.get("failingSince") and now - after["failingSince"] >= DISABLE_AFTER and not after.get("disabled"):
             await self._disable(endpoint, f"every delivery failed for {DISABLE_AFTER.days} days", now)
 
     async def _disable(self, endpoint: dict, reason: str, now: dt.datetime) -> None:
