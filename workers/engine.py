@@ -28,6 +28,7 @@ from workers.telephony.simulator import Simulator, parse_outcomes
 from workers.reaper import Reaper
 
 log = logging.getLogger("workers.engine")
+SIM_CONCURRENT_EVENTS = 64  # the simulator's calls whose events are applied at once (Twilio's arrive as requests)
 
 
 def make_provider(settings: Settings, clock: Clock) -> TelephonyProvider:
@@ -42,7 +43,7 @@ def make_provider(settings: Settings, clock: Clock) -> TelephonyProvider:
                               timeout=settings.twilio_timeout_seconds, api_base=settings.twilio_api_base or None)
     if settings.provider == "simulator":
         return Simulator(clock, parse_outcomes(settings.sim_outcomes), settings.sim_mean_duration_seconds,
-                         settings.sim_time_scale)
+                         settings.sim_time_scale, concurrent_events=SIM_CONCURRENT_EVENTS)
     raise ValueError(f"unknown provider {settings.provider!r}: use simulator or twilio")
 
 
