@@ -13,6 +13,7 @@ from aiohttp import web
 from standardwebhooks import Webhook
 
 from dialer.api.appkeys import SENDER, WEBHOOKS
+from dialer.delivery.sender import LANE_MESSAGES
 from tests.dispatch_harness import Harness, nums
 
 
@@ -379,15 +380,18 @@ async def test_metrics_count_deliveries_and_the_oldest_undelivered_age(api, cloc
 
 async def test_an_endpoints_senders_go_on_to_its_next_due_messages_without_waiting_for_a_pass(api, receiver):
     """Found while sizing bench/webhooks: each pass leased at most `per_endpoint` messages per endpoint, so one partner
-    got at most 8 a second (4 senders, 0.5 s passes) however fast it answered."""
+    got at most 8 a second (4 senders, 0.5 s passes) however fast it answered. Now each lane leases LANE_MESSAGES
+    at once, then the next ones."""
     r, url = await receiver()
     hook = await endpoint(api, url)
-    for _ in range(12):
-        await api.post(f"/api/webhooks/endpoints/{hook['endpointId']}/test")
     sender = api.app[SENDER]
-    assert await sender.tick() == sender.per_endpoint  # one pass...
+    first_pass = sender.per_endpoint * LANE_MESSAGES
+    for _ in range(first_pass + 9):
+        await api.post(f"/api/webhooks/endpoints/{hook['endpointId']}/test")
+    assert await sender.tick() == first_pass  # one pass...
     await sender.drain()
-    assert len(r.got) == 12  # ... and every due message is delivered
+    assert len(r.got) == first_pass + 9  # ... and every due message is delivered
+    assert len({got["headers"]["webhook-id"] for got in r.got}) == first_pass + 9
 
 
 async def _test_message(api, hook: dict) -> dict:

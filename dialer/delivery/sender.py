@@ -1,10 +1,12 @@
 """A webhook sender: leases due messages per endpoint and delivers them as Standard Webhooks says.
 
 Every API process and every `dialer worker` runs one (through the composition root). Each pass relays the
-outbox (relay.py), then, for each endpoint with due messages, leases as many as the endpoint's free
-senders in this process (`per_endpoint`, so one slow partner never holds up another) and posts each in a
-task of its own, which then leases the endpoint's next due message, and so on until none is due. A lease outlives the 15 s timeout; a sender that dies mid-delivery leaves its lease to
-run out and another process takes the message over: at least once, partners dedupe by webhook-id.
+outbox (relay.py), then, for each endpoint with due messages, starts as many lanes as the endpoint has free
+senders in this process (`per_endpoint`, so one slow partner never holds up another). A lane leases up to
+LANE_MESSAGES of the endpoint's due messages at once (one write for several deliveries), posts them one
+after the other, then leases the next ones, until none is due. A lease outlives that many timeouts; a
+sender that dies mid-delivery leaves its leases to run out and another process takes the messages over: at
+least once, partners dedupe by webhook-id.
 
 An attempt: the URL checked again (DNS may have changed: services/webhook_urls.py), then connected to
 through a connector whose resolver refuses private answers itself (guard.py: a name that changes between
@@ -46,6 +48,7 @@ ANSWER_LIMIT = 64 * 1024  # read at most; a longer answer fails the attempt (the
 DISABLE_AFTER = dt.timedelta(days=5)
 RETRY_AFTER_LIMIT = 24 * 3600.0  # a receiver's Retry-After is honoured up to a day
 LEASE_MARGIN = dt.timedelta(seconds=30)
+LANE_MESSAGES = 8  # leased by a lane at once
 
 
 class Sender:
@@ -62,7 +65,7 @@ class Sender:
         self.poll = poll_seconds
         self.metrics = metrics or Metrics()
         self.resolver = resolver  # the URL checks' (aiohttp's default when None)
-        self.lease = dt.timedelta(seconds=timeout_seconds) + LEASE_MARGIN
+        self.lease = LANE_MESSAGES * dt.timedelta(seconds=timeout_seconds) + LEASE_MARGIN
         self.busy: dict[ObjectId, int] = {}
         self.tasks: set[asyncio.Task] = set()
         self.session: aiohttp.ClientSession | None = None
@@ -121,28 +124,31 @@ class Sender:
             endpoint = await self.repos.webhooks.get_endpoint(endpoint_id)
             if endpoint is None:
                 continue
-            for message in await self.repos.webhooks.lease(endpoint_id, now, self.name, now + self.lease, free):
+            leased = await self.repos.webhooks.lease(endpoint_id, now, self.name, now + self.lease,
+                                                     free * LANE_MESSAGES)
+            lanes = [leased[i::free] for i in range(min(free, len(leased)))]  # due first, spread over lanes
+            for messages in lanes:
                 self.busy[endpoint_id] = self.busy.get(endpoint_id, 0) + 1
-                task = asyncio.get_running_loop().create_task(self._lane(endpoint, message))
+                task = asyncio.get_running_loop().create_task(self._lane(endpoint, messages))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
-                started += 1
+                started += len(messages)
         return started
 
-    async def _lane(self, endpoint: dict, message: dict) -> None:
-        """One of an endpoint's senders: this message, then the endpoint's next due one (read again, as the
-        endpoint may have changed), until none is due; a busy partner is not held to one message a pass."""
+    async def _lane(self, endpoint: dict, messages: list[dict]) -> None:
+        """One of an endpoint's senders: these messages, then the endpoint's next due ones (the endpoint read
+        again, as it may have changed), until none is due; a busy partner is not held to a few a pass."""
         endpoint_id = endpoint["_id"]
         try:
             while True:
-                await self._deliver(endpoint, message)
+                for message in messages:
+                    endpoint = await self._deliver(endpoint, message)
                 endpoint = await self.repos.webhooks.get_endpoint(endpoint_id)
                 now = self.clock.now()
-                found = await self.repos.webhooks.lease(endpoint_id, now, self.name, now + self.lease, 1) \
-                    if endpoint is not None else []
-                if not found:
+                messages = await self.repos.webhooks.lease(endpoint_id, now, self.name, now + self.lease,
+                                                           LANE_MESSAGES) if endpoint is not None else []
+                if not messages:
                     return
-                message = found[0]
         except Exception:  # the store was unavailable: the next pass takes the endpoint up again
             log.exception("webhook sender lane failed", extra={"endpointId": str(endpoint_id)})
         finally:
@@ -152,16 +158,17 @@ class Sender:
             else:
                 self.busy.pop(endpoint_id, None)
 
-    async def _deliver(self, endpoint: dict, message: dict) -> None:
+    async def _deliver(self, endpoint: dict, message: dict) -> dict:
+        """One attempt, recorded; the endpoint as it stands after it (its failing streak, a disable)."""
         try:
             if endpoint.get("disabled"):
-                await self._record(endpoint, message, {"at": self.clock.now(), "error": "endpoint disabled", "ms": 0},
-                                   ok=False, final=True)
-                return
+                return await self._record(endpoint, message, {"at": self.clock.now(), "error": "endpoint disabled",
+                                                              "ms": 0}, ok=False, final=True)
             attempt, ok = await self._attempt(endpoint, message)
-            await self._record(endpoint, message, attempt, ok)
+            return await self._record(endpoint, message, attempt, ok)
         except Exception:
             log.exception("webhook delivery failed", extra={"messageId": message["_id"]})
+            return endpoint
 
     async def _attempt(self, endpoint: dict, message: dict) -> tuple[dict, bool]:
         now = self.clock.now()
@@ -193,7 +200,7 @@ class Sender:
         attempt["ms"] = round((time.monotonic() - started) * 1000)
         return attempt, 200 <= attempt.get("httpStatus", 0) < 300 and "error" not in attempt
 
-    async def _record(self, endpoint: dict, message: dict, attempt: dict, ok: bool, final: bool = False) -> None:
+    async def _record(self, endpoint: dict, message: dict, attempt: dict, ok: bool, final: bool = False) -> dict:
         now = self.clock.now()
         step = message.get("step", 0) + 1
         gone = attempt.get("httpStatus") == 410
@@ -205,27 +212,30 @@ class Sender:
             wait = max(self.delays[step], attempt.get("retryAfterSeconds", 0))
             status, due, outcome = "pending", now + dt.timedelta(seconds=wait), "retry"
         if not await self.repos.webhooks.record_attempt(message["_id"], self.name, attempt, status, step, due):
-            return  # our lease ran out and another sender took the message over
+            return endpoint  # our lease ran out and another sender took the message over
         self.metrics.webhook_deliveries.labels(outcome).inc()
         log.info("webhook attempt", extra={"messageId": message["_id"], "endpointId": str(endpoint["_id"]),
                                            "status": attempt.get("httpStatus"), "error": attempt.get("error"),
                                            "result": outcome})
         if endpoint.get("disabled"):
-            return
+            return endpoint
         if gone:
-            await self._disable(endpoint, "the endpoint answered 410 Gone", now)
-            return
-        failing = endpoint.get("failingSince")  # as read just before this message was sent
+            return await self._disable(endpoint, "the endpoint answered 410 Gone", now)
+        failing = endpoint.get("failingSince")  # as read before this message was sent, or kept since
         if ok == (failing is None) and not (failing and now - failing >= DISABLE_AFTER):
-            return  # nothing changes (the write is saved: one fewer per delivery in the steady state)
+            return endpoint  # nothing changes (the write is saved: one fewer per delivery in the steady state)
         after = await self.repos.webhooks.note_result(endpoint["_id"], ok, now)
-        if after and after.get("failingSince") and now - after["failingSince"] >= DISABLE_AFTER and not after.get("disabled"):
-            await self._disable(endpoint, f"every delivery failed for {DISABLE_AFTER.days} days", now)
+        if after is None:
+            return endpoint
+        if after.get("failingSince") and now - after["failingSince"] >= DISABLE_AFTER and not after.get("disabled"):
+            return await self._disable(after, f"every delivery failed for {DISABLE_AFTER.days} days", now)
+        return after
 
-    async def _disable(self, endpoint: dict, reason: str, now: dt.datetime) -> None:
+    async def _disable(self, endpoint: dict, reason: str, now: dt.datetime) -> dict:
         await self.repos.webhooks.update_endpoint(endpoint["_id"], {"disabled": True, "disabledReason": reason,
                                                                     "updatedAt": now})
         log.warning("webhook endpoint disabled", extra={"endpointId": str(endpoint["_id"]), "reason": reason})
+        return {**endpoint, "disabled": True, "disabledReason": reason}
 
 
 def _steering(response: aiohttp.ClientResponse, attempt: dict) -> None:
