@@ -13,6 +13,7 @@ from dialer.api.appkeys import LIFECYCLE
 from dialer.core import machine
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness, nums
+from workers import reaper
 
 
 async def act(api, batch: str, verb: str, body=None) -> tuple[int, dict]:
@@ -335,6 +336,21 @@ async def test_a_cancel_cut_short_by_a_crash_is_finished_by_its_retry(api, clock
     code, doc = await act(api, batch, "cancel")
     assert code == 409 and doc["data"]["status"] == "cancelled"
     assert Counter(c["status"] for c in await api.all_calls(batch)) == {"cancelled": 5}
+
+
+async def test_a_cancel_cut_short_and_never_retried_is_finished_by_the_reaper(api, clock, engine_settings):
+    """As above, but no retry comes (the operator closed the page): the reaper's look at batches changed
+    lately finds the cancelled batch with calls waiting and withdraws them."""
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch()
+    await api.add_calls(batch, nums(5))
+    assert await api.store.batches.move(ObjectId(batch), machine.CANCEL, clock.now())  # all it did
+    clock.advance(60)
+    for _ in range(reaper.COUNTERS_EVERY):  # the reconciliation runs every few reaper runs
+        await h.engines[0].reaper.run()
+    assert Counter(c["status"] for c in await api.all_calls(batch)) == {"cancelled": 5}
+    _, doc = await api.get(f"/api/call/batches/{batch}")
+    assert doc["data"]["counters"]["byStatus"].get("queued", 0) == 0
 
 
 async def test_claims_of_a_dead_dispatcher_in_a_cancelled_batch_end_cancelled_not_queued(api, clock, engine_settings):

@@ -12,7 +12,9 @@ meanwhile are not lost).
 Batches changed in the last RECENTLY (paused, completed, cancelled: by the injected clock, read from
 the store, so a restart forgets none) are looked at too: their last calls end after the batch stops,
 and a crash can lose those calls' increments. Such a batch is looked at until its counters are found
-right with no call in flight, and again only if it changes.
+right with no call in flight, and again only if it changes. A cancelled batch found with calls still waiting
+is a cancel cut short (its process died between the move and the withdrawal, and no retry came): its
+waiting calls are withdrawn here.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import logging
 from bson import ObjectId
 
 from dialer.core.clock import Clock
-from dialer.core.statuses import IN_FLIGHT_VALUES, BatchStatus
+from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, BatchStatus
 from dialer.ports import BatchRepo, CallRepo, Tally
+from dialer.services.calls import withdraw_all
 
 log = logging.getLogger("dialer.counters")
 RECENTLY = dt.timedelta(days=1)  # how long after its last change a batch that is not running is looked at
 RUNNING = BatchStatus.RUNNING.value
+CANCELLED = BatchStatus.CANCELLED.value
 
 
 class CounterReconciler:
@@ -60,6 +64,11 @@ class CounterReconciler:
     async def check(self, batch: dict) -> bool:
         batch_id = batch["_id"]
         actual, delta = await self.calls.audit(batch_id)
+        if batch["status"] == CANCELLED and any(t.status in WAITING_VALUES and t.calls > 0 for t in actual):
+            withdrawn = await withdraw_all(self.calls, batch_id, self.clock.now())
+            log.warning("a cancel cut short had left calls waiting: withdrawn",
+                        extra={"batchId": str(batch_id), "calls": withdrawn})
+            return False  # the counters are looked at again on the next run
         if not delta:
             self._suspect.pop(batch_id, None)
             if batch["status"] != RUNNING and not any(t.status in IN_FLIGHT_VALUES for t in actual):
