@@ -378,8 +378,20 @@ class TenancyRepo(Protocol):
         """Forget the reservation noted under `ref`: spent (its intake is written); with `refund_by`,
         given back first, if that request made it (its intake lost to another with the same key)."""
 
+    async def reservations(self) -> list[CreditReservation]:
+        """Every reservation still noted (each workspace's, by `take_credits` under a ref): the reaper gives
+        back those whose request died before writing its intake and was never retried."""
+
 
 CREDIT_REFS = 100  # the refs of a workspace's last credit changes it keeps (add_credits)
+
+
+@dataclass(frozen=True)
+class CreditReservation:
+    workspace_id: ObjectId
+    ref: str  # the enrollment intake's id
+    amount: int
+    by: str | None  # the request that made it
 
 
 def reservation_key(ref: str) -> str:

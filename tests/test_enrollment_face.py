@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import make_api
 from tests.enrollment_client import batch_of, contact, enroll
+from tests.dispatch_harness import Harness
 from tests.killed import died, died_silently
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -373,3 +374,31 @@ async def test_an_enrollment_killed_between_its_credits_and_its_intake_spends_th
     assert code == 202 and answer["accepted"] == 3 and len(await api.all_calls(answer["batchId"])) == 3
     workspace = await api.tenancy.get_workspace(api.workspace_id)
     assert workspace["credits"] == 97 and not workspace.get("reservations")  # spent once, nothing noted
+
+
+async def test_credits_of_an_enrollment_killed_before_its_intake_and_never_retried_come_back(api, clock, monkeypatch,
+                                                                                             engine_settings):
+    """As above, but the partner never retries: the reservation would hold the credits for ever. The reaper
+    gives them back once it has seen the reservation without its intake for ten minutes."""
+    await admin_patch(api, {"credits": 100})
+    body = {"contacts": [contact(f"+1212555010{i}", account_id=f"A{i}") for i in range(3)]}
+    monkeypatch.setattr(api.store.intakes, "insert", died)
+    monkeypatch.setattr(api.store.tenancy, "settle_credits", died_silently)
+    code, _, _, _ = await enroll(api, body, idem="crm-8")
+    assert code == 500
+    monkeypatch.undo()
+    reaper = Harness(api, clock, engine_settings).engines[0].reaper
+    await reaper.run()
+    clock.advance(9 * 60)
+    await reaper.run()
+    assert (await api.tenancy.get_workspace(api.workspace_id))["credits"] == 97  # it may still be retried
+    clock.advance(2 * 60)
+    await reaper.run()
+    workspace = await api.tenancy.get_workspace(api.workspace_id)
+    assert workspace["credits"] == 100 and not workspace.get("reservations")
+    code, answer, _, _ = await enroll(api, body, idem="crm-8")  # a retry after all: charged once
+    assert code == 202 and answer["accepted"] == 3
+    await reaper.run()
+    clock.advance(60 * 60)
+    await reaper.run()
+    assert (await api.tenancy.get_workspace(api.workspace_id))["credits"] == 97

@@ -8,6 +8,8 @@
 - Slots whose call left flight are compacted away (when no dispatcher ticks to do it).
 - Pending batches whose scheduled start has come, and that have calls, start running.
 - Idempotency records and enrollment intakes that expired (by the injected clock) are deleted.
+- Credits an enrollment reserved before its process died, without its intake and never retried, are
+  given back (Enrollment.release_abandoned).
 - Enrollment intakes whose processing stopped half way (a crash) are resumed; chained groups left without
   their next step are moved on (dialer/services/chains.py).
 - Batch counters that drifted from the calls (a crash between a transition and its counter write)
@@ -70,6 +72,7 @@ class Reaper:
         if self.enrollment is not None:
             await self._guarded("intake resumption", self.enrollment.resume)  # their process crashed
             await self._guarded("intake purge", lambda: self.repos.intakes.purge(self.clock.now()))
+            await self._guarded("credit release", self.enrollment.release_abandoned)
         if self.chains is not None:
             await self._guarded("chain sweep", self.sweep_groups)
 

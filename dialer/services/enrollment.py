@@ -51,6 +51,7 @@ log = logging.getLogger("dialer.enrollment")
 LEASE_SECONDS = 60.0  # default: how long an intake being processed is left to its process
 MAX_INTAKE_BYTES = 15 * 1024 * 1024  # one MongoDB document (16 MiB), less room for our own fields
 CHUNK = 500
+ABANDONED = dt.timedelta(minutes=10)  # a reservation without its intake for this long: its request died
 NORMALIZE_IGNORED = ("normalizeFields was ignored: this workspace is not on the normalization allowlist "
                      "(an administrator can allow it).")
 
@@ -82,6 +83,7 @@ class Enrollment:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"  # who holds an intake's lease
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
         self._tasks: set[asyncio.Task] = set()
+        self._reservations: dict[tuple, dt.datetime] = {}  # (workspace, ref, by) -> first seen without its intake
 
     # ---- accepting -----------------------------------------------------------------------------
     async def enroll(self, principal: Principal, agent_id: str, raw: bytes, key: str | None) -> Answer:
@@ -243,6 +245,30 @@ class Enrollment:
         # The reservation's note, left by a process that died right after writing the intake.
         await self.tenancy_repo.settle_credits(intake["workspaceId"], intake["_id"])
         return written, len(calls)
+
+    async def release_abandoned(self) -> int:
+        """Credits reserved by a keyed enrollment whose process died before writing its intake, and whose
+        partner never retried: given back once the same reservation was seen without its intake for
+        ABANDONED (by the injected clock; what a restart forgets is seen again). A retry arriving meanwhile
+        finds its reservation gone and reserves again, or, if it reserved just before, is charged again
+        here once its intake shows up. How many were given back."""
+        now = self.clock.now()
+        seen, self._reservations = self._reservations, {}
+        released = 0
+        for held in await self.tenancy_repo.reservations():
+            key = (held.workspace_id, held.ref, held.by)
+            first = seen.get(key, now)
+            if now - first < ABANDONED or await self.intakes.get(held.ref) is not None:
+                self._reservations[key] = first  # young, or its intake is written (settled when processed)
+                continue
+            await self.tenancy_repo.settle_credits(held.workspace_id, held.ref, refund_by=held.by)
+            if await self.intakes.get(held.ref) is not None:  # its retry wrote the intake meanwhile
+                await self.tenancy_repo.add_credits(held.workspace_id, -held.amount)
+                continue
+            released += 1
+            log.warning("credits of an enrollment that died before its intake given back",
+                        extra={"workspaceId": str(held.workspace_id), "credits": held.amount})
+        return released
 
     async def resume(self, limit: int = 100) -> int:
         """Process the intakes left pending (a crash, a lost lease). How many were completed."""

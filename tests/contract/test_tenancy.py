@@ -194,3 +194,20 @@ async def test_a_workspace_keeps_the_refs_of_its_last_credit_changes(repos):
     assert doc["credits"] == CREDIT_REFS + 1 and len(doc["creditRefs"]) == CREDIT_REFS
     assert (await repos.tenancy.add_credits(ws["_id"], 1, f"claim-{CREDIT_REFS}"))["credits"] == CREDIT_REFS + 1
     assert (await repos.tenancy.add_credits(ws["_id"], 1, "claim-0"))["credits"] == CREDIT_REFS + 2  # forgotten
+
+
+async def test_reservations_noted_under_a_ref_are_listed_until_settled(repos):
+    ws = {"_id": ObjectId(), "name": "acme", "createdAt": T0, "credits": 10}
+    other = {"_id": ObjectId(), "name": "other", "createdAt": T0, "credits": 10}
+    for w in (ws, other):
+        await repos.tenancy.insert_workspace(w)
+    assert await repos.tenancy.reservations() == []
+    await repos.tenancy.take_credits(ws["_id"], 3, "ws:key:a", "req-1")
+    await repos.tenancy.take_credits(other["_id"], 2, "other:key:b", "req-2")
+    await repos.tenancy.take_credits(ws["_id"], 1)  # no ref: nothing noted
+    got = sorted(await repos.tenancy.reservations(), key=lambda r: r.ref)
+    assert [(r.workspace_id, r.ref, r.amount, r.by) for r in got] == [
+        (other["_id"], "other:key:b", 2, "req-2"), (ws["_id"], "ws:key:a", 3, "req-1")]
+    await repos.tenancy.settle_credits(ws["_id"], "ws:key:a", refund_by="req-1")
+    assert [r.ref for r in await repos.tenancy.reservations()] == ["other:key:b"]
+    assert (await repos.tenancy.get_workspace(ws["_id"]))["credits"] == 9

@@ -12,7 +12,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from dialer.ports import CREDIT_REFS, reservation_key
+from dialer.ports import CREDIT_REFS, CreditReservation, reservation_key
 from dialer.store.mongo.documents import normalise, unavailable
 
 
@@ -68,7 +68,7 @@ class MongoTenancy:
         noted = f"reservations.{reservation_key(ref)}" if ref is not None else None
         if noted is not None:
             flt[noted] = {"$exists": False}
-            change["$set"] = {noted: {"amount": amount, "by": by}}
+            change["$set"] = {noted: {"amount": amount, "by": by, "ref": ref}}
         taken = await self.workspaces.find_one_and_update(flt, change, projection={"credits": 1},
                                                           return_document=ReturnDocument.AFTER)
         if taken is not None:
@@ -91,6 +91,13 @@ class MongoTenancy:
             held = doc["reservations"][reservation_key(ref)]
             await self.workspaces.update_one({"_id": workspace_id, f"{noted}.by": refund_by},
                                              {"$inc": {"credits": held["amount"]}, "$unset": {noted: ""}})
+
+    @unavailable
+    async def reservations(self) -> list[CreditReservation]:
+        found = await self.workspaces.find({"reservations": {"$exists": True, "$ne": {}}},
+                                           {"reservations": 1}).to_list(None)
+        return [CreditReservation(doc["_id"], held["ref"], held["amount"], held.get("by"))
+                for doc in found for held in (doc.get("reservations") or {}).values() if held.get("ref")]
 
     @unavailable
     async def insert_key(self, key: dict) -> None:

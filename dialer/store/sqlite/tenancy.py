@@ -13,7 +13,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from dialer.ports import CREDIT_REFS, reservation_key
+from dialer.ports import CREDIT_REFS, CreditReservation, reservation_key
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.documents import docs, encode, marks, ms, one
 
@@ -91,7 +91,7 @@ class SqliteTenancy:
                 return False, balance
             doc["credits"] = balance - amount
             if ref is not None:
-                doc.setdefault("reservations", {})[reservation_key(ref)] = {"amount": amount, "by": by}
+                doc.setdefault("reservations", {})[reservation_key(ref)] = {"amount": amount, "by": by, "ref": ref}
             _save_workspace(conn, doc)
             return True, doc["credits"]
 
@@ -109,6 +109,15 @@ class SqliteTenancy:
             _save_workspace(conn, doc)
 
         await self.db.write(work)
+
+    async def reservations(self) -> list[CreditReservation]:
+        # Every workspace read (the reaper's, every few minutes): a deployment has few workspaces.
+        def work(conn: sqlite3.Connection) -> list[CreditReservation]:
+            return [CreditReservation(doc["_id"], held["ref"], held["amount"], held.get("by"))
+                    for doc in docs(conn.execute("SELECT doc FROM workspaces"))
+                    for held in (doc.get("reservations") or {}).values() if held.get("ref")]
+
+        return await self.db.read(work)
 
     # ---- API keys --------------------------------------------------------------------------------
     async def insert_key(self, key: dict) -> None:
