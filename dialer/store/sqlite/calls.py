@@ -27,6 +27,7 @@ from dialer.store.ids import NEW_IDS
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, load, push, save
 from dialer.store.sqlite.calls_for_chains import ChainCalls
+from dialer.store.sqlite.calls_for_dnc import DncCalls
 from dialer.store.sqlite.calls_for_operators import OperatorsCalls
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.documents import at, decode, marks, ms, stored
@@ -67,7 +68,7 @@ def matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
     return True
 
 
-class SqliteCalls(OperatorsCalls, ChainCalls):
+class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
     def __init__(self, db: Database) -> None:
         self.db = db
         self._retry_walks = {}
