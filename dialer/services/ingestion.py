@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from bson import ObjectId
 
 from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
 from dialer.core.clock import Clock, as_utc
@@ -25,6 +27,11 @@ from dialer.core.phones import PhoneNormaliser
 from dialer.settings import Settings
 from dialer.services.tenancy import Principal, Tenancy
 from dialer.core.windows import CallingWindow
+from dialer.core.dnc import rule, suppression
+from dialer.core.records import PlannedCall
+
+if TYPE_CHECKING:
+    from dialer.services.dnc import Dnc
 
 log = logging.getLogger("dialer.ingestion")
 INLINE_LIMIT = 500  # records (or ~bytes/200) below which work is done inline
@@ -57,7 +64,8 @@ def free_in_steps(lists: list[list], step: int = 1000) -> None:
 
 class Ingestion:
     def __init__(self, settings: Settings, clock: Clock, tenancy: Tenancy, batches: Batches,
-                 calls: CallRepo, phones: PhoneNormaliser, metrics: Metrics | None = None) -> None:
+                 calls: CallRepo, phones: PhoneNormaliser, metrics: Metrics | None = None,
+                 dnc: Dnc | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.tenancy = tenancy
@@ -67,6 +75,7 @@ class Ingestion:
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
         self.bodies = BodyReader()
         self.metrics = metrics or Metrics()
+        self.dnc = dnc  # the workspace's do-not-call list, screened chunk by chunk
 
     async def add_calls(self, principal: Principal, raw: bytes, claim: Claim | None = None) -> Outcome:
         """`claim`: the request's Idempotency-Key claim. Its records' new calls then take its ids, so a
@@ -134,11 +143,14 @@ class Ingestion:
             not_before=not_before,
         )
 
-    async def write_plan(self, batch: dict, plan: Plan) -> Outcome:
-        """Write a valid plan chunk by chunk (a failed chunk does not stop the others), start the batch."""
+    async def write_plan(self, batch: dict, plan: Plan, suppressed_as_calls: bool = False) -> Outcome:
+        """Write a valid plan chunk by chunk (a failed chunk does not stop the others), start the batch.
+        Numbers on the workspace's do-not-call list are not enqueued: named in `suppressed`, and with
+        `suppressed_as_calls` (a face that shows them as calls) written as skipped calls saying why."""
         call_ids: list[str] = []
         failed: list[dict] = []
         in_flight: list[dict] = []
+        suppressed: list[dict] = []
         inserted = updated = 0
         for number, chunk in enumerate(plan.chunks(self.settings.chunk_size), start=1):
             if number > 1:
@@ -154,6 +166,9 @@ class Ingestion:
                     chunk = [c for c in chunk if c.call_id not in earlier]
                     if not chunk:
                         continue
+                chunk = await self._screen(batch, chunk, suppressed, suppressed_as_calls)
+                if not chunk:
+                    continue
                 result = await self.calls.enqueue(batch, chunk, self.clock.now())
             except StoreUnavailable as exc:
                 log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number, "error": str(exc)})
@@ -167,21 +182,41 @@ class Ingestion:
                 log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number, "error": result.error})
                 failed.append({"chunkNum": number, "error": result.error})
         status = batch["status"]
-        if call_ids:
+        if call_ids or (suppressed and suppressed_as_calls):  # a batch of suppressed calls only completes
             status = await self.batches.start_after_insert(batch)
             if self.on_enqueued is not None:
                 self.on_enqueued()
         data = {"added": len(call_ids), "callIds": call_ids, "inserted": inserted, "updated": updated,
-                "duplicatesCollapsed": plan.collapsed, "inFlight": in_flight, "batchStatus": status}
+                "duplicatesCollapsed": plan.collapsed, "inFlight": in_flight, "suppressed": suppressed,
+                "batchStatus": status}
         log.info("calls enqueued", extra={"batchId": str(batch["_id"]), "added": len(call_ids),
                                           "failedChunks": len(failed), "records": plan.records})
         if not failed:
             message = "Calls enqueued successfully"
             if in_flight:
                 message += f"; {len(in_flight)} numbers already in a call were not re-enqueued"
+            if suppressed:
+                message += f"; {len(suppressed)} numbers on the do-not-call list were not enqueued"
             return Outcome(200, message, data)
         data["failedChunks"] = failed
         if not call_ids and not in_flight:
             return Outcome(503, "Service Unavailable", data, "the database failed; nothing was written, retry")
         return Outcome(207, "Some calls failed to enqueue", data, "Partial content, check failedChunks for details")
 
+    async def _screen(self, batch: dict, chunk: list[PlannedCall], suppressed: list[dict],
+                      as_calls: bool) -> list[PlannedCall]:
+        """The chunk without its listed numbers (one batched look-up), which join `suppressed`."""
+        if self.dnc is None:
+            return chunk
+        listed = await self.dnc.screen(batch["workspaceId"], {c.e164 for c in chunk})
+        if not listed:
+            return chunk
+        stopped = [c for c in chunk if c.e164 in listed]
+        suppressed += [{"index": c.index, "phoneNumber": c.raw_phone, "reason": rule(listed[c.e164])} for c in stopped]
+        if as_calls:
+            now = self.clock.now()
+            for call in stopped:
+                call.suppressed = suppression(now, listed[call.e164])
+                call.call_id = call.call_id or ObjectId()
+            await self.calls.insert_new(batch, stopped, now)
+        return [c for c in chunk if c.e164 not in listed]

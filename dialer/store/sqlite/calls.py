@@ -53,6 +53,15 @@ def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, status
     return doc
 
 
+def suppressed_call(batch: dict, call: PlannedCall, now: dt.datetime) -> dict:
+    """A planned call a rule stopped before it was queued (`call.suppressed`: its history entry): final."""
+    doc = new_call(batch, call, call.call_id, None, CallStatus.SKIPPED.value, now)
+    del doc["activeKey"]
+    doc.update(outcome="suppressed", finishedAt=stored(now), nextAttemptAt=None,
+               history=[{**call.suppressed, "result": "suppressed"}])
+    return doc
+
+
 def tallies_from(rows_: Iterable[tuple]) -> list[Tally]:
     return [Tally(status, outcome or None, calls, dialled, attempts)
             for status, outcome, calls, dialled, attempts in rows_ if calls]
