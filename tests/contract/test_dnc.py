@@ -100,3 +100,16 @@ async def test_an_opt_out_withdraws_the_numbers_waiting_calls_in_every_batch(rep
     assert await repos.calls.suppress_waiting([], A, at(6), entry(6)) == []
     assert Tally("skipped", "suppressed", 2, 0, 0) in set(await repos.calls.tallies(batch["_id"]))
     assert Tally("skipped", "suppressed", 1, 0, 0) in set(await repos.calls.tallies(other["_id"]))
+
+
+async def test_a_call_stopped_before_it_was_queued_is_written_final_once(repos, batch):
+    stopped = planned(A)
+    stopped.call_id, stopped.suppressed = ObjectId(), entry()
+    assert await repos.calls.insert_new(batch, [stopped], T0) == 1
+    assert await repos.calls.insert_new(batch, [stopped], at(1)) == 0  # a retried submit writes it once
+    got = await repos.calls.get(stopped.call_id)
+    assert (got["status"], got["outcome"], got["attempts"], "activeKey" in got) == ("skipped", "suppressed", 0, False)
+    assert got["history"] == [{**entry(), "result": "suppressed"}]
+    assert await repos.calls.due(batch["_id"], at(10), 10) == []
+    assert await repos.calls.tallies(batch["_id"]) == [Tally("skipped", "suppressed", 1, 0, 0)]
+    assert len(await enqueue(repos, batch, planned(A))) == 1  # holds no key: the callee may still be enqueued
