@@ -48,7 +48,7 @@ def read_numbers(phones: PhoneNormaliser, raws: list[Any]) -> Numbers:
     seen: set[str] = set()
     for index, raw in enumerate(raws):
         try:
-            e164 = phones.normalise(raw).e164
+            e164 = phones.normalise(raw, zones=False).e164
         except PhoneError as exc:
             out.invalid.append({"index": index, "phoneNumber": raw if isinstance(raw, str) else None,
                                 "reason": str(exc)})

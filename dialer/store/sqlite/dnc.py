@@ -48,8 +48,9 @@ class SqliteDnc:
     async def add(self, entries: list[dict]) -> int:
         def work(conn: sqlite3.Connection) -> int:
             before = conn.total_changes
+            # In key order: each page of the table's B-tree is visited once per chunk, not once per number.
             conn.executemany(f"INSERT OR IGNORE INTO dnc ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                             [_row(e) for e in entries])
+                             sorted(_row(e) for e in entries))
             return conn.total_changes - before
 
         return await self.db.write(work) if entries else 0
