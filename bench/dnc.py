@@ -51,7 +51,7 @@ def list_file(count: int, callees: list[str], folder: str) -> tuple[str, set[str
         numbers.setdefault(f"+1{rng.randrange(200, 1000)}{rng.randrange(200, 1000)}{rng.randrange(10_000):04d}", None)
     path = Path(folder) / "dnc.txt"
     path.write_text("\n".join(numbers) + "\n")
-    return str(path), set(callees)
+    return str(path), set(numbers)  # (random numbers may be callees of the workload too)
 
 
 async def add(session, base: str, headers: dict, agent: str, body_for) -> tuple[float, dict]:

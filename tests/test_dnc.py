@@ -40,11 +40,11 @@ def rule_of(call: dict) -> str | None:
 # ---- the list ------------------------------------------------------------------------------------
 
 async def test_numbers_are_listed_normalised_and_every_impossible_one_is_named(api):
-    data = await listed(api, ["(212) 555-0001", "+1 212 555 0002 ext 9", "12", 5, "+12125550001", "nope"],
+    data = await listed(api, ["(212) 555-0001", "+1 212 555 0002 ext 9", "12", "", "+12125550001", "nope"],
                         reason="asked by letter", source="manual")
     assert (data["received"], data["added"], data["alreadyListed"], data["repeated"], data["invalid"]) == (6, 2, 0, 1, 3)
     assert data["received"] == data["added"] + data["alreadyListed"] + data["repeated"] + data["invalid"]
-    assert [(e["index"], e["phoneNumber"]) for e in data["invalidEntries"]] == [(2, "12"), (3, None), (5, "nope")]
+    assert [(e["index"], e["phoneNumber"]) for e in data["invalidEntries"]] == [(2, "12"), (3, ""), (5, "nope")]
     assert all(e["reason"] for e in data["invalidEntries"])
     again = await listed(api, [LISTED, THIRD], source="import")
     assert (again["added"], again["alreadyListed"]) == (1, 1)
@@ -82,7 +82,8 @@ async def test_removing_a_number_and_404s(api):
 
 @pytest.mark.parametrize("body, why", [({}, "numbers"), ({"numbers": []}, "numbers"),
                                        ({"numbers": [LISTED], "source": "Bad Source"}, "source"),
-                                       ({"numbers": [LISTED], "extra": 1}, "extra"), ([LISTED], "object")])
+                                       ({"numbers": [LISTED], "extra": 1}, "extra"), ([LISTED], "object"),
+                                       ({"numbers": [LISTED, 5]}, "string")])
 async def test_bad_requests_are_400_with_a_reason(api, body, why):
     code, doc = await api.post("/api/dnc", body)
     assert code == 400 and why in doc["errorMessage"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import ConfigDict, Field, SkipValidation
+from pydantic import ConfigDict, Field
 
 from dialer.api.replies import DateTime, View
 from dialer.api.requests import Query, query_int
@@ -18,16 +18,16 @@ SOURCE_REASON = "source must be a lower-case word such as manual, import, opt-ou
 
 class DncBody(Shape):
     """Numbers to list. Each is read as every number here (E.164, or national in DIALER_DEFAULT_REGION; an
-    extension is dropped: the line is listed). Numbers that are not possible are named one by one in
-    `invalidEntries`; the valid ones are listed anyway."""
+    extension is dropped: the line is listed). Strings that are not possible numbers are named one by one
+    in `invalidEntries`; the valid ones are listed anyway."""
 
     model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [
         {"numbers": ["+12125550100", "(212) 555-0101"], "reason": "asked by letter", "source": "manual"}]})
     not_an_object: ClassVar[str] = "body must be an object {numbers: [...], reason?, source?}"
 
-    numbers: Annotated[list[SkipValidation[str]], Field(min_length=1, max_length=MAX_NUMBERS,
-                                                        description=f"1 to {MAX_NUMBERS:,} phone numbers"),
-                       Reason(f"numbers must be an array of 1 to {MAX_NUMBERS} phone numbers")]
+    numbers: Annotated[list[str], Field(min_length=1, max_length=MAX_NUMBERS,
+                                        description=f"1 to {MAX_NUMBERS:,} phone numbers (strings)"),
+                       Reason(f"numbers must be an array of 1 to {MAX_NUMBERS} phone numbers, each a string")]
     reason: Annotated[str | None, Field(max_length=MAX_REASON),
                       Reason(f"reason must be a string of at most {MAX_REASON} characters")] = None
     source: Annotated[str, Field(pattern=f"^{SOURCE.pattern}$", description="where the listing comes from"),

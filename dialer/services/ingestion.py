@@ -1,7 +1,9 @@
 """The addCallsToBatch use case: from a request body to a written, started batch and an exact answer.
 
 Order: parse -> validate the whole request (nothing written on any error) -> write chunk by chunk (a
-failed chunk does not stop the others) -> start the batch -> answer. An Idempotency-Key is the route's
+failed chunk does not stop the others; each chunk's numbers on the workspace's do-not-call list, found by
+one batched look-up, are left out and named in `suppressed`) -> start the batch -> answer. An
+Idempotency-Key is the route's
 (dialer/api/idempotent.py). CPU-heavy steps (JSON parsing, phone normalisation) run in a worker thread
 for large requests so the event loop keeps answering other requests meanwhile.
 """
@@ -22,13 +24,13 @@ from dialer.services.bodies import BodyReader
 from dialer.metrics import Metrics
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Claim
-from dialer.core.records import MAX_RECORD_BYTES, IngestContext, Plan, Planner, oversized_records, validate_envelope
+from dialer.core.records import (MAX_RECORD_BYTES, IngestContext, Plan, PlannedCall, Planner, oversized_records,
+                                 validate_envelope)
 from dialer.core.phones import PhoneNormaliser
 from dialer.settings import Settings
 from dialer.services.tenancy import Principal, Tenancy
 from dialer.core.windows import CallingWindow
 from dialer.core.dnc import rule, suppression
-from dialer.core.records import PlannedCall
 
 if TYPE_CHECKING:
     from dialer.services.dnc import Dnc

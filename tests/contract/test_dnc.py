@@ -70,6 +70,7 @@ async def test_a_claim_whose_number_was_listed_ends_suppressed_without_counting_
     assert after["history"][-1]["rule"] == "dnc: manual 2026-11-23"
     assert "activeKey" not in after and "leaseUntil" not in after
     assert await repos.calls.suppress(a, "tok-a", entry(2), at(2)) is None  # once
+    assert [(e.type, e.doc["_id"]) for e in await repos.webhooks.outbox(100)] == [("call.suppressed", a)]
     await repos.calls.record_placed([PlacedRecord(b, "tok-b", "CA-b", at(1), at(200))])
     assert await repos.calls.suppress(b, "tok-b", entry(2), at(2)) is None  # placed: too late
     assert set(await repos.calls.tallies(batch["_id"])) == {Tally("skipped", "suppressed", 1, 0, 0),
@@ -96,6 +97,7 @@ async def test_an_opt_out_withdraws_the_numbers_waiting_calls_in_every_batch(rep
         assert (got["status"], got["outcome"], got["history"][-1]["event"]) == ("skipped", "suppressed", "suppressed")
     for call_id, status in ((b1, "queued"), (n1, "queued"), (a2, "dialing"), (a3, "queued")):
         assert (await repos.calls.get(call_id))["status"] == status
+    assert sorted(e.type for e in await repos.webhooks.outbox(100)) == ["call.suppressed"] * 3
     assert await repos.calls.suppress_waiting([batch["_id"], other["_id"]], A, at(6), entry(6)) == []
     assert await repos.calls.suppress_waiting([], A, at(6), entry(6)) == []
     assert Tally("skipped", "suppressed", 2, 0, 0) in set(await repos.calls.tallies(batch["_id"]))
