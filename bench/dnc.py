@@ -5,8 +5,9 @@ Run with `python -m bench.dnc` (`--numbers`, `--records`, `--rounds` to shrink i
 agent) run side by side; the bench process is their client.
 
   import    a file of N numbers (default 1,000,000 distinct NANP numbers in E.164, one per line; among them
-            5% of the ingestion workload's callees) listed on server A through `dialer dnc import`'s own
-            code (dialer/dnc_import.py: POST /api/dnc in chunks of 50,000 under Idempotency-Keys).
+            5% of the ingestion workload's callees, --listed-share; 0 measures the look-up's cost alone)
+            listed on server A through `dialer dnc import`'s own code (dialer/dnc_import.py: POST /api/dnc
+            in chunks of 50,000 under Idempotency-Keys).
             Reported: seconds and numbers/s (goal: under 60 s for 1,000,000), and the list's size as
             GET /api/dnc reads it (must be N).
   ingest    bench/ingest.py's realistic 100,000-record addCallsToBatch request (80% plain NANP numbers
@@ -67,12 +68,12 @@ async def add(session, base: str, headers: dict, agent: str, body_for) -> tuple[
     return seconds, doc["data"]
 
 
-async def run(numbers: int, records: int, rounds: int) -> int:
+async def run(numbers: int, records: int, rounds: int, listed_share: float) -> int:
     print(f"generating {records:,} records and a list of {numbers:,} numbers ...", flush=True)
     work = generate(records)
     distinct = sorted({e164 for e164, ext in work.callees if ext is None})
     rng = random.Random(16)
-    listed_callees = rng.sample(distinct, int(len(distinct) * LISTED_SHARE))
+    listed_callees = rng.sample(distinct, int(len(distinct) * listed_share))
     failures: list[str] = []
     timeout = aiohttp.ClientTimeout(total=1200)
     with tempfile.TemporaryDirectory(prefix="dialer-bench-dnc-") as folder:
@@ -131,8 +132,10 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=1_000_000)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--listed-share", type=float, default=LISTED_SHARE,
+                        help="share of the workload's callees put on the list (0: the look-up's cost alone)")
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.numbers, args.records, args.rounds)))
+    sys.exit(asyncio.run(run(args.numbers, args.records, args.rounds, args.listed_share)))
 
 
 if __name__ == "__main__":
