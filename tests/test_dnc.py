@@ -12,6 +12,7 @@ from elevenlabs import AsyncElevenLabs
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness, nums
 from tests.enrollment_client import contact, enroll
+from tests.faults import inject
 from tests.test_csv_upload import csv_of, upload
 
 LISTED, OTHER, THIRD = "+12125550001", "+12125550002", "+12125550003"
@@ -123,6 +124,20 @@ async def test_add_calls_leaves_listed_numbers_out_and_says_why(api):
     assert len(records) == d["added"] + len(d["suppressed"]) + d["duplicatesCollapsed"] + len(d["inFlight"])
     assert "2 numbers on the do-not-call list were not enqueued" in doc["message"]
     assert [c["phoneNumber"] for c in await api.all_calls(batch)] == [OTHER]
+
+
+async def test_a_chunk_whose_look_up_fails_is_not_written_unchecked(api):
+    await listed(api, ["+12125551500"])
+    batch = await api.create_batch()
+    records = [{"phoneNumber": f"+1212555{i:04d}"} for i in range(2500)]
+    inject(api.store.dnc, "listed", {2})  # the second chunk's look-up: the database dropped
+    code, doc = await api.add_calls(batch, records)
+    assert code == 207 and doc["data"]["failedChunks"] == [{"chunkNum": 2, "error": "database error: AutoReconnect"}]
+    assert doc["data"]["added"] == 1500 and doc["data"]["suppressed"] == []
+    code, doc = await api.add_calls(batch, records[1000:2000])  # sent again: checked this time
+    assert code == 200 and doc["data"]["added"] == 999
+    assert [s["phoneNumber"] for s in doc["data"]["suppressed"]] == ["+12125551500"]
+    assert len(await api.all_calls(batch)) == 2499
 
 
 async def test_a_csv_upload_names_the_listed_rows_by_line(api):

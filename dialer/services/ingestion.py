@@ -154,35 +154,46 @@ class Ingestion:
         in_flight: list[dict] = []
         suppressed: list[dict] = []
         inserted = updated = 0
-        for number, chunk in enumerate(plan.chunks(self.settings.chunk_size), start=1):
-            if number > 1:
-                # The embedded store's writes never suspend: let other requests in between chunks.
-                await asyncio.sleep(0)
-            try:
-                # Calls a request with this Idempotency-Key wrote before its process died are not written
-                # again (such a call may have been placed and ended since): they count as inserted.
-                earlier = await self.calls.holders([c.call_id for c in chunk]) if chunk[0].call_id else {}
-                if earlier:
-                    call_ids += [str(c.call_id) for c in chunk if c.call_id in earlier]
-                    inserted += len(earlier)
-                    chunk = [c for c in chunk if c.call_id not in earlier]
+        chunks = list(plan.chunks(self.settings.chunk_size))
+        ahead = self._look_up(batch, chunks, 0)
+        try:
+            for number, chunk in enumerate(chunks, start=1):
+                # The next chunk's do-not-call look-up runs (a read) while this chunk is written.
+                looked_up, ahead = ahead, self._look_up(batch, chunks, number)
+                if number > 1:
+                    # The embedded store's writes never suspend: let other requests in between chunks.
+                    await asyncio.sleep(0)
+                try:
+                    listed = await looked_up if looked_up is not None else {}
+                    # Calls a request with this Idempotency-Key wrote before its process died are not written
+                    # again (such a call may have been placed and ended since): they count as inserted.
+                    earlier = await self.calls.holders([c.call_id for c in chunk]) if chunk[0].call_id else {}
+                    if earlier:
+                        call_ids += [str(c.call_id) for c in chunk if c.call_id in earlier]
+                        inserted += len(earlier)
+                        chunk = [c for c in chunk if c.call_id not in earlier]
+                        if not chunk:
+                            continue
+                    chunk = await self._screen(batch, chunk, listed, suppressed, suppressed_as_calls)
                     if not chunk:
                         continue
-                chunk = await self._screen(batch, chunk, suppressed, suppressed_as_calls)
-                if not chunk:
+                    result = await self.calls.enqueue(batch, chunk, self.clock.now())
+                except StoreUnavailable as exc:
+                    log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number,
+                                                           "error": str(exc)})
+                    failed.append({"chunkNum": number, "error": str(exc)})
                     continue
-                result = await self.calls.enqueue(batch, chunk, self.clock.now())
-            except StoreUnavailable as exc:
-                log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number, "error": str(exc)})
-                failed.append({"chunkNum": number, "error": str(exc)})
-                continue
-            call_ids += result.call_ids
-            in_flight += result.in_flight
-            inserted += result.inserted
-            updated += result.updated
-            if result.error:
-                log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number, "error": result.error})
-                failed.append({"chunkNum": number, "error": result.error})
+                call_ids += result.call_ids
+                in_flight += result.in_flight
+                inserted += result.inserted
+                updated += result.updated
+                if result.error:
+                    log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number,
+                                                           "error": result.error})
+                    failed.append({"chunkNum": number, "error": result.error})
+        finally:
+            if ahead is not None:
+                ahead.cancel()
         status = batch["status"]
         if call_ids or (suppressed and suppressed_as_calls):  # a batch of suppressed calls only completes
             status = await self.batches.start_after_insert(batch)
@@ -205,12 +216,18 @@ class Ingestion:
             return Outcome(503, "Service Unavailable", data, "the database failed; nothing was written, retry")
         return Outcome(207, "Some calls failed to enqueue", data, "Partial content, check failedChunks for details")
 
-    async def _screen(self, batch: dict, chunk: list[PlannedCall], suppressed: list[dict],
+    def _look_up(self, batch: dict, chunks: list[list[PlannedCall]], n: int) -> asyncio.Future | None:
+        """The listed numbers of chunk `n` (number -> its listing), looked up in the background."""
+        if self.dnc is None or n >= len(chunks):
+            return None
+        task = asyncio.ensure_future(self.dnc.screen(batch["workspaceId"], {c.e164 for c in chunks[n]}))
+        # Awaited by its chunk, or cancelled when the write stops early: never an unretrieved failure.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return task
+
+    async def _screen(self, batch: dict, chunk: list[PlannedCall], listed: dict[str, dict], suppressed: list[dict],
                       as_calls: bool) -> list[PlannedCall]:
-        """The chunk without its listed numbers (one batched look-up), which join `suppressed`."""
-        if self.dnc is None:
-            return chunk
-        listed = await self.dnc.screen(batch["workspaceId"], {c.e164 for c in chunk})
+        """The chunk without its listed numbers, which join `suppressed`."""
         if not listed:
             return chunk
         stopped = [c for c in chunk if c.e164 in listed]
