@@ -131,7 +131,7 @@ CROSS_CHECK_EVERY = 20
 MAX_VIRTUAL_SECONDS = 12 * 3600
 CPU_QUEUES = (1_000, 10_000, 50_000)
 CPU_PLACED = 500
-REPO_NAMES = ("calls", "batches", "tenancy", "idempotency", "ledger", "intakes", "webhooks")
+REPO_NAMES = ("calls", "batches", "tenancy", "idempotency", "ledger", "intakes", "webhooks", "dnc")
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,23 @@ def import_csv(file, batch, create, calling_number, agent, limit, chunk, rejects
                             rejects=rejects, url=url, key=key))
 
 
+@cli.group(help="the workspace's do-not-call list")
+def dnc() -> None:
+    pass
+
+
+@dnc.command("import", help="list every number of a file (a CSV with a phone column, or one number per line) "
+                            "over HTTP, with progress; run it again after an interruption to continue")
+@click.argument("file")
+@click.option("--reason", help="kept with each listing")
+@click.option("--chunk", type=int, default=50_000, show_default=True, help="numbers per request (at most 100,000)")
+@click.option("--rejects", help="where impossible numbers go with their reasons (default FILE.rejected.csv)")
+@_server
+def dnc_import(file, reason, chunk, rejects, url, key) -> None:
+    _remote(SimpleNamespace(command="dnc-import", file=file, reason=reason, chunk=chunk, rejects=rejects,
+                            url=url, key=key))
+
+
 @cli.command(help="list, show, start, stop, cancel or retry batches over HTTP")
 @click.argument("verb", type=click.Choice(remote.VERBS))
 @click.argument("batch_id", required=False)

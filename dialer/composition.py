@@ -24,6 +24,7 @@ from dialer.services.batches import Batches
 from dialer.core.chains import ChainRule
 from dialer.services.call_events import BatchPolicies, CallEvents
 from dialer.services.chains import Chains
+from dialer.services.dnc import Dnc
 from dialer.services.enrollment import Enrollment
 from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import Ingestion
@@ -52,6 +53,7 @@ class Services:
     chains: Chains
     metrics: Metrics
     webhooks: Webhooks
+    dnc: Dnc
     resolver: object = None  # DNS for webhook URLs (an aiohttp AbstractResolver; the system's when None)
 
     closers: list = field(default_factory=list)
@@ -71,7 +73,8 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock, resolve
     batches = Batches(repos.batches, repos.calls, clock)
     idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds,
                               settings.idempotency_claim_seconds)
-    ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, metrics)
+    dnc = Dnc(repos.dnc, repos.calls, repos.batches, clock, phones)
+    ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, metrics, dnc=dnc)
     events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds, metrics)
     # A stop waits at most for the claims' dial times (2 s ahead) and a create to time out.
     lifecycle = Lifecycle(batches, repos.batches, repos.calls, clock,
@@ -79,13 +82,14 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock, resolve
     submissions = Submissions(tenancy, batches, repos.batches, ingestion, phones)
     enrollment = Enrollment(clock, tenancy, repos.tenancy, batches, repos.batches, repos.calls, repos.intakes, phones,
                             ingestion.bodies, settings.idempotency_ttl_seconds, metrics,
-                            lease_seconds=settings.intake_lease_seconds)
+                            lease_seconds=settings.intake_lease_seconds, dnc=dnc)
     chains = Chains(repos.calls, repos.batches, clock,
                     ChainRule(settings.chain_min_success_seconds, settings.chain_verdict_seconds))
     events.on_group_call_final = chains.advance
+    dnc.on_group_call_final = chains.advance
     webhooks = Webhooks(repos.webhooks, clock, settings.webhooks_allow_insecure, settings.webhook_delays, resolver)
     return Services(settings, clock, repos, phones, tenancy, batches, idempotency, ingestion, events, lifecycle,
-                    submissions, enrollment, chains, metrics, webhooks, resolver)
+                    submissions, enrollment, chains, metrics, webhooks, dnc, resolver)
 
 
 async def open_services(settings: Settings, clock: Clock | None = None, resolver=None) -> Services:
@@ -170,3 +174,4 @@ def install(app: web.Application, services: Services) -> None:
     app[appkeys.ENROLLMENT] = services.enrollment
     app[appkeys.CHAINS] = services.chains
     app[appkeys.WEBHOOKS] = services.webhooks
+    app[appkeys.DNC] = services.dnc

@@ -272,6 +272,16 @@ class CallRepo(Protocol):
         """Compare-and-set on (status, leaseUntil) as read in `call`: the new lease, claimedBy = by.
         Returns the call as taken, or None if someone else changed it first."""
 
+    # -- the do-not-call list (see DncRepo)
+    async def suppress(self, call_id: ObjectId, token: str, entry: dict, now: dt.datetime) -> dict | None:
+        """A claim whose number was listed after it was claimed: dialing -> skipped (outcome `suppressed`),
+        if still this attempt's (claimToken) and never placed (no providerCallId); the attempt not counted
+        (attempts - 1), claim fields and activeKey cleared, `entry` pushed. The call after, or None."""
+
+    async def suppress_waiting(self, batch_ids: list[ObjectId], e164: str, now: dt.datetime, entry: dict) -> list[dict]:
+        """Every waiting (queued / held) call of these batches to this number (any extension, any chaining
+        turn) -> skipped (outcome `suppressed`), `entry` pushed (an opt-out). The calls after."""
+
 
 # -------------------------------------------------------------------------------------------- batches
 
@@ -556,6 +566,31 @@ class WebhookRepo(Protocol):
         """createdAt of the oldest pending message (and of unrelayed events' changes: the outbox's backlog)."""
 
 
+# ------------------------------------------------------------------------------------- do-not-call
+
+class DncRepo(Protocol):
+    """Each workspace's do-not-call list: entries `{workspaceId, number (E.164), reason?, source ('manual',
+    'import', 'opt-out', 'api', ...), callId? (an opt-out's call), listedAt}`, one per (workspace, number).
+    Looking numbers up is one indexed set-membership query, whatever the list's size."""
+
+    async def add(self, entries: list[dict]) -> int:
+        """Write these entries (distinct numbers); one whose number the workspace lists already is left as it
+        is (its first listing stands). How many were new."""
+
+    async def get(self, workspace_id: ObjectId, number: str) -> dict | None: ...
+
+    async def remove(self, workspace_id: ObjectId, number: str) -> bool:
+        """False when the number was not listed."""
+
+    async def page(self, workspace_id: ObjectId, prefix: str | None, after: str | None, limit: int) -> list[dict]:
+        """The workspace's entries by number, after the number `after`, starting with `prefix` if given."""
+
+    async def listed(self, keys: Iterable[tuple[ObjectId, str]]) -> dict[tuple[ObjectId, str], dict]:
+        """Of these (workspaceId, number) pairs, the listed ones with their entries (one batched lookup)."""
+
+    async def count(self, workspace_id: ObjectId) -> int: ...
+
+
 # --------------------------------------------------------------------------------------- all of them
 
 @dataclass
@@ -568,6 +603,7 @@ class Repositories:
     ledger: SlotLedger
     intakes: IntakeRepo
     webhooks: WebhookRepo
+    dnc: DncRepo
     closer: Any = None  # awaitable factory that closes the backend's client
     database: Any = None  # the SQLite backend's Database (back-ups, operation counts), else None
 

@@ -1,19 +1,22 @@
 """The `dialer` commands that talk to a running server over HTTP (so they work with the embedded store
-too): `import-csv` with a progress bar, `batches list | show | start | stop | cancel | retry` as
-tables, and `workspace-set` (a workspace's settings, with the admin token as the key). The server is DIALER_URL (default http://127.0.0.1:8080), the key DIALER_API_KEY (or --url,
+too): `import-csv` and `dnc import` with a progress bar, `batches list | show | start | stop | cancel | retry`
+as tables, and `workspace-set` (a workspace's settings, with the admin token as the key). The server is DIALER_URL (default http://127.0.0.1:8080), the key DIALER_API_KEY (or --url,
 --key).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
+from typing import Callable
 
 import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from dialer.dnc_import import DncFile, DncImportFailed, import_numbers
 from dialer.importer import ImportFailed, import_rows, read_rows, write_rejects
 
 VERBS = ("list", "show", "start", "stop", "cancel", "retry")
@@ -29,6 +32,8 @@ async def run(args: argparse.Namespace, console: Console | None = None) -> int:
         try:
             if args.command == "import-csv":
                 return await _import(session, url, args, console)
+            if args.command == "dnc-import":
+                return await _dnc_import(session, url, args, console)
             if args.command == "workspace-set":
                 return await _workspace_set(session, url, args, console)
             return await _batches(session, url, args, console)
@@ -63,18 +68,10 @@ async def _import(session, url: str, args, console: Console) -> int:
             return 1
         batch_id = doc["data"]["batchId"]
         console.print(f"batch {batch_id} created (run again with --batch {batch_id} to resume)")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
+    with _bar(console, "rows") as bar:
         task = bar.add_task("importing", total=len(rows), rate="-")
-
-        def advance(n: int) -> None:
-            bar.advance(task, n)
-            elapsed = bar.tasks[task].elapsed or 0
-            bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:,.0f}" if elapsed else "-")
-
         try:
-            result = await import_rows(session, url, args.key, batch_id, data, args.chunk, advance)
+            result = await import_rows(session, url, args.key, batch_id, data, args.chunk, _advancer(bar, task))
         except ImportFailed as exc:
             console.print(f"[red]{exc}[/red] (run the same command again to resume: nothing is written twice)")
             return 1
@@ -84,6 +81,43 @@ async def _import(session, url: str, args, console: Console) -> int:
     console.print(f"{result.rows} rows: {result.added} calls added, {result.rejected} rejected"
                   + (f" (see {rejects})" if result.rejects else "")
                   + (f"; {result.replayed} chunks were already there" if result.replayed else ""))
+    return 0
+
+
+def _bar(console: Console, unit: str) -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]} " + unit + "/s"), TimeRemainingColumn())
+    return Progress(*columns, console=console, transient=False)
+
+
+def _advancer(bar: Progress, task) -> Callable[[int], None]:
+    def advance(n: int) -> None:
+        bar.advance(task, n)
+        elapsed = bar.tasks[task].elapsed or 0
+        bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:,.0f}" if elapsed else "-")
+
+    return advance
+
+
+async def _dnc_import(session, url: str, args, console: Console) -> int:
+    try:
+        file = DncFile.read(args.file)
+        with _bar(console, "numbers") as bar:
+            task = bar.add_task("listing", total=len(file.numbers), rate="-")
+            result = await import_numbers(session, url, args.key, file, args.reason, args.chunk, _advancer(bar, task))
+    except DncImportFailed as exc:
+        console.print(f"[red]{exc}[/red] (run the same command again to resume where it stopped)")
+        return 1
+    rejects = args.rejects or f"{args.file}.rejected.csv"
+    if result.invalid:
+        with open(rejects, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["line", "phoneNumber", "reason"])
+            writer.writeheader()
+            writer.writerows(result.invalid)
+    console.print(f"{result.numbers} numbers: {result.added} listed, {result.already} already listed, "
+                  f"{result.repeated} repeated in the file, {len(result.invalid)} invalid"
+                  + (f" (see {rejects})" if result.invalid else "")
+                  + (f"; {result.skipped_chunks} chunks done by an earlier run" if result.skipped_chunks else ""))
     return 0
 
 

@@ -93,7 +93,8 @@ RETRY_SAFE = {("post", "/api/call/createBatch"), ("post", "/api/call/addCallsToB
               ("post", "/api/admin/workspaces/{workspaceId}/agents"), ("patch", "/api/admin/workspaces/{workspaceId}"),
               # partner webhooks: what creates (an endpoint, a secret, a test message)
               ("post", "/api/webhooks/endpoints"), ("post", "/api/webhooks/endpoints/{endpointId}/rotate-secret"),
-              ("post", "/api/webhooks/endpoints/{endpointId}/test")}
+              ("post", "/api/webhooks/endpoints/{endpointId}/test"),
+              ("post", "/api/dnc")}  # the do-not-call list
 
 
 async def test_each_write_safe_to_retry_documents_its_idempotency_key(client):

@@ -86,7 +86,8 @@ class Dispatcher:
         self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self._window, self._fresh_running,
                              self.stats,
                              lease=dt.timedelta(seconds=config.lease_seconds),
-                             public_base_url=config.public_base_url, machine_detection=config.machine_detection)
+                             public_base_url=config.public_base_url, machine_detection=config.machine_detection,
+                             dnc=repos.dnc)
         self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
         self.placer.on_requeue = self.requeued
 

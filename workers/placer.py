@@ -6,7 +6,9 @@ them, and handles the provider's refusals: an invalid number or any other refusa
 `failed` (never retried); a rate limit or a 5xx puts it back in the queue with exponential backoff,
 the attempt not counted; a timeout leaves it in flight for the reaper to reconcile (it may exist).
 A claim whose batch stopped running meanwhile goes back to the queue unplaced; the provider ids of
-placed calls are recorded at once.
+placed calls are recorded at once. Do not call: the workspaces' lists are read once per placement round,
+right before the provider is asked, and a claim whose number was listed since it was enqueued ends
+`skipped` / `suppressed` with the rule in its history (its slot freed, its attempt not counted).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Awaitable, Callable
 from bson import ObjectId
 
 from dialer.core.clock import Clock
+from dialer.core.dnc import SUPPRESSED, suppression
 from dialer.core.windows import CallingWindow
 from dialer.core.statuses import BatchStatus, CallStatus
-from dialer.ports import BatchRepo, CallRepo, PlacedRecord, StoreUnavailable
+from dialer.ports import BatchRepo, CallRepo, DncRepo, PlacedRecord, StoreUnavailable
 from dialer.services.call_events import CallEvents
 from dialer.services.calls import withdraw_all
 
@@ -48,7 +51,7 @@ class Placer:
                  events: CallEvents,
                  window_of: Callable[[dict], CallingWindow],
                  running_batches: Callable[[dt.datetime], Awaitable[set[ObjectId]]], stats, lease: dt.timedelta,
-                 public_base_url: str = "", machine_detection: bool = False) -> None:
+                 public_base_url: str = "", machine_detection: bool = False, dnc: DncRepo | None = None) -> None:
         self.calls = calls
         self.batches = batches
         self.clock = clock
@@ -65,6 +68,7 @@ class Placer:
         self.metrics = events.metrics
         # The ids of the batches running now, read afresh (the dispatcher's: it refreshes its cache too).
         self.running_batches = running_batches
+        self.dnc = dnc  # the workspaces' do-not-call lists, read before each placement round
 
     async def _withdraw_if_cancelled(self, batch_id: ObjectId, now: dt.datetime) -> None:
         """Claims handed back after a cancel had withdrawn the batch's waiting calls: withdraw them too,
@@ -97,6 +101,7 @@ class Placer:
             await self.requeue(claimed, now, {"at": now, "event": "batch_not_running"}, provider_error=False)
         for batch_id in {c.batch["_id"] for c in stopped}:
             await self._withdraw_if_cancelled(batch_id, now)
+        due = await self._not_listed(due, now)
         results = await asyncio.gather(*(self._place(c) for c in due), return_exceptions=True)
         for claimed, result in zip(due, results):
             if isinstance(result, BaseException):  # a bug or a store failure: never lose the call
@@ -121,6 +126,32 @@ class Placer:
                 log.error("recording placed calls failed; they go with the next claim", extra={"error": str(exc)})
                 self.unrecorded += placed
         return len(placed)
+
+    async def _not_listed(self, due: list[Claimed], now: dt.datetime) -> list[Claimed]:
+        """The claims whose number is not on its workspace's do-not-call list (one read for the round); the
+        others end suppressed, never placed."""
+        if self.dnc is None or not due:
+            return due
+        listed = await self.dnc.listed({(c.batch["workspaceId"], c.call["phoneNumber"]) for c in due})
+        if not listed:
+            return due
+        keep = []
+        for claimed in due:
+            entry = listed.get((claimed.batch["workspaceId"], claimed.call["phoneNumber"]))
+            if entry is None:
+                keep.append(claimed)
+                continue
+            after = await self.calls.suppress(claimed.call["_id"], claimed.token, suppression(now, entry), now)
+            if after is None:
+                continue  # no longer this claim's (the reaper or a hand-back took it)
+            self.metrics.outcomes.labels(SUPPRESSED).inc()
+            log.info("listed number not dialled", extra={"callId": str(claimed.call["_id"]),
+                                                         "batchId": str(claimed.batch["_id"])})
+            if after.get("group") and self.events.on_group_call_final is not None:
+                await self.events.on_group_call_final(after["batchId"], after["group"]["key"])
+            if self.on_requeue is not None:
+                self.on_requeue(claimed.batch["_id"])  # a slot is free: look at the batch again
+        return keep
 
     async def flush_records(self) -> None:
         if records := self.take_records():

@@ -9,6 +9,7 @@ from dialer.ports import Repositories
 from dialer.services.batches import Batches
 from dialer.services.call_events import CallEvents
 from dialer.services.chains import Chains
+from dialer.services.dnc import Dnc
 from dialer.services.enrollment import Enrollment
 from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import Ingestion
@@ -34,6 +35,7 @@ METRICS = web.AppKey("metrics", Metrics)
 ENROLLMENT = web.AppKey("enrollment", Enrollment)
 CHAINS = web.AppKey("chains", Chains)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
+DNC = web.AppKey("dnc", Dnc)
 SENDER = web.AppKey("sender", Sender)  # this process's webhook sender
 DEMO = web.AppKey("demo", dict)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -128,6 +128,12 @@ class FailedChunk(View):
     error: str
 
 
+class RecordError(View):
+    index: int
+    phoneNumber: str | None
+    reason: str
+
+
 class CallsAdded(View):
     added: Annotated[int, Field(description="calls inserted or updated; one callId each")]
     callIds: list[str]
@@ -135,14 +141,10 @@ class CallsAdded(View):
     updated: int
     duplicatesCollapsed: Annotated[int, Field(description="records of this request naming a number again")]
     inFlight: Annotated[list[InFlightNumber], Field(description="numbers already in a call, not re-enqueued")]
+    suppressed: Annotated[list[RecordError], Field(description="records not enqueued: their number is on the "
+                                                               "workspace's do-not-call list (reason: the rule)")]
     batchStatus: BatchStatusName
     failedChunks: Annotated[list[FailedChunk], Field(description="with 207 and 503: chunks not written")] = None
-
-
-class RecordError(View):
-    index: int
-    phoneNumber: str | None
-    reason: str
 
 
 class RecordErrors(View):
@@ -177,12 +179,16 @@ class CsvImport(View):
     batchStatus: BatchStatusName = None
     inFlightCount: int = None
     inFlight: list[InFlightNumber] = None
+    suppressedCount: int = None
+    suppressed: Annotated[list[CsvRejectedRow], Field(description="rows on the do-not-call list (the first 1,000)")] = None
     failedChunks: list[FailedChunk] = None
 
 
 class HistoryEntry(BaseModel):
     at: DateTime | None
     event: str
+    rule: Annotated[str, Field(description="the rule that moved or stopped the call (e.g. \"dnc: opt-out "
+                                           "2026-12-05\")")] = None
 
 
 class ChainGroup(View):
@@ -193,8 +199,9 @@ class ChainGroup(View):
 
 
 class Verdict(View):
-    successful: bool
+    successful: bool = None
     at: DateTime | None
+    optOut: Annotated[bool, Field(description="the callee asked not to be called again")] = None
     reason: str = None
 
 

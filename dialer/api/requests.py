@@ -75,10 +75,16 @@ class BatchesQuery(Query):
 
 
 class VerdictBody(Shape):
-    not_an_object: ClassVar[str] = "body must be an object {successful: true | false, reason?: string}"
+    not_an_object: ClassVar[str] = "body must be an object {successful?: true | false, optOut?: true, reason?: string}"
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["successful"]},
+                                                           {"required": ["optOut"], "properties": {"optOut": {"const": True}}}]})
 
-    successful: Annotated[bool, Field(description="true: the call reached its goal"),
-                          Reason("body must be an object {successful: true | false, reason?: string}")]
+    successful: Annotated[bool, Field(description="true: the call reached its goal (required unless optOut)"),
+                          Reason("successful must be true or false")] = None
+    optOut: Annotated[bool, Field(description="true: the callee asked not to be called again; the number joins "
+                                              "the workspace's do-not-call list at once and its waiting calls "
+                                              "are withdrawn"),
+                      Reason("optOut must be true or false")] = False
     reason: Annotated[str | None, Field(max_length=500), Reason("reason must be a string of at most 500 characters")] = None
 
 

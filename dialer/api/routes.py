@@ -5,7 +5,7 @@ from aiohttp import web
 
 from dialer.api import console, openapi
 from dialer.api.faces import elevenlabs, enrollment
-from dialer.api.handlers import admin, batches, calls, partner_webhooks as hooks, system, webhooks
+from dialer.api.handlers import admin, batches, calls, dnc, partner_webhooks as hooks, system, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
@@ -40,6 +40,10 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/webhooks/endpoints/{endpointId}/recover", hooks.recover_endpoint)
     app.router.add_get("/api/webhooks/messages", hooks.list_messages)
     app.router.add_post("/api/webhooks/messages/{messageId}/retry", hooks.retry_message)
+    app.router.add_post("/api/dnc", dnc.add_numbers)
+    app.router.add_get("/api/dnc", dnc.list_numbers)
+    app.router.add_get("/api/dnc/{number}", dnc.get_number)
+    app.router.add_delete("/api/dnc/{number}", dnc.remove_number)
     app.router.add_get("/api/admin/workspaces", admin.list_workspaces)
     app.router.add_post("/api/admin/workspaces", admin.create_workspace)
     app.router.add_get("/api/admin/workspaces/{workspaceId}", admin.get_workspace)

@@ -190,6 +190,20 @@ class ContactPlanner:
         self._group(accepted)
         return ContactPlan(accepted, rejected, len(self.request.contacts))
 
+    def suppress(self, plan: ContactPlan, rules: dict[str, str]) -> None:
+        """Contacts whose number a rule stops (number -> the rule, e.g. the do-not-call list's) are rejected
+        with it, and the chaining groups formed again without them."""
+        kept = []
+        for call in plan.calls:
+            if call.e164 in rules:
+                plan.rejected.append(RecordError(call.index, call.raw_phone, f"Not scheduled: {rules[call.e164]}."))
+            else:
+                call.group, call.held, call.key_suffix = None, False, ""
+                kept.append(call)
+        plan.rejected.sort(key=lambda e: e.index)
+        plan.calls = kept
+        self._group(kept)
+
     def _contact(self, index: int, contact: Any, rejected: list[RecordError]) -> PlannedCall | None:
         def reject(reason: str) -> None:
             phone = contact.get("phoneNumber") if isinstance(contact, dict) else None

@@ -93,7 +93,8 @@ class PhoneNormaliser:
                 raise PhoneError(f"{raw!r}: {exc}") from None
         return out
 
-    def normalise(self, raw: object) -> PhoneNumber:
+    def normalise(self, raw: object, zones: bool = True) -> PhoneNumber:
+        """`zones=False`: the number only (its `zones` left empty), for a caller that never dials it."""
         if not isinstance(raw, str):
             raise PhoneError("phoneNumber must be a string")
         # A match is non-empty, short and unpadded, so the checks below could not reject it.
@@ -101,7 +102,7 @@ class PhoneNormaliser:
             prefix, area_paren, area, exchange, line = match.groups()
             if self._fast_national or (prefix is not None and prefix[0] == "+"):
                 digits = "1" + (area or area_paren) + exchange + line
-                return PhoneNumber("+" + digits, None, _nanp_zones(digits[:_ZONE_PREFIX_DIGITS]))
+                return PhoneNumber("+" + digits, None, _nanp_zones(digits[:_ZONE_PREFIX_DIGITS]) if zones else ())
         if not raw.strip():
             raise PhoneError("phoneNumber is empty")
         if len(raw) > MAX_RAW_LENGTH:
@@ -119,5 +120,5 @@ class PhoneNormaliser:
         return PhoneNumber(
             e164=phonenumbers.format_number(number, PhoneNumberFormat.E164),
             extension=number.extension,
-            zones=_zones(number),
+            zones=_zones(number) if zones else (),
         )

@@ -53,6 +53,9 @@ class PlannedCall:
     held: bool = False  # waits for its group (contact chaining) instead of being queued
     group: dict | None = None  # {key, seq, policy} of its chaining group
     key_suffix: str = ""  # added to activeKey: a later duplicate of a callee, waiting its turn
+    # The history entry of a call a rule stopped before it was queued (a face that shows such calls, the
+    # ElevenLabs face): `CallRepo.insert_new` writes it `skipped` with outcome `suppressed`.
+    suppressed: dict | None = None
 
 
 @dataclass

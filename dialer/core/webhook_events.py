@@ -10,7 +10,7 @@ from __future__ import annotations
 from dialer.core.statuses import IN_FLIGHT_VALUES, TERMINAL, BatchStatus, CallStatus
 
 CALL_EVENTS = ("call.ringing", "call.answered", "call.completed", "call.failed", "call.busy", "call.no_answer",
-               "call.machine", "call.cancelled", "call.skipped", "call.retry_scheduled")
+               "call.machine", "call.cancelled", "call.skipped", "call.suppressed", "call.retry_scheduled")
 BATCH_EVENTS = ("batch.started", "batch.paused", "batch.completed", "batch.cancelled")
 EVENT_TYPES = (*CALL_EVENTS, *BATCH_EVENTS, "enrollment.accepted", "webhook.test")
 TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)

@@ -68,13 +68,20 @@ class Chains:
                 steps += await self.advance(batch["_id"], key) in ("activated", "skipped")
         return steps
 
-    async def record_verdict(self, call: dict, successful: bool, reason: Any) -> dict | None:
-        """The agent's verdict on one of its calls; a chained call's group takes its step with it. A call
-        not placed yet has no conversation to judge (Refused 409)."""
+    @staticmethod
+    def ensure_placed(call: dict) -> None:
+        """A call not placed yet has no conversation to judge (Refused 409)."""
         if call["status"] in WAITING_VALUES:
             raise Refused(409, "Conflict", f"the call is {call['status']}: it has not been placed yet")
+
+    async def record_verdict(self, call: dict, successful: bool | None, reason: Any,
+                             opted_out: bool = False) -> dict | None:
+        """The agent's verdict on one of its calls (`successful`, and whether the callee opted out); a
+        chained call's group takes its step with it. A call not placed yet is refused (409)."""
+        self.ensure_placed(call)
         now = self.clock.now()
-        verdict = {"successful": successful, "at": now, **({"reason": reason} if reason else {})}
+        verdict = {**({"successful": successful} if successful is not None else {}), "at": now,
+                   **({"optOut": True} if opted_out else {}), **({"reason": reason} if reason else {})}
         after = await self.calls.record_verdict(call["_id"], verdict, now)
         if after is not None and after.get("group"):
             await self.advance(after["batchId"], after["group"]["key"])

@@ -7,7 +7,8 @@ nothing, an upload writes the valid rows and reports the rejected ones with thei
 as `dialer import-csv` does. A dry run checks without writing: the console's preview.
 
 What the answer says adds up exactly: `rows == accepted + rejectedCount`, and once written
-`added == inserted + updated` (duplicates inside the file collapse into one call, the last row winning).
+`added == inserted + updated` (duplicates inside the file collapse into one call, the last row winning);
+rows whose number is on the do-not-call list are named in `suppressed` (not enqueued).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ async def import_csv(ingestion: Ingestion, batch: dict, data: bytes, dry_run: bo
         ingestion.name_calls(plan, claim)
         written = await ingestion.write_plan(batch, plan)
         ingestion.metrics.records.labels("accepted").inc(summary["accepted"])
-        return Outcome(written.code, _message(written, summary), {**summary, **_written_view(written.data)},
+        return Outcome(written.code, _message(written, summary), {**summary, **_written_view(written.data, rows)},
                        written.error)
     finally:
         await offload(len(records), free_in_steps, [records, plan.calls, rows])
@@ -76,11 +77,15 @@ def _summary(rows: list[tuple[int, dict]], plan: Plan, dry_run: bool) -> dict[st
     }
 
 
-def _written_view(data: dict) -> dict[str, Any]:
-    """addCallsToBatch's answer without the call ids (an upload of 100,000 rows needs none of them)."""
+def _written_view(data: dict, rows: list[tuple[int, dict]]) -> dict[str, Any]:
+    """addCallsToBatch's answer without the call ids (an upload of 100,000 rows needs none of them); rows on
+    the do-not-call list named by their file line."""
     view = {k: data[k] for k in ("added", "inserted", "updated", "batchStatus")}
     view["inFlightCount"] = len(data["inFlight"])
     view["inFlight"] = data["inFlight"][:MAX_LISTED]
+    view["suppressedCount"] = len(data["suppressed"])
+    view["suppressed"] = [{"line": rows[s["index"]][0], "phoneNumber": s["phoneNumber"], "reason": s["reason"]}
+                          for s in data["suppressed"][:MAX_LISTED]]
     if "failedChunks" in data:
         view["failedChunks"] = data["failedChunks"]
     return view
@@ -94,4 +99,6 @@ def _message(written: Outcome, summary: dict) -> str:
         message += f"; {summary['rejectedCount']} rows rejected"
     if written.data["inFlight"]:
         message += f"; {len(written.data['inFlight'])} numbers already in a call were not re-enqueued"
+    if written.data["suppressed"]:
+        message += f"; {len(written.data['suppressed'])} numbers on the do-not-call list were not enqueued"
     return message

@@ -32,6 +32,7 @@ from bson.errors import InvalidDocument
 
 from dialer.core.batch_spec import DEFAULT_CONCURRENCY, DEFAULT_RETRY, DEFAULT_RINGING_TIMEOUT, BatchSpec
 from dialer.core.clock import Clock
+from dialer.core.dnc import rule
 from dialer.core.enrollment import ContactPlanner, EnrollmentError, decode_planned, encode_planned, parse_request
 from dialer.core.phones import PhoneNormaliser
 from dialer.core.records import IngestContext, Planner
@@ -42,6 +43,7 @@ from dialer.ports import BatchRepo, CallRepo, IntakeRepo, StoreUnavailable, Tena
 from dialer.services.batches import Batches
 from dialer.services.bodies import BodyReader
 from dialer.services.calls import withdraw_all
+from dialer.services.dnc import Dnc
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Idempotency
 from dialer.services.ingestion import offload
@@ -67,7 +69,7 @@ class Enrollment:
     def __init__(self, clock: Clock, tenancy: Tenancy, tenancy_repo: TenancyRepo, batches: Batches,
                  batch_repo: BatchRepo, calls: CallRepo, intakes: IntakeRepo, phones: PhoneNormaliser,
                  bodies: BodyReader, ttl_seconds: int, metrics: Metrics | None = None, name: str | None = None,
-                 lease_seconds: float = LEASE_SECONDS) -> None:
+                 lease_seconds: float = LEASE_SECONDS, dnc: Dnc | None = None) -> None:
         self.clock = clock
         self.tenancy = tenancy
         self.tenancy_repo = tenancy_repo
@@ -80,6 +82,7 @@ class Enrollment:
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self.lease = dt.timedelta(seconds=lease_seconds)  # its process died: another resumes it after this
         self.metrics = metrics or Metrics()
+        self.dnc = dnc  # the workspace's do-not-call list: a listed contact is rejected
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"  # who holds an intake's lease
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
         self._tasks: set[asyncio.Task] = set()
@@ -114,6 +117,10 @@ class Enrollment:
                                   allowed, now)
         # A thousand contacts take tens of milliseconds: in a thread, so the loop keeps answering meanwhile.
         plan = await offload(len(request.contacts), contacts.plan)
+        if self.dnc is not None and plan.calls:  # numbers on the do-not-call list: rejected, with the rule
+            listed = await self.dnc.screen(ws, {c.e164 for c in plan.calls})
+            if listed:
+                contacts.suppress(plan, {number: rule(entry) for number, entry in listed.items()})
         self.metrics.records.labels("rejected").inc(len(plan.rejected))
         if not plan.calls:
             raise Refused(400, "Bad Request", "No contact passed validation.", data={"rejected": plan.rejected_view()})

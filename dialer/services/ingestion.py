@@ -1,7 +1,9 @@
 """The addCallsToBatch use case: from a request body to a written, started batch and an exact answer.
 
 Order: parse -> validate the whole request (nothing written on any error) -> write chunk by chunk (a
-failed chunk does not stop the others) -> start the batch -> answer. An Idempotency-Key is the route's
+failed chunk does not stop the others; each chunk's numbers on the workspace's do-not-call list, found by
+one batched look-up, are left out and named in `suppressed`) -> start the batch -> answer. An
+Idempotency-Key is the route's
 (dialer/api/idempotent.py). CPU-heavy steps (JSON parsing, phone normalisation) run in a worker thread
 for large requests so the event loop keeps answering other requests meanwhile.
 """
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from bson import ObjectId
 
 from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
 from dialer.core.clock import Clock, as_utc
@@ -20,11 +24,16 @@ from dialer.services.bodies import BodyReader
 from dialer.metrics import Metrics
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Claim
-from dialer.core.records import MAX_RECORD_BYTES, IngestContext, Plan, Planner, oversized_records, validate_envelope
+from dialer.core.records import (MAX_RECORD_BYTES, IngestContext, Plan, PlannedCall, Planner, oversized_records,
+                                 validate_envelope)
 from dialer.core.phones import PhoneNormaliser
 from dialer.settings import Settings
 from dialer.services.tenancy import Principal, Tenancy
 from dialer.core.windows import CallingWindow
+from dialer.core.dnc import rule, suppression
+
+if TYPE_CHECKING:
+    from dialer.services.dnc import Dnc
 
 log = logging.getLogger("dialer.ingestion")
 INLINE_LIMIT = 500  # records (or ~bytes/200) below which work is done inline
@@ -57,7 +66,8 @@ def free_in_steps(lists: list[list], step: int = 1000) -> None:
 
 class Ingestion:
     def __init__(self, settings: Settings, clock: Clock, tenancy: Tenancy, batches: Batches,
-                 calls: CallRepo, phones: PhoneNormaliser, metrics: Metrics | None = None) -> None:
+                 calls: CallRepo, phones: PhoneNormaliser, metrics: Metrics | None = None,
+                 dnc: Dnc | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.tenancy = tenancy
@@ -67,6 +77,7 @@ class Ingestion:
         self.on_enqueued: Callable[[], None] | None = None  # the embedded dispatcher's wake-up
         self.bodies = BodyReader()
         self.metrics = metrics or Metrics()
+        self.dnc = dnc  # the workspace's do-not-call list, screened chunk by chunk
 
     async def add_calls(self, principal: Principal, raw: bytes, claim: Claim | None = None) -> Outcome:
         """`claim`: the request's Idempotency-Key claim. Its records' new calls then take its ids, so a
@@ -134,54 +145,97 @@ class Ingestion:
             not_before=not_before,
         )
 
-    async def write_plan(self, batch: dict, plan: Plan) -> Outcome:
-        """Write a valid plan chunk by chunk (a failed chunk does not stop the others), start the batch."""
+    async def write_plan(self, batch: dict, plan: Plan, suppressed_as_calls: bool = False) -> Outcome:
+        """Write a valid plan chunk by chunk (a failed chunk does not stop the others), start the batch.
+        Numbers on the workspace's do-not-call list are not enqueued: named in `suppressed`, and with
+        `suppressed_as_calls` (a face that shows them as calls) written as skipped calls saying why."""
         call_ids: list[str] = []
         failed: list[dict] = []
         in_flight: list[dict] = []
+        suppressed: list[dict] = []
         inserted = updated = 0
-        for number, chunk in enumerate(plan.chunks(self.settings.chunk_size), start=1):
-            if number > 1:
-                # The embedded store's writes never suspend: let other requests in between chunks.
-                await asyncio.sleep(0)
-            try:
-                # Calls a request with this Idempotency-Key wrote before its process died are not written
-                # again (such a call may have been placed and ended since): they count as inserted.
-                earlier = await self.calls.holders([c.call_id for c in chunk]) if chunk[0].call_id else {}
-                if earlier:
-                    call_ids += [str(c.call_id) for c in chunk if c.call_id in earlier]
-                    inserted += len(earlier)
-                    chunk = [c for c in chunk if c.call_id not in earlier]
+        chunks = list(plan.chunks(self.settings.chunk_size))
+        ahead = self._look_up(batch, chunks, 0)
+        try:
+            for number, chunk in enumerate(chunks, start=1):
+                # The next chunk's do-not-call look-up runs (a read) while this chunk is written.
+                looked_up, ahead = ahead, self._look_up(batch, chunks, number)
+                if number > 1:
+                    # The embedded store's writes never suspend: let other requests in between chunks.
+                    await asyncio.sleep(0)
+                try:
+                    listed = await looked_up if looked_up is not None else {}
+                    # Calls a request with this Idempotency-Key wrote before its process died are not written
+                    # again (such a call may have been placed and ended since): they count as inserted.
+                    earlier = await self.calls.holders([c.call_id for c in chunk]) if chunk[0].call_id else {}
+                    if earlier:
+                        call_ids += [str(c.call_id) for c in chunk if c.call_id in earlier]
+                        inserted += len(earlier)
+                        chunk = [c for c in chunk if c.call_id not in earlier]
+                        if not chunk:
+                            continue
+                    chunk = await self._screen(batch, chunk, listed, suppressed, suppressed_as_calls)
                     if not chunk:
                         continue
-                result = await self.calls.enqueue(batch, chunk, self.clock.now())
-            except StoreUnavailable as exc:
-                log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number, "error": str(exc)})
-                failed.append({"chunkNum": number, "error": str(exc)})
-                continue
-            call_ids += result.call_ids
-            in_flight += result.in_flight
-            inserted += result.inserted
-            updated += result.updated
-            if result.error:
-                log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number, "error": result.error})
-                failed.append({"chunkNum": number, "error": result.error})
+                    result = await self.calls.enqueue(batch, chunk, self.clock.now())
+                except StoreUnavailable as exc:
+                    log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number,
+                                                           "error": str(exc)})
+                    failed.append({"chunkNum": number, "error": str(exc)})
+                    continue
+                call_ids += result.call_ids
+                in_flight += result.in_flight
+                inserted += result.inserted
+                updated += result.updated
+                if result.error:
+                    log.error("chunk write failed", extra={"batchId": str(batch["_id"]), "chunk": number,
+                                                           "error": result.error})
+                    failed.append({"chunkNum": number, "error": result.error})
+        finally:
+            if ahead is not None:
+                ahead.cancel()
         status = batch["status"]
-        if call_ids:
+        if call_ids or (suppressed and suppressed_as_calls):  # a batch of suppressed calls only completes
             status = await self.batches.start_after_insert(batch)
             if self.on_enqueued is not None:
                 self.on_enqueued()
         data = {"added": len(call_ids), "callIds": call_ids, "inserted": inserted, "updated": updated,
-                "duplicatesCollapsed": plan.collapsed, "inFlight": in_flight, "batchStatus": status}
+                "duplicatesCollapsed": plan.collapsed, "inFlight": in_flight, "suppressed": suppressed,
+                "batchStatus": status}
         log.info("calls enqueued", extra={"batchId": str(batch["_id"]), "added": len(call_ids),
                                           "failedChunks": len(failed), "records": plan.records})
         if not failed:
             message = "Calls enqueued successfully"
             if in_flight:
                 message += f"; {len(in_flight)} numbers already in a call were not re-enqueued"
+            if suppressed:
+                message += f"; {len(suppressed)} numbers on the do-not-call list were not enqueued"
             return Outcome(200, message, data)
         data["failedChunks"] = failed
         if not call_ids and not in_flight:
             return Outcome(503, "Service Unavailable", data, "the database failed; nothing was written, retry")
         return Outcome(207, "Some calls failed to enqueue", data, "Partial content, check failedChunks for details")
 
+    def _look_up(self, batch: dict, chunks: list[list[PlannedCall]], n: int) -> asyncio.Future | None:
+        """The listed numbers of chunk `n` (number -> its listing), looked up in the background."""
+        if self.dnc is None or n >= len(chunks):
+            return None
+        task = asyncio.ensure_future(self.dnc.screen(batch["workspaceId"], {c.e164 for c in chunks[n]}))
+        # Awaited by its chunk, or cancelled when the write stops early: never an unretrieved failure.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return task
+
+    async def _screen(self, batch: dict, chunk: list[PlannedCall], listed: dict[str, dict], suppressed: list[dict],
+                      as_calls: bool) -> list[PlannedCall]:
+        """The chunk without its listed numbers, which join `suppressed`."""
+        if not listed:
+            return chunk
+        stopped = [c for c in chunk if c.e164 in listed]
+        suppressed += [{"index": c.index, "phoneNumber": c.raw_phone, "reason": rule(listed[c.e164])} for c in stopped]
+        if as_calls:
+            now = self.clock.now()
+            for call in stopped:
+                call.suppressed = suppression(now, listed[call.e164])
+                call.call_id = call.call_id or ObjectId()
+            await self.calls.insert_new(batch, stopped, now)
+        return [c for c in chunk if c.e164 not in listed]

@@ -76,7 +76,8 @@ class Submissions:
             call.call_id = claim and claim.object_id(n + 1)
         if claim is None or await self.repo.get(draft["_id"]) is None:
             await self.batches.insert(draft)
-        outcome = await self.ingestion.write_plan(draft, plan)
+        # Numbers on the do-not-call list are written as calls that ended suppressed: the face shows them.
+        outcome = await self.ingestion.write_plan(draft, plan, suppressed_as_calls=True)
         if outcome.code >= 500 or outcome.data.get("failedChunks"):
             # Some calls were written: the batch exists and says so; resubmitting would double them.
             log.error("batch submitted in part", extra={"batchId": str(draft["_id"]),

@@ -113,6 +113,8 @@ class RecipientView(BaseModel):
     updated_at_unix: int | None
     conversation_id: str | None
     conversation_initiation_client_data: dict[str, Any]
+    reason: Annotated[str | None, Field(description="ours, beyond the vendor's fields: the rule that cancelled the "
+                                                    "recipient (e.g. \"dnc: opt-out 2026-12-05\")")] = None
 
 
 class BatchCallDetail(BatchCall):

@@ -164,4 +164,12 @@ def recipient_view(call: dict) -> dict:
         "updated_at_unix": _unix(call["updatedAt"]),
         "conversation_id": call.get("providerCallId"),
         "conversation_initiation_client_data": {**meta.get("clientData", {}), "dynamic_variables": call["variables"]},
+        **({"reason": rule} if (rule := stopped_by(call)) else {}),
     }
+
+
+def stopped_by(call: dict) -> str | None:
+    """The rule that stopped a call a rule stopped (its last history entry naming one)."""
+    if call.get("outcome") != "suppressed":
+        return None
+    return next((h["rule"] for h in reversed(call.get("history") or []) if h.get("rule")), None)

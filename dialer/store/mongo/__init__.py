@@ -15,6 +15,7 @@ from dialer.ports import Repositories
 from dialer.store.mongo.batches import MongoBatches
 from dialer.store.mongo.calls import MongoCalls
 from dialer.store.mongo.counters import CounterBuffer
+from dialer.store.mongo.dnc import MongoDnc
 from dialer.store.mongo.idempotency import MongoIdempotency
 from dialer.store.mongo.indexes import ensure_indexes
 from dialer.store.mongo.intakes import MongoIntakes
@@ -36,7 +37,7 @@ async def mongo_repositories(client: Any, db: Any, kind: str = "mongodb") -> Rep
     return Repositories(kind=kind, calls=MongoCalls(db["calls"], counters), batches=MongoBatches(db["batches"]),
                         tenancy=MongoTenancy(db), idempotency=MongoIdempotency(db["idempotency"]),
                         ledger=MongoLedger(db["dispatch"]), intakes=MongoIntakes(db["intakes"]),
-                        webhooks=MongoWebhooks(db), closer=close)
+                        webhooks=MongoWebhooks(db), dnc=MongoDnc(db["dnc"]), closer=close)
 
 
 async def open_mongo(uri: str, database: str, timeout_ms: int | None = None) -> Repositories:

@@ -32,6 +32,7 @@ from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.core.webhook_events import call_event
 from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, Tally, active_key, difference
 from dialer.store.mongo.calls_for_chains import ChainCalls
+from dialer.store.mongo.calls_for_dnc import DncCalls
 from dialer.store.mongo.calls_for_operators import OperatorsCalls
 from dialer.store.mongo.counters import CounterBuffer, tallies_of, tally_key
 from dialer.store.mongo.documents import aggregate, normalise, refused, unavailable, unordered
@@ -47,7 +48,7 @@ DUPLICATE_KEY = 11000
 CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
 
 
-class MongoCalls(OperatorsCalls, ChainCalls):
+class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
     def __init__(self, collection: Any, counters: CounterBuffer) -> None:
         self.c = collection
         self.counters = counters

@@ -39,6 +39,10 @@ class ChainCalls:
         for call in chunk:
             doc = new_call(batch, call, call.call_id,
                            active_key(batch["_id"], call.e164, call.extension) + call.key_suffix, now)
+            if call.suppressed is not None:  # stopped by a rule before it was queued: final, holding no key
+                del doc["activeKey"]
+                doc.update(status=CallStatus.SKIPPED.value, outcome="suppressed", finishedAt=now, nextAttemptAt=None,
+                           history=[{**call.suppressed, "result": "suppressed"}])
             if call.held:
                 doc["status"] = HELD
             if call.group is not None:
@@ -58,7 +62,7 @@ class ChainCalls:
             refused = {e["index"] for e in errors}
         for i, doc in enumerate(docs):
             if i not in refused:
-                self.counters.change(batch["_id"], None, (doc["status"], None, 0))
+                self.counters.change(batch["_id"], None, (doc["status"], doc.get("outcome"), 0))
         return len(docs) - len(refused)
 
     @unavailable

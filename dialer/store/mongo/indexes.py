@@ -56,6 +56,8 @@ INDEXES: dict[str, list[IndexModel]] = {
                                     name="status_endpoint_due"),
                          IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id"),
                          IndexModel([("endpointId", ASCENDING), ("_id", ASCENDING)], name="endpoint_id")],
+    # Do-not-call lists (dnc.py): one entry per workspace and number; pages by number, prefix searches.
+    "dnc": [IndexModel([("workspaceId", ASCENDING), ("number", ASCENDING)], unique=True, name="workspace_number")],
     # Expiry follows the injected clock (purge), so no TTL index: its monitor uses the server's clock.
     "idempotency": [IndexModel([("expiresAt", ASCENDING)], name="expires_at")],
 }

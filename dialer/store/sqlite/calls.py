@@ -27,6 +27,7 @@ from dialer.store.ids import NEW_IDS
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, load, push, save
 from dialer.store.sqlite.calls_for_chains import ChainCalls
+from dialer.store.sqlite.calls_for_dnc import DncCalls
 from dialer.store.sqlite.calls_for_operators import OperatorsCalls
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.documents import at, decode, marks, ms, stored
@@ -52,6 +53,15 @@ def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, status
     return doc
 
 
+def suppressed_call(batch: dict, call: PlannedCall, now: dt.datetime) -> dict:
+    """A planned call a rule stopped before it was queued (`call.suppressed`: its history entry): final."""
+    doc = new_call(batch, call, call.call_id, None, CallStatus.SKIPPED.value, now)
+    del doc["activeKey"]
+    doc.update(outcome="suppressed", finishedAt=stored(now), nextAttemptAt=None,
+               history=[{**call.suppressed, "result": "suppressed"}])
+    return doc
+
+
 def tallies_from(rows_: Iterable[tuple]) -> list[Tally]:
     return [Tally(status, outcome or None, calls, dialled, attempts)
             for status, outcome, calls, dialled, attempts in rows_ if calls]
@@ -67,7 +77,7 @@ def matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
     return True
 
 
-class SqliteCalls(OperatorsCalls, ChainCalls):
+class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
     def __init__(self, db: Database) -> None:
         self.db = db
         self._retry_walks = {}

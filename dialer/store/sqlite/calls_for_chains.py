@@ -29,11 +29,15 @@ class ChainCalls:
     db: object
 
     async def insert_new(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> int:
-        from dialer.store.sqlite.calls import new_call
+        from dialer.store.sqlite.calls import new_call, suppressed_call
 
         def work(conn: sqlite3.Connection) -> int:
             docs, keys = [], set()
             for call in chunk:
+                if call.suppressed is not None:  # stopped by a rule: written final, holding no key
+                    if conn.execute("SELECT 1 FROM calls WHERE id = ?", (call.call_id.binary,)).fetchone() is None:
+                        docs.append(suppressed_call(batch, call, now))
+                    continue
                 key = active_key(batch["_id"], call.e164, call.extension) + call.key_suffix
                 if key in keys or conn.execute("SELECT 1 FROM calls WHERE id = ? OR active_key = ?",
                                                (call.call_id.binary, key)).fetchone() is not None:

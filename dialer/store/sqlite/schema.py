@@ -155,8 +155,19 @@ CREATE INDEX webhook_messages_endpoint ON webhook_messages (endpoint_id, id);
 """
 
 
+# Version 4: each workspace's do-not-call list (dialer/store/sqlite/dnc.py). Plain columns, no document: a
+# list of millions imports at hundreds of thousands of rows a second, and a lookup is a primary-key probe.
+V4 = """
+CREATE TABLE dnc (
+    workspace_id BLOB NOT NULL, number TEXT NOT NULL, listed_at INTEGER NOT NULL, source TEXT NOT NULL,
+    reason TEXT, call_id BLOB,
+    PRIMARY KEY (workspace_id, number)  -- lookups (listed, get), pages by number, a prefix search
+) WITHOUT ROWID;
+"""
+
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

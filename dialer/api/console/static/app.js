@@ -4,6 +4,7 @@ import { Api } from "./api.js";
 import { mountBatch } from "./batch.js";
 import { mountBatches } from "./batches.js";
 import { mountCreate } from "./create.js";
+import { mountDnc } from "./dnc.js";
 import { clear } from "./dom.js";
 import { Samples } from "./samples.js";
 import { mountSignIn } from "./signin.js";
@@ -36,7 +37,7 @@ function keyRefused(err) {
 function signIn(key) {
   window.sessionStorage.setItem(KEY, key);
   signInNotice = "";
-  if (window.location.hash.startsWith("#/batches") || window.location.hash === "#/webhooks") route();
+  if (window.location.hash.startsWith("#/batches") || ["#/webhooks", "#/dnc"].includes(window.location.hash)) route();
   else window.location.hash = "#/batches";
 }
 
@@ -74,6 +75,9 @@ function route() {
   } else if (hash === "#/webhooks") {
     document.title = "Webhooks · Dialer console";
     unmount = mountWebhooks(main, ctx) || unmount;
+  } else if (hash === "#/dnc") {
+    document.title = "Do not call · Dialer console";
+    unmount = mountDnc(main, ctx) || unmount;
   } else if (batch) {
     document.title = "Batch · Dialer console";
     unmount = mountBatch(main, ctx, batch[1]) || unmount;

@@ -14,6 +14,12 @@ const GROUPS = [
 const SIZES = [25, 50, 100];
 const REFRESH_EVERY = 3;  // batch polls between two reads of the page shown (when kept up to date)
 
+// The rule that moved or stopped a call (deferred or suppressed): its last history entry naming one.
+export function ruleOf(call) {
+  const entry = [...(call.history || [])].reverse().find((e) => e.rule);
+  return entry ? entry.rule : null;
+}
+
 function variables(vars) {
   const text = Object.entries(vars || {})
     .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ");
@@ -66,7 +72,8 @@ export function mountCalls(root, { api }, batchId) {
           h("td", {}, c.phoneNumber, c.extension ? ` ext. ${c.extension}` : ""),
           h("td", {}, badge(c.status)),
           h("td", { class: "num" }, num(c.attempts)),
-          h("td", {}, c.outcome ? c.outcome.replaceAll("_", " ") : "—"),
+          h("td", {}, c.outcome ? c.outcome.replaceAll("_", " ") : "—",
+            ruleOf(c) ? h("div", { class: "hint rule" }, ruleOf(c)) : null),
           h("td", {}, c.status === "queued" ? time(c.nextAttemptAt) : "—"),
           h("td", {}, time(c.updatedAt)),
           h("td", { class: "vars", title: variables(c.variables) }, variables(c.variables))));

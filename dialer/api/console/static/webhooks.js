@@ -8,7 +8,8 @@ import { ask, clear, h, poll, time, uid } from "./dom.js";
 const POLL_MS = 2000;
 // dialer/core/webhook_events.py EVENT_TYPES (tests/test_console_files.py keeps the two the same).
 export const EVENT_TYPES = ["call.ringing", "call.answered", "call.completed", "call.failed", "call.busy",
-  "call.no_answer", "call.machine", "call.cancelled", "call.skipped", "call.retry_scheduled", "batch.started",
+  "call.no_answer", "call.machine", "call.cancelled", "call.skipped", "call.suppressed", "call.retry_scheduled",
+  "batch.started",
   "batch.paused", "batch.completed", "batch.cancelled", "enrollment.accepted", "webhook.test"];
 
 function state(e) {

@@ -1,0 +1,83 @@
+"""The console's Do-not-call page in a real browser (Debian's chromium through playwright, as
+tests/test_console_browser.py does): adding numbers (an impossible one named), searching, importing a file,
+removing a number; and a batch's calls table showing the rule beside a call the list stopped.
+
+Set DIALER_CONSOLE_SCREENSHOTS=DIR to keep a screenshot of each step.
+"""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+
+from tests.test_console_browser import ALL_DAY, KEY, Client, base_url, expect, page, snap  # noqa: F401 (fixtures)
+
+
+async def open_dnc(page) -> None:
+    await page.goto("/console")
+    await page.get_by_label("Workspace API key").fill(KEY)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Do not call").click()
+    await expect(page.get_by_role("heading", name="Do not call", exact=True)).to_be_visible()
+    await expect(page).to_have_title(re.compile("^Do not call"))
+
+
+async def test_an_operator_adds_searches_imports_and_removes_numbers(page, base_url):
+    await open_dnc(page)
+    await expect(page.get_by_text("No number is listed.")).to_be_visible()
+    await page.get_by_label("Numbers", exact=True).fill("+1 212 555 0100\n(212) 555-0101, 12")
+    await page.get_by_label("Reason (optional)").fill("asked by letter")
+    await page.get_by_role("button", name="Add to the list").click()
+    notice = page.locator("p.notice")
+    await expect(notice).to_have_text(re.compile(r"^2 added, 0 already listed; 1 not a number: 12 \(impossible"))
+    rows = page.locator("table.dnc tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("+12125550100")
+    await expect(rows.first).to_contain_text("asked by letter")
+    await snap(page, "dnc-1-added")
+
+    await page.get_by_label("File", exact=True).set_input_files(
+        {"name": "list.csv", "mimeType": "text/csv", "buffer": b"name,phone\nA,+13105550100\nB,+12125550100\n"})
+    await page.get_by_role("button", name="Import").click()
+    await expect(notice).to_have_text("list.csv: 1 added, 1 already listed.")
+    await expect(rows).to_have_count(3)
+    await expect(page.get_by_text("3 numbers listed in all.")).to_be_visible()
+
+    await page.get_by_label("Numbers starting with").fill("+1310")
+    await page.get_by_role("button", name="Search").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("import")
+    await snap(page, "dnc-2-search")
+
+    await page.get_by_role("button", name="Remove +13105550100").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Remove").click()
+    await expect(notice).to_have_text("+13105550100 is removed from the do-not-call list.")
+    await expect(page.get_by_text("No listed number starts with these digits.")).to_be_visible()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/api/dnc/%2B13105550100", headers={"x-api-key": KEY}) as resp:
+            assert resp.status == 404
+
+
+async def test_the_calls_table_shows_the_rule_that_stopped_a_call(page, base_url):
+    async with aiohttp.ClientSession() as session:
+        api = Client(session, base_url)
+        batch = (await api.call("POST", "/api/call/createBatch", {
+            "name": "listed later", "callingNumbers": ["+15005550006"], "callingWindow": ALL_DAY,
+            "scheduledAt": "2099-01-01T00:00:00Z"}))["batchId"]
+        await api.call("POST", "/api/call/addCallsToBatch", {"batchId": batch, "call_data": [
+            {"phoneNumber": "+12125550200"}, {"phoneNumber": "+12125550201"}]})
+        rule = (await api.call("POST", "/api/dnc", {"numbers": ["+12125550200"]}) and
+                await api.call("GET", "/api/dnc/%2B12125550200"))["rule"]
+        await api.call("POST", f"/api/call/batches/{batch}/start")
+        await api.until(f"/api/call/batches/{batch}", lambda b: b["status"] == "completed", "the batch to complete")
+    await page.goto("/console")
+    await page.get_by_label("Workspace API key").fill(KEY)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.goto(f"/console#/batches/{batch}")
+    stopped = page.locator("table.calls tbody tr", has_text="+12125550200")
+    await expect(stopped.locator(".badge")).to_have_text("skipped")
+    await expect(stopped).to_contain_text("suppressed")
+    await expect(stopped.locator(".rule")).to_have_text(rule)
+    await expect(page.locator("table.calls tbody tr", has_text="+12125550201").locator(".rule")).to_have_count(0)
+    await snap(page, "dnc-3-calls")
