@@ -544,6 +544,37 @@ class WebhookRepo(Protocol):
         """createdAt of the oldest pending message (and of unrelayed events' changes: the outbox's backlog)."""
 
 
+# ------------------------------------------------------------------------------------ frequency caps
+
+@dataclass(frozen=True)
+class CapRequest:
+    """One attempt to be counted against a number's rolling-window cap within a workspace."""
+
+    workspace_id: ObjectId
+    number: str  # E.164
+    call_id: ObjectId
+    limit: int | None  # attempts allowed in the window, this one included; None: counted, never refused
+
+
+class CapLedger(Protocol):
+    """Attempts per number per workspace over a rolling window (dialer/core/compliance.py's caps), kept as
+    entries `{callId, token, at}` per (workspace, number). Reserved like slots: `reserve` is atomic against
+    every other writer, so two dispatchers never both take the last attempt a cap allows."""
+
+    async def reserve(self, requests: list[CapRequest], token: str, at: dt.datetime,
+                      window: dt.timedelta) -> dict[ObjectId, dt.datetime]:
+        """In one atomic step, in order: an entry stamped `at` for each request whose number has fewer than
+        `limit` entries stamped after `at - window` (the requests before it count). The refused: call id
+        -> the first instant the cap allows one more (the oldest counted entry's stamp + window). Entries
+        stamped at or before `at - window` of these numbers may be dropped."""
+
+    async def release(self, call_ids: list[ObjectId], token: str) -> None:
+        """Remove the entries of these calls made under `token` (a claim that did not happen; idempotent)."""
+
+    async def count(self, workspace_id: ObjectId, number: str, since: dt.datetime) -> int:
+        """Entries of the number stamped after `since` (operators and tests)."""
+
+
 # --------------------------------------------------------------------------------------- all of them
 
 @dataclass
@@ -558,6 +589,7 @@ class Repositories:
     webhooks: WebhookRepo
     closer: Any = None  # awaitable factory that closes the backend's client
     database: Any = None  # the SQLite backend's Database (back-ups, operation counts), else None
+    caps: CapLedger | None = None  # attempts per number (frequency caps); None: caps are not kept
 
     @property
     def embedded(self) -> bool:

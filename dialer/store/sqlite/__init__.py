@@ -12,6 +12,7 @@ from __future__ import annotations
 from dialer.ports import Repositories
 from dialer.store.sqlite.batches import SqliteBatches
 from dialer.store.sqlite.calls import SqliteCalls
+from dialer.store.sqlite.caps import SqliteCaps
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.ledger import SqliteLedger
 from dialer.store.sqlite.records import SqliteIdempotency, SqliteIntakes
@@ -27,4 +28,4 @@ async def open_sqlite(path: str, synchronous: str = "NORMAL", busy_timeout_ms: i
     return Repositories(kind="sqlite", calls=SqliteCalls(db), batches=SqliteBatches(db), tenancy=SqliteTenancy(db),
                         idempotency=SqliteIdempotency(db), ledger=SqliteLedger(db), intakes=SqliteIntakes(db),
                         webhooks=SqliteWebhooks(db),
-                        closer=db.close, database=db)
+                        caps=SqliteCaps(db), closer=db.close, database=db)

@@ -1,0 +1,59 @@
+"""CapLedger: attempts per number per workspace over a rolling window, reserved atomically, released by token."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from bson import ObjectId
+
+from dialer.ports import CapRequest
+from tests.contract.conftest import T0, at
+
+DAY = dt.timedelta(hours=24)
+NUMBER = "+13055550100"
+
+
+def req(ws, limit, number=NUMBER):
+    return CapRequest(ws, number, ObjectId(), limit)
+
+
+async def test_counts_up_to_the_limit_then_says_when_it_allows_again(repos):
+    ws = ObjectId()
+    first = [req(ws, 3), req(ws, 3)]
+    assert await repos.caps.reserve(first, "t1", at(0), DAY) == {}
+    third, fourth = req(ws, 3), req(ws, 3)
+    refused = await repos.caps.reserve([third, fourth], "t2", at(60), DAY)
+    assert refused == {fourth.call_id: at(0) + DAY}  # the requests of one step count each other
+    assert await repos.caps.count(ws, NUMBER, at(0) - DAY) == 3
+    # Once the two oldest leave the window, two more.
+    assert await repos.caps.reserve([req(ws, 3), req(ws, 3)], "t3", at(0) + DAY + dt.timedelta(seconds=1), DAY) == {}
+    refused = await repos.caps.reserve([late := req(ws, 3)], "t4", at(0) + DAY + dt.timedelta(seconds=2), DAY)
+    assert refused == {late.call_id: at(60) + DAY}
+
+
+async def test_numbers_and_workspaces_are_counted_apart_and_unlimited_requests_are_counted(repos):
+    ws, other = ObjectId(), ObjectId()
+    assert await repos.caps.reserve([req(ws, None), req(ws, None)], "t", T0, DAY) == {}
+    assert await repos.caps.reserve([r := req(ws, 2)], "t", at(1), DAY) == {r.call_id: T0 + DAY}
+    assert await repos.caps.reserve([req(other, 1), req(ws, 1, "+14055550100")], "t", at(1), DAY) == {}
+
+
+async def test_release_gives_back_only_the_tokens_own_entries(repos):
+    ws = ObjectId()
+    a, b = req(ws, 2), req(ws, 2)
+    await repos.caps.reserve([a], "mine", T0, DAY)
+    await repos.caps.reserve([b], "theirs", T0, DAY)
+    await repos.caps.release([a.call_id, b.call_id], "mine")
+    await repos.caps.release([a.call_id], "mine")  # idempotent
+    assert await repos.caps.count(ws, NUMBER, T0 - DAY) == 1
+    assert await repos.caps.reserve([req(ws, 2)], "next", at(1), DAY) == {}
+
+
+async def test_racing_reservations_never_pass_the_cap(repos):
+    ws = ObjectId()
+    requests = [[req(ws, 3)] for _ in range(8)]
+    results = await asyncio.gather(*(repos.caps.reserve(r, f"t{i}", at(i), DAY) for i, r in enumerate(requests)))
+    granted = sum(1 for r, refused in zip(requests, results) if r[0].call_id not in refused)
+    assert granted == 3
+    assert await repos.caps.count(ws, NUMBER, T0 - DAY) == 3
