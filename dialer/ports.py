@@ -178,10 +178,11 @@ class CallRepo(Protocol):
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
         """(status, claimToken) of each of these calls that exists (the slot ledger's harvest)."""
 
-    async def claim(self, claims: list[Claim], deferrals: list[tuple[ObjectId, dt.datetime]],
+    async def claim(self, claims: list[Claim], deferrals: list[tuple],
                     records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
         """One write: the claims (queued -> dialing, attempts + 1; only calls still queued), the
-        deferrals (a queued call's nextAttemptAt moved to its window's next opening) and the placed
+        deferrals (a queued call's nextAttemptAt moved to its window's next opening: `(callId, when)`,
+        or `(callId, when, entry)` to add `entry` to its history, as a compliance rule does) and the placed
         records (see `record_placed`). Returns the ids whose claim landed."""
 
     async def record_placed(self, records: list[PlacedRecord]) -> None:
@@ -243,6 +244,10 @@ class CallRepo(Protocol):
 
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
         """Up to `limit` waiting (queued / held) calls of the batch -> cancelled. Returns how many."""
+
+    async def suppress(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
+        """queued -> skipped with outcome `suppressed` (a rule forbids ever dialling it: WITHDRAW), `entry`
+        ({at, event: "suppressed", rule}) in its history. False if the call was no longer queued."""
 
     async def in_flight(self, batch_id: ObjectId) -> list[dict]:
         """The batch's calls in flight (at most its concurrency limit)."""
