@@ -5,8 +5,8 @@ A batch's profile is its own `compliance`, else its workspace's `compliance`, el
 workspace's `maxAttemptsPerNumberPerDay` caps every number. Workspaces are read with the running
 batches' cache lifetime (one `list_workspaces` per refresh, not one per claim).
 
-Caps are in force for a workspace when it has `maxAttemptsPerNumberPerDay` or a running batch under a
-profile with caps (`us-states`); then every attempt of its calls is counted (an uncapped call's too,
+Caps are in force for a workspace when it has `maxAttemptsPerNumberPerDay`, `us-states` as its default
+profile or a running batch under `us-states`; then every attempt of its calls is counted (an uncapped call's too,
 so a later capped call sees it) in one `reserve` per claim, before the slots. An entry is stamped with
 the latest instant its call may be placed (the claim's time + the rate horizon + PLACE_SLACK): the
 placer hands back a claim it could not place by then, and the next attempt is claimed only 24 hours
@@ -55,7 +55,8 @@ class ComplianceGate:
         if self._workspaces is None or now >= self._workspaces[0]:
             self._workspaces = (now + self.ttl, {w["_id"]: w for w in await self.tenancy.list_workspaces()})
         workspaces = self._workspaces[1]
-        self._capped = {w for w, doc in workspaces.items() if doc.get("maxAttemptsPerNumberPerDay")}
+        self._capped = {w for w, doc in workspaces.items()
+                        if doc.get("maxAttemptsPerNumberPerDay") or doc.get("compliance") == "us-states"}
         self._capped |= {b["workspaceId"] for b in batches if self.profile(b).name == "us-states"}
 
     def profile(self, batch: dict) -> Profile:

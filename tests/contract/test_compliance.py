@@ -57,3 +57,31 @@ async def test_racing_reservations_never_pass_the_cap(repos):
     granted = sum(1 for r, refused in zip(requests, results) if r[0].call_id not in refused)
     assert granted == 3
     assert await repos.caps.count(ws, NUMBER, T0 - DAY) == 3
+
+
+async def test_a_deferral_may_carry_its_rule_into_the_history(repos, batch):
+    from tests.contract.conftest import enqueue, planned
+
+    a, b = await enqueue(repos, batch, planned("+13055550100"), planned("+13055550101", index=1))
+    entry = {"at": T0, "event": "deferred", "rule": "us-states/FL hours 08:00-20:00"}
+    await repos.calls.claim([], [(a, at(3600), entry), (b, at(60))], [], T0)
+    first, second = await repos.calls.get(a), await repos.calls.get(b)
+    assert first["nextAttemptAt"] == at(3600) and first["history"][-1] == entry
+    assert second["nextAttemptAt"] == at(60) and not any(e.get("rule") for e in second.get("history", []))
+
+
+async def test_suppress_ends_a_queued_call_skipped_and_counts_it(repos, batch):
+    from tests.contract.conftest import claim, enqueue, planned
+
+    a, b = await enqueue(repos, batch, planned("+13055550100"), planned("+13055550101", index=1))
+    entry = {"at": T0, "event": "suppressed", "rule": "us-states/FL hours 08:00-20:00"}
+    assert await repos.calls.suppress(a, at(1), entry)
+    assert not await repos.calls.suppress(a, at(2), entry)  # no longer queued
+    assert await claim(repos, b)
+    assert not await repos.calls.suppress(b, at(2), entry)  # in flight: not withdrawn
+    doc = await repos.calls.get(a)
+    assert (doc["status"], doc["outcome"]) == ("skipped", "suppressed")
+    assert {k: doc["history"][-1][k] for k in ("event", "rule")} == {"event": "suppressed", "rule": entry["rule"]}
+    tallies = {(t.status, t.outcome): t.calls for t in await repos.calls.tallies(batch["_id"])}
+    assert tallies[("skipped", "suppressed")] == 1
+    assert not await repos.calls.has_waiting(batch["_id"])
