@@ -149,3 +149,29 @@ async def test_florida_cap_from_the_profile_counts_every_batch(api, clock, engin
     assert len(h.sim.placed) == 3  # Florida: three attempts per 24 h, whichever batch made them
     waiting = [c for b in batches for c in await api.all_calls(b) if c["status"] == "queued"]
     assert len(waiting) == 1 and any(e.get("rule") == "cap: 3 per 24 h" for e in waiting[0]["history"])
+
+
+async def test_an_attempt_the_provider_refused_gives_its_cap_back(api, clock, engine_settings):
+    from workers.telephony.base import ErrorKind, ProviderError
+
+    await set_workspace(api, maxAttemptsPerNumberPerDay=1)
+    h = Harness(api, clock, engine_settings)
+    place, refusals = h.sim.place_call, []
+
+    async def rate_limited_once(request):
+        if not refusals:
+            refusals.append(request.to)
+            raise ProviderError(ErrorKind.RATE_LIMITED, "slow down", retry_after=5)
+        return await place(request)
+
+    h.sim.place_call = rate_limited_once
+    batch = await api.create_batch()
+    await api.add_calls(batch, [{"phoneNumber": NYC}])
+    for _ in range(300):  # an idle dispatcher looks again after its recheck interval
+        await h.step()
+    # Refused, not an attempt: its reservation went back, so the retry five seconds later was not capped.
+    assert refusals == [NYC] and [r.to for r in h.sim.placed] == [NYC]
+    call = (await calls_by_number(api, batch))[NYC]
+    assert not any(e.get("rule") for e in call["history"])
+    workspace = ObjectId(str(api.workspace_id))
+    assert await api.store.caps.count(workspace, NYC, clock.now() - dt.timedelta(hours=24)) == 1

@@ -49,6 +49,8 @@ class ComplianceGate:
         self._profiles: dict[str, Profile] = {}
         self._windows: dict[str, CallingWindow] = {}
         self._capped: set[ObjectId] = set()  # workspaces whose caps are in force (as of the last refresh)
+        self._decided: dict[tuple, Decision] = {}
+        self._decided_at: dt.datetime | None = None
 
     async def refresh(self, now: dt.datetime, batches: list[dict]) -> None:
         """Read the workspaces again when stale; note which have caps in force."""
@@ -82,8 +84,13 @@ class ComplianceGate:
         zones = call.get("timezones") or []
         if not zones:
             return Decision(now + HORIZON, None)
-        profile = self.profile(batch)
-        return profile.decide(self.window(batch), zones, self.states(batch, call), now)
+        profile, states = self.profile(batch), self.states(batch, call)
+        if now != self._decided_at:  # calls alike (window, zones, states) get one answer per instant
+            self._decided, self._decided_at = {}, now
+        key = (profile.name, str(batch["callingWindow"]), tuple(zones), states)
+        if key not in self._decided:
+            self._decided[key] = profile.decide(self.window(batch), zones, states, now)
+        return self._decided[key]
 
     def decide_placing(self, batch: dict, call: dict, dial_at: dt.datetime, now: dt.datetime) -> Decision:
         """The placer's check just before it places: the rules again, and a capped call's stamp."""
