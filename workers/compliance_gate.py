@@ -41,6 +41,7 @@ def us_table() -> RulesTable:
 class ComplianceGate:
     def __init__(self, tenancy: TenancyRepo, caps: CapLedger | None, ttl: dt.timedelta,
                  rate_horizon: dt.timedelta) -> None:
+        us_table()  # read (and validated) at start: a malformed table stops the dispatcher here, not mid-run
         self.tenancy = tenancy
         self.caps = caps
         self.ttl = ttl
