@@ -579,6 +579,9 @@ class CapLedger(Protocol):
     async def count(self, workspace_id: ObjectId, number: str, since: dt.datetime) -> int:
         """Entries of the number stamped after `since` (operators and tests)."""
 
+    async def purge(self, before: dt.datetime) -> int:
+        """Drop every entry stamped at or before `before` (the reaper: numbers not dialled since). How many."""
+
 
 # --------------------------------------------------------------------------------------- all of them
 

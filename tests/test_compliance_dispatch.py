@@ -175,3 +175,26 @@ async def test_an_attempt_the_provider_refused_gives_its_cap_back(api, clock, en
     assert not any(e.get("rule") for e in call["history"])
     workspace = ObjectId(str(api.workspace_id))
     assert await api.store.caps.count(workspace, NYC, clock.now() - dt.timedelta(hours=24)) == 1
+
+
+async def test_a_create_that_never_reached_the_provider_gives_its_cap_back(api, clock, engine_settings):
+    from workers.telephony.base import ErrorKind, ProviderError
+
+    await set_workspace(api, maxAttemptsPerNumberPerDay=1)
+    h = Harness(api, clock, engine_settings)
+    place, lost = h.sim.place_call, []
+
+    async def timed_out_once(request):  # the create timed out and nothing was made: the reaper finds nothing
+        if not lost:
+            lost.append(request.to)
+            raise ProviderError(ErrorKind.UNKNOWN, "timed out")
+        return await place(request)
+
+    h.sim.place_call = timed_out_once
+    batch = await api.create_batch()
+    await api.add_calls(batch, [{"phoneNumber": NYC}])
+    await h.run_until(lambda: _status_is(h, batch, "completed"))
+    assert lost == [NYC] and [r.to for r in h.sim.placed] == [NYC]
+    call = (await calls_by_number(api, batch))[NYC]
+    assert any(e["event"] == "requeued_after_crash" for e in call["history"])
+    assert not any(e.get("rule") for e in call["history"])

@@ -85,3 +85,14 @@ async def test_suppress_ends_a_queued_call_skipped_and_counts_it(repos, batch):
     tallies = {(t.status, t.outcome): t.calls for t in await repos.calls.tallies(batch["_id"])}
     assert tallies[("skipped", "suppressed")] == 1
     assert not await repos.calls.has_waiting(batch["_id"])
+
+
+async def test_purge_drops_what_every_window_has_left(repos):
+    ws = ObjectId()
+    await repos.caps.reserve([req(ws, None), req(ws, None, "+14055550100")], "t", T0, DAY)
+    await repos.caps.reserve([req(ws, None)], "t", at(3600), DAY)
+    assert await repos.caps.purge(at(60)) >= 1  # SQLite counts entries, MongoDB numbers
+    assert await repos.caps.count(ws, NUMBER, T0 - DAY) == 1
+    assert await repos.caps.count(ws, "+14055550100", T0 - DAY) == 0
+    assert await repos.caps.reserve([req(ws, 1, "+14055550100")], "t", at(7200), DAY) == {}  # nothing left
+    assert await repos.caps.reserve([req(ws, 1)], "t", at(7200), DAY) != {}  # the younger one still counts

@@ -78,6 +78,14 @@ class MongoCaps:
                                       "$inc": {"version": 1}})
 
     @unavailable
+    async def purge(self, before: dt.datetime) -> int:
+        old = {"at": {"$lte": before}}
+        result = await self.c.update_many({"attempts": {"$elemMatch": old}},
+                                          {"$pull": {"attempts": old}, "$inc": {"version": 1}})
+        await self.c.delete_many({"attempts": {"$size": 0}})
+        return result.modified_count
+
+    @unavailable
     async def count(self, workspace_id: ObjectId, number: str, since: dt.datetime) -> int:
         doc = await self.c.find_one({"_id": _key(workspace_id, number)})
         return sum(1 for e in (doc or {}).get("attempts", []) if aware(e["at"]) > since)

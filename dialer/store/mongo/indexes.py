@@ -57,7 +57,8 @@ INDEXES: dict[str, list[IndexModel]] = {
                          IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id"),
                          IndexModel([("endpointId", ASCENDING), ("_id", ASCENDING)], name="endpoint_id")],
     # Frequency caps (caps.py): a claim that did not happen gives its attempts back by call id.
-    "caps": [IndexModel([("attempts.callId", ASCENDING)], name="attempt_call")],
+    "caps": [IndexModel([("attempts.callId", ASCENDING)], name="attempt_call"),
+             IndexModel([("attempts.at", ASCENDING)], name="attempt_at")],  # the reaper's purge
     # Expiry follows the injected clock (purge), so no TTL index: its monitor uses the server's clock.
     "idempotency": [IndexModel([("expiresAt", ASCENDING)], name="expires_at")],
 }

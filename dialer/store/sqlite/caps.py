@@ -58,6 +58,12 @@ class SqliteCaps:
 
         await self.db.write(work)
 
+    async def purge(self, before: dt.datetime) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM cap_attempts WHERE at <= ?", (ms(before),)).rowcount
+
+        return await self.db.write(work)
+
     async def count(self, workspace_id: ObjectId, number: str, since: dt.datetime) -> int:
         def work(conn: sqlite3.Connection) -> int:
             return conn.execute("SELECT count(*) FROM cap_attempts WHERE workspace_id = ? AND number = ? AND at > ?",

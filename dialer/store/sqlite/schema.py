@@ -162,6 +162,7 @@ CREATE TABLE cap_attempts (workspace_id BLOB NOT NULL, number TEXT NOT NULL, at 
                            call_id BLOB NOT NULL, token TEXT NOT NULL);
 CREATE INDEX cap_attempts_number ON cap_attempts (workspace_id, number, at);
 CREATE INDEX cap_attempts_call ON cap_attempts (call_id);
+CREATE INDEX cap_attempts_at ON cap_attempts (at);  -- the reaper's purge
 """
 
 
