@@ -149,3 +149,11 @@ def test_the_none_profile_has_no_rules_and_no_caps():
     assert STATES.cap(frozenset({"FL", "NY"})) == 3 and STATES.cap(frozenset({"NY"})) is None
     with pytest.raises(ValueError, match="none, us-federal, us-states"):
         Profile("us-everything", us_table())
+
+
+def test_a_window_that_never_opens_by_itself_is_not_blamed_on_a_rule():
+    # Open only while both zones read Monday 08:00-08:30: never at once (Tokyo is 14 hours ahead).
+    window = CallingWindow.parse({"start": "08:00", "end": "08:30", "days": ["mon"]})
+    at = local(NY, 2026, 11, 23, 12, 0)
+    d = FEDERAL.decide(window, [NY, "Asia/Tokyo"], frozenset(), at)
+    assert d.at is None and d.rule is None

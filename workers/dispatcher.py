@@ -24,6 +24,7 @@ from dialer.core.clock import Clock
 from dialer.core.machine import COMPLETE, REOPEN
 from dialer.ports import Claim, Repositories, StoreUnavailable
 from dialer.services.call_events import CallEvents
+from dialer.core.compliance import HORIZON
 from workers.compliance_gate import ComplianceGate
 from workers.placer import Claimed, Placer
 from workers.slots import Reservation, Slots
@@ -218,12 +219,12 @@ class Dispatcher:
                     decision = self.rules.decide(batch, call, now)
                     if decision.allowed(now):
                         candidates.setdefault(batch_id, []).append(call)
-                    elif decision.at is None:  # never under its profile (within the horizon)
+                    elif decision.at is None and decision.rule:  # never under its profile (within the horizon)
                         await self.calls.suppress(call["_id"], now, {"at": now, "event": "suppressed",
                                                                      "rule": decision.rule})
                     else:  # moved to the next instant its window and its profile allow, with the rule why
                         rule = ({"at": now, "event": "deferred", "rule": decision.rule},) if decision.rule else ()
-                        deferrals.append((call["_id"], decision.at, *rule))
+                        deferrals.append((call["_id"], decision.at or now + HORIZON, *rule))
                 if len(due) == share:
                     full.append(batch)
                 elif batch_id not in candidates and not skip:

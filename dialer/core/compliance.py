@@ -193,6 +193,8 @@ class Profile:
         the closed rule that opens last; a profile's rule before the batch window's on a tie."""
         if opens is None:
             base = sets[0][1]
+            if not any(c > now for _, c in base):
+                return None  # the batch's own window never opens in these zones: not a rule's doing
             for rule, intervals in sets[1:]:
                 if not any(c > now for _, c in intersect(base, intervals)):
                     return rule
