@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.enroll
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.compliance
 
 clean:
 	rm -rf $(VENV) *.egg-info  # the data in var/ is kept: remove it yourself

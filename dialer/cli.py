@@ -225,19 +225,24 @@ def batches(verb, batch_id, status, hang_up, url, key) -> None:
 
 
 @cli.command("workspace-set", help="change a workspace's settings over HTTP (with the admin token): credits, the "
-                                   "normalizeFields allowlist, the enrollment face's concurrency")
+                                   "normalizeFields allowlist, the enrollment face's concurrency, the compliance "
+                                   "profile and the attempts per number per day")
 @click.argument("workspace_id")
 @click.option("--credits", type=int, help="set the credit balance (one credit per enrolled contact)")
 @click.option("--unlimited-credits", is_flag=True, help="remove the balance: unlimited")
 @click.option("--add-credits", type=int, help="add to the balance (negative takes away)")
 @click.option("--normalization/--no-normalization", default=None, help="allow normalizeFields for it, or not")
 @click.option("--concurrency", type=int, help="concurrency limit of its enrollment batches")
+@click.option("--compliance", type=click.Choice(["none", "us-federal", "us-states", "unset"]),
+              help="the compliance profile of its batches without their own (unset: none)")
+@click.option("--max-attempts-per-day", type=int,
+              help="attempts per number per rolling 24 h across its batches (0: no cap)")
 @click.option("--url", default=lambda: os.environ.get("DIALER_URL", "http://127.0.0.1:8080"),
               help="the server (DIALER_URL)")
 @click.option("--admin-token", default=lambda: os.environ.get("DIALER_ADMIN_TOKEN", ""),
               help="the server's admin token (DIALER_ADMIN_TOKEN)")
-def workspace_set(workspace_id, credits, unlimited_credits, add_credits, normalization, concurrency, url,
-                  admin_token) -> None:
+def workspace_set(workspace_id, credits, unlimited_credits, add_credits, normalization, concurrency, compliance,
+                  max_attempts_per_day, url, admin_token) -> None:
     body: dict = {}
     if credits is not None or unlimited_credits:
         if credits is not None and unlimited_credits:
@@ -249,8 +254,13 @@ def workspace_set(workspace_id, credits, unlimited_credits, add_credits, normali
         body["normalizationAllowed"] = normalization
     if concurrency is not None:
         body["defaultConcurrencyLimit"] = concurrency
+    if compliance is not None:
+        body["compliance"] = None if compliance == "unset" else compliance
+    if max_attempts_per_day is not None:
+        body["maxAttemptsPerNumberPerDay"] = max_attempts_per_day or None
     if not body:
-        raise click.UsageError("nothing to change: give --credits, --add-credits, --normalization or --concurrency")
+        raise click.UsageError("nothing to change: give --credits, --add-credits, --normalization, --concurrency, "
+                               "--compliance or --max-attempts-per-day")
     _remote(SimpleNamespace(command="workspace-set", workspace_id=workspace_id, body=body, url=url, key=admin_token))
 
 

@@ -178,10 +178,11 @@ class CallRepo(Protocol):
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
         """(status, claimToken) of each of these calls that exists (the slot ledger's harvest)."""
 
-    async def claim(self, claims: list[Claim], deferrals: list[tuple[ObjectId, dt.datetime]],
+    async def claim(self, claims: list[Claim], deferrals: list[tuple],
                     records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
         """One write: the claims (queued -> dialing, attempts + 1; only calls still queued), the
-        deferrals (a queued call's nextAttemptAt moved to its window's next opening) and the placed
+        deferrals (a queued call's nextAttemptAt moved to its window's next opening: `(callId, when)`,
+        or `(callId, when, entry)` to add `entry` to its history, as a compliance rule does) and the placed
         records (see `record_placed`). Returns the ids whose claim landed."""
 
     async def record_placed(self, records: list[PlacedRecord]) -> None:
@@ -243,6 +244,10 @@ class CallRepo(Protocol):
 
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
         """Up to `limit` waiting (queued / held) calls of the batch -> cancelled. Returns how many."""
+
+    async def suppress(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
+        """queued -> skipped with outcome `suppressed` (a rule forbids ever dialling it: WITHDRAW), `entry`
+        ({at, event: "suppressed", rule}) in its history. False if the call was no longer queued."""
 
     async def in_flight(self, batch_id: ObjectId) -> list[dict]:
         """The batch's calls in flight (at most its concurrency limit)."""
@@ -591,6 +596,40 @@ class DncRepo(Protocol):
     async def count(self, workspace_id: ObjectId) -> int: ...
 
 
+# ------------------------------------------------------------------------------------ frequency caps
+
+@dataclass(frozen=True)
+class CapRequest:
+    """One attempt to be counted against a number's rolling-window cap within a workspace."""
+
+    workspace_id: ObjectId
+    number: str  # E.164
+    call_id: ObjectId
+    limit: int | None  # attempts allowed in the window, this one included; None: counted, never refused
+
+
+class CapLedger(Protocol):
+    """Attempts per number per workspace over a rolling window (dialer/core/compliance.py's caps), kept as
+    entries `{callId, token, at}` per (workspace, number). Reserved like slots: `reserve` is atomic against
+    every other writer, so two dispatchers never both take the last attempt a cap allows."""
+
+    async def reserve(self, requests: list[CapRequest], token: str, at: dt.datetime,
+                      window: dt.timedelta) -> dict[ObjectId, dt.datetime]:
+        """In one atomic step, in order: an entry stamped `at` for each request whose number has fewer than
+        `limit` entries stamped after `at - window` (the requests before it count). The refused: call id
+        -> the first instant the cap allows one more (the oldest counted entry's stamp + window). Entries
+        stamped at or before `at - window` of these numbers may be dropped."""
+
+    async def release(self, call_ids: list[ObjectId], token: str) -> None:
+        """Remove the entries of these calls made under `token` (a claim that did not happen; idempotent)."""
+
+    async def count(self, workspace_id: ObjectId, number: str, since: dt.datetime) -> int:
+        """Entries of the number stamped after `since` (operators and tests)."""
+
+    async def purge(self, before: dt.datetime) -> int:
+        """Drop every entry stamped at or before `before` (the reaper: numbers not dialled since). How many."""
+
+
 # --------------------------------------------------------------------------------------- all of them
 
 @dataclass
@@ -606,6 +645,7 @@ class Repositories:
     dnc: DncRepo
     closer: Any = None  # awaitable factory that closes the backend's client
     database: Any = None  # the SQLite backend's Database (back-ups, operation counts), else None
+    caps: CapLedger | None = None  # attempts per number (frequency caps); None: caps are not kept
 
     @property
     def embedded(self) -> bool:

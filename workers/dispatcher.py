@@ -22,10 +22,11 @@ from bson import ObjectId
 
 from dialer.core.clock import Clock
 from dialer.core.machine import COMPLETE, REOPEN
-from dialer.core.windows import CallingWindow
 from dialer.ports import Claim, Repositories, StoreUnavailable
 from dialer.services.call_events import CallEvents
-from workers.placer import HORIZON, Claimed, Placer
+from dialer.core.compliance import HORIZON
+from workers.compliance_gate import ComplianceGate
+from workers.placer import Claimed, Placer
 from workers.slots import Reservation, Slots
 from workers.telephony.base import TelephonyProvider
 
@@ -73,7 +74,6 @@ class Dispatcher:
         self.stats = Stats()
         self.claiming = True
         self._rotation = 0
-        self._windows: dict[str, CallingWindow] = {}
         self._pokes = 0  # calls that left flight in this process since the last look
         self._pokes_needed = 1  # how many freed slots make another look worthwhile
         self._idle_until: dt.datetime | None = None
@@ -82,8 +82,11 @@ class Dispatcher:
         self._quiet: dict[ObjectId, tuple[dt.datetime, dt.datetime | None, int]] = {}
         self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
+        # Each due call's window narrowed by its compliance profile; frequency caps reserved beside the slots.
+        self.rules = ComplianceGate(repos.tenancy, repos.caps, dt.timedelta(seconds=config.batch_cache_seconds),
+                                    dt.timedelta(seconds=config.rate_horizon_seconds))
         # The placer asks for the running batches afresh just before it places (stop means stop).
-        self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self._window, self._fresh_running,
+        self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self.rules, self._fresh_running,
                              self.stats,
                              lease=dt.timedelta(seconds=config.lease_seconds),
                              public_base_url=config.public_base_url, machine_detection=config.machine_detection,
@@ -136,6 +139,7 @@ class Dispatcher:
             await self.placer.flush_records()
             self._idle_until = now + self._recheck
             return
+        await self.rules.refresh(now, batches)
         state = await self.slots.state(now)
         budget = self._rate_budget(now, state.next_dial_at)
         account_free = self.config.max_concurrent_calls - state.total
@@ -212,14 +216,16 @@ class Dispatcher:
                 skip = seen.get(batch_id, 0)
                 due = (await self.calls.due(batch_id, now, skip + share))[skip:]  # same order: the tail is new
                 seen[batch_id] = skip + len(due)
-                window = self._window(batch)
                 for call in due:
-                    zones = call.get("timezones") or []
-                    if zones and window.is_open_everywhere(now, zones):
+                    decision = self.rules.decide(batch, call, now)
+                    if decision.allowed(now):
                         candidates.setdefault(batch_id, []).append(call)
-                    else:
-                        opens = window.next_open(now, zones) if zones else None
-                        deferrals.append((call["_id"], opens or now + HORIZON))
+                    elif decision.at is None and decision.rule:  # never under its profile (within the horizon)
+                        await self.calls.suppress(call["_id"], now, {"at": now, "event": "suppressed",
+                                                                     "rule": decision.rule})
+                    else:  # moved to the next instant its window and its profile allow, with the rule why
+                        rule = ({"at": now, "event": "deferred", "rule": decision.rule},) if decision.rule else ()
+                        deferrals.append((call["_id"], decision.at or now + HORIZON, *rule))
                 if len(due) == share:
                     full.append(batch)
                 elif batch_id not in candidates and not skip:
@@ -300,6 +306,9 @@ class Dispatcher:
         token = secrets.token_hex(6)
         reservation = None
         if grants:
+            grants, capped = await self.rules.reserve(grants, by_id, token, now)  # over their cap: deferred
+            deferrals = deferrals + capped
+        if grants:
             wanted = {b: (by_id[b]["concurrencyLimit"], [c["_id"] for c in calls]) for b, calls in grants.items()}
             reservation = await self.slots.reserve(state, wanted, self.config.max_concurrent_calls,
                                                    self.config.calls_per_second, now, token)
@@ -310,6 +319,8 @@ class Dispatcher:
                 for batch_id, ids in reservation.grants.items():
                     await self.slots.release(batch_id, ids, token)
                 reservation = None
+            if reservation is None:
+                await self._give_back_caps(by_id, grants, token, set())
         records = self.placer.take_records()
         claims: list[Claim] = []
         if reservation is not None:
@@ -329,7 +340,8 @@ class Dispatcher:
             self.placer.unrecorded = records + self.placer.unrecorded
             if reservation is not None:
                 with contextlib.suppress(StoreUnavailable):  # else the slots wait out the grace period
-                    await self._keep_claimed(reservation, claimed_ids)
+                    won = await self._keep_claimed(reservation, claimed_ids)
+                    await self._give_back_caps(by_id, grants, token, won)
             return []
         if reservation is None:
             return []
@@ -340,11 +352,13 @@ class Dispatcher:
             for call_id in won:
                 await self.calls.requeue_unplaced(call_id, token, later, {"at": later, "event": "claim_too_slow"})
             await self._give_back(reservation, set())
+            await self._give_back_caps(by_id, grants, token, set())
             self.stats.lost_races += 1
             return []
         if len(won) < len(claimed_ids):
             # Some calls changed under us (another dispatcher, a cancel): give the others' slots back.
             await self._give_back(reservation, won)
+            await self._give_back_caps(by_id, grants, token, won)
         out = []
         for batch_id, calls in grants.items():
             for call in calls:
@@ -365,15 +379,14 @@ class Dispatcher:
         for batch_id, ids in reservation.grants.items():
             await self.slots.release(batch_id, [i for i in ids if i not in won], reservation.token)
 
+    async def _give_back_caps(self, by_id: dict, grants: dict[ObjectId, list[dict]], token: str,
+                              won: set[ObjectId]) -> None:
+        for batch_id, calls in grants.items():
+            await self.rules.release(by_id[batch_id], [c["_id"] for c in calls if c["_id"] not in won], token)
+
     @property
     def _lease(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.config.lease_seconds)
-
-    def _window(self, batch: dict) -> CallingWindow:
-        key = str(batch["callingWindow"])
-        if key not in self._windows:
-            self._windows[key] = CallingWindow.parse(batch["callingWindow"])
-        return self._windows[key]
 
     async def _complete_if_done(self, batch: dict, now: dt.datetime) -> None:
         if await self.calls.has_active(batch["_id"]):

@@ -24,16 +24,15 @@ from bson import ObjectId
 
 from dialer.core.clock import Clock
 from dialer.core.dnc import SUPPRESSED, suppression
-from dialer.core.windows import CallingWindow
 from dialer.core.statuses import BatchStatus, CallStatus
 from dialer.ports import BatchRepo, CallRepo, DncRepo, PlacedRecord, StoreUnavailable
 from dialer.services.call_events import CallEvents
 from dialer.services.calls import withdraw_all
+from workers.compliance_gate import ComplianceGate
 
 from workers.telephony.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.placement")
-HORIZON = dt.timedelta(days=15)
 MAX_BACKOFF_SECONDS = 300
 UNCERTAIN_WAIT = dt.timedelta(seconds=30)  # before asking the provider about a create that timed out
 
@@ -49,7 +48,7 @@ class Claimed:
 class Placer:
     def __init__(self, calls: CallRepo, batches: BatchRepo, clock: Clock, provider: TelephonyProvider,
                  events: CallEvents,
-                 window_of: Callable[[dict], CallingWindow],
+                 rules: ComplianceGate,
                  running_batches: Callable[[dt.datetime], Awaitable[set[ObjectId]]], stats, lease: dt.timedelta,
                  public_base_url: str = "", machine_detection: bool = False, dnc: DncRepo | None = None) -> None:
         self.calls = calls
@@ -57,7 +56,7 @@ class Placer:
         self.clock = clock
         self.provider = provider
         self.events = events
-        self.window_of = window_of
+        self.rules = rules
         self.stats = stats
         self.lease = lease
         self.public_base_url = public_base_url
@@ -177,11 +176,13 @@ class Placer:
         call, batch = claimed.call, claimed.batch
         ids = {"callId": str(call["_id"]), "batchId": str(batch["_id"])}
         now = self.clock.now()
-        window = self.window_of(batch)
-        if not window.is_open_everywhere(now, call["timezones"]):
-            # The window closed between claim and dial time: wait for the next opening instead.
-            await self.requeue(claimed, window.next_open(now, call["timezones"]) or now + HORIZON,
-                               {"at": now, "event": "window_closed"}, provider_error=False)
+        decision = self.rules.decide_placing(batch, call, claimed.dial_at, now)
+        if not decision.allowed(now) or decision.rule:
+            # The window (or a rule) closed between claim and dial time: wait for the next opening instead
+            # (a call never allowed again goes back now: the dispatcher's next look suppresses it).
+            rule = {"rule": decision.rule} if decision.rule else {}
+            await self.requeue(claimed, decision.at or now, {"at": now, "event": "window_closed", **rule},
+                               provider_error=False)
             return None
         try:
             placed = await self.provider.place_call(self.dial_request(call, batch, claimed.token))
@@ -211,7 +212,8 @@ class Placer:
             await self.requeue(claimed, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
 
     async def requeue(self, claimed: Claimed, when: dt.datetime, entry: dict, provider_error: bool) -> None:
-        await self.calls.requeue_unplaced(claimed.call["_id"], claimed.token, when, entry, provider_error)
+        if await self.calls.requeue_unplaced(claimed.call["_id"], claimed.token, when, entry, provider_error):
+            await self.rules.release(claimed.batch, [claimed.call["_id"]], claimed.token)  # not an attempt
         if self.on_requeue is not None:
             self.on_requeue(claimed.batch["_id"])
 

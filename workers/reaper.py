@@ -37,6 +37,7 @@ log = logging.getLogger("workers.reaper")
 HELD = CallStatus.HELD.value
 CANCELLED = BatchStatus.CANCELLED.value
 BATCH_SIZE = 100
+CAP_KEEP = dt.timedelta(hours=25)  # attempts older than every cap's window (24 h and the placing margin)
 COUNTERS_EVERY = 5  # reaper runs between two reconciliations of the batch counters (5 min by default)
 FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's creation times
 
@@ -68,6 +69,8 @@ class Reaper:
         if self._runs % COUNTERS_EVERY == 1 or COUNTERS_EVERY == 1:
             await self.counters.run()  # a recount per running batch: not on every run
         await self.repos.idempotency.purge(self.clock.now())  # expired by the injected clock
+        if self.repos.caps is not None:  # attempts past every cap's window (numbers not dialled since)
+            await self._guarded("cap purge", lambda: self.repos.caps.purge(self.clock.now() - CAP_KEEP))
         # Each repair on its own: one that fails (a database hiccup, a bad document) must not stop the next.
         if self.enrollment is not None:
             await self._guarded("intake resumption", self.enrollment.resume)  # their process crashed
@@ -121,8 +124,10 @@ class Reaper:
                     break
                 sid = None
             if sid is None:
-                await self.calls.requeue_unplaced(call["_id"], call.get("claimToken"), now,
-                                                  {"at": now, "event": "requeued_after_crash"})
+                if await self.calls.requeue_unplaced(call["_id"], call.get("claimToken"), now,
+                                                     {"at": now, "event": "requeued_after_crash"}):
+                    if self.repos.caps is not None and call.get("claimToken"):  # not an attempt: not counted
+                        await self.repos.caps.release([call["_id"]], call["claimToken"])
                 if batch is not None and batch["status"] == CANCELLED:  # withdrawn while it was claimed
                     await withdraw_all(self.calls, call["batchId"], now)
                 await self.batches.note_enqueued(call["batchId"], now)

@@ -99,6 +99,9 @@ class BatchView(View):
     retry: RetryView
     ringingTimeoutSeconds: int
     retryCount: int
+    compliance: Annotated[Literal["none", "us-federal", "us-states"] | None,
+                          Field(description="its own compliance profile; null: the workspace's")] = None
+    stateField: Annotated[str | None, Field(description="the variable giving the callee's state; null: state")] = None
     createdAt: DateTime
     updatedAt: DateTime
     counters: Counters | None = None
@@ -265,6 +268,10 @@ class WorkspaceView(View):
     credits: Annotated[int | None, Field(description="null: unlimited")]
     normalizationAllowed: bool
     defaultConcurrencyLimit: Annotated[int | None, Field(description="of its enrollment batches; null: 10")]
+    compliance: Annotated[Literal["none", "us-federal", "us-states"] | None,
+                          Field(description="the compliance profile of its batches without their own; null: none")] = None
+    maxAttemptsPerNumberPerDay: Annotated[int | None, Field(description="attempts per number per rolling 24 h, "
+                                                                        "across its batches; null: no cap")] = None
 
 
 class Workspaces(View):

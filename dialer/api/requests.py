@@ -10,6 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, model_validator
 from pydantic_core import PydanticCustomError
 
+from dialer.core.compliance import PROFILES
 from dialer.core.shapes import Reason, Shape
 from dialer.core.statuses import RETRYABLE_OUTCOMES, BatchStatus, CallStatus
 from dialer.services import calls, lifecycle, tenancy
@@ -138,8 +139,8 @@ class WorkspaceSettingsBody(Shape):
     model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
         "examples": [{"credits": 5000, "normalizationAllowed": True}, {"addCredits": 1000}],
         "minProperties": 1, "not": {"required": ["credits", "addCredits"]}})
-    not_an_object: ClassVar[str] = ("body must be an object with credits, addCredits, normalizationAllowed or "
-                                    "defaultConcurrencyLimit")
+    not_an_object: ClassVar[str] = ("body must be an object with credits, addCredits, normalizationAllowed, "
+                                    "defaultConcurrencyLimit, compliance or maxAttemptsPerNumberPerDay")
     unknown_fields: ClassVar[str] = "unknown fields: {names}"
 
     credits: Annotated[int | None, Field(ge=0, le=tenancy.MAX_CREDITS,
@@ -152,6 +153,13 @@ class WorkspaceSettingsBody(Shape):
                                     Reason("normalizationAllowed must be true or false")] = None
     defaultConcurrencyLimit: Annotated[int | None, Field(ge=1, le=1000, description="of its enrollment batches"),
                                        Reason("defaultConcurrencyLimit must be null or an integer from 1 to 1000")] = None
+    compliance: Annotated[Literal[PROFILES] | None,
+                          Field(description="the compliance profile of its batches without their own; null: none"),
+                          Reason(f"compliance must be one of {', '.join(PROFILES)} (or null: none)")] = None
+    maxAttemptsPerNumberPerDay: Annotated[
+        int | None, Field(ge=1, le=tenancy.MAX_ATTEMPTS_PER_DAY,
+                          description="attempts per number per rolling 24 h across its batches; null: no cap"),
+        Reason(f"maxAttemptsPerNumberPerDay must be null or an integer from 1 to {tenancy.MAX_ATTEMPTS_PER_DAY}")] = None
 
     @model_validator(mode="before")
     @classmethod

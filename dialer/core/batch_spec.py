@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from dialer.core.clock import as_utc
+from dialer.core.compliance import PROFILES
 from dialer.core.phones import PhoneError, PhoneNormaliser
 from dialer.core.shapes import Reason, Shape
 from dialer.core.statuses import RETRYABLE_OUTCOMES
@@ -25,7 +26,8 @@ MAX_RETRY_DELAY = 7 * 86400
 DEFAULT_RETRY = {"maxAttempts": 1, "delaySeconds": 600, "on": ["busy", "no_answer"]}
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
-UPDATABLE_FIELDS = ("name", "concurrencyLimit", "callingWindow", "retry", "ringingTimeoutSeconds")
+UPDATABLE_FIELDS = ("name", "concurrencyLimit", "callingWindow", "retry", "ringingTimeoutSeconds", "compliance",
+                    "stateField")
 
 _TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]"
 # Day names are read case-insensitively ("Mon" is mon); JSON Schema patterns have no flags.
@@ -36,6 +38,14 @@ Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY, description="calls 
 RingingTimeout = Annotated[int, Field(ge=5, le=600, description="seconds a call may ring before it is no_answer"),
                            Reason("ringingTimeoutSeconds must be an integer from 5 to 600")]
 DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+Compliance = Annotated[Literal[PROFILES] | None,
+                       Field(description="the calling rules narrowing the window (docs/compliance.md): none, "
+                                         "us-federal or us-states; null: the workspace's (else none)"),
+                       Reason(f"compliance must be one of {', '.join(PROFILES)} (or null: the workspace's)")]
+StateField = Annotated[str | None, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                                         description="the record variable giving the callee's state for "
+                                                     "us-states (default `state`)"),
+                       Reason("stateField must be a variable name (letters, digits, _ . -), at most 64 characters")]
 _WINDOW_REASON = Reason("callingWindow: calling window must be an object with optional 'start', 'end' and 'days'")
 _RETRY_REASON = Reason("retry must be an object {maxAttempts, delaySeconds, on}")
 
@@ -96,6 +106,8 @@ class CreateBatchBody(Shape):
                            Reason("scheduledAt must be an ISO 8601 date-time string")] = None
     retry: Annotated[RetryShape | None, _RETRY_REASON] = None
     ringingTimeoutSeconds: RingingTimeout = DEFAULT_RINGING_TIMEOUT
+    compliance: Compliance = None
+    stateField: StateField = None
 
     @model_validator(mode="after")
     def _an_agent(self) -> "CreateBatchBody":
@@ -119,6 +131,8 @@ class UpdateBatchBody(Shape):
     callingWindow: Annotated[WindowShape | None, _WINDOW_REASON] = None
     retry: Annotated[RetryShape | None, _RETRY_REASON] = None
     ringingTimeoutSeconds: RingingTimeout = None
+    compliance: Compliance = None  # null: back to the workspace's
+    stateField: StateField = None  # null: back to `state`
 
     @model_validator(mode="before")
     @classmethod
@@ -143,6 +157,8 @@ class BatchSpec:
     scheduled_at: dt.datetime | None
     retry: dict
     ringing_timeout: int
+    compliance: str | None = None
+    state_field: str | None = None
 
 
 def parse_datetime(value: Any, name: str) -> dt.datetime:
@@ -199,13 +215,15 @@ def parse_batch_spec(body: dict, phones: PhoneNormaliser) -> BatchSpec:
         scheduled_at=None if scheduled is None else parse_datetime(scheduled, "scheduledAt"),
         retry=parse_retry(body.get("retry")),
         ringing_timeout=body.get("ringingTimeoutSeconds", DEFAULT_RINGING_TIMEOUT),
+        compliance=body.get("compliance"),
+        state_field=body.get("stateField"),
     )
 
 
 def parse_batch_update(body: dict) -> dict[str, Any]:
     """The stored fields a PATCH body (fitting UpdateBatchBody) sets."""
-    changes: dict[str, Any] = {name: body[name] for name in ("concurrencyLimit", "ringingTimeoutSeconds")
-                               if name in body}
+    changes: dict[str, Any] = {name: body[name] for name in ("concurrencyLimit", "ringingTimeoutSeconds",
+                                                             "compliance", "stateField") if name in body}
     if "name" in body:
         changes["name"] = body["name"].strip()
     if "callingWindow" in body:

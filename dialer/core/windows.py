@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
-__all__ = ["DAY_NAMES", "DEFAULT_WINDOW", "CallingWindow", "WindowError", "valid_zone"]
+__all__ = ["DAY_NAMES", "DEFAULT_WINDOW", "CallingWindow", "Interval", "WindowError", "intersect", "valid_zone"]
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MINUTES_PER_DAY = 24 * 60
@@ -199,8 +199,13 @@ class CallingWindow:
         first, *others = _zone_list(zones)
         common = self._zone_intervals(first, since, until)
         for zone in others:
-            common = _intersect(common, self._zone_intervals(zone, since, until))
+            common = intersect(common, self._zone_intervals(zone, since, until))
         return common
+
+    def intervals(self, zones: Sequence[str], since: datetime, until: datetime) -> list[Interval]:
+        """The instants (UTC [open, close) pairs, sorted, disjoint) when open in every zone, covering at
+        least [since, until] (compliance.py intersects them with its rules')."""
+        return self._common_intervals(zones, _as_utc(since), _as_utc(until))
 
     def is_open(self, at: datetime, zone: str) -> bool:
         instant = _as_utc(at)
@@ -250,7 +255,7 @@ def _horizon(days: int) -> timedelta:
     return timedelta(days=days)
 
 
-def _intersect(left: list[Interval], right: list[Interval]) -> list[Interval]:
+def intersect(left: list[Interval], right: list[Interval]) -> list[Interval]:
     """Intersection of two sorted lists of disjoint half-open intervals."""
     result: list[Interval] = []
     i = j = 0

@@ -60,6 +60,8 @@ class Batches:
             "scheduledAt": spec.scheduled_at,
             "retry": spec.retry,
             "ringingTimeoutSeconds": spec.ringing_timeout,
+            "compliance": spec.compliance,  # None: the workspace's
+            "stateField": spec.state_field,
             "status": BatchStatus.PENDING.value,
             "createdAt": now,
             "updatedAt": now,
@@ -147,6 +149,8 @@ def batch_view(batch: dict, counters: dict | None = None) -> dict:
         "retry": batch["retry"],
         "ringingTimeoutSeconds": batch["ringingTimeoutSeconds"],
         "retryCount": batch.get("retryCount", 0),
+        "compliance": batch.get("compliance"),
+        "stateField": batch.get("stateField"),
         "createdAt": iso(batch["createdAt"]),
         "updatedAt": iso(batch["updatedAt"]),
     }

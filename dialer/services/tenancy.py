@@ -11,13 +11,16 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from dialer.core.clock import Clock
+from dialer.core.compliance import PROFILES
 from dialer.core.phones import PhoneError, PhoneNormaliser
 from dialer.ports import TenancyRepo
 from dialer.services.idempotency import Claim
 from dialer.core.windows import valid_zone
 
 KEY_PREFIX = "dk_"
-WORKSPACE_SETTINGS = frozenset({"credits", "addCredits", "normalizationAllowed", "defaultConcurrencyLimit"})
+WORKSPACE_SETTINGS = frozenset({"credits", "addCredits", "normalizationAllowed", "defaultConcurrencyLimit",
+                                "compliance", "maxAttemptsPerNumberPerDay"})
+MAX_ATTEMPTS_PER_DAY = 100
 MAX_CREDITS = 10**12
 
 
@@ -85,12 +88,14 @@ class Tenancy:
     async def update_settings(self, workspace_id: ObjectId, body: Any, ref: str | None = None) -> dict:
         """The workspace's settings: `credits` (an integer >= 0 sets the balance, null makes it unlimited),
         `addCredits` (added to a set balance, atomically; negative takes away), `normalizationAllowed`
-        (the enrollment face's normalizeFields allowlist), `defaultConcurrencyLimit` (enrollment batches).
+        (the enrollment face's normalizeFields allowlist), `defaultConcurrencyLimit` (enrollment batches),
+        `compliance` (the profile of its batches without their own; null: none) and
+        `maxAttemptsPerNumberPerDay` (attempts per number per rolling 24 h across its batches; null: no cap).
         `ref`: the request's Idempotency-Key claim, noted with the credits added (a retry that takes over
         the key of a request whose process died after adding adds nothing)."""
         if not isinstance(body, dict) or not body:
-            raise TenancyError("body must be an object with credits, addCredits, normalizationAllowed or "
-                               "defaultConcurrencyLimit")
+            raise TenancyError("body must be an object with credits, addCredits, normalizationAllowed, "
+                               "defaultConcurrencyLimit, compliance or maxAttemptsPerNumberPerDay")
         unknown = set(body) - WORKSPACE_SETTINGS
         if unknown:
             raise TenancyError(f"unknown fields: {sorted(unknown)}")
@@ -109,6 +114,16 @@ class Tenancy:
             if limit is not None and (not _is_int(limit) or not 1 <= limit <= 1000):
                 raise TenancyError("defaultConcurrencyLimit must be null or an integer from 1 to 1000")
             fields["defaultConcurrencyLimit"] = limit
+        if "compliance" in body:
+            if body["compliance"] is not None and body["compliance"] not in PROFILES:
+                raise TenancyError(f"compliance must be one of {', '.join(PROFILES)} (or null: none)")
+            fields["compliance"] = body["compliance"]
+        if "maxAttemptsPerNumberPerDay" in body:
+            cap = body["maxAttemptsPerNumberPerDay"]
+            if cap is not None and (not _is_int(cap) or not 1 <= cap <= MAX_ATTEMPTS_PER_DAY):
+                raise TenancyError(f"maxAttemptsPerNumberPerDay must be null or an integer from 1 to "
+                                   f"{MAX_ATTEMPTS_PER_DAY}")
+            fields["maxAttemptsPerNumberPerDay"] = cap
         add = body.get("addCredits")
         if add is not None and (not _is_int(add) or not -MAX_CREDITS <= add <= MAX_CREDITS):
             raise TenancyError(f"addCredits must be an integer from {-MAX_CREDITS} to {MAX_CREDITS}")
@@ -214,6 +229,8 @@ def workspace_view(workspace: dict) -> dict:
         "credits": workspace.get("credits"),  # null: unlimited
         "normalizationAllowed": bool(workspace.get("normalizationAllowed")),
         "defaultConcurrencyLimit": workspace.get("defaultConcurrencyLimit"),
+        "compliance": workspace.get("compliance"),
+        "maxAttemptsPerNumberPerDay": workspace.get("maxAttemptsPerNumberPerDay"),
     }
 
 

@@ -52,7 +52,8 @@ async def get_workspace(request: web.Request) -> web.Response:
 
 
 @idempotent(per_admin)
-@route("Change a workspace's settings: credits, the normalizeFields allowlist, enrollment concurrency",
+@route("Change a workspace's settings: credits, the normalizeFields allowlist, enrollment concurrency, "
+       "the compliance profile and the attempts per number per day",
        path=WORKSPACE_ID, body=WorkspaceSettingsBody, responses={
            200: Reply(r.envelope(r.WorkspaceView, "WorkspaceAnswer"), "the workspace after"),
            **r.errors(400, 403, 404)})

@@ -19,6 +19,7 @@ from dialer.store.mongo.dnc import MongoDnc
 from dialer.store.mongo.idempotency import MongoIdempotency
 from dialer.store.mongo.indexes import ensure_indexes
 from dialer.store.mongo.intakes import MongoIntakes
+from dialer.store.mongo.caps import MongoCaps
 from dialer.store.mongo.ledger import MongoLedger
 from dialer.store.mongo.tenancy import MongoTenancy
 from dialer.store.mongo.webhooks import MongoWebhooks
@@ -37,7 +38,8 @@ async def mongo_repositories(client: Any, db: Any, kind: str = "mongodb") -> Rep
     return Repositories(kind=kind, calls=MongoCalls(db["calls"], counters), batches=MongoBatches(db["batches"]),
                         tenancy=MongoTenancy(db), idempotency=MongoIdempotency(db["idempotency"]),
                         ledger=MongoLedger(db["dispatch"]), intakes=MongoIntakes(db["intakes"]),
-                        webhooks=MongoWebhooks(db), dnc=MongoDnc(db["dnc"]), closer=close)
+                        webhooks=MongoWebhooks(db), dnc=MongoDnc(db["dnc"]), caps=MongoCaps(db["caps"]),
+                        closer=close)
 
 
 async def open_mongo(uri: str, database: str, timeout_ms: int | None = None) -> Repositories:

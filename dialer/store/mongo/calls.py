@@ -203,10 +203,12 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
                 async for d in self.c.find({"_id": {"$in": ids}}, {"status": 1, "claimToken": 1})}
 
     @unavailable
-    async def claim(self, claims: list[Claim], deferrals: list[tuple[ObjectId, dt.datetime]],
+    async def claim(self, claims: list[Claim], deferrals: list[tuple],
                     records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
         queued = CallStatus.QUEUED.value
-        ops = [UpdateOne({"_id": cid, "status": queued}, {"$set": {"nextAttemptAt": when}}) for cid, when in deferrals]
+        ops = [UpdateOne({"_id": cid, "status": queued},
+                         {"$set": {"nextAttemptAt": when}, **({"$push": {"history": entry[0]}} if entry else {})})
+               for cid, when, *entry in deferrals]
         ops += [self._placed_op(r) for r in records]
         ops += [UpdateOne({"_id": c.call_id, "status": queued},
                           {"$set": {"status": CallStatus.DIALING.value, "claimedBy": c.by, "claimToken": c.token,

@@ -65,6 +65,20 @@ class OperatorsCalls:
         return len(done)
 
     @unavailable
+    async def suppress(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
+        skipped = CallStatus.SKIPPED.value
+        before = await self.c.find_one_and_update(
+            {"_id": call_id, "status": CallStatus.QUEUED.value},
+            {"$set": {"status": skipped, "outcome": "suppressed", "updatedAt": now, "finishedAt": now},
+             "$unset": {"activeKey": ""},
+             "$push": {"history": {**entry, "result": skipped}, **outbox("call.skipped", now)}},
+            projection=BEFORE_FIELDS)
+        if before is None:
+            return False
+        self._moved(before, skipped, "suppressed")
+        return True
+
+    @unavailable
     async def in_flight(self, batch_id: ObjectId) -> list[dict]:
         docs = await self.c.find({"batchId": batch_id, "status": {"$in": IN_FLIGHT_VALUES}}).to_list(None)
         return [normalise(d) for d in docs]

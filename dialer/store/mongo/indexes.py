@@ -58,6 +58,9 @@ INDEXES: dict[str, list[IndexModel]] = {
                          IndexModel([("endpointId", ASCENDING), ("_id", ASCENDING)], name="endpoint_id")],
     # Do-not-call lists (dnc.py): one entry per workspace and number; pages by number, prefix searches.
     "dnc": [IndexModel([("workspaceId", ASCENDING), ("number", ASCENDING)], unique=True, name="workspace_number")],
+    # Frequency caps (caps.py): a claim that did not happen gives its attempts back by call id.
+    "caps": [IndexModel([("attempts.callId", ASCENDING)], name="attempt_call"),
+             IndexModel([("attempts.at", ASCENDING)], name="attempt_at")],  # the reaper's purge
     # Expiry follows the injected clock (purge), so no TTL index: its monitor uses the server's clock.
     "idempotency": [IndexModel([("expiresAt", ASCENDING)], name="expires_at")],
 }

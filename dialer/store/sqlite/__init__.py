@@ -12,6 +12,7 @@ from __future__ import annotations
 from dialer.ports import Repositories
 from dialer.store.sqlite.batches import SqliteBatches
 from dialer.store.sqlite.calls import SqliteCalls
+from dialer.store.sqlite.caps import SqliteCaps
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.dnc import SqliteDnc
 from dialer.store.sqlite.ledger import SqliteLedger
@@ -27,5 +28,5 @@ async def open_sqlite(path: str, synchronous: str = "NORMAL", busy_timeout_ms: i
     await db.open()
     return Repositories(kind="sqlite", calls=SqliteCalls(db), batches=SqliteBatches(db), tenancy=SqliteTenancy(db),
                         idempotency=SqliteIdempotency(db), ledger=SqliteLedger(db), intakes=SqliteIntakes(db),
-                        webhooks=SqliteWebhooks(db), dnc=SqliteDnc(db),
+                        webhooks=SqliteWebhooks(db), dnc=SqliteDnc(db), caps=SqliteCaps(db),
                         closer=db.close, database=db)

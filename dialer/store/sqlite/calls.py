@@ -206,21 +206,23 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
 
         return await self.db.read(work) if ids else {}
 
-    async def claim(self, claims: list[Claim], deferrals: list[tuple[ObjectId, dt.datetime]],
+    async def claim(self, claims: list[Claim], deferrals: list[tuple],
                     records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
         if not (claims or deferrals or records):
             return set()
         return await self.db.write(self._claim, claims, deferrals, records, now)
 
     @staticmethod
-    def _claim(conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple[ObjectId, dt.datetime]],
+    def _claim(conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple],
                records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
-        found = rows.by_ids(conn, [cid for cid, _ in deferrals] + [c.call_id for c in claims])
+        found = rows.by_ids(conn, [d[0] for d in deferrals] + [c.call_id for c in claims])
         changed: dict[ObjectId, dict] = {}
-        for cid, when in deferrals:
+        for cid, when, *entry in deferrals:
             doc = found.get(cid)
             if doc is not None and doc["status"] == QUEUED:
                 doc["nextAttemptAt"] = stored(when)
+                if entry:
+                    push(doc, {**entry[0], "at": stored(entry[0]["at"])})
                 changed[cid] = doc
         won: set[ObjectId] = set()
         for c in claims:

@@ -46,6 +46,18 @@ class OperatorsCalls:
 
         return await self.db.write(work) if limit > 0 else 0
 
+    async def suppress(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            doc = rows.load(conn, call_id)
+            if doc is None or doc["status"] != QUEUED:
+                return False
+            rows.withdraw(doc, CallStatus.SKIPPED.value, stored(now), {**entry, "at": stored(entry["at"])})
+            doc["outcome"] = "suppressed"
+            rows.save(conn, doc)
+            return True
+
+        return await self.db.write(work)
+
     async def in_flight(self, batch_id: ObjectId) -> list[dict]:
         return await self.db.read(rows.load_where, f"batch_id = ? AND status IN ({marks(IN_FLIGHT_VALUES)})",
                                   (batch_id.binary, *IN_FLIGHT_VALUES))

@@ -166,8 +166,19 @@ CREATE TABLE dnc (
 """
 
 
+# Version 5: attempts per number for the frequency caps (caps.py): one row per attempt, found by
+# (workspace, number, stamp); released by (call, token).
+V5 = """
+CREATE TABLE cap_attempts (workspace_id BLOB NOT NULL, number TEXT NOT NULL, at INTEGER NOT NULL,
+                           call_id BLOB NOT NULL, token TEXT NOT NULL);
+CREATE INDEX cap_attempts_number ON cap_attempts (workspace_id, number, at);
+CREATE INDEX cap_attempts_call ON cap_attempts (call_id);
+CREATE INDEX cap_attempts_at ON cap_attempts (at);  -- the reaper's purge
+"""
+
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
