@@ -245,7 +245,7 @@ class CallRepo(Protocol):
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
         """Up to `limit` waiting (queued / held) calls of the batch -> cancelled. Returns how many."""
 
-    async def suppress(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
+    async def suppress_queued(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
         """queued -> skipped with outcome `suppressed` (a rule forbids ever dialling it: WITHDRAW), `entry`
         ({at, event: "suppressed", rule}) in its history. False if the call was no longer queued."""
 
@@ -278,7 +278,7 @@ class CallRepo(Protocol):
         Returns the call as taken, or None if someone else changed it first."""
 
     # -- the do-not-call list (see DncRepo)
-    async def suppress(self, call_id: ObjectId, token: str, entry: dict, now: dt.datetime) -> dict | None:
+    async def suppress_claimed(self, call_id: ObjectId, token: str, entry: dict, now: dt.datetime) -> dict | None:
         """A claim whose number was listed after it was claimed: dialing -> skipped (outcome `suppressed`),
         if still this attempt's (claimToken) and never placed (no providerCallId); the attempt not counted
         (attempts - 1), claim fields and activeKey cleared, `entry` pushed. The call after, or None."""

@@ -221,7 +221,7 @@ class Dispatcher:
                     if decision.allowed(now):
                         candidates.setdefault(batch_id, []).append(call)
                     elif decision.at is None and decision.rule:  # never under its profile (within the horizon)
-                        await self.calls.suppress(call["_id"], now, {"at": now, "event": "suppressed",
+                        await self.calls.suppress_queued(call["_id"], now, {"at": now, "event": "suppressed",
                                                                      "rule": decision.rule})
                     else:  # moved to the next instant its window and its profile allow, with the rule why
                         rule = ({"at": now, "event": "deferred", "rule": decision.rule},) if decision.rule else ()

@@ -140,7 +140,7 @@ class Placer:
             if entry is None:
                 keep.append(claimed)
                 continue
-            after = await self.calls.suppress(claimed.call["_id"], claimed.token, suppression(now, entry), now)
+            after = await self.calls.suppress_claimed(claimed.call["_id"], claimed.token, suppression(now, entry), now)
             if after is None:
                 continue  # no longer this claim's (the reaper or a hand-back took it)
             self.metrics.outcomes.labels(SUPPRESSED).inc()

@@ -75,10 +75,10 @@ async def test_suppress_ends_a_queued_call_skipped_and_counts_it(repos, batch):
 
     a, b = await enqueue(repos, batch, planned("+13055550100"), planned("+13055550101", index=1))
     entry = {"at": T0, "event": "suppressed", "rule": "us-states/FL hours 08:00-20:00"}
-    assert await repos.calls.suppress(a, at(1), entry)
-    assert not await repos.calls.suppress(a, at(2), entry)  # no longer queued
+    assert await repos.calls.suppress_queued(a, at(1), entry)
+    assert not await repos.calls.suppress_queued(a, at(2), entry)  # no longer queued
     assert await claim(repos, b)
-    assert not await repos.calls.suppress(b, at(2), entry)  # in flight: not withdrawn
+    assert not await repos.calls.suppress_queued(b, at(2), entry)  # in flight: not withdrawn
     doc = await repos.calls.get(a)
     assert (doc["status"], doc["outcome"]) == ("skipped", "suppressed")
     assert {k: doc["history"][-1][k] for k in ("event", "rule")} == {"event": "suppressed", "rule": entry["rule"]}

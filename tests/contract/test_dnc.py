@@ -64,15 +64,15 @@ async def test_a_claim_whose_number_was_listed_ends_suppressed_without_counting_
     a, b = await enqueue(repos, batch, planned(A), planned(B))
     assert await claim(repos, a, token="tok-a")
     assert await claim(repos, b, token="tok-b")
-    assert await repos.calls.suppress(a, "tok-other", entry(1), at(1)) is None  # another attempt's
-    after = await repos.calls.suppress(a, "tok-a", entry(1), at(1))
+    assert await repos.calls.suppress_claimed(a, "tok-other", entry(1), at(1)) is None  # another attempt's
+    after = await repos.calls.suppress_claimed(a, "tok-a", entry(1), at(1))
     assert (after["status"], after["outcome"], after["attempts"]) == ("skipped", "suppressed", 0)
     assert after["history"][-1]["rule"] == "dnc: manual 2026-11-23"
     assert "activeKey" not in after and "leaseUntil" not in after
-    assert await repos.calls.suppress(a, "tok-a", entry(2), at(2)) is None  # once
+    assert await repos.calls.suppress_claimed(a, "tok-a", entry(2), at(2)) is None  # once
     assert [(e.type, e.doc["_id"]) for e in await repos.webhooks.outbox(100)] == [("call.suppressed", a)]
     await repos.calls.record_placed([PlacedRecord(b, "tok-b", "CA-b", at(1), at(200))])
-    assert await repos.calls.suppress(b, "tok-b", entry(2), at(2)) is None  # placed: too late
+    assert await repos.calls.suppress_claimed(b, "tok-b", entry(2), at(2)) is None  # placed: too late
     assert set(await repos.calls.tallies(batch["_id"])) == {Tally("skipped", "suppressed", 1, 0, 0),
                                                             Tally("dialing", None, 1, 1, 1)}
     [again] = await enqueue(repos, batch, planned(A), now=at(3))  # the callee may be enqueued anew

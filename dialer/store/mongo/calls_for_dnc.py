@@ -36,7 +36,7 @@ class DncCalls:
     counters: object
 
     @unavailable
-    async def suppress(self, call_id: ObjectId, token: str, entry: dict, now: dt.datetime) -> dict | None:
+    async def suppress_claimed(self, call_id: ObjectId, token: str, entry: dict, now: dt.datetime) -> dict | None:
         update = _suppressed(now, entry)
         update.update({"$inc": {"attempts": -1}, "$unset": {**CLAIM_FIELDS, "activeKey": ""}})
         before = await self.c.find_one_and_update(

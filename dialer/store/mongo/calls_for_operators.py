@@ -65,7 +65,7 @@ class OperatorsCalls:
         return len(done)
 
     @unavailable
-    async def suppress(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
+    async def suppress_queued(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
         skipped = CallStatus.SKIPPED.value
         before = await self.c.find_one_and_update(
             {"_id": call_id, "status": CallStatus.QUEUED.value},

@@ -32,7 +32,7 @@ def _suppressed(doc: dict, now: dt.datetime, entry: dict) -> None:
 class DncCalls:
     db: object
 
-    async def suppress(self, call_id: ObjectId, token: str, entry: dict, now: dt.datetime) -> dict | None:
+    async def suppress_claimed(self, call_id: ObjectId, token: str, entry: dict, now: dt.datetime) -> dict | None:
         def work(conn: sqlite3.Connection) -> dict | None:
             doc = load(conn, call_id)
             if (doc is None or doc.get("claimToken") != token or doc["status"] != CallStatus.DIALING.value

@@ -46,7 +46,7 @@ class OperatorsCalls:
 
         return await self.db.write(work) if limit > 0 else 0
 
-    async def suppress(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
+    async def suppress_queued(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
             doc = rows.load(conn, call_id)
             if doc is None or doc["status"] != QUEUED:
