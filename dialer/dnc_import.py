@@ -13,20 +13,19 @@ twice stays listed once). Impossible numbers are counted and named with their fi
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import aiohttp
 
 from dialer.core.contacts_csv import CsvUnreadable, read_contacts
 from dialer.core.dnc import MAX_NUMBERS
+from dialer.importer import post_keyed
 
 DEFAULT_CHUNK = 50_000
-UNAVAILABLE_TRIES = 4  # a 503 (nothing written, the key released) is sent again this often, waiting more each time
 CSV_HEADERS = ("phone", "phone_number", "phonenumber")
 
 
@@ -127,21 +126,7 @@ async def import_numbers(session: aiohttp.ClientSession, url: str, key: str, fil
 
 
 async def _send(session, url: str, key: str, idem: str, body: dict) -> tuple[dict, bool]:
-    headers = {"x-api-key": key, "Idempotency-Key": idem}
-    for wait in range(UNAVAILABLE_TRIES):
-        async with session.post(f"{url}/api/dnc", json=body, headers=headers) as resp:
-            doc = await _json(resp)
-            replayed = resp.headers.get("Idempotent-Replay") == "true"
-        if resp.status == 200:
-            return doc["data"], replayed
-        if resp.status != 503:
-            break
-        await asyncio.sleep(2 ** wait)  # the database failed: nothing was written, the key is free
-    raise DncImportFailed(f"the server answered {resp.status}: {doc.get('errorMessage') or doc.get('message')}")
-
-
-async def _json(resp: aiohttp.ClientResponse) -> Any:
-    try:
-        return await resp.json(content_type=None) or {}
-    except ValueError:
-        raise DncImportFailed(f"the server answered {resp.status} without JSON") from None
+    status, doc, replayed = await post_keyed(session, f"{url}/api/dnc", key, idem, body, failed=DncImportFailed)
+    if status == 200:
+        return doc["data"], replayed
+    raise DncImportFailed(f"the server answered {status}: {doc.get('errorMessage') or doc.get('message')}")

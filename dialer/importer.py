@@ -76,19 +76,13 @@ async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str,
         if not pending:
             return
         body = {"batchId": batch_id, "call_data": [record for _, record in pending]}
-        headers = {"x-api-key": key, "Idempotency-Key": f"{base_key}:{attempt}"}
-        for wait in range(UNAVAILABLE_TRIES):
-            async with session.post(f"{url}/api/call/addCallsToBatch", json=body, headers=headers) as resp:
-                doc = await _json(resp) or {}
-                replay = resp.headers.get("Idempotent-Replay") == "true"
-            if resp.status != 503:
-                break
-            await asyncio.sleep(2 ** wait)  # the database failed: nothing was written, the key is free
-        if resp.status == 200:
+        status, doc, replay = await post_keyed(session, f"{url}/api/call/addCallsToBatch", key,
+                                               f"{base_key}:{attempt}", body)
+        if status == 200:
             result.added += doc["data"]["added"]
             result.replayed += replay
             return
-        if resp.status == 400 and (doc.get("data") or {}).get("errors"):
+        if status == 400 and (doc.get("data") or {}).get("errors"):
             bad = {e["index"]: e["reason"] for e in doc["data"]["errors"]}
             for index, reason in sorted(bad.items()):
                 line, record = pending[index]
@@ -96,15 +90,27 @@ async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str,
             result.rejected += len(bad)
             pending = [r for i, r in enumerate(pending) if i not in bad]
             continue
-        raise ImportFailed(f"the server answered {resp.status}: {doc.get('errorMessage') or doc.get('message')}")
+        raise ImportFailed(f"the server answered {status}: {doc.get('errorMessage') or doc.get('message')}")
     raise ImportFailed("a chunk kept being refused; see the rejects so far")
 
 
-async def _json(resp: aiohttp.ClientResponse) -> Any:
-    try:
-        return await resp.json(content_type=None)
-    except ValueError:
-        raise ImportFailed(f"the server answered {resp.status} without JSON") from None
+async def post_keyed(session: aiohttp.ClientSession, url: str, key: str, idempotency_key: str, body: Any,
+                     failed: type[Exception] = ImportFailed) -> tuple[int, dict, bool]:
+    """POST `body` with the workspace key under an Idempotency-Key: (status, JSON answer, replayed). A 503
+    (the database failed: nothing was written, the key is free) is sent again up to UNAVAILABLE_TRIES times,
+    waiting longer each time; an answer that is not JSON raises `failed`."""
+    headers = {"x-api-key": key, "Idempotency-Key": idempotency_key}
+    for wait in range(UNAVAILABLE_TRIES):
+        async with session.post(url, json=body, headers=headers) as resp:
+            try:
+                doc = await resp.json(content_type=None) or {}
+            except ValueError:
+                raise failed(f"the server answered {resp.status} without JSON") from None
+            replayed = resp.headers.get("Idempotent-Replay") == "true"
+        if resp.status != 503:
+            break
+        await asyncio.sleep(2 ** wait)
+    return resp.status, doc, replayed
 
 
 def write_rejects(path: str, rejects: list[dict]) -> None:
