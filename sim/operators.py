@@ -171,6 +171,9 @@ class Operators:
 
     async def _start(self, batch: dict | None = None) -> None:
         w = self.w
+        stopped = [b for b in w.batches if w.checker.batches[str(b)].halted == "stopped" and b not in w.busy]
+        if batch is None and stopped and self.rng.random() < 0.8:  # operators resume what they stopped
+            batch = await w.raw.batches.get(self.rng.choice(stopped))
         batch = batch or await self._pick()
         if batch is None:
             return

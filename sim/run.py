@@ -56,6 +56,7 @@ class Config:
     backlog: int = 30_000  # calls waiting or in flight above which no records are sent
     chunk: int = 400  # records per addCallsToBatch (inline: below the ingestion's thread threshold)
     wide_windows: float = 0.35  # share of batches with the default 08:00-21:00 window (the rest: narrow, near midnight)
+    areas: tuple = wl.AREAS  # where the callees are (wl.US_AREAS: North America only, a denser run)
     mean_duration: float = 8.0  # talk time of answered calls, seconds (short calls: more calls per step)
     step_seconds: float = 0.5
     recount_every: int = 400
@@ -180,7 +181,7 @@ class World:
             "name": "sim agent A", "requiredVariables": [], "callingNumbers": ["+14155550100", "+14155550101"],
             "timezones": ["America/Chicago"]}), await self.intake.tenancy.create_agent(ws["_id"], {
             "name": "sim agent B", "requiredVariables": [], "callingNumbers": ["+14155550102"]})]
-        self.numbers = wl.Numbers(random.Random(self.rng.random()))
+        self.numbers = wl.Numbers(random.Random(self.rng.random()), self.config.areas)
         for i in range(self.config.dispatchers):
             self.processes.append(Process(self, self._name(f"d{i}")))
         self.result.started_at = self.clock.now()
