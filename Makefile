@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test chaos bench load worker clean
+.PHONY: run test chaos bench load worker sim clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.compliance
+
+# The deterministic simulation (docs/simulation.md): the real engine on a virtual clock with faults injected,
+# every invariant checked after every step. SIM_SEED=N replays a run; SIM_CALLS sets its size.
+SIM_SEED ?= $(shell date +%s)
+SIM_CALLS ?= 1000000
+sim: $(STAMP)
+	$(BIN)/python -m sim --seed $(SIM_SEED) --calls $(SIM_CALLS)
 
 clean:
 	rm -rf $(VENV) *.egg-info  # the data in var/ is kept: remove it yourself

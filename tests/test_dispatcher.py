@@ -312,6 +312,27 @@ async def test_a_failed_claim_write_gives_its_slots_back(api, clock, engine_sett
     assert len(h.sim.placed) == 3
 
 
+async def test_claims_survive_a_failed_look_at_the_running_batches_just_before_placing(api, clock, engine_settings):
+    # Found while building the simulation's store faults (sim/): the claims due were dropped from memory when the
+    # placer's read of the running batches failed, and waited a whole lease for the reaper.
+    from dialer.ports import StoreUnavailable
+    from tests.faults import inject
+
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(concurrencyLimit=3)
+    await api.add_calls(batch, nums(3))
+    dispatcher = h.engines[0].dispatcher
+    await dispatcher.claim(clock.now())
+    assert dispatcher.waiting_to_place == 3
+    clock.advance(5)  # their dial times have come
+    inject(api.store.batches, "runnable", {1})  # the placer's fresh read, just before it places
+    with pytest.raises(StoreUnavailable):
+        await dispatcher.placer.place_due(clock.now())
+    assert dispatcher.waiting_to_place == 3 and h.sim.placed == []
+    await dispatcher.placer.place_due(clock.now())
+    assert len(h.sim.placed) == 3
+
+
 async def test_a_claim_whose_write_stalls_past_the_grace_period_is_handed_back(api, clock, engine_settings):
     h = Harness(api, clock, engine_settings)
     batch = await api.create_batch(concurrencyLimit=3)

@@ -93,7 +93,13 @@ class Placer:
         # asked, and a claim of a batch no longer running goes back to the queue unplaced. A stop waits
         # for the batch's claims to be placed or handed back (CallRepo.unplaced), so no call of a
         # stopped batch is placed after the stop has answered.
-        running = await self.running_batches(now)
+        try:
+            running = await self.running_batches(now)
+        except StoreUnavailable:
+            # Still claimed and holding their slots: placed at the next tick, not left to the reaper (a lease
+            # later), nor holding up a stop that waits for them to be placed or handed back.
+            self.add(due)
+            raise
         stopped = [c for c in due if c.batch["_id"] not in running]
         due = [c for c in due if c.batch["_id"] in running]
         for claimed in stopped:
