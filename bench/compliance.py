@@ -29,7 +29,7 @@ import time
 
 import orjson
 
-from bench.dispatch import CountingRepo, OpCounter, counted, open_backend
+from bench.dispatch import OpCounter, counted, open_backend
 from dialer.composition import services_over
 from dialer.core.batch_spec import parse_batch_spec
 from dialer.core.clock import FixedClock
@@ -81,7 +81,6 @@ async def dispatch_run(mode: str, seed: int = 7) -> dict:
         await services.batches.start_after_insert(batch)
     counter = OpCounter()
     repos = counted(raw, counter)
-    repos.caps = CountingRepo(raw.caps, "caps", counter)
     counted_services = services_over(repos, s, clock)
     sim = Simulator(clock, {"answered": 0.6, "busy": 0.15, "no_answer": 0.25}, mean_duration=60, seed=seed)
     engine = Engine(repos, clock, s, sim, counted_services.events, name="bench")

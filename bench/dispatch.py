@@ -131,7 +131,6 @@ CROSS_CHECK_EVERY = 20
 MAX_VIRTUAL_SECONDS = 12 * 3600
 CPU_QUEUES = (1_000, 10_000, 50_000)
 CPU_PLACED = 500
-REPO_NAMES = ("calls", "batches", "tenancy", "idempotency", "ledger", "intakes", "webhooks", "dnc")
 
 
 @dataclass(frozen=True)
@@ -225,8 +224,7 @@ class CountingRepo:
 
 
 def counted(repos: Repositories, counter: OpCounter) -> Repositories:
-    return Repositories(kind=repos.kind, closer=None,
-                        **{name: CountingRepo(getattr(repos, name), name, counter) for name in REPO_NAMES})
+    return repos.seen_through(lambda name, repo: CountingRepo(repo, name, counter))
 
 
 class CountingCursor:

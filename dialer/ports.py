@@ -34,8 +34,8 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterable, Protocol
 
 from bson import ObjectId
 
@@ -651,6 +651,13 @@ class Repositories:
     def embedded(self) -> bool:
         """Kept on this machine (the SQLite file), not on a database server."""
         return self.kind == "sqlite"
+
+    def seen_through(self, wrap: Callable[[str, Any], Any]) -> Repositories:
+        """The same stores with each repository seen through `wrap(name, repository)` (the benchmarks count
+        operations, the simulation injects faults). The view closes nothing: the stores' owner does."""
+        views = {f.name: wrap(f.name, getattr(self, f.name)) for f in fields(self)
+                 if f.name not in ("kind", "closer", "database") and getattr(self, f.name) is not None}
+        return Repositories(kind=self.kind, database=self.database, **views)
 
     async def close(self) -> None:
         if self.closer is not None:

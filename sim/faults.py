@@ -26,7 +26,6 @@ from typing import Any, Callable
 from dialer.ports import Repositories, StoreUnavailable
 from workers.telephony.base import ErrorKind, ProviderError
 
-REPO_NAMES = ("calls", "batches", "tenancy", "idempotency", "ledger", "intakes", "webhooks")
 
 
 class Died(BaseException):
@@ -79,8 +78,7 @@ class Guarded:
 
 
 def guarded(repos: Repositories, guard: Guard) -> Repositories:
-    return Repositories(kind=repos.kind, closer=None, database=repos.database,
-                        **{name: Guarded(getattr(repos, name), guard) for name in REPO_NAMES})
+    return repos.seen_through(lambda _, repo: Guarded(repo, guard))
 
 
 class GuardedProvider:
