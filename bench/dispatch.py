@@ -514,10 +514,8 @@ async def _observe(out: Run, raw: Repositories, provider: Counter, batch_ids: li
     views = {"ledger": ([len(ledger.slots.get(b, [])) for b in batch_ids], len(ledger.all)),
              "provider": ([provider[b] for b in batch_ids], sum(provider.values()))}
     if out.steps % store_view_every == 0:
-        per = []
-        for b in batch_ids:
-            tallies = await raw.calls.tallies(ObjectId(b))
-            per.append(sum(t.calls for t in tallies if t.status in IN_FLIGHT_VALUES))
+        kept = await raw.calls.tallies_many([ObjectId(b) for b in batch_ids])  # one read, whatever the batches
+        per = [sum(t.calls for t in kept.get(ObjectId(b), []) if t.status in IN_FLIGHT_VALUES) for b in batch_ids]
         views["store"] = (per, sum(per))
     for view, (per, total) in views.items():
         out.peak_batch[view] = max(out.peak_batch[view], max(per))

@@ -171,6 +171,23 @@ async def test_next_due_at(repos, batch):
     assert await repos.calls.next_due_at(batch["_id"]) == at(90)
 
 
+async def test_due_many_reads_several_batches_at_once(repos, batch):
+    other = batch_doc()
+    await repos.batches.insert(other)
+    a, b, c = await enqueue(repos, batch, planned(A, at(0)), planned(B, at(5)), planned(C, at(90)))
+    [d] = await enqueue(repos, other, planned(D, at(0)))
+    empty = batch_doc()["_id"]
+    got = await repos.calls.due_many({batch["_id"]: 1, other["_id"]: 5, empty: 3}, at(10))
+    assert [x["_id"] for x in got[batch["_id"]][0]] == [a] and got[batch["_id"]][1] is None  # as many as asked
+    assert [x["_id"] for x in got[other["_id"]][0]] == [d] and got[other["_id"]][1] is None  # fewer: none later
+    assert got[empty] == ([], None)
+    got = await repos.calls.due_many({batch["_id"]: 5}, at(10))
+    assert [x["_id"] for x in got[batch["_id"]][0]] == [a, b] and got[batch["_id"]][1] == at(90)
+    await claim(repos, a)
+    got = await repos.calls.due_many({batch["_id"]: 5, other["_id"]: 0}, at(1))
+    assert got == {batch["_id"]: ([], at(5))}  # a batch asked for nothing is not read
+
+
 async def test_has_active_and_has_waiting(repos, batch):
     assert not await repos.calls.has_active(batch["_id"]) and not await repos.calls.has_waiting(batch["_id"])
     [call_id] = await enqueue(repos, batch, planned(A))

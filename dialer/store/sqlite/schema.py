@@ -155,8 +155,16 @@ CREATE INDEX webhook_messages_endpoint ON webhook_messages (endpoint_id, id);
 """
 
 
+# Version 4: batches get an `enqueued_at` column (BatchRepo.note_enqueued) and its index: a dispatcher re-reads
+# the batches changed or given calls since its last look (BatchRepo.changed_since), not every running batch.
+# Rows of older files keep it empty: a dispatcher starts with a full read, and looks only forward from there.
+V4 = """
+ALTER TABLE batches ADD COLUMN enqueued_at INTEGER;
+CREATE INDEX batches_enqueued ON batches (enqueued_at);  -- changed_since
+"""
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
