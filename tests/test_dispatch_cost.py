@@ -15,15 +15,21 @@ UTC = dt.timezone.utc
 
 
 def count_due(repos) -> Counter:
-    """Counts `calls.due` per batch from now on."""
+    """Counts the reads of each batch's due calls from now on (`calls.due`, or its part of `calls.due_many`)."""
     counts: Counter = Counter()
-    original = repos.calls.due
+    original, original_many = repos.calls.due, repos.calls.due_many
 
     async def due(batch_id, now, limit):
         counts[str(batch_id)] += 1
         return await original(batch_id, now, limit)
 
+    async def due_many(wanted, now):
+        for batch_id, limit in wanted.items():
+            counts[str(batch_id)] += limit > 0
+        return await original_many(wanted, now)
+
     repos.calls.due = due
+    repos.calls.due_many = due_many
     return counts
 
 

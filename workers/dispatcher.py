@@ -25,6 +25,7 @@ from dialer.core.machine import COMPLETE, REOPEN
 from dialer.core.windows import CallingWindow
 from dialer.ports import Claim, Repositories, StoreUnavailable
 from dialer.services.call_events import CallEvents
+from workers.book import Book
 from workers.placer import HORIZON, Claimed, Placer
 from workers.slots import Reservation, Slots
 from workers.telephony.base import TelephonyProvider
@@ -41,7 +42,9 @@ class DispatcherConfig:
     machine_detection: bool = False
     rate_horizon_seconds: float = 2.0  # how far ahead dial times may be reserved
     recheck_seconds: float = 2.0  # an idle dispatcher looks again this often (sooner when poked)
-    batch_cache_seconds: float = 5.0  # running batches are re-read at least this often (each placement round reads them too)
+    batch_cache_seconds: float = 1.0  # batches changed or given calls since the last look are re-read this often
+    batch_full_seconds: float = 60.0  # every running batch is re-read this often (the placer reads those it places)
+    metrics_seconds: float = 5.0  # the slots-in-flight gauges are refreshed this often
     claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free
     quiet_seconds: float = 30.0  # a batch with nothing due is looked at again at least this often
 
@@ -72,22 +75,20 @@ class Dispatcher:
         self.name = name or f"dispatcher-{secrets.token_hex(3)}"
         self.stats = Stats()
         self.claiming = True
-        self._rotation = 0
         self._windows: dict[str, CallingWindow] = {}
         self._pokes = 0  # calls that left flight in this process since the last look
         self._pokes_needed = 1  # how many freed slots make another look worthwhile
         self._idle_until: dt.datetime | None = None
-        self._batches: tuple[dt.datetime, list[dict]] | None = None  # (fresh until, running batches)
-        # Batches found with nothing due: batch -> (left alone until, its enqueuedAt and slots used then).
-        self._quiet: dict[ObjectId, tuple[dt.datetime, dt.datetime | None, int]] = {}
+        self.book = Book(repos.batches, config.batch_cache_seconds, config.batch_full_seconds)
         self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
-        # The placer asks for the running batches afresh just before it places (stop means stop).
+        self._metrics_every = dt.timedelta(seconds=config.metrics_seconds)
+        self._metrics_at: dt.datetime | None = None
+        # The placer asks for the batches it is about to place afresh just before it places (stop means stop).
         self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self._window, self._fresh_running,
                              self.stats,
                              lease=dt.timedelta(seconds=config.lease_seconds),
                              public_base_url=config.public_base_url, machine_detection=config.machine_detection)
-        self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
         self.placer.on_requeue = self.requeued
 
     # ---- one tick -------------------------------------------------------------------------
@@ -104,78 +105,64 @@ class Dispatcher:
         self._pokes += 1
 
     def wake(self) -> None:
-        """New work (calls enqueued in this process): look at the next tick, batches re-read."""
+        """New work (calls enqueued in this process): look at the next tick, at the batches changed since."""
         self._idle_until = None
-        self._batches = None
+        self.book.stale()
 
-    async def _fresh_running(self, now: dt.datetime) -> set[ObjectId]:
-        """The running batches read now (the placer's check before it places), which also refreshes
-        the cache the claims use."""
-        self._batches = (now + self._batch_ttl, await self.batches.runnable(now))
-        return {b["_id"] for b in self._batches[1]}
-
-    async def _running_batches(self, now: dt.datetime) -> list[dict]:
-        if self._batches is None or now >= self._batches[0]:
-            self._batches = (now + self._batch_ttl, await self.batches.runnable(now))
-        return self._batches[1]
+    async def _fresh_running(self, now: dt.datetime, batch_ids: set[ObjectId]) -> set[ObjectId]:
+        """Which of these batches run, read now (the placer's check before it places); the book learns
+        their latest settings, and forgets those that stopped."""
+        ids = sorted(batch_ids)
+        found = await self.batches.runnable_among(ids, now)
+        self.book.merge(found, now)
+        running = {b["_id"] for b in found}
+        self.book.keep_only(ids, running)
+        return running
 
     async def claim(self, now: dt.datetime) -> None:
         """Reserve and claim what may be dialled now (a tick without the placing).
 
-        The account's free slots and dial budget are shared round-robin between the batches that can
-        take calls *before* any call is read, so only batches granted something are asked for their due
-        calls; a batch found with nothing due is left alone until its next call becomes due (or calls
-        arrive: ingestion and retries stamp the batch's `enqueuedAt`), so batches waiting for their
-        callees' windows cost nothing per tick."""
+        The account's free slots and dial budget are shared, a claim group at a time, between the batches
+        in turn (the book: those that may have due calls and free slots) *before* any call is read, so only
+        batches granted something are asked for their due calls, all in one read. A batch found with no
+        free slots waits (parked) until the ledger shows its slots freed; one found with nothing due is left
+        alone (quiet) until its next call becomes due, calls arrive (ingestion and retries stamp the
+        batch's `enqueuedAt`), or one of its calls in flight ends. So the cost of a tick follows the batches
+        it serves, not the batches that run."""
         if self._idle_until is not None and now < self._idle_until and self._pokes < self._pokes_needed:
             return  # nothing more could be claimed last time, and not enough slots were freed here since
         self._pokes = 0
-        batches = await self._running_batches(now)
-        if not batches:
+        book = self.book
+        await book.refresh(now)
+        if not book.batches:
             await self.placer.flush_records()
             self._idle_until = now + self._recheck
             return
         state = await self.slots.state(now)
+        needed: list[int] = []  # slots still to be freed before another look is worthwhile
+        if (parked := book.wake(now, state.used)) is not None:
+            needed.append(parked)
         budget = self._rate_budget(now, state.next_dial_at)
         account_free = self.config.max_concurrent_calls - state.total
-        needed: list[int] = []  # per batch waiting for its group: slots still to be freed
-        wakes: list[dt.datetime] = []  # when calls waiting for their window or retry delay become due
-        room: dict[ObjectId, tuple[int, int]] = {}  # batch -> (free slots, claim group)
-        open_batches: list[dict] = []  # may take calls now
-        start = self._rotation % len(batches)
-        self._rotation += 1
-        for batch in batches[start:] + batches[:start]:
-            used = state.used(batch["_id"])
-            free = batch["concurrencyLimit"] - used
-            # Claim in small groups (a few % of the limit) rather than one call per freed slot: each
-            # claim costs the same few database operations whatever the group's size.
-            group = max(1, math.ceil(batch["concurrencyLimit"] * self.config.claim_group_fraction))
-            room[batch["_id"]] = (free, group)
-            if free <= 0 or (used > 0 and free < group):
-                needed.append(group - max(free, 0))
-                continue
-            quiet_until = self._quiet_until(batch, now, used)
-            if quiet_until is not None:
-                wakes.append(quiet_until)
-                continue
-            open_batches.append(batch)
-        rate_bound = bool(open_batches) and budget <= 0  # calls may be due but the dial rate allows none now
+        rate_bound = bool(book.ready) and budget <= 0  # calls may be due but the dial rate allows none now
+        total = min(budget, account_free)
         # The account claims in groups too: while it is the limit (calls in flight, fewer free slots
         # than a group), wait for a group to be freed rather than claiming call by call.
         account_group = max(1, math.ceil(self.config.max_concurrent_calls * self.config.claim_group_fraction))
-        if open_batches and account_free < account_group and state.total > 0:
+        if book.ready and account_free < account_group and state.total > 0:
             needed.append(account_group - max(account_free, 0))
-            open_batches = []
-        total = min(budget, account_free)
-        candidates, deferrals, idle = await self._gather(open_batches, room, state, total, now, wakes)
+            total = 0
+        room = self._pick(total, state, needed)
+        candidates, deferrals, idle = await self._gather(room, state, total, now)
         grants = self._share(candidates, total)
-        claims = await self._reserve_and_claim(batches, grants, state, deferrals, now)
-        self._count_slots(state, claims)
+        claims = await self._reserve_and_claim(grants, state, deferrals, now)
+        self._count_slots(state, claims, now)
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
-            free, group = room[batch_id]
-            left = free - len(granted)
-            if left < group:
-                needed.append(group - left)
+            _, free, group = room[batch_id]
+            if free - len(granted) < group:
+                limit = free + state.used(batch_id)
+                book.park(batch_id, limit - group)
+                needed.append(group - (free - len(granted)))
         self.stats.deferred += len(deferrals)
         for batch in idle:
             await self._complete_if_done(batch, now)
@@ -185,32 +172,75 @@ class Dispatcher:
         else:
             # Done for now: look again when enough slots were freed here, or after the recheck interval
             # (work arriving from other processes: new calls, status callbacks to the API).
-            self._idle_until = min([now + self._recheck, *wakes])
+            wake = book.next_wake()
+            self._idle_until = min(now + self._recheck, wake) if wake else now + self._recheck
             self._pokes_needed = min(needed) if needed else 1
         self.placer.add(claims)
 
-    async def _gather(self, open_batches: list[dict], room: dict[ObjectId, tuple[int, int]], state, total: int,
-                      now: dt.datetime, wakes: list[dt.datetime]):
+    def _pick(self, total: int, state, needed: list[int]) -> dict[ObjectId, list[int]]:
+        """`total` shared out a claim group at a time to the batches in turn, each up to its free slots:
+        {batch: [share, free slots, claim group]}. Only the batches reached are looked at; one found without
+        a group of free slots is parked (and what it needs noted in `needed`)."""
+        room: dict[ObjectId, list[int]] = {}
+        left = total
+        parks = []
+        for batch_id in self.book.ready:
+            if left <= 0:
+                break
+            limit = self.book.batches[batch_id]["concurrencyLimit"]
+            used = state.used(batch_id)
+            free = limit - used
+            # Claim in small groups (a few % of the limit) rather than one call per freed slot: each
+            # claim costs the same few database operations whatever the group's size.
+            group = max(1, math.ceil(limit * self.config.claim_group_fraction))
+            if free <= 0 or (used > 0 and free < group):
+                parks.append((batch_id, limit - group))
+                needed.append(used - (limit - group))
+                continue
+            n = min(group, free, left)
+            room[batch_id] = [n, free, group]
+            left -= n
+        for batch_id, threshold in parks:
+            self.book.park(batch_id, threshold)
+        self._spread(room, left)
+        return room
+
+    @staticmethod
+    def _spread(room: dict[ObjectId, list[int]], left: int) -> int:
+        """More of `left` to the batches of `room`, a claim group each in turn, up to their free slots."""
+        while left > 0:
+            given = False
+            for entry in room.values():
+                share, free, group = entry
+                n = min(group, free - share, left)
+                if n > 0:
+                    entry[0] += n
+                    left -= n
+                    given = True
+            if not given:
+                break
+        return left
+
+    async def _gather(self, room: dict[ObjectId, list[int]], state, total: int, now: dt.datetime):
         """The due calls of the batches the shared budget reaches: (ready calls per batch, deferrals,
-        batches with nothing left). At most two reads per batch: what a batch could not use goes round
-        once more to the batches that filled their share."""
+        batches with nothing left). At most two reads, each of every batch at once: what a batch could not
+        use goes round once more to the batches that filled their share."""
         candidates: dict[ObjectId, list[dict]] = {}
         seen: dict[ObjectId, int] = {}  # batch -> due calls read so far (ready or deferred)
         deferrals: list[tuple[ObjectId, dt.datetime]] = []
         idle: list[dict] = []
-        full = list(open_batches)  # batches that may have more due calls than were read
+        shares = {b: entry[0] for b, entry in room.items()}
         for _ in range(2):
-            left = total - sum(map(len, candidates.values()))
-            shares = self._split(left, [(b, room[b["_id"]][0] - len(candidates.get(b["_id"], [])), room[b["_id"]][1])
-                                        for b in full])
             if not shares:
                 break
+            found = await self.calls.due_many({b: seen.get(b, 0) + n for b, n in shares.items()}, now)
             full = []
-            for batch, share in shares:
-                batch_id = batch["_id"]
+            for batch_id, share in shares.items():
                 skip = seen.get(batch_id, 0)
-                due = (await self.calls.due(batch_id, now, skip + share))[skip:]  # same order: the tail is new
+                due, later = found.get(batch_id, ([], None))
+                due = due[skip:]  # same order: the tail is new
                 seen[batch_id] = skip + len(due)
+                batch = self.book.batches[batch_id]
                 window = self._window(batch)
                 for call in due:
                     zones = call.get("timezones") or []
@@ -219,55 +249,32 @@ class Dispatcher:
                     else:
                         opens = window.next_open(now, zones) if zones else None
                         deferrals.append((call["_id"], opens or now + HORIZON))
+                self.book.served(batch_id)
                 if len(due) == share:
-                    full.append(batch)
+                    full.append(batch_id)
                 elif batch_id not in candidates and not skip:
                     # Nothing due now: leave the batch alone until its next call is due.
-                    wake = await self.calls.next_due_at(batch_id)
-                    self._quiet[batch_id] = (min(wake or now + self._quiet_cap, now + self._quiet_cap),
-                                             batch.get("enqueuedAt"), state.used(batch_id))
-                    if wake is not None:
-                        wakes.append(wake)
-                    elif state.used(batch_id) == 0:
+                    used = state.used(batch_id)
+                    self.book.hush(batch_id, min(later or now + self._quiet_cap, now + self._quiet_cap), used)
+                    if later is None and used == 0:
                         idle.append(batch)
+            left = total - sum(map(len, candidates.values()))
+            more = {b: [len(candidates.get(b, [])), room[b][1], room[b][2]] for b in full}
+            self._spread(more, left)
+            shares = {b: entry[0] - len(candidates.get(b, [])) for b, entry in more.items()
+                      if entry[0] > len(candidates.get(b, []))}
         return candidates, deferrals, idle
-
-    @staticmethod
-    def _split(total: int, rooms: list[tuple[dict, int, int]]) -> list[tuple[dict, int]]:
-        """`total` shared round-robin, a claim group at a time, each batch up to its room:
-        [(batch, share)]. The rotation of the batches' order between ticks makes it fair over time;
-        whole groups keep the batches read per claim few."""
-        shares = [0] * len(rooms)
-        while total > 0:
-            given = False
-            for i, (_, room, unit) in enumerate(rooms):
-                n = min(unit, room - shares[i], total)
-                if n > 0:
-                    shares[i] += n
-                    total -= n
-                    given = True
-            if not given:
-                break
-        return [(batch, n) for (batch, _, _), n in zip(rooms, shares) if n > 0]
-
-    def _quiet_until(self, batch: dict, now: dt.datetime, used: int) -> dt.datetime | None:
-        """While a batch had nothing due, until when it may be left alone (None: look now): until its
-        next call is due, calls join its queue, or one of its calls in flight ends (it may be done)."""
-        quiet = self._quiet.get(batch["_id"])
-        if quiet is None:
-            return None
-        until, stamp, flying = quiet
-        if now >= until or batch.get("enqueuedAt") != stamp or used < flying:
-            del self._quiet[batch["_id"]]
-            return None
-        return until
 
     def requeued(self, batch_id: ObjectId) -> None:
         """A call of the batch went back to the queue in this process: look at the batch again."""
-        self._quiet.pop(batch_id, None)
+        self.book.wake_batch(batch_id)
 
-    def _count_slots(self, state, claims: list[Claimed]) -> None:
-        """The slots in use after this claim, for the metrics (as this dispatcher sees the ledger)."""
+    def _count_slots(self, state, claims: list[Claimed], now: dt.datetime) -> None:
+        """The slots in use after this claim, for the metrics (as this dispatcher sees the ledger): every
+        few seconds, not every claim (a gauge per batch with calls in flight)."""
+        if self._metrics_at is not None and now < self._metrics_at:
+            return
+        self._metrics_at = now + self._metrics_every
         per_batch = {batch: len(entries) for batch, entries in state.slots.items()}
         for claimed in claims:
             key = str(claimed.batch["_id"])
@@ -293,9 +300,9 @@ class Dispatcher:
                     total -= 1
         return {b: g for b, g in grants.items() if g}
 
-    async def _reserve_and_claim(self, batches: list[dict], grants: dict[ObjectId, list[dict]], state,
+    async def _reserve_and_claim(self, grants: dict[ObjectId, list[dict]], state,
                                  deferrals: list[tuple[ObjectId, dt.datetime]], now: dt.datetime) -> list[Claimed]:
-        by_id = {b["_id"]: b for b in batches}
+        by_id = self.book.batches
         token = secrets.token_hex(6)
         reservation = None
         if grants:

@@ -47,7 +47,8 @@ class Placer:
     def __init__(self, calls: CallRepo, batches: BatchRepo, clock: Clock, provider: TelephonyProvider,
                  events: CallEvents,
                  window_of: Callable[[dict], CallingWindow],
-                 running_batches: Callable[[dt.datetime], Awaitable[set[ObjectId]]], stats, lease: dt.timedelta,
+                 running_batches: Callable[[dt.datetime, set[ObjectId]], Awaitable[set[ObjectId]]], stats,
+                 lease: dt.timedelta,
                  public_base_url: str = "", machine_detection: bool = False) -> None:
         self.calls = calls
         self.batches = batches
@@ -63,7 +64,7 @@ class Placer:
         self.unrecorded: list[PlacedRecord] = []  # provider ids of placed calls, written with the next claim
         self.on_requeue: Callable[[ObjectId], None] | None = None  # a call of this batch is back in the queue
         self.metrics = events.metrics
-        # The ids of the batches running now, read afresh (the dispatcher's: it refreshes its cache too).
+        # Which of these batches run now, read afresh (the dispatcher's: it refreshes its book too).
         self.running_batches = running_batches
 
     async def _withdraw_if_cancelled(self, batch_id: ObjectId, now: dt.datetime) -> None:
@@ -90,7 +91,7 @@ class Placer:
         # asked, and a claim of a batch no longer running goes back to the queue unplaced. A stop waits
         # for the batch's claims to be placed or handed back (CallRepo.unplaced), so no call of a
         # stopped batch is placed after the stop has answered.
-        running = await self.running_batches(now)
+        running = await self.running_batches(now, {c.batch["_id"] for c in due})
         stopped = [c for c in due if c.batch["_id"] not in running]
         due = [c for c in due if c.batch["_id"] in running]
         for claimed in stopped:
