@@ -297,6 +297,19 @@ def count_round_trips(repos: Repositories, counter: OpCounter) -> None:
         setattr(repo, attr, CountingCollection(inner, name, counter))
 
 
+class Totals:
+    """The dispatchers' Stats added up (K dispatchers racing on one store)."""
+
+    def __init__(self, stats: list[Any]) -> None:
+        self._stats = stats
+
+    def __getattr__(self, name: str) -> int:
+        return sum(getattr(s, name, 0) for s in self._stats)
+
+    def summary(self) -> str:
+        return " | ".join(s.summary() for s in self._stats)
+
+
 # --------------------------------------------------------------------------- recording simulator
 
 class RecordingSimulator(Simulator):
@@ -389,10 +402,13 @@ class Run:
     waiting_in_flight: int = 0
     waiting_seconds: list[float] = field(default_factory=list)  # starts of the waiting step intervals
     cross_checks: int = 0
+    cross_from: int = 0
     cross_check_failures: int = 0
     checks: list[tuple[str, bool]] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
     stats_summary: str = ""
+    reserved: int = 0
+    lost: int = 0
 
     @property
     def placed(self) -> int:
@@ -424,7 +440,7 @@ async def open_backend(backend: str) -> Repositories:
 
 
 async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: int = SEED,
-                       store_view_every: int = 1) -> Run:
+                       store_view_every: int = 1, dispatchers: int = 1) -> Run:
     clock = FixedClock(T0)
     settings = settings_for(wl)
     out = Run(wl, mode, backend)
@@ -442,12 +458,21 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
     repos = counted(raw, counter)
     services = services_over(repos, settings, clock)
     sim = RecordingSimulator(clock, OUTCOMES, mean_duration=MEAN_DURATION, time_scale=1.0, seed=seed)
-    if mode == "embedded":
-        engine = Engine(repos, clock, settings, sim, services.events, name="bench")
-        deliver = sim.sink
-        assert deliver is not None, "the embedded engine did not take the simulator's events"
+    in_process = mode == "embedded"
+    # K dispatchers on one store (K processes: each its own Engine); the provider's events reach the first,
+    # and every other one is poked as its own process would be by the callbacks it receives.
+    engines = [Engine(repos, clock, settings, sim, services.events, name=f"bench-{k}", events_in_process=in_process)
+               for k in range(dispatchers)]
+    engine = engines[0]
+    if in_process:
+        first = engine.deliver
+
+        async def deliver(event: Any) -> None:
+            await first(event)
+            if event.status in PROVIDER_FINAL:
+                for other in engines[1:]:
+                    other.dispatcher.poke()
     else:
-        engine = Engine(repos, clock, settings, sim, services.events, name="bench", events_in_process=False)
         deliver = event_applier(services_over(repos, settings, clock))  # the API process's services
     provider_in_flight: Counter = Counter()  # batch -> placed, final event not yet applied
 
@@ -461,7 +486,7 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
             provider_in_flight[str(event.extra.get("batchId"))] -= 1
 
     sim.sink = sink
-    stats = engine.dispatcher.stats
+    stats = Totals([e.dispatcher.stats for e in engines])
     reaper_every = max(1.0, settings.lease_seconds / 2)  # as Engine.start schedules it
     next_reaper = reaper_every
     placed_before = 0
@@ -473,7 +498,11 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
             if now > MAX_VIRTUAL_SECONDS:
                 raise RuntimeError(f"{out.label}: not completed within {MAX_VIRTUAL_SECONDS} virtual seconds")
             cpu = time.process_time()
-            await engine.step()
+            if dispatchers == 1:
+                await engine.step()
+            else:  # racing: their store operations interleave
+                await asyncio.gather(*(e.step() for e in engines))
+                engines.append(engines.pop(0))  # take turns at going first
             out.cpu_seconds += time.process_time() - cpu
             out.steps += 1
             for sid, batch_id in sim.order[placed_before:]:
@@ -493,7 +522,8 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
                 next_reaper += reaper_every
                 counter.phase = "reaper"
                 cpu = time.process_time()
-                await engine.reaper.run()
+                for e in engines:
+                    await e.reaper.run()
                 out.cpu_seconds += time.process_time() - cpu
                 counter.phase = "tick"
                 out.reaper_runs += 1
@@ -502,6 +532,7 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
     out.real_seconds = time.perf_counter() - started
     out.ended_at = {sid: _seconds(at) for sid, at in sim.ends.items()}
     out.stats_summary = stats.summary()
+    out.reserved, out.lost = stats.reserved, stats.lost_races
     await _verify(out, raw, sim, batches, stats)
     await raw.close()
     return out
@@ -525,9 +556,11 @@ async def _observe(out: Run, raw: Repositories, provider: Counter, batch_ids: li
     waiting = stats.claimed < wl.calls
     if out.steps % CROSS_CHECK_EVERY == 0:
         due = False
-        for b in batch_ids:
+        for i in range(len(batch_ids)):  # from the batch found with due calls last time
+            b = batch_ids[(out.cross_from + i) % len(batch_ids)]
             if await raw.calls.due(ObjectId(b), clock.now(), 1):
                 due = True
+                out.cross_from = (out.cross_from + i) % len(batch_ids)
                 break
         out.cross_checks += 1
         out.cross_check_failures += due != waiting
@@ -797,8 +830,9 @@ async def one_workload(args: argparse.Namespace) -> int:
     import json
 
     wl = Workload("cli", args.batches, args.calls_per_batch, args.limit, args.account, args.cps)
-    out = await run_workload(wl, args.mode, backend=args.backend, seed=args.seed,
-                             store_view_every=1 if args.backend.startswith("sqlite") else CROSS_CHECK_EVERY)
+    every = 1 if args.backend.startswith("sqlite") and wl.batches <= 100 else CROSS_CHECK_EVERY
+    out = await run_workload(wl, args.mode, backend=args.backend, seed=args.seed, store_view_every=every,
+                             dispatchers=args.dispatchers)
     f = figures(out)
     sb, sa = sweep_peaks(out)
     peak_batch, peak_account = max([*out.peak_batch.values(), sb]), max([*out.peak_account.values(), sa])
@@ -806,11 +840,17 @@ async def one_workload(args: argparse.Namespace) -> int:
     violations += [f"peak per batch {peak_batch} > {wl.limit}"] * (peak_batch > wl.limit)
     violations += [f"peak for the account {peak_account} > {wl.account}"] * (peak_account > wl.account)
     report = {"batches": wl.batches, "callsPerBatch": wl.calls_per_batch, "limit": wl.limit, "account": wl.account,
-              "cps": wl.cps, "mode": args.mode, "backend": args.backend, "dispatchers": 1, "placed": out.placed,
+              "cps": wl.cps, "mode": args.mode, "backend": args.backend, "dispatchers": args.dispatchers, "placed": out.placed,
               "makespan_ratio": round(f.ratio, 4), "utilisation": round(f.utilisation, 4),
               "port_calls_per_placed": round(f.ops_per, 3),
               "cpu_ms_per_placed": round(out.cpu_seconds * 1e3 / out.placed, 3) if out.placed else None,
-              "peak_batch": peak_batch, "peak_account": peak_account, "violations": violations}
+              "peak_batch": peak_batch, "peak_account": peak_account, "violations": violations,
+              # The group: reservations (one compare-and-set each), those lost to another dispatcher (retried
+              # at the next tick) per reservation written, calls/s placed in virtual time, and in real time.
+              "reservations": out.reserved, "cas_retries_per_reservation": round(out.lost / out.reserved, 4)
+              if out.reserved else None,
+              "calls_per_second": round(out.placed / f.makespan, 2) if f.makespan else None,
+              "real_calls_per_second": round(out.placed / out.real_seconds, 1) if out.real_seconds else None}
     if args.json:
         print(json.dumps(report))
     else:
@@ -831,15 +871,16 @@ def main() -> None:
     one.add_argument("--cps", type=float, default=CPS, help="the account's calls per second")
     one.add_argument("--mode", choices=("embedded", "separate"), default="embedded")
     one.add_argument("--backend", choices=("sqlite", "sqlite-memory", "mongomock"), default="sqlite")
-    one.add_argument("--dispatchers", type=int, default=1, help="dispatchers racing (only 1 so far)")
+    one.add_argument("--dispatchers", type=int, default=1, help="dispatchers racing on one store (their ticks "
+                     "run concurrently, each its own Engine)")
     one.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     logging.getLogger("dialer.store").setLevel(logging.ERROR)
     logging.getLogger("workers").setLevel(logging.WARNING)
     logging.getLogger("dialer").setLevel(logging.WARNING)
     if args.batches:
-        if args.dispatchers != 1:
-            parser.error("--dispatchers: only one dispatcher per run so far")
+        if args.dispatchers < 1:
+            parser.error("--dispatchers: at least 1")
         sys.exit(asyncio.run(one_workload(args)))
     sys.exit(asyncio.run(main_async(args)))
 

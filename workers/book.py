@@ -6,7 +6,8 @@ A dispatcher's cost per tick follows the calls it places, not the batches that r
   every `fresh` seconds), plus the batches a placement is about to use (`merge`, from the placer's
   re-read just before it places);
 - keeps each runnable batch in one of three places: `ready` (may have due calls and free slots, in turn
-  order: a batch served goes to the back), `parked` (waiting for slots: back in turn once its slots in
+  order: the batch served longest ago first, so a batch back from waiting on its slots does not queue
+  behind those served since), `parked` (waiting for slots: back in turn once its slots in
   use fall to a threshold, seen in the ledger), `quiet` (nothing due: back in turn when its next call is
   due, calls join its queue, or one of its calls in flight ends, since it may be done).
 So a tick touches the batches it serves and those whose state changed, never the whole list.
@@ -31,7 +32,10 @@ class Book:
     def __init__(self, repo: BatchRepo, fresh_seconds: float, full_seconds: float) -> None:
         self.repo = repo
         self.batches: dict[ObjectId, dict] = {}
-        self.ready: dict[ObjectId, None] = {}  # in turn order
+        self.ready: dict[ObjectId, int] = {}  # batch -> its turn (the lowest goes first)
+        self._turns: list[tuple[int, ObjectId]] = []  # (turn, batch): a heap, lazily cleaned
+        self._last: dict[ObjectId, int] = {}  # batch -> its turn when last served
+        self._turn = itertools.count()
         self.parked: dict[ObjectId, int] = {}  # ready again when its slots in use are at most this
         self.quiet: dict[ObjectId, dt.datetime] = {}  # until
         self.flying: dict[ObjectId, int] = {}  # quiet with calls in flight: their number when it went quiet
@@ -78,6 +82,7 @@ class Book:
 
     def drop(self, batch_id: ObjectId) -> None:
         self.batches.pop(batch_id, None)
+        self._last.pop(batch_id, None)
         self.ready.pop(batch_id, None)
         self.parked.pop(batch_id, None)
         self.quiet.pop(batch_id, None)
@@ -91,13 +96,24 @@ class Book:
 
     # ---- where each batch is --------------------------------------------------------------------
     def wake_batch(self, batch_id: ObjectId) -> None:
-        """Back in turn (at the back, unless it is in turn already)."""
-        if batch_id not in self.batches:
+        """Back in turn, where its last service puts it (a new batch first)."""
+        if batch_id not in self.batches or batch_id in self.ready:
             return
         self.parked.pop(batch_id, None)
         self.quiet.pop(batch_id, None)
         self.flying.pop(batch_id, None)
-        self.ready.setdefault(batch_id, None)
+        turn = self._last.get(batch_id, -1)
+        self.ready[batch_id] = turn
+        heapq.heappush(self._turns, (turn, batch_id))
+
+    def first(self) -> ObjectId | None:
+        """The batch whose turn it is (it stays in turn until served, parked or hushed)."""
+        while self._turns:
+            turn, batch_id = self._turns[0]
+            if self.ready.get(batch_id) == turn:
+                return batch_id
+            heapq.heappop(self._turns)  # served, parked or hushed since
+        return None
 
     def park(self, batch_id: ObjectId, threshold: int) -> None:
         self.ready.pop(batch_id, None)
@@ -112,8 +128,10 @@ class Book:
 
     def served(self, batch_id: ObjectId) -> None:
         """Served this turn: to the back of the turn order."""
-        if self.ready.pop(batch_id, 0) is None:
-            self.ready[batch_id] = None
+        turn = self._last[batch_id] = next(self._turn)
+        if batch_id in self.ready:
+            self.ready[batch_id] = turn
+            heapq.heappush(self._turns, (turn, batch_id))
 
     def wake(self, now: dt.datetime, used: Callable[[ObjectId], int]) -> int | None:
         """Batches back in turn: quiet ones whose time came or whose calls in flight fell, parked ones whose

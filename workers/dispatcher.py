@@ -42,7 +42,7 @@ class DispatcherConfig:
     machine_detection: bool = False
     rate_horizon_seconds: float = 2.0  # how far ahead dial times may be reserved
     recheck_seconds: float = 2.0  # an idle dispatcher looks again this often (sooner when poked)
-    batch_cache_seconds: float = 1.0  # batches changed or given calls since the last look are re-read this often
+    batch_cache_seconds: float = 5.0  # batches changed or given calls since the last look are re-read this often
     batch_full_seconds: float = 60.0  # every running batch is re-read this often (the placer reads those it places)
     metrics_seconds: float = 5.0  # the slots-in-flight gauges are refreshed this often
     claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free
@@ -53,6 +53,7 @@ class DispatcherConfig:
 class Stats:
     ticks: int = 0
     claimed: int = 0
+    reserved: int = 0  # reservations written (each one compare-and-set of the slot ledger)
     placed: int = 0
     provider_errors: int = 0
     deferred: int = 0
@@ -60,7 +61,7 @@ class Stats:
     completed_batches: int = 0
 
     def summary(self) -> str:
-        return (f"ticks={self.ticks} claimed={self.claimed} placed={self.placed} provider_errors={self.provider_errors} "
+        return (f"ticks={self.ticks} claimed={self.claimed} reserved={self.reserved} placed={self.placed} provider_errors={self.provider_errors} "
                 f"deferred={self.deferred} lost_races={self.lost_races} completed_batches={self.completed_batches}")
 
 
@@ -183,10 +184,10 @@ class Dispatcher:
         a group of free slots is parked (and what it needs noted in `needed`)."""
         room: dict[ObjectId, list[int]] = {}
         left = total
-        parks = []
-        for batch_id in self.book.ready:
-            if left <= 0:
-                break
+        while left > 0:
+            batch_id = self.book.first()
+            if batch_id is None or batch_id in room:
+                break  # none left, or round once already
             limit = self.book.batches[batch_id]["concurrencyLimit"]
             used = state.used(batch_id)
             free = limit - used
@@ -194,14 +195,13 @@ class Dispatcher:
             # claim costs the same few database operations whatever the group's size.
             group = max(1, math.ceil(limit * self.config.claim_group_fraction))
             if free <= 0 or (used > 0 and free < group):
-                parks.append((batch_id, limit - group))
+                self.book.park(batch_id, limit - group)
                 needed.append(used - (limit - group))
                 continue
             n = min(group, free, left)
             room[batch_id] = [n, free, group]
             left -= n
-        for batch_id, threshold in parks:
-            self.book.park(batch_id, threshold)
+            self.book.served(batch_id)
         self._spread(room, left)
         return room
 
@@ -249,7 +249,6 @@ class Dispatcher:
                     else:
                         opens = window.next_open(now, zones) if zones else None
                         deferrals.append((call["_id"], opens or now + HORIZON))
-                self.book.served(batch_id)
                 if len(due) == share:
                     full.append(batch_id)
                 elif batch_id not in candidates and not skip:
@@ -309,8 +308,10 @@ class Dispatcher:
             wanted = {b: (by_id[b]["concurrencyLimit"], [c["_id"] for c in calls]) for b, calls in grants.items()}
             reservation = await self.slots.reserve(state, wanted, self.config.max_concurrent_calls,
                                                    self.config.calls_per_second, now, token)
+            if reservation is not None:
+                self.stats.reserved += 1
             if reservation is None:
-                self.stats.lost_races += 1
+                self.stats.lost_races += 1  # another dispatcher wrote the ledger first: next tick
             elif self.clock.now() > now + self._lease / 2:
                 # Too slow (a stall): past half the grace period the slots may be harvested; give them back.
                 for batch_id, ids in reservation.grants.items():
