@@ -45,9 +45,10 @@ The figures, per run:
                       batch limits and account cap, each call started the instant a slot and the rate
                       allow. Goal <= 1.02.
   utilisation         over the steps after which a call was still queued and due (not yet claimed: every
-                      call is due from the start and none is requeued, checked), the mean of provider
-                      in-flight / bound, bound = the batch limit (single) or the account cap (account),
-                      sampled after the step. Goal >= 0.97. The time-weighted figure (exact integral of
+                      call is due from the start and none is requeued, checked), provider in-flight over
+                      the bound, both summed over those steps (sampled after each), bound = the lesser of
+                      the account cap and the batches' limits, each batch's up to the calls it has not
+                      ended (a batch of limit 1 with calls left holds one slot). Goal >= 0.97. The time-weighted figure (exact integral of
                       provider-side calls over the same time) is shown beside it.
   db ops / placed     every awaited port method call (CallRepo, BatchRepo, SlotLedger, TenancyRepo,
                       IdempotencyRepo: each repository object of the Repositories given to the Engine
@@ -74,6 +75,11 @@ Then:
                       the calls placed (the reaper runs at its cadence, not timed; one unreported warm-up
                       run first). Goal: the 50k figure within 1.5x the 1k one.
 
+  Running batches    the same calls/s (account cap 1,000 binds, 100 calls/s budget) from 1 batch (10,000 calls,
+                      limit 1,000) to 1,000 batches (10 calls each, limit 1) and 10,000 batches (1 call each):
+                      CPU per placed call (steps + reaper) side by side, goal: within 1.5x of the 1-batch figure;
+                      port calls per placed call, goal <= 4. The store view of the peaks is read every 20 steps.
+
 The final table lists every figure, its goal and MET / MISSED. Correctness checks (limits never passed,
 every number dialled once, every call final and every batch completed, no slot left taken, nothing went
 back to the queue, "queued and due" confirmed against the store every 20 steps) make the run exit 1 if
@@ -81,7 +87,8 @@ they fail; a missed performance goal does not.
 
 Options: --quick (smaller workloads, for a smoke run), --mongo-calls N, --seed N. One workload instead of
 the table: --batches N [--calls-per-batch M --limit L --account A --cps C --mode embedded|separate
---backend sqlite|sqlite-memory|mongomock] [--json], e.g. `python -m bench.dispatch --batches 200
+--backend sqlite|sqlite-memory|mongomock --dispatchers K] [--json] (K dispatchers racing on one store: the JSON
+adds reservations, cas_retries_per_reservation, calls_per_second in virtual and real time), e.g. `python -m bench.dispatch --batches 200
 --calls-per-batch 100 --limit 10 --account 1000 --cps 50 --json`.
 """
 
@@ -153,7 +160,8 @@ class Workload:
 
     @property
     def bound(self) -> int:
-        return self.account if self.account_bound else self.limit
+        """The calls that may be in flight at once: the account's cap, or every batch at its limit."""
+        return min(self.account, self.batches * self.limit)
 
     def describe(self) -> str:
         return (f"{self.batches} x {self.calls_per_batch:,} calls, limit {self.limit} each, account cap {self.account}, "
@@ -400,6 +408,8 @@ class Run:
     peak_account: dict[str, int] = field(default_factory=lambda: Counter())
     waiting_steps: int = 0
     waiting_in_flight: int = 0
+    waiting_bound: int = 0  # the bound of each waiting step added up (see figures)
+    bound_now: int = 0  # the batches' limits, each up to the calls it has left (not ended)
     waiting_seconds: list[float] = field(default_factory=list)  # starts of the waiting step intervals
     cross_checks: int = 0
     cross_from: int = 0
@@ -475,6 +485,8 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
     else:
         deliver = event_applier(services_over(repos, settings, clock))  # the API process's services
     provider_in_flight: Counter = Counter()  # batch -> placed, final event not yet applied
+    ended: Counter = Counter()  # batch -> calls ended at the provider
+    out.bound_now = wl.batches * min(wl.limit, wl.calls_per_batch)
 
     async def sink(event: Any) -> None:
         counter.phase = "events"
@@ -483,7 +495,11 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
         finally:
             counter.phase = "tick"
         if event.status in PROVIDER_FINAL:
-            provider_in_flight[str(event.extra.get("batchId"))] -= 1
+            batch_id = str(event.extra.get("batchId"))
+            provider_in_flight[batch_id] -= 1
+            ended[batch_id] += 1
+            if wl.calls_per_batch - ended[batch_id] < wl.limit:  # its calls left no longer fill its limit
+                out.bound_now -= 1
 
     sim.sink = sink
     stats = Totals([e.dispatcher.stats for e in engines])
@@ -567,6 +583,7 @@ async def _observe(out: Run, raw: Repositories, provider: Counter, batch_ids: li
     if waiting:
         out.waiting_steps += 1
         out.waiting_in_flight += views["provider"][1]
+        out.waiting_bound += min(wl.account, out.bound_now)
         out.waiting_seconds.append(_seconds(clock.now()))
 
 
@@ -677,7 +694,9 @@ def figures(out: Run) -> Figures:
     return Figures(
         makespan=out.completed_at or 0.0,
         fifo=fifo_replay(out),
-        utilisation=out.waiting_in_flight / (wl.bound * out.waiting_steps) if out.waiting_steps else 0.0,
+        # What could be in flight at each step: the account's cap, or the batches' limits where a batch has
+        # fewer calls left than its limit (at the end, a batch of limit 1 with calls left holds one slot).
+        utilisation=out.waiting_in_flight / out.waiting_bound if out.waiting_bound else 0.0,
         utilisation_time=weighted / (wl.bound * waited) if waited else 0.0,
         ops=out.counter.total,
         dispatcher_ops=out.counter.in_phases("tick", "reaper"),
@@ -809,11 +828,35 @@ async def main_async(args: argparse.Namespace) -> int:
             rt = out.round_trips.total / out.placed
             goal_row(rows, f"{out.label}: MongoDB round trips / placed call ({wl.calls:,} calls)", f"{rt:.2f}",
                      f"<= {GOAL_OPS:g}", rt <= GOAL_OPS)
+    # Scale in running batches: the same calls/s (the account binds: 1,000 in flight, 100 calls/s budget)
+    # from one batch to 1,000 and 10,000 running batches; CPU per placed call side by side in this run.
+    print(f"\n== Running batches: CPU per placed call at the same calls/s (embedded, SQLite file)")
+    scaled: list[tuple[Run, Figures]] = []
+    for n, per_batch, limit in ((1, 10_000, 1000), (1000, 10, 1), (10_000, 1, 1)):
+        wl = Workload(f"{n:,} batches", n, per_batch // scale if n == 1 else per_batch, limit if n == 1 else 1,
+                      1000 // scale, 100.0)
+        out = await run_workload(wl, "embedded", seed=args.seed, store_view_every=CROSS_CHECK_EVERY)
+        f = figures(out)
+        scaled.append((out, f))
+        print(f"   {wl.describe()}: {out.cpu_seconds * 1e3 / out.placed:.3f} ms CPU per placed call, "
+              f"{f.ops_per:.2f} port calls per placed call, {out.placed / f.makespan:.1f} calls/s, "
+              f"checks {'passed' if all(ok for _, ok in out.checks) else 'FAILED'}")
     ratio = cpu[queues[-1]] / cpu[queues[0]]
     for queued in queues:
         rows.append((f"CPU per placed call, {queued:,} queued", f"{cpu[queued] * 1e3:.3f} ms", "", ""))
     goal_row(rows, f"CPU per placed call, {queues[-1]:,} / {queues[0]:,} queued", f"{ratio:.2f}x",
              f"<= {GOAL_CPU_RATIO}x", ratio <= GOAL_CPU_RATIO)
+    base = scaled[0][0].cpu_seconds / scaled[0][0].placed
+    for out, f in scaled:
+        per = out.cpu_seconds / out.placed
+        rows.append((f"{out.wl.name}: CPU per placed call", f"{per * 1e3:.3f} ms", "", ""))
+        goal_row(rows, f"{out.wl.name}: port calls / placed call", f"{f.ops_per:.2f}", f"<= {GOAL_OPS:g}",
+                 f.ops_per <= GOAL_OPS)
+    for out, _ in scaled[1:]:
+        ratio_n = (out.cpu_seconds / out.placed) / base
+        goal_row(rows, f"CPU per placed call, {out.wl.name} / 1 batch", f"{ratio_n:.2f}x", f"<= {GOAL_CPU_RATIO}x",
+                 ratio_n <= GOAL_CPU_RATIO)
+    runs += scaled
     width = max(len(r[0]) for r in rows)
     print(f"\n  {'figure':<{width}}  {'value':>10}  {'goal':>14}")
     for name, value, goal, verdict in rows:
