@@ -180,6 +180,10 @@ class CallRepo(Protocol):
 
     async def has_waiting(self, batch_id: ObjectId) -> bool: ...
 
+    async def active_among(self, batch_ids: list[ObjectId]) -> set[ObjectId]:
+        """Those of these batches with a call waiting (queued / held) or in flight: `has_active` of several
+        batches in one read (the dispatcher's completion of the batches it found with nothing left)."""
+
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
         """(status, claimToken) of each of these calls that exists (the slot ledger's harvest)."""
 

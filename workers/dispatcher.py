@@ -165,8 +165,7 @@ class Dispatcher:
                 book.park(batch_id, limit - group)
                 needed.append(group - (free - len(granted)))
         self.stats.deferred += len(deferrals)
-        for batch in idle:
-            await self._complete_if_done(batch, now)
+        await self._complete_idle(idle, now)
         limited = rate_bound or (grants and sum(map(len, grants.values())) >= total)
         if (grants and not claims) or limited:
             self._idle_until = None  # lost a race, or held back by the rate or the account: next tick
@@ -383,17 +382,25 @@ class Dispatcher:
         return self._windows[key]
 
     async def _complete_if_done(self, batch: dict, now: dt.datetime) -> None:
-        if await self.calls.has_active(batch["_id"]):
+        await self._complete_idle([batch], now)
+
+    async def _complete_idle(self, batches: list[dict], now: dt.datetime) -> None:
+        """Batches found with nothing due and nothing in flight become completed, unless a call of theirs
+        waits or flies: one look at all of them, a move each, one look again at those moved."""
+        if not batches:
             return
-        completed = await self.batches.move(batch["_id"], COMPLETE, now, {"completedAt": now})
-        if completed and await self.calls.has_active(batch["_id"]):
-            # Calls were enqueued between our look and the move (their request saw the batch still
-            # running and left it): run again. Enqueueing after this point restarts it itself.
-            await self.batches.move(batch["_id"], REOPEN, now, unset=("completedAt",))
-            return
-        if completed:
+        active = await self.calls.active_among([b["_id"] for b in batches])
+        moved = [b["_id"] for b in batches
+                 if b["_id"] not in active and await self.batches.move(b["_id"], COMPLETE, now, {"completedAt": now})]
+        again = await self.calls.active_among(moved) if moved else set()
+        for batch_id in moved:
+            if batch_id in again:
+                # Calls were enqueued between our look and the move (their request saw the batch still
+                # running and left it): run again. Enqueueing after this point restarts it itself.
+                await self.batches.move(batch_id, REOPEN, now, unset=("completedAt",))
+                continue
             self.stats.completed_batches += 1
-            log.info("batch completed", extra={"batchId": str(batch["_id"])})
+            log.info("batch completed", extra={"batchId": str(batch_id)})
 
     async def stop_claiming(self) -> None:
         """SIGTERM: claim nothing more; calls claimed but not yet placed go back to the queue."""

@@ -198,6 +198,21 @@ async def test_has_active_and_has_waiting(repos, batch):
     assert not await repos.calls.has_active(batch["_id"]) and not await repos.calls.has_waiting(batch["_id"])
 
 
+async def test_active_among(repos, batch):
+    other, idle = batch_doc(), batch_doc()
+    for doc in (other, idle):
+        await repos.batches.insert(doc)
+    [waiting] = await enqueue(repos, batch, planned(A))
+    [flying] = await enqueue(repos, other, planned(B))
+    [ended] = await enqueue(repos, idle, planned(C))
+    await claim(repos, flying)
+    await claim(repos, ended)
+    await repos.calls.finish(ended, "tok-1", None, final(), at(30))
+    ids = [batch["_id"], other["_id"], idle["_id"], batch_doc()["_id"]]
+    assert await repos.calls.active_among(ids) == {batch["_id"], other["_id"]}
+    assert await repos.calls.active_among([]) == set()
+
+
 async def test_page_in_enqueue_order_with_status_filter_and_cursor(repos, batch):
     ids = await enqueue(repos, batch, *(planned(p) for p in (A, B, C, D, E)))
     a, b, c, d, e = ids

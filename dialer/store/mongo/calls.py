@@ -208,6 +208,14 @@ class MongoCalls(OperatorsCalls, ChainCalls):
                                      {"_id": 1}) is not None
 
     @unavailable
+    async def active_among(self, batch_ids: list[ObjectId]) -> set[ObjectId]:
+        if not batch_ids:
+            return set()
+        found = await self.c.distinct("batchId", {"batchId": {"$in": list(batch_ids)},
+                                                  "status": {"$in": WAITING_VALUES + IN_FLIGHT_VALUES}})
+        return set(found)
+
+    @unavailable
     async def has_waiting(self, batch_id: ObjectId) -> bool:
         return await self.c.find_one({"batchId": batch_id, "status": {"$in": WAITING_VALUES}}, {"_id": 1}) is not None
 

@@ -200,6 +200,16 @@ class SqliteCalls(OperatorsCalls, ChainCalls):
     async def has_active(self, batch_id: ObjectId) -> bool:
         return await self.db.read(_any_of, batch_id, ACTIVE_VALUES)
 
+    async def active_among(self, batch_ids: list[ObjectId]) -> set[ObjectId]:
+        ids = [b.binary for b in batch_ids if isinstance(b, ObjectId)]
+
+        def work(conn: sqlite3.Connection) -> set[ObjectId]:
+            return {ObjectId(row[0]) for row in conn.execute(
+                f"SELECT DISTINCT batch_id FROM calls WHERE batch_id IN ({marks(ids)}) "
+                f"AND status IN ({marks(ACTIVE_VALUES)})", (*ids, *ACTIVE_VALUES))}
+
+        return await self.db.read(work) if ids else set()
+
     async def has_waiting(self, batch_id: ObjectId) -> bool:
         return await self.db.read(_any_of, batch_id, WAITING_VALUES)
 
