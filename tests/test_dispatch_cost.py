@@ -132,3 +132,4 @@ async def _has_placed(h, batch, before):
 
 async def _is(h, batch, status):
     return await h.batch_status(batch) == status
+

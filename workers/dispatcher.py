@@ -248,6 +248,7 @@ class Dispatcher:
                     else:
                         opens = window.next_open(now, zones) if zones else None
                         deferrals.append((call["_id"], opens or now + HORIZON))
+                        later = min(later or opens or now + HORIZON, opens or now + HORIZON)  # due again then
                 if len(due) == share:
                     full.append(batch_id)
                 elif batch_id not in candidates and not skip:
