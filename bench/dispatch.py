@@ -832,9 +832,8 @@ async def main_async(args: argparse.Namespace) -> int:
     # from one batch to 1,000 and 10,000 running batches; CPU per placed call side by side in this run.
     print(f"\n== Running batches: CPU per placed call at the same calls/s (embedded, SQLite file)")
     scaled: list[tuple[Run, Figures]] = []
-    for n, per_batch, limit in ((1, 10_000, 1000), (1000, 10, 1), (10_000, 1, 1)):
-        wl = Workload(f"{n:,} batches", n, per_batch // scale if n == 1 else per_batch, limit if n == 1 else 1,
-                      1000 // scale, 100.0)
+    for n, per_batch, limit in ((1, 10_000 // scale, 1000 // scale), (1000 // scale, 10, 1), (10_000 // scale, 1, 1)):
+        wl = Workload(f"{n:,} batch" + "es" * (n > 1), n, per_batch, limit, 1000 // scale, 100.0)
         out = await run_workload(wl, "embedded", seed=args.seed, store_view_every=CROSS_CHECK_EVERY)
         f = figures(out)
         scaled.append((out, f))

@@ -133,3 +133,26 @@ async def _has_placed(h, batch, before):
 async def _is(h, batch, status):
     return await h.batch_status(batch) == status
 
+
+
+async def test_the_events_of_many_batches_read_no_batch_of_their_own(api, clock, engine_settings):
+    """Every final event needs its batch's retry policy: the dispatcher in the same process reads the running
+    batches anyway, and what it reads serves the events, so they cost no batch read each (they did once a
+    batch's cached policy was a minute old: with many batches, on almost every call)."""
+    h = Harness(api, clock, engine_settings, outcomes={"no_answer": 1.0})
+    batches = [await api.create_batch(concurrencyLimit=1, ringingTimeoutSeconds=90) for _ in range(10)]
+    for i, batch in enumerate(batches):
+        await api.add_calls(batch, [{"phoneNumber": f"+1212555{i:02d}{j:02d}"} for j in range(3)])
+    gets = Counter()
+    original = api.store.batches.get
+
+    async def get(batch_id):
+        gets[str(batch_id)] += 1
+        return await original(batch_id)
+
+    api.store.batches.get = get
+    for _ in range(300):  # each batch rings its three callees 90 s each in turn: past the policies' 60 s cache
+        await h.step()
+    api.store.batches.get = original
+    assert len(h.sim.placed) == 30
+    assert sum(gets.values()) <= len(batches)

@@ -45,6 +45,7 @@ class Book:
         self.full = dt.timedelta(seconds=full_seconds)
         # Looks back this far before its last look: another process's clock, a write landing late.
         self.overlap = dt.timedelta(seconds=max(10.0, 2 * fresh_seconds))
+        self.on_read: Callable[[dict], None] | None = None  # every runnable batch as read (a fresh copy)
         self._fresh_at: dt.datetime | None = None
         self._full_at: dt.datetime | None = None
         self._since: dt.datetime | None = None
@@ -77,6 +78,8 @@ class Book:
                 continue
             old = self.batches.get(batch_id)
             self.batches[batch_id] = batch
+            if self.on_read is not None:
+                self.on_read(batch)
             if old is None or any(old.get(k) != batch.get(k) for k in WATCHED):
                 self.wake_batch(batch_id)
 
