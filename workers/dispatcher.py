@@ -1,12 +1,14 @@
 """The dispatcher's decisions, one tick at a time: which calls to place now, within every limit.
 
-A tick: read the running batches and the shared slot document (dropping the slots of calls that
-left flight); for each batch with a group of free slots, take its due calls first in, first out
-(calls whose callee's window has closed meanwhile are moved to the next opening, computed, not
-polled); share the account's free slots and dial-rate budget between batches round-robin; reserve
-the slots in one compare-and-set; claim the calls in one bulk write (queued -> dialing, with a
-lease); hand them to the Placer (placement.py), which places each at its dial time. Batches with
-nothing left become completed. Between claims the dispatcher sleeps (see claim()).
+A tick: look at the batches changed since the last look (the book, book.py: the running batches in
+turn, parked until their slots free, quiet until due) and read the shared slot document (dropping the
+slots of calls that left flight); share the account's free slots and dial-rate budget between the
+batches in turn, a claim group each; take their due calls first in, first out, in one read (calls
+whose callee's window has closed meanwhile are moved to the next opening, computed, not polled);
+reserve the slots in one compare-and-set; claim the calls in one bulk write (queued -> dialing, with
+a lease); hand them to the Placer (placer.py), which places each at its dial time. Batches with
+nothing left become completed. Between claims the dispatcher sleeps (see claim()). The cost of a tick
+follows the batches it serves, not the batches that run.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class DispatcherConfig:
     batch_full_seconds: float = 60.0  # every running batch is re-read this often (the placer reads those it places)
     metrics_seconds: float = 5.0  # the slots-in-flight gauges are refreshed this often
     claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free
+    account_group_fraction: float = 0.02  # and, while the account's cap binds, this share of the cap...
+    account_group_min: int = 5  # ...or at least this many (a claim costs the same few operations)
     quiet_seconds: float = 30.0  # a batch with nothing due is looked at again at least this often
 
 
@@ -149,7 +153,8 @@ class Dispatcher:
         total = min(budget, account_free)
         # The account claims in groups too: while it is the limit (calls in flight, fewer free slots
         # than a group), wait for a group to be freed rather than claiming call by call.
-        account_group = max(1, math.ceil(self.config.max_concurrent_calls * self.config.claim_group_fraction))
+        cap = self.config.max_concurrent_calls
+        account_group = max(min(self.config.account_group_min, cap), math.ceil(cap * self.config.account_group_fraction))
         if book.ready and account_free < account_group and state.total > 0:
             needed.append(account_group - max(account_free, 0))
             total = 0
