@@ -399,6 +399,7 @@ class Run:
     reaper_runs: int = 0
     real_seconds: float = 0.0
     cpu_seconds: float = 0.0
+    cpu_reaper: float = 0.0  # of which the reaper's
     completed_at: float | None = None
     placed_at: dict[str, float] = field(default_factory=dict)
     batch_of: dict[str, str] = field(default_factory=dict)
@@ -541,6 +542,7 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
                 for e in engines:
                     await e.reaper.run()
                 out.cpu_seconds += time.process_time() - cpu
+                out.cpu_reaper += time.process_time() - cpu
                 counter.phase = "tick"
                 out.reaper_runs += 1
     finally:
@@ -886,6 +888,7 @@ async def one_workload(args: argparse.Namespace) -> int:
               "makespan_ratio": round(f.ratio, 4), "utilisation": round(f.utilisation, 4),
               "port_calls_per_placed": round(f.ops_per, 3),
               "cpu_ms_per_placed": round(out.cpu_seconds * 1e3 / out.placed, 3) if out.placed else None,
+              "reaper_cpu_ms_per_placed": round(out.cpu_reaper * 1e3 / out.placed, 3) if out.placed else None,
               "peak_batch": peak_batch, "peak_account": peak_account, "violations": violations,
               # The group: reservations (one compare-and-set each), those lost to another dispatcher (retried
               # at the next tick) per reservation written, calls/s placed in virtual time, and in real time.
