@@ -47,7 +47,6 @@ class DispatcherConfig:
     batch_cache_seconds: float = 5.0  # batches changed or given calls since the last look are re-read this often
     batch_full_seconds: float = 60.0  # every running batch is re-read this often (the placer reads those it places)
     metrics_seconds: float = 5.0  # the slots-in-flight gauges are refreshed this often
-    harvest_seconds: float = 1.0  # the slot ledger is harvested at least this often (more when room is short)
     claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free
     account_group_fraction: float = 0.02  # and, while the account's cap binds, this share of the cap...
     account_group_min: int = 5  # ...or at least this many (a claim costs the same few operations)
@@ -89,7 +88,6 @@ class Dispatcher:
         self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
         self._metrics_every = dt.timedelta(seconds=config.metrics_seconds)
-        self._harvest_every = dt.timedelta(seconds=config.harvest_seconds)
         self._metrics_at: dt.datetime | None = None
         # The placer asks for the batches it is about to place afresh just before it places (stop means stop).
         self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self._window, self._fresh_running,
@@ -138,25 +136,18 @@ class Dispatcher:
         it serves, not the batches that run."""
         if self._idle_until is not None and now < self._idle_until and self._pokes < self._pokes_needed:
             return  # nothing more could be claimed last time, and not enough slots were freed here since
-        poked, self._pokes = self._pokes, 0
+        self._pokes = 0
         book = self.book
         await book.refresh(now)
         if not book.batches:
             await self.placer.flush_records()
             self._idle_until = now + self._recheck
             return
-        state = await self.slots.state()
-        budget = self._rate_budget(now, state.next_dial_at)
-        # The ledger's entries of calls that ended still count until a harvest drops them: harvest when the
-        # room may be short (the account's, or a batch waits for its slots and some were freed here), and
-        # at least every harvest_seconds. Counting ended calls a little longer only ever holds calls back.
-        last = self.slots.harvested_at
-        if (last is None or now - last >= self._harvest_every or (poked and (book.parked or book.flying))
-                or self.config.max_concurrent_calls - state.total < min(budget, self.config.max_concurrent_calls)):
-            await self.slots.harvest(state, now)
+        state = await self.slots.state(now)
         needed: list[int] = []  # slots still to be freed before another look is worthwhile
         if (parked := book.wake(now, state.used)) is not None:
             needed.append(parked)
+        budget = self._rate_budget(now, state.next_dial_at)
         account_free = self.config.max_concurrent_calls - state.total
         rate_bound = bool(book.ready) and budget <= 0  # calls may be due but the dial rate allows none now
         total = min(budget, account_free)

@@ -64,14 +64,9 @@ class Slots:
         """The document; with `now`, minus the entries whose call no longer holds its slot."""
         state = DispatchState.of(await self.ledger.read())
         if now is not None:
-            await self.harvest(state, now)
+            await self._harvest(state, now)
+            self.harvested_at = now
         return state
-
-    async def harvest(self, state: DispatchState, now: dt.datetime) -> None:
-        """Drop from `state` the entries whose call no longer holds its slot (a look at every call holding
-        one: its cost grows with the calls in flight, so a dispatcher does it when it may need the room)."""
-        await self._harvest(state, now)
-        self.harvested_at = now
 
     async def _harvest(self, state: DispatchState, now: dt.datetime) -> None:
         ids = {e["callId"] for e in state.all} | {e["callId"] for entries in state.slots.values() for e in entries}
