@@ -45,9 +45,10 @@ The figures, per run:
                       batch limits and account cap, each call started the instant a slot and the rate
                       allow. Goal <= 1.02.
   utilisation         over the steps after which a call was still queued and due (not yet claimed: every
-                      call is due from the start and none is requeued, checked), the mean of provider
-                      in-flight / bound, bound = the batch limit (single) or the account cap (account),
-                      sampled after the step. Goal >= 0.97. The time-weighted figure (exact integral of
+                      call is due from the start and none is requeued, checked), provider in-flight over
+                      the bound, both summed over those steps (sampled after each), bound = the lesser of
+                      the account cap and the batches' limits, each batch's up to the calls it has not
+                      ended (a batch of limit 1 with calls left holds one slot). Goal >= 0.97. The time-weighted figure (exact integral of
                       provider-side calls over the same time) is shown beside it.
   db ops / placed     every awaited port method call (CallRepo, BatchRepo, SlotLedger, TenancyRepo,
                       IdempotencyRepo: each repository object of the Repositories given to the Engine
@@ -74,6 +75,11 @@ Then:
                       the calls placed (the reaper runs at its cadence, not timed; one unreported warm-up
                       run first). Goal: the 50k figure within 1.5x the 1k one.
 
+  Running batches    the same calls/s (account cap 1,000 binds, 100 calls/s budget) from 1 batch (10,000 calls,
+                      limit 1,000) to 1,000 batches (10 calls each, limit 1) and 10,000 batches (1 call each):
+                      CPU per placed call (steps + reaper) side by side, goal: within 1.5x of the 1-batch figure;
+                      port calls per placed call, goal <= 4. The store view of the peaks is read every 20 steps.
+
 The final table lists every figure, its goal and MET / MISSED. Correctness checks (limits never passed,
 every number dialled once, every call final and every batch completed, no slot left taken, nothing went
 back to the queue, "queued and due" confirmed against the store every 20 steps) make the run exit 1 if
@@ -81,7 +87,8 @@ they fail; a missed performance goal does not.
 
 Options: --quick (smaller workloads, for a smoke run), --mongo-calls N, --seed N. One workload instead of
 the table: --batches N [--calls-per-batch M --limit L --account A --cps C --mode embedded|separate
---backend sqlite|sqlite-memory|mongomock] [--json], e.g. `python -m bench.dispatch --batches 200
+--backend sqlite|sqlite-memory|mongomock --dispatchers K] [--json] (K dispatchers racing on one store: the JSON
+adds reservations, cas_retries_per_reservation, calls_per_second in virtual and real time), e.g. `python -m bench.dispatch --batches 200
 --calls-per-batch 100 --limit 10 --account 1000 --cps 50 --json`.
 """
 
@@ -152,7 +159,8 @@ class Workload:
 
     @property
     def bound(self) -> int:
-        return self.account if self.account_bound else self.limit
+        """The calls that may be in flight at once: the account's cap, or every batch at its limit."""
+        return min(self.account, self.batches * self.limit)
 
     def describe(self) -> str:
         return (f"{self.batches} x {self.calls_per_batch:,} calls, limit {self.limit} each, account cap {self.account}, "
@@ -295,6 +303,19 @@ def count_round_trips(repos: Repositories, counter: OpCounter) -> None:
         setattr(repo, attr, CountingCollection(inner, name, counter))
 
 
+class Totals:
+    """The dispatchers' Stats added up (K dispatchers racing on one store)."""
+
+    def __init__(self, stats: list[Any]) -> None:
+        self._stats = stats
+
+    def __getattr__(self, name: str) -> int:
+        return sum(getattr(s, name, 0) for s in self._stats)
+
+    def summary(self) -> str:
+        return " | ".join(s.summary() for s in self._stats)
+
+
 # --------------------------------------------------------------------------- recording simulator
 
 class RecordingSimulator(Simulator):
@@ -376,6 +397,7 @@ class Run:
     reaper_runs: int = 0
     real_seconds: float = 0.0
     cpu_seconds: float = 0.0
+    cpu_reaper: float = 0.0  # of which the reaper's
     completed_at: float | None = None
     placed_at: dict[str, float] = field(default_factory=dict)
     batch_of: dict[str, str] = field(default_factory=dict)
@@ -385,12 +407,17 @@ class Run:
     peak_account: dict[str, int] = field(default_factory=lambda: Counter())
     waiting_steps: int = 0
     waiting_in_flight: int = 0
+    waiting_bound: int = 0  # the bound of each waiting step added up (see figures)
+    bound_now: int = 0  # the batches' limits, each up to the calls it has left (not ended)
     waiting_seconds: list[float] = field(default_factory=list)  # starts of the waiting step intervals
     cross_checks: int = 0
+    cross_from: int = 0
     cross_check_failures: int = 0
     checks: list[tuple[str, bool]] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
     stats_summary: str = ""
+    reserved: int = 0
+    lost: int = 0
 
     @property
     def placed(self) -> int:
@@ -422,7 +449,7 @@ async def open_backend(backend: str) -> Repositories:
 
 
 async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: int = SEED,
-                       store_view_every: int = 1) -> Run:
+                       store_view_every: int = 1, dispatchers: int = 1) -> Run:
     clock = FixedClock(T0)
     settings = settings_for(wl)
     out = Run(wl, mode, backend)
@@ -440,14 +467,25 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
     repos = counted(raw, counter)
     services = services_over(repos, settings, clock)
     sim = RecordingSimulator(clock, OUTCOMES, mean_duration=MEAN_DURATION, time_scale=1.0, seed=seed)
-    if mode == "embedded":
-        engine = Engine(repos, clock, settings, sim, services.events, name="bench")
-        deliver = sim.sink
-        assert deliver is not None, "the embedded engine did not take the simulator's events"
+    in_process = mode == "embedded"
+    # K dispatchers on one store (K processes: each its own Engine); the provider's events reach the first,
+    # and every other one is poked as its own process would be by the callbacks it receives.
+    engines = [Engine(repos, clock, settings, sim, services.events, name=f"bench-{k}", events_in_process=in_process)
+               for k in range(dispatchers)]
+    engine = engines[0]
+    if in_process:
+        first = engine.deliver
+
+        async def deliver(event: Any) -> None:
+            await first(event)
+            if event.status in PROVIDER_FINAL:
+                for other in engines[1:]:
+                    other.dispatcher.poke()
     else:
-        engine = Engine(repos, clock, settings, sim, services.events, name="bench", events_in_process=False)
         deliver = event_applier(services_over(repos, settings, clock))  # the API process's services
     provider_in_flight: Counter = Counter()  # batch -> placed, final event not yet applied
+    ended: Counter = Counter()  # batch -> calls ended at the provider
+    out.bound_now = wl.batches * min(wl.limit, wl.calls_per_batch)
 
     async def sink(event: Any) -> None:
         counter.phase = "events"
@@ -456,10 +494,14 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
         finally:
             counter.phase = "tick"
         if event.status in PROVIDER_FINAL:
-            provider_in_flight[str(event.extra.get("batchId"))] -= 1
+            batch_id = str(event.extra.get("batchId"))
+            provider_in_flight[batch_id] -= 1
+            ended[batch_id] += 1
+            if wl.calls_per_batch - ended[batch_id] < wl.limit:  # its calls left no longer fill its limit
+                out.bound_now -= 1
 
     sim.sink = sink
-    stats = engine.dispatcher.stats
+    stats = Totals([e.dispatcher.stats for e in engines])
     reaper_every = max(1.0, settings.lease_seconds / 2)  # as Engine.start schedules it
     next_reaper = reaper_every
     placed_before = 0
@@ -471,7 +513,11 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
             if now > MAX_VIRTUAL_SECONDS:
                 raise RuntimeError(f"{out.label}: not completed within {MAX_VIRTUAL_SECONDS} virtual seconds")
             cpu = time.process_time()
-            await engine.step()
+            if dispatchers == 1:
+                await engine.step()
+            else:  # racing: their store operations interleave
+                await asyncio.gather(*(e.step() for e in engines))
+                engines.append(engines.pop(0))  # take turns at going first
             out.cpu_seconds += time.process_time() - cpu
             out.steps += 1
             for sid, batch_id in sim.order[placed_before:]:
@@ -491,8 +537,10 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
                 next_reaper += reaper_every
                 counter.phase = "reaper"
                 cpu = time.process_time()
-                await engine.reaper.run()
+                for e in engines:
+                    await e.reaper.run()
                 out.cpu_seconds += time.process_time() - cpu
+                out.cpu_reaper += time.process_time() - cpu
                 counter.phase = "tick"
                 out.reaper_runs += 1
     finally:
@@ -500,6 +548,7 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
     out.real_seconds = time.perf_counter() - started
     out.ended_at = {sid: _seconds(at) for sid, at in sim.ends.items()}
     out.stats_summary = stats.summary()
+    out.reserved, out.lost = stats.reserved, stats.lost_races
     await _verify(out, raw, sim, batches, stats)
     await raw.close()
     return out
@@ -512,10 +561,8 @@ async def _observe(out: Run, raw: Repositories, provider: Counter, batch_ids: li
     views = {"ledger": ([len(ledger.slots.get(b, [])) for b in batch_ids], len(ledger.all)),
              "provider": ([provider[b] for b in batch_ids], sum(provider.values()))}
     if out.steps % store_view_every == 0:
-        per = []
-        for b in batch_ids:
-            tallies = await raw.calls.tallies(ObjectId(b))
-            per.append(sum(t.calls for t in tallies if t.status in IN_FLIGHT_VALUES))
+        kept = await raw.calls.tallies_many([ObjectId(b) for b in batch_ids])  # one read, whatever the batches
+        per = [sum(t.calls for t in kept.get(ObjectId(b), []) if t.status in IN_FLIGHT_VALUES) for b in batch_ids]
         views["store"] = (per, sum(per))
     for view, (per, total) in views.items():
         out.peak_batch[view] = max(out.peak_batch[view], max(per))
@@ -525,15 +572,18 @@ async def _observe(out: Run, raw: Repositories, provider: Counter, batch_ids: li
     waiting = stats.claimed < wl.calls
     if out.steps % CROSS_CHECK_EVERY == 0:
         due = False
-        for b in batch_ids:
+        for i in range(len(batch_ids)):  # from the batch found with due calls last time
+            b = batch_ids[(out.cross_from + i) % len(batch_ids)]
             if await raw.calls.due(ObjectId(b), clock.now(), 1):
                 due = True
+                out.cross_from = (out.cross_from + i) % len(batch_ids)
                 break
         out.cross_checks += 1
         out.cross_check_failures += due != waiting
     if waiting:
         out.waiting_steps += 1
         out.waiting_in_flight += views["provider"][1]
+        out.waiting_bound += min(wl.account, out.bound_now)
         out.waiting_seconds.append(_seconds(clock.now()))
 
 
@@ -644,7 +694,9 @@ def figures(out: Run) -> Figures:
     return Figures(
         makespan=out.completed_at or 0.0,
         fifo=fifo_replay(out),
-        utilisation=out.waiting_in_flight / (wl.bound * out.waiting_steps) if out.waiting_steps else 0.0,
+        # What could be in flight at each step: the account's cap, or the batches' limits where a batch has
+        # fewer calls left than its limit (at the end, a batch of limit 1 with calls left holds one slot).
+        utilisation=out.waiting_in_flight / out.waiting_bound if out.waiting_bound else 0.0,
         utilisation_time=weighted / (wl.bound * waited) if waited else 0.0,
         ops=out.counter.total,
         dispatcher_ops=out.counter.in_phases("tick", "reaper"),
@@ -776,11 +828,34 @@ async def main_async(args: argparse.Namespace) -> int:
             rt = out.round_trips.total / out.placed
             goal_row(rows, f"{out.label}: MongoDB round trips / placed call ({wl.calls:,} calls)", f"{rt:.2f}",
                      f"<= {GOAL_OPS:g}", rt <= GOAL_OPS)
+    # Scale in running batches: the same calls/s (the account binds: 1,000 in flight, 100 calls/s budget)
+    # from one batch to 1,000 and 10,000 running batches; CPU per placed call side by side in this run.
+    print(f"\n== Running batches: CPU per placed call at the same calls/s (embedded, SQLite file)")
+    scaled: list[tuple[Run, Figures]] = []
+    for n, per_batch, limit in ((1, 10_000 // scale, 1000 // scale), (1000 // scale, 10, 1), (10_000 // scale, 1, 1)):
+        wl = Workload(f"{n:,} batch" + "es" * (n > 1), n, per_batch, limit, 1000 // scale, 100.0)
+        out = await run_workload(wl, "embedded", seed=args.seed, store_view_every=CROSS_CHECK_EVERY)
+        f = figures(out)
+        scaled.append((out, f))
+        print(f"   {wl.describe()}: {out.cpu_seconds * 1e3 / out.placed:.3f} ms CPU per placed call, "
+              f"{f.ops_per:.2f} port calls per placed call, {out.placed / f.makespan:.1f} calls/s, "
+              f"checks {'passed' if all(ok for _, ok in out.checks) else 'FAILED'}")
     ratio = cpu[queues[-1]] / cpu[queues[0]]
     for queued in queues:
         rows.append((f"CPU per placed call, {queued:,} queued", f"{cpu[queued] * 1e3:.3f} ms", "", ""))
     goal_row(rows, f"CPU per placed call, {queues[-1]:,} / {queues[0]:,} queued", f"{ratio:.2f}x",
              f"<= {GOAL_CPU_RATIO}x", ratio <= GOAL_CPU_RATIO)
+    base = scaled[0][0].cpu_seconds / scaled[0][0].placed
+    for out, f in scaled:
+        per = out.cpu_seconds / out.placed
+        rows.append((f"{out.wl.name}: CPU per placed call", f"{per * 1e3:.3f} ms", "", ""))
+        goal_row(rows, f"{out.wl.name}: port calls / placed call", f"{f.ops_per:.2f}", f"<= {GOAL_OPS:g}",
+                 f.ops_per <= GOAL_OPS)
+    for out, _ in scaled[1:]:
+        ratio_n = (out.cpu_seconds / out.placed) / base
+        goal_row(rows, f"CPU per placed call, {out.wl.name} / 1 batch", f"{ratio_n:.2f}x", f"<= {GOAL_CPU_RATIO}x",
+                 ratio_n <= GOAL_CPU_RATIO)
+    runs += scaled
     width = max(len(r[0]) for r in rows)
     print(f"\n  {'figure':<{width}}  {'value':>10}  {'goal':>14}")
     for name, value, goal, verdict in rows:
@@ -797,8 +872,9 @@ async def one_workload(args: argparse.Namespace) -> int:
     import json
 
     wl = Workload("cli", args.batches, args.calls_per_batch, args.limit, args.account, args.cps)
-    out = await run_workload(wl, args.mode, backend=args.backend, seed=args.seed,
-                             store_view_every=1 if args.backend.startswith("sqlite") else CROSS_CHECK_EVERY)
+    every = 1 if args.backend.startswith("sqlite") and wl.batches <= 100 else CROSS_CHECK_EVERY
+    out = await run_workload(wl, args.mode, backend=args.backend, seed=args.seed, store_view_every=every,
+                             dispatchers=args.dispatchers)
     f = figures(out)
     sb, sa = sweep_peaks(out)
     peak_batch, peak_account = max([*out.peak_batch.values(), sb]), max([*out.peak_account.values(), sa])
@@ -806,11 +882,18 @@ async def one_workload(args: argparse.Namespace) -> int:
     violations += [f"peak per batch {peak_batch} > {wl.limit}"] * (peak_batch > wl.limit)
     violations += [f"peak for the account {peak_account} > {wl.account}"] * (peak_account > wl.account)
     report = {"batches": wl.batches, "callsPerBatch": wl.calls_per_batch, "limit": wl.limit, "account": wl.account,
-              "cps": wl.cps, "mode": args.mode, "backend": args.backend, "dispatchers": 1, "placed": out.placed,
+              "cps": wl.cps, "mode": args.mode, "backend": args.backend, "dispatchers": args.dispatchers, "placed": out.placed,
               "makespan_ratio": round(f.ratio, 4), "utilisation": round(f.utilisation, 4),
               "port_calls_per_placed": round(f.ops_per, 3),
               "cpu_ms_per_placed": round(out.cpu_seconds * 1e3 / out.placed, 3) if out.placed else None,
-              "peak_batch": peak_batch, "peak_account": peak_account, "violations": violations}
+              "reaper_cpu_ms_per_placed": round(out.cpu_reaper * 1e3 / out.placed, 3) if out.placed else None,
+              "peak_batch": peak_batch, "peak_account": peak_account, "violations": violations,
+              # The group: reservations (one compare-and-set each), those lost to another dispatcher (retried
+              # at the next tick) per reservation written, calls/s placed in virtual time, and in real time.
+              "reservations": out.reserved, "cas_retries_per_reservation": round(out.lost / out.reserved, 4)
+              if out.reserved else None,
+              "calls_per_second": round(out.placed / f.makespan, 2) if f.makespan else None,
+              "real_calls_per_second": round(out.placed / out.real_seconds, 1) if out.real_seconds else None}
     if args.json:
         print(json.dumps(report))
     else:
@@ -831,15 +914,16 @@ def main() -> None:
     one.add_argument("--cps", type=float, default=CPS, help="the account's calls per second")
     one.add_argument("--mode", choices=("embedded", "separate"), default="embedded")
     one.add_argument("--backend", choices=("sqlite", "sqlite-memory", "mongomock"), default="sqlite")
-    one.add_argument("--dispatchers", type=int, default=1, help="dispatchers racing (only 1 so far)")
+    one.add_argument("--dispatchers", type=int, default=1, help="dispatchers racing on one store (their ticks "
+                     "run concurrently, each its own Engine)")
     one.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     logging.getLogger("dialer.store").setLevel(logging.ERROR)
     logging.getLogger("workers").setLevel(logging.WARNING)
     logging.getLogger("dialer").setLevel(logging.WARNING)
     if args.batches:
-        if args.dispatchers != 1:
-            parser.error("--dispatchers: only one dispatcher per run so far")
+        if args.dispatchers < 1:
+            parser.error("--dispatchers: at least 1")
         sys.exit(asyncio.run(one_workload(args)))
     sys.exit(asyncio.run(main_async(args)))
 

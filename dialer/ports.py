@@ -167,6 +167,11 @@ class CallRepo(Protocol):
         """Up to `limit` queued calls with nextAttemptAt <= now, earliest due first, then first in
         first out (_id). Never walks calls that are not yet due."""
 
+    async def due_many(self, wanted: dict[ObjectId, int], now: dt.datetime
+                       ) -> dict[ObjectId, tuple[list[dict], dt.datetime | None]]:
+        """`due` for several batches in one read, {batch: up to n}: each batch's due calls and, when fewer
+        were due than asked, the earliest nextAttemptAt of its queued calls not yet due (None: none queued)."""
+
     async def next_due_at(self, batch_id: ObjectId) -> dt.datetime | None:
         """The earliest nextAttemptAt among the batch's queued calls."""
 
@@ -174,6 +179,10 @@ class CallRepo(Protocol):
         """Any call of the batch waiting (queued / held) or in flight."""
 
     async def has_waiting(self, batch_id: ObjectId) -> bool: ...
+
+    async def active_among(self, batch_ids: list[ObjectId]) -> set[ObjectId]:
+        """Those of these batches with a call waiting (queued / held) or in flight: `has_active` of several
+        batches in one read (the dispatcher's completion of the batches it found with nothing left)."""
 
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
         """(status, claimToken) of each of these calls that exists (the slot ledger's harvest)."""
@@ -298,12 +307,21 @@ class BatchRepo(Protocol):
     async def runnable(self, now: dt.datetime) -> list[dict]:
         """Running batches whose scheduledAt is unset or has come, in _id order."""
 
+    async def runnable_among(self, batch_ids: list[ObjectId], now: dt.datetime) -> list[dict]:
+        """Those of these batches that are runnable now (as `runnable`), in _id order: the dispatcher's
+        look just before it places, at the batches it is about to place calls of, whatever the others."""
+
     async def scheduled_due(self, now: dt.datetime) -> list[dict]:
         """Pending batches whose scheduledAt has come."""
 
     async def updated_since(self, since: dt.datetime) -> list[dict]:
         """Batches whose updatedAt is at or after `since`, whatever their status, in _id order (the counter
         reconciliation looks at batches that stopped lately: their last calls may have ended since)."""
+
+    async def changed_since(self, since: dt.datetime) -> list[dict]:
+        """Batches whose updatedAt or enqueuedAt is at or after `since`, whatever their status, in _id order:
+        what a dispatcher re-reads between its full reads of the running batches (so its cost follows the
+        changes, not the number of batches)."""
 
     async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,
                    set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:

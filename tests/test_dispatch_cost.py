@@ -15,15 +15,21 @@ UTC = dt.timezone.utc
 
 
 def count_due(repos) -> Counter:
-    """Counts `calls.due` per batch from now on."""
+    """Counts the reads of each batch's due calls from now on (`calls.due`, or its part of `calls.due_many`)."""
     counts: Counter = Counter()
-    original = repos.calls.due
+    original, original_many = repos.calls.due, repos.calls.due_many
 
     async def due(batch_id, now, limit):
         counts[str(batch_id)] += 1
         return await original(batch_id, now, limit)
 
+    async def due_many(wanted, now):
+        for batch_id, limit in wanted.items():
+            counts[str(batch_id)] += limit > 0
+        return await original_many(wanted, now)
+
     repos.calls.due = due
+    repos.calls.due_many = due_many
     return counts
 
 
@@ -80,3 +86,73 @@ async def test_a_retry_brings_a_quiet_batch_back(api, clock, engine_settings):
     assert len(h.sim.placed) == 2  # the retry was found although the batch had had nothing due
     [call] = await api.all_calls(batch)
     assert call["attempts"] == 2 and ObjectId(call["batchId"]) == ObjectId(batch)
+
+
+async def test_many_batches_share_the_account_in_turn(api, clock, engine_settings):
+    """30 batches, room for 10 calls at a time: each wave of freed slots goes to the batches served longest
+    ago, so after three waves every batch has had exactly one call (none twice while another had none)."""
+    h = Harness(api, clock, engine_settings.replace(max_concurrent_calls=10), outcomes={"no_answer": 1.0})
+    batches = [await api.create_batch(concurrencyLimit=10, ringingTimeoutSeconds=60) for _ in range(30)]
+    for i, batch in enumerate(batches):  # New York numbers: every callee's window open
+        await api.add_calls(batch, [{"phoneNumber": f"+1212555{i:02d}{j:02d}"} for j in range(5)])
+    await h.run_until(lambda: _placed(h, 30), seconds=1)
+    assert Counter(r.batch_id for r in h.sim.placed) == {b: 1 for b in batches}
+    await h.run_until(lambda: _placed(h, 60), seconds=1)
+    assert Counter(r.batch_id for r in h.sim.placed) == {b: 2 for b in batches}
+
+
+async def _placed(h, n):
+    return len(h.sim.placed) >= n
+
+
+async def test_a_batch_given_calls_by_another_process_is_picked_up_within_the_recheck_time(
+        api, clock, engine_settings):
+    """The dispatcher re-reads only the batches changed or given calls since its last look: a batch that
+    had finished gets calls from another process (nothing wakes this dispatcher), and is served within the
+    recheck interval (plus one look interval), as before, while another batch keeps it busy or not."""
+    h = Harness(api, clock, engine_settings, mean_duration=600)
+    busy = await api.create_batch(concurrencyLimit=2)
+    quiet = await api.create_batch(concurrencyLimit=2)
+    await api.add_calls(busy, nums(20, "305"))
+    await api.add_calls(quiet, nums(1, "212"))
+    await h.run_until(lambda: _is(h, quiet, "completed"), seconds=1)
+    config = h.engines[0].dispatcher.config
+    for n in range(2):
+        before = len(h.sim.placed)
+        code, _ = await api.add_calls(quiet, [{"phoneNumber": f"+1212666000{n}"}])  # not woken: another process
+        assert code == 200 and await h.batch_status(quiet) == "running"
+        steps = await h.run_until(lambda: _has_placed(h, quiet, before), seconds=1)
+        assert steps <= config.recheck_seconds + config.batch_cache_seconds + 1
+        await h.run_until(lambda: _is(h, quiet, "completed"), seconds=10)
+
+
+async def _has_placed(h, batch, before):
+    return any(r.batch_id == batch for r in h.sim.placed[before:])
+
+
+async def _is(h, batch, status):
+    return await h.batch_status(batch) == status
+
+
+
+async def test_the_events_of_many_batches_read_no_batch_of_their_own(api, clock, engine_settings):
+    """Every final event needs its batch's retry policy: the dispatcher in the same process reads the running
+    batches anyway, and what it reads serves the events, so they cost no batch read each (they did once a
+    batch's cached policy was a minute old: with many batches, on almost every call)."""
+    h = Harness(api, clock, engine_settings, outcomes={"no_answer": 1.0})
+    batches = [await api.create_batch(concurrencyLimit=1, ringingTimeoutSeconds=90) for _ in range(10)]
+    for i, batch in enumerate(batches):
+        await api.add_calls(batch, [{"phoneNumber": f"+1212555{i:02d}{j:02d}"} for j in range(3)])
+    gets = Counter()
+    original = api.store.batches.get
+
+    async def get(batch_id):
+        gets[str(batch_id)] += 1
+        return await original(batch_id)
+
+    api.store.batches.get = get
+    for _ in range(300):  # each batch rings its three callees 90 s each in turn: past the policies' 60 s cache
+        await h.step()
+    api.store.batches.get = original
+    assert len(h.sim.placed) == 30
+    assert sum(gets.values()) <= len(batches)

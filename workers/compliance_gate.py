@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable
 
 from bson import ObjectId
 
@@ -53,14 +54,21 @@ class ComplianceGate:
         self._decided: dict[tuple, Decision] = {}
         self._decided_at: dt.datetime | None = None
 
-    async def refresh(self, now: dt.datetime, batches: list[dict]) -> None:
-        """Read the workspaces again when stale; note which have caps in force."""
-        if self._workspaces is None or now >= self._workspaces[0]:
-            self._workspaces = (now + self.ttl, {w["_id"]: w for w in await self.tenancy.list_workspaces()})
+    async def refresh(self, now: dt.datetime, batches: Iterable[dict]) -> None:
+        """Read the workspaces again when stale, and note then which have caps in force (a look at every
+        running batch every few seconds, not every claim: a us-states batch is capped itself at once,
+        the other batches of its workspace from the next refresh)."""
+        if self._workspaces is not None and now < self._workspaces[0]:
+            return
+        self._workspaces = (now + self.ttl, {w["_id"]: w for w in await self.tenancy.list_workspaces()})
         workspaces = self._workspaces[1]
         self._capped = {w for w, doc in workspaces.items()
                         if doc.get("maxAttemptsPerNumberPerDay") or doc.get("compliance") == "us-states"}
         self._capped |= {b["workspaceId"] for b in batches if self.profile(b).name == "us-states"}
+
+    def capped(self, batch: dict) -> bool:
+        """Are the batch's attempts counted against caps?"""
+        return batch["workspaceId"] in self._capped or self.profile(batch).name == "us-states"
 
     def profile(self, batch: dict) -> Profile:
         name = batch.get("compliance")
@@ -95,7 +103,7 @@ class ComplianceGate:
 
     def decide_placing(self, batch: dict, call: dict, dial_at: dt.datetime, now: dt.datetime) -> Decision:
         """The placer's check just before it places: the rules again, and a capped call's stamp."""
-        if batch["workspaceId"] in self._capped and now > dial_at + PLACE_SLACK:
+        if self.capped(batch) and now > dial_at + PLACE_SLACK:
             return Decision(now, "cap: claim placed too late")  # back to the queue: reserved afresh
         return self.decide(batch, call, now)
 
@@ -113,7 +121,7 @@ class ComplianceGate:
         requests, rules = [], {}
         for batch_id, calls in grants.items():
             batch = by_id[batch_id]
-            if batch["workspaceId"] not in self._capped or self.caps is None:
+            if self.caps is None or not self.capped(batch):
                 continue
             for call in calls:
                 limit, rules[call["_id"]] = self._limit(batch, call)
@@ -131,5 +139,5 @@ class ComplianceGate:
 
     async def release(self, batch: dict, call_ids: list[ObjectId], token: str) -> None:
         """Give back the attempts of calls reserved under `token` that were not placed."""
-        if call_ids and self.caps is not None and batch["workspaceId"] in self._capped:
+        if call_ids and self.caps is not None and self.capped(batch):
             await self.caps.release(call_ids, token)

@@ -1,12 +1,14 @@
 """The dispatcher's decisions, one tick at a time: which calls to place now, within every limit.
 
-A tick: read the running batches and the shared slot document (dropping the slots of calls that
-left flight); for each batch with a group of free slots, take its due calls first in, first out
-(calls whose callee's window has closed meanwhile are moved to the next opening, computed, not
-polled); share the account's free slots and dial-rate budget between batches round-robin; reserve
-the slots in one compare-and-set; claim the calls in one bulk write (queued -> dialing, with a
-lease); hand them to the Placer (placement.py), which places each at its dial time. Batches with
-nothing left become completed. Between claims the dispatcher sleeps (see claim()).
+A tick: look at the batches changed since the last look (the book, book.py: the running batches in
+turn, parked until their slots free, quiet until due) and read the shared slot document (dropping the
+slots of calls that left flight); share the account's free slots and dial-rate budget between the
+batches in turn, a claim group each; take their due calls first in, first out, in one read (calls
+whose callee's window has closed meanwhile are moved to the next opening, computed, not polled);
+reserve the slots in one compare-and-set; claim the calls in one bulk write (queued -> dialing, with
+a lease); hand them to the Placer (placer.py), which places each at its dial time. Batches with
+nothing left become completed. Between claims the dispatcher sleeps (see claim()). The cost of a tick
+follows the batches it serves, not the batches that run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dialer.core.machine import COMPLETE, REOPEN
 from dialer.ports import Claim, Repositories, StoreUnavailable
 from dialer.services.call_events import CallEvents
 from dialer.core.compliance import HORIZON
+from workers.book import Book
 from workers.compliance_gate import ComplianceGate
 from workers.placer import Claimed, Placer
 from workers.slots import Reservation, Slots
@@ -42,8 +45,12 @@ class DispatcherConfig:
     machine_detection: bool = False
     rate_horizon_seconds: float = 2.0  # how far ahead dial times may be reserved
     recheck_seconds: float = 2.0  # an idle dispatcher looks again this often (sooner when poked)
-    batch_cache_seconds: float = 5.0  # running batches are re-read at least this often (each placement round reads them too)
+    batch_cache_seconds: float = 5.0  # batches changed or given calls since the last look are re-read this often
+    batch_full_seconds: float = 60.0  # every running batch is re-read this often (the placer reads those it places)
+    metrics_seconds: float = 5.0  # the slots-in-flight gauges are refreshed this often
     claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free
+    account_group_fraction: float = 0.02  # and, while the account's cap binds, this share of the cap...
+    account_group_min: int = 5  # ...or at least this many (a claim costs the same few operations)
     quiet_seconds: float = 30.0  # a batch with nothing due is looked at again at least this often
 
 
@@ -51,6 +58,7 @@ class DispatcherConfig:
 class Stats:
     ticks: int = 0
     claimed: int = 0
+    reserved: int = 0  # reservations written (each one compare-and-set of the slot ledger)
     placed: int = 0
     provider_errors: int = 0
     deferred: int = 0
@@ -58,7 +66,7 @@ class Stats:
     completed_batches: int = 0
 
     def summary(self) -> str:
-        return (f"ticks={self.ticks} claimed={self.claimed} placed={self.placed} provider_errors={self.provider_errors} "
+        return (f"ticks={self.ticks} claimed={self.claimed} reserved={self.reserved} placed={self.placed} provider_errors={self.provider_errors} "
                 f"deferred={self.deferred} lost_races={self.lost_races} completed_batches={self.completed_batches}")
 
 
@@ -73,25 +81,23 @@ class Dispatcher:
         self.name = name or f"dispatcher-{secrets.token_hex(3)}"
         self.stats = Stats()
         self.claiming = True
-        self._rotation = 0
         self._pokes = 0  # calls that left flight in this process since the last look
         self._pokes_needed = 1  # how many freed slots make another look worthwhile
         self._idle_until: dt.datetime | None = None
-        self._batches: tuple[dt.datetime, list[dict]] | None = None  # (fresh until, running batches)
-        # Batches found with nothing due: batch -> (left alone until, its enqueuedAt and slots used then).
-        self._quiet: dict[ObjectId, tuple[dt.datetime, dt.datetime | None, int]] = {}
+        self.book = Book(repos.batches, config.batch_cache_seconds, config.batch_full_seconds)
         self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
+        self._metrics_every = dt.timedelta(seconds=config.metrics_seconds)
+        self._metrics_at: dt.datetime | None = None
         # Each due call's window narrowed by its compliance profile; frequency caps reserved beside the slots.
         self.rules = ComplianceGate(repos.tenancy, repos.caps, dt.timedelta(seconds=config.batch_cache_seconds),
                                     dt.timedelta(seconds=config.rate_horizon_seconds))
-        # The placer asks for the running batches afresh just before it places (stop means stop).
+        # The placer asks for the batches it is about to place afresh just before it places (stop means stop).
         self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self.rules, self._fresh_running,
                              self.stats,
                              lease=dt.timedelta(seconds=config.lease_seconds),
                              public_base_url=config.public_base_url, machine_detection=config.machine_detection,
                              dnc=repos.dnc)
-        self._batch_ttl = dt.timedelta(seconds=config.batch_cache_seconds)
         self.placer.on_requeue = self.requeued
 
     # ---- one tick -------------------------------------------------------------------------
@@ -108,173 +114,179 @@ class Dispatcher:
         self._pokes += 1
 
     def wake(self) -> None:
-        """New work (calls enqueued in this process): look at the next tick, batches re-read."""
+        """New work (calls enqueued in this process): look at the next tick, at the batches changed since."""
         self._idle_until = None
-        self._batches = None
+        self.book.stale()
 
-    async def _fresh_running(self, now: dt.datetime) -> set[ObjectId]:
-        """The running batches read now (the placer's check before it places), which also refreshes
-        the cache the claims use."""
-        self._batches = (now + self._batch_ttl, await self.batches.runnable(now))
-        return {b["_id"] for b in self._batches[1]}
-
-    async def _running_batches(self, now: dt.datetime) -> list[dict]:
-        if self._batches is None or now >= self._batches[0]:
-            self._batches = (now + self._batch_ttl, await self.batches.runnable(now))
-        return self._batches[1]
+    async def _fresh_running(self, now: dt.datetime, batch_ids: set[ObjectId]) -> set[ObjectId]:
+        """Which of these batches run, read now (the placer's check before it places); the book learns
+        their latest settings, and forgets those that stopped."""
+        ids = sorted(batch_ids)
+        found = await self.batches.runnable_among(ids, now)
+        self.book.merge(found, now)
+        running = {b["_id"] for b in found}
+        self.book.keep_only(ids, running)
+        return running
 
     async def claim(self, now: dt.datetime) -> None:
         """Reserve and claim what may be dialled now (a tick without the placing).
 
-        The account's free slots and dial budget are shared round-robin between the batches that can
-        take calls *before* any call is read, so only batches granted something are asked for their due
-        calls; a batch found with nothing due is left alone until its next call becomes due (or calls
-        arrive: ingestion and retries stamp the batch's `enqueuedAt`), so batches waiting for their
-        callees' windows cost nothing per tick."""
+        The account's free slots and dial budget are shared, a claim group at a time, between the batches
+        in turn (the book: those that may have due calls and free slots) *before* any call is read, so only
+        batches granted something are asked for their due calls, all in one read. A batch found with no
+        free slots waits (parked) until the ledger shows its slots freed; one found with nothing due is left
+        alone (quiet) until its next call becomes due, calls arrive (ingestion and retries stamp the
+        batch's `enqueuedAt`), or one of its calls in flight ends. So the cost of a tick follows the batches
+        it serves, not the batches that run."""
         if self._idle_until is not None and now < self._idle_until and self._pokes < self._pokes_needed:
             return  # nothing more could be claimed last time, and not enough slots were freed here since
         self._pokes = 0
-        batches = await self._running_batches(now)
-        if not batches:
+        book = self.book
+        await book.refresh(now)
+        if not book.batches:
             await self.placer.flush_records()
             self._idle_until = now + self._recheck
             return
-        await self.rules.refresh(now, batches)
+        await self.rules.refresh(now, book.batches.values())
         state = await self.slots.state(now)
+        needed: list[int] = []  # slots still to be freed before another look is worthwhile
+        if (parked := book.wake(now, state.used)) is not None:
+            needed.append(parked)
         budget = self._rate_budget(now, state.next_dial_at)
         account_free = self.config.max_concurrent_calls - state.total
-        needed: list[int] = []  # per batch waiting for its group: slots still to be freed
-        wakes: list[dt.datetime] = []  # when calls waiting for their window or retry delay become due
-        room: dict[ObjectId, tuple[int, int]] = {}  # batch -> (free slots, claim group)
-        open_batches: list[dict] = []  # may take calls now
-        start = self._rotation % len(batches)
-        self._rotation += 1
-        for batch in batches[start:] + batches[:start]:
-            used = state.used(batch["_id"])
-            free = batch["concurrencyLimit"] - used
-            # Claim in small groups (a few % of the limit) rather than one call per freed slot: each
-            # claim costs the same few database operations whatever the group's size.
-            group = max(1, math.ceil(batch["concurrencyLimit"] * self.config.claim_group_fraction))
-            room[batch["_id"]] = (free, group)
-            if free <= 0 or (used > 0 and free < group):
-                needed.append(group - max(free, 0))
-                continue
-            quiet_until = self._quiet_until(batch, now, used)
-            if quiet_until is not None:
-                wakes.append(quiet_until)
-                continue
-            open_batches.append(batch)
-        rate_bound = bool(open_batches) and budget <= 0  # calls may be due but the dial rate allows none now
+        rate_bound = bool(book.ready) and budget <= 0  # calls may be due but the dial rate allows none now
+        total = min(budget, account_free)
         # The account claims in groups too: while it is the limit (calls in flight, fewer free slots
         # than a group), wait for a group to be freed rather than claiming call by call.
-        account_group = max(1, math.ceil(self.config.max_concurrent_calls * self.config.claim_group_fraction))
-        if open_batches and account_free < account_group and state.total > 0:
+        cap = self.config.max_concurrent_calls
+        account_group = max(min(self.config.account_group_min, cap), math.ceil(cap * self.config.account_group_fraction))
+        if book.ready and account_free < account_group and state.total > 0:
             needed.append(account_group - max(account_free, 0))
-            open_batches = []
-        total = min(budget, account_free)
-        candidates, deferrals, idle = await self._gather(open_batches, room, state, total, now, wakes)
+            total = 0
+        room = self._pick(total, state, needed)
+        candidates, deferrals, idle = await self._gather(room, state, total, now)
         grants = self._share(candidates, total)
-        claims = await self._reserve_and_claim(batches, grants, state, deferrals, now)
-        self._count_slots(state, claims)
+        claims = await self._reserve_and_claim(grants, state, deferrals, now)
+        self._count_slots(state, claims, now)
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
-            free, group = room[batch_id]
-            left = free - len(granted)
-            if left < group:
-                needed.append(group - left)
+            _, free, group = room[batch_id]
+            if free - len(granted) < group:
+                limit = free + state.used(batch_id)
+                book.park(batch_id, limit - group)
+                needed.append(group - (free - len(granted)))
         self.stats.deferred += len(deferrals)
-        for batch in idle:
-            await self._complete_if_done(batch, now)
+        await self._complete_idle(idle, now)
         limited = rate_bound or (grants and sum(map(len, grants.values())) >= total)
         if (grants and not claims) or limited:
             self._idle_until = None  # lost a race, or held back by the rate or the account: next tick
         else:
             # Done for now: look again when enough slots were freed here, or after the recheck interval
             # (work arriving from other processes: new calls, status callbacks to the API).
-            self._idle_until = min([now + self._recheck, *wakes])
+            wake = book.next_wake()
+            self._idle_until = min(now + self._recheck, wake) if wake else now + self._recheck
             self._pokes_needed = min(needed) if needed else 1
         self.placer.add(claims)
 
-    async def _gather(self, open_batches: list[dict], room: dict[ObjectId, tuple[int, int]], state, total: int,
-                      now: dt.datetime, wakes: list[dt.datetime]):
+    def _pick(self, total: int, state, needed: list[int]) -> dict[ObjectId, list[int]]:
+        """`total` shared out a claim group at a time to the batches in turn, each up to its free slots:
+        {batch: [share, free slots, claim group]}. Only the batches reached are looked at; one found without
+        a group of free slots is parked (and what it needs noted in `needed`)."""
+        room: dict[ObjectId, list[int]] = {}
+        left = total
+        while left > 0:
+            batch_id = self.book.first()
+            if batch_id is None or batch_id in room:
+                break  # none left, or round once already
+            limit = self.book.batches[batch_id]["concurrencyLimit"]
+            used = state.used(batch_id)
+            free = limit - used
+            # Claim in small groups (a few % of the limit) rather than one call per freed slot: each
+            # claim costs the same few database operations whatever the group's size.
+            group = max(1, math.ceil(limit * self.config.claim_group_fraction))
+            if free <= 0 or (used > 0 and free < group):
+                self.book.park(batch_id, limit - group)
+                needed.append(used - (limit - group))
+                continue
+            n = min(group, free, left)
+            room[batch_id] = [n, free, group]
+            left -= n
+            self.book.served(batch_id)
+        self._spread(room, left)
+        return room
+
+    @staticmethod
+    def _spread(room: dict[ObjectId, list[int]], left: int) -> int:
+        """More of `left` to the batches of `room`, a claim group each in turn, up to their free slots."""
+        while left > 0:
+            given = False
+            for entry in room.values():
+                share, free, group = entry
+                n = min(group, free - share, left)
+                if n > 0:
+                    entry[0] += n
+                    left -= n
+                    given = True
+            if not given:
+                break
+        return left
+
+    async def _gather(self, room: dict[ObjectId, list[int]], state, total: int, now: dt.datetime):
         """The due calls of the batches the shared budget reaches: (ready calls per batch, deferrals,
-        batches with nothing left). At most two reads per batch: what a batch could not use goes round
-        once more to the batches that filled their share."""
+        batches with nothing left). At most two reads, each of every batch at once: what a batch could not
+        use goes round once more to the batches that filled their share."""
         candidates: dict[ObjectId, list[dict]] = {}
         seen: dict[ObjectId, int] = {}  # batch -> due calls read so far (ready or deferred)
         deferrals: list[tuple[ObjectId, dt.datetime]] = []
         idle: list[dict] = []
-        full = list(open_batches)  # batches that may have more due calls than were read
+        shares = {b: entry[0] for b, entry in room.items()}
         for _ in range(2):
-            left = total - sum(map(len, candidates.values()))
-            shares = self._split(left, [(b, room[b["_id"]][0] - len(candidates.get(b["_id"], [])), room[b["_id"]][1])
-                                        for b in full])
             if not shares:
                 break
+            found = await self.calls.due_many({b: seen.get(b, 0) + n for b, n in shares.items()}, now)
             full = []
-            for batch, share in shares:
-                batch_id = batch["_id"]
+            for batch_id, share in shares.items():
                 skip = seen.get(batch_id, 0)
-                due = (await self.calls.due(batch_id, now, skip + share))[skip:]  # same order: the tail is new
+                due, later = found.get(batch_id, ([], None))
+                due = due[skip:]  # same order: the tail is new
                 seen[batch_id] = skip + len(due)
+                batch = self.book.batches[batch_id]
                 for call in due:
                     decision = self.rules.decide(batch, call, now)
                     if decision.allowed(now):
                         candidates.setdefault(batch_id, []).append(call)
                     elif decision.at is None and decision.rule:  # never under its profile (within the horizon)
                         await self.calls.suppress_queued(call["_id"], now, {"at": now, "event": "suppressed",
-                                                                     "rule": decision.rule})
+                                                                            "rule": decision.rule})
                     else:  # moved to the next instant its window and its profile allow, with the rule why
                         rule = ({"at": now, "event": "deferred", "rule": decision.rule},) if decision.rule else ()
-                        deferrals.append((call["_id"], decision.at or now + HORIZON, *rule))
+                        opens = decision.at or now + HORIZON
+                        deferrals.append((call["_id"], opens, *rule))
+                        later = min(later or opens, opens)  # due again then
                 if len(due) == share:
-                    full.append(batch)
+                    full.append(batch_id)
                 elif batch_id not in candidates and not skip:
                     # Nothing due now: leave the batch alone until its next call is due.
-                    wake = await self.calls.next_due_at(batch_id)
-                    self._quiet[batch_id] = (min(wake or now + self._quiet_cap, now + self._quiet_cap),
-                                             batch.get("enqueuedAt"), state.used(batch_id))
-                    if wake is not None:
-                        wakes.append(wake)
-                    elif state.used(batch_id) == 0:
+                    used = state.used(batch_id)
+                    self.book.hush(batch_id, min(later or now + self._quiet_cap, now + self._quiet_cap), used)
+                    if later is None and used == 0:
                         idle.append(batch)
+            left = total - sum(map(len, candidates.values()))
+            more = {b: [len(candidates.get(b, [])), room[b][1], room[b][2]] for b in full}
+            self._spread(more, left)
+            shares = {b: entry[0] - len(candidates.get(b, [])) for b, entry in more.items()
+                      if entry[0] > len(candidates.get(b, []))}
         return candidates, deferrals, idle
-
-    @staticmethod
-    def _split(total: int, rooms: list[tuple[dict, int, int]]) -> list[tuple[dict, int]]:
-        """`total` shared round-robin, a claim group at a time, each batch up to its room:
-        [(batch, share)]. The rotation of the batches' order between ticks makes it fair over time;
-        whole groups keep the batches read per claim few."""
-        shares = [0] * len(rooms)
-        while total > 0:
-            given = False
-            for i, (_, room, unit) in enumerate(rooms):
-                n = min(unit, room - shares[i], total)
-                if n > 0:
-                    shares[i] += n
-                    total -= n
-                    given = True
-            if not given:
-                break
-        return [(batch, n) for (batch, _, _), n in zip(rooms, shares) if n > 0]
-
-    def _quiet_until(self, batch: dict, now: dt.datetime, used: int) -> dt.datetime | None:
-        """While a batch had nothing due, until when it may be left alone (None: look now): until its
-        next call is due, calls join its queue, or one of its calls in flight ends (it may be done)."""
-        quiet = self._quiet.get(batch["_id"])
-        if quiet is None:
-            return None
-        until, stamp, flying = quiet
-        if now >= until or batch.get("enqueuedAt") != stamp or used < flying:
-            del self._quiet[batch["_id"]]
-            return None
-        return until
 
     def requeued(self, batch_id: ObjectId) -> None:
         """A call of the batch went back to the queue in this process: look at the batch again."""
-        self._quiet.pop(batch_id, None)
+        self.book.wake_batch(batch_id)
 
-    def _count_slots(self, state, claims: list[Claimed]) -> None:
-        """The slots in use after this claim, for the metrics (as this dispatcher sees the ledger)."""
+    def _count_slots(self, state, claims: list[Claimed], now: dt.datetime) -> None:
+        """The slots in use after this claim, for the metrics (as this dispatcher sees the ledger): every
+        few seconds, not every claim (a gauge per batch with calls in flight)."""
+        if self._metrics_at is not None and now < self._metrics_at:
+            return
+        self._metrics_at = now + self._metrics_every
         per_batch = {batch: len(entries) for batch, entries in state.slots.items()}
         for claimed in claims:
             key = str(claimed.batch["_id"])
@@ -300,9 +312,9 @@ class Dispatcher:
                     total -= 1
         return {b: g for b, g in grants.items() if g}
 
-    async def _reserve_and_claim(self, batches: list[dict], grants: dict[ObjectId, list[dict]], state,
+    async def _reserve_and_claim(self, grants: dict[ObjectId, list[dict]], state,
                                  deferrals: list[tuple[ObjectId, dt.datetime]], now: dt.datetime) -> list[Claimed]:
-        by_id = {b["_id"]: b for b in batches}
+        by_id = self.book.batches
         token = secrets.token_hex(6)
         reservation = None
         if grants:
@@ -312,8 +324,10 @@ class Dispatcher:
             wanted = {b: (by_id[b]["concurrencyLimit"], [c["_id"] for c in calls]) for b, calls in grants.items()}
             reservation = await self.slots.reserve(state, wanted, self.config.max_concurrent_calls,
                                                    self.config.calls_per_second, now, token)
+            if reservation is not None:
+                self.stats.reserved += 1
             if reservation is None:
-                self.stats.lost_races += 1
+                self.stats.lost_races += 1  # another dispatcher wrote the ledger first: next tick
             elif self.clock.now() > now + self._lease / 2:
                 # Too slow (a stall): past half the grace period the slots may be harvested; give them back.
                 for batch_id, ids in reservation.grants.items():
@@ -389,17 +403,25 @@ class Dispatcher:
         return dt.timedelta(seconds=self.config.lease_seconds)
 
     async def _complete_if_done(self, batch: dict, now: dt.datetime) -> None:
-        if await self.calls.has_active(batch["_id"]):
+        await self._complete_idle([batch], now)
+
+    async def _complete_idle(self, batches: list[dict], now: dt.datetime) -> None:
+        """Batches found with nothing due and nothing in flight become completed, unless a call of theirs
+        waits or flies: one look at all of them, a move each, one look again at those moved."""
+        if not batches:
             return
-        completed = await self.batches.move(batch["_id"], COMPLETE, now, {"completedAt": now})
-        if completed and await self.calls.has_active(batch["_id"]):
-            # Calls were enqueued between our look and the move (their request saw the batch still
-            # running and left it): run again. Enqueueing after this point restarts it itself.
-            await self.batches.move(batch["_id"], REOPEN, now, unset=("completedAt",))
-            return
-        if completed:
+        active = await self.calls.active_among([b["_id"] for b in batches])
+        moved = [b["_id"] for b in batches
+                 if b["_id"] not in active and await self.batches.move(b["_id"], COMPLETE, now, {"completedAt": now})]
+        again = await self.calls.active_among(moved) if moved else set()
+        for batch_id in moved:
+            if batch_id in again:
+                # Calls were enqueued between our look and the move (their request saw the batch still
+                # running and left it): run again. Enqueueing after this point restarts it itself.
+                await self.batches.move(batch_id, REOPEN, now, unset=("completedAt",))
+                continue
             self.stats.completed_batches += 1
-            log.info("batch completed", extra={"batchId": str(batch["_id"])})
+            log.info("batch completed", extra={"batchId": str(batch_id)})
 
     async def stop_claiming(self) -> None:
         """SIGTERM: claim nothing more; calls claimed but not yet placed go back to the queue."""

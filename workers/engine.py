@@ -79,6 +79,9 @@ class Engine:
             lease_seconds=settings.lease_seconds, public_base_url=settings.public_base_url,
             recheck_seconds=recheck,
             machine_detection=settings.machine_detection), name=self.name)
+        policies = getattr(self.events, "policies", None)
+        if policies is not None:  # the events this process applies read the batches' retry policies it reads
+            self.dispatcher.book.on_read = policies.know
         self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name,
                              chains=chains, enrollment=enrollment)
         self._scheduler: AsyncIOScheduler | None = None

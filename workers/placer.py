@@ -49,7 +49,8 @@ class Placer:
     def __init__(self, calls: CallRepo, batches: BatchRepo, clock: Clock, provider: TelephonyProvider,
                  events: CallEvents,
                  rules: ComplianceGate,
-                 running_batches: Callable[[dt.datetime], Awaitable[set[ObjectId]]], stats, lease: dt.timedelta,
+                 running_batches: Callable[[dt.datetime, set[ObjectId]], Awaitable[set[ObjectId]]], stats,
+                 lease: dt.timedelta,
                  public_base_url: str = "", machine_detection: bool = False, dnc: DncRepo | None = None) -> None:
         self.calls = calls
         self.batches = batches
@@ -65,7 +66,7 @@ class Placer:
         self.unrecorded: list[PlacedRecord] = []  # provider ids of placed calls, written with the next claim
         self.on_requeue: Callable[[ObjectId], None] | None = None  # a call of this batch is back in the queue
         self.metrics = events.metrics
-        # The ids of the batches running now, read afresh (the dispatcher's: it refreshes its cache too).
+        # Which of these batches run now, read afresh (the dispatcher's: it refreshes its book too).
         self.running_batches = running_batches
         self.dnc = dnc  # the workspaces' do-not-call lists, read before each placement round
 
@@ -94,7 +95,7 @@ class Placer:
         # for the batch's claims to be placed or handed back (CallRepo.unplaced), so no call of a
         # stopped batch is placed after the stop has answered.
         try:
-            running = await self.running_batches(now)
+            running = await self.running_batches(now, {c.batch["_id"] for c in due})
         except StoreUnavailable:
             # Still claimed and holding their slots: placed at the next tick, not left to the reaper (a lease
             # later), nor holding up a stop that waits for them to be placed or handed back.

@@ -58,12 +58,14 @@ class Slots:
         self.ledger = ledger
         self.calls = calls
         self.grace = dt.timedelta(seconds=grace_seconds)
+        self.harvested_at: dt.datetime | None = None  # this process's last harvest (a reservation's look)
 
     async def state(self, now: dt.datetime | None = None) -> DispatchState:
         """The document; with `now`, minus the entries whose call no longer holds its slot."""
         state = DispatchState.of(await self.ledger.read())
         if now is not None:
             await self._harvest(state, now)
+            self.harvested_at = now
         return state
 
     async def _harvest(self, state: DispatchState, now: dt.datetime) -> None:
@@ -116,7 +118,10 @@ class Slots:
         await self.ledger.release(batch_id, list(call_ids), token)
 
     async def compact(self, now: dt.datetime) -> int:
-        """Drop the entries that no longer hold a slot (the reaper, when no dispatcher is ticking)."""
+        """Drop the entries that no longer hold a slot (the reaper, when no dispatcher is ticking: a
+        reservation of this process within half the grace period did it)."""
+        if self.harvested_at is not None and now - self.harvested_at < self.grace / 2:
+            return 0
         for _ in range(3):
             state = await self.state()
             before = state.total + sum(map(len, state.slots.values()))

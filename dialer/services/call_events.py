@@ -68,6 +68,11 @@ class BatchPolicies:
         self._cache[batch_id] = (now + self.ttl, policy)
         return policy
 
+    def know(self, batch: dict) -> None:
+        """A batch as read just now by another part of this process (the dispatcher's reads of the running
+        batches): its policy is cached afresh, so the events of many batches need no read of their own."""
+        self._cache[batch["_id"]] = (self.clock.now() + self.ttl, batch.get("retry") or NO_RETRY)
+
 
 class CallEvents:
     def __init__(self, calls: CallRepo, policies: BatchPolicies, clock: Clock, lease_seconds: float,

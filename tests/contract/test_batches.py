@@ -31,6 +31,20 @@ async def test_runnable_is_running_and_started_in_id_order(repos):
     assert [b["_id"] for b in await repos.batches.runnable(at(3600))] == [first["_id"], second["_id"], later["_id"]]
 
 
+async def test_runnable_among_reads_only_the_batches_asked_for(repos):
+    first, second, third = batch_doc(), batch_doc(), batch_doc(scheduled_at=at(3600))
+    paused = batch_doc(status="paused")
+    for doc in (third, second, paused, first):
+        await repos.batches.insert(doc)
+    asked = [third["_id"], paused["_id"], second["_id"], batch_doc()["_id"]]  # an unknown id too
+    assert [b["_id"] for b in await repos.batches.runnable_among(asked, T0)] == [second["_id"]]
+    assert [b["_id"] for b in await repos.batches.runnable_among(asked, at(3600))] == [second["_id"], third["_id"]]
+    assert await repos.batches.runnable_among([], T0) == []
+    [got] = await repos.batches.runnable_among([first["_id"]], T0)
+    got["callingNumbers"].append("x")  # a copy
+    assert (await repos.batches.get(first["_id"]))["callingNumbers"] == ["+14155550100"]
+
+
 async def test_scheduled_due_is_pending_with_a_start_that_has_come(repos):
     due, future = batch_doc(status="pending", scheduled_at=at(-1)), batch_doc(status="pending", scheduled_at=at(60))
     unscheduled, running = batch_doc(status="pending"), batch_doc(status="running", scheduled_at=at(-1))

@@ -22,3 +22,23 @@ async def test_updated_since_follows_every_change_of_a_batch(repos):
     assert await repos.batches.updated_since(at(121)) == []
     assert await repos.batches.delete(renamed["_id"])
     assert [b["_id"] for b in await repos.batches.updated_since(at(60))] == [stopped["_id"]]
+
+
+async def test_changed_since_adds_the_batches_given_calls(repos):
+    """BatchRepo.changed_since: updated_since plus the batches whose queue was joined (note_enqueued): what a
+    dispatcher re-reads between its full reads of the running batches."""
+    quiet, fed, stopped = (batch_doc() for _ in range(3))
+    for doc in (quiet, fed, stopped):
+        await repos.batches.insert(doc)  # updatedAt T0
+    assert [b["_id"] for b in await repos.batches.changed_since(at(0))] == [quiet["_id"], fed["_id"], stopped["_id"]]
+    assert await repos.batches.changed_since(at(1)) == []
+    await repos.batches.note_enqueued(fed["_id"], at(30))
+    assert await repos.batches.move(stopped["_id"], STOP, at(60))
+    assert [b["_id"] for b in await repos.batches.changed_since(at(30))] == [fed["_id"], stopped["_id"]]
+    [found] = await repos.batches.changed_since(at(31))
+    assert found["_id"] == stopped["_id"] and found["status"] == "paused"
+    assert await repos.batches.update(fed["_id"], ["running"], {"name": "renamed"}, at(90))
+    [found] = await repos.batches.changed_since(at(61))
+    assert found["_id"] == fed["_id"] and found["enqueuedAt"] == at(30)  # a later save keeps the stamp
+    await repos.batches.note_enqueued(fed["_id"], at(200))
+    assert [b["_id"] for b in await repos.batches.changed_since(at(150))] == [fed["_id"]]

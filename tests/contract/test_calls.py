@@ -171,6 +171,23 @@ async def test_next_due_at(repos, batch):
     assert await repos.calls.next_due_at(batch["_id"]) == at(90)
 
 
+async def test_due_many_reads_several_batches_at_once(repos, batch):
+    other = batch_doc()
+    await repos.batches.insert(other)
+    a, b, c = await enqueue(repos, batch, planned(A, at(0)), planned(B, at(5)), planned(C, at(90)))
+    [d] = await enqueue(repos, other, planned(D, at(0)))
+    empty = batch_doc()["_id"]
+    got = await repos.calls.due_many({batch["_id"]: 1, other["_id"]: 5, empty: 3}, at(10))
+    assert [x["_id"] for x in got[batch["_id"]][0]] == [a] and got[batch["_id"]][1] is None  # as many as asked
+    assert [x["_id"] for x in got[other["_id"]][0]] == [d] and got[other["_id"]][1] is None  # fewer: none later
+    assert got[empty] == ([], None)
+    got = await repos.calls.due_many({batch["_id"]: 5}, at(10))
+    assert [x["_id"] for x in got[batch["_id"]][0]] == [a, b] and got[batch["_id"]][1] == at(90)
+    await claim(repos, a)
+    got = await repos.calls.due_many({batch["_id"]: 5, other["_id"]: 0}, at(1))
+    assert got == {batch["_id"]: ([], at(5))}  # a batch asked for nothing is not read
+
+
 async def test_has_active_and_has_waiting(repos, batch):
     assert not await repos.calls.has_active(batch["_id"]) and not await repos.calls.has_waiting(batch["_id"])
     [call_id] = await enqueue(repos, batch, planned(A))
@@ -179,6 +196,21 @@ async def test_has_active_and_has_waiting(repos, batch):
     assert await repos.calls.has_active(batch["_id"]) and not await repos.calls.has_waiting(batch["_id"])
     await repos.calls.finish(call_id, "tok-1", None, final(), at(30))
     assert not await repos.calls.has_active(batch["_id"]) and not await repos.calls.has_waiting(batch["_id"])
+
+
+async def test_active_among(repos, batch):
+    other, idle = batch_doc(), batch_doc()
+    for doc in (other, idle):
+        await repos.batches.insert(doc)
+    [waiting] = await enqueue(repos, batch, planned(A))
+    [flying] = await enqueue(repos, other, planned(B))
+    [ended] = await enqueue(repos, idle, planned(C))
+    await claim(repos, flying)
+    await claim(repos, ended)
+    await repos.calls.finish(ended, "tok-1", None, final(), at(30))
+    ids = [batch["_id"], other["_id"], idle["_id"], batch_doc()["_id"]]
+    assert await repos.calls.active_among(ids) == {batch["_id"], other["_id"]}
+    assert await repos.calls.active_among([]) == set()
 
 
 async def test_page_in_enqueue_order_with_status_filter_and_cursor(repos, batch):

@@ -1,7 +1,7 @@
 """The `batches` collection, for the BatchRepo port. Indexes: (status) for the dispatcher's running
 batches and the reaper's scheduled starts; (workspaceId, _id) for listing a workspace's batches
 (newest first, from a cursor); (publicId, unique, sparse) for `by_public_id`; (updatedAt) for
-`updated_since`."""
+`updated_since`, with (enqueuedAt) for `changed_since`."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ class MongoBatches:
         return [normalise(d) for d in docs]
 
     @unavailable
+    async def runnable_among(self, batch_ids: list[ObjectId], now: dt.datetime) -> list[dict]:
+        if not batch_ids:
+            return []
+        docs = await self.c.find({"_id": {"$in": list(batch_ids)}, "status": BatchStatus.RUNNING.value,
+                                  "$or": [{"scheduledAt": None}, {"scheduledAt": {"$lte": now}}]}
+                                 ).sort("_id", 1).to_list(None)
+        return [normalise(d) for d in docs]
+
+    @unavailable
     async def scheduled_due(self, now: dt.datetime) -> list[dict]:
         docs = await self.c.find({"status": BatchStatus.PENDING.value, "scheduledAt": {"$ne": None, "$lte": now}}
                                  ).to_list(None)
@@ -50,6 +59,12 @@ class MongoBatches:
     @unavailable
     async def updated_since(self, since: dt.datetime) -> list[dict]:
         docs = await self.c.find({"updatedAt": {"$gte": since}}).sort("_id", 1).to_list(None)
+        return [normalise(d) for d in docs]
+
+    @unavailable
+    async def changed_since(self, since: dt.datetime) -> list[dict]:
+        docs = await self.c.find({"$or": [{"updatedAt": {"$gte": since}}, {"enqueuedAt": {"$gte": since}}]}
+                                 ).sort("_id", 1).to_list(None)
         return [normalise(d) for d in docs]
 
     @unavailable

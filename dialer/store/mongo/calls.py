@@ -180,6 +180,24 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
         return [normalise(d) for d in docs]
 
     @unavailable
+    async def due_many(self, wanted: dict[ObjectId, int], now: dt.datetime
+                       ) -> dict[ObjectId, tuple[list[dict], dt.datetime | None]]:
+        """One query per batch (a limit per batch has no single-query form that uses the index)."""
+        out = {}
+        for batch_id, limit in wanted.items():
+            if limit <= 0:
+                continue
+            due = await self.due(batch_id, now, limit)
+            later = None
+            if len(due) < limit:
+                doc = await self.c.find_one({"batchId": batch_id, "status": CallStatus.QUEUED.value,
+                                             "nextAttemptAt": {"$gt": now}}, {"nextAttemptAt": 1},
+                                            sort=[("nextAttemptAt", 1), ("_id", 1)])
+                later = None if doc is None else normalise(doc)["nextAttemptAt"]
+            out[batch_id] = (due, later)
+        return out
+
+    @unavailable
     async def next_due_at(self, batch_id: ObjectId) -> dt.datetime | None:
         doc = await self.c.find_one({"batchId": batch_id, "status": CallStatus.QUEUED.value},
                                     {"nextAttemptAt": 1}, sort=[("nextAttemptAt", 1), ("_id", 1)])
@@ -189,6 +207,14 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
     async def has_active(self, batch_id: ObjectId) -> bool:
         return await self.c.find_one({"batchId": batch_id, "status": {"$in": WAITING_VALUES + IN_FLIGHT_VALUES}},
                                      {"_id": 1}) is not None
+
+    @unavailable
+    async def active_among(self, batch_ids: list[ObjectId]) -> set[ObjectId]:
+        if not batch_ids:
+            return set()
+        found = await self.c.distinct("batchId", {"batchId": {"$in": list(batch_ids)},
+                                                  "status": {"$in": WAITING_VALUES + IN_FLIGHT_VALUES}})
+        return set(found)
 
     @unavailable
     async def has_waiting(self, batch_id: ObjectId) -> bool:

@@ -31,7 +31,9 @@ INDEXES: dict[str, list[IndexModel]] = {
                 IndexModel([("publicId", ASCENDING)], unique=True, sparse=True, name="public_id"),
                 IndexModel([("status", ASCENDING)], name="status"),
                 # The counter reconciliation: batches changed lately (they may have stopped running).
-                IndexModel([("updatedAt", ASCENDING)], name="updated"), OUTBOX_INDEX],
+                IndexModel([("updatedAt", ASCENDING)], name="updated"),
+                # A dispatcher's look between its full reads: batches changed or given calls lately.
+                IndexModel([("enqueuedAt", ASCENDING)], name="enqueued", sparse=True), OUTBOX_INDEX],
     "calls": [
         # At most one waiting or in-flight call per callee of a batch: activeKey is unset when a call ends.
         IndexModel([("activeKey", ASCENDING)], unique=True, sparse=True, name="active_key"),

@@ -1,7 +1,8 @@
 """Batches in SQLite: the BatchRepo port (see dialer/ports.py).
 
 Queries and their indexes (schema.py): `batches_status` (status, id) serves `runnable` and
-`scheduled_due`; `batches_updated` (updatedAt, id) serves `updated_since`; `batches_workspace`
+`scheduled_due`; `batches_updated` (updatedAt, id) serves `updated_since`, with `batches_enqueued`
+(enqueuedAt) `changed_since`; `batches_workspace`
 (workspace, id) serves `list`, newest first from a cursor; the
 unique `public_id` column serves `by_public_id`. A status change is a compare-and-set inside one writer
 transaction (the document read and written under the file's write lock).
@@ -19,13 +20,13 @@ from dialer.core.machine import BatchMove
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.documents import decode, docs, encode, marks, ms, one, stored
 
-SAVE = ("UPDATE batches SET status = ?, scheduled_at = ?, updated_at = ?, agent_id = ?, public_id = ?, doc = ? "
-        "WHERE id = ?")
+SAVE = ("UPDATE batches SET status = ?, scheduled_at = ?, updated_at = ?, enqueued_at = ?, agent_id = ?, public_id = ?, "
+        "doc = ? WHERE id = ?")
 
 
 def _save(conn: sqlite3.Connection, doc: dict) -> None:
-    conn.execute(SAVE, (doc["status"], ms(doc.get("scheduledAt")), ms(doc.get("updatedAt")), _binary(doc.get("agentId")),
-                        doc.get("publicId") or None, encode(doc), doc["_id"].binary))
+    conn.execute(SAVE, (doc["status"], ms(doc.get("scheduledAt")), ms(doc.get("updatedAt")), ms(doc.get("enqueuedAt")),
+                        _binary(doc.get("agentId")), doc.get("publicId") or None, encode(doc), doc["_id"].binary))
 
 
 def _binary(value: Any) -> bytes | None:
@@ -48,10 +49,10 @@ class SqliteBatches:
         def work(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute("INSERT INTO batches (id, workspace_id, agent_id, status, scheduled_at, updated_at, "
-                             "public_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             "enqueued_at, public_id, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (doc["_id"].binary, doc["workspaceId"].binary, _binary(doc.get("agentId")), doc["status"],
-                              ms(doc.get("scheduledAt")), ms(doc.get("updatedAt")), doc.get("publicId") or None,
-                              encode(doc)))
+                              ms(doc.get("scheduledAt")), ms(doc.get("updatedAt")), ms(doc.get("enqueuedAt")),
+                              doc.get("publicId") or None, encode(doc)))
             except sqlite3.IntegrityError:
                 raise ValueError(f"batch {doc['_id']} exists") from None
 
@@ -67,6 +68,13 @@ class SqliteBatches:
         return await self.db.read(_docs, "SELECT doc FROM batches WHERE status = 'running' "
                                          "AND (scheduled_at IS NULL OR scheduled_at <= ?) ORDER BY id", (ms(now),))
 
+    async def runnable_among(self, batch_ids: list[ObjectId], now: dt.datetime) -> list[dict]:
+        ids = [b.binary for b in batch_ids if isinstance(b, ObjectId)]
+        if not ids:
+            return []
+        return await self.db.read(_docs, f"SELECT doc FROM batches WHERE id IN ({marks(ids)}) AND status = 'running' "
+                                         "AND (scheduled_at IS NULL OR scheduled_at <= ?) ORDER BY id", (*ids, ms(now)))
+
     async def scheduled_due(self, now: dt.datetime) -> list[dict]:
         return await self.db.read(_docs, "SELECT doc FROM batches WHERE status = 'pending' "
                                          "AND scheduled_at <= ? ORDER BY id", (ms(now),))
@@ -74,6 +82,11 @@ class SqliteBatches:
     async def updated_since(self, since: dt.datetime) -> list[dict]:
         return await self.db.read(_docs, "SELECT doc FROM batches WHERE id IN (SELECT id FROM batches "
                                          "WHERE updated_at >= ?) ORDER BY id", (ms(since),))
+
+    async def changed_since(self, since: dt.datetime) -> list[dict]:
+        return await self.db.read(_docs, "SELECT doc FROM batches WHERE id IN (SELECT id FROM batches WHERE updated_at >= ? "
+                                         "UNION SELECT id FROM batches WHERE enqueued_at >= ?) ORDER BY id",
+                                  (ms(since), ms(since)))
 
     async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,
                    set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:

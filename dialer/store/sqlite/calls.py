@@ -182,6 +182,23 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
         return await self.db.read(rows.load_where, "batch_id = ? AND status = 'queued' AND next_attempt_at <= ?",
                                   (batch_id.binary, ms(now)), f"ORDER BY next_attempt_at, id LIMIT {int(limit)}")
 
+    async def due_many(self, wanted: dict[ObjectId, int], now: dt.datetime
+                       ) -> dict[ObjectId, tuple[list[dict], dt.datetime | None]]:
+        def work(conn: sqlite3.Connection) -> dict[ObjectId, tuple[list[dict], dt.datetime | None]]:
+            out = {}
+            for batch_id, limit in wanted.items():
+                due = rows.load_where(conn, "batch_id = ? AND status = 'queued' AND next_attempt_at <= ?",
+                                      (batch_id.binary, ms(now)), f"ORDER BY next_attempt_at, id LIMIT {int(limit)}")
+                later = None
+                if len(due) < limit:
+                    later = at(conn.execute("SELECT min(next_attempt_at) FROM calls WHERE batch_id = ? AND status = "
+                                            "'queued' AND next_attempt_at > ?", (batch_id.binary, ms(now))).fetchone()[0])
+                out[batch_id] = (due, later)
+            return out
+
+        wanted = {b: n for b, n in wanted.items() if n > 0 and isinstance(b, ObjectId)}
+        return await self.db.read(work) if wanted else {}
+
     async def next_due_at(self, batch_id: ObjectId) -> dt.datetime | None:
         def work(conn: sqlite3.Connection) -> dt.datetime | None:
             row = conn.execute("SELECT min(next_attempt_at) FROM calls WHERE batch_id = ? AND status = 'queued'",
@@ -192,6 +209,16 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
 
     async def has_active(self, batch_id: ObjectId) -> bool:
         return await self.db.read(_any_of, batch_id, ACTIVE_VALUES)
+
+    async def active_among(self, batch_ids: list[ObjectId]) -> set[ObjectId]:
+        ids = [b.binary for b in batch_ids if isinstance(b, ObjectId)]
+
+        def work(conn: sqlite3.Connection) -> set[ObjectId]:
+            return {ObjectId(row[0]) for row in conn.execute(
+                f"SELECT DISTINCT batch_id FROM calls WHERE batch_id IN ({marks(ids)}) "
+                f"AND status IN ({marks(ACTIVE_VALUES)})", (*ids, *ACTIVE_VALUES))}
+
+        return await self.db.read(work) if ids else set()
 
     async def has_waiting(self, batch_id: ObjectId) -> bool:
         return await self.db.read(_any_of, batch_id, WAITING_VALUES)

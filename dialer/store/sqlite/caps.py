@@ -1,6 +1,6 @@
 """The frequency caps' attempts in SQLite: the CapLedger port (see dialer/ports.py).
 
-Table `cap_attempts` (schema V4): one row per counted attempt. `reserve` counts and inserts inside one
+Table `cap_attempts` (schema V5): one row per counted attempt. `reserve` counts and inserts inside one
 writer transaction, so it is exact between every dispatcher process sharing the file.
 """
 

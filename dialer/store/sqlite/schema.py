@@ -177,8 +177,17 @@ CREATE INDEX cap_attempts_at ON cap_attempts (at);  -- the reaper's purge
 """
 
 
+# Version 6: batches get an `enqueued_at` column (BatchRepo.note_enqueued) and its index: a dispatcher re-reads
+# the batches changed or given calls since its last look (BatchRepo.changed_since), not every running batch.
+# Rows of older files keep it empty: a dispatcher starts with a full read, and looks only forward from there.
+V6 = """
+ALTER TABLE batches ADD COLUMN enqueued_at INTEGER;
+CREATE INDEX batches_enqueued ON batches (enqueued_at);  -- changed_since
+"""
+
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,165 @@
+"""The running batches as one dispatcher sees them, and which of them may take calls now.
+
+A dispatcher's cost per tick follows the calls it places, not the batches that run. So the book
+- reads every running batch only once in a while (`full` seconds: BatchRepo.runnable, the safety net)
+  and in between only the batches changed or given calls since its last look (BatchRepo.changed_since,
+  every `fresh` seconds), plus the batches a placement is about to use (`merge`, from the placer's
+  re-read just before it places);
+- keeps each runnable batch in one of three places: `ready` (may have due calls and free slots, in turn
+  order: the batch served longest ago first, so a batch back from waiting on its slots does not queue
+  behind those served since), `parked` (waiting for slots: back in turn once its slots in
+  use fall to a threshold, seen in the ledger), `quiet` (nothing due: back in turn when its next call is
+  due, calls join its queue, or one of its calls in flight ends, since it may be done).
+So a tick touches the batches it serves and those whose state changed, never the whole list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+from typing import Callable
+
+from bson import ObjectId
+
+from dialer.ports import BatchRepo
+
+# What makes a batch worth looking at again when it changes (any other change keeps it where it is).
+WATCHED = ("enqueuedAt", "concurrencyLimit", "callingWindow", "status", "scheduledAt")
+
+
+class Book:
+    def __init__(self, repo: BatchRepo, fresh_seconds: float, full_seconds: float) -> None:
+        self.repo = repo
+        self.batches: dict[ObjectId, dict] = {}
+        self.ready: dict[ObjectId, int] = {}  # batch -> its turn (the lowest goes first)
+        self._turns: list[tuple[int, ObjectId]] = []  # (turn, batch): a heap, lazily cleaned
+        self._last: dict[ObjectId, int] = {}  # batch -> its turn when last served
+        self._turn = itertools.count()
+        self.parked: dict[ObjectId, int] = {}  # ready again when its slots in use are at most this
+        self.quiet: dict[ObjectId, dt.datetime] = {}  # until
+        self.flying: dict[ObjectId, int] = {}  # quiet with calls in flight: their number when it went quiet
+        self._wakes: list[tuple[dt.datetime, int, ObjectId]] = []  # (until, seq, batch): a heap, lazily cleaned
+        self._seq = itertools.count()
+        self.fresh = dt.timedelta(seconds=fresh_seconds)
+        self.full = dt.timedelta(seconds=full_seconds)
+        # Looks back this far before its last look: another process's clock, a write landing late.
+        self.overlap = dt.timedelta(seconds=max(10.0, 2 * fresh_seconds))
+        self.on_read: Callable[[dict], None] | None = None  # every runnable batch as read (a fresh copy)
+        self._fresh_at: dt.datetime | None = None
+        self._full_at: dt.datetime | None = None
+        self._since: dt.datetime | None = None
+
+    # ---- reading the batches ---------------------------------------------------------------------
+    def stale(self) -> None:
+        """Look at the changed batches at the next look (work arrived in this process)."""
+        self._fresh_at = None
+
+    async def refresh(self, now: dt.datetime) -> None:
+        if self._full_at is None or now >= self._full_at:
+            found = await self.repo.runnable(now)
+            ids = {b["_id"] for b in found}
+            for gone in [b for b in self.batches if b not in ids]:
+                self.drop(gone)
+            self.merge(found, now)
+            self._full_at, self._fresh_at, self._since = now + self.full, now + self.fresh, now - self.overlap
+        elif self._fresh_at is None or now >= self._fresh_at:
+            changed = await self.repo.changed_since(self._since or now - self.overlap)
+            self.merge(changed, now)
+            self._fresh_at, self._since = now + self.fresh, now - self.overlap
+
+    def merge(self, batches: list[dict], now: dt.datetime) -> None:
+        """Batches as read now: a runnable one is kept (back in turn when new or changed in what matters
+        to the dispatch), any other dropped."""
+        for batch in batches:
+            batch_id = batch["_id"]
+            if batch.get("status") != "running" or (batch.get("scheduledAt") or now) > now:
+                self.drop(batch_id)
+                continue
+            old = self.batches.get(batch_id)
+            self.batches[batch_id] = batch
+            if self.on_read is not None:
+                self.on_read(batch)
+            if old is None or any(old.get(k) != batch.get(k) for k in WATCHED):
+                self.wake_batch(batch_id)
+
+    def drop(self, batch_id: ObjectId) -> None:
+        self.batches.pop(batch_id, None)
+        self._last.pop(batch_id, None)
+        self.ready.pop(batch_id, None)
+        self.parked.pop(batch_id, None)
+        self.quiet.pop(batch_id, None)
+        self.flying.pop(batch_id, None)
+
+    def keep_only(self, batch_ids: list[ObjectId], running: set[ObjectId]) -> None:
+        """After a re-read of these batches: those not running any more leave the book."""
+        for batch_id in batch_ids:
+            if batch_id not in running:
+                self.drop(batch_id)
+
+    # ---- where each batch is --------------------------------------------------------------------
+    def wake_batch(self, batch_id: ObjectId) -> None:
+        """Back in turn, where its last service puts it (a new batch first)."""
+        if batch_id not in self.batches or batch_id in self.ready:
+            return
+        self.parked.pop(batch_id, None)
+        self.quiet.pop(batch_id, None)
+        self.flying.pop(batch_id, None)
+        turn = self._last.get(batch_id, -1)
+        self.ready[batch_id] = turn
+        heapq.heappush(self._turns, (turn, batch_id))
+
+    def first(self) -> ObjectId | None:
+        """The batch whose turn it is (it stays in turn until served, parked or hushed)."""
+        while self._turns:
+            turn, batch_id = self._turns[0]
+            if self.ready.get(batch_id) == turn:
+                return batch_id
+            heapq.heappop(self._turns)  # served, parked or hushed since
+        return None
+
+    def park(self, batch_id: ObjectId, threshold: int) -> None:
+        self.ready.pop(batch_id, None)
+        self.parked[batch_id] = threshold
+
+    def hush(self, batch_id: ObjectId, until: dt.datetime, used: int) -> None:
+        self.ready.pop(batch_id, None)
+        self.quiet[batch_id] = until
+        if used:
+            self.flying[batch_id] = used
+        heapq.heappush(self._wakes, (until, next(self._seq), batch_id))
+
+    def served(self, batch_id: ObjectId) -> None:
+        """Served this turn: to the back of the turn order."""
+        turn = self._last[batch_id] = next(self._turn)
+        if batch_id in self.ready:
+            self.ready[batch_id] = turn
+            heapq.heappush(self._turns, (turn, batch_id))
+
+    def wake(self, now: dt.datetime, used: Callable[[ObjectId], int]) -> int | None:
+        """Batches back in turn: quiet ones whose time came or whose calls in flight fell, parked ones whose
+        slots were freed. Returns how many slots must still be freed for the next parked batch (None: none)."""
+        while self._wakes and self._wakes[0][0] <= now:
+            _, _, batch_id = heapq.heappop(self._wakes)
+            until = self.quiet.get(batch_id)
+            if until is not None and until <= now:
+                self.wake_batch(batch_id)
+        for batch_id, flying in list(self.flying.items()):
+            if used(batch_id) < flying:
+                self.wake_batch(batch_id)
+        needed = None
+        for batch_id, threshold in list(self.parked.items()):
+            n = used(batch_id) - threshold
+            if n <= 0:
+                self.wake_batch(batch_id)
+            else:
+                needed = n if needed is None else min(needed, n)
+        return needed
+
+    def next_wake(self) -> dt.datetime | None:
+        while self._wakes:
+            until, _, batch_id = self._wakes[0]
+            if self.quiet.get(batch_id) == until:
+                return until
+            heapq.heappop(self._wakes)  # woken or dropped meanwhile
+        return None
