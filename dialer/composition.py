@@ -73,7 +73,7 @@ def services_over(repos: Repositories, settings: Settings, clock: Clock, resolve
     batches = Batches(repos.batches, repos.calls, clock)
     idempotency = Idempotency(repos.idempotency, clock, settings.idempotency_ttl_seconds,
                               settings.idempotency_claim_seconds)
-    dnc = Dnc(repos.dnc, repos.calls, repos.batches, clock, phones)
+    dnc = Dnc(repos.dnc, repos.calls, repos.batches, clock, phones, settle_seconds=2 + settings.twilio_timeout_seconds + 3)
     ingestion = Ingestion(settings, clock, tenancy, batches, repos.calls, phones, metrics, dnc=dnc)
     events = CallEvents(repos.calls, BatchPolicies(repos.batches, clock), clock, settings.lease_seconds, metrics)
     # A stop waits at most for the claims' dial times (2 s ahead) and a create to time out.

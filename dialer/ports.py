@@ -254,6 +254,10 @@ class CallRepo(Protocol):
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
         """Up to `limit` waiting (queued / held) calls of the batch -> cancelled. Returns how many."""
 
+    async def unplaced_numbers(self, batch_ids: list[ObjectId]) -> set[str]:
+        """The numbers of these batches' claims that have not reached the provider yet (as `unplaced`): a
+        do-not-call listing waits for those of its numbers to be placed or stopped."""
+
     async def suppress_queued(self, call_id: ObjectId, now: dt.datetime, entry: dict) -> bool:
         """queued -> skipped with outcome `suppressed` (a rule forbids ever dialling it: WITHDRAW), `entry`
         ({at, event: "suppressed", rule}) in its history. False if the call was no longer queued."""

@@ -4,11 +4,14 @@ reading and removing them, the batched look-up every enqueue face makes, and the
 An opt-out lists the callee's number at once (source `opt-out`, the call kept), then withdraws its waiting
 calls in every batch of the workspace that can still run (skipped / suppressed, the rule in their history)
 and lets each contact chain they belonged to take its next step. Calls already claimed are the placer's
-to stop (workers/placer.py reads the list just before it places).
+to stop (workers/placer.py reads the list just before each placement round). A listing or an opt-out
+answers once no claim of its numbers is left between such a read and the provider (placed, or stopped by
+the next round's read), as a stop waits for its batch's claims: once answered, no call to them is placed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -35,8 +38,9 @@ def entry_view(entry: dict) -> dict:
 
 class Dnc:
     def __init__(self, repo: DncRepo, calls: CallRepo, batches: BatchRepo, clock: Clock,
-                 phones: PhoneNormaliser) -> None:
+                 phones: PhoneNormaliser, settle_seconds: float = 15.0) -> None:
         self.repo = repo
+        self.settle_seconds = settle_seconds  # as a stop's: the rate horizon, the provider's timeout, some more
         self.calls = calls
         self.batches = batches
         self.clock = clock
@@ -57,6 +61,7 @@ class Dnc:
                                       **more} for n in numbers.valid])
         log.info("numbers listed", extra={"workspaceId": str(workspace_id), "added": added, "source": source,
                                           "invalid": len(numbers.invalid)})
+        await self._settle(workspace_id, set(numbers.valid))
         return {"received": len(raws), "added": added, "alreadyListed": len(numbers.valid) - added,
                 "repeated": numbers.repeated, "invalid": len(numbers.invalid), "invalidEntries": numbers.invalid}
 
@@ -102,6 +107,7 @@ class Dnc:
                               "listedAt": now}])
         listing = await self.repo.get(workspace_id, number) or {"source": OPT_OUT, "listedAt": now}
         batch_ids = await self._open_batches(workspace_id)
+        await self._settle(workspace_id, {number}, batch_ids)
         withdrawn = await self.calls.suppress_waiting(batch_ids, number, now, suppression(now, listing))
         groups = {(d["batchId"], d["group"]["key"]) for d in withdrawn if d.get("group")}
         if self.on_group_call_final is not None:
@@ -110,6 +116,22 @@ class Dnc:
         log.info("opt-out: number listed, its waiting calls withdrawn",
                  extra={"callId": str(call["_id"]), "withdrawn": len(withdrawn), "outcome": SUPPRESSED})
         return rule(listing)
+
+    async def _settle(self, workspace_id: ObjectId, numbers: set[str], batch_ids: list[ObjectId] | None = None) -> None:
+        """Wait until no claim of these numbers is left unplaced: a placement round that read the list before
+        this listing was written places them now or never (bounded: a dispatcher may have died holding one,
+        and the reaper settles its claims)."""
+        if not numbers:
+            return
+        batch_ids = await self._open_batches(workspace_id) if batch_ids is None else batch_ids
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settle_seconds
+        while numbers & await self.calls.unplaced_numbers(batch_ids):
+            if loop.time() >= deadline:
+                log.warning("claims of listed numbers still unplaced; a dispatcher may have died",
+                            extra={"workspaceId": str(workspace_id)})
+                return
+            await asyncio.sleep(0.05)
 
     async def _open_batches(self, workspace_id: ObjectId) -> list[ObjectId]:
         ids: list[ObjectId] = []

@@ -20,9 +20,12 @@ async def test_unplaced_counts_claims_until_placed_uncertain_or_handed_back(repo
     for call_id in (a, b, c):
         await claim(repos, call_id)
     assert await repos.calls.unplaced(batch["_id"]) == 3
+    assert await repos.calls.unplaced_numbers([batch["_id"]]) == {A, B, C}
+    assert await repos.calls.unplaced_numbers([ObjectId()]) == set() == await repos.calls.unplaced_numbers([])
     await repos.calls.record_placed([PlacedRecord(a, "tok-1", "CA1", at(3), at(120))])
     assert await repos.calls.mark_uncertain(b, "tok-1", at(30), entry("provider_error", 2))
     assert await repos.calls.unplaced(batch["_id"]) == 1
+    assert await repos.calls.unplaced_numbers([ObjectId(), batch["_id"]]) == {C}
     assert await repos.calls.requeue_unplaced(c, "tok-1", at(60), entry("batch_not_running", 2))
     assert await repos.calls.unplaced(batch["_id"]) == 0
     assert (await repos.calls.get(c))["attempts"] == 0  # nothing reached the callee

@@ -41,6 +41,15 @@ class OperatorsCalls:
                                              "providerCallId": {"$exists": False}, "uncertain": {"$ne": True}})
 
     @unavailable
+    async def unplaced_numbers(self, batch_ids: list[ObjectId]) -> set[str]:
+        if not batch_ids:
+            return set()
+        docs = await self.c.find({"batchId": {"$in": batch_ids}, "status": CallStatus.DIALING.value,
+                                  "providerCallId": {"$exists": False}, "uncertain": {"$ne": True}},
+                                 {"phoneNumber": 1}).to_list(None)
+        return {doc["phoneNumber"] for doc in docs}
+
+    @unavailable
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
         docs = await self.c.find({"batchId": batch_id, "status": {"$in": WAITING_VALUES}}, BEFORE_FIELDS
                                  ).limit(limit).to_list(None)

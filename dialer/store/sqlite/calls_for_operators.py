@@ -35,6 +35,18 @@ class OperatorsCalls:
 
         return await self.db.read(work)
 
+    async def unplaced_numbers(self, batch_ids: list[ObjectId]) -> set[str]:
+        def work(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(batch_ids), 500):
+                part = [b.binary for b in batch_ids[start:start + 500]]
+                found |= {doc["phoneNumber"] for doc in rows.load_where(
+                    conn, f"batch_id IN ({marks(part)}) AND status = 'dialing' AND provider_call_id IS NULL "
+                          "AND uncertain = 0", tuple(part))}
+            return found
+
+        return await self.db.read(work) if batch_ids else set()
+
     async def withdraw(self, batch_id: ObjectId, now: dt.datetime, entry: dict, limit: int) -> int:
         def work(conn: sqlite3.Connection) -> int:
             docs = rows.load_where(conn, f"batch_id = ? AND status IN ({marks(WAITING_VALUES)})",
