@@ -830,7 +830,7 @@ async def main_async(args: argparse.Namespace) -> int:
                      f"<= {GOAL_OPS:g}", rt <= GOAL_OPS)
     # Scale in running batches: the same calls/s (the account binds: 1,000 in flight, 100 calls/s budget)
     # from one batch to 1,000 and 10,000 running batches; CPU per placed call side by side in this run.
-    print(f"\n== Running batches: CPU per placed call at the same calls/s (embedded, SQLite file)")
+    print("\n== Running batches: CPU per placed call at the same calls/s (embedded, SQLite file)")
     scaled: list[tuple[Run, Figures]] = []
     for n, per_batch, limit in ((1, 10_000 // scale, 1000 // scale), (1000 // scale, 10, 1), (10_000 // scale, 1, 1)):
         wl = Workload(f"{n:,} batch" + "es" * (n > 1), n, per_batch, limit, 1000 // scale, 100.0)
