@@ -45,12 +45,22 @@ class IgnoresLimits:
     def __getattr__(self, name):
         return getattr(self._batches, name)
 
+    @staticmethod
+    def _tripled(batches):
+        return [{**b, "concurrencyLimit": b["concurrencyLimit"] * 3} for b in batches]
+
     async def runnable(self, now):
-        return [{**b, "concurrencyLimit": b["concurrencyLimit"] * 3} for b in await self._batches.runnable(now)]
+        return self._tripled(await self._batches.runnable(now))
+
+    async def runnable_among(self, batch_ids, now):
+        return self._tripled(await self._batches.runnable_among(batch_ids, now))
+
+    async def changed_since(self, since):
+        return self._tripled(await self._batches.changed_since(since))
 
 
 def ignore_limits(engine) -> None:
-    engine.dispatcher.batches = IgnoresLimits(engine.dispatcher.batches)
+    engine.dispatcher.batches = engine.dispatcher.book.repo = IgnoresLimits(engine.dispatcher.batches)
 
 
 async def test_a_dispatcher_that_ignores_the_limit_is_caught_with_its_seed_and_step():
