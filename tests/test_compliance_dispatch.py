@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
 from bson import ObjectId
 
 from tests.dispatch_harness import Harness
@@ -198,3 +199,30 @@ async def test_a_create_that_never_reached_the_provider_gives_its_cap_back(api, 
     call = (await calls_by_number(api, batch))[NYC]
     assert any(e["event"] == "requeued_after_crash" for e in call["history"])
     assert not any(e.get("rule") for e in call["history"])
+
+
+async def test_a_slot_write_that_fails_gives_its_cap_back(api, clock, engine_settings):
+    """Found by review: the caps were reserved, then the slot ledger's write failed (a database error) and
+    nothing gave the attempt back: the number, never dialled, waited 24 hours."""
+    from dialer.ports import StoreUnavailable
+
+    await set_workspace(api, maxAttemptsPerNumberPerDay=1)
+    h = Harness(api, clock, engine_settings)
+    ledger, failures = api.store.ledger, []
+    write = ledger.write
+
+    async def fails_once(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise StoreUnavailable("database error: SQLITE_BUSY")
+        return await write(*args, **kwargs)
+
+    ledger.write = fails_once
+    batch = await api.create_batch()
+    await api.add_calls(batch, [{"phoneNumber": NYC}])
+    with pytest.raises(StoreUnavailable):  # the tick fails (the engine logs it and ticks again)
+        await h.engines[0].dispatcher.claim(clock.now())
+    await h.run_until(lambda: _status_is(h, batch, "completed"))
+    assert failures and [r.to for r in h.sim.placed] == [NYC]
+    call = (await calls_by_number(api, batch))[NYC]
+    assert not any(e.get("rule") for e in call["history"])  # never deferred by its own phantom attempt

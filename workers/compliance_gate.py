@@ -137,7 +137,9 @@ class ComplianceGate:
         kept = {b: [c for c in calls if c["_id"] not in refused] for b, calls in grants.items()}
         return {b: calls for b, calls in kept.items() if calls}, deferrals
 
-    async def release(self, batch: dict, call_ids: list[ObjectId], token: str) -> None:
-        """Give back the attempts of calls reserved under `token` that were not placed."""
-        if call_ids and self.caps is not None and self.capped(batch):
+    async def release(self, call_ids: list[ObjectId], token: str) -> None:
+        """Give back the attempts of calls reserved under `token` that were not placed (whether or not the
+        workspace still counts as capped: it may have stopped since the reservation; nothing reserved, nothing
+        removed)."""
+        if call_ids and self.caps is not None:
             await self.caps.release(call_ids, token)

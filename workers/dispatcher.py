@@ -235,20 +235,23 @@ class Dispatcher:
         batches with nothing left). At most two reads, each of every batch at once: what a batch could not
         use goes round once more to the batches that filled their share."""
         candidates: dict[ObjectId, list[dict]] = {}
-        seen: dict[ObjectId, int] = {}  # batch -> due calls read so far (ready or deferred)
+        seen: dict[ObjectId, set[ObjectId]] = {}  # batch -> its due calls read so far (ready or deferred)
         deferrals: list[tuple[ObjectId, dt.datetime]] = []
         idle: list[dict] = []
         shares = {b: entry[0] for b, entry in room.items()}
         for _ in range(2):
             if not shares:
                 break
-            found = await self.calls.due_many({b: seen.get(b, 0) + n for b, n in shares.items()}, now)
+            found = await self.calls.due_many({b: len(seen.get(b, ())) + n for b, n in shares.items()}, now)
             full = []
             for batch_id, share in shares.items():
-                skip = seen.get(batch_id, 0)
+                read = seen.setdefault(batch_id, set())
+                skip = len(read)
                 due, later = found.get(batch_id, ([], None))
-                due = due[skip:]  # same order: the tail is new
-                seen[batch_id] = skip + len(due)
+                # What the first read did not see, by id (between the reads a call may have been suppressed,
+                # or one due earlier may have appeared: never the same call granted twice).
+                due = [c for c in due if c["_id"] not in read]
+                read.update(c["_id"] for c in due)
                 batch = self.book.batches[batch_id]
                 for call in due:
                     decision = self.rules.decide(batch, call, now)
@@ -322,19 +325,24 @@ class Dispatcher:
             deferrals = deferrals + capped
         if grants:
             wanted = {b: (by_id[b]["concurrencyLimit"], [c["_id"] for c in calls]) for b, calls in grants.items()}
-            reservation = await self.slots.reserve(state, wanted, self.config.max_concurrent_calls,
-                                                   self.config.calls_per_second, now, token)
-            if reservation is not None:
-                self.stats.reserved += 1
+            try:
+                reservation = await self.slots.reserve(state, wanted, self.config.max_concurrent_calls,
+                                                       self.config.calls_per_second, now, token)
+                if reservation is not None:
+                    self.stats.reserved += 1
+                if reservation is None:
+                    self.stats.lost_races += 1  # another dispatcher wrote the ledger first: next tick
+                elif self.clock.now() > now + self._lease / 2:
+                    # Too slow (a stall): past half the grace period the slots may be harvested; give them back.
+                    for batch_id, ids in reservation.grants.items():
+                        await self.slots.release(batch_id, ids, token)
+                    reservation = None
+            except StoreUnavailable:  # no claim follows: the attempts reserved against caps go back too
+                with contextlib.suppress(StoreUnavailable):
+                    await self._give_back_caps(grants, token, set())
+                raise
             if reservation is None:
-                self.stats.lost_races += 1  # another dispatcher wrote the ledger first: next tick
-            elif self.clock.now() > now + self._lease / 2:
-                # Too slow (a stall): past half the grace period the slots may be harvested; give them back.
-                for batch_id, ids in reservation.grants.items():
-                    await self.slots.release(batch_id, ids, token)
-                reservation = None
-            if reservation is None:
-                await self._give_back_caps(by_id, grants, token, set())
+                await self._give_back_caps(grants, token, set())
         records = self.placer.take_records()
         claims: list[Claim] = []
         if reservation is not None:
@@ -355,7 +363,7 @@ class Dispatcher:
             if reservation is not None:
                 with contextlib.suppress(StoreUnavailable):  # else the slots wait out the grace period
                     won = await self._keep_claimed(reservation, claimed_ids)
-                    await self._give_back_caps(by_id, grants, token, won)
+                    await self._give_back_caps(grants, token, won)
             return []
         if reservation is None:
             return []
@@ -366,13 +374,13 @@ class Dispatcher:
             for call_id in won:
                 await self.calls.requeue_unplaced(call_id, token, later, {"at": later, "event": "claim_too_slow"})
             await self._give_back(reservation, set())
-            await self._give_back_caps(by_id, grants, token, set())
+            await self._give_back_caps(grants, token, set())
             self.stats.lost_races += 1
             return []
         if len(won) < len(claimed_ids):
             # Some calls changed under us (another dispatcher, a cancel): give the others' slots back.
             await self._give_back(reservation, won)
-            await self._give_back_caps(by_id, grants, token, won)
+            await self._give_back_caps(grants, token, won)
         out = []
         for batch_id, calls in grants.items():
             for call in calls:
@@ -393,10 +401,9 @@ class Dispatcher:
         for batch_id, ids in reservation.grants.items():
             await self.slots.release(batch_id, [i for i in ids if i not in won], reservation.token)
 
-    async def _give_back_caps(self, by_id: dict, grants: dict[ObjectId, list[dict]], token: str,
-                              won: set[ObjectId]) -> None:
-        for batch_id, calls in grants.items():
-            await self.rules.release(by_id[batch_id], [c["_id"] for c in calls if c["_id"] not in won], token)
+    async def _give_back_caps(self, grants: dict[ObjectId, list[dict]], token: str, won: set[ObjectId]) -> None:
+        """The attempts reserved against caps for the calls of this claim that it did not win."""
+        await self.rules.release([c["_id"] for calls in grants.values() for c in calls if c["_id"] not in won], token)
 
     @property
     def _lease(self) -> dt.timedelta:
