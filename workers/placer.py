@@ -107,7 +107,11 @@ class Placer:
             await self.requeue(claimed, now, {"at": now, "event": "batch_not_running"}, provider_error=False)
         for batch_id in {c.batch["_id"] for c in stopped}:
             await self._withdraw_if_cancelled(batch_id, now)
-        due = await self._not_listed(due, now)
+        try:
+            due = await self._not_listed(due, now)
+        except StoreUnavailable:  # as above: the next tick looks again (a claim already stopped is skipped then)
+            self.add(due)
+            raise
         results = await asyncio.gather(*(self._place(c) for c in due), return_exceptions=True)
         for claimed, result in zip(due, results):
             if isinstance(result, BaseException):  # a bug or a store failure: never lose the call
@@ -150,6 +154,7 @@ class Placer:
             after = await self.calls.suppress_claimed(claimed.call["_id"], claimed.token, suppression(now, entry), now)
             if after is None:
                 continue  # no longer this claim's (the reaper or a hand-back took it)
+            await self.rules.release([claimed.call["_id"]], claimed.token)  # not an attempt
             self.metrics.outcomes.labels(SUPPRESSED).inc()
             log.info("listed number not dialled", extra={"callId": str(claimed.call["_id"]),
                                                          "batchId": str(claimed.batch["_id"])})
@@ -220,7 +225,7 @@ class Placer:
 
     async def requeue(self, claimed: Claimed, when: dt.datetime, entry: dict, provider_error: bool) -> None:
         if await self.calls.requeue_unplaced(claimed.call["_id"], claimed.token, when, entry, provider_error):
-            await self.rules.release(claimed.batch, [claimed.call["_id"]], claimed.token)  # not an attempt
+            await self.rules.release([claimed.call["_id"]], claimed.token)  # not an attempt
         if self.on_requeue is not None:
             self.on_requeue(claimed.batch["_id"])
 
