@@ -25,7 +25,8 @@ from bson import ObjectId
 from dialer.ports import BatchRepo
 
 # What makes a batch worth looking at again when it changes (any other change keeps it where it is).
-WATCHED = ("enqueuedAt", "concurrencyLimit", "callingWindow", "status", "scheduledAt")
+WATCHED = ("enqueuedAt", "concurrencyLimit", "callingWindow", "status", "scheduledAt", "compliance",
+           "stateField")
 
 
 class Book:

@@ -166,9 +166,9 @@ class Lifecycle:
         updated = await self.repo.update(batch["_id"], UPDATABLE_STATUSES, changes, now)
         if updated is None:
             raise conflict(await self._reread(batch), "changed")
-        if "callingWindow" in changes:
-            # Calls waiting for the old window's opening may be due under the new one: the dispatcher
-            # looks at them now and defers those still outside it to their next opening.
+        if changes.keys() & {"callingWindow", "compliance", "stateField"}:
+            # Calls waiting for the old window's (or profile's) opening may be due under the new one: the
+            # dispatcher looks at them now and defers those still outside it to their next opening.
             await self.calls.bring_forward(batch["_id"], now)
             await self.repo.note_enqueued(batch["_id"], now)
         self._changed()
