@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.store
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.compliance
+	$(BIN)/python -m bench.dnc
 
 # The deterministic simulation (docs/simulation.md): the real engine on a virtual clock with faults injected,
 # every invariant checked after every step. SIM_SEED=N replays a run; SIM_CALLS sets its size.
