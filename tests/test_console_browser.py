@@ -123,6 +123,16 @@ def contacts_csv(good: int, bad_line: int) -> bytes:
     return b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode()
 
 
+async def open_page(page, name: str) -> None:
+    """Sign in with the workspace key and open `name` from the main navigation."""
+    await page.goto("/console")
+    await page.get_by_label("Workspace API key").fill(KEY)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name=name).click()
+    await expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+    await expect(page).to_have_title(re.compile(f"^{name}"))
+
+
 def counter(page, name: str):
     return page.locator(f'dl.counters dd[data-counter="{name}"]')
 

@@ -11,20 +11,11 @@ import re
 
 import aiohttp
 
-from tests.test_console_browser import ALL_DAY, KEY, Client, base_url, expect, page, snap  # noqa: F401 (fixtures)
-
-
-async def open_dnc(page) -> None:
-    await page.goto("/console")
-    await page.get_by_label("Workspace API key").fill(KEY)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Do not call").click()
-    await expect(page.get_by_role("heading", name="Do not call", exact=True)).to_be_visible()
-    await expect(page).to_have_title(re.compile("^Do not call"))
+from tests.test_console_browser import open_page, ALL_DAY, KEY, Client, base_url, expect, page, snap  # noqa: F401 (fixtures)
 
 
 async def test_an_operator_adds_searches_imports_and_removes_numbers(page, base_url):
-    await open_dnc(page)
+    await open_page(page, "Do not call")
     await expect(page.get_by_text("No number is listed.")).to_be_visible()
     await page.get_by_label("Numbers", exact=True).fill("+1 212 555 0100\n(212) 555-0101, 12")
     await page.get_by_label("Reason (optional)").fill("asked by letter")

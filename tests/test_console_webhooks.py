@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 
 from dialer.composition import build_app
 from dialer.core.clock import SystemClock
-from tests.test_console_browser import KEY, console_settings, expect, page, snap  # noqa: F401 (page: a fixture)
+from tests.test_console_browser import open_page, console_settings, expect, page, snap  # noqa: F401 (page: a fixture)
 
 
 @pytest.fixture
@@ -56,15 +56,6 @@ async def receiver():
     await runner.cleanup()
 
 
-async def open_webhooks(page) -> None:
-    await page.goto("/console")
-    await page.get_by_label("Workspace API key").fill(KEY)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Webhooks").click()
-    await expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
-    await expect(page).to_have_title(re.compile("^Webhooks"))
-
-
 async def add_endpoint(page, url: str) -> str:
     """Added through the form; the secret the page shows (once)."""
     await page.get_by_label("Endpoint URL").fill(url)
@@ -80,7 +71,7 @@ async def add_endpoint(page, url: str) -> str:
 
 async def test_an_operator_adds_an_endpoint_pings_it_and_retries_a_failed_delivery(page, receiver):
     r, url = receiver
-    await open_webhooks(page)
+    await open_page(page, "Webhooks")
     await expect(page.get_by_text("No endpoints yet")).to_be_visible()
     secret = await add_endpoint(page, url)
     endpoint = page.locator("table.endpoints tbody tr")
@@ -133,7 +124,7 @@ async def test_an_operator_adds_an_endpoint_pings_it_and_retries_a_failed_delive
 
 async def test_an_operator_disables_rotates_recovers_and_deletes_an_endpoint(page, receiver):
     r, url = receiver
-    await open_webhooks(page)
+    await open_page(page, "Webhooks")
     first = await add_endpoint(page, url)
     state = page.locator("table.endpoints .endpoint-state")
 
