@@ -192,3 +192,17 @@ async def test_a_claim_placed_over_several_rounds_reads_the_lists_and_records_it
     assert len(h.sim.placed) == 5 and await api.store.calls.unplaced(ObjectId(batch)) == 0
     assert lists["listed"] == 1 and records["record_placed"] == 1
     assert all(c["providerCallId"] for c in await api.store.calls.in_flight(ObjectId(batch)))
+
+
+async def test_the_reaper_purges_expired_records_every_fifth_run_not_every_run(api, clock, engine_settings):
+    """The purges are housekeeping (the readers check expiry themselves): with the recount, every fifth run."""
+    h = Harness(api, clock, engine_settings)
+    purges = count_calls(api.store.idempotency, "purge")
+    caps = count_calls(api.store.caps, "purge")
+    audits = count_calls(api.store.calls, "audit_many")
+    batch = await api.create_batch()
+    await api.add_calls(batch, nums(2))
+    for _ in range(10):
+        await h.engines[0].reaper.run()
+        clock.advance(60)
+    assert purges["purge"] == 2 and caps["purge"] == 2 and audits["audit_many"] == 2
