@@ -88,7 +88,8 @@ they fail; a missed performance goal does not.
 Options: --quick (smaller workloads, for a smoke run), --mongo-calls N, --seed N. One workload instead of
 the table: --batches N [--calls-per-batch M --limit L --account A --cps C --mode embedded|separate
 --backend sqlite|sqlite-memory|mongomock --dispatchers K] [--json] (K dispatchers racing on one store: the JSON
-adds reservations, cas_retries_per_reservation, calls_per_second in virtual and real time), e.g. `python -m bench.dispatch --batches 200
+adds reservations, cas_retries_per_reservation, calls_per_second in virtual and real time; `port_calls` is the
+port calls per placed call by repository method, `port_calls_by_phase` by ticks / reaper / events), e.g. `python -m bench.dispatch --batches 200
 --calls-per-batch 100 --limit 10 --account 1000 --cps 50 --json`.
 """
 
@@ -898,6 +899,11 @@ async def one_workload(args: argparse.Namespace) -> int:
               "cps": wl.cps, "mode": args.mode, "backend": args.backend, "dispatchers": args.dispatchers, "placed": out.placed,
               "makespan_ratio": round(f.ratio, 4), "utilisation": round(f.utilisation, 4),
               "port_calls_per_placed": round(f.ops_per, 3),
+              # Where they go: per placed call, by repository method and by phase (ticks, reaper, events).
+              "port_calls": {what: round(n / out.placed, 3) for what, n in out.counter.by_what().most_common()}
+              if out.placed else {},
+              "port_calls_by_phase": {phase: round(out.counter.in_phases(phase) / out.placed, 3)
+                                      for phase in ("tick", "reaper", "events")} if out.placed else {},
               "cpu_ms_per_placed": round(out.cpu_seconds * 1e3 / out.placed, 3) if out.placed else None,
               "reaper_cpu_ms_per_placed": round(out.cpu_reaper * 1e3 / out.placed, 3) if out.placed else None,
               "peak_batch": peak_batch, "peak_account": peak_account, "violations": violations,

@@ -154,10 +154,12 @@ class CallRepo(Protocol):
     async def recount(self, batch_id: ObjectId) -> list[Tally]:
         """The tallies computed afresh from the calls (the reconciliation compares them with `tallies`)."""
 
-    async def audit(self, batch_id: ObjectId) -> tuple[list[Tally], list[Tally]]:
-        """(the recount, recount minus the kept tallies): the reconciliation's look, from one consistent
-        view where the backend has one (SQLite: one read transaction). A backend that cannot see both at
-        once (MongoDB) answers no difference while the tallies moved during the recount."""
+    async def audit_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, tuple[list[Tally], list[Tally]]]:
+        """For each of these batches (an unknown one: no calls), (the recount, recount minus the kept
+        tallies): the reconciliation's look at many batches in one call, from one consistent view where
+        the backend has one (SQLite: one read transaction). A backend that cannot see both at once
+        (MongoDB) answers no difference for a batch whose tallies moved during the recount. It reads
+        every call of these batches: the caller bounds how many calls one call reads."""
 
     async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
         """Add `delta` (may be negative) to the kept tallies: the reconciliation's repair of drift."""

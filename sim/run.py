@@ -338,8 +338,9 @@ class World:
         """Counters against a recount, calls against what the answers accepted; True when the run is done
         (every record sent, every call final, nothing left at the provider)."""
         waiting = in_flight = total = 0
+        audits = await self.raw.calls.audit_many(list(self.batches))
         for batch_id in self.batches:
-            actual, delta = await self.raw.calls.audit(batch_id)
+            actual, delta = audits[batch_id]
             if delta:
                 self.checker.fail(f"batch {batch_id}: counters differ from a recount by {delta}")
             for t in actual:

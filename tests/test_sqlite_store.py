@@ -326,7 +326,8 @@ async def test_reconciliation_never_corrects_exact_counters_while_calls_move(tmp
         async def looks() -> None:
             nonlocal looked
             while looked < 12:
-                await reconciler.check(await repos.batches.get(batch["_id"]))
+                doc = await repos.batches.get(batch["_id"])
+                await reconciler.check(doc, *(await repos.calls.audit_many([doc["_id"]]))[doc["_id"]])
                 looked += 1
 
         await asyncio.gather(claims(), looks())
