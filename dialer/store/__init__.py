@@ -1,4 +1,4 @@
-"""Storage behind the ports of dialer/ports.py: `sqlite/` (the embedded default, a file that survives a
+"""Storage behind the ports of dialer/ports/: `sqlite/` (the embedded default, a file that survives a
 restart) and `mongo/` (PyMongo async: the scale-out path).
 
 `open_repositories(settings)` picks the backend: MongoDB when MONGODB_URI is set, else the SQLite file in

@@ -1,4 +1,4 @@
-"""The storage contract: one suite, run against every backend of dialer/ports.py through the ports only.
+"""The storage contract: one suite, run against every backend of dialer/ports/ through the ports only.
 
 `repos` is parametrised over the backends: "sqlite" (dialer.store.sqlite, on a file in the test's
 temporary folder), "mongomock" (the MongoDB

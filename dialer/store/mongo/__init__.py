@@ -1,4 +1,4 @@
-"""The MongoDB backend: the repositories of dialer/ports.py on PyMongo's async driver.
+"""The MongoDB backend: the repositories of dialer/ports/ on PyMongo's async driver.
 
 `open_mongo(uri, database)` opens a client inside the running event loop (tz-aware, every operation
 bounded by a client-side timeout) and creates the declared indexes. The same repositories run on

@@ -1,4 +1,4 @@
-"""The `calls` collection: every query on calls, for the CallRepo port (see dialer/ports.py).
+"""The `calls` collection: every query on calls, for the CallRepo port (see dialer/ports/).
 
 Indexes (declared in indexes.py) and the queries they serve:
 - `active_key` (unique, sparse): one waiting or in-flight call per callee of a batch (enqueue).

@@ -1,4 +1,4 @@
-"""The frequency caps' attempts in MongoDB: the CapLedger port (see dialer/ports.py).
+"""The frequency caps' attempts in MongoDB: the CapLedger port (see dialer/ports/).
 
 Collection `caps`: one document per (workspace, number), `_id: "<workspaceId>:<number>"`, with its
 counted attempts `[{at, callId, token}]` and a `version`. `reserve` reads the numbers' documents in one

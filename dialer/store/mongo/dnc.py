@@ -1,4 +1,4 @@
-"""Each workspace's do-not-call list in MongoDB: the DncRepo port (see dialer/ports.py) on `dnc`.
+"""Each workspace's do-not-call list in MongoDB: the DncRepo port (see dialer/ports/) on `dnc`.
 
 A document per (workspace, number) under `_id` "<workspaceId>:<number>": `listed` is one `_id $in` lookup
 (the primary index, on a real server and in mongomock alike), `add` an unordered insert whose duplicate-key

@@ -1,4 +1,4 @@
-"""Partner webhooks in MongoDB: the WebhookRepo port (see dialer/ports.py) on `webhook_endpoints` and
+"""Partner webhooks in MongoDB: the WebhookRepo port (see dialer/ports/) on `webhook_endpoints` and
 `webhook_messages`, and the relay of the outbox entries the other repositories push (outbox.py).
 
 Indexes (indexes.py): `status_endpoint_due` serves `due_endpoints` and `lease`; `workspace_id` /

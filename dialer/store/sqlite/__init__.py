@@ -1,4 +1,4 @@
-"""The embedded durable backend: the repositories of dialer/ports.py on an SQLite file (WAL mode).
+"""The embedded durable backend: the repositories of dialer/ports/ on an SQLite file (WAL mode).
 
 `make run`'s default: one file (`<DIALER_DATA_DIR>/dialer.db`) that outlives the process and that
 several processes on one machine share (`dialer serve` and any number of `dialer worker`s): every

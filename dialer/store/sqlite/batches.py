@@ -1,4 +1,4 @@
-"""Batches in SQLite: the BatchRepo port (see dialer/ports.py).
+"""Batches in SQLite: the BatchRepo port (see dialer/ports/).
 
 Queries and their indexes (schema.py): `batches_status` (status, id) serves `runnable` and
 `scheduled_due`; `batches_updated` (updatedAt, id) serves `updated_since`, with `batches_enqueued`

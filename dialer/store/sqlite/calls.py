@@ -1,4 +1,4 @@
-"""The calls of every batch in SQLite: the CallRepo port (see dialer/ports.py).
+"""The calls of every batch in SQLite: the CallRepo port (see dialer/ports/).
 
 Each method is one unit of work on the store's threads (database.py): writes are one immediate
 transaction, so each compare-and-set below holds across processes sharing the file. Documents and

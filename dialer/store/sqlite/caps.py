@@ -1,4 +1,4 @@
-"""The frequency caps' attempts in SQLite: the CapLedger port (see dialer/ports.py).
+"""The frequency caps' attempts in SQLite: the CapLedger port (see dialer/ports/).
 
 Table `cap_attempts` (schema V5): one row per counted attempt. `reserve` counts and inserts inside one
 writer transaction, so it is exact between every dispatcher process sharing the file.

@@ -1,4 +1,4 @@
-"""Each workspace's do-not-call list in SQLite: the DncRepo port (see dialer/ports.py).
+"""Each workspace's do-not-call list in SQLite: the DncRepo port (see dialer/ports/).
 
 One row per (workspace, number) in the `dnc` table (schema.py, version 4), whose primary key serves every
 query: `listed` and `get` are key probes (a batch of numbers is one `IN` list per workspace), `page` walks

@@ -1,4 +1,4 @@
-"""The slot ledger in SQLite: the SlotLedger port (see dialer/ports.py).
+"""The slot ledger in SQLite: the SlotLedger port (see dialer/ports/).
 
 One row (`ledger`, id "account"): the version and a document with the reservations not seen claimed yet
 (`pending`) and the next dial time. `read` takes that row, the pending calls' holders and the calls in

@@ -1,4 +1,4 @@
-"""Workspaces, API keys and agents in SQLite: the TenancyRepo port (see dialer/ports.py).
+"""Workspaces, API keys and agents in SQLite: the TenancyRepo port (see dialer/ports/).
 
 Tables and indexes (schema.py): `api_keys.key_hash` (unique) serves authentication on every request;
 `agent_numbers` (number -> agent) serves insert_agent's clash check and `agent_owning`;

@@ -1,4 +1,4 @@
-"""Partner webhooks in SQLite: the WebhookRepo port (see dialer/ports.py).
+"""Partner webhooks in SQLite: the WebhookRepo port (see dialer/ports/).
 
 The outbox rows are written by triggers in the transaction of each change (schema.py, version 3); here
 they are read (typed by dialer.core.webhook_events) and relayed: the messages inserted (`INSERT OR

@@ -1,0 +1,38 @@
+"""SlotLedger: the slots in use (the calls in flight per batch) and the reservations not seen claimed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+
+from bson import ObjectId
+
+
+@dataclass
+class LedgerState:
+    """The slots in use, as the store saw them: the calls themselves are the record of the slots they hold
+    (a call holds one while its status is in flight, and frees it by its own transition out of flight),
+    so the ledger keeps only what the calls cannot show yet: the reservations made but not seen claimed
+    (`pending`: entries `{callId, batchId, token, at}`, each read with `holder`, its call's `(status,
+    claim token)` then, or None), and `next_dial_at`, which spaces dials by the account's rate.
+    `flying` is the number of calls in flight per batch, counted *after* the holders were read (or in
+    the same snapshot): a reservation seen claimed is then counted by its call, if still in flight."""
+
+    version: int
+    pending: list[dict]
+    flying: dict[ObjectId, int]
+    next_dial_at: dt.datetime | None
+
+
+class SlotLedger(Protocol):
+    async def read(self) -> LedgerState:
+        """The reservations with their calls' holders, then the calls in flight per batch (one document,
+        created empty if missing; its holders and counts read after it, in that order)."""
+
+    async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
+        """Compare-and-set on `version` (then version + 1): the reservations not seen claimed yet, the next
+        dial time. False if another writer came first."""
+
+    async def release(self, call_ids: list[ObjectId], token: str) -> None:
+        """Remove the reservations of these calls made under `token` (idempotent; bumps the version)."""
