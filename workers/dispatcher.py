@@ -48,7 +48,8 @@ class DispatcherConfig:
     batch_cache_seconds: float = 5.0  # batches changed or given calls since the last look are re-read this often
     batch_full_seconds: float = 60.0  # every running batch is re-read this often (the placer reads those it places)
     metrics_seconds: float = 5.0  # the slots-in-flight gauges are refreshed this often
-    claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free
+    claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free...
+    claim_group_max: int = 10  # ...or this many (a batch with a large limit would leave slots idle waiting for 5%)
     account_group_fraction: float = 0.02  # and, while the account's cap binds, this share of the cap...
     account_group_min: int = 5  # ...or at least this many (a claim costs the same few operations)
     quiet_seconds: float = 30.0  # a batch with nothing due is looked at again at least this often
@@ -204,7 +205,7 @@ class Dispatcher:
             free = limit - used
             # Claim in small groups (a few % of the limit) rather than one call per freed slot: each
             # claim costs the same few database operations whatever the group's size.
-            group = max(1, math.ceil(limit * self.config.claim_group_fraction))
+            group = max(1, min(self.config.claim_group_max, math.ceil(limit * self.config.claim_group_fraction)))
             if free <= 0 or (used > 0 and free < group):
                 self.book.park(batch_id, limit - group)
                 needed.append(used - (limit - group))
