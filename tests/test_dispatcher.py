@@ -281,11 +281,11 @@ async def test_calls_enqueued_while_a_batch_completes_are_not_stranded(api, cloc
         def __getattr__(self, name):
             return getattr(batches, name)
 
-        async def move(self, batch_id, move, now, *args, **kwargs):
+        async def move_many(self, batch_ids, move, now, *args, **kwargs):
             if move is machine.COMPLETE:
                 code, _ = await api.add_calls(batch, [{"phoneNumber": "+12125559999"}])
                 assert code == 200
-            return await batches.move(batch_id, move, now, *args, **kwargs)
+            return await batches.move_many(batch_ids, move, now, *args, **kwargs)
 
     dispatcher.batches = EnqueueingBeforeCompletion()
     await dispatcher._complete_if_done({"_id": ObjectId(batch)}, clock.now())

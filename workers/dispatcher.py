@@ -416,12 +416,13 @@ class Dispatcher:
 
     async def _complete_idle(self, batches: list[dict], now: dt.datetime) -> None:
         """Batches found with nothing due and nothing in flight become completed, unless a call of theirs
-        waits or flies: one look at all of them, a move each, one look again at those moved."""
+        waits or flies: one look at all of them, one write moving them, one look again at those moved."""
         if not batches:
             return
         active = await self.calls.active_among([b["_id"] for b in batches])
-        moved = [b["_id"] for b in batches
-                 if b["_id"] not in active and await self.batches.move(b["_id"], COMPLETE, now, {"completedAt": now})]
+        idle = [b["_id"] for b in batches if b["_id"] not in active]
+        done = await self.batches.move_many(idle, COMPLETE, now, {"completedAt": now}) if idle else set()
+        moved = [batch_id for batch_id in idle if batch_id in done]
         again = await self.calls.active_among(moved) if moved else set()
         for batch_id in moved:
             if batch_id in again:

@@ -39,6 +39,11 @@ class BatchRepo(Protocol):
         """The batch's status from one of `move.sources` to `move.target` (compare-and-set), updatedAt
         = now, plus the given fields. False if the batch was not in a source status."""
 
+    async def move_many(self, batch_ids: list[ObjectId], move: BatchMove, now: dt.datetime,
+                        set_fields: dict[str, Any] | None = None) -> set[ObjectId]:
+        """`move` for each of these batches in one write (the dispatcher completes the batches it found
+        with nothing left together): the ids of those that moved."""
+
     async def list(self, workspace_id: ObjectId, statuses: list[str] | None, agent_id: ObjectId | None,
                    before: ObjectId | None, limit: int) -> list[dict]:
         """The workspace's batches, newest first (_id descending), older than `before` if given, with one

@@ -91,3 +91,20 @@ async def test_by_public_id(repos):
     assert await repos.batches.by_public_id("00000000-0000-0000-0000-000000000000") is None
     assert await repos.batches.delete(doc["_id"])
     assert await repos.batches.by_public_id("550e8400-e29b-41d4-a716-446655440000") is None
+
+
+async def test_move_many_moves_those_in_a_source_status_in_one_write(repos):
+    running = [batch_doc() for _ in range(3)]
+    paused = batch_doc(status="paused")
+    for doc in running + [paused]:
+        await repos.batches.insert(doc)
+    missing = batch_doc()["_id"]
+    ids = [d["_id"] for d in running] + [paused["_id"], missing]
+    moved = await repos.batches.move_many(ids, COMPLETE, at(10), {"completedAt": at(10)})
+    assert moved == {d["_id"] for d in running}
+    for doc in running:
+        got = await repos.batches.get(doc["_id"])
+        assert (got["status"], got["completedAt"], got["updatedAt"]) == ("completed", at(10), at(10))
+    assert (await repos.batches.get(paused["_id"]))["status"] == "paused"
+    assert await repos.batches.move_many(ids, COMPLETE, at(11)) == set()  # a second mover loses
+    assert await repos.batches.move_many([], COMPLETE, at(12)) == set()

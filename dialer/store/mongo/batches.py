@@ -9,12 +9,12 @@ import datetime as dt
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 
 from dialer.core.machine import BatchMove
 from dialer.core.statuses import BatchStatus
 from dialer.core.webhook_events import batch_event
-from dialer.store.mongo.documents import normalise, unavailable
+from dialer.store.mongo.documents import normalise, unavailable, unordered
 from dialer.store.mongo.outbox import outbox
 
 
@@ -77,6 +77,25 @@ class MongoBatches:
             update["$push"] = event
         result = await self.c.update_one({"_id": batch_id, "status": {"$in": move.source_values}}, update)
         return result.modified_count == 1
+
+    @unavailable
+    async def move_many(self, batch_ids: list[ObjectId], move: BatchMove, now: dt.datetime,
+                        set_fields: dict[str, Any] | None = None) -> set[ObjectId]:
+        """One unordered bulk write of compare-and-sets, then one read of which batches are in the target
+        status as of this move (updatedAt = now)."""
+        if not batch_ids:
+            return set()
+        ops = []
+        for batch_id in batch_ids:
+            update: dict = {"$set": {"status": move.target.value, "updatedAt": now, **(set_fields or {})}}
+            if event := outbox(batch_event(move.target.value), now):
+                update["$push"] = event
+            ops.append(UpdateOne({"_id": batch_id, "status": {"$in": move.source_values}}, update))
+        failed = await unordered(self.c, ops)
+        if failed is not None:
+            raise failed  # part may have landed: the caller's next look sees which
+        return {d["_id"] async for d in self.c.find({"_id": {"$in": list(batch_ids)}, "status": move.target.value,
+                                                     "updatedAt": now}, {"_id": 1})}
 
     @unavailable
     async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:

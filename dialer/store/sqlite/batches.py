@@ -105,6 +105,24 @@ class SqliteBatches:
 
         return await self.db.write(work)
 
+    async def move_many(self, batch_ids: list[ObjectId], move: BatchMove, now: dt.datetime,
+                        set_fields: dict[str, Any] | None = None) -> set[ObjectId]:
+        sources = {s.value for s in move.sources}
+
+        def work(conn: sqlite3.Connection) -> set[ObjectId]:
+            moved = set()
+            for batch_id in batch_ids:
+                doc = _load(conn, batch_id)
+                if doc is None or doc["status"] not in sources:
+                    continue
+                doc.update(set_fields or {})
+                doc.update(status=move.target.value, updatedAt=stored(now))
+                _save(conn, doc)
+                moved.add(batch_id)
+            return moved
+
+        return await self.db.write(work) if batch_ids else set()
+
     async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
         def work(conn: sqlite3.Connection) -> None:
             doc = _load(conn, batch_id)
