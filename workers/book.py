@@ -55,9 +55,9 @@ class Book:
         self.scan_every = dt.timedelta(seconds=0.5)
         self._scanned_at: dt.datetime | None = None
         self._needed: int | None = None
-        # Quiet batches with calls in flight are looked at this often (when one of their calls ends, they may be
-        # done: nothing else waits on it, their calls' retries wake them themselves).
-        self.done_every = dt.timedelta(seconds=1.0)
+        # Quiet batches with calls in flight are looked at as often as the changed batches are read (when one of
+        # their calls ends they may be done: only their completion waits on it, their calls' retries wake them).
+        self.done_every = self.fresh
         self._done_at: dt.datetime | None = None
         self.looked = False  # whether the last wake() looked at the waiting batches (else: what it returned is older)
 

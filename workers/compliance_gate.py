@@ -64,7 +64,8 @@ class ComplianceGate:
         workspaces = self._workspaces[1]
         self._capped = {w for w, doc in workspaces.items()
                         if doc.get("maxAttemptsPerNumberPerDay") or doc.get("compliance") == "us-states"}
-        self._capped |= {b["workspaceId"] for b in batches if self.profile(b).name == "us-states"}
+        # A batch under us-states by its own setting (one under its workspace's default is counted above).
+        self._capped |= {b["workspaceId"] for b in batches if b.get("compliance") == "us-states"}
 
     def capped(self, batch: dict) -> bool:
         """Are the batch's attempts counted against caps?"""

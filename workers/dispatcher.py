@@ -252,8 +252,9 @@ class Dispatcher:
                 skip = len(read)
                 due, later = found.get(batch_id, ([], None))
                 # What the first read did not see, by id (between the reads a call may have been suppressed,
-                # or one due earlier may have appeared: never the same call granted twice).
-                due = [c for c in due if c["_id"] not in read]
+                # or one due earlier may have appeared: never the same call granted twice), up to the share
+                # (if another dispatcher claimed what the first read saw, this read finds more new calls).
+                due = [c for c in due if c["_id"] not in read][:share]
                 read.update(c["_id"] for c in due)
                 batch = self.book.batches[batch_id]
                 for call in due:
