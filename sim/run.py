@@ -24,7 +24,7 @@ from bson import ObjectId
 
 from dialer.composition import Services, services_over
 from dialer.core.clock import FixedClock, as_utc
-from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES
+from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.services.tenancy import Principal
 from dialer.settings import Settings
 from workers.engine import Engine
@@ -38,6 +38,8 @@ from sim.operators import Operators
 OUTCOMES = {"answered": 0.5, "machine": 0.05, "busy": 0.15, "no_answer": 0.2, "failed": 0.1}
 REAPER_EVERY = dt.timedelta(seconds=60)  # lease_seconds / 2, as Engine.start schedules it
 MAX_JUMP = dt.timedelta(seconds=300)
+HELD = CallStatus.HELD.value
+AUDIT_ROUNDS = 8  # every batch is recounted at least once in this many full checks (and all at the end)
 DEATH_EVERY = 1800.0  # virtual seconds: how often each dispatcher process dies, on average
 
 
@@ -87,14 +89,27 @@ class Result:
 
 
 class CheckedSimulator(Simulator):
-    """The simulated provider, telling the checks of every call it creates."""
+    """The simulated provider, telling the checks of every call it creates; its calls indexed by (to, from)
+    so that the reapers' searches cost what they find, not every call of the run (a million)."""
 
     checker: Checker
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.by_route: dict[tuple[str, str], list] = {}
+
     async def place_call(self, request):
         placed = await super().place_call(request)
+        self.by_route.setdefault((request.to, request.from_), []).append(self.calls[placed.provider_call_id])
         self.checker.on_place(request, placed.provider_call_id, self.clock.now())
         return placed
+
+    async def find_call(self, to, from_, since):
+        """As Simulator.find_call: the latest call created to `to` from `from_` since `since`."""
+        for call in reversed(self.by_route.get((to, from_), ())):
+            if call.created >= since:
+                return call.sid
+        return None
 
 
 class Process:
@@ -142,6 +157,9 @@ class World:
         self.ending = False
         self.last_tick: dt.datetime | None = None
         self.next_due: dt.datetime | None = None  # the earliest queued call's time, as last looked up
+        self.audited: dict[ObjectId, tuple[list, list]] = {}  # batch -> (kept counters, recount) at its last recount
+        self.audit_turn = 0  # where the next share of unchanged batches to recount starts
+        self.started = time.perf_counter()
 
     # ---- setting up ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -214,7 +232,7 @@ class World:
 
     # ---- one step -----------------------------------------------------------------------------
     async def run(self) -> Result:
-        started = time.perf_counter()
+        self.started = started = time.perf_counter()
         await self.open()
         try:
             self.operators = Operators(self)
@@ -236,7 +254,7 @@ class World:
                 if self.step % self.config.recount_every == 0:
                     await self.full_check()
                 elif self.ending and self.step % 20 == 0 and await self.finished():
-                    await self.full_check()
+                    await self.full_check(everything=True)
                     break
                 if self.checker.violations:
                     break
@@ -303,13 +321,16 @@ class World:
     async def _advance(self) -> None:
         """By the poll interval, or (nothing due before) straight to the next thing due: a provider event,
         a delayed callback, a claim's dial time, a queued call's time, a scheduled start, a restart, the
-        reapers' run; at most MAX_JUMP. Ticks in between would find nothing to do."""
+        reapers' run; at most MAX_JUMP. Ticks in between would find nothing to do. When nothing is in flight
+        anywhere (provider, store, placers, callbacks on their way) and no chained call waits for its verdict,
+        the reapers' runs in between would find nothing to do either (no lease can run out; scheduled starts
+        are among the things due): the clock goes past them and they run once where it lands."""
         now = self.clock.now()
         step = now + dt.timedelta(seconds=self.config.step_seconds)
         if self.tasks or (self.operators.sending and self.waiting < self.config.backlog):
             self.clock.set(step)
             return
-        nxt = min(now + MAX_JUMP, self.next_reaper)
+        nxt = now + MAX_JUMP if await self._quiet() else min(now + MAX_JUMP, self.next_reaper)
         for when in (self.sim.next_event_at(), self.callbacks.next_at(), *(r[0] for r in self.restarts),
                      *(p.engine.dispatcher.placer.ready[0].dial_at for p in self.processes
                        if p.engine.dispatcher.placer.ready)):
@@ -333,15 +354,41 @@ class World:
             self.result.counts["jumps"] += 1
         self.clock.set(max(step, nxt))
 
+    async def _quiet(self) -> bool:
+        """Nothing in flight anywhere, nothing on its way back, no chained call held for its verdict."""
+        if (self.checker.alive_total or self.callbacks.later
+                or any(p.engine.dispatcher.placer.ready for p in self.processes)):
+            return False
+        tallies = await self.raw.calls.tallies_many(list(self.batches)) if self.batches else {}
+        return not any(t.calls and (t.status in IN_FLIGHT_VALUES or t.status == HELD)
+                       for ts in tallies.values() for t in ts)
+
     # ---- the full checks ------------------------------------------------------------------------
-    async def full_check(self) -> bool:
-        """Counters against a recount, calls against what the answers accepted; True when the run is done
-        (every record sent, every call final, nothing left at the provider)."""
+    async def full_check(self, everything: bool = False) -> None:
+        """Counters against a recount, calls against what the answers accepted.
+
+        A recount reads every call of a batch, so not every batch each time: those whose kept counters
+        changed since their last recount, and in turn a share of the others (each at least every
+        AUDIT_ROUNDS checks: a call changed without its counters would show there); `everything` (at the
+        end) recounts every batch. A batch not recounted adds its last recount to the calls stored (its
+        counters, equal then, have not moved since)."""
+        ids = list(self.batches)
+        kept = await self.raw.calls.tallies_many(ids) if ids else {}
+        share = -(-len(ids) // AUDIT_ROUNDS)
+        turn = set(ids[self.audit_turn:self.audit_turn + share]) if ids else set()
+        self.audit_turn = self.audit_turn + share if self.audit_turn + share < len(ids) else 0
         waiting = in_flight = total = 0
-        for batch_id in self.batches:
-            actual, delta = await self.raw.calls.audit(batch_id)
-            if delta:
-                self.checker.fail(f"batch {batch_id}: counters differ from a recount by {delta}")
+        for batch_id in ids:
+            now_kept = kept.get(batch_id, [])
+            last = self.audited.get(batch_id)
+            if everything or batch_id in turn or last is None or last[0] != now_kept:
+                actual, delta = await self.raw.calls.audit(batch_id)
+                self.result.counts["recounts"] += 1
+                if delta:
+                    self.checker.fail(f"batch {batch_id}: counters differ from a recount by {delta}")
+                self.audited[batch_id] = (now_kept, actual)
+            else:
+                actual = last[1]
             for t in actual:
                 total += t.calls
                 if t.status in WAITING_VALUES:
@@ -353,9 +400,11 @@ class World:
         self.waiting = waiting + in_flight
         self.result.calls = total
         if self.config.progress:
+            wall = time.perf_counter() - self.started
             self.config.progress(f"step {self.step:,}  {self.clock.now():%a %d %b %H:%M} UTC  calls {total:,}  "
                                  f"placed {self.checker.placed:,}  waiting {waiting:,}  in flight {in_flight:,}  "
-                                 f"dispatchers {len(self.processes)}  requests {len(self.tasks)} sent {self.operators.sent}")
+                                 f"dispatchers {len(self.processes)}  requests {len(self.tasks)} sent {self.operators.sent:,}  "
+                                 f"violations {len(self.checker.violations)}  wall {wall:,.0f} s")
 
     async def finished(self) -> bool:
         """Every record sent, every call final (by the kept counters), nothing left at the provider."""
