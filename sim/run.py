@@ -219,9 +219,8 @@ class World:
                                            answered_by=event.answered_by, duration=event.duration, error=event.error)
 
     def _after_callback(self, result: str) -> None:
-        if result in ("final", "retry"):
-            for p in self.processes:
-                p.engine.dispatcher.poke()
+        # The dispatchers are not poked when a call ends: the callbacks reach the API process, not theirs
+        # (as with Twilio: Engine's events_in_process=False), so they find freed slots at their next look.
         if result == "retry":
             self.wake()
 
