@@ -4,10 +4,12 @@ A step: the partners and operators act (workload.py: records, enrollments, start
 retries, verdicts; stop and cancel run as requests in progress, answered once they have settled); dead
 dispatcher processes come back when their restart time has come; the provider's due events go out as
 status callbacks (faults.Callbacks); every live dispatcher ticks (claim and place), in turn, each able to
-die at any operation; the reapers run at their production cadence; the clock moves by the poll interval,
+die at any operation; the reapers run at their production cadence (skipped while nothing is in flight
+anywhere: they run once where the clock lands); the clock moves by the poll interval,
 or straight to the next thing to happen when nothing is in flight. Every placement is checked as it
-happens (checks.py); the counters against a recount and the calls against what was accepted every
-`recount_every` steps and at the end. The run ends when every record was sent and every call is final.
+happens (checks.py); the counters against a recount (the batches whose counters moved, and in turn the
+others) and the calls against what was accepted every `recount_every` steps, and every batch at the end.
+The run ends when every record was sent and every call is final.
 """
 
 from __future__ import annotations
