@@ -34,8 +34,8 @@ with mean 90 s, at least 5 s), busy 0.10 (2-6 s), no_answer 0.25 (rings the whol
 The figures, per run:
 
   peak in flight      per batch (the highest of any batch) and for the account, from four views: the
-                      slot ledger (entries reserved, read after every step; entries are dropped lazily,
-                      so this over-states), the store (calls in dialing / ringing / in_progress, from
+                      slot ledger (calls in flight plus reservations whose claim has not landed, read
+                      after every step), the store (calls in dialing / ringing / in_progress, from
                       CallRepo.tallies), the provider (placed and final event not yet applied) and an
                       exact sweep over the provider-side intervals [placed, ended). Goal: <= the batch
                       limit and <= the account cap in every view (a correctness check: exit 1 if not).
@@ -88,7 +88,8 @@ they fail; a missed performance goal does not.
 Options: --quick (smaller workloads, for a smoke run), --mongo-calls N, --seed N. One workload instead of
 the table: --batches N [--calls-per-batch M --limit L --account A --cps C --mode embedded|separate
 --backend sqlite|sqlite-memory|mongomock --dispatchers K] [--json] (K dispatchers racing on one store: the JSON
-adds reservations, cas_retries_per_reservation, calls_per_second in virtual and real time), e.g. `python -m bench.dispatch --batches 200
+adds reservations, cas_retries_per_reservation, calls_per_second in virtual and real time; `port_calls` is the
+port calls per placed call by repository method, `port_calls_by_phase` by ticks / reaper / events), e.g. `python -m bench.dispatch --batches 200
 --calls-per-batch 100 --limit 10 --account 1000 --cps 50 --json`.
 """
 
@@ -449,7 +450,7 @@ async def open_backend(backend: str) -> Repositories:
 
 
 async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: int = SEED,
-                       store_view_every: int = 1, dispatchers: int = 1) -> Run:
+                       store_view_every: int = 1, dispatchers: int = 1, profile: Any = None) -> Run:
     clock = FixedClock(T0)
     settings = settings_for(wl)
     out = Run(wl, mode, backend)
@@ -513,11 +514,15 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
             if now > MAX_VIRTUAL_SECONDS:
                 raise RuntimeError(f"{out.label}: not completed within {MAX_VIRTUAL_SECONDS} virtual seconds")
             cpu = time.process_time()
+            if profile is not None:
+                profile.enable()
             if dispatchers == 1:
                 await engine.step()
             else:  # racing: their store operations interleave
                 await asyncio.gather(*(e.step() for e in engines))
                 engines.append(engines.pop(0))  # take turns at going first
+            if profile is not None:
+                profile.disable()
             out.cpu_seconds += time.process_time() - cpu
             out.steps += 1
             for sid, batch_id in sim.order[placed_before:]:
@@ -557,8 +562,10 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
 async def _observe(out: Run, raw: Repositories, provider: Counter, batch_ids: list[str], stats: Any,
                    clock: FixedClock, store_view_every: int) -> None:
     wl = out.wl
-    ledger = await raw.ledger.read()
-    views = {"ledger": ([len(ledger.slots.get(b, [])) for b in batch_ids], len(ledger.all)),
+    # The slots in use: calls in flight, plus the reservations whose claims have not landed.
+    ledger = await Slots(raw.ledger, grace_seconds=3600).state(clock.now())
+    per_batch = ledger.per_batch()
+    views = {"ledger": ([per_batch.get(b, 0) for b in batch_ids], ledger.total),
              "provider": ([provider[b] for b in batch_ids], sum(provider.values()))}
     if out.steps % store_view_every == 0:
         kept = await raw.calls.tallies_many([ObjectId(b) for b in batch_ids])  # one read, whatever the batches
@@ -604,8 +611,8 @@ async def _verify(out: Run, raw: Repositories, sim: RecordingSimulator, batches:
     out.checks.append((f"all {wl.calls:,} calls final", finals == wl.calls))
     dialled = Counter(r.to for r in sim.placed)
     out.checks.append(("every number dialled exactly once", len(dialled) == wl.calls and set(dialled.values()) == {1}))
-    held = await Slots(raw.ledger, raw.calls, grace_seconds=0).state(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc))
-    out.checks.append(("no slot left taken", held.total == 0 and not any(held.slots.values())))
+    held = await Slots(raw.ledger, grace_seconds=0).state(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc))
+    out.checks.append(("no slot left taken", held.total == 0))
     out.checks.append(("every call ended at the provider", len(out.ended_at) == out.placed))
     out.checks.append(("nothing went back to the queue",
                        getattr(stats, "deferred", 0) == 0 and getattr(stats, "provider_errors", 0) == 0
@@ -873,8 +880,15 @@ async def one_workload(args: argparse.Namespace) -> int:
 
     wl = Workload("cli", args.batches, args.calls_per_batch, args.limit, args.account, args.cps)
     every = 1 if args.backend.startswith("sqlite") and wl.batches <= 100 else CROSS_CHECK_EVERY
+    profile = None
+    if args.profile:
+        import cProfile
+
+        profile = cProfile.Profile()
     out = await run_workload(wl, args.mode, backend=args.backend, seed=args.seed, store_view_every=every,
-                             dispatchers=args.dispatchers)
+                             dispatchers=args.dispatchers, profile=profile)
+    if profile is not None:
+        profile.dump_stats(args.profile)
     f = figures(out)
     sb, sa = sweep_peaks(out)
     peak_batch, peak_account = max([*out.peak_batch.values(), sb]), max([*out.peak_account.values(), sa])
@@ -885,6 +899,11 @@ async def one_workload(args: argparse.Namespace) -> int:
               "cps": wl.cps, "mode": args.mode, "backend": args.backend, "dispatchers": args.dispatchers, "placed": out.placed,
               "makespan_ratio": round(f.ratio, 4), "utilisation": round(f.utilisation, 4),
               "port_calls_per_placed": round(f.ops_per, 3),
+              # Where they go: per placed call, by repository method and by phase (ticks, reaper, events).
+              "port_calls": {what: round(n / out.placed, 3) for what, n in out.counter.by_what().most_common()}
+              if out.placed else {},
+              "port_calls_by_phase": {phase: round(out.counter.in_phases(phase) / out.placed, 3)
+                                      for phase in ("tick", "reaper", "events")} if out.placed else {},
               "cpu_ms_per_placed": round(out.cpu_seconds * 1e3 / out.placed, 3) if out.placed else None,
               "reaper_cpu_ms_per_placed": round(out.cpu_reaper * 1e3 / out.placed, 3) if out.placed else None,
               "peak_batch": peak_batch, "peak_account": peak_account, "violations": violations,
@@ -917,6 +936,7 @@ def main() -> None:
     one.add_argument("--dispatchers", type=int, default=1, help="dispatchers racing on one store (their ticks "
                      "run concurrently, each its own Engine)")
     one.add_argument("--json", action="store_true", help="print one JSON object")
+    one.add_argument("--profile", metavar="FILE", help="cProfile the dispatcher's steps only (pstats file)")
     args = parser.parse_args()
     logging.getLogger("dialer.store").setLevel(logging.ERROR)
     logging.getLogger("workers").setLevel(logging.WARNING)

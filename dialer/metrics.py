@@ -35,6 +35,7 @@ class Metrics:
         self.outcomes = Counter("dialer_call_outcomes", "Calls that reached a final status", ["outcome"], registry=r)
         self.in_flight = Gauge("dialer_calls_in_flight", "Calls holding a slot, as the dispatcher last saw",
                                ["batch"], registry=r)
+        self._slots_shown: dict[str, int] = {}  # batch -> the value its in_flight gauge shows
         self.account_in_flight = Gauge("dialer_account_calls_in_flight", "Calls holding an account slot",
                                        registry=r)
         self.waiting = Gauge("dialer_calls_waiting", "Calls queued or held, per running batch", ["batch"], registry=r)
@@ -45,12 +46,16 @@ class Metrics:
                                     "Age of the oldest webhook message not delivered yet (0: none)", registry=r)
 
     def slots(self, per_batch: dict[str, int], total: int) -> None:
-        """The slot ledger as a dispatcher saw it (batches no longer holding slots drop to 0)."""
-        for labels in list(self.in_flight._metrics):  # noqa: SLF001 (the labels set so far)
-            if labels[0] not in per_batch:
-                self.in_flight.remove(*labels)
+        """The slot ledger as a dispatcher saw it (batches no longer holding slots are dropped); only the
+        gauges whose value changed are touched (thousands of batches may hold slots)."""
+        shown = self._slots_shown
+        for batch in [b for b in shown if b not in per_batch]:
+            self.in_flight.remove(batch)
+            del shown[batch]
         for batch, n in per_batch.items():
-            self.in_flight.labels(batch).set(n)
+            if shown.get(batch) != n:
+                self.in_flight.labels(batch).set(n)
+                shown[batch] = n
         self.account_in_flight.set(total)
 
     async def refresh(self, repos, now) -> None:

@@ -154,10 +154,12 @@ class CallRepo(Protocol):
     async def recount(self, batch_id: ObjectId) -> list[Tally]:
         """The tallies computed afresh from the calls (the reconciliation compares them with `tallies`)."""
 
-    async def audit(self, batch_id: ObjectId) -> tuple[list[Tally], list[Tally]]:
-        """(the recount, recount minus the kept tallies): the reconciliation's look, from one consistent
-        view where the backend has one (SQLite: one read transaction). A backend that cannot see both at
-        once (MongoDB) answers no difference while the tallies moved during the recount."""
+    async def audit_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, tuple[list[Tally], list[Tally]]]:
+        """For each of these batches (an unknown one: no calls), (the recount, recount minus the kept
+        tallies): the reconciliation's look at many batches in one call, from one consistent view where
+        the backend has one (SQLite: one read transaction). A backend that cannot see both at once
+        (MongoDB) answers no difference for a batch whose tallies moved during the recount. It reads
+        every call of these batches: the caller bounds how many calls one call reads."""
 
     async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
         """Add `delta` (may be negative) to the kept tallies: the reconciliation's repair of drift."""
@@ -494,25 +496,31 @@ class IntakeRepo(Protocol):
 
 @dataclass
 class LedgerState:
-    """The shared slot document: slots per batch (`slots[str(batchId)]`) and for the account (`all`),
-    each an entry `{callId, token, at}`; `next_dial_at` spaces dials by the account's rate."""
+    """The slots in use, as the store saw them: the calls themselves are the record of the slots they hold
+    (a call holds one while its status is in flight, and frees it by its own transition out of flight),
+    so the ledger keeps only what the calls cannot show yet: the reservations made but not seen claimed
+    (`pending`: entries `{callId, batchId, token, at}`, each read with `holder`, its call's `(status,
+    claim token)` then, or None), and `next_dial_at`, which spaces dials by the account's rate.
+    `flying` is the number of calls in flight per batch, counted *after* the holders were read (or in
+    the same snapshot): a reservation seen claimed is then counted by its call, if still in flight."""
 
     version: int
-    slots: dict[str, list[dict]]
-    all: list[dict]
+    pending: list[dict]
+    flying: dict[ObjectId, int]
     next_dial_at: dt.datetime | None
 
 
 class SlotLedger(Protocol):
     async def read(self) -> LedgerState:
-        """The document (created empty if missing)."""
+        """The reservations with their calls' holders, then the calls in flight per batch (one document,
+        created empty if missing; its holders and counts read after it, in that order)."""
 
-    async def write(self, version: int, slots: dict[str, list[dict]], all_: list[dict],
-                    next_dial_at: dt.datetime | None) -> bool:
-        """Compare-and-set on `version` (then version + 1). False if another writer came first."""
+    async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
+        """Compare-and-set on `version` (then version + 1): the reservations not seen claimed yet, the next
+        dial time. False if another writer came first."""
 
-    async def release(self, batch_id: ObjectId, call_ids: list[ObjectId], token: str) -> None:
-        """Remove the entries of these calls reserved under `token` (idempotent; bumps the version)."""
+    async def release(self, call_ids: list[ObjectId], token: str) -> None:
+        """Remove the reservations of these calls made under `token` (idempotent; bumps the version)."""
 
 
 # ------------------------------------------------------------------------------------------ webhooks

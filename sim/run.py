@@ -42,6 +42,7 @@ REAPER_EVERY = dt.timedelta(seconds=60)  # lease_seconds / 2, as Engine.start sc
 MAX_JUMP = dt.timedelta(seconds=300)
 HELD = CallStatus.HELD.value
 AUDIT_ROUNDS = 8  # every batch is recounted at least once in this many full checks (and all at the end)
+AUDIT_GROUP = 20  # batches recounted in one read
 DEATH_EVERY = 1800.0  # virtual seconds: how often each dispatcher process dies, on average
 
 
@@ -379,17 +380,20 @@ class World:
         turn = set(ids[self.audit_turn:self.audit_turn + share]) if ids else set()
         self.audit_turn = self.audit_turn + share if self.audit_turn + share < len(ids) else 0
         waiting = in_flight = total = 0
+        chosen = [b for b in ids if everything or b in turn or b not in self.audited
+                  or self.audited[b][0] != kept.get(b, [])]
+        audits: dict = {}
+        for i in range(0, len(chosen), AUDIT_GROUP):  # a bounded number of calls read at once
+            audits.update(await self.raw.calls.audit_many(chosen[i:i + AUDIT_GROUP]))
+        self.result.counts["recounts"] += len(chosen)
         for batch_id in ids:
-            now_kept = kept.get(batch_id, [])
-            last = self.audited.get(batch_id)
-            if everything or batch_id in turn or last is None or last[0] != now_kept:
-                actual, delta = await self.raw.calls.audit(batch_id)
-                self.result.counts["recounts"] += 1
+            if batch_id in audits:
+                actual, delta = audits[batch_id]
                 if delta:
                     self.checker.fail(f"batch {batch_id}: counters differ from a recount by {delta}")
-                self.audited[batch_id] = (now_kept, actual)
+                self.audited[batch_id] = (kept.get(batch_id, []), actual)
             else:
-                actual = last[1]
+                actual = self.audited[batch_id][1]
             for t in actual:
                 total += t.calls
                 if t.status in WAITING_VALUES:

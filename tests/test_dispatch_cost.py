@@ -156,3 +156,53 @@ async def test_the_events_of_many_batches_read_no_batch_of_their_own(api, clock,
     api.store.batches.get = original
     assert len(h.sim.placed) == 30
     assert sum(gets.values()) <= len(batches)
+
+
+def count_calls(repo, *methods: str) -> Counter:
+    """Counts the calls of these methods of one repository from now on."""
+    counts: Counter = Counter()
+    for method in methods:
+        original = getattr(repo, method)
+
+        def counted(*args, _original=original, _method=method, **kwargs):
+            counts[_method] += 1
+            return _original(*args, **kwargs)
+
+        setattr(repo, method, counted)
+    return counts
+
+
+async def test_a_claim_placed_over_several_rounds_reads_the_lists_and_records_its_calls_once(
+        api, clock, engine_settings):
+    """At 2 calls/s a claim of five calls has dial times 0.5 s apart: five placement rounds. The do-not-call
+    lists are read once for the claim (its numbers, after the claim was written), and the provider ids are
+    written once, with its last call; until then the claim's calls count as unplaced (a stop waits)."""
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=2.0), mean_duration=600)
+    batch = await api.create_batch(concurrencyLimit=5)
+    await api.add_calls(batch, nums(5))
+    lists = count_calls(api.store.dnc, "listed")
+    records = count_calls(api.store.calls, "record_placed")
+    await h.step(0.5)
+    assert len(h.sim.placed) == 1 and h.engines[0].dispatcher.waiting_to_place == 4
+    for _ in range(3):
+        await h.step(0.5)
+    assert len(h.sim.placed) == 4 and records["record_placed"] == 0
+    assert await api.store.calls.unplaced(ObjectId(batch)) == 5
+    await h.step(0.5)
+    assert len(h.sim.placed) == 5 and await api.store.calls.unplaced(ObjectId(batch)) == 0
+    assert lists["listed"] == 1 and records["record_placed"] == 1
+    assert all(c["providerCallId"] for c in await api.store.calls.in_flight(ObjectId(batch)))
+
+
+async def test_the_reaper_purges_expired_records_every_fifth_run_not_every_run(api, clock, engine_settings):
+    """The purges are housekeeping (the readers check expiry themselves): with the recount, every fifth run."""
+    h = Harness(api, clock, engine_settings)
+    purges = count_calls(api.store.idempotency, "purge")
+    caps = count_calls(api.store.caps, "purge")
+    audits = count_calls(api.store.calls, "audit_many")
+    batch = await api.create_batch()
+    await api.add_calls(batch, nums(2))
+    for _ in range(10):
+        await h.engines[0].reaper.run()
+        clock.advance(60)
+    assert purges["purge"] == 2 and caps["purge"] == 2 and audits["audit_many"] == 2

@@ -309,3 +309,35 @@ async def talking_in(h: Harness, api, batch_id: str) -> list[dict]:
 async def _done(api, batch_id: str) -> bool:
     _, doc = await api.get(f"/api/call/batches/{batch_id}")
     return doc["data"]["status"] == "completed"
+
+
+async def test_a_listing_written_between_the_rounds_of_one_claim_is_answered_after_the_call_or_stops_it(
+        api, clock, engine_settings):
+    """A claim of five calls placed over five rounds (2 calls/s) reads the lists once, after it was written: a
+    number listed after that read is either not dialled, or dialled before the listing answers (invariant 6)."""
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=2.0), mean_duration=600)
+    batch = await api.create_batch(concurrencyLimit=5)
+    await api.add_calls(batch, nums(5))
+    last = "+12125550004"
+    order: list[str] = []
+    place = h.sim.place_call
+
+    async def placing(request):
+        order.append(f"placed {request.to}")
+        return await place(request)
+
+    h.sim.place_call = placing
+    await h.step(0.5)  # claimed, the lists read, the first call placed
+    assert len(h.sim.placed) == 1
+    answer = asyncio.create_task(listed(api, [last]))
+    answer.add_done_callback(lambda _: order.append("answered"))
+    while (await entry(api, last))[0] != 200:  # written; its answer waits for the claim of that number
+        await asyncio.sleep(0)
+    for _ in range(8):
+        await h.step(0.5)
+        for _ in range(20):
+            await asyncio.sleep(0)
+    await answer
+    if f"placed {last}" in order:  # read clean with its claim: placed, and the listing answered after it
+        assert order.index("answered") > order.index(f"placed {last}")
+    assert len(h.sim.placed) >= 4

@@ -346,7 +346,7 @@ async def test_a_cancel_cut_short_and_never_retried_is_finished_by_the_reaper(ap
     await api.add_calls(batch, nums(5))
     assert await api.store.batches.move(ObjectId(batch), machine.CANCEL, clock.now())  # all it did
     clock.advance(60)
-    for _ in range(reaper.COUNTERS_EVERY):  # the reconciliation runs every few reaper runs
+    for _ in range(reaper.HOUSEKEEPING_EVERY):  # the reconciliation runs every few reaper runs
         await h.engines[0].reaper.run()
     assert Counter(c["status"] for c in await api.all_calls(batch)) == {"cancelled": 5}
     _, doc = await api.get(f"/api/call/batches/{batch}")

@@ -63,7 +63,7 @@ async def test_drift_in_a_batch_that_completed_is_repaired_and_then_left_alone()
     assert await repos.batches.move(batch["_id"], COMPLETE, at(600), {"completedAt": at(600)})
     clock = FixedClock(at(900))
     reconciler = CounterReconciler(repos.batches, repos.calls, clock)  # a process started after the completion
-    recounts = count_calls(repos.calls, "recount")
+    recounts = count_calls(repos.calls, "audit_many")
     assert await reconciler.run() == 0  # seen once: may be a transition between its two writes
     assert await reconciler.run() == 1
     assert set(await repos.calls.tallies(batch["_id"])) == {Tally("queued", None, 2, 0, 0),

@@ -126,6 +126,36 @@ async def test_a_file_written_by_the_first_schema_is_migrated_at_start_up(tmp_pa
         conn.close()
 
 
+async def test_slots_reserved_in_a_file_of_schema_6_stay_reserved_after_the_upgrade(tmp_path):
+    """Schema 7 moved the slots into the calls; the slot entries an older file holds (a dispatcher may have
+    reserved them just before the upgrade, its claims not landed) become reservations, not free slots."""
+    import datetime as dt
+
+    from bson import ObjectId
+
+    from dialer.store.sqlite.documents import encode
+    from dialer.store.sqlite.schema import migrate
+    from workers.slots import Slots
+
+    path = str(tmp_path / "dialer.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, path, target=6)
+    batch, calls = ObjectId(), [ObjectId(), ObjectId()]
+    at = dt.datetime(2026, 12, 6, 1, 0, tzinfo=dt.timezone.utc)
+    entries = [{"callId": c, "token": "before", "at": at} for c in calls]
+    conn.execute("INSERT INTO ledger (id, version, doc) VALUES ('account', 4, ?)",
+                 (encode({"slots": {str(batch): entries}, "all": entries, "nextDialAt": at}),))
+    conn.close()
+    repos = await open_sqlite(path)
+    try:
+        slots = Slots(repos.ledger, grace_seconds=120)
+        state = await slots.state(at + dt.timedelta(seconds=30))  # within the grace: still reserved
+        assert (state.used(batch), state.total, state.version, state.next_dial_at) == (2, 2, 4, at)
+        assert (await slots.state(at + dt.timedelta(seconds=121))).total == 0  # never claimed: freed after it
+    finally:
+        await repos.close()
+
+
 def _serve(folder: Path, capsys) -> tuple[int, str]:
     import os
 
@@ -216,8 +246,8 @@ async def test_two_processes_sharing_the_file_keep_one_compare_and_set(tmp_path)
         for _ in range(20):
             a, b = await asyncio.gather(first.ledger.read(), second.ledger.read())
             assert a.version == b.version
-            won = await asyncio.gather(first.ledger.write(a.version, {}, [], None),
-                                       second.ledger.write(b.version, {}, [], None))
+            won = await asyncio.gather(first.ledger.write(a.version, [], None),
+                                       second.ledger.write(b.version, [], None))
             assert sorted(won) == [False, True]
     finally:
         await first.close()
@@ -296,7 +326,8 @@ async def test_reconciliation_never_corrects_exact_counters_while_calls_move(tmp
         async def looks() -> None:
             nonlocal looked
             while looked < 12:
-                await reconciler.check(await repos.batches.get(batch["_id"]))
+                doc = await repos.batches.get(batch["_id"])
+                await reconciler.check(doc, *(await repos.calls.audit_many([doc["_id"]]))[doc["_id"]])
                 looked += 1
 
         await asyncio.gather(claims(), looks())
@@ -314,7 +345,7 @@ async def test_a_closed_store_answers_store_unavailable(tmp_path):
     with pytest.raises(StoreUnavailable, match="closed"):
         await repos.batches.runnable(T0)
     with pytest.raises(StoreUnavailable, match="closed"):
-        await repos.ledger.write(0, {}, [], None)
+        await repos.ledger.write(0, [], None)
 
 
 def test_backup_of_a_missing_database_creates_nothing(tmp_path, capsys, monkeypatch):

@@ -50,6 +50,16 @@ class Book:
         self._fresh_at: dt.datetime | None = None
         self._full_at: dt.datetime | None = None
         self._since: dt.datetime | None = None
+        # Batches waiting on their slots or calls in flight are looked at this often while others are in turn
+        # (at every look when none is): a look at each is cheap, but there may be thousands of them.
+        self.scan_every = dt.timedelta(seconds=0.5)
+        self._scanned_at: dt.datetime | None = None
+        self._needed: int | None = None
+        # Quiet batches with calls in flight are looked at this often (when one of their calls ends, they may be
+        # done: nothing else waits on it, their calls' retries wake them themselves).
+        self.done_every = dt.timedelta(seconds=1.0)
+        self._done_at: dt.datetime | None = None
+        self.looked = False  # whether the last wake() looked at the waiting batches (else: what it returned is older)
 
     # ---- reading the batches ---------------------------------------------------------------------
     def stale(self) -> None:
@@ -145,9 +155,15 @@ class Book:
             until = self.quiet.get(batch_id)
             if until is not None and until <= now:
                 self.wake_batch(batch_id)
-        for batch_id, flying in list(self.flying.items()):
-            if used(batch_id) < flying:
-                self.wake_batch(batch_id)
+        if self._done_at is None or now >= self._done_at + self.done_every:
+            self._done_at = now
+            for batch_id, flying in list(self.flying.items()):
+                if used(batch_id) < flying:
+                    self.wake_batch(batch_id)
+        self.looked = not (self.ready and self._scanned_at is not None and now < self._scanned_at + self.scan_every)
+        if not self.looked:
+            return self._needed
+        self._scanned_at = now
         needed = None
         for batch_id, threshold in list(self.parked.items()):
             n = used(batch_id) - threshold
@@ -155,6 +171,7 @@ class Book:
                 self.wake_batch(batch_id)
             else:
                 needed = n if needed is None else min(needed, n)
+        self._needed = needed
         return needed
 
     def next_wake(self) -> dt.datetime | None:

@@ -1,8 +1,8 @@
 """The dispatcher's decisions, one tick at a time: which calls to place now, within every limit.
 
 A tick: look at the batches changed since the last look (the book, book.py: the running batches in
-turn, parked until their slots free, quiet until due) and read the shared slot document (dropping the
-slots of calls that left flight); share the account's free slots and dial-rate budget between the
+turn, parked until their slots free, quiet until due) and the slots in use (slots.py: the calls in
+flight per batch, and the reservations not claimed yet); share the account's free slots and dial-rate budget between the
 batches in turn, a claim group each; take their due calls first in, first out, in one read (calls
 whose callee's window has closed meanwhile are moved to the next opening, computed, not polled);
 reserve the slots in one compare-and-set; claim the calls in one bulk write (queued -> dialing, with
@@ -177,8 +177,10 @@ class Dispatcher:
         self.stats.deferred += len(deferrals)
         await self._complete_idle(idle, now)
         limited = rate_bound or (grants and sum(map(len, grants.values())) >= total)
-        if (grants and not claims) or limited:
-            self._idle_until = None  # lost a race, or held back by the rate or the account: next tick
+        if (grants and not claims) or limited or not book.looked:
+            # Lost a race, held back by the rate or the account, or the batches waiting on their slots were
+            # not looked at this time (others were in turn): next tick.
+            self._idle_until = None
         else:
             # Done for now: look again when enough slots were freed here, or after the recheck interval
             # (work arriving from other processes: new calls, status callbacks to the API).
@@ -290,7 +292,7 @@ class Dispatcher:
         if self._metrics_at is not None and now < self._metrics_at:
             return
         self._metrics_at = now + self._metrics_every
-        per_batch = {batch: len(entries) for batch, entries in state.slots.items()}
+        per_batch = state.per_batch()
         for claimed in claims:
             key = str(claimed.batch["_id"])
             per_batch[key] = per_batch.get(key, 0) + 1
@@ -334,8 +336,7 @@ class Dispatcher:
                     self.stats.lost_races += 1  # another dispatcher wrote the ledger first: next tick
                 elif self.clock.now() > now + self._lease / 2:
                     # Too slow (a stall): past half the grace period the slots may be harvested; give them back.
-                    for batch_id, ids in reservation.grants.items():
-                        await self.slots.release(batch_id, ids, token)
+                    await self.slots.release([i for ids in reservation.grants.values() for i in ids], token)
                     reservation = None
             except StoreUnavailable:  # no claim follows: the attempts reserved against caps go back too
                 with contextlib.suppress(StoreUnavailable):
@@ -398,8 +399,8 @@ class Dispatcher:
         return won
 
     async def _give_back(self, reservation: Reservation, won: set[ObjectId]) -> None:
-        for batch_id, ids in reservation.grants.items():
-            await self.slots.release(batch_id, [i for i in ids if i not in won], reservation.token)
+        await self.slots.release([i for ids in reservation.grants.values() for i in ids if i not in won],
+                                 reservation.token)
 
     async def _give_back_caps(self, grants: dict[ObjectId, list[dict]], token: str, won: set[ObjectId]) -> None:
         """The attempts reserved against caps for the calls of this claim that it did not win."""

@@ -59,7 +59,7 @@ class Engine:
         self.settings = settings
         self.provider = provider
         self.name = name or f"dispatcher-{secrets.token_hex(3)}"
-        self.slots = Slots(repos.ledger, repos.calls, grace_seconds=settings.lease_seconds)
+        self.slots = Slots(repos.ledger, grace_seconds=settings.lease_seconds)
         self.events = events
         cps = settings.calls_per_second
         # An idle dispatcher looks again every few polls for work from other processes (status

@@ -5,9 +5,11 @@ dial time (the rate budget spaces them 1/cps apart), checks the callee's window 
 them, and handles the provider's refusals: an invalid number or any other refusal ends the call
 `failed` (never retried); a rate limit or a 5xx puts it back in the queue with exponential backoff,
 the attempt not counted; a timeout leaves it in flight for the reaper to reconcile (it may exist).
-A claim whose batch stopped running meanwhile goes back to the queue unplaced; the provider ids of
-placed calls are recorded at once. Do not call: the workspaces' lists are read once per placement round,
-right before the provider is asked, and a claim whose number was listed since it was enqueued ends
+A claim whose batch stopped running meanwhile goes back to the queue unplaced (the batches are read
+before every placement round); the provider ids of placed calls are recorded in one write once their
+claim's calls are all placed or handed back (a claim's dial times span the rate horizon: a few seconds).
+Do not call: the workspaces' lists are read after the claim and before its first call is placed (once
+for all the claims not read yet), and a claim whose number was listed since it was enqueued ends
 `skipped` / `suppressed` with the rule in its history (its slot freed, its attempt not counted).
 """
 
@@ -43,6 +45,7 @@ class Claimed:
     call: dict = field(compare=False)
     batch: dict = field(compare=False)
     token: str = field(compare=False, default="")
+    listed_checked: bool = field(compare=False, default=False)  # its number read off the lists after its claim
 
 
 class Placer:
@@ -81,18 +84,25 @@ class Placer:
         self.ready.extend(claims)
         self.ready.sort()
 
-    def take_records(self) -> list[PlacedRecord]:
+    def take_records(self, held_too: bool = False) -> list[PlacedRecord]:
+        """The provider ids to write now (the dispatcher's next claim takes them on its write): none while
+        each belongs to a claim whose other calls wait for their dial time (written with its last call,
+        moments later), else all of them in one write; with `held_too`, all of them in any case."""
+        waiting = {c.token for c in self.ready}
+        if not held_too and all(r.token in waiting for r in self.unrecorded):
+            return []
         records, self.unrecorded = self.unrecorded, []
         return records
 
     async def place_due(self, now: dt.datetime) -> int:
         due = [c for c in self.ready if c.dial_at <= now]
         if not due:
+            await self._record_settled()
             return 0
         self.ready = [c for c in self.ready if c.dial_at > now]
         # Stop means stop: the batches are read again after the claim and just before the provider is
         # asked, and a claim of a batch no longer running goes back to the queue unplaced. A stop waits
-        # for the batch's claims to be placed or handed back (CallRepo.unplaced), so no call of a
+        # for the batch's claims to be placed or handed back (CallRepo.unplaced), so no call of the
         # stopped batch is placed after the stop has answered.
         try:
             running = await self.running_batches(now, {c.batch["_id"] for c in due})
@@ -118,54 +128,72 @@ class Placer:
                 log.error("placing a call failed", exc_info=result,
                           extra={"callId": str(claimed.call["_id"]), "batchId": str(claimed.batch["_id"])})
         results = [None if isinstance(r, BaseException) else r for r in results]
-        # The provider's ids are recorded at once, in one write (a stop waits for them); if that write
-        # fails they ride on the next claim's. A status event may record one first (events accept a
-        # call whose id is not yet recorded), and after a crash before either, the reaper finds the
-        # call at the provider by number. Only onto the attempt we placed (our claim token, not since
-        # put back in the queue for a retry); the same id as any event recorded.
+        # The provider's ids are recorded in one write (a stop or a listing waits for them) once every call
+        # of their claims has been placed or handed back: a claim's dial times are spread over the rate
+        # horizon (a few seconds at most), so its calls placed in two rounds are recorded together; and a
+        # claim written meanwhile takes them on its own write. If that write fails they ride on the next
+        # claim's. A status event may record one first (events accept a call whose id is not yet recorded),
+        # and after a crash before either, the reaper finds the call at the provider by number. Only onto the
+        # attempt we placed (our claim token, not since put back in the queue for a retry); the same id as
+        # any event recorded.
         placed = [PlacedRecord(c.call["_id"], c.token, sid, now, now + self.lease) for c, sid in zip(due, results) if sid]
         self.stats.placed += len(placed)
         self.metrics.placed.labels(getattr(self.provider, "name", "provider")).inc(len(placed))
         for claimed, sid in zip(due, results):
             if sid:
                 self.metrics.placement_delay.observe(max(0.0, (now - claimed.dial_at).total_seconds()))
-        if placed:
-            try:
-                await self.calls.record_placed(placed)
-            except StoreUnavailable as exc:
-                log.error("recording placed calls failed; they go with the next claim", extra={"error": str(exc)})
-                self.unrecorded += placed
+        self.unrecorded += placed
+        await self._record_settled()
         return len(placed)
 
+    async def _record_settled(self) -> None:
+        """Write the provider ids that are due to be written (take_records)."""
+        records = self.take_records()
+        if not records:
+            return
+        try:
+            await self.calls.record_placed(records)
+        except StoreUnavailable as exc:
+            log.error("recording placed calls failed; they go with the next claim", extra={"error": str(exc)})
+            self.unrecorded = records + self.unrecorded
+
     async def _not_listed(self, due: list[Claimed], now: dt.datetime) -> list[Claimed]:
-        """The claims whose number is not on its workspace's do-not-call list (one read for the round); the
-        others end suppressed, never placed."""
-        if self.dnc is None or not due:
+        """The claims whose number is not on its workspace's do-not-call list; the others end suppressed, never
+        placed. One read for the round, of the due claims and of the claims waiting for their dial time not
+        read yet: all were claimed before it, so a listing written after it waits for them (it answers once no
+        claim of its numbers is left unplaced), and a claim read clean is not read again in a later round."""
+        unread = [c for c in due if not c.listed_checked]
+        if self.dnc is None or not unread:
             return due
-        listed = await self.dnc.listed({(c.batch["workspaceId"], c.call["phoneNumber"]) for c in due})
-        if not listed:
-            return due
-        keep = []
-        for claimed in due:
+        ahead = [c for c in self.ready if not c.listed_checked]
+        looked = unread + ahead
+        listed = await self.dnc.listed({(c.batch["workspaceId"], c.call["phoneNumber"]) for c in looked})
+        stopped: set[int] = set()
+        for claimed in looked:
             entry = listed.get((claimed.batch["workspaceId"], claimed.call["phoneNumber"]))
             if entry is None:
-                keep.append(claimed)
+                claimed.listed_checked = True
                 continue
-            after = await self.calls.suppress_claimed(claimed.call["_id"], claimed.token, suppression(now, entry), now)
-            if after is None:
-                continue  # no longer this claim's (the reaper or a hand-back took it)
-            await self.rules.release([claimed.call["_id"]], claimed.token)  # not an attempt
-            self.metrics.outcomes.labels(SUPPRESSED).inc()
-            log.info("listed number not dialled", extra={"callId": str(claimed.call["_id"]),
-                                                         "batchId": str(claimed.batch["_id"])})
-            if after.get("group") and self.events.on_group_call_final is not None:
-                await self.events.on_group_call_final(after["batchId"], after["group"]["key"])
-            if self.on_requeue is not None:
-                self.on_requeue(claimed.batch["_id"])  # a slot is free: look at the batch again
-        return keep
+            await self._suppress(claimed, entry, now)
+            stopped.add(id(claimed))
+            self.ready = [c for c in self.ready if c is not claimed]
+        return [c for c in due if id(c) not in stopped]
+
+    async def _suppress(self, claimed: Claimed, entry: dict, now: dt.datetime) -> None:
+        after = await self.calls.suppress_claimed(claimed.call["_id"], claimed.token, suppression(now, entry), now)
+        if after is None:
+            return  # no longer this claim's (the reaper or a hand-back took it)
+        await self.rules.release([claimed.call["_id"]], claimed.token)  # not an attempt
+        self.metrics.outcomes.labels(SUPPRESSED).inc()
+        log.info("listed number not dialled", extra={"callId": str(claimed.call["_id"]),
+                                                     "batchId": str(claimed.batch["_id"])})
+        if after.get("group") and self.events.on_group_call_final is not None:
+            await self.events.on_group_call_final(after["batchId"], after["group"]["key"])
+        if self.on_requeue is not None:
+            self.on_requeue(claimed.batch["_id"])  # a slot is free: look at the batch again
 
     async def flush_records(self) -> None:
-        if records := self.take_records():
+        if records := self.take_records(held_too=True):
             await self.calls.record_placed(records)
 
     def dial_request(self, call: dict, batch: dict, attempt: str = "") -> DialRequest:

@@ -7,13 +7,14 @@
   was, the call goes back to the queue with the attempt not counted. Never lost, never dialled twice.
 - Slots whose call left flight are compacted away (when no dispatcher ticks to do it).
 - Pending batches whose scheduled start has come, and that have calls, start running.
-- Idempotency records and enrollment intakes that expired (by the injected clock) are deleted.
+- Idempotency records, enrollment intakes and cap attempts that expired (by the injected clock) are
+  deleted, every fifth run (their readers check expiry themselves).
 - Credits an enrollment reserved before its process died, without its intake and never retried, are
   given back (Enrollment.release_abandoned).
 - Enrollment intakes whose processing stopped half way (a crash) are resumed; chained groups left without
   their next step are moved on (dialer/services/chains.py).
 - Batch counters that drifted from the calls (a crash between a transition and its counter write)
-  are repaired (dialer/services/counters.py).
+  are repaired (dialer/services/counters.py), every fifth run.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ HELD = CallStatus.HELD.value
 CANCELLED = BatchStatus.CANCELLED.value
 BATCH_SIZE = 100
 CAP_KEEP = dt.timedelta(hours=25)  # attempts older than every cap's window (24 h and the placing margin)
-COUNTERS_EVERY = 5  # reaper runs between two reconciliations of the batch counters (5 min by default)
+HOUSEKEEPING_EVERY = 5  # reaper runs between two recounts of the batch counters and purges (5 min by default)
 FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's creation times
 
 
@@ -66,15 +67,19 @@ class Reaper:
         await self.heal_slots()
         await self.start_scheduled()
         self._runs += 1
-        if self._runs % COUNTERS_EVERY == 1 or COUNTERS_EVERY == 1:
-            await self.counters.run()  # a recount per running batch: not on every run
-        await self.repos.idempotency.purge(self.clock.now())  # expired by the injected clock
-        if self.repos.caps is not None:  # attempts past every cap's window (numbers not dialled since)
-            await self._guarded("cap purge", lambda: self.repos.caps.purge(self.clock.now() - CAP_KEEP))
+        # Housekeeping, not on every run: the counters' recount, and deleting what expired (expiry is checked
+        # where those records are read, so deleting them later changes no answer).
+        housekeeping = self._runs % HOUSEKEEPING_EVERY == 1 or HOUSEKEEPING_EVERY == 1
+        if housekeeping:
+            await self.counters.run()
+            await self.repos.idempotency.purge(self.clock.now())  # expired by the injected clock
+            if self.repos.caps is not None:  # attempts past every cap's window (numbers not dialled since)
+                await self._guarded("cap purge", lambda: self.repos.caps.purge(self.clock.now() - CAP_KEEP))
         # Each repair on its own: one that fails (a database hiccup, a bad document) must not stop the next.
         if self.enrollment is not None:
             await self._guarded("intake resumption", self.enrollment.resume)  # their process crashed
-            await self._guarded("intake purge", lambda: self.repos.intakes.purge(self.clock.now()))
+            if housekeeping:
+                await self._guarded("intake purge", lambda: self.repos.intakes.purge(self.clock.now()))
             await self._guarded("credit release", self.enrollment.release_abandoned)
         if self.chains is not None:
             await self._guarded("chain sweep", self.sweep_groups)

@@ -1,49 +1,63 @@
-"""Concurrency slots and the dial-rate budget, shared by every dispatcher through one ledger document.
+"""Concurrency slots and the dial-rate budget, shared by every dispatcher through the SlotLedger port.
 
-The ledger (the SlotLedger port: one `dispatch` document in MongoDB) holds the slots in use per batch (`slots.<batchId>`) and for
-the whole account (`all`), and `nextDialAt`, the earliest instant the next call may be placed (calls
-per second). A slot is an entry {callId, token, at}: `token` is the claim token the dispatcher then
-writes onto the call, `at` when the slot was reserved.
+The calls are the record of the slots: a call holds one of its batch's slots (and one of the account's)
+while its status is in flight, and frees it by its own transition out of flight (its final status, a
+hand-back unplaced, the reaper's settlement); nobody has to release it. What the calls cannot show yet is
+a reservation made and not claimed: the ledger (one `dispatch` document in MongoDB, one row in SQLite)
+keeps those as pending entries {callId, batchId, token, at}, and `nextDialAt`, the earliest instant the
+next call may be placed (calls per second).
 
-Slots are never released one by one when calls end (that would be a write per call). Instead every
-reservation is one compare-and-set on the document's `version`: the dispatcher reads the document,
-reads the statuses of the calls holding slots, drops the entries that no longer hold a call, adds
-its new entries if every limit still allows, and writes the lists back only if nobody changed the
-document meanwhile. An entry whose call carries its token holds the slot while that call is in
-flight; an entry whose claim has not landed (yet) holds it while younger than the grace period (a
-dispatcher claims within half the grace or gives up). So invariant 1 holds with any number of
-dispatchers, and a crash can only keep a slot taken until the grace period ends, never free one early.
+A reservation is one compare-and-set on the document's `version`: the dispatcher reads the document (with
+each pending entry's call as it is now, then the calls in flight per batch), drops the entries whose claim
+has landed (their calls count themselves from then on) or that are older than the grace period without a
+claim (a dispatcher claims within half the grace or gives up), adds its own entries if every limit still
+allows, and writes the pending list back only if nobody changed the document meanwhile. So invariant 1
+holds with any number of dispatchers, and a crash can only keep a slot taken until the grace period ends,
+never free one early. The work of a reservation follows the claims made since the last one, not the
+calls in flight.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from bson import ObjectId
 
-from dialer.core.statuses import IN_FLIGHT_VALUES
-from dialer.ports import CallRepo, LedgerState, SlotLedger
+from dialer.ports import SlotLedger
 
 
 @dataclass
 class DispatchState:
     version: int
-    slots: dict[str, list[dict]]
-    all: list[dict]
+    flying: dict[ObjectId, int]  # calls in flight per batch
+    pending: list[dict]  # reservations not seen claimed: {callId, batchId, token, at}
     next_dial_at: dt.datetime | None
+    _reserved: Counter = field(default_factory=Counter, repr=False)
+    _in_flight: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        self._in_flight = sum(self.flying.values())
+        self._count()
+
+    def _count(self) -> None:
+        self._reserved = Counter(e["batchId"] for e in self.pending)
 
     def used(self, batch_id: ObjectId) -> int:
-        return len(self.slots.get(str(batch_id), []))
+        return self.flying.get(batch_id, 0) + self._reserved.get(batch_id, 0)
 
     @property
     def total(self) -> int:
-        return len(self.all)
+        return self._in_flight + len(self.pending)
 
-    @classmethod
-    def of(cls, state: LedgerState) -> "DispatchState":
-        return cls(state.version, state.slots, state.all, state.next_dial_at)
+    def per_batch(self) -> dict[str, int]:
+        """Slots in use per batch (str id), for the gauges."""
+        out = {str(b): n for b, n in self.flying.items()}
+        for batch_id, n in self._reserved.items():
+            out[str(batch_id)] = out.get(str(batch_id), 0) + n
+        return out
 
 
 @dataclass
@@ -54,35 +68,31 @@ class Reservation:
 
 
 class Slots:
-    def __init__(self, ledger: SlotLedger, calls: CallRepo, grace_seconds: float) -> None:
+    def __init__(self, ledger: SlotLedger, grace_seconds: float) -> None:
         self.ledger = ledger
-        self.calls = calls
         self.grace = dt.timedelta(seconds=grace_seconds)
         self.harvested_at: dt.datetime | None = None  # this process's last harvest (a reservation's look)
 
     async def state(self, now: dt.datetime | None = None) -> DispatchState:
-        """The document; with `now`, minus the entries whose call no longer holds its slot."""
-        state = DispatchState.of(await self.ledger.read())
+        """The slots in use; with `now`, minus the reservations whose claim landed or can no longer land."""
+        read = await self.ledger.read()
+        state = DispatchState(read.version, read.flying, read.pending, read.next_dial_at)
         if now is not None:
-            await self._harvest(state, now)
+            self._harvest(state, now)
             self.harvested_at = now
         return state
 
-    async def _harvest(self, state: DispatchState, now: dt.datetime) -> None:
-        ids = {e["callId"] for e in state.all} | {e["callId"] for entries in state.slots.values() for e in entries}
-        if not ids:
-            return
-        calls = await self.calls.holders(ids)
+    def _harvest(self, state: DispatchState, now: dt.datetime) -> None:
         young = now - self.grace
 
-        def holds(entry: dict) -> bool:
-            held = calls.get(entry["callId"])
-            if held is not None and held[1] == entry.get("token"):
-                return held[0] in IN_FLIGHT_VALUES  # claimed under this entry: held while in flight
+        def waits(entry: dict) -> bool:
+            holder = entry.get("holder")
+            if holder is not None and holder[1] == entry["token"]:
+                return False  # claimed: its call holds the slot itself while in flight (counted in `flying`)
             return entry["at"] > young  # the claim may still be on its way
 
-        state.slots = {b: kept for b, entries in state.slots.items() if (kept := [e for e in entries if holds(e)])}
-        state.all = [e for e in state.all if holds(e)]
+        state.pending = [e for e in state.pending if waits(e)]
+        state._count()
 
     async def reserve(self, state: DispatchState, wanted: dict[ObjectId, tuple[int, list[ObjectId]]],
                       max_total: int, cps: float, now: dt.datetime, token: str) -> Reservation | None:
@@ -95,40 +105,38 @@ class Slots:
             raise ValueError("the reservation would pass the account limit")
         start = max(now, state.next_dial_at or now)
         gap = dt.timedelta(seconds=1.0 / cps)
-        slots = {b: list(entries) for b, entries in state.slots.items()}
-        everything = list(state.all)
+        pending = [{k: v for k, v in e.items() if k != "holder"} for e in state.pending]
         n = 0
         for batch_id, (limit, ids) in wanted.items():
-            key = str(batch_id)
-            if len(slots.get(key, [])) + len(ids) > limit:
+            if state.used(batch_id) + len(ids) > limit:
                 raise ValueError("the reservation would pass the batch limit")
-            entries = [{"callId": cid, "token": token, "at": now} for cid in ids]
-            slots.setdefault(key, []).extend(entries)
-            everything += entries
+            pending += [{"callId": cid, "batchId": batch_id, "token": token, "at": now} for cid in ids]
             reservation.grants[batch_id] = list(ids)
             for cid in ids:
                 reservation.dial_times[cid] = start + gap * n
                 n += 1
         next_dial_at = start + gap * n if n else state.next_dial_at
-        written = await self.ledger.write(state.version, slots, everything, next_dial_at)
+        written = await self.ledger.write(state.version, pending, next_dial_at)
         return reservation if written else None
 
-    async def release(self, batch_id: ObjectId, call_ids: Iterable[ObjectId], token: str) -> None:
+    async def release(self, call_ids: Iterable[ObjectId], token: str) -> None:
         """Give back slots reserved under `token` whose claim did not happen (idempotent)."""
-        await self.ledger.release(batch_id, list(call_ids), token)
+        ids = list(call_ids)
+        if ids:
+            await self.ledger.release(ids, token)
 
     async def compact(self, now: dt.datetime) -> int:
-        """Drop the entries that no longer hold a slot (the reaper, when no dispatcher is ticking: a
+        """Drop the reservations that no longer hold a slot (the reaper, when no dispatcher is ticking: a
         reservation of this process within half the grace period did it)."""
         if self.harvested_at is not None and now - self.harvested_at < self.grace / 2:
             return 0
         for _ in range(3):
             state = await self.state()
-            before = state.total + sum(map(len, state.slots.values()))
-            await self._harvest(state, now)
-            after = state.total + sum(map(len, state.slots.values()))
-            if after == before:
+            before = len(state.pending)
+            self._harvest(state, now)
+            if len(state.pending) == before:
                 return 0
-            if await self.ledger.write(state.version, state.slots, state.all, state.next_dial_at):
-                return before - after
+            pending = [{k: v for k, v in e.items() if k != "holder"} for e in state.pending]
+            if await self.ledger.write(state.version, pending, state.next_dial_at):
+                return before - len(state.pending)
         return 0

@@ -4,7 +4,8 @@ The counters are kept by the call transitions themselves (CallRepo.tallies); wit
 transition and its counter increment are two writes, so a crash between them leaves the counters off
 by that transition (and a counter write that timed out is not repeated, lest it count twice).
 Periodically, for each running batch, the kept tallies are compared with a fresh recount of the calls
-(CallRepo.audit: from one consistent view where the backend has one, as SQLite does).
+(CallRepo.audit_many: from one consistent view where the backend has one, as SQLite does; many small
+batches in one audit, so a pass costs a read per few hundred batches, not one per batch).
 A difference seen once may be a transition caught between its two writes; the same difference seen on
 the next run is drift, and is added as a correction (an increment, never an overwrite, so transitions
 meanwhile are not lost).
@@ -31,6 +32,8 @@ from dialer.services.calls import withdraw_all
 
 log = logging.getLogger("dialer.counters")
 RECENTLY = dt.timedelta(days=1)  # how long after its last change a batch that is not running is looked at
+AUDIT_BATCHES = 200  # batches recounted in one audit (one port call)...
+AUDIT_CALLS = 200_000  # ...holding at most this many calls between them (a larger batch alone)
 RUNNING = BatchStatus.RUNNING.value
 CANCELLED = BatchStatus.CANCELLED.value
 
@@ -49,21 +52,42 @@ class CounterReconciler:
         now = self.clock.now()
         batches = {b["_id"]: b for b in await self.batches.updated_since(now - RECENTLY)}
         batches.update((b["_id"], b) for b in await self.batches.runnable(now))
+        looked = [b for batch_id, b in batches.items()
+                  # right, with nothing in flight, and unchanged since: its calls no longer move
+                  if b["status"] == RUNNING or self._settled.get(batch_id) != b.get("updatedAt")]
         repaired = 0
-        for batch_id, batch in batches.items():
-            if batch["status"] != RUNNING and self._settled.get(batch_id) == batch.get("updatedAt"):
-                continue  # right, with nothing in flight, and unchanged since: its calls no longer move
-            if await self.check(batch):
-                repaired += 1
+        for group in await self._groups(looked):
+            audits = await self.calls.audit_many([b["_id"] for b in group])
+            for batch in group:
+                if await self.check(batch, *audits[batch["_id"]]):
+                    repaired += 1
         for memo in (self._suspect, self._settled):
             for batch_id in set(memo) - set(batches):
                 del memo[batch_id]
         self.repaired += repaired
         return repaired
 
-    async def check(self, batch: dict) -> bool:
+    async def _groups(self, batches: list[dict]) -> list[list[dict]]:
+        """The batches in groups of at most AUDIT_BATCHES batches and AUDIT_CALLS calls (as the kept tallies
+        count them, one read for all): one audit each, so many small batches cost a few reads, and a large
+        batch is recounted alone."""
+        if not batches:
+            return []
+        sizes = await self.calls.tallies_many([b["_id"] for b in batches])
+        groups: list[list[dict]] = [[]]
+        calls = 0
+        for batch in batches:
+            size = sum(t.calls for t in sizes.get(batch["_id"], []))
+            if groups[-1] and (len(groups[-1]) >= AUDIT_BATCHES or calls + size > AUDIT_CALLS):
+                groups.append([])
+                calls = 0
+            groups[-1].append(batch)
+            calls += size
+        return groups
+
+    async def check(self, batch: dict, actual: list[Tally], delta: list[Tally]) -> bool:
+        """One batch's audit (the recount, and its difference from the kept tallies): True if repaired."""
         batch_id = batch["_id"]
-        actual, delta = await self.calls.audit(batch_id)
         if batch["status"] == CANCELLED and any(t.status in WAITING_VALUES and t.calls > 0 for t in actual):
             withdrawn = await withdraw_all(self.calls, batch_id, self.clock.now())
             log.warning("a cancel cut short had left calls waiting: withdrawn",

@@ -1,4 +1,5 @@
-"""SlotLedger: one shared document, written by compare-and-set on its version; releases by token.
+"""SlotLedger: the calls in flight per batch (the calls hold their own slots), plus one shared document of
+reservations not seen claimed yet, written by compare-and-set on its version; releases by token.
 
 Every writer reads first (that is how it learns the version; the read creates the document)."""
 
@@ -6,59 +7,92 @@ from __future__ import annotations
 
 from bson import ObjectId
 
-from tests.contract.conftest import T0, at
+from dialer.core.statuses import CallStatus
+from dialer.ports import Finish
+from tests.contract.conftest import T0, at, batch_doc, claim, enqueue, planned
+
+A, B, C = "+14155550001", "+14155550002", "+14155550003"
+
+
+def reservation(call: ObjectId, batch: ObjectId, token: str = "t1", when=T0) -> dict:
+    return {"callId": call, "batchId": batch, "token": token, "at": when}
+
+
+def bare(entries: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "holder"} for e in entries]
 
 
 async def test_starts_empty(repos):
     state = await repos.ledger.read()
-    assert (state.version, state.slots, state.all, state.next_dial_at) == (0, {}, [], None)
+    assert (state.version, state.pending, state.flying, state.next_dial_at) == (0, [], {}, None)
     assert (await repos.ledger.read()).version == 0  # reading writes nothing
 
 
 async def test_write_is_a_compare_and_set_on_the_version(repos):
-    batch, call = ObjectId(), ObjectId()
-    entries = [{"callId": call, "token": "t1", "at": T0}]
+    entries = [reservation(ObjectId(), ObjectId())]
     assert (await repos.ledger.read()).version == 0
-    assert await repos.ledger.write(0, {str(batch): entries}, entries, at(1))
+    assert await repos.ledger.write(0, entries, at(1))
     state = await repos.ledger.read()
-    assert (state.version, state.slots, state.all, state.next_dial_at) == (1, {str(batch): entries}, entries, at(1))
-    assert not await repos.ledger.write(0, {}, [], None)  # stale
-    assert (await repos.ledger.read()).all == entries
-    assert await repos.ledger.write(1, {}, [], None)
+    assert (state.version, bare(state.pending), state.next_dial_at) == (1, entries, at(1))
+    assert not await repos.ledger.write(0, [], None)  # stale
+    assert bare((await repos.ledger.read()).pending) == entries
+    assert await repos.ledger.write(1, [], None)
     assert (await repos.ledger.read()).version == 2
 
 
 async def test_read_hands_out_copies(repos):
-    batch, call = ObjectId(), ObjectId()
-    entries = [{"callId": call, "token": "t1", "at": T0}]
+    call, batch = ObjectId(), ObjectId()
+    entries = [reservation(call, batch)]
     await repos.ledger.read()
-    assert await repos.ledger.write(0, {str(batch): entries}, entries, None)
-    entries.append({"callId": ObjectId(), "token": "t1", "at": T0})  # the caller's lists are not kept
+    assert await repos.ledger.write(0, entries, None)
+    entries.append(reservation(ObjectId(), batch))  # the caller's lists are not kept
     state = await repos.ledger.read()
-    state.all.append({"callId": ObjectId(), "token": "x", "at": T0})
-    state.slots[str(batch)][0]["token"] = "changed"
-    state.slots["other"] = []
+    state.pending.append(reservation(ObjectId(), batch, "x"))
+    state.pending[0]["token"] = "changed"
+    state.flying[batch] = 9
     again = await repos.ledger.read()
-    assert again.all == [{"callId": call, "token": "t1", "at": T0}]
-    assert again.slots == {str(batch): [{"callId": call, "token": "t1", "at": T0}]}
+    assert bare(again.pending) == [reservation(call, batch)] and again.flying == {}
 
 
-async def test_release_removes_this_tokens_entries_of_these_calls(repos):
+async def test_release_removes_this_tokens_reservations_of_these_calls(repos):
     batch, other_batch = ObjectId(), ObjectId()
     c1, c2, c3 = ObjectId(), ObjectId(), ObjectId()
-    mine = [{"callId": c1, "token": "t1", "at": T0}, {"callId": c2, "token": "t1", "at": T0}]
-    theirs = [{"callId": c1, "token": "t2", "at": T0}]
-    kept_elsewhere = [{"callId": c3, "token": "t1", "at": T0}]
+    mine = [reservation(c1, batch), reservation(c2, batch)]
+    theirs = [reservation(c1, batch, "t2")]
+    elsewhere = [reservation(c3, other_batch)]
     await repos.ledger.read()
-    assert await repos.ledger.write(0, {str(batch): mine + theirs, str(other_batch): kept_elsewhere},
-                             mine + theirs + kept_elsewhere, at(5))
-    await repos.ledger.release(batch, [c1, c3], "t1")
+    assert await repos.ledger.write(0, mine + theirs + elsewhere, at(5))
+    await repos.ledger.release([c1], "t1")
     state = await repos.ledger.read()
     assert state.version == 2
-    assert state.slots[str(batch)] == [mine[1], theirs[0]]
-    assert state.slots[str(other_batch)] == kept_elsewhere  # another batch's slots are not touched
-    assert state.all == [mine[1], theirs[0]]
+    assert bare(state.pending) == [mine[1], theirs[0], elsewhere[0]]
     assert state.next_dial_at == at(5)
-    await repos.ledger.release(batch, [c1, c3], "t1")  # idempotent
+    await repos.ledger.release([c1], "t1")  # idempotent
     state = await repos.ledger.read()
-    assert state.all == [mine[1], theirs[0]] and state.version == 3
+    assert bare(state.pending) == [mine[1], theirs[0], elsewhere[0]] and state.version == 3
+
+
+async def test_each_reservation_is_read_with_its_calls_status_and_claim(repos, batch):
+    a, b = await enqueue(repos, batch, planned(A), planned(B))
+    gone = ObjectId()
+    await repos.ledger.read()
+    assert await repos.ledger.write(0, [reservation(a, batch["_id"], "tok-9"), reservation(b, batch["_id"]),
+                                        reservation(gone, batch["_id"])], None)
+    await claim(repos, a, token="tok-9")
+    holders = {e["callId"]: e["holder"] for e in (await repos.ledger.read()).pending}
+    assert holders == {a: ("dialing", "tok-9"), b: ("queued", None), gone: None}
+
+
+async def test_the_calls_in_flight_are_counted_per_batch_and_free_their_slots_themselves(repos, batch):
+    other = batch_doc()
+    await repos.batches.insert(other)
+    a, b, c = await enqueue(repos, batch, planned(A), planned(B), planned(C))
+    (d,) = await enqueue(repos, other, planned(A))
+    for call_id in (a, b, d):
+        await claim(repos, call_id)
+    assert (await repos.ledger.read()).flying == {batch["_id"]: 2, other["_id"]: 1}  # c is queued: no slot
+    assert await repos.calls.progress(a, "tok-1", None, CallStatus.IN_PROGRESS.value, at(600), {"at": at(5), "event": "answered"},
+                                      None, at(5))
+    await repos.calls.finish(b, "tok-1", None, Finish("completed", "completed", {"at": at(30), "event": "done"}), at(30))
+    await repos.calls.requeue_unplaced(d, "tok-1", at(31), {"at": at(31), "event": "window_closed"})
+    assert (await repos.ledger.read()).flying == {batch["_id"]: 1}

@@ -152,13 +152,23 @@ async def test_an_operator_retry_forgets_the_last_attempts_provider_call(repos, 
     assert await repos.calls.requeue_unplaced(a, "tok-2", at(70), entry("provider_error", 62), provider_error=True)
 
 
-async def test_audit_sees_the_recount_and_any_drift_of_the_kept_tallies(repos, batch):
+async def test_audit_many_sees_each_batch_s_recount_and_any_drift_of_its_kept_tallies(repos, batch):
     a, _ = await enqueue(repos, batch, planned(A), planned(B))
     await claim(repos, a)
-    actual, drift = await repos.calls.audit(batch["_id"])
+    other = batch_doc()
+    await repos.batches.insert(other)
+    await enqueue(repos, other, planned(C))
+    unknown = ObjectId()
+    audits = await repos.calls.audit_many([batch["_id"], other["_id"], unknown])
+    assert set(audits) == {batch["_id"], other["_id"], unknown}
+    actual, drift = audits[batch["_id"]]
     assert set(actual) == {Tally("dialing", None, 1, 1, 1), Tally("queued", None, 1, 0, 0)} and drift == []
+    assert audits[other["_id"]] == ([Tally("queued", None, 1, 0, 0)], []) and audits[unknown] == ([], [])
     await repos.calls.correct(batch["_id"], [Tally("queued", None, 2, 0, 0)])  # the kept tallies drift
-    assert (await repos.calls.audit(batch["_id"]))[1] == [Tally("queued", None, -2, 0, 0)]
+    audits = await repos.calls.audit_many([other["_id"], batch["_id"]])
+    assert audits[batch["_id"]][1] == [Tally("queued", None, -2, 0, 0)]
+    assert audits[other["_id"]][1] == []  # the other batch's are right
+    assert await repos.calls.audit_many([]) == {}
 
 
 async def test_two_records_of_one_callee_in_a_chunk_make_one_call(repos, batch):

@@ -37,7 +37,7 @@ async def mongo_repositories(client: Any, db: Any, kind: str = "mongodb") -> Rep
 
     return Repositories(kind=kind, calls=MongoCalls(db["calls"], counters), batches=MongoBatches(db["batches"]),
                         tenancy=MongoTenancy(db), idempotency=MongoIdempotency(db["idempotency"]),
-                        ledger=MongoLedger(db["dispatch"]), intakes=MongoIntakes(db["intakes"]),
+                        ledger=MongoLedger(db["dispatch"], db["calls"]), intakes=MongoIntakes(db["intakes"]),
                         webhooks=MongoWebhooks(db), dnc=MongoDnc(db["dnc"]), caps=MongoCaps(db["caps"]),
                         closer=close)
 

@@ -156,18 +156,26 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
         await self.counters.flush()
         return tallies_of(await self.counters.batches.find_one({"_id": batch_id}, {"tallies": 1}))
 
-    @unavailable
     async def recount(self, batch_id: ObjectId) -> list[Tally]:
-        """A full pass over the batch's calls (the reconciliation's, every few minutes): on the batch_id
-        index by name, under a timeout for reading a whole large batch rather than the client's."""
+        return (await self._recount_many([batch_id]))[batch_id]
+
+    @unavailable
+    async def _recount_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
+        """A full pass over the batches' calls (the reconciliation's, every few minutes): one aggregate on
+        the batch_id index by name, under a timeout for reading whole large batches rather than the client's."""
         with pymongo.timeout(RECOUNT_SECONDS):
             rows = await aggregate(self.c, [
-                {"$match": {"batchId": batch_id}},
-                {"$group": {"_id": {"status": "$status", "outcome": "$outcome"}, "n": {"$sum": 1},
-                            "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
+                {"$match": {"batchId": {"$in": list(batch_ids)}}},
+                {"$group": {"_id": {"batchId": "$batchId", "status": "$status", "outcome": "$outcome"},
+                            "n": {"$sum": 1}, "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
                             "attempts": {"$sum": "$attempts"}}},
             ], hint="batch_id")
-        return [Tally(r["_id"]["status"], r["_id"].get("outcome"), r["n"], r["dialled"], r["attempts"]) for r in rows]
+        found: dict[ObjectId, list[Tally]] = {b: [] for b in batch_ids}
+        for r in rows:
+            key = r["_id"]
+            found.setdefault(key["batchId"], []).append(
+                Tally(key["status"], key.get("outcome"), r["n"], r["dialled"], r["attempts"]))
+        return found
 
     # ---- the dispatcher ------------------------------------------------------------------------
     @unavailable
@@ -380,16 +388,18 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
         self._moved(before, finish.final, finish.outcome)
         return "final", before["batchId"], before.get("group")
 
-    async def audit(self, batch_id: ObjectId) -> tuple[list[Tally], list[Tally]]:
-        """The tallies (this process's increments flushed), a recount, the tallies again: a difference is
-        reported only if the tallies held still meanwhile (else a transition between the reads would look
-        like drift). Increments buffered in other processes still show: the reconciliation waits for a
-        difference to be seen twice."""
-        before = await self.tallies(batch_id)
-        actual = await self.recount(batch_id)
-        if set(await self.tallies(batch_id)) != set(before):
-            return actual, []
-        return actual, difference(actual, before)
+    async def audit_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, tuple[list[Tally], list[Tally]]]:
+        """The tallies (this process's increments flushed), one recount of every batch, the tallies again: a
+        batch's difference is reported only if its tallies held still meanwhile (else a transition between
+        the reads would look like drift). Increments buffered in other processes still show: the
+        reconciliation waits for a difference to be seen twice. Three round trips, whatever the batches."""
+        if not batch_ids:
+            return {}
+        before = await self.tallies_many(batch_ids)
+        actual = await self._recount_many(batch_ids)
+        after = await self.tallies_many(batch_ids)
+        return {b: (actual[b], [] if set(after[b]) != set(before[b]) else difference(actual[b], before[b]))
+                for b in batch_ids}
 
     async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
         increments: dict[str, int] = {}

@@ -1,5 +1,7 @@
-"""The `dispatch` collection's one document (`_id: "account"`), for the SlotLedger port: slots per batch
-and for the account, and the next dial time, written by compare-and-set on `version`."""
+"""The `dispatch` collection's one document (`_id: "account"`), for the SlotLedger port: the reservations not
+seen claimed yet (`pending`) and the next dial time, written by compare-and-set on `version`. A read takes
+the document, then the pending calls' holders, then the calls in flight per batch (`calls`, index
+`status_lease`), in that order: a reservation seen claimed is counted by its call from then on."""
 
 from __future__ import annotations
 
@@ -8,43 +10,60 @@ from typing import Any
 
 from bson import ObjectId
 
+from dialer.core.statuses import IN_FLIGHT_VALUES
 from dialer.ports import LedgerState
-from dialer.store.mongo.documents import aware, normalise, unavailable
+from dialer.store.mongo.documents import aggregate, aware, normalise, unavailable
 
 ACCOUNT = "account"
 
 
 class MongoLedger:
-    def __init__(self, collection: Any) -> None:
+    def __init__(self, collection: Any, calls: Any) -> None:
         self.c = collection
+        self.calls = calls
 
     @unavailable
     async def read(self) -> LedgerState:
         doc = await self.c.find_one({"_id": ACCOUNT})
         if doc is None:
             await self.c.update_one({"_id": ACCOUNT},
-                                    {"$setOnInsert": {"version": 0, "slots": {}, "all": [], "nextDialAt": None}},
+                                    {"$setOnInsert": {"version": 0, "pending": [], "nextDialAt": None}},
                                     upsert=True)
             doc = await self.c.find_one({"_id": ACCOUNT})
         doc = normalise(doc)
-        slots = {batch: [_entry(e) for e in entries] for batch, entries in doc.get("slots", {}).items()}
-        return LedgerState(doc["version"], slots, [_entry(e) for e in doc.get("all", [])], doc.get("nextDialAt"))
+        pending = [_entry(e) for e in _pending(doc)]
+        if pending:
+            holders = {d["_id"]: (d["status"], d.get("claimToken")) async for d in
+                       self.calls.find({"_id": {"$in": [e["callId"] for e in pending]}}, {"status": 1, "claimToken": 1})}
+            for entry in pending:
+                entry["holder"] = holders.get(entry["callId"])
+        rows = await aggregate(self.calls, [{"$match": {"status": {"$in": IN_FLIGHT_VALUES}}},
+                                            {"$group": {"_id": "$batchId", "n": {"$sum": 1}}}])
+        return LedgerState(doc["version"], pending, {r["_id"]: r["n"] for r in rows}, doc.get("nextDialAt"))
 
     @unavailable
-    async def write(self, version: int, slots: dict[str, list[dict]], all_: list[dict],
-                    next_dial_at: dt.datetime | None) -> bool:
+    async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
         result = await self.c.update_one(
             {"_id": ACCOUNT, "version": version},
-            {"$set": {"slots": slots, "all": all_, "nextDialAt": next_dial_at}, "$inc": {"version": 1}})
+            {"$set": {"pending": pending, "nextDialAt": next_dial_at}, "$unset": {"slots": "", "all": ""},
+             "$inc": {"version": 1}})
         return result.matched_count == 1
 
     @unavailable
-    async def release(self, batch_id: ObjectId, call_ids: list[ObjectId], token: str) -> None:
+    async def release(self, call_ids: list[ObjectId], token: str) -> None:
         if not call_ids:
             return
-        cond = {"callId": {"$in": list(call_ids)}, "token": token}
-        await self.c.update_one({"_id": ACCOUNT},
-                                {"$pull": {f"slots.{batch_id}": cond, "all": cond}, "$inc": {"version": 1}})
+        await self.c.update_one({"_id": ACCOUNT}, {"$pull": {"pending": {"callId": {"$in": list(call_ids)},
+                                                                        "token": token}},
+                                                   "$inc": {"version": 1}})
+
+
+def _pending(doc: dict) -> list[dict]:
+    """The reservations; a document written before the calls counted their own slots keeps its slot entries
+    per batch instead, each taken as a reservation (dropped at the next look once its call shows its claim)."""
+    if "pending" in doc or "slots" not in doc:
+        return doc.get("pending") or []
+    return [{**e, "batchId": ObjectId(batch)} for batch, entries in doc["slots"].items() for e in entries]
 
 
 def _entry(entry: dict) -> dict:

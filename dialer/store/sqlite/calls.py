@@ -37,6 +37,7 @@ DIALING = CallStatus.DIALING.value
 IN_FLIGHT = frozenset(IN_FLIGHT_VALUES)
 WAITING = frozenset(WAITING_VALUES)
 IN_FLIGHT_SQL = "('dialing', 'ringing', 'in_progress')"
+AUDIT_QUERY = 500  # batches per recount statement (SQLite's bound on a statement's parameters)
 
 
 def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, status: str, now: dt.datetime) -> dict:
@@ -156,14 +157,18 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
     async def recount(self, batch_id: ObjectId) -> list[Tally]:
         return await self.db.read(_recount, batch_id)
 
-    async def audit(self, batch_id: ObjectId) -> tuple[list[Tally], list[Tally]]:
-        """One read transaction: the recount and the kept tallies of one snapshot (read apart, a transition
+    async def audit_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, tuple[list[Tally], list[Tally]]]:
+        """One read transaction: the recounts and the kept tallies of one snapshot (read apart, a transition
         committed between the two reads would look like drift)."""
-        def work(conn: sqlite3.Connection) -> tuple[list[Tally], list[Tally]]:
-            actual = _recount(conn, batch_id)
-            return actual, difference(actual, _kept(conn, [batch_id])[batch_id])
+        def work(conn: sqlite3.Connection) -> dict[ObjectId, tuple[list[Tally], list[Tally]]]:
+            out = {}
+            for start in range(0, len(batch_ids), AUDIT_QUERY):
+                part = batch_ids[start:start + AUDIT_QUERY]
+                actual, kept = _recount_many(conn, part), _kept(conn, part)
+                out.update((b, (actual[b], difference(actual[b], kept[b]))) for b in part)
+            return out
 
-        return await self.db.read(work)
+        return await self.db.read(work) if batch_ids else {}
 
     async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
         def work(conn: sqlite3.Connection) -> None:
@@ -369,10 +374,18 @@ def _kept(conn: sqlite3.Connection, batch_ids: list[ObjectId]) -> dict[ObjectId,
 
 
 def _recount(conn: sqlite3.Connection, batch_id: ObjectId) -> list[Tally]:
-    return tallies_from(conn.execute(
-        "SELECT status, coalesce(outcome, ''), count(*), sum(attempts > 0), sum(attempts) "
-        "FROM calls INDEXED BY calls_batch_id WHERE batch_id = ? GROUP BY status, outcome "
-        "ORDER BY status, coalesce(outcome, '')", (batch_id.binary,)))
+    return _recount_many(conn, [batch_id])[batch_id]
+
+
+def _recount_many(conn: sqlite3.Connection, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
+    found: dict[bytes, list[tuple]] = {}
+    ids = [b.binary for b in batch_ids]
+    for row in conn.execute(
+            f"SELECT batch_id, status, coalesce(outcome, ''), count(*), sum(attempts > 0), sum(attempts) "
+            f"FROM calls INDEXED BY calls_batch_id WHERE batch_id IN ({marks(ids)}) GROUP BY batch_id, status, outcome "
+            f"ORDER BY batch_id, status, coalesce(outcome, '')", ids):
+        found.setdefault(row[0], []).append(row[1:])
+    return {b: tallies_from(found.get(b.binary, ())) for b in batch_ids}
 
 
 def _any_of(conn: sqlite3.Connection, batch_id: ObjectId, statuses: list[str]) -> bool:

@@ -1,8 +1,9 @@
 """The slot ledger in SQLite: the SlotLedger port (see dialer/ports.py).
 
-One row (`ledger`, id "account"): the version and a document with the slots per batch, the account's
-slots and the next dial time. `write` is a compare-and-set on the version inside one writer transaction,
-so it holds between every dispatcher process sharing the file.
+One row (`ledger`, id "account"): the version and a document with the reservations not seen claimed yet
+(`pending`) and the next dial time. `read` takes that row, the pending calls' holders and the calls in
+flight per batch (the partial index `calls_flying`) in one snapshot; `write` is a compare-and-set on the
+version inside one writer transaction, so it holds between every dispatcher process sharing the file.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from bson import ObjectId
 
 from dialer.ports import LedgerState
 from dialer.store.sqlite.database import Database
-from dialer.store.sqlite.documents import decode, encode
+from dialer.store.sqlite.documents import decode, encode, marks
 
 ACCOUNT = "account"
-EMPTY = encode({"slots": {}, "all": [], "nextDialAt": None})
+EMPTY = encode({"pending": [], "nextDialAt": None})
+# The same condition as the partial index calls_flying (schema V7), so the count reads the index alone.
+FLYING = ("SELECT batch_id, COUNT(*) FROM calls INDEXED BY calls_flying WHERE status IN ('dialing', 'ringing', 'in_progress') "
+          "GROUP BY batch_id")
 
 
 def _row(conn: sqlite3.Connection) -> tuple[int, dict]:
@@ -31,17 +35,28 @@ def _put(conn: sqlite3.Connection, version: int, doc: dict) -> None:
                  (ACCOUNT, version, encode(doc)))
 
 
+def _read(conn: sqlite3.Connection) -> LedgerState:
+    version, doc = _row(conn)
+    pending = doc.get("pending") or []
+    if pending:
+        ids = [e["callId"].binary for e in pending]
+        holders = {ObjectId(i): (status, token) for i, status, token in conn.execute(
+            f"SELECT id, status, claim_token FROM calls WHERE id IN ({marks(ids)})", ids)}
+        for entry in pending:
+            entry["holder"] = holders.get(entry["callId"])
+    flying = {ObjectId(batch): n for batch, n in conn.execute(FLYING)}
+    return LedgerState(version, pending, flying, doc.get("nextDialAt"))
+
+
 class SqliteLedger:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def read(self) -> LedgerState:
-        version, doc = await self.db.read(_row)
-        return LedgerState(version, doc.get("slots") or {}, doc.get("all") or [], doc.get("nextDialAt"))
+        return await self.db.read(_read)
 
-    async def write(self, version: int, slots: dict[str, list[dict]], all_: list[dict],
-                    next_dial_at: dt.datetime | None) -> bool:
-        doc = {"slots": {str(b): e for b, e in slots.items()}, "all": all_, "nextDialAt": next_dial_at}
+    async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
+        doc = {"pending": pending, "nextDialAt": next_dial_at}
 
         def work(conn: sqlite3.Connection) -> bool:
             if _row(conn)[0] != version:
@@ -51,19 +66,14 @@ class SqliteLedger:
 
         return await self.db.write(work)
 
-    async def release(self, batch_id: ObjectId, call_ids: list[ObjectId], token: str) -> None:
+    async def release(self, call_ids: list[ObjectId], token: str) -> None:
         ids = set(call_ids)
         if not ids:
             return
 
-        def kept(entries: list[dict]) -> list[dict]:
-            return [e for e in entries if not (e.get("callId") in ids and e.get("token") == token)]
-
         def work(conn: sqlite3.Connection) -> None:
             version, doc = _row(conn)
-            slots = doc.get("slots") or {}
-            if str(batch_id) in slots:
-                slots[str(batch_id)] = kept(slots[str(batch_id)])
-            _put(conn, version + 1, {**doc, "slots": slots, "all": kept(doc.get("all") or [])})
+            pending = [e for e in doc.get("pending") or [] if not (e.get("callId") in ids and e.get("token") == token)]
+            _put(conn, version + 1, {**doc, "pending": pending})
 
         await self.db.write(work)

@@ -186,8 +186,26 @@ CREATE INDEX batches_enqueued ON batches (enqueued_at);  -- changed_since
 """
 
 
+# Version 7: the calls are the record of the slots they hold (dialer/store/sqlite/ledger.py): a partial index
+# counts the calls in flight per batch without touching the rest, and the ledger keeps only reservations not
+# seen claimed. An older file's slot entries become such reservations (each is dropped at the next look once
+# its call shows its claim), so nothing reserved before the upgrade is forgotten.
+def v7(conn: sqlite3.Connection) -> None:
+    from bson import ObjectId
+
+    from dialer.store.sqlite.documents import decode, encode
+
+    conn.execute("CREATE INDEX calls_flying ON calls (batch_id, status) WHERE status IN ('dialing', 'ringing', 'in_progress')")
+    for ledger_id, blob in conn.execute("SELECT id, doc FROM ledger").fetchall():
+        doc = decode(blob)
+        pending = [{"callId": e["callId"], "batchId": ObjectId(batch), "token": e.get("token"), "at": e["at"]}
+                   for batch, entries in (doc.get("slots") or {}).items() for e in entries]
+        conn.execute("UPDATE ledger SET doc = ? WHERE id = ?",
+                     (encode({"pending": pending, "nextDialAt": doc.get("nextDialAt")}), ledger_id))
+
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6, v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

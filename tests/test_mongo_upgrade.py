@@ -1,0 +1,34 @@
+"""A MongoDB deployment written by an older dialer, read by this one: documents in their old shapes keep
+their meaning (there is no migration step on MongoDB: the repositories read both shapes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bson import ObjectId
+
+from dialer.store.mongo import mongo_repositories
+from dialer.store.mongo.testing import mongomock_client
+from workers.slots import Slots
+
+AT = dt.datetime(2026, 12, 6, 1, 0, tzinfo=dt.timezone.utc)
+
+
+async def test_slot_entries_of_the_old_ledger_stay_reserved_until_their_calls_show_their_claims():
+    """Before the calls counted their own slots, the `dispatch` document held an entry per slot in use; an
+    entry whose claim had not landed at the upgrade must not be read as a free slot."""
+    client = mongomock_client()
+    repos = await mongo_repositories(client, client["dialer"], kind="mongomock")
+    batch, calls = ObjectId(), [ObjectId(), ObjectId()]
+    entries = [{"callId": c, "token": "before", "at": AT} for c in calls]
+    await client["dialer"]["dispatch"].insert_one({"_id": "account", "version": 7, "slots": {str(batch): entries},
+                                                   "all": entries, "nextDialAt": AT})
+    slots = Slots(repos.ledger, grace_seconds=120)
+    state = await slots.state(AT + dt.timedelta(seconds=30))
+    assert (state.used(batch), state.total, state.version, state.next_dial_at) == (2, 2, 7, AT)
+    new = ObjectId()
+    reservation = await slots.reserve(state, {batch: (3, [new])}, 10, 1.0, AT + dt.timedelta(seconds=30), "now")
+    assert reservation is not None  # the write replaces the old shape
+    state = await slots.state(AT + dt.timedelta(seconds=121))  # the old ones never claimed: freed after the grace
+    assert (state.used(batch), state.total) == (1, 1)
+    assert "slots" not in await client["dialer"]["dispatch"].find_one({"_id": "account"})
