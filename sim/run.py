@@ -4,10 +4,12 @@ A step: the partners and operators act (workload.py: records, enrollments, start
 retries, verdicts; stop and cancel run as requests in progress, answered once they have settled); dead
 dispatcher processes come back when their restart time has come; the provider's due events go out as
 status callbacks (faults.Callbacks); every live dispatcher ticks (claim and place), in turn, each able to
-die at any operation; the reapers run at their production cadence; the clock moves by the poll interval,
+die at any operation; the reapers run at their production cadence (skipped while nothing is in flight
+anywhere: they run once where the clock lands); the clock moves by the poll interval,
 or straight to the next thing to happen when nothing is in flight. Every placement is checked as it
-happens (checks.py); the counters against a recount and the calls against what was accepted every
-`recount_every` steps and at the end. The run ends when every record was sent and every call is final.
+happens (checks.py); the counters against a recount (the batches whose counters moved, and in turn the
+others) and the calls against what was accepted every `recount_every` steps, and every batch at the end.
+The run ends when every record was sent and every call is final.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bson import ObjectId
 
 from dialer.composition import Services, services_over
 from dialer.core.clock import FixedClock, as_utc
-from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES
+from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.services.tenancy import Principal
 from dialer.settings import Settings
 from workers.engine import Engine
@@ -38,6 +40,9 @@ from sim.operators import Operators
 OUTCOMES = {"answered": 0.5, "machine": 0.05, "busy": 0.15, "no_answer": 0.2, "failed": 0.1}
 REAPER_EVERY = dt.timedelta(seconds=60)  # lease_seconds / 2, as Engine.start schedules it
 MAX_JUMP = dt.timedelta(seconds=300)
+HELD = CallStatus.HELD.value
+AUDIT_ROUNDS = 8  # every batch is recounted at least once in this many full checks (and all at the end)
+AUDIT_GROUP = 20  # batches recounted in one read
 DEATH_EVERY = 1800.0  # virtual seconds: how often each dispatcher process dies, on average
 
 
@@ -87,14 +92,27 @@ class Result:
 
 
 class CheckedSimulator(Simulator):
-    """The simulated provider, telling the checks of every call it creates."""
+    """The simulated provider, telling the checks of every call it creates; its calls indexed by (to, from)
+    so that the reapers' searches cost what they find, not every call of the run (a million)."""
 
     checker: Checker
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.by_route: dict[tuple[str, str], list] = {}
+
     async def place_call(self, request):
         placed = await super().place_call(request)
+        self.by_route.setdefault((request.to, request.from_), []).append(self.calls[placed.provider_call_id])
         self.checker.on_place(request, placed.provider_call_id, self.clock.now())
         return placed
+
+    async def find_call(self, to, from_, since):
+        """As Simulator.find_call: the latest call created to `to` from `from_` since `since`."""
+        for call in reversed(self.by_route.get((to, from_), ())):
+            if call.created >= since:
+                return call.sid
+        return None
 
 
 class Process:
@@ -142,6 +160,9 @@ class World:
         self.ending = False
         self.last_tick: dt.datetime | None = None
         self.next_due: dt.datetime | None = None  # the earliest queued call's time, as last looked up
+        self.audited: dict[ObjectId, tuple[list, list]] = {}  # batch -> (kept counters, recount) at its last recount
+        self.audit_turn = 0  # where the next share of unchanged batches to recount starts
+        self.started = time.perf_counter()
 
     # ---- setting up ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -201,9 +222,8 @@ class World:
                                            answered_by=event.answered_by, duration=event.duration, error=event.error)
 
     def _after_callback(self, result: str) -> None:
-        if result in ("final", "retry"):
-            for p in self.processes:
-                p.engine.dispatcher.poke()
+        # The dispatchers are not poked when a call ends: the callbacks reach the API process, not theirs
+        # (as with Twilio: Engine's events_in_process=False), so they find freed slots at their next look.
         if result == "retry":
             self.wake()
 
@@ -214,7 +234,7 @@ class World:
 
     # ---- one step -----------------------------------------------------------------------------
     async def run(self) -> Result:
-        started = time.perf_counter()
+        self.started = started = time.perf_counter()
         await self.open()
         try:
             self.operators = Operators(self)
@@ -236,7 +256,7 @@ class World:
                 if self.step % self.config.recount_every == 0:
                     await self.full_check()
                 elif self.ending and self.step % 20 == 0 and await self.finished():
-                    await self.full_check()
+                    await self.full_check(everything=True)
                     break
                 if self.checker.violations:
                     break
@@ -303,13 +323,16 @@ class World:
     async def _advance(self) -> None:
         """By the poll interval, or (nothing due before) straight to the next thing due: a provider event,
         a delayed callback, a claim's dial time, a queued call's time, a scheduled start, a restart, the
-        reapers' run; at most MAX_JUMP. Ticks in between would find nothing to do."""
+        reapers' run; at most MAX_JUMP. Ticks in between would find nothing to do. When nothing is in flight
+        anywhere (provider, store, placers, callbacks on their way) and no chained call waits for its verdict,
+        the reapers' runs in between would find nothing to do either (no lease can run out; scheduled starts
+        are among the things due): the clock goes past them and they run once where it lands."""
         now = self.clock.now()
         step = now + dt.timedelta(seconds=self.config.step_seconds)
         if self.tasks or (self.operators.sending and self.waiting < self.config.backlog):
             self.clock.set(step)
             return
-        nxt = min(now + MAX_JUMP, self.next_reaper)
+        nxt = now + MAX_JUMP if await self._quiet() else min(now + MAX_JUMP, self.next_reaper)
         for when in (self.sim.next_event_at(), self.callbacks.next_at(), *(r[0] for r in self.restarts),
                      *(p.engine.dispatcher.placer.ready[0].dial_at for p in self.processes
                        if p.engine.dispatcher.placer.ready)):
@@ -333,16 +356,44 @@ class World:
             self.result.counts["jumps"] += 1
         self.clock.set(max(step, nxt))
 
+    async def _quiet(self) -> bool:
+        """Nothing in flight anywhere, nothing on its way back, no chained call held for its verdict."""
+        if (self.checker.alive_total or self.callbacks.later
+                or any(p.engine.dispatcher.placer.ready for p in self.processes)):
+            return False
+        tallies = await self.raw.calls.tallies_many(list(self.batches)) if self.batches else {}
+        return not any(t.calls and (t.status in IN_FLIGHT_VALUES or t.status == HELD)
+                       for ts in tallies.values() for t in ts)
+
     # ---- the full checks ------------------------------------------------------------------------
-    async def full_check(self) -> bool:
-        """Counters against a recount, calls against what the answers accepted; True when the run is done
-        (every record sent, every call final, nothing left at the provider)."""
+    async def full_check(self, everything: bool = False) -> None:
+        """Counters against a recount, calls against what the answers accepted.
+
+        A recount reads every call of a batch, so not every batch each time: those whose kept counters
+        changed since their last recount, and in turn a share of the others (each at least every
+        AUDIT_ROUNDS checks: a call changed without its counters would show there); `everything` (at the
+        end) recounts every batch. A batch not recounted adds its last recount to the calls stored (its
+        counters, equal then, have not moved since)."""
+        ids = list(self.batches)
+        kept = await self.raw.calls.tallies_many(ids) if ids else {}
+        share = -(-len(ids) // AUDIT_ROUNDS)
+        turn = set(ids[self.audit_turn:self.audit_turn + share]) if ids else set()
+        self.audit_turn = self.audit_turn + share if self.audit_turn + share < len(ids) else 0
         waiting = in_flight = total = 0
-        audits = await self.raw.calls.audit_many(list(self.batches))
-        for batch_id in self.batches:
-            actual, delta = audits[batch_id]
-            if delta:
-                self.checker.fail(f"batch {batch_id}: counters differ from a recount by {delta}")
+        chosen = [b for b in ids if everything or b in turn or b not in self.audited
+                  or self.audited[b][0] != kept.get(b, [])]
+        audits: dict = {}
+        for i in range(0, len(chosen), AUDIT_GROUP):  # a bounded number of calls read at once
+            audits.update(await self.raw.calls.audit_many(chosen[i:i + AUDIT_GROUP]))
+        self.result.counts["recounts"] += len(chosen)
+        for batch_id in ids:
+            if batch_id in audits:
+                actual, delta = audits[batch_id]
+                if delta:
+                    self.checker.fail(f"batch {batch_id}: counters differ from a recount by {delta}")
+                self.audited[batch_id] = (kept.get(batch_id, []), actual)
+            else:
+                actual = self.audited[batch_id][1]
             for t in actual:
                 total += t.calls
                 if t.status in WAITING_VALUES:
@@ -354,9 +405,11 @@ class World:
         self.waiting = waiting + in_flight
         self.result.calls = total
         if self.config.progress:
+            wall = time.perf_counter() - self.started
             self.config.progress(f"step {self.step:,}  {self.clock.now():%a %d %b %H:%M} UTC  calls {total:,}  "
                                  f"placed {self.checker.placed:,}  waiting {waiting:,}  in flight {in_flight:,}  "
-                                 f"dispatchers {len(self.processes)}  requests {len(self.tasks)} sent {self.operators.sent}")
+                                 f"dispatchers {len(self.processes)}  requests {len(self.tasks)} sent {self.operators.sent:,}  "
+                                 f"violations {len(self.checker.violations)}  wall {wall:,.0f} s")
 
     async def finished(self) -> bool:
         """Every record sent, every call final (by the kept counters), nothing left at the provider."""
