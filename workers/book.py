@@ -50,7 +50,7 @@ class Book:
         self._fresh_at: dt.datetime | None = None
         self._full_at: dt.datetime | None = None
         self._since: dt.datetime | None = None
-        # Batches waiting on their slots or calls in flight are looked at this often while others are in turn
+        # Batches waiting on their slots (parked) are looked at this often while others are in turn
         # (at every look when none is): a look at each is cheap, but there may be thousands of them.
         self.scan_every = dt.timedelta(seconds=0.5)
         self._scanned_at: dt.datetime | None = None

@@ -105,7 +105,7 @@ class Slots:
             raise ValueError("the reservation would pass the account limit")
         start = max(now, state.next_dial_at or now)
         gap = dt.timedelta(seconds=1.0 / cps)
-        pending = [{k: v for k, v in e.items() if k != "holder"} for e in state.pending]
+        pending = _stored(state.pending)
         n = 0
         for batch_id, (limit, ids) in wanted.items():
             if state.used(batch_id) + len(ids) > limit:
@@ -136,7 +136,11 @@ class Slots:
             self._harvest(state, now)
             if len(state.pending) == before:
                 return 0
-            pending = [{k: v for k, v in e.items() if k != "holder"} for e in state.pending]
-            if await self.ledger.write(state.version, pending, state.next_dial_at):
+            if await self.ledger.write(state.version, _stored(state.pending), state.next_dial_at):
                 return before - len(state.pending)
         return 0
+
+
+def _stored(pending: list[dict]) -> list[dict]:
+    """Reservations as the ledger keeps them (without the `holder` a read adds)."""
+    return [{k: v for k, v in e.items() if k != "holder"} for e in pending]

@@ -145,7 +145,7 @@ class CallRepo(Protocol):
         batches in one read (the dispatcher's completion of the batches it found with nothing left)."""
 
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
-        """(status, claimToken) of each of these calls that exists (the slot ledger's harvest)."""
+        """(status, claimToken) of each of these calls that exists (what a failed claim write did land)."""
 
     async def claim(self, claims: list[Claim], deferrals: list[tuple],
                     records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:

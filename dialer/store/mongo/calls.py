@@ -48,6 +48,14 @@ DUPLICATE_KEY = 11000
 CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
 
 
+async def holders_of(calls: Any, ids: list[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
+    """(status, claimToken) of each of these calls that exists (CallRepo.holders, and the slot ledger's read)."""
+    if not ids:
+        return {}
+    return {d["_id"]: (d["status"], d.get("claimToken"))
+            async for d in calls.find({"_id": {"$in": ids}}, {"status": 1, "claimToken": 1})}
+
+
 class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
     def __init__(self, collection: Any, counters: CounterBuffer) -> None:
         self.c = collection
@@ -230,11 +238,7 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
 
     @unavailable
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
-        ids = list(call_ids)
-        if not ids:
-            return {}
-        return {d["_id"]: (d["status"], d.get("claimToken"))
-                async for d in self.c.find({"_id": {"$in": ids}}, {"status": 1, "claimToken": 1})}
+        return await holders_of(self.c, list(call_ids))
 
     @unavailable
     async def claim(self, claims: list[Claim], deferrals: list[tuple],

@@ -12,6 +12,7 @@ from bson import ObjectId
 
 from dialer.core.statuses import IN_FLIGHT_VALUES
 from dialer.ports import LedgerState
+from dialer.store.mongo.calls import holders_of
 from dialer.store.mongo.documents import aggregate, aware, normalise, unavailable
 
 ACCOUNT = "account"
@@ -33,8 +34,7 @@ class MongoLedger:
         doc = normalise(doc)
         pending = [_entry(e) for e in _pending(doc)]
         if pending:
-            holders = {d["_id"]: (d["status"], d.get("claimToken")) async for d in
-                       self.calls.find({"_id": {"$in": [e["callId"] for e in pending]}}, {"status": 1, "claimToken": 1})}
+            holders = await holders_of(self.calls, [e["callId"] for e in pending])
             for entry in pending:
                 entry["holder"] = holders.get(entry["callId"])
         rows = await aggregate(self.calls, [{"$match": {"status": {"$in": IN_FLIGHT_VALUES}}},

@@ -78,6 +78,13 @@ def matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
     return True
 
 
+def holders_of(conn: sqlite3.Connection, ids: list[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
+    """(status, claim token) of each of these calls that exists (CallRepo.holders, and the slot ledger's read)."""
+    binary = [c.binary for c in ids]
+    return {ObjectId(i): (status, token) for i, status, token in conn.execute(
+        f"SELECT id, status, claim_token FROM calls WHERE id IN ({marks(binary)})", binary)}
+
+
 class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -230,13 +237,7 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
 
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
         ids = [c for c in call_ids if isinstance(c, ObjectId)]
-
-        def work(conn: sqlite3.Connection) -> dict:
-            binary = [c.binary for c in ids]
-            return {ObjectId(i): (status, token) for i, status, token in conn.execute(
-                f"SELECT id, status, claim_token FROM calls WHERE id IN ({marks(binary)})", binary)}
-
-        return await self.db.read(work) if ids else {}
+        return await self.db.read(holders_of, ids) if ids else {}
 
     async def claim(self, claims: list[Claim], deferrals: list[tuple],
                     records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:

@@ -15,7 +15,8 @@ from bson import ObjectId
 
 from dialer.ports import LedgerState
 from dialer.store.sqlite.database import Database
-from dialer.store.sqlite.documents import decode, encode, marks
+from dialer.store.sqlite.calls import holders_of
+from dialer.store.sqlite.documents import decode, encode
 
 ACCOUNT = "account"
 EMPTY = encode({"pending": [], "nextDialAt": None})
@@ -39,9 +40,7 @@ def _read(conn: sqlite3.Connection) -> LedgerState:
     version, doc = _row(conn)
     pending = doc.get("pending") or []
     if pending:
-        ids = [e["callId"].binary for e in pending]
-        holders = {ObjectId(i): (status, token) for i, status, token in conn.execute(
-            f"SELECT id, status, claim_token FROM calls WHERE id IN ({marks(ids)})", ids)}
+        holders = holders_of(conn, [e["callId"] for e in pending])
         for entry in pending:
             entry["holder"] = holders.get(entry["callId"])
     flying = {ObjectId(batch): n for batch, n in conn.execute(FLYING)}
