@@ -92,3 +92,30 @@ async def test_a_pass_over_many_small_batches_costs_a_few_reads_and_still_repair
     await reconciler.run()
     assert audits == [200, 200, 50, 1]  # the large batch (400 calls, more than 300) recounted alone
     await repos.close()
+
+
+async def test_with_tallies_kept_in_the_calls_transaction_nothing_is_recounted(tmp_path):
+    """SQLite keeps the tallies by triggers in the calls' own transaction: they cannot drift, so the pass
+    recounts no running batch (its cost does not grow with them) and still finds a cancel cut short."""
+    from dialer.store.sqlite import open_sqlite
+
+    repos = await open_sqlite(str(tmp_path / "dialer.db"))
+    running, cancelled = batch_doc(), batch_doc(status=BatchStatus.CANCELLED.value)
+    for i, batch in enumerate((running, cancelled)):
+        await repos.batches.insert({**batch, "updatedAt": T0})
+        await repos.calls.enqueue(batch, [planned(f"+1212555{i}{j:03d}") for j in range(3)], T0)
+    audits = []
+    audit_many = repos.calls.audit_many
+
+    async def counted(batch_ids):
+        audits.append(batch_ids)
+        return await audit_many(batch_ids)
+
+    repos.calls.audit_many = counted
+    assert repos.calls.tallies_exact
+    reconciler = CounterReconciler(repos.batches, repos.calls, FixedClock(T0))
+    assert await reconciler.run() == 0 and audits == []
+    assert await repos.calls.tallies(running["_id"]) == [Tally("queued", None, 3, 0, 0)]
+    # the cancelled batch's waiting calls (its cancel was cut short) are withdrawn
+    assert await repos.calls.tallies(cancelled["_id"]) == [Tally("cancelled", "cancelled", 3, 0, 0)]
+    await repos.close()

@@ -1,10 +1,11 @@
 """The running batches as one dispatcher sees them, and which of them may take calls now.
 
 A dispatcher's cost per tick follows the calls it places, not the batches that run. So the book
-- reads every running batch only once in a while (`full` seconds: BatchRepo.runnable, the safety net)
-  and in between only the batches changed or given calls since its last look (BatchRepo.changed_since,
-  every `fresh` seconds), plus the batches a placement is about to use (`merge`, from the placer's
-  re-read just before it places);
+- looks at every running batch only once in a while (`full` seconds, the safety net: their stamps, and
+  the documents of those whose stamps differ from its copies, BatchRepo.runnable_stamps) and in between
+  reads only the batches changed or given calls since its last look (BatchRepo.changed_since, every
+  `fresh` seconds), plus the batches a placement is about to use (`merge`, from the placer's re-read just
+  before it places);
 - keeps each runnable batch in one of three places: `ready` (may have due calls and free slots, in turn
   order: the batch served longest ago first, so a batch back from waiting on its slots does not queue
   behind those served since), `parked` (waiting for slots: back in turn once its slots in
@@ -29,6 +30,13 @@ WATCHED = ("enqueuedAt", "concurrencyLimit", "callingWindow", "status", "schedul
            "stateField")
 
 
+READ_AT_ONCE = 500  # batch documents asked for in one read
+
+
+def _stamp(batch: dict | None) -> tuple | None:
+    return None if batch is None else (batch.get("updatedAt"), batch.get("enqueuedAt"))
+
+
 class Book:
     def __init__(self, repo: BatchRepo, fresh_seconds: float, full_seconds: float) -> None:
         self.repo = repo
@@ -46,7 +54,7 @@ class Book:
         self.full = dt.timedelta(seconds=full_seconds)
         # Looks back this far before its last look: another process's clock, a write landing late.
         self.overlap = dt.timedelta(seconds=max(10.0, 2 * fresh_seconds))
-        self.on_read: Callable[[dict], None] | None = None  # every runnable batch as read (a fresh copy)
+        self.on_read: Callable[[dict], None] | None = None  # every runnable batch as read or found current
         self._fresh_at: dt.datetime | None = None
         self._full_at: dt.datetime | None = None
         self._since: dt.datetime | None = None
@@ -68,11 +76,21 @@ class Book:
 
     async def refresh(self, now: dt.datetime) -> None:
         if self._full_at is None or now >= self._full_at:
-            found = await self.repo.runnable(now)
-            ids = {b["_id"] for b in found}
-            for gone in [b for b in self.batches if b not in ids]:
+            # Every runnable batch's stamps; the documents of those new to the book or changed since its copy.
+            stamps = await self.repo.runnable_stamps(now)
+            for gone in [b for b in self.batches if b not in stamps]:
                 self.drop(gone)
-            self.merge(found, now)
+            changed = sorted(b for b, stamp in stamps.items() if stamp != _stamp(self.batches.get(b)))
+            if self.on_read is not None:  # the copies whose stamps are unchanged are current as of now
+                reread = set(changed)
+                for batch_id, batch in self.batches.items():
+                    if batch_id not in reread:
+                        self.on_read(batch)
+            for start in range(0, len(changed), READ_AT_ONCE):
+                part = changed[start:start + READ_AT_ONCE]
+                found = await self.repo.runnable_among(part, now)
+                self.merge(found, now)
+                self.keep_only(part, {b["_id"] for b in found})
             self._full_at, self._fresh_at, self._since = now + self.full, now + self.fresh, now - self.overlap
         elif self._fresh_at is None or now >= self._fresh_at:
             changed = await self.repo.changed_since(self._since or now - self.overlap)
@@ -147,9 +165,10 @@ class Book:
             self.ready[batch_id] = turn
             heapq.heappush(self._turns, (turn, batch_id))
 
-    def wake(self, now: dt.datetime, used: Callable[[ObjectId], int]) -> int | None:
+    def wake(self, now: dt.datetime, used_of: Callable[[list[ObjectId]], list[int]]) -> int | None:
         """Batches back in turn: quiet ones whose time came or whose calls in flight fell, parked ones whose
-        slots were freed. Returns how many slots must still be freed for the next parked batch (None: none)."""
+        slots were freed (`used_of`: the slots in use of each of a list of batches). Returns how many slots
+        must still be freed for the next parked batch (None: none)."""
         while self._wakes and self._wakes[0][0] <= now:
             _, _, batch_id = heapq.heappop(self._wakes)
             until = self.quiet.get(batch_id)
@@ -157,16 +176,18 @@ class Book:
                 self.wake_batch(batch_id)
         if self._done_at is None or now >= self._done_at + self.done_every:
             self._done_at = now
-            for batch_id, flying in list(self.flying.items()):
-                if used(batch_id) < flying:
+            ids = list(self.flying)
+            for batch_id, flying, used in zip(ids, list(self.flying.values()), used_of(ids)):
+                if used < flying:
                     self.wake_batch(batch_id)
         self.looked = not (self.ready and self._scanned_at is not None and now < self._scanned_at + self.scan_every)
         if not self.looked:
             return self._needed
         self._scanned_at = now
         needed = None
-        for batch_id, threshold in list(self.parked.items()):
-            n = used(batch_id) - threshold
+        ids = list(self.parked)
+        for batch_id, threshold, used in zip(ids, list(self.parked.values()), used_of(ids)):
+            n = used - threshold
             if n <= 0:
                 self.wake_batch(batch_id)
             else:

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import math
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 
 from bson import ObjectId
@@ -151,7 +152,7 @@ class Dispatcher:
         await self.rules.refresh(now, book.batches.values())
         state = await self.slots.state(now)
         needed: list[int] = []  # slots still to be freed before another look is worthwhile
-        if (parked := book.wake(now, state.used)) is not None:
+        if (parked := book.wake(now, state.used_of)) is not None:
             needed.append(parked)
         budget = self._rate_budget(now, state.next_dial_at)
         account_free = self.config.max_concurrent_calls - state.total
@@ -165,13 +166,18 @@ class Dispatcher:
             needed.append(account_group - max(account_free, 0))
             total = 0
         room = self._pick(total, state, needed)
-        candidates, deferrals, idle = await self._gather(room, state, total, now)
+        candidates, deferrals, idle, drained = await self._gather(room, state, total, now)
         grants = self._share(candidates, total)
         claims = await self._reserve_and_claim(grants, state, deferrals, now)
         self._count_slots(state, claims, now)
+        claimed = Counter(c.batch["_id"] for c in claims) if drained else Counter()
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
             _, free, group = room[batch_id]
-            if free - len(granted) < group:
+            if batch_id in drained and claimed[batch_id] == len(candidates[batch_id]):
+                # Every call due now was claimed: quiet until its next call is due, calls arrive or one of its
+                # calls in flight ends (not parked: nothing waits on its slots).
+                self.book.hush(batch_id, drained[batch_id], state.used(batch_id) + claimed[batch_id])
+            elif free - len(granted) < group:
                 limit = free + state.used(batch_id)
                 book.park(batch_id, limit - group)
                 needed.append(group - (free - len(granted)))
@@ -235,17 +241,20 @@ class Dispatcher:
 
     async def _gather(self, room: dict[ObjectId, list[int]], state, total: int, now: dt.datetime):
         """The due calls of the batches the shared budget reaches: (ready calls per batch, deferrals,
-        batches with nothing left). At most two reads, each of every batch at once: what a batch could not
-        use goes round once more to the batches that filled their share."""
+        batches with nothing left, batches whose due calls were all read: {batch: when to look again}).
+        At most two reads, each of every batch at once, each asking one call more than the share (so a batch
+        read to its end is known to be): what a batch could not use goes round once more to the batches that
+        had more due than their share."""
         candidates: dict[ObjectId, list[dict]] = {}
         seen: dict[ObjectId, set[ObjectId]] = {}  # batch -> its due calls read so far (ready or deferred)
         deferrals: list[tuple[ObjectId, dt.datetime]] = []
         idle: list[dict] = []
+        drained: dict[ObjectId, dt.datetime] = {}
         shares = {b: entry[0] for b, entry in room.items()}
         for _ in range(2):
             if not shares:
                 break
-            found = await self.calls.due_many({b: len(seen.get(b, ())) + n for b, n in shares.items()}, now)
+            found = await self.calls.due_many({b: len(seen.get(b, ())) + n + 1 for b, n in shares.items()}, now)
             full = []
             for batch_id, share in shares.items():
                 read = seen.setdefault(batch_id, set())
@@ -254,7 +263,9 @@ class Dispatcher:
                 # What the first read did not see, by id (between the reads a call may have been suppressed,
                 # or one due earlier may have appeared: never the same call granted twice), up to the share
                 # (if another dispatcher claimed what the first read saw, this read finds more new calls).
-                due = [c for c in due if c["_id"] not in read][:share]
+                due = [c for c in due if c["_id"] not in read]
+                beyond = len(due) > share  # more due than the share
+                due = due[:share]
                 read.update(c["_id"] for c in due)
                 batch = self.book.batches[batch_id]
                 for call in due:
@@ -269,9 +280,11 @@ class Dispatcher:
                         opens = decision.at or now + HORIZON
                         deferrals.append((call["_id"], opens, *rule))
                         later = min(later or opens, opens)  # due again then
-                if len(due) == share:
+                if beyond:
                     full.append(batch_id)
-                elif batch_id not in candidates and not skip:
+                elif batch_id in candidates:
+                    drained[batch_id] = min(later or now + self._quiet_cap, now + self._quiet_cap)
+                elif not skip:
                     # Nothing due now: leave the batch alone until its next call is due.
                     used = state.used(batch_id)
                     self.book.hush(batch_id, min(later or now + self._quiet_cap, now + self._quiet_cap), used)
@@ -282,7 +295,7 @@ class Dispatcher:
             self._spread(more, left)
             shares = {b: entry[0] - len(candidates.get(b, [])) for b, entry in more.items()
                       if entry[0] > len(candidates.get(b, []))}
-        return candidates, deferrals, idle
+        return candidates, deferrals, idle, drained
 
     def requeued(self, batch_id: ObjectId) -> None:
         """A call of the batch went back to the queue in this process: look at the batch again."""

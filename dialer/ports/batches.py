@@ -18,6 +18,10 @@ class BatchRepo(Protocol):
     async def runnable(self, now: dt.datetime) -> list[dict]:
         """Running batches whose scheduledAt is unset or has come, in _id order."""
 
+    async def runnable_stamps(self, now: dt.datetime) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
+        """The runnable batches (as `runnable`) as {id: (updatedAt, enqueuedAt)}, without their documents: a
+        dispatcher holding copies reads again only the batches whose stamps differ from its copy's."""
+
     async def runnable_among(self, batch_ids: list[ObjectId], now: dt.datetime) -> list[dict]:
         """Those of these batches that are runnable now (as `runnable`), in _id order: the dispatcher's
         look just before it places, at the batches it is about to place calls of, whatever the others."""
@@ -25,14 +29,16 @@ class BatchRepo(Protocol):
     async def scheduled_due(self, now: dt.datetime) -> list[dict]:
         """Pending batches whose scheduledAt has come."""
 
-    async def updated_since(self, since: dt.datetime) -> list[dict]:
-        """Batches whose updatedAt is at or after `since`, whatever their status, in _id order (the counter
-        reconciliation looks at batches that stopped lately: their last calls may have ended since)."""
+    async def updated_since(self, since: dt.datetime, statuses: list[str] | None = None) -> list[dict]:
+        """Batches whose updatedAt is at or after `since`, with one of `statuses` if given (else whatever
+        their status), in _id order (the counter reconciliation looks at batches that stopped lately: their
+        last calls may have ended since)."""
 
     async def changed_since(self, since: dt.datetime) -> list[dict]:
         """Batches whose updatedAt or enqueuedAt is at or after `since`, whatever their status, in _id order:
         what a dispatcher re-reads between its full reads of the running batches (so its cost follows the
-        changes, not the number of batches)."""
+        changes, not the number of batches). A running batch comes as its whole document, any other as
+        `{_id, status}` only (the dispatcher only forgets it: thousands of batches may complete a minute)."""
 
     async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,
                    set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:

@@ -90,6 +90,10 @@ class Finish:
 
 
 class CallRepo(Protocol):
+    # Whether the kept tallies change in the same transaction as the calls they count (SQLite: triggers), so
+    # no crash can leave them off and the reconciliation has nothing to recount (MongoDB: two writes).
+    tallies_exact: bool
+
     # -- ingestion and reading back
     async def enqueue(self, batch: dict, chunk: list[PlannedCall], now: dt.datetime) -> ChunkResult:
         """Write one chunk by the enqueue rules: no active call for the callee -> a new queued call

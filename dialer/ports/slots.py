@@ -3,10 +3,44 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from bson import ObjectId
+
+
+class FlyingCounts(Mapping):
+    """Calls in flight per batch, read-only: a mapping from batch id to count, kept by the ids' 12 bytes.
+
+    A ledger read yields one entry per batch with calls in flight (thousands, with many small batches),
+    and a dispatcher looks many of them up per tick: bytes hash in C and cache their hash, an ObjectId
+    hashes and compares in Python. So the store hands its rows over as they come (`by_binary`), and a
+    lookup by ObjectId costs one dict probe."""
+
+    __slots__ = ("by_binary", "total")
+
+    def __init__(self, by_binary: dict[bytes, int]) -> None:
+        self.by_binary = by_binary
+        self.total = sum(by_binary.values())
+
+    def __getitem__(self, batch_id: ObjectId) -> int:
+        return self.by_binary[batch_id.binary]
+
+    def get(self, batch_id: ObjectId, default: int = 0) -> int:  # type: ignore[override]
+        return self.by_binary.get(batch_id.binary, default)
+
+    def __contains__(self, batch_id: object) -> bool:
+        return isinstance(batch_id, ObjectId) and batch_id.binary in self.by_binary
+
+    def __iter__(self) -> Iterator[ObjectId]:
+        return (ObjectId(b) for b in self.by_binary)
+
+    def __len__(self) -> int:
+        return len(self.by_binary)
+
+    def __repr__(self) -> str:
+        return f"FlyingCounts({dict(self.items())!r})"
 
 
 @dataclass
@@ -21,7 +55,7 @@ class LedgerState:
 
     version: int
     pending: list[dict]
-    flying: dict[ObjectId, int]
+    flying: FlyingCounts
     next_dial_at: dt.datetime | None
 
 

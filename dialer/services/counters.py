@@ -10,6 +10,10 @@ A difference seen once may be a transition caught between its two writes; the sa
 the next run is drift, and is added as a correction (an increment, never an overwrite, so transitions
 meanwhile are not lost).
 
+Where the store keeps the tallies in the same transaction as the calls (SQLite's triggers:
+CallRepo.tallies_exact), nothing can drift and nothing is recounted: only the cancelled batches are looked
+at, for the cut-short cancels below (so the reaper's cost does not grow with the running batches).
+
 Batches changed in the last RECENTLY (paused, completed, cancelled: by the injected clock, read from
 the store, so a restart forgets none) are looked at too: their last calls end after the batch stops,
 and a crash can lose those calls' increments. Such a batch is looked at until its counters are found
@@ -50,13 +54,21 @@ class CounterReconciler:
     async def run(self) -> int:
         """One pass over the running batches and those changed lately; returns how many were repaired."""
         now = self.clock.now()
-        batches = {b["_id"]: b for b in await self.batches.updated_since(now - RECENTLY)}
-        batches.update((b["_id"], b) for b in await self.batches.runnable(now))
+        exact = getattr(self.calls, "tallies_exact", False)
+        if exact:  # nothing can drift: only a cancel cut short is left to find
+            batches = {b["_id"]: b for b in await self.batches.updated_since(now - RECENTLY, [CANCELLED])}
+        else:
+            batches = {b["_id"]: b for b in await self.batches.updated_since(now - RECENTLY)}
+            batches.update((b["_id"], b) for b in await self.batches.runnable(now))
         looked = [b for batch_id, b in batches.items()
                   # right, with nothing in flight, and unchanged since: its calls no longer move
                   if b["status"] == RUNNING or self._settled.get(batch_id) != b.get("updatedAt")]
         repaired = 0
-        for group in await self._groups(looked):
+        if exact:
+            kept = await self.calls.tallies_many([b["_id"] for b in looked]) if looked else {}
+            for batch in looked:
+                await self.check(batch, kept.get(batch["_id"], []), [])
+        for group in [] if exact else await self._groups(looked):
             audits = await self.calls.audit_many([b["_id"] for b in group])
             for batch in group:
                 if await self.check(batch, *audits[batch["_id"]]):

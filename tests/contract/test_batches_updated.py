@@ -36,9 +36,25 @@ async def test_changed_since_adds_the_batches_given_calls(repos):
     assert await repos.batches.move(stopped["_id"], STOP, at(60))
     assert [b["_id"] for b in await repos.batches.changed_since(at(30))] == [fed["_id"], stopped["_id"]]
     [found] = await repos.batches.changed_since(at(31))
-    assert found["_id"] == stopped["_id"] and found["status"] == "paused"
+    assert found == {"_id": stopped["_id"], "status": "paused"}  # not running: only what the dispatcher needs
     assert await repos.batches.update(fed["_id"], ["running"], {"name": "renamed"}, at(90))
     [found] = await repos.batches.changed_since(at(61))
     assert found["_id"] == fed["_id"] and found["enqueuedAt"] == at(30)  # a later save keeps the stamp
     await repos.batches.note_enqueued(fed["_id"], at(200))
     assert [b["_id"] for b in await repos.batches.changed_since(at(150))] == [fed["_id"]]
+
+
+async def test_runnable_stamps_tell_which_copies_changed(repos):
+    """BatchRepo.runnable_stamps: every runnable batch's (updatedAt, enqueuedAt), without its document: a
+    dispatcher's minute look at thousands of running batches reads again only those whose stamps moved."""
+    fed, renamed, later = batch_doc(), batch_doc(), batch_doc(scheduled_at=at(3600))
+    paused = batch_doc(status="paused")
+    for doc in (fed, renamed, later, paused):
+        await repos.batches.insert(doc)  # updatedAt T0
+    assert await repos.batches.runnable_stamps(at(0)) == {fed["_id"]: (at(0), None), renamed["_id"]: (at(0), None)}
+    await repos.batches.note_enqueued(fed["_id"], at(30))
+    assert await repos.batches.update(renamed["_id"], ["running"], {"name": "renamed"}, at(90))
+    assert await repos.batches.runnable_stamps(at(3600)) == {
+        fed["_id"]: (at(0), at(30)), renamed["_id"]: (at(90), None), later["_id"]: (at(0), None)}
+    assert await repos.batches.move(renamed["_id"], STOP, at(120))
+    assert set(await repos.batches.runnable_stamps(at(3600))) == {fed["_id"], later["_id"]}

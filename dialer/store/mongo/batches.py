@@ -14,7 +14,7 @@ from pymongo import ReturnDocument, UpdateOne
 from dialer.core.machine import BatchMove
 from dialer.core.statuses import BatchStatus
 from dialer.core.webhook_events import batch_event
-from dialer.store.mongo.documents import normalise, unavailable, unordered
+from dialer.store.mongo.documents import aware, normalise, unavailable, unordered
 from dialer.store.mongo.outbox import outbox
 
 
@@ -42,6 +42,13 @@ class MongoBatches:
         return [normalise(d) for d in docs]
 
     @unavailable
+    async def runnable_stamps(self, now: dt.datetime) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
+        docs = await self.c.find({"status": BatchStatus.RUNNING.value,
+                                  "$or": [{"scheduledAt": None}, {"scheduledAt": {"$lte": now}}]},
+                                 {"updatedAt": 1, "enqueuedAt": 1}).to_list(None)
+        return {d["_id"]: (aware(d.get("updatedAt")), aware(d.get("enqueuedAt"))) for d in docs}
+
+    @unavailable
     async def runnable_among(self, batch_ids: list[ObjectId], now: dt.datetime) -> list[dict]:
         if not batch_ids:
             return []
@@ -57,15 +64,20 @@ class MongoBatches:
         return [normalise(d) for d in docs]
 
     @unavailable
-    async def updated_since(self, since: dt.datetime) -> list[dict]:
-        docs = await self.c.find({"updatedAt": {"$gte": since}}).sort("_id", 1).to_list(None)
+    async def updated_since(self, since: dt.datetime, statuses: list[str] | None = None) -> list[dict]:
+        query: dict = {"updatedAt": {"$gte": since}}
+        if statuses:
+            query["status"] = {"$in": list(statuses)}
+        docs = await self.c.find(query).sort("_id", 1).to_list(None)
         return [normalise(d) for d in docs]
 
     @unavailable
     async def changed_since(self, since: dt.datetime) -> list[dict]:
-        docs = await self.c.find({"$or": [{"updatedAt": {"$gte": since}}, {"enqueuedAt": {"$gte": since}}]}
-                                 ).sort("_id", 1).to_list(None)
-        return [normalise(d) for d in docs]
+        changed = {"$or": [{"updatedAt": {"$gte": since}}, {"enqueuedAt": {"$gte": since}}]}
+        running = await self.c.find({**changed, "status": BatchStatus.RUNNING.value}).to_list(None)
+        others = await self.c.find({**changed, "status": {"$ne": BatchStatus.RUNNING.value}},
+                                   {"status": 1}).to_list(None)
+        return sorted([normalise(d) for d in running] + others, key=lambda d: d["_id"])
 
     @unavailable
     async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,

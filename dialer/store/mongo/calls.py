@@ -57,6 +57,8 @@ async def holders_of(calls: Any, ids: list[ObjectId]) -> dict[ObjectId, tuple[st
 
 
 class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
+    tallies_exact = False  # a transition and its counters' increment are two writes
+
     def __init__(self, collection: Any, counters: CounterBuffer) -> None:
         self.c = collection
         self.counters = counters

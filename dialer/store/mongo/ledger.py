@@ -11,7 +11,7 @@ from typing import Any
 from bson import ObjectId
 
 from dialer.core.statuses import IN_FLIGHT_VALUES
-from dialer.ports import LedgerState
+from dialer.ports import FlyingCounts, LedgerState
 from dialer.store.mongo.calls import holders_of
 from dialer.store.mongo.documents import aggregate, aware, normalise, unavailable
 
@@ -39,7 +39,7 @@ class MongoLedger:
                 entry["holder"] = holders.get(entry["callId"])
         rows = await aggregate(self.calls, [{"$match": {"status": {"$in": IN_FLIGHT_VALUES}}},
                                             {"$group": {"_id": "$batchId", "n": {"$sum": 1}}}])
-        return LedgerState(doc["version"], pending, {r["_id"]: r["n"] for r in rows}, doc.get("nextDialAt"))
+        return LedgerState(doc["version"], pending, FlyingCounts({r["_id"].binary: r["n"] for r in rows}), doc.get("nextDialAt"))
 
     @unavailable
     async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:

@@ -18,7 +18,7 @@ from bson import ObjectId
 
 from dialer.core.machine import BatchMove
 from dialer.store.sqlite.database import Database
-from dialer.store.sqlite.documents import decode, docs, encode, marks, ms, one, stored
+from dialer.store.sqlite.documents import at, decode, docs, encode, marks, ms, one, stored
 
 SAVE = ("UPDATE batches SET status = ?, scheduled_at = ?, updated_at = ?, enqueued_at = ?, agent_id = ?, public_id = ?, "
         "doc = ? WHERE id = ?")
@@ -68,6 +68,14 @@ class SqliteBatches:
         return await self.db.read(_docs, "SELECT doc FROM batches WHERE status = 'running' "
                                          "AND (scheduled_at IS NULL OR scheduled_at <= ?) ORDER BY id", (ms(now),))
 
+    async def runnable_stamps(self, now: dt.datetime) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
+        def work(conn: sqlite3.Connection) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
+            return {ObjectId(i): (at(u), at(e)) for i, u, e in conn.execute(
+                "SELECT id, updated_at, enqueued_at FROM batches WHERE status = 'running' "
+                "AND (scheduled_at IS NULL OR scheduled_at <= ?)", (ms(now),))}
+
+        return await self.db.read(work)
+
     async def runnable_among(self, batch_ids: list[ObjectId], now: dt.datetime) -> list[dict]:
         ids = [b.binary for b in batch_ids if isinstance(b, ObjectId)]
         if not ids:
@@ -79,14 +87,20 @@ class SqliteBatches:
         return await self.db.read(_docs, "SELECT doc FROM batches WHERE status = 'pending' "
                                          "AND scheduled_at <= ? ORDER BY id", (ms(now),))
 
-    async def updated_since(self, since: dt.datetime) -> list[dict]:
-        return await self.db.read(_docs, "SELECT doc FROM batches WHERE id IN (SELECT id FROM batches "
-                                         "WHERE updated_at >= ?) ORDER BY id", (ms(since),))
+    async def updated_since(self, since: dt.datetime, statuses: list[str] | None = None) -> list[dict]:
+        among = f" AND status IN ({marks(statuses)})" if statuses else ""
+        return await self.db.read(_docs, f"SELECT doc FROM batches WHERE id IN (SELECT id FROM batches "
+                                         f"WHERE updated_at >= ?){among} ORDER BY id", (ms(since), *(statuses or ())))
 
     async def changed_since(self, since: dt.datetime) -> list[dict]:
-        return await self.db.read(_docs, "SELECT doc FROM batches WHERE id IN (SELECT id FROM batches WHERE updated_at >= ? "
-                                         "UNION SELECT id FROM batches WHERE enqueued_at >= ?) ORDER BY id",
-                                  (ms(since), ms(since)))
+        def work(conn: sqlite3.Connection) -> list[dict]:
+            return [decode(doc) if doc is not None else {"_id": ObjectId(i), "status": status}
+                    for doc, i, status in conn.execute(
+                        "SELECT CASE WHEN status = 'running' THEN doc END, id, status FROM batches WHERE id IN "
+                        "(SELECT id FROM batches WHERE updated_at >= ? UNION SELECT id FROM batches WHERE enqueued_at >= ?) "
+                        "ORDER BY id", (ms(since), ms(since)))]
+
+        return await self.db.read(work)
 
     async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,
                    set_fields: dict[str, Any] | None = None, unset: tuple[str, ...] = ()) -> bool:

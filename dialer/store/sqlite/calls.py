@@ -86,6 +86,8 @@ def holders_of(conn: sqlite3.Connection, ids: list[ObjectId]) -> dict[ObjectId, 
 
 
 class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
+    tallies_exact = True  # kept by triggers on `calls` in the same transaction (schema.py)
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self._retry_walks = {}

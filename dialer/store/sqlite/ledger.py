@@ -13,7 +13,7 @@ import sqlite3
 
 from bson import ObjectId
 
-from dialer.ports import LedgerState
+from dialer.ports import FlyingCounts, LedgerState
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.calls import holders_of
 from dialer.store.sqlite.documents import decode, encode
@@ -43,8 +43,7 @@ def _read(conn: sqlite3.Connection) -> LedgerState:
         holders = holders_of(conn, [e["callId"] for e in pending])
         for entry in pending:
             entry["holder"] = holders.get(entry["callId"])
-    flying = {ObjectId(batch): n for batch, n in conn.execute(FLYING)}
-    return LedgerState(version, pending, flying, doc.get("nextDialAt"))
+    return LedgerState(version, pending, FlyingCounts(dict(conn.execute(FLYING))), doc.get("nextDialAt"))
 
 
 class SqliteLedger:
