@@ -46,7 +46,7 @@ class Book:
         self._last: dict[ObjectId, int] = {}  # batch -> its turn when last served
         self._turn = itertools.count()
         self.parked: dict[ObjectId, int] = {}  # ready again when its slots in use are at most this
-        self.quiet: dict[ObjectId, dt.datetime] = {}  # until
+        self.quiet: dict[ObjectId, dt.datetime | None] = {}  # until (None: until a change or a call's end)
         self.flying: dict[ObjectId, int] = {}  # quiet with calls in flight: their number when it went quiet
         self._wakes: list[tuple[dt.datetime, int, ObjectId]] = []  # (until, seq, batch): a heap, lazily cleaned
         self._seq = itertools.count()
@@ -151,12 +151,14 @@ class Book:
         self.ready.pop(batch_id, None)
         self.parked[batch_id] = threshold
 
-    def hush(self, batch_id: ObjectId, until: dt.datetime, used: int) -> None:
+    def hush(self, batch_id: ObjectId, until: dt.datetime | None, used: int) -> None:
+        """Quiet until `until` (None: no time; back on a change, or when its calls in flight, `used`, fall)."""
         self.ready.pop(batch_id, None)
         self.quiet[batch_id] = until
         if used:
             self.flying[batch_id] = used
-        heapq.heappush(self._wakes, (until, next(self._seq), batch_id))
+        if until is not None:
+            heapq.heappush(self._wakes, (until, next(self._seq), batch_id))
 
     def served(self, batch_id: ObjectId) -> None:
         """Served this turn: to the back of the turn order."""

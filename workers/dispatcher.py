@@ -53,7 +53,7 @@ class DispatcherConfig:
     claim_group_max: int = 10  # ...or this many (a batch with a large limit would leave slots idle waiting for 5%)
     account_group_fraction: float = 0.02  # and, while the account's cap binds, this share of the cap...
     account_group_min: int = 5  # ...or at least this many (a claim costs the same few operations)
-    quiet_seconds: float = 30.0  # a batch with nothing due is looked at again at least this often
+    quiet_seconds: float = 30.0  # a batch with nothing due nor in flight is looked at again at least this often
 
 
 @dataclass
@@ -176,7 +176,8 @@ class Dispatcher:
             if batch_id in drained and claimed[batch_id] == len(candidates[batch_id]):
                 # Every call due now was claimed: quiet until its next call is due, calls arrive or one of its
                 # calls in flight ends (not parked: nothing waits on its slots).
-                self.book.hush(batch_id, drained[batch_id], state.used(batch_id) + claimed[batch_id])
+                used = state.used(batch_id) + claimed[batch_id]
+                self.book.hush(batch_id, self._quiet_until(now, drained[batch_id], used), used)
             elif free - len(granted) < group:
                 limit = free + state.used(batch_id)
                 book.park(batch_id, limit - group)
@@ -283,11 +284,11 @@ class Dispatcher:
                 if beyond:
                     full.append(batch_id)
                 elif batch_id in candidates:
-                    drained[batch_id] = min(later or now + self._quiet_cap, now + self._quiet_cap)
+                    drained[batch_id] = later
                 elif not skip:
                     # Nothing due now: leave the batch alone until its next call is due.
                     used = state.used(batch_id)
-                    self.book.hush(batch_id, min(later or now + self._quiet_cap, now + self._quiet_cap), used)
+                    self.book.hush(batch_id, self._quiet_until(now, later, used), used)
                     if later is None and used == 0:
                         idle.append(batch)
             left = total - sum(map(len, candidates.values()))
@@ -296,6 +297,15 @@ class Dispatcher:
             shares = {b: entry[0] - len(candidates.get(b, [])) for b, entry in more.items()
                       if entry[0] > len(candidates.get(b, []))}
         return candidates, deferrals, idle, drained
+
+    def _quiet_until(self, now: dt.datetime, later: dt.datetime | None, used: int) -> dt.datetime | None:
+        """When to look again at a batch with nothing due now: when its next call is due (`later`); without
+        calls in flight, at least every `quiet_seconds` (the safety net). With calls in flight, not before
+        `later`: one of them ending brings it back (the book's look at quiet batches), as do new calls or a
+        change (the book's reads); looking sooner would find its slots taken, and park it for nothing."""
+        if used:
+            return later
+        return min(later or now + self._quiet_cap, now + self._quiet_cap)
 
     def requeued(self, batch_id: ObjectId) -> None:
         """A call of the batch went back to the queue in this process: look at the batch again."""
