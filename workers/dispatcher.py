@@ -308,8 +308,10 @@ class Dispatcher:
         return min(later or now + self._quiet_cap, now + self._quiet_cap)
 
     def requeued(self, batch_id: ObjectId) -> None:
-        """A call of the batch went back to the queue in this process: look at the batch again."""
+        """A call of the batch went back to the queue in this process (handed back, or a retry): look at the
+        batch again at the next tick (no re-read of the changed batches: this one is known)."""
         self.book.wake_batch(batch_id)
+        self._idle_until = None
 
     def _count_slots(self, state, claims: list[Claimed], now: dt.datetime) -> None:
         """The slots in use after this claim, for the metrics (as this dispatcher sees the ledger): every

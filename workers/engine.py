@@ -19,6 +19,7 @@ from dialer.ports import Repositories
 from dialer.services.call_events import CallEvents
 from dialer.services.chains import Chains
 from dialer.services.enrollment import Enrollment
+from dialer.services.tenancy import parse_id
 from dialer.settings import Settings
 from workers.slots import Slots
 
@@ -94,8 +95,12 @@ class Engine:
                                          duration=event.duration, error=event.error)
         if result in ("final", "retry"):
             self.dispatcher.poke()  # a slot is free: look again at the next tick
-        if result == "retry":
-            self.dispatcher.wake()  # and the batch has a call in its queue again
+        if result == "retry":  # and the batch has a call in its queue again: back in turn
+            batch_id = parse_id(event.extra.get("batchId"))
+            if batch_id is not None:
+                self.dispatcher.requeued(batch_id)
+            else:
+                self.dispatcher.wake()
 
     async def step(self) -> int:
         """One dispatch tick plus delivery of due simulator events (what the scheduler runs)."""
