@@ -13,7 +13,6 @@ follows the batches it serves, not the batches that run.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math
@@ -25,13 +24,14 @@ from bson import ObjectId
 
 from dialer.core.clock import Clock
 from dialer.core.machine import COMPLETE, REOPEN
-from dialer.ports import Claim, Repositories, StoreUnavailable
+from dialer.ports import Repositories
 from dialer.services.call_events import CallEvents
 from dialer.core.compliance import HORIZON
 from workers.book import Book
+from workers.claims import ClaimWriter
 from workers.compliance_gate import ComplianceGate
 from workers.placer import Claimed, Placer
-from workers.slots import Reservation, Slots
+from workers.slots import Slots
 from workers.telephony.base import TelephonyProvider
 
 log = logging.getLogger("workers.dispatcher")
@@ -101,6 +101,9 @@ class Dispatcher:
                              public_base_url=config.public_base_url, machine_detection=config.machine_detection,
                              dnc=repos.dnc)
         self.placer.on_requeue = self.requeued
+        self.writer = ClaimWriter(repos.calls, slots, self.rules, self.placer, clock, self.stats, self.name,
+                                  dt.timedelta(seconds=config.lease_seconds), config.max_concurrent_calls,
+                                  config.calls_per_second)
 
     # ---- one tick -------------------------------------------------------------------------
     async def tick(self) -> int:
@@ -168,7 +171,7 @@ class Dispatcher:
         room = self._pick(total, state, needed)
         candidates, deferrals, idle, drained = await self._gather(room, state, total, now)
         grants = self._share(candidates, total)
-        claims = await self._reserve_and_claim(grants, state, deferrals, now)
+        claims = await self.writer.write(grants, book.batches, state, deferrals, now)
         self._count_slots(state, claims, now)
         claimed = Counter(c.batch["_id"] for c in claims) if drained else Counter()
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
@@ -343,99 +346,6 @@ class Dispatcher:
                     grants[batch_id].append(queue.pop(0))
                     total -= 1
         return {b: g for b, g in grants.items() if g}
-
-    async def _reserve_and_claim(self, grants: dict[ObjectId, list[dict]], state,
-                                 deferrals: list[tuple[ObjectId, dt.datetime]], now: dt.datetime) -> list[Claimed]:
-        by_id = self.book.batches
-        token = secrets.token_hex(6)
-        reservation = None
-        if grants:
-            grants, capped = await self.rules.reserve(grants, by_id, token, now)  # over their cap: deferred
-            deferrals = deferrals + capped
-        if grants:
-            wanted = {b: (by_id[b]["concurrencyLimit"], [c["_id"] for c in calls]) for b, calls in grants.items()}
-            try:
-                reservation = await self.slots.reserve(state, wanted, self.config.max_concurrent_calls,
-                                                       self.config.calls_per_second, now, token)
-                if reservation is not None:
-                    self.stats.reserved += 1
-                if reservation is None:
-                    self.stats.lost_races += 1  # another dispatcher wrote the ledger first: next tick
-                elif self.clock.now() > now + self._lease / 2:
-                    # Too slow (a stall): past half the grace period the slots may be harvested; give them back.
-                    await self.slots.release([i for ids in reservation.grants.values() for i in ids], token)
-                    reservation = None
-            except StoreUnavailable:  # no claim follows: the attempts reserved against caps go back too
-                with contextlib.suppress(StoreUnavailable):
-                    await self._give_back_caps(grants, token, set())
-                raise
-            if reservation is None:
-                await self._give_back_caps(grants, token, set())
-        records = self.placer.take_records()
-        claims: list[Claim] = []
-        if reservation is not None:
-            for calls in grants.values():
-                for call in calls:
-                    dial_at = reservation.dial_times[call["_id"]]
-                    claims.append(Claim(call["_id"], token, self.name, dial_at, dial_at + self._lease))
-        claimed_ids = [c.call_id for c in claims]
-        if not (claims or deferrals or records):
-            return []
-        try:
-            won = await self.calls.claim(claims, deferrals, records, now)
-        except StoreUnavailable as exc:
-            # Nothing or part was written: keep the provider ids for the next write, give the slots
-            # back (a claim that did land is in flight under its token and keeps its slot anyway).
-            log.error("claim write failed", extra={"dispatcher": self.name, "error": str(exc)})
-            self.placer.unrecorded = records + self.placer.unrecorded
-            if reservation is not None:
-                with contextlib.suppress(StoreUnavailable):  # else the slots wait out the grace period
-                    won = await self._keep_claimed(reservation, claimed_ids)
-                    await self._give_back_caps(grants, token, won)
-            return []
-        if reservation is None:
-            return []
-        if won and self.clock.now() > now + self._lease / 2:
-            # The claim's write itself stalled past half the grace period: its slot entries may have been
-            # harvested and reused meanwhile, so these calls would pass a limit. Hand them back unplaced.
-            later = self.clock.now()
-            for call_id in won:
-                await self.calls.requeue_unplaced(call_id, token, later, {"at": later, "event": "claim_too_slow"})
-            await self._give_back(reservation, set())
-            await self._give_back_caps(grants, token, set())
-            self.stats.lost_races += 1
-            return []
-        if len(won) < len(claimed_ids):
-            # Some calls changed under us (another dispatcher, a cancel): give the others' slots back.
-            await self._give_back(reservation, won)
-            await self._give_back_caps(grants, token, won)
-        out = []
-        for batch_id, calls in grants.items():
-            for call in calls:
-                if call["_id"] in won:
-                    out.append(Claimed(reservation.dial_times[call["_id"]], call, by_id[batch_id], token))
-        self.stats.claimed += len(out)
-        return out
-
-    async def _keep_claimed(self, reservation: Reservation, claimed_ids: list[ObjectId]) -> set[ObjectId]:
-        """After a failed claim write: the calls this reservation's claim did win (the write may have
-        partly landed); the slots of the others are given back."""
-        holders = await self.calls.holders(claimed_ids)
-        won = {cid for cid, (_, token) in holders.items() if token == reservation.token}
-        await self._give_back(reservation, won)
-        return won
-
-    async def _give_back(self, reservation: Reservation, won: set[ObjectId]) -> None:
-        await self.slots.release([i for ids in reservation.grants.values() for i in ids if i not in won],
-                                 reservation.token)
-
-    async def _give_back_caps(self, grants: dict[ObjectId, list[dict]], token: str, won: set[ObjectId]) -> None:
-        """The attempts reserved against caps for the calls of this claim that it did not win."""
-        await self.rules.release([c["_id"] for calls in grants.values() for c in calls if c["_id"] not in won], token)
-
-    @property
-    def _lease(self) -> dt.timedelta:
-        return dt.timedelta(seconds=self.config.lease_seconds)
 
     async def _complete_if_done(self, batch: dict, now: dt.datetime) -> None:
         await self._complete_idle([batch], now)
