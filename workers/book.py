@@ -68,6 +68,7 @@ class Book:
         self.done_every = self.fresh
         self._done_at: dt.datetime | None = None
         self.looked = False  # whether the last wake() looked at the waiting batches (else: what it returned is older)
+        self._look_done = False  # whether the planned look covers the quiet batches with calls in flight
 
     # ---- reading the batches ---------------------------------------------------------------------
     def stale(self) -> None:
@@ -167,22 +168,29 @@ class Book:
             self.ready[batch_id] = turn
             heapq.heappush(self._turns, (turn, batch_id))
 
-    def wake(self, now: dt.datetime, used_of: Callable[[list[ObjectId]], list[int]]) -> int | None:
-        """Batches back in turn: quiet ones whose time came or whose calls in flight fell, parked ones whose
-        slots were freed (`used_of`: the slots in use of each of a list of batches). Returns how many slots
-        must still be freed for the next parked batch (None: none)."""
+    def plan(self, now: dt.datetime) -> list[ObjectId]:
+        """Before a look: the quiet batches whose time came back in turn, and which batches' slots the look
+        needs (those in turn; the quiet ones with calls in flight and the parked ones when their look is
+        due). `wake` then looks as planned."""
         while self._wakes and self._wakes[0][0] <= now:
             _, _, batch_id = heapq.heappop(self._wakes)
             until = self.quiet.get(batch_id)
             if until is not None and until <= now:
                 self.wake_batch(batch_id)
-        if self._done_at is None or now >= self._done_at + self.done_every:
+        self._look_done = self._done_at is None or now >= self._done_at + self.done_every
+        self.looked = not (self.ready and self._scanned_at is not None and now < self._scanned_at + self.scan_every)
+        return [*self.ready, *(self.flying if self._look_done else ()), *(self.parked if self.looked else ())]
+
+    def wake(self, now: dt.datetime, used_of: Callable[[list[ObjectId]], list[int]]) -> int | None:
+        """As planned (`plan`, just before): batches back in turn, quiet ones whose calls in flight fell and
+        parked ones whose slots were freed (`used_of`: the slots in use of each of a list of batches).
+        Returns how many slots must still be freed for the next parked batch (None: none)."""
+        if self._look_done:
             self._done_at = now
             ids = list(self.flying)
             for batch_id, flying, used in zip(ids, list(self.flying.values()), used_of(ids)):
                 if used < flying:
                     self.wake_batch(batch_id)
-        self.looked = not (self.ready and self._scanned_at is not None and now < self._scanned_at + self.scan_every)
         if not self.looked:
             return self._needed
         self._scanned_at = now

@@ -35,6 +35,12 @@ from workers.slots import Slots
 from workers.telephony.base import TelephonyProvider
 
 log = logging.getLogger("workers.dispatcher")
+def _ends_for_good(batch: dict, call: dict) -> bool:
+    """Whether this call, claimed now, leaves nothing behind when it ends: its last attempt, and no group."""
+    return not call.get("group") and call.get("attempts", 0) + 1 >= (batch.get("retry") or {}).get("maxAttempts", 1)
+
+
+SCOPE_MAX = 500  # a look at more batches than this reads the slots of every batch (one count per batch)
 
 
 @dataclass
@@ -153,7 +159,11 @@ class Dispatcher:
             self._idle_until = now + self._recheck
             return
         await self.rules.refresh(now, book.batches.values())
-        state = await self.slots.state(now)
+        # The slots of the batches this look needs only (a few, usually: not the thousands waiting); of every
+        # batch when the look needs many (the gauges per batch are refreshed then), or the gauges are late.
+        looked_at = book.plan(now)
+        gauges_late = self._metrics_at is None or now >= self._metrics_at + self._metrics_every
+        state = await self.slots.state(now, None if gauges_late or len(looked_at) > SCOPE_MAX else looked_at)
         needed: list[int] = []  # slots still to be freed before another look is worthwhile
         if (parked := book.wake(now, state.used_of)) is not None:
             needed.append(parked)
@@ -176,9 +186,12 @@ class Dispatcher:
         claimed = Counter(c.batch["_id"] for c in claims) if drained else Counter()
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
             _, free, group = room[batch_id]
-            if batch_id in drained and claimed[batch_id] == len(candidates[batch_id]):
-                # Every call due now was claimed: quiet until its next call is due, calls arrive or one of its
-                # calls in flight ends (not parked: nothing waits on its slots).
+            if (batch_id in drained and claimed[batch_id] == len(candidates[batch_id])
+                    and all(_ends_for_good(book.batches[batch_id], call) for call in candidates[batch_id])):
+                # Every call due now was claimed, each on its last attempt and in no chain: quiet until its next
+                # call is due, calls arrive or one of its calls in flight ends (not parked: nothing waits on
+                # its slots). A call that may come back (a retry, its group's next call) parks the batch, so
+                # its return is seen at the next look at the parked, not the slower one at the quiet.
                 used = state.used(batch_id) + claimed[batch_id]
                 self.book.hush(batch_id, self._quiet_until(now, drained[batch_id], used), used)
             elif free - len(granted) < group:
@@ -208,8 +221,8 @@ class Dispatcher:
         left = total
         while left > 0:
             batch_id = self.book.first()
-            if batch_id is None or batch_id in room:
-                break  # none left, or round once already
+            if batch_id is None or batch_id in room or not state.knows(batch_id):
+                break  # none left, round once already, or back in turn since the slots were read (next tick)
             limit = self.book.batches[batch_id]["concurrencyLimit"]
             used = state.used(batch_id)
             free = limit - used
@@ -318,8 +331,8 @@ class Dispatcher:
 
     def _count_slots(self, state, claims: list[Claimed], now: dt.datetime) -> None:
         """The slots in use after this claim, for the metrics (as this dispatcher sees the ledger): every
-        few seconds, not every claim (a gauge per batch with calls in flight)."""
-        if self._metrics_at is not None and now < self._metrics_at:
+        few seconds, not every claim (a gauge per batch with calls in flight), from a read of every batch."""
+        if (self._metrics_at is not None and now < self._metrics_at) or state.flying.scope is not None:
             return
         self._metrics_at = now + self._metrics_every
         per_batch = state.per_batch()

@@ -48,11 +48,20 @@ class DispatchState:
     def used(self, batch_id: ObjectId) -> int:
         # Called for every batch a dispatcher looks at (thousands waiting on their slots): one dict probe by
         # the id's bytes; the reservations (by ObjectId, slower to hash) only when there are any.
-        n = self.flying.by_binary.get(batch_id.binary, 0)
+        key = batch_id.binary
+        if self.flying.scope is not None and key not in self.flying.scope:
+            raise LookupError(f"the slots of batch {batch_id} were not read")  # a 0 here could pass its limit
+        n = self.flying.by_binary.get(key, 0)
         return n + self._reserved.get(batch_id, 0) if self._reserved else n
+
+    def knows(self, batch_id: ObjectId) -> bool:
+        """Whether this state counted the batch's calls in flight (see SlotLedger.read)."""
+        return self.flying.scope is None or batch_id.binary in self.flying.scope
 
     def used_of(self, batch_ids: list[ObjectId]) -> list[int]:
         """`used` of each of these batches, in order (a look at thousands of waiting batches at once)."""
+        if self.flying.scope is not None:
+            return [self.used(b) for b in batch_ids]
         get = self.flying.by_binary.get
         out = [get(b.binary, 0) for b in batch_ids]
         if self._reserved:
@@ -65,7 +74,9 @@ class DispatchState:
         return self._in_flight + len(self.pending)
 
     def per_batch(self) -> dict[str, int]:
-        """Slots in use per batch (str id), for the gauges."""
+        """Slots in use per batch (str id), for the gauges (a state read for every batch)."""
+        if self.flying.scope is not None:
+            raise LookupError("the slots of every batch were not read")
         out = {b.hex(): n for b, n in self.flying.by_binary.items()}  # as str(ObjectId(b)), without building it
         for batch_id, n in self._reserved.items():
             out[str(batch_id)] = out.get(str(batch_id), 0) + n
@@ -85,9 +96,10 @@ class Slots:
         self.grace = dt.timedelta(seconds=grace_seconds)
         self.harvested_at: dt.datetime | None = None  # this process's last harvest (a reservation's look)
 
-    async def state(self, now: dt.datetime | None = None) -> DispatchState:
-        """The slots in use; with `now`, minus the reservations whose claim landed or can no longer land."""
-        read = await self.ledger.read()
+    async def state(self, now: dt.datetime | None = None, batch_ids: list[ObjectId] | None = None) -> DispatchState:
+        """The slots in use; with `now`, minus the reservations whose claim landed or can no longer land;
+        with `batch_ids`, those batches' only (and the account's total)."""
+        read = await self.ledger.read(batch_ids)
         state = DispatchState(read.version, read.flying, read.pending, read.next_dial_at)
         if now is not None:
             self._harvest(state, now)

@@ -18,11 +18,13 @@ class FlyingCounts(Mapping):
     hashes and compares in Python. So the store hands its rows over as they come (`by_binary`), and a
     lookup by ObjectId costs one dict probe."""
 
-    __slots__ = ("by_binary", "total")
+    __slots__ = ("by_binary", "total", "scope")
 
-    def __init__(self, by_binary: dict[bytes, int]) -> None:
+    def __init__(self, by_binary: dict[bytes, int], total: int | None = None,
+                 scope: frozenset[bytes] | None = None) -> None:
         self.by_binary = by_binary
-        self.total = sum(by_binary.values())
+        self.total = sum(by_binary.values()) if total is None else total  # every batch's, whatever the scope
+        self.scope = scope  # the batches counted (their ids' bytes); None: every batch
 
     def __getitem__(self, batch_id: ObjectId) -> int:
         return self.by_binary[batch_id.binary]
@@ -60,9 +62,11 @@ class LedgerState:
 
 
 class SlotLedger(Protocol):
-    async def read(self) -> LedgerState:
+    async def read(self, batch_ids: list[ObjectId] | None = None) -> LedgerState:
         """The reservations with their calls' holders, then the calls in flight per batch (one document,
-        created empty if missing; its holders and counts read after it, in that order)."""
+        created empty if missing; its holders and counts read after it, in that order). With `batch_ids`,
+        the counts of those batches only (`flying.scope`), and the total of every batch's (`flying.total`):
+        a claim that looks at a few batches does not count the calls in flight of thousands."""
 
     async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
         """Compare-and-set on `version` (then version + 1): the reservations not seen claimed yet, the next

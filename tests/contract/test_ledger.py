@@ -98,3 +98,21 @@ async def test_the_calls_in_flight_are_counted_per_batch_and_free_their_slots_th
     await repos.calls.finish(b, "tok-1", None, Finish("completed", "completed", {"at": at(30), "event": "done"}), at(30))
     await repos.calls.requeue_unplaced(d, "tok-1", at(31), {"at": at(31), "event": "window_closed"})
     assert (await repos.ledger.read()).flying == {batch["_id"]: 1}
+
+
+async def test_a_read_for_some_batches_counts_theirs_and_the_account_total(repos, batch):
+    """SlotLedger.read(batch_ids): a claim that looks at a few batches does not count the calls in flight of
+    thousands; the account's total still counts every batch's."""
+    other, idle = batch_doc(), batch_doc()
+    for doc in (other, idle):
+        await repos.batches.insert(doc)
+    a, b = await enqueue(repos, batch, planned(A), planned(B))
+    (c,) = await enqueue(repos, other, planned(C))
+    for call_id in (a, b, c):
+        await claim(repos, call_id)
+    state = await repos.ledger.read([batch["_id"], idle["_id"]])
+    assert state.flying == {batch["_id"]: 2} and state.flying.total == 3
+    assert state.flying.scope == {batch["_id"].binary, idle["_id"].binary}
+    everything = await repos.ledger.read()
+    assert everything.flying == {batch["_id"]: 2, other["_id"]: 1} and everything.flying.scope is None
+    assert (await repos.ledger.read([])).flying.total == 3

@@ -24,7 +24,7 @@ class MongoLedger:
         self.calls = calls
 
     @unavailable
-    async def read(self) -> LedgerState:
+    async def read(self, batch_ids: list[ObjectId] | None = None) -> LedgerState:
         doc = await self.c.find_one({"_id": ACCOUNT})
         if doc is None:
             await self.c.update_one({"_id": ACCOUNT},
@@ -37,9 +37,15 @@ class MongoLedger:
             holders = await holders_of(self.calls, [e["callId"] for e in pending])
             for entry in pending:
                 entry["holder"] = holders.get(entry["callId"])
-        rows = await aggregate(self.calls, [{"$match": {"status": {"$in": IN_FLIGHT_VALUES}}},
-                                            {"$group": {"_id": "$batchId", "n": {"$sum": 1}}}])
-        return LedgerState(doc["version"], pending, FlyingCounts({r["_id"].binary: r["n"] for r in rows}), doc.get("nextDialAt"))
+        flying = {"status": {"$in": IN_FLIGHT_VALUES}}
+        among = flying if batch_ids is None else {"batchId": {"$in": list(batch_ids)}, **flying}
+        rows = await aggregate(self.calls, [{"$match": among}, {"$group": {"_id": "$batchId", "n": {"$sum": 1}}}])
+        counts = {r["_id"].binary: r["n"] for r in rows}
+        if batch_ids is None:
+            return LedgerState(doc["version"], pending, FlyingCounts(counts), doc.get("nextDialAt"))
+        total = await self.calls.count_documents(flying)
+        return LedgerState(doc["version"], pending, FlyingCounts(counts, total, frozenset(b.binary for b in batch_ids)),
+                           doc.get("nextDialAt"))
 
     @unavailable
     async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:

@@ -16,13 +16,16 @@ from bson import ObjectId
 from dialer.ports import FlyingCounts, LedgerState
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.calls import holders_of
-from dialer.store.sqlite.documents import decode, encode
+from dialer.store.sqlite.documents import decode, encode, marks
 
 ACCOUNT = "account"
 EMPTY = encode({"pending": [], "nextDialAt": None})
 # The same condition as the partial index calls_flying (schema V7), so the count reads the index alone.
-FLYING = ("SELECT batch_id, COUNT(*) FROM calls INDEXED BY calls_flying WHERE status IN ('dialing', 'ringing', 'in_progress') "
-          "GROUP BY batch_id")
+IN_FLIGHT = "status IN ('dialing', 'ringing', 'in_progress')"
+FLYING = f"SELECT batch_id, COUNT(*) FROM calls INDEXED BY calls_flying WHERE {IN_FLIGHT} GROUP BY batch_id"
+FLYING_AMONG = ("SELECT batch_id, COUNT(*) FROM calls INDEXED BY calls_flying WHERE batch_id IN ({}) AND " + IN_FLIGHT
+                + " GROUP BY batch_id")
+FLYING_TOTAL = f"SELECT COUNT(*) FROM calls INDEXED BY calls_flying WHERE {IN_FLIGHT}"
 
 
 def _row(conn: sqlite3.Connection) -> tuple[int, dict]:
@@ -36,22 +39,28 @@ def _put(conn: sqlite3.Connection, version: int, doc: dict) -> None:
                  (ACCOUNT, version, encode(doc)))
 
 
-def _read(conn: sqlite3.Connection) -> LedgerState:
+def _read(conn: sqlite3.Connection, batch_ids: list[ObjectId] | None = None) -> LedgerState:
     version, doc = _row(conn)
     pending = doc.get("pending") or []
     if pending:
         holders = holders_of(conn, [e["callId"] for e in pending])
         for entry in pending:
             entry["holder"] = holders.get(entry["callId"])
-    return LedgerState(version, pending, FlyingCounts(dict(conn.execute(FLYING))), doc.get("nextDialAt"))
+    if batch_ids is None:
+        flying = FlyingCounts(dict(conn.execute(FLYING)))
+    else:
+        ids = [b.binary for b in batch_ids]
+        counts = dict(conn.execute(FLYING_AMONG.format(marks(ids)), ids)) if ids else {}
+        flying = FlyingCounts(counts, conn.execute(FLYING_TOTAL).fetchone()[0], frozenset(ids))
+    return LedgerState(version, pending, flying, doc.get("nextDialAt"))
 
 
 class SqliteLedger:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def read(self) -> LedgerState:
-        return await self.db.read(_read)
+    async def read(self, batch_ids: list[ObjectId] | None = None) -> LedgerState:
+        return await self.db.read(_read, batch_ids)
 
     async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
         doc = {"pending": pending, "nextDialAt": next_dial_at}
