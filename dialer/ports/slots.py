@@ -29,9 +29,6 @@ class FlyingCounts(Mapping):
     def __getitem__(self, batch_id: ObjectId) -> int:
         return self.by_binary[batch_id.binary]
 
-    def get(self, batch_id: ObjectId, default: int = 0) -> int:  # type: ignore[override]
-        return self.by_binary.get(batch_id.binary, default)
-
     def __contains__(self, batch_id: object) -> bool:
         return isinstance(batch_id, ObjectId) and batch_id.binary in self.by_binary
 
