@@ -261,7 +261,8 @@ class World:
                 if self.checker.violations:
                     break
                 if self.clock.now() > limit:
-                    self.checker.fail(f"calls still not final after {self.config.max_days:g} virtual days")
+                    self.checker.fail(f"calls still not final after {self.config.max_days:g} virtual days: "
+                                      f"{await self.left_behind()}")
                     break
                 await self._advance()
         finally:
@@ -410,6 +411,24 @@ class World:
                                  f"placed {self.checker.placed:,}  waiting {waiting:,}  in flight {in_flight:,}  "
                                  f"dispatchers {len(self.processes)}  requests {len(self.tasks)} sent {self.operators.sent:,}  "
                                  f"violations {len(self.checker.violations)}  wall {wall:,.0f} s")
+
+    async def left_behind(self) -> str:
+        """Where the calls not final are: by their batch's status and their own (what a replay looks at first)."""
+        tallies = await self.raw.calls.tallies_many(list(self.batches))
+        where: Counter = Counter()
+        batches: dict[str, set] = {}
+        for batch_id, ts in tallies.items():
+            left = [t for t in ts if t.status in ACTIVE_VALUES and t.calls]
+            if not left:
+                continue
+            batch = await self.raw.batches.get(batch_id) or {"status": "deleted"}
+            due = await self.raw.calls.next_due_at(batch_id)
+            for t in left:
+                key = f"batch {batch['status']}, call {t.status}"
+                where[key] += t.calls
+                batches.setdefault(key, set()).add(f"{batch_id} (next due {due:%d %b %H:%M})" if due else str(batch_id))
+        return "; ".join(f"{n:,} in {key} ({len(batches[key])} batches, e.g. {sorted(batches[key])[0]})"
+                         for key, n in where.most_common()) or "none found by the kept counters"
 
     async def finished(self) -> bool:
         """Every record sent, every call final (by the kept counters), nothing left at the provider."""
