@@ -83,9 +83,9 @@ async def test_cancel_withdraws_waiting_calls_and_can_hang_up(api, clock, engine
         assert code == 409, verb
 
 
-async def test_cancel_without_hang_up_lets_calls_in_flight_end(api, clock, engine_settings):
-    h = Harness(api, clock, engine_settings, mean_duration=60)
-    batch = await api.create_batch(concurrencyLimit=2)
+async def cancel_with_two_in_flight(h: Harness, api, **batch_settings) -> Counter:
+    """Six calls at limit 2, cancelled (no hang-up) with two in flight; the calls' statuses once those ended."""
+    batch = await api.create_batch(concurrencyLimit=2, **batch_settings)
     await api.add_calls(batch, nums(6))
     for _ in range(10):
         await h.step()
@@ -93,24 +93,20 @@ async def test_cancel_without_hang_up_lets_calls_in_flight_end(api, clock, engin
     assert code == 200 and doc["data"]["counters"]["inFlight"] == 2
     for _ in range(1000):
         await h.step()
-    calls = await api.all_calls(batch)
-    assert Counter(c["status"] for c in calls) == {"completed": 2, "cancelled": 4}
+    return Counter(c["status"] for c in await api.all_calls(batch))
+
+
+async def test_cancel_without_hang_up_lets_calls_in_flight_end(api, clock, engine_settings):
+    h = Harness(api, clock, engine_settings, mean_duration=60)
+    assert await cancel_with_two_in_flight(h, api) == {"completed": 2, "cancelled": 4}
 
 
 async def test_a_call_in_flight_at_a_cancel_that_ends_retryable_ends_cancelled_not_queued(api, clock, engine_settings):
     """Calls in flight end normally after a cancel; one whose outcome the batch retries must not go back to the
     queue of a batch that never runs again (the million-call simulation found 5,604 calls left so)."""
     h = Harness(api, clock, engine_settings, outcomes={"busy": 1.0}, mean_duration=60)
-    batch = await api.create_batch(concurrencyLimit=2, retry={"maxAttempts": 3, "delaySeconds": 0, "on": ["busy"]})
-    await api.add_calls(batch, nums(6))
-    for _ in range(10):
-        await h.step()
-    code, doc = await while_stepping(h, act(api, batch, "cancel"))
-    assert code == 200 and doc["data"]["counters"]["inFlight"] == 2
-    for _ in range(1000):
-        await h.step()
-    calls = await api.all_calls(batch)
-    assert Counter(c["status"] for c in calls) == {"cancelled": 6}
+    retry = {"maxAttempts": 3, "delaySeconds": 0, "on": ["busy"]}
+    assert await cancel_with_two_in_flight(h, api, retry=retry) == {"cancelled": 6}
 
 
 async def test_retry_redials_only_the_named_outcomes(api, clock, engine_settings):

@@ -35,6 +35,8 @@ from workers.slots import Slots
 from workers.telephony.base import TelephonyProvider
 
 log = logging.getLogger("workers.dispatcher")
+
+
 def _ends_for_good(batch: dict, call: dict) -> bool:
     """Whether this call, claimed now, leaves nothing behind when it ends: its last attempt, and no group."""
     return not call.get("group") and call.get("attempts", 0) + 1 >= (batch.get("retry") or {}).get("maxAttempts", 1)

@@ -64,15 +64,16 @@ class CounterReconciler:
                   # right, with nothing in flight, and unchanged since: its calls no longer move
                   if b["status"] == RUNNING or self._settled.get(batch_id) != b.get("updatedAt")]
         repaired = 0
-        if exact:
+        if exact:  # the kept tallies are the recount
             kept = await self.calls.tallies_many([b["_id"] for b in looked]) if looked else {}
             for batch in looked:
                 await self.check(batch, kept.get(batch["_id"], []), [])
-        for group in [] if exact else await self._groups(looked):
-            audits = await self.calls.audit_many([b["_id"] for b in group])
-            for batch in group:
-                if await self.check(batch, *audits[batch["_id"]]):
-                    repaired += 1
+        else:
+            for group in await self._groups(looked):
+                audits = await self.calls.audit_many([b["_id"] for b in group])
+                for batch in group:
+                    if await self.check(batch, *audits[batch["_id"]]):
+                        repaired += 1
         for memo in (self._suspect, self._settled):
             for batch_id in set(memo) - set(batches):
                 del memo[batch_id]
