@@ -152,6 +152,37 @@ async def test_florida_cap_from_the_profile_counts_every_batch(api, clock, engin
     assert len(waiting) == 1 and any(e.get("rule") == "cap: 3 per 24 h" for e in waiting[0]["history"])
 
 
+async def test_a_batch_under_us_states_by_its_own_setting_makes_its_workspace_counted(api, clock, engine_settings):
+    """The workspace has no profile: one running batch under us-states puts the workspace's attempts under its
+    caps, so an attempt of another batch of the workspace (not capped itself) counts against Florida's three."""
+    h = Harness(api, clock, engine_settings, dispatchers=1, mean_duration=600)
+    profiled = await api.create_batch(compliance="us-states")
+    await api.add_calls(profiled, [{"phoneNumber": NYC}])  # keeps it running (a long call)
+    for _ in range(10):
+        await h.step()
+    unprofiled = await api.create_batch(compliance="none")
+    await api.add_calls(unprofiled, [{"phoneNumber": FL}])
+
+    async def placed_both() -> bool:
+        return sorted(r.to for r in h.sim.placed) == sorted([NYC, FL])
+
+    await h.run_until(placed_both, max_steps=300)
+    assert await placed_both()
+    more = [await api.create_batch(compliance="us-states") for _ in range(3)]
+    for batch in more:
+        await api.add_calls(batch, [{"phoneNumber": FL}])
+
+    async def settled() -> bool:  # every call of the three attempted, or one deferred by a rule
+        calls = [c for b in more for c in await api.all_calls(b)]
+        return all(c["attempts"] for c in calls) or any(e.get("rule") for c in calls for e in c["history"])
+
+    await h.run_until(settled, max_steps=600)
+    calls = [c for b in more for c in await api.all_calls(b)]
+    assert sorted(c["attempts"] for c in calls) == [0, 1, 1]  # the unprofiled batch's attempt counted
+    waiting = [c for b in more for c in await api.all_calls(b) if c["status"] == "queued"]
+    assert len(waiting) == 1 and any(e.get("rule") == "cap: 3 per 24 h" for e in waiting[0]["history"])
+
+
 async def test_an_attempt_the_provider_refused_gives_its_cap_back(api, clock, engine_settings):
     from workers.telephony.base import ErrorKind, ProviderError
 

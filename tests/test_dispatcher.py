@@ -324,7 +324,7 @@ async def test_claims_survive_a_failed_look_at_the_running_batches_just_before_p
     await dispatcher.claim(clock.now())
     assert dispatcher.waiting_to_place == 3
     clock.advance(5)  # their dial times have come
-    inject(api.store.batches, "runnable_among", {1})  # the placer's fresh read, just before it places
+    inject(api.store.batches, "runnable_stamps", {1})  # the placer's fresh read, just before it places
     with pytest.raises(StoreUnavailable):
         await dispatcher.placer.place_due(clock.now())
     assert dispatcher.waiting_to_place == 3 and h.sim.placed == []

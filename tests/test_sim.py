@@ -55,9 +55,6 @@ class IgnoresLimits:
     async def runnable_among(self, batch_ids, now):
         return self._tripled(await self._batches.runnable_among(batch_ids, now))
 
-    async def changed_since(self, since):
-        return self._tripled(await self._batches.changed_since(since))
-
 
 def ignore_limits(engine) -> None:
     engine.dispatcher.batches = engine.dispatcher.book.repo = IgnoresLimits(engine.dispatcher.batches)

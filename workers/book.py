@@ -3,8 +3,8 @@
 A dispatcher's cost per tick follows the calls it places, not the batches that run. So the book
 - looks at every running batch only once in a while (`full` seconds, the safety net: their stamps, and
   the documents of those whose stamps differ from its copies, BatchRepo.runnable_stamps) and in between
-  reads only the batches changed or given calls since its last look (BatchRepo.changed_since, every
-  `fresh` seconds), plus the batches a placement is about to use (`merge`, from the placer's re-read just
+  only at the batches changed or given calls since its last look (BatchRepo.changed_since, every `fresh`
+  seconds: their stamps too, then the documents of the running ones whose stamps moved), plus the batches a placement is about to use (`merge`, from the placer's re-read just
   before it places);
 - keeps each runnable batch in one of three places: `ready` (may have due calls and free slots, in turn
   order: the batch served longest ago first, so a batch back from waiting on its slots does not queue
@@ -54,7 +54,7 @@ class Book:
         self.full = dt.timedelta(seconds=full_seconds)
         # Looks back this far before its last look: another process's clock, a write landing late.
         self.overlap = dt.timedelta(seconds=max(10.0, 2 * fresh_seconds))
-        self.on_read: Callable[[dict], None] | None = None  # every runnable batch as read or found current
+        self.readers: list[Callable[[dict], None]] = []  # told every runnable batch as read or found current
         self._fresh_at: dt.datetime | None = None
         self._full_at: dt.datetime | None = None
         self._since: dt.datetime | None = None
@@ -82,21 +82,43 @@ class Book:
             for gone in [b for b in self.batches if b not in stamps]:
                 self.drop(gone)
             changed = sorted(b for b, stamp in stamps.items() if stamp != _stamp(self.batches.get(b)))
-            if self.on_read is not None:  # the copies whose stamps are unchanged are current as of now
+            if self.readers:  # the copies whose stamps are unchanged are current as of now
                 reread = set(changed)
                 for batch_id, batch in self.batches.items():
                     if batch_id not in reread:
-                        self.on_read(batch)
-            for start in range(0, len(changed), READ_AT_ONCE):
-                part = changed[start:start + READ_AT_ONCE]
-                found = await self.repo.runnable_among(part, now)
-                self.merge(found, now)
-                self.keep_only(part, {b["_id"] for b in found})
+                        for reader in self.readers:
+                            reader(batch)
+            await self._read(changed, now)
             self._full_at, self._fresh_at, self._since = now + self.full, now + self.fresh, now - self.overlap
         elif self._fresh_at is None or now >= self._fresh_at:
-            changed = await self.repo.changed_since(self._since or now - self.overlap)
-            self.merge(changed, now)
+            # The stamps of the batches changed since the last look (looking back a little before it); the
+            # documents of those running whose stamps differ from the book's copies.
+            changed = []
+            for batch in await self.repo.changed_since(self._since or now - self.overlap):
+                batch_id = batch["_id"]
+                if batch["status"] != "running":
+                    self.drop(batch_id)
+                elif _stamp(batch) != _stamp(self.batches.get(batch_id)):
+                    changed.append(batch_id)
+            await self._read(changed, now)
             self._fresh_at, self._since = now + self.fresh, now - self.overlap
+
+    async def confirm(self, batch_ids: list[ObjectId], now: dt.datetime) -> set[ObjectId]:
+        """Which of these batches run, as read now (just before their calls are placed: a stop that has answered
+        is always seen): their stamps, and the documents of those whose stamps moved from the book's copies
+        (a change of settings is learnt); those not running leave the book."""
+        stamps = await self.repo.runnable_stamps(now, batch_ids)
+        self.keep_only(batch_ids, set(stamps))
+        await self._read([b for b, stamp in stamps.items() if stamp != _stamp(self.batches.get(b))], now)
+        return {b for b in stamps if b in self.batches}
+
+    async def _read(self, batch_ids: list[ObjectId], now: dt.datetime) -> None:
+        """The documents of these batches, as they are now (a few hundred a read); those not runnable leave."""
+        for start in range(0, len(batch_ids), READ_AT_ONCE):
+            part = batch_ids[start:start + READ_AT_ONCE]
+            found = await self.repo.runnable_among(part, now)
+            self.merge(found, now)
+            self.keep_only(part, {b["_id"] for b in found})
 
     def merge(self, batches: list[dict], now: dt.datetime) -> None:
         """Batches as read now: a runnable one is kept (back in turn when new or changed in what matters
@@ -108,8 +130,8 @@ class Book:
                 continue
             old = self.batches.get(batch_id)
             self.batches[batch_id] = batch
-            if self.on_read is not None:
-                self.on_read(batch)
+            for reader in self.readers:
+                reader(batch)
             if old is None or any(old.get(k) != batch.get(k) for k in WATCHED):
                 self.wake_batch(batch_id)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Container
 
 from bson import ObjectId
 
@@ -51,13 +51,22 @@ class ComplianceGate:
         self._profiles: dict[str, Profile] = {}
         self._windows: dict[str, CallingWindow] = {}
         self._capped: set[ObjectId] = set()  # workspaces whose caps are in force (as of the last refresh)
+        self._us_states: dict[ObjectId, ObjectId] = {}  # running batches under us-states by their own setting -> workspace
         self._decided: dict[tuple, Decision] = {}
         self._decided_at: dt.datetime | None = None
 
-    async def refresh(self, now: dt.datetime, batches: Iterable[dict]) -> None:
-        """Read the workspaces again when stale, and note then which have caps in force (a look at every
-        running batch every few seconds, not every claim: a us-states batch is capped itself at once,
-        the other batches of its workspace from the next refresh)."""
+    def saw(self, batch: dict) -> None:
+        """A running batch as the dispatcher read it: noted if it is under us-states by its own setting."""
+        if batch.get("compliance") == "us-states":
+            self._us_states[batch["_id"]] = batch["workspaceId"]
+        else:
+            self._us_states.pop(batch["_id"], None)
+
+    async def refresh(self, now: dt.datetime, running: Container[ObjectId]) -> None:
+        """Read the workspaces again when stale, and note then which have caps in force (every few seconds, not
+        every claim: a us-states batch is capped itself at once, the other batches of its workspace from the next
+        refresh). `running`: the batches the dispatcher runs (those seen under us-states and no longer running
+        are forgotten)."""
         if self._workspaces is not None and now < self._workspaces[0]:
             return
         self._workspaces = (now + self.ttl, {w["_id"]: w for w in await self.tenancy.list_workspaces()})
@@ -65,7 +74,9 @@ class ComplianceGate:
         self._capped = {w for w, doc in workspaces.items()
                         if doc.get("maxAttemptsPerNumberPerDay") or doc.get("compliance") == "us-states"}
         # A batch under us-states by its own setting (one under its workspace's default is counted above).
-        self._capped |= {b["workspaceId"] for b in batches if b.get("compliance") == "us-states"}
+        for gone in [b for b in self._us_states if b not in running]:
+            del self._us_states[gone]
+        self._capped.update(self._us_states.values())
 
     def capped(self, batch: dict) -> bool:
         """Are the batch's attempts counted against caps?"""

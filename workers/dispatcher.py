@@ -102,6 +102,7 @@ class Dispatcher:
         # Each due call's window narrowed by its compliance profile; frequency caps reserved beside the slots.
         self.rules = ComplianceGate(repos.tenancy, repos.caps, dt.timedelta(seconds=config.batch_cache_seconds),
                                     dt.timedelta(seconds=config.rate_horizon_seconds))
+        self.book.readers.append(self.rules.saw)
         # The placer asks for the batches it is about to place afresh just before it places (stop means stop).
         self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self.rules, self._fresh_running,
                              self.stats,
@@ -133,13 +134,8 @@ class Dispatcher:
 
     async def _fresh_running(self, now: dt.datetime, batch_ids: set[ObjectId]) -> set[ObjectId]:
         """Which of these batches run, read now (the placer's check before it places); the book learns
-        their latest settings, and forgets those that stopped."""
-        ids = sorted(batch_ids)
-        found = await self.batches.runnable_among(ids, now)
-        self.book.merge(found, now)
-        running = {b["_id"] for b in found}
-        self.book.keep_only(ids, running)
-        return running
+        the latest settings of those whose stamps moved, and forgets those that stopped."""
+        return await self.book.confirm(sorted(batch_ids), now)
 
     async def claim(self, now: dt.datetime) -> None:
         """Reserve and claim what may be dialled now (a tick without the placing).
@@ -160,7 +156,7 @@ class Dispatcher:
             await self.placer.flush_records()
             self._idle_until = now + self._recheck
             return
-        await self.rules.refresh(now, book.batches.values())
+        await self.rules.refresh(now, book.batches)
         # The slots of the batches this look needs only (a few, usually: not the thousands waiting); of every
         # batch when the look needs many (the gauges per batch are refreshed then), or the gauges are late.
         looked_at = book.plan(now)

@@ -82,7 +82,7 @@ class Engine:
             machine_detection=settings.machine_detection), name=self.name)
         policies = getattr(self.events, "policies", None)
         if policies is not None:  # the events this process applies read the batches' retry policies it reads
-            self.dispatcher.book.on_read = policies.know
+            self.dispatcher.book.readers.append(policies.know)
         self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name,
                              chains=chains, enrollment=enrollment)
         self._scheduler: AsyncIOScheduler | None = None

@@ -3,6 +3,8 @@ reconciliation's batches that stopped running lately)."""
 
 from __future__ import annotations
 
+from bson import ObjectId
+
 from dialer.core.machine import COMPLETE, STOP
 from tests.contract.conftest import at, batch_doc
 
@@ -35,11 +37,11 @@ async def test_changed_since_adds_the_batches_given_calls(repos):
     await repos.batches.note_enqueued(fed["_id"], at(30))
     assert await repos.batches.move(stopped["_id"], STOP, at(60))
     assert [b["_id"] for b in await repos.batches.changed_since(at(30))] == [fed["_id"], stopped["_id"]]
-    [found] = await repos.batches.changed_since(at(31))
-    assert found == {"_id": stopped["_id"], "status": "paused"}  # not running: only what the dispatcher needs
+    [found] = await repos.batches.changed_since(at(31))  # stamps only: the dispatcher reads documents it lacks
+    assert found == {"_id": stopped["_id"], "status": "paused", "updatedAt": at(60), "enqueuedAt": None}
     assert await repos.batches.update(fed["_id"], ["running"], {"name": "renamed"}, at(90))
     [found] = await repos.batches.changed_since(at(61))
-    assert found["_id"] == fed["_id"] and found["enqueuedAt"] == at(30)  # a later save keeps the stamp
+    assert found == {"_id": fed["_id"], "status": "running", "updatedAt": at(90), "enqueuedAt": at(30)}  # a later save keeps the stamp
     await repos.batches.note_enqueued(fed["_id"], at(200))
     assert [b["_id"] for b in await repos.batches.changed_since(at(150))] == [fed["_id"]]
 
@@ -58,3 +60,7 @@ async def test_runnable_stamps_tell_which_copies_changed(repos):
         fed["_id"]: (at(0), at(30)), renamed["_id"]: (at(90), None), later["_id"]: (at(0), None)}
     assert await repos.batches.move(renamed["_id"], STOP, at(120))
     assert set(await repos.batches.runnable_stamps(at(3600))) == {fed["_id"], later["_id"]}
+    # Among some batches only: the look just before placing (a stopped one is not there, an unknown id neither).
+    assert await repos.batches.runnable_stamps(at(0), [fed["_id"], renamed["_id"], later["_id"], paused["_id"],
+                                                       ObjectId()]) == {fed["_id"]: (at(0), at(30))}
+    assert await repos.batches.runnable_stamps(at(0), []) == {}

@@ -42,10 +42,14 @@ class MongoBatches:
         return [normalise(d) for d in docs]
 
     @unavailable
-    async def runnable_stamps(self, now: dt.datetime) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
-        docs = await self.c.find({"status": BatchStatus.RUNNING.value,
-                                  "$or": [{"scheduledAt": None}, {"scheduledAt": {"$lte": now}}]},
-                                 {"updatedAt": 1, "enqueuedAt": 1}).to_list(None)
+    async def runnable_stamps(self, now: dt.datetime, among: list[ObjectId] | None = None
+                              ) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
+        if among is not None and not among:
+            return {}
+        query = {"status": BatchStatus.RUNNING.value, "$or": [{"scheduledAt": None}, {"scheduledAt": {"$lte": now}}]}
+        if among is not None:
+            query["_id"] = {"$in": list(among)}
+        docs = await self.c.find(query, {"updatedAt": 1, "enqueuedAt": 1}).to_list(None)
         return {d["_id"]: (aware(d.get("updatedAt")), aware(d.get("enqueuedAt"))) for d in docs}
 
     @unavailable
@@ -73,11 +77,10 @@ class MongoBatches:
 
     @unavailable
     async def changed_since(self, since: dt.datetime) -> list[dict]:
-        changed = {"$or": [{"updatedAt": {"$gte": since}}, {"enqueuedAt": {"$gte": since}}]}
-        running = await self.c.find({**changed, "status": BatchStatus.RUNNING.value}).to_list(None)
-        others = await self.c.find({**changed, "status": {"$ne": BatchStatus.RUNNING.value}},
-                                   {"status": 1}).to_list(None)
-        return sorted([normalise(d) for d in running] + others, key=lambda d: d["_id"])
+        docs = await self.c.find({"$or": [{"updatedAt": {"$gte": since}}, {"enqueuedAt": {"$gte": since}}]},
+                                 {"status": 1, "updatedAt": 1, "enqueuedAt": 1}).sort("_id", 1).to_list(None)
+        return [{"_id": d["_id"], "status": d["status"], "updatedAt": aware(d.get("updatedAt")),
+                 "enqueuedAt": aware(d.get("enqueuedAt"))} for d in docs]
 
     @unavailable
     async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,

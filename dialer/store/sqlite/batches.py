@@ -68,11 +68,17 @@ class SqliteBatches:
         return await self.db.read(_docs, "SELECT doc FROM batches WHERE status = 'running' "
                                          "AND (scheduled_at IS NULL OR scheduled_at <= ?) ORDER BY id", (ms(now),))
 
-    async def runnable_stamps(self, now: dt.datetime) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
+    async def runnable_stamps(self, now: dt.datetime, among: list[ObjectId] | None = None
+                              ) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
+        ids = None if among is None else [b.binary for b in among]
+        if ids == []:
+            return {}
+
         def work(conn: sqlite3.Connection) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
             return {ObjectId(i): (at(u), at(e)) for i, u, e in conn.execute(
                 "SELECT id, updated_at, enqueued_at FROM batches WHERE status = 'running' "
-                "AND (scheduled_at IS NULL OR scheduled_at <= ?)", (ms(now),))}
+                "AND (scheduled_at IS NULL OR scheduled_at <= ?)" + ("" if ids is None else f" AND id IN ({marks(ids)})"),
+                (ms(now), *(ids or ())))}
 
         return await self.db.read(work)
 
@@ -94,9 +100,9 @@ class SqliteBatches:
 
     async def changed_since(self, since: dt.datetime) -> list[dict]:
         def work(conn: sqlite3.Connection) -> list[dict]:
-            return [decode(doc) if doc is not None else {"_id": ObjectId(i), "status": status}
-                    for doc, i, status in conn.execute(
-                        "SELECT CASE WHEN status = 'running' THEN doc END, id, status FROM batches WHERE id IN "
+            return [{"_id": ObjectId(i), "status": status, "updatedAt": at(u), "enqueuedAt": at(e)}
+                    for i, status, u, e in conn.execute(
+                        "SELECT id, status, updated_at, enqueued_at FROM batches WHERE id IN "
                         "(SELECT id FROM batches WHERE updated_at >= ? UNION SELECT id FROM batches WHERE enqueued_at >= ?) "
                         "ORDER BY id", (ms(since), ms(since)))]
 
