@@ -119,3 +119,22 @@ async def test_with_tallies_kept_in_the_calls_transaction_nothing_is_recounted(t
     # the cancelled batch's waiting calls (its cancel was cut short) are withdrawn
     assert await repos.calls.tallies(cancelled["_id"]) == [Tally("cancelled", "cancelled", 3, 0, 0)]
     await repos.close()
+
+
+async def test_a_cancel_cut_short_just_before_the_clock_jumps_days_is_still_found(tmp_path):
+    """The reconciliation looks back a day before its last pass, not only before now: a cancel cut short between
+    two passes whose clock jumped three days (a simulation over quiet days, a machine asleep) is found."""
+    from dialer.store.sqlite import open_sqlite
+
+    repos = await open_sqlite(str(tmp_path / "dialer.db"))
+    clock = FixedClock(T0)
+    reconciler = CounterReconciler(repos.batches, repos.calls, clock)
+    assert await reconciler.run() == 0
+    clock.advance(3600)
+    cut_short = batch_doc(status=BatchStatus.CANCELLED.value)  # moved, its waiting calls not withdrawn
+    await repos.batches.insert({**cut_short, "updatedAt": clock.now()})
+    await repos.calls.enqueue(cut_short, [planned(f"+1212555{j:04d}") for j in range(3)], clock.now())
+    clock.advance(3 * 86400)
+    await reconciler.run()
+    assert await repos.calls.tallies(cut_short["_id"]) == [Tally("cancelled", "cancelled", 3, 0, 0)]
+    await repos.close()

@@ -109,6 +109,34 @@ async def test_a_call_in_flight_at_a_cancel_that_ends_retryable_ends_cancelled_n
     assert await cancel_with_two_in_flight(h, api, retry=retry) == {"cancelled": 6}
 
 
+async def test_a_claim_the_provider_refuses_after_a_cancel_elsewhere_ends_cancelled_not_queued(api, clock, engine_settings):
+    """A claim refused by the provider (rate limited: back to the queue, not an attempt) after its batch was
+    cancelled by another process, whose cancel had already withdrawn the waiting calls: it must not wait for
+    ever in the queue of a batch that never runs again (the million-call simulation's second finding)."""
+    from dialer.services.calls import withdraw_all
+    from workers.telephony.base import ErrorKind, ProviderError
+
+    h = Harness(api, clock, engine_settings, mean_duration=60)
+    batch = await api.create_batch(concurrencyLimit=3)
+    await api.add_calls(batch, nums(1))
+    place, refused = h.sim.place_call, []
+
+    async def cancelled_meanwhile(request):
+        if not refused:  # the cancel lands between the placer's look at the batch and the provider's answer
+            refused.append(request.to)
+            assert await api.store.batches.move(ObjectId(batch), machine.CANCEL, clock.now())
+            await withdraw_all(api.store.calls, ObjectId(batch), clock.now())
+            raise ProviderError(ErrorKind.RATE_LIMITED, "slow down", retry_after=5)
+        return await place(request)
+
+    h.sim.place_call = cancelled_meanwhile
+    while not refused:
+        await h.step()
+    await h.step()  # at once, not when the reaper's reconciliation next looks at cancelled batches
+    statuses = Counter(c["status"] for c in await api.all_calls(batch))
+    assert statuses == {"cancelled": 1}, statuses
+
+
 async def test_retry_redials_only_the_named_outcomes(api, clock, engine_settings):
     h = Harness(api, clock, engine_settings, outcomes={"answered": 0.5, "busy": 0.5}, mean_duration=10)
     batch = await api.create_batch(concurrencyLimit=10)

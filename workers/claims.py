@@ -95,6 +95,9 @@ class ClaimWriter:
             later = self.clock.now()
             for call_id in won:
                 await self.calls.requeue_unplaced(call_id, token, later, {"at": later, "event": "claim_too_slow"})
+            for batch_id, calls in grants.items():
+                if any(c["_id"] in won for c in calls):
+                    await self.placer.withdraw_if_cancelled(batch_id, later)
             await self._give_back(reservation, set())
             await self._give_back_caps(grants, token, set())
             self.stats.lost_races += 1

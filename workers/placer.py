@@ -26,10 +26,10 @@ from bson import ObjectId
 
 from dialer.core.clock import Clock
 from dialer.core.dnc import SUPPRESSED, suppression
-from dialer.core.statuses import BatchStatus, CallStatus
+from dialer.core.statuses import CallStatus
 from dialer.ports import BatchRepo, CallRepo, DncRepo, PlacedRecord, StoreUnavailable
 from dialer.services.call_events import CallEvents
-from dialer.services.calls import withdraw_all
+from dialer.services.calls import withdraw_if_cancelled
 from workers.compliance_gate import ComplianceGate
 
 from workers.telephony.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
@@ -73,12 +73,9 @@ class Placer:
         self.running_batches = running_batches
         self.dnc = dnc  # the workspaces' do-not-call lists, read before each placement round
 
-    async def _withdraw_if_cancelled(self, batch_id: ObjectId, now: dt.datetime) -> None:
-        """Claims handed back after a cancel had withdrawn the batch's waiting calls: withdraw them too,
-        or they would wait for ever in a batch that never runs again."""
-        batch = await self.batches.get(batch_id)
-        if batch is None or batch["status"] == BatchStatus.CANCELLED.value:
-            await withdraw_all(self.calls, batch_id, now)
+    async def withdraw_if_cancelled(self, batch_id: ObjectId, now: dt.datetime) -> None:
+        """Claims handed back after a cancel had withdrawn the batch's waiting calls: withdrawn too."""
+        await withdraw_if_cancelled(self.calls, self.batches, batch_id, now)
 
     def add(self, claims: list[Claimed]) -> None:
         self.ready.extend(claims)
@@ -114,9 +111,10 @@ class Placer:
         stopped = [c for c in due if c.batch["_id"] not in running]
         due = [c for c in due if c.batch["_id"] in running]
         for claimed in stopped:
-            await self.requeue(claimed, now, {"at": now, "event": "batch_not_running"}, provider_error=False)
+            await self.requeue(claimed, now, {"at": now, "event": "batch_not_running"}, provider_error=False,
+                               settle=False)
         for batch_id in {c.batch["_id"] for c in stopped}:
-            await self._withdraw_if_cancelled(batch_id, now)
+            await self.withdraw_if_cancelled(batch_id, now)
         try:
             due = await self._not_listed(due, now)
         except StoreUnavailable:  # as above: the next tick looks again (a claim already stopped is skipped then)
@@ -251,9 +249,14 @@ class Placer:
             backoff = err.retry_after or min(MAX_BACKOFF_SECONDS, 2 ** (call.get("providerErrors", 0) + 1))
             await self.requeue(claimed, now + dt.timedelta(seconds=backoff), entry, provider_error=True)
 
-    async def requeue(self, claimed: Claimed, when: dt.datetime, entry: dict, provider_error: bool) -> None:
+    async def requeue(self, claimed: Claimed, when: dt.datetime, entry: dict, provider_error: bool,
+                      settle: bool = True) -> None:
+        """The claim back to the queue unplaced (not an attempt); withdrawn if its batch was cancelled meanwhile
+        (`settle`; the caller does it once per batch otherwise)."""
         if await self.calls.requeue_unplaced(claimed.call["_id"], claimed.token, when, entry, provider_error):
             await self.rules.release([claimed.call["_id"]], claimed.token)  # not an attempt
+            if settle:
+                await self.withdraw_if_cancelled(claimed.batch["_id"], self.clock.now())
         if self.on_requeue is not None:
             self.on_requeue(claimed.batch["_id"])
 
@@ -263,4 +266,7 @@ class Placer:
         pending, self.ready = self.ready, []
         now = self.clock.now()
         for claimed in pending:
-            await self.requeue(claimed, now, {"at": now, "event": "dispatcher_stopped"}, provider_error=False)
+            await self.requeue(claimed, now, {"at": now, "event": "dispatcher_stopped"}, provider_error=False,
+                               settle=False)
+        for batch_id in {c.batch["_id"] for c in pending}:
+            await self.withdraw_if_cancelled(batch_id, now)

@@ -24,10 +24,10 @@ import logging
 
 from dialer.core.clock import Clock
 from dialer.core.machine import START_SCHEDULED
-from dialer.core.statuses import BatchStatus, CallStatus
+from dialer.core.statuses import CallStatus
 from dialer.ports import Repositories
 from dialer.services.call_events import FINAL, PROGRESS, CallEvents, lease_for
-from dialer.services.calls import withdraw_all
+from dialer.services.calls import withdraw_if_cancelled
 from dialer.services.chains import Chains
 from dialer.services.enrollment import Enrollment
 from dialer.services.counters import CounterReconciler
@@ -36,7 +36,6 @@ from workers.telephony.base import ProviderError, TelephonyProvider
 
 log = logging.getLogger("workers.reaper")
 HELD = CallStatus.HELD.value
-CANCELLED = BatchStatus.CANCELLED.value
 BATCH_SIZE = 100
 CAP_KEEP = dt.timedelta(hours=25)  # attempts older than every cap's window (24 h and the placing margin)
 HOUSEKEEPING_EVERY = 5  # reaper runs between two recounts of the batch counters and purges (5 min by default)
@@ -133,9 +132,9 @@ class Reaper:
                                                      {"at": now, "event": "requeued_after_crash"}):
                     if self.repos.caps is not None and call.get("claimToken"):  # not an attempt: not counted
                         await self.repos.caps.release([call["_id"]], call["claimToken"])
-                if batch is not None and batch["status"] == CANCELLED:  # withdrawn while it was claimed
-                    await withdraw_all(self.calls, call["batchId"], now)
-                await self.batches.note_enqueued(call["batchId"], now)
+                    # Cancelled while it was claimed: withdrawn (the batch read again now, after the requeue).
+                    if not await withdraw_if_cancelled(self.calls, self.batches, call["batchId"], now):
+                        await self.batches.note_enqueued(call["batchId"], now)
                 log.warning("call never reached the provider: requeued", extra=ids)
                 return
             await self.calls.record_provider_id(call["_id"], None, sid, None)

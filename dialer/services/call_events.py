@@ -16,10 +16,10 @@ from typing import Any, Awaitable, Callable
 from bson import ObjectId
 
 from dialer.core.clock import Clock
-from dialer.core.statuses import BatchStatus, CallStatus
+from dialer.core.statuses import CallStatus
 from dialer.metrics import Metrics
 from dialer.ports import BatchRepo, CallRepo, Finish
-from dialer.services.calls import withdraw_all
+from dialer.services.calls import withdraw_if_cancelled
 from dialer.services.tenancy import parse_id
 
 log = logging.getLogger("dialer.calls")
@@ -143,12 +143,8 @@ class CallEvents:
             if group is not None and self.on_group_call_final is not None:
                 await self.on_group_call_final(batch_id, group["key"])
         if kind == "retry":
-            batch = await self.policies.batches.get(batch_id)
-            if batch is None or batch["status"] == BatchStatus.CANCELLED.value:
-                # Cancelled while the call was in flight: it ended normally, and never waits again (a cancel
-                # landing after this look withdraws it itself).
-                await withdraw_all(self.calls, batch_id, now)
-                return "final"
+            if await withdraw_if_cancelled(self.calls, self.policies.batches, batch_id, now):
+                return "final"  # cancelled while the call was in flight: it ended normally, and never waits again
             await self.policies.batches.note_enqueued(batch_id, now)  # dispatchers elsewhere look again
         # Its slot is freed by the next reservation, which sees the call is no longer in flight.
         log.info("call finished" if kind == "final" else "call will be retried",

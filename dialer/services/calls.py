@@ -10,7 +10,7 @@ from typing import Mapping
 from bson import ObjectId
 
 from dialer.core.clock import as_utc, iso
-from dialer.core.statuses import CallStatus
+from dialer.core.statuses import BatchStatus, CallStatus
 from dialer.ports import BatchRepo, CallRepo, TenancyRepo
 from dialer.services.paging import page_query
 from dialer.services.tenancy import parse_id
@@ -82,6 +82,18 @@ async def withdraw_all(calls: CallRepo, batch_id: ObjectId, now, event: str = "b
         total += done
         await asyncio.sleep(0)
     return total
+
+
+async def withdraw_if_cancelled(calls: CallRepo, batches: BatchRepo, batch_id: ObjectId, now) -> bool:
+    """After calls of the batch went back to its queue (a retry, a claim handed back, a provider's refusal, a
+    crash's settlement): if the batch was cancelled (or deleted) meanwhile, withdraw them, or they would wait
+    for ever in a batch that never runs again. Read after they went back, so a cancel is seen whenever it
+    landed (a cancel moves the batch first, then withdraws what waits). True if the batch no longer runs so."""
+    batch = await batches.get(batch_id)
+    if batch is None or batch["status"] == BatchStatus.CANCELLED.value:
+        await withdraw_all(calls, batch_id, now)
+        return True
+    return False
 
 
 async def all_calls(calls: CallRepo, batch_id: ObjectId, page_size: int = 1000) -> list[dict]:

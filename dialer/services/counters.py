@@ -14,8 +14,8 @@ Where the store keeps the tallies in the same transaction as the calls (SQLite's
 CallRepo.tallies_exact), nothing can drift and nothing is recounted: only the cancelled batches are looked
 at, for the cut-short cancels below (so the reaper's cost does not grow with the running batches).
 
-Batches changed in the last RECENTLY (paused, completed, cancelled: by the injected clock, read from
-the store, so a restart forgets none) are looked at too: their last calls end after the batch stops,
+Batches changed in the last RECENTLY before this pass, or before the last pass if the clock jumped since
+(paused, completed, cancelled: by the injected clock, read from the store) are looked at too: their last calls end after the batch stops,
 and a crash can lose those calls' increments. Such a batch is looked at until its counters are found
 right with no call in flight, and again only if it changes. A cancelled batch found with calls still waiting
 is a cancel cut short (its process died between the move and the withdrawal, and no retry came): its
@@ -50,15 +50,19 @@ class CounterReconciler:
         self._suspect: dict[ObjectId, list[Tally]] = {}  # batch -> the difference seen on the last run
         self._settled: dict[ObjectId, dt.datetime] = {}  # batch not running -> its updatedAt when found right
         self.repaired = 0
+        self._passed: dt.datetime | None = None  # when the last whole pass began
 
     async def run(self) -> int:
         """One pass over the running batches and those changed lately; returns how many were repaired."""
         now = self.clock.now()
+        # Back from this pass, or from the last one if it was longer ago (the clock may have jumped: a simulation
+        # over quiet days, a machine asleep), so a batch changed between two passes is always looked at.
+        since = min(now, self._passed or now) - RECENTLY
         exact = getattr(self.calls, "tallies_exact", False)
         if exact:  # nothing can drift: only a cancel cut short is left to find
-            batches = {b["_id"]: b for b in await self.batches.updated_since(now - RECENTLY, [CANCELLED])}
+            batches = {b["_id"]: b for b in await self.batches.updated_since(since, [CANCELLED])}
         else:
-            batches = {b["_id"]: b for b in await self.batches.updated_since(now - RECENTLY)}
+            batches = {b["_id"]: b for b in await self.batches.updated_since(since)}
             batches.update((b["_id"], b) for b in await self.batches.runnable(now))
         looked = [b for batch_id, b in batches.items()
                   # right, with nothing in flight, and unchanged since: its calls no longer move
@@ -78,6 +82,7 @@ class CounterReconciler:
             for batch_id in set(memo) - set(batches):
                 del memo[batch_id]
         self.repaired += repaired
+        self._passed = now
         return repaired
 
     async def _groups(self, batches: list[dict]) -> list[list[dict]]:
