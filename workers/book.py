@@ -190,10 +190,10 @@ class Book:
             self.ready[batch_id] = turn
             heapq.heappush(self._turns, (turn, batch_id))
 
-    def plan(self, now: dt.datetime) -> list[ObjectId]:
+    def plan(self, now: dt.datetime, reach: int) -> list[ObjectId]:
         """Before a look: the quiet batches whose time came back in turn, and which batches' slots the look
-        needs (those in turn; the quiet ones with calls in flight and the parked ones when their look is
-        due). `wake` then looks as planned."""
+        needs (the first `reach` in turn: a claim serves no more; the quiet ones with calls in flight and the
+        parked ones when their look is due). `wake` then looks as planned."""
         while self._wakes and self._wakes[0][0] <= now:
             _, _, batch_id = heapq.heappop(self._wakes)
             until = self.quiet.get(batch_id)
@@ -201,7 +201,19 @@ class Book:
                 self.wake_batch(batch_id)
         self._look_done = self._done_at is None or now >= self._done_at + self.done_every
         self.looked = not (self.ready and self._scanned_at is not None and now < self._scanned_at + self.scan_every)
-        return [*self.ready, *(self.flying if self._look_done else ()), *(self.parked if self.looked else ())]
+        ready = self._first(reach) if len(self.ready) > reach else self.ready
+        return [*ready, *(self.flying if self._look_done else ()), *(self.parked if self.looked else ())]
+
+    def _first(self, n: int) -> list[ObjectId]:
+        """The first `n` batches in turn (thousands may wait in turn for the account's slots)."""
+        first: list[tuple[int, ObjectId]] = []
+        while self._turns and len(first) < n:
+            entry = heapq.heappop(self._turns)
+            if self.ready.get(entry[1]) == entry[0]:
+                first.append(entry)
+        for entry in first:
+            heapq.heappush(self._turns, entry)
+        return [batch_id for _, batch_id in first]
 
     def wake(self, now: dt.datetime, used_of: Callable[[list[ObjectId]], list[int]]) -> int | None:
         """As planned (`plan`, just before): batches back in turn, quiet ones whose calls in flight fell and

@@ -99,6 +99,8 @@ class Dispatcher:
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
         self._metrics_every = dt.timedelta(seconds=config.metrics_seconds)
         self._metrics_at: dt.datetime | None = None
+        # The most a claim can share out (its dial-rate budget, the account's cap): the batches in turn it may reach.
+        self._reach = min(config.max_concurrent_calls, math.floor(config.rate_horizon_seconds * config.calls_per_second) + 1)
         # Each due call's window narrowed by its compliance profile; frequency caps reserved beside the slots.
         self.rules = ComplianceGate(repos.tenancy, repos.caps, dt.timedelta(seconds=config.batch_cache_seconds),
                                     dt.timedelta(seconds=config.rate_horizon_seconds))
@@ -159,7 +161,7 @@ class Dispatcher:
         await self.rules.refresh(now, book.batches)
         # The slots of the batches this look needs only (a few, usually: not the thousands waiting); of every
         # batch when the look needs many (the gauges per batch are refreshed then), or the gauges are late.
-        looked_at = book.plan(now)
+        looked_at = book.plan(now, self._reach)
         gauges_late = self._metrics_at is None or now >= self._metrics_at + self._metrics_every
         state = await self.slots.state(now, None if gauges_late or len(looked_at) > SCOPE_MAX else looked_at)
         needed: list[int] = []  # slots still to be freed before another look is worthwhile
@@ -176,7 +178,7 @@ class Dispatcher:
         if book.ready and account_free < account_group and state.total > 0:
             needed.append(account_group - max(account_free, 0))
             total = 0
-        room = self._pick(total, state, needed)
+        room, cut = self._pick(total, state, needed)
         candidates, deferrals, idle, drained = await self._gather(room, state, total, now)
         grants = self._share(candidates, total)
         claims = await self.writer.write(grants, book.batches, state, deferrals, now)
@@ -199,9 +201,9 @@ class Dispatcher:
         self.stats.deferred += len(deferrals)
         await self._complete_idle(idle, now)
         limited = rate_bound or (grants and sum(map(len, grants.values())) >= total)
-        if (grants and not claims) or limited or not book.looked:
-            # Lost a race, held back by the rate or the account, or the batches waiting on their slots were
-            # not looked at this time (others were in turn): next tick.
+        if (grants and not claims) or limited or cut or not book.looked:
+            # Lost a race, held back by the rate or the account, more batches in turn than this look read, or
+            # the batches waiting on their slots were not looked at this time (others were in turn): next tick.
             self._idle_until = None
         else:
             # Done for now: look again when enough slots were freed here, or after the recheck interval
@@ -211,16 +213,21 @@ class Dispatcher:
             self._pokes_needed = min(needed) if needed else 1
         self.placer.add(claims)
 
-    def _pick(self, total: int, state, needed: list[int]) -> dict[ObjectId, list[int]]:
+    def _pick(self, total: int, state, needed: list[int]) -> tuple[dict[ObjectId, list[int]], bool]:
         """`total` shared out a claim group at a time to the batches in turn, each up to its free slots:
-        {batch: [share, free slots, claim group]}. Only the batches reached are looked at; one found without
-        a group of free slots is parked (and what it needs noted in `needed`)."""
+        ({batch: [share, free slots, claim group]}, whether batches in turn were left unread). Only the batches
+        reached are looked at; one found without a group of free slots is parked (and what it needs noted in
+        `needed`)."""
         room: dict[ObjectId, list[int]] = {}
         left = total
+        cut = False
         while left > 0:
             batch_id = self.book.first()
-            if batch_id is None or batch_id in room or not state.knows(batch_id):
-                break  # none left, round once already, or back in turn since the slots were read (next tick)
+            if batch_id is None or batch_id in room:
+                break  # none left, or round once already
+            if not state.knows(batch_id):  # past the batches read (those parked on the way), or back in turn since
+                cut = True
+                break
             limit = self.book.batches[batch_id]["concurrencyLimit"]
             used = state.used(batch_id)
             free = limit - used
@@ -236,7 +243,7 @@ class Dispatcher:
             left -= n
             self.book.served(batch_id)
         self._spread(room, left)
-        return room
+        return room, cut
 
     @staticmethod
     def _spread(room: dict[ObjectId, list[int]], left: int) -> int:
