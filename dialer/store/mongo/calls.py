@@ -9,7 +9,7 @@ Indexes (declared in indexes.py) and the queries they serve:
   after `limit` entries or at the first key past `now`. Calls not yet due sort after every due one,
   so the scan never touches them. The same index answers `next_due_at` (its first entry),
   `has_waiting` / `has_active` (an indexed find_one with status $in) and pages filtered by status.
-- `batch_id` (batchId, _id): pages without a status filter, `recount` (named as its hint).
+- `batch_id` (batchId, _id): pages without a status filter (and the recounts: calls_counters.py).
 - `status_lease` (status, leaseUntil): the reaper's expired leases.
 """
 
@@ -20,7 +20,6 @@ import logging
 import secrets
 from typing import Any, Iterable
 
-import pymongo
 from bson import ObjectId
 from bson.errors import InvalidDocument
 from pymongo import InsertOne, ReturnDocument, UpdateOne
@@ -30,17 +29,17 @@ from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.core.webhook_events import call_event
-from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, Tally, active_key, difference
+from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, active_key
 from dialer.store.mongo.calls_for_chains import ChainCalls
+from dialer.store.mongo.calls_counters import CounterCalls
 from dialer.store.mongo.calls_for_dnc import DncCalls
 from dialer.store.mongo.calls_for_operators import OperatorsCalls
-from dialer.store.mongo.counters import CounterBuffer, tallies_of, tally_key
-from dialer.store.mongo.documents import aggregate, normalise, refused, unavailable, unordered
+from dialer.store.mongo.counters import CounterBuffer
+from dialer.store.mongo.documents import normalise, refused, unavailable, unordered
 from dialer.store.mongo.outbox import outbox
 
 log = logging.getLogger("dialer.store.calls")
 MAX_ROUNDS = 3
-RECOUNT_SECONDS = 600.0  # a recount reads every call of a batch: room for the largest, not a quarter lease
 DIALING = CallStatus.DIALING.value
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
 FINISH_FIELDS = {**BEFORE_FIELDS, "group": 1}  # and the chaining group a finished call belongs to
@@ -56,7 +55,7 @@ async def holders_of(calls: Any, ids: list[ObjectId]) -> dict[ObjectId, tuple[st
             async for d in calls.find({"_id": {"$in": ids}}, {"status": 1, "claimToken": 1})}
 
 
-class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
+class MongoCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
     tallies_exact = False  # a transition and its counters' increment are two writes
 
     def __init__(self, collection: Any, counters: CounterBuffer) -> None:
@@ -159,33 +158,6 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
         if after is not None:
             flt["_id"] = {"$gt": after}
         return [normalise(d) for d in await self.c.find(flt).sort("_id", 1).limit(limit).to_list(None)]
-
-    @unavailable
-    async def tallies(self, batch_id: ObjectId) -> list[Tally]:
-        """Kept on the batch document by the transitions (counters.py): one read."""
-        await self.counters.flush()
-        return tallies_of(await self.counters.batches.find_one({"_id": batch_id}, {"tallies": 1}))
-
-    async def recount(self, batch_id: ObjectId) -> list[Tally]:
-        return (await self._recount_many([batch_id]))[batch_id]
-
-    @unavailable
-    async def _recount_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
-        """A full pass over the batches' calls (the reconciliation's, every few minutes): one aggregate on
-        the batch_id index by name, under a timeout for reading whole large batches rather than the client's."""
-        with pymongo.timeout(RECOUNT_SECONDS):
-            rows = await aggregate(self.c, [
-                {"$match": {"batchId": {"$in": list(batch_ids)}}},
-                {"$group": {"_id": {"batchId": "$batchId", "status": "$status", "outcome": "$outcome"},
-                            "n": {"$sum": 1}, "dialled": {"$sum": {"$cond": [{"$gt": ["$attempts", 0]}, 1, 0]}},
-                            "attempts": {"$sum": "$attempts"}}},
-            ], hint="batch_id")
-        found: dict[ObjectId, list[Tally]] = {b: [] for b in batch_ids}
-        for r in rows:
-            key = r["_id"]
-            found.setdefault(key["batchId"], []).append(
-                Tally(key["status"], key.get("outcome"), r["n"], r["dialled"], r["attempts"]))
-        return found
 
     # ---- the dispatcher ------------------------------------------------------------------------
     @unavailable
@@ -393,28 +365,6 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls):
             return None
         self._moved(before, finish.final, finish.outcome)
         return "final", before["batchId"], before.get("group")
-
-    async def audit_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, tuple[list[Tally], list[Tally]]]:
-        """The tallies (this process's increments flushed), one recount of every batch, the tallies again: a
-        batch's difference is reported only if its tallies held still meanwhile (else a transition between
-        the reads would look like drift). Increments buffered in other processes still show: the
-        reconciliation waits for a difference to be seen twice. Three round trips, whatever the batches."""
-        if not batch_ids:
-            return {}
-        before = await self.tallies_many(batch_ids)
-        actual = await self._recount_many(batch_ids)
-        after = await self.tallies_many(batch_ids)
-        return {b: (actual[b], [] if set(after[b]) != set(before[b]) else difference(actual[b], before[b]))
-                for b in batch_ids}
-
-    async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
-        increments: dict[str, int] = {}
-        for t in delta:
-            key = tally_key(t.status, t.outcome)
-            increments.update({f"tallies.{key}.calls": t.calls, f"tallies.{key}.dialled": t.dialled,
-                               f"tallies.{key}.attempts": t.attempts})
-        self.counters.add(batch_id, increments)
-        await self.counters.flush()
 
     def _moved(self, before: dict, status: str, outcome: str | None) -> None:
         attempts = before.get("attempts", 0)

@@ -1,5 +1,5 @@
 """The `calls` collection's queries for operators (the batch lifecycle): claims not yet placed,
-withdrawing, retrying and deleting a batch's calls, counters of many batches. Part of MongoCalls
+withdrawing, retrying and deleting a batch's calls. Part of MongoCalls
 (calls.py), whose counter bookkeeping (`_moved`, `counters`) they share. Indexes: batch_status_due_id
 serves every batch-and-status filter here; batch_id the deletion and the retry's walk.
 
@@ -19,8 +19,7 @@ from bson import ObjectId
 from pymongo import UpdateOne
 
 from dialer.core.statuses import IN_FLIGHT_VALUES, TERMINAL, WAITING_VALUES, CallStatus
-from dialer.ports import Tally, active_key
-from dialer.store.mongo.counters import tallies_of
+from dialer.ports import active_key
 from dialer.store.mongo.documents import aware, normalise, refused, unavailable, unordered
 from dialer.store.mongo.outbox import outbox
 
@@ -170,11 +169,3 @@ class OperatorsCalls:
         if not ids:
             return 0
         return (await self.c.delete_many({"_id": {"$in": ids}})).deleted_count
-
-    @unavailable
-    async def tallies_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
-        """One read for all of them: the tallies live on the batch documents."""
-        await self.counters.flush()
-        found = {d["_id"]: tallies_of(d) async for d in self.counters.batches.find(
-            {"_id": {"$in": list(batch_ids)}}, {"tallies": 1})}
-        return {batch_id: found.get(batch_id, []) for batch_id in batch_ids}

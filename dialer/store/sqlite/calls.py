@@ -7,7 +7,7 @@ indexes that serve them:
 - enqueue: `active_key` (unique) finds the callee's waiting or in-flight call;
 - due / next_due_at / has_waiting / has_active: `calls_batch_status_due` (batch, status, due, id): the
   walk starts at the batch's earliest queued call and stops at `limit` or the first one not yet due;
-- page, recount: `calls_batch_id`; tallies: the `tallies` table (kept by triggers, one read);
+- page: `calls_batch_id` (the counters' reads and recounts: calls_counters.py);
 - expired: `calls_lease` (partial: in-flight calls only).
 """
 
@@ -22,11 +22,12 @@ from bson import ObjectId
 from dialer.core.machine import PROGRESS_MOVES
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
-from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, StoreUnavailable, Tally, active_key, difference
+from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, StoreUnavailable, active_key
 from dialer.store.ids import NEW_IDS
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, load, push, save
 from dialer.store.sqlite.calls_for_chains import ChainCalls
+from dialer.store.sqlite.calls_counters import CounterCalls
 from dialer.store.sqlite.calls_for_dnc import DncCalls
 from dialer.store.sqlite.calls_for_operators import OperatorsCalls
 from dialer.store.sqlite.database import Database
@@ -37,7 +38,6 @@ DIALING = CallStatus.DIALING.value
 IN_FLIGHT = frozenset(IN_FLIGHT_VALUES)
 WAITING = frozenset(WAITING_VALUES)
 IN_FLIGHT_SQL = "('dialing', 'ringing', 'in_progress')"
-AUDIT_QUERY = 500  # batches per recount statement (SQLite's bound on a statement's parameters)
 
 
 def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, status: str, now: dt.datetime) -> dict:
@@ -63,11 +63,6 @@ def suppressed_call(batch: dict, call: PlannedCall, now: dt.datetime) -> dict:
     return doc
 
 
-def tallies_from(rows_: Iterable[tuple]) -> list[Tally]:
-    return [Tally(status, outcome or None, calls, dialled, attempts)
-            for status, outcome, calls, dialled, attempts in rows_ if calls]
-
-
 def matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
     """An event's match: this attempt (when a token is given), and this provider call or none recorded
     yet (when a provider id is given)."""
@@ -85,7 +80,7 @@ def holders_of(conn: sqlite3.Connection, ids: list[ObjectId]) -> dict[ObjectId, 
         f"SELECT id, status, claim_token FROM calls WHERE id IN ({marks(binary)})", binary)}
 
 
-class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
+class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
     tallies_exact = True  # kept by triggers on `calls` in the same transaction (schema.py)
 
     def __init__(self, db: Database) -> None:
@@ -156,38 +151,6 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
             where += " AND id > ?"
             params.append(after.binary)
         return await self.db.read(rows.load_where, where, tuple(params), f"ORDER BY id LIMIT {int(limit)}")
-
-    async def tallies(self, batch_id: ObjectId) -> list[Tally]:
-        return (await self.tallies_many([batch_id]))[batch_id]
-
-    async def tallies_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
-        return await self.db.read(_kept, batch_ids) if batch_ids else {}
-
-    async def recount(self, batch_id: ObjectId) -> list[Tally]:
-        return await self.db.read(_recount, batch_id)
-
-    async def audit_many(self, batch_ids: list[ObjectId]) -> dict[ObjectId, tuple[list[Tally], list[Tally]]]:
-        """One read transaction: the recounts and the kept tallies of one snapshot (read apart, a transition
-        committed between the two reads would look like drift)."""
-        def work(conn: sqlite3.Connection) -> dict[ObjectId, tuple[list[Tally], list[Tally]]]:
-            out = {}
-            for start in range(0, len(batch_ids), AUDIT_QUERY):
-                part = batch_ids[start:start + AUDIT_QUERY]
-                actual, kept = _recount_many(conn, part), _kept(conn, part)
-                out.update((b, (actual[b], difference(actual[b], kept[b]))) for b in part)
-            return out
-
-        return await self.db.read(work) if batch_ids else {}
-
-    async def correct(self, batch_id: ObjectId, delta: list[Tally]) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO tallies (batch_id, status, outcome, calls, dialled, attempts) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (batch_id, status, outcome) DO UPDATE SET calls = calls + excluded.calls, "
-                "dialled = dialled + excluded.dialled, attempts = attempts + excluded.attempts",
-                [(batch_id.binary, t.status, t.outcome or "", t.calls, t.dialled, t.attempts) for t in delta])
-
-        await self.db.write(work)
 
     # ---- the dispatcher ------------------------------------------------------------------------
     async def due(self, batch_id: ObjectId, now: dt.datetime, limit: int) -> list[dict]:
@@ -365,30 +328,6 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls):
             return doc
 
         return await self.db.write(work)
-
-
-def _kept(conn: sqlite3.Connection, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
-    found: dict[bytes, list[tuple]] = {}
-    ids = [b.binary for b in batch_ids]
-    for row in conn.execute(f"SELECT batch_id, status, outcome, calls, dialled, attempts FROM tallies "
-                            f"WHERE batch_id IN ({marks(ids)}) ORDER BY batch_id, status, outcome", ids):
-        found.setdefault(row[0], []).append(row[1:])
-    return {b: tallies_from(found.get(b.binary, ())) for b in batch_ids}
-
-
-def _recount(conn: sqlite3.Connection, batch_id: ObjectId) -> list[Tally]:
-    return _recount_many(conn, [batch_id])[batch_id]
-
-
-def _recount_many(conn: sqlite3.Connection, batch_ids: list[ObjectId]) -> dict[ObjectId, list[Tally]]:
-    found: dict[bytes, list[tuple]] = {}
-    ids = [b.binary for b in batch_ids]
-    for row in conn.execute(
-            f"SELECT batch_id, status, coalesce(outcome, ''), count(*), sum(attempts > 0), sum(attempts) "
-            f"FROM calls INDEXED BY calls_batch_id WHERE batch_id IN ({marks(ids)}) GROUP BY batch_id, status, outcome "
-            f"ORDER BY batch_id, status, coalesce(outcome, '')", ids):
-        found.setdefault(row[0], []).append(row[1:])
-    return {b: tallies_from(found.get(b.binary, ())) for b in batch_ids}
 
 
 def _any_of(conn: sqlite3.Connection, batch_id: ObjectId, statuses: list[str]) -> bool:
