@@ -296,13 +296,13 @@ async def test_next_attempt_waits_for_the_callee_window(api, clock):
     assert at == {"+12125551001": "2026-11-23T13:00:00Z", "+13105552002": "2026-11-23T16:00:00Z"}
 
 
-async def test_paused_cancelled_and_scheduled_batches_do_not_start(api, clock):
+async def test_paused_and_scheduled_batches_do_not_start_and_a_cancelled_one_takes_no_calls(api, clock):
     future = await api.create_batch(scheduledAt="2026-12-01T09:00:00Z")
     paused = await api.create_batch()
     cancelled = await api.create_batch()
     await states.pause(api.store, paused, clock.now())
     await states.cancel(api.store, cancelled, clock.now())
-    for batch, expected in [(future, "pending"), (paused, "paused"), (cancelled, "cancelled")]:
+    for batch, expected in [(future, "pending"), (paused, "paused")]:
         code, doc = await api.add_calls(batch, SEED_RECORDS)
         assert code == 200 and doc["data"]["batchStatus"] == expected
         _, doc = await api.get(f"/api/call/batches/{batch}")
@@ -310,6 +310,28 @@ async def test_paused_cancelled_and_scheduled_batches_do_not_start(api, clock):
     # A scheduled batch's calls wait for the scheduled start, in the callee's window.
     calls = await api.all_calls(future)
     assert {c["nextAttemptAt"] for c in calls} == {"2026-12-01T13:00:00Z", "2026-12-01T16:00:00Z"}
+    # Cancelled is final: its calls would wait for ever (the million-call simulation found 4,486 so).
+    code, doc = await api.add_calls(cancelled, SEED_RECORDS)
+    assert code == 409 and "the batch is cancelled" in doc["errorMessage"] and doc["data"]["status"] == "cancelled"
+    _, doc = await api.get(f"/api/call/batches/{cancelled}")
+    assert doc["data"]["counters"]["waiting"] == 0 and doc["data"]["counters"]["scheduled"] == 0
+
+
+async def test_calls_written_while_a_cancel_lands_are_withdrawn(api, clock):
+    """The batch was running when the request read it, and cancelled by the time its calls were written: they
+    end cancelled at once (the answer says so), not waiting in a batch that never runs again."""
+    batch = await api.create_batch()
+    enqueue = api.store.calls.enqueue
+
+    async def cancelled_meanwhile(*args, **kwargs):
+        result = await enqueue(*args, **kwargs)
+        await states.cancel(api.store, batch, clock.now())
+        return result
+
+    api.store.calls.enqueue = cancelled_meanwhile
+    code, doc = await api.add_calls(batch, SEED_RECORDS)
+    assert code == 200 and doc["data"]["batchStatus"] == "cancelled" and doc["data"]["added"] == 2
+    assert {c["status"] for c in await api.all_calls(batch)} == {"cancelled"}
 
 
 async def test_idempotency_key_replays_the_first_response(api):

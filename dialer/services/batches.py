@@ -85,8 +85,9 @@ class Batches:
     async def start_after_insert(self, batch: dict) -> str:
         """Successful insertion starts a pending batch unless it is scheduled for later.
 
-        A completed batch that receives new calls runs again; paused and cancelled batches stay as
-        they are (their calls wait visibly)."""
+        A completed batch that receives new calls runs again; a paused batch stays as it is (its calls wait
+        visibly). A cancelled or failed batch takes no calls (Ingestion refuses them; those written while a
+        cancel landed are withdrawn)."""
         now = self.clock.now()
         scheduled = batch.get("scheduledAt")
         if scheduled is not None and scheduled > now:

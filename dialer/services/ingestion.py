@@ -21,6 +21,7 @@ from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
 from dialer.core.clock import Clock, as_utc
 from dialer.ports import CallRepo, StoreUnavailable
 from dialer.services.bodies import BodyReader
+from dialer.services.calls import withdraw_if_cancelled
 from dialer.metrics import Metrics
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Claim
@@ -31,11 +32,13 @@ from dialer.settings import Settings
 from dialer.services.tenancy import Principal, Tenancy
 from dialer.core.windows import CallingWindow
 from dialer.core.dnc import rule, suppression
+from dialer.core.statuses import BatchStatus
 
 if TYPE_CHECKING:
     from dialer.services.dnc import Dnc
 
 log = logging.getLogger("dialer.ingestion")
+ENDED = (BatchStatus.CANCELLED.value, BatchStatus.FAILED.value)  # final: a batch that takes no more calls
 INLINE_LIMIT = 500  # records (or ~bytes/200) below which work is done inline
 
 
@@ -115,6 +118,9 @@ class Ingestion:
         """Validate records for a batch (stored or about to be) and its agent: the plan, errors included.
         An enrollment's batch takes contacts from the enrollment face only: its duplicates wait their turn
         under keys of their own, which records added here would not see (a number dialled twice at once)."""
+        if batch["status"] in ENDED:
+            raise Refused(409, "Conflict", f"the batch is {batch['status']}: it takes no more calls (create a new batch)",
+                          data={"status": batch["status"]})
         if batch.get("source") == "enrollment":
             raise Refused(409, "Conflict", "this batch was created by the enrollment face and takes no other contacts; "
                                            "enroll more with POST /api/v1/agents/{agentId}/schedule/sequences "
@@ -197,6 +203,8 @@ class Ingestion:
         status = batch["status"]
         if call_ids or (suppressed and suppressed_as_calls):  # a batch of suppressed calls only completes
             status = await self.batches.start_after_insert(batch)
+            if await withdraw_if_cancelled(self.calls, self.batches.repo, batch["_id"], self.clock.now()):
+                status = BatchStatus.CANCELLED.value  # cancelled while they were written: they wait no more
             if self.on_enqueued is not None:
                 self.on_enqueued()
         data = {"added": len(call_ids), "callIds": call_ids, "inserted": inserted, "updated": updated,
