@@ -105,8 +105,11 @@ class Operators:
         body = orjson.dumps({"batchId": str(batch_id), "call_data": records})
         try:
             outcome = await w.intake.ingestion.add_calls(w.principal, body)
-        except Refused as exc:
-            w.result.counts[f"ingestion_{exc.status}"] += 1
+        except Refused as exc:  # 409: the batch was cancelled meanwhile (a partner told so sends no more)
+            w.result.counts[f"ingestion_{exc.code}"] += 1
+            if exc.code == 409 and batch_id in self.open:
+                self.open.remove(batch_id)
+                return
         else:
             w.accepted += outcome.data.get("inserted", 0)
             w.result.counts[f"ingestion_{outcome.code}"] += 1
@@ -146,7 +149,7 @@ class Operators:
         try:
             answer = await w.intake.enrollment.enroll(w.principal, str(w.agents[0]["_id"]), orjson.dumps(body), None)
         except Refused as exc:
-            w.result.counts[f"enrollment_{exc.status}"] += 1
+            w.result.counts[f"enrollment_{exc.code}"] += 1
             return
         await w.intake.enrollment.close()  # its calls are written in the background: let that finish now
         data = orjson.loads(answer.body)
