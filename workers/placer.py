@@ -29,7 +29,7 @@ from dialer.core.dnc import SUPPRESSED, suppression
 from dialer.core.statuses import CallStatus
 from dialer.ports import BatchRepo, CallRepo, DncRepo, PlacedRecord, StoreUnavailable
 from dialer.services.call_events import CallEvents
-from dialer.services.calls import withdraw_if_cancelled
+from dialer.services.calls import enqueued_or_withdrawn
 from workers.compliance_gate import ComplianceGate
 
 from workers.telephony.base import DialRequest, ErrorKind, ProviderError, TelephonyProvider
@@ -74,8 +74,9 @@ class Placer:
         self.dnc = dnc  # the workspaces' do-not-call lists, read before each placement round
 
     async def withdraw_if_cancelled(self, batch_id: ObjectId, now: dt.datetime) -> None:
-        """Claims handed back after a cancel had withdrawn the batch's waiting calls: withdrawn too."""
-        await withdraw_if_cancelled(self.calls, self.batches, batch_id, now)
+        """Claims handed back: dispatchers elsewhere look again; after a cancel had withdrawn the batch's
+        waiting calls, withdrawn too."""
+        await enqueued_or_withdrawn(self.calls, self.batches, batch_id, now)
 
     def add(self, claims: list[Claimed]) -> None:
         self.ready.extend(claims)

@@ -27,7 +27,7 @@ from dialer.core.machine import START_SCHEDULED
 from dialer.core.statuses import CallStatus
 from dialer.ports import Repositories
 from dialer.services.call_events import FINAL, PROGRESS, CallEvents, lease_for
-from dialer.services.calls import withdraw_if_cancelled
+from dialer.services.calls import enqueued_or_withdrawn
 from dialer.services.chains import Chains
 from dialer.services.enrollment import Enrollment
 from dialer.services.counters import CounterReconciler
@@ -132,9 +132,8 @@ class Reaper:
                                                      {"at": now, "event": "requeued_after_crash"}):
                     if self.repos.caps is not None and call.get("claimToken"):  # not an attempt: not counted
                         await self.repos.caps.release([call["_id"]], call["claimToken"])
-                    # Cancelled while it was claimed: withdrawn (the batch read again now, after the requeue).
-                    if not await withdraw_if_cancelled(self.calls, self.batches, call["batchId"], now):
-                        await self.batches.note_enqueued(call["batchId"], now)
+                    # Dispatchers look again; cancelled while it was claimed: withdrawn.
+                    await enqueued_or_withdrawn(self.calls, self.batches, call["batchId"], now)
                 log.warning("call never reached the provider: requeued", extra=ids)
                 return
             await self.calls.record_provider_id(call["_id"], None, sid, None)

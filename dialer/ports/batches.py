@@ -69,6 +69,8 @@ class BatchRepo(Protocol):
     async def by_public_id(self, public_id: str) -> dict | None:
         """The batch whose `publicId` (a UUID a face gave it) is this."""
 
-    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
+    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> str | None:
         """enqueuedAt = now: calls joined the queue (new, or back for a retry). Dispatchers in other
-        processes see it when they re-read the runnable batches, and look at the batch again."""
+        processes see it when they re-read the runnable batches, and look at the batch again. Returns the
+        batch's status as it is now (None: no such batch), so calls that joined the queue of a batch cancelled
+        meanwhile are withdrawn without another read."""

@@ -82,21 +82,18 @@ class Batches:
             raise BatchForbidden(batch_id)
         return doc
 
-    async def start_after_insert(self, batch: dict) -> str:
+    async def start_after_insert(self, batch: dict) -> str | None:
         """Successful insertion starts a pending batch unless it is scheduled for later.
 
         A completed batch that receives new calls runs again; a paused batch stays as it is (its calls wait
         visibly). A cancelled or failed batch takes no calls (Ingestion refuses them; those written while a
-        cancel landed are withdrawn)."""
+        cancel landed are withdrawn). Returns the batch's status as it is now (None: deleted meanwhile)."""
         now = self.clock.now()
         scheduled = batch.get("scheduledAt")
-        if scheduled is not None and scheduled > now:
-            await self.repo.note_enqueued(batch["_id"], now)
-            return batch["status"]
-        if await self.repo.move(batch["_id"], START_ON_ENQUEUE, now, {"startedAt": now, "enqueuedAt": now}):
+        if (scheduled is None or scheduled <= now) and await self.repo.move(
+                batch["_id"], START_ON_ENQUEUE, now, {"startedAt": now, "enqueuedAt": now}):
             return BatchStatus.RUNNING.value
-        await self.repo.note_enqueued(batch["_id"], now)
-        return batch["status"]
+        return await self.repo.note_enqueued(batch["_id"], now)  # the status as it is now (None: deleted)
 
     async def counters(self, batch_id: ObjectId) -> dict:
         return counters_view(await self.calls.tallies(batch_id))

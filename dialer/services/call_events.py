@@ -19,7 +19,7 @@ from dialer.core.clock import Clock
 from dialer.core.statuses import CallStatus
 from dialer.metrics import Metrics
 from dialer.ports import BatchRepo, CallRepo, Finish
-from dialer.services.calls import withdraw_if_cancelled
+from dialer.services.calls import enqueued_or_withdrawn
 from dialer.services.tenancy import parse_id
 
 log = logging.getLogger("dialer.calls")
@@ -142,10 +142,8 @@ class CallEvents:
             self.metrics.outcomes.labels(outcome).inc()
             if group is not None and self.on_group_call_final is not None:
                 await self.on_group_call_final(batch_id, group["key"])
-        if kind == "retry":
-            if await withdraw_if_cancelled(self.calls, self.policies.batches, batch_id, now):
-                return "final"  # cancelled while the call was in flight: it ended normally, and never waits again
-            await self.policies.batches.note_enqueued(batch_id, now)  # dispatchers elsewhere look again
+        if kind == "retry" and await enqueued_or_withdrawn(self.calls, self.policies.batches, batch_id, now):
+            return "final"  # cancelled while the call was in flight: it ended normally, and never waits again
         # Its slot is freed by the next reservation, which sees the call is no longer in flight.
         log.info("call finished" if kind == "final" else "call will be retried",
                  extra={"callId": str(call_id), "batchId": str(batch_id), "outcome": outcome})

@@ -84,13 +84,18 @@ async def withdraw_all(calls: CallRepo, batch_id: ObjectId, now, event: str = "b
     return total
 
 
-async def withdraw_if_cancelled(calls: CallRepo, batches: BatchRepo, batch_id: ObjectId, now) -> bool:
-    """After calls of the batch went back to its queue (a retry, a claim handed back, a provider's refusal, a
-    crash's settlement): if the batch was cancelled (or deleted) meanwhile, withdraw them, or they would wait
-    for ever in a batch that never runs again. Read after they went back, so a cancel is seen whenever it
-    landed (a cancel moves the batch first, then withdraws what waits). True if the batch no longer runs so."""
-    batch = await batches.get(batch_id)
-    if batch is None or batch["status"] == BatchStatus.CANCELLED.value:
+async def enqueued_or_withdrawn(calls: CallRepo, batches: BatchRepo, batch_id: ObjectId, now) -> bool:
+    """Calls of the batch went back to its queue (a retry, a claim handed back, a provider's refusal, a crash's
+    settlement): the batch is stamped so dispatchers elsewhere look again (BatchRepo.note_enqueued), and if it
+    was cancelled (or deleted) meanwhile they are withdrawn, or they would wait for ever in a batch that never
+    runs again. The status is read by that stamp, after they went back, so a cancel is seen whenever it landed
+    (a cancel moves the batch first, then withdraws what waits). True if they were withdrawn so."""
+    return await withdraw_unless_open(calls, batch_id, await batches.note_enqueued(batch_id, now), now)
+
+
+async def withdraw_unless_open(calls: CallRepo, batch_id: ObjectId, status: str | None, now) -> bool:
+    """Given the batch's status read after calls joined its queue: withdraw them if it is cancelled or gone."""
+    if status is None or status == BatchStatus.CANCELLED.value:
         await withdraw_all(calls, batch_id, now)
         return True
     return False

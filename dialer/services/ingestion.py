@@ -21,7 +21,7 @@ from dialer.services.batches import BatchForbidden, BatchNotFound, Batches
 from dialer.core.clock import Clock, as_utc
 from dialer.ports import CallRepo, StoreUnavailable
 from dialer.services.bodies import BodyReader
-from dialer.services.calls import withdraw_if_cancelled
+from dialer.services.calls import withdraw_unless_open
 from dialer.metrics import Metrics
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Claim
@@ -203,8 +203,8 @@ class Ingestion:
         status = batch["status"]
         if call_ids or (suppressed and suppressed_as_calls):  # a batch of suppressed calls only completes
             status = await self.batches.start_after_insert(batch)
-            if await withdraw_if_cancelled(self.calls, self.batches.repo, batch["_id"], self.clock.now()):
-                status = BatchStatus.CANCELLED.value  # cancelled while they were written: they wait no more
+            if await withdraw_unless_open(self.calls, batch["_id"], status, self.clock.now()):
+                status = status or BatchStatus.CANCELLED.value  # cancelled (deleted) while they were written
             if self.on_enqueued is not None:
                 self.on_enqueued()
         data = {"added": len(call_ids), "callIds": call_ids, "inserted": inserted, "updated": updated,

@@ -19,7 +19,8 @@ async def test_updated_since_follows_every_change_of_a_batch(repos):
     assert [b["_id"] for b in await repos.batches.updated_since(at(60))] == [stopped["_id"], renamed["_id"]]
     [found] = await repos.batches.updated_since(at(61))
     assert found["_id"] == renamed["_id"] and found["name"] == "renamed" and found["updatedAt"] == at(120)
-    await repos.batches.note_enqueued(old["_id"], at(300))  # not a change of the batch's own
+    assert await repos.batches.note_enqueued(old["_id"], at(300)) == "running"  # not a change of the batch's own
+    assert await repos.batches.note_enqueued(ObjectId(), at(300)) is None  # no such batch
     assert not await repos.batches.move(stopped["_id"], COMPLETE, at(400))  # not running: nothing changes
     assert await repos.batches.updated_since(at(121)) == []
     assert await repos.batches.delete(renamed["_id"])

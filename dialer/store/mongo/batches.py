@@ -113,8 +113,9 @@ class MongoBatches:
                                                      "updatedAt": now}, {"_id": 1})}
 
     @unavailable
-    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
-        await self.c.update_one({"_id": batch_id}, {"$set": {"enqueuedAt": now}})
+    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> str | None:
+        doc = await self.c.find_one_and_update({"_id": batch_id}, {"$set": {"enqueuedAt": now}}, {"status": 1})
+        return None if doc is None else doc["status"]
 
     @unavailable
     async def list(self, workspace_id: ObjectId, statuses: list[str] | None, agent_id: ObjectId | None,

@@ -143,14 +143,16 @@ class SqliteBatches:
 
         return await self.db.write(work) if batch_ids else set()
 
-    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> None:
-        def work(conn: sqlite3.Connection) -> None:
+    async def note_enqueued(self, batch_id: ObjectId, now: dt.datetime) -> str | None:
+        def work(conn: sqlite3.Connection) -> str | None:
             doc = _load(conn, batch_id)
-            if doc is not None:
-                doc["enqueuedAt"] = stored(now)
-                _save(conn, doc)
+            if doc is None:
+                return None
+            doc["enqueuedAt"] = stored(now)
+            _save(conn, doc)
+            return doc["status"]
 
-        await self.db.write(work)
+        return await self.db.write(work)
 
     async def list(self, workspace_id: ObjectId, statuses: list[str] | None, agent_id: ObjectId | None,
                    before: ObjectId | None, limit: int) -> list[dict]:
