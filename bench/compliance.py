@@ -6,9 +6,9 @@ Run with `python -m bench.compliance`. Each dispatch run drives one Engine on a 
 over the embedded store (SQLite on a file) until every batch is completed: 10 batches x 300 calls,
 concurrencyLimit 20 each, account cap 100, 20 calls/s, distinct numbers spread over 12 area codes of
 several states (NY, FL, TX, CA, IL, WA, ...), clock at Monday 2026-11-23 17:00 UTC (the states' hours
-open). Port calls are counted as bench/dispatch.py counts them (its CountingRepo proxy around every
-repository, the cap ledger included), in the dispatcher's ticks and the reaper; the provider's events
-are counted apart.
+open). Port calls are counted as bench/dispatch counts them (bench/port_counting.py's CountingRepo proxy
+around every repository, the cap ledger included), in the dispatcher's ticks and the reaper; the
+provider's events are counted apart.
 
   caps off    the workspace without caps, profile none
   caps on     the workspace's maxAttemptsPerNumberPerDay = 3 (every attempt reserved; none refused)
@@ -29,7 +29,8 @@ import time
 
 import orjson
 
-from bench.dispatch import OpCounter, counted, open_backend
+from bench.dispatch_run import open_backend
+from bench.port_counting import OpCounter, counted
 from dialer.composition import services_over
 from dialer.core.batch_spec import parse_batch_spec
 from dialer.core.clock import FixedClock
