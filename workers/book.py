@@ -4,8 +4,8 @@ A dispatcher's cost per tick follows the calls it places, not the batches that r
 - looks at every running batch only once in a while (`full` seconds, the safety net: their stamps, and
   the documents of those whose stamps differ from its copies, BatchRepo.runnable_stamps) and in between
   only at the batches changed or given calls since its last look (BatchRepo.changed_since, every `fresh`
-  seconds: their stamps too, then the documents of the running ones whose stamps moved), plus the batches a placement is about to use (`merge`, from the placer's re-read just
-  before it places);
+  seconds: their stamps too, then the documents of the running ones whose stamps moved), plus the batches
+  a placement is about to use (`confirm`, the placer's look just before it places: stamps again);
 - keeps each runnable batch in one of three places: `ready` (may have due calls and free slots, in turn
   order: the batch served longest ago first, so a batch back from waiting on its slots does not queue
   behind those served since), `parked` (waiting for slots: back in turn once its slots in

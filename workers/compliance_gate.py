@@ -51,7 +51,7 @@ class ComplianceGate:
         self._profiles: dict[str, Profile] = {}
         self._windows: dict[str, CallingWindow] = {}
         self._capped: set[ObjectId] = set()  # workspaces whose caps are in force (as of the last refresh)
-        self._us_states: dict[ObjectId, ObjectId] = {}  # running batches under us-states by their own setting -> workspace
+        self._us_states: dict[ObjectId, ObjectId] = {}  # batch under us-states by its own setting -> workspace
         self._decided: dict[tuple, Decision] = {}
         self._decided_at: dt.datetime | None = None
 

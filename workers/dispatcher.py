@@ -100,7 +100,8 @@ class Dispatcher:
         self._metrics_every = dt.timedelta(seconds=config.metrics_seconds)
         self._metrics_at: dt.datetime | None = None
         # The most a claim can share out (its dial-rate budget, the account's cap): the batches in turn it may reach.
-        self._reach = min(config.max_concurrent_calls, math.floor(config.rate_horizon_seconds * config.calls_per_second) + 1)
+        self._reach = min(config.max_concurrent_calls,
+                          math.floor(config.rate_horizon_seconds * config.calls_per_second) + 1)
         # Each due call's window narrowed by its compliance profile; frequency caps reserved beside the slots.
         self.rules = ComplianceGate(repos.tenancy, repos.caps, dt.timedelta(seconds=config.batch_cache_seconds),
                                     dt.timedelta(seconds=config.rate_horizon_seconds))
