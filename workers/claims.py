@@ -97,7 +97,7 @@ class ClaimWriter:
                 await self.calls.requeue_unplaced(call_id, token, later, {"at": later, "event": "claim_too_slow"})
             for batch_id, calls in grants.items():
                 if any(c["_id"] in won for c in calls):
-                    await self.placer.withdraw_if_cancelled(batch_id, later)
+                    await self.placer.enqueued_or_withdrawn(batch_id, later)
             await self._give_back(reservation, set())
             await self._give_back_caps(grants, token, set())
             self.stats.lost_races += 1

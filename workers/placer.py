@@ -73,7 +73,7 @@ class Placer:
         self.running_batches = running_batches
         self.dnc = dnc  # the workspaces' do-not-call lists, read before each placement round
 
-    async def withdraw_if_cancelled(self, batch_id: ObjectId, now: dt.datetime) -> None:
+    async def enqueued_or_withdrawn(self, batch_id: ObjectId, now: dt.datetime) -> None:
         """Claims handed back: dispatchers elsewhere look again; after a cancel had withdrawn the batch's
         waiting calls, withdrawn too."""
         await enqueued_or_withdrawn(self.calls, self.batches, batch_id, now)
@@ -115,7 +115,7 @@ class Placer:
             await self.requeue(claimed, now, {"at": now, "event": "batch_not_running"}, provider_error=False,
                                settle=False)
         for batch_id in {c.batch["_id"] for c in stopped}:
-            await self.withdraw_if_cancelled(batch_id, now)
+            await self.enqueued_or_withdrawn(batch_id, now)
         try:
             due = await self._not_listed(due, now)
         except StoreUnavailable:  # as above: the next tick looks again (a claim already stopped is skipped then)
@@ -257,7 +257,7 @@ class Placer:
         if await self.calls.requeue_unplaced(claimed.call["_id"], claimed.token, when, entry, provider_error):
             await self.rules.release([claimed.call["_id"]], claimed.token)  # not an attempt
             if settle:
-                await self.withdraw_if_cancelled(claimed.batch["_id"], self.clock.now())
+                await self.enqueued_or_withdrawn(claimed.batch["_id"], self.clock.now())
         if self.on_requeue is not None:
             self.on_requeue(claimed.batch["_id"])
 
@@ -270,4 +270,4 @@ class Placer:
             await self.requeue(claimed, now, {"at": now, "event": "dispatcher_stopped"}, provider_error=False,
                                settle=False)
         for batch_id in {c.batch["_id"] for c in pending}:
-            await self.withdraw_if_cancelled(batch_id, now)
+            await self.enqueued_or_withdrawn(batch_id, now)
