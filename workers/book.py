@@ -81,7 +81,7 @@ class Book:
             stamps = await self.repo.runnable_stamps(now)
             for gone in [b for b in self.batches if b not in stamps]:
                 self.drop(gone)
-            changed = sorted(b for b, stamp in stamps.items() if stamp != _stamp(self.batches.get(b)))
+            changed = sorted(self._moved(stamps))
             if self.readers:  # the copies whose stamps are unchanged are current as of now
                 reread = set(changed)
                 for batch_id, batch in self.batches.items():
@@ -93,14 +93,13 @@ class Book:
         elif self._fresh_at is None or now >= self._fresh_at:
             # The stamps of the batches changed since the last look (looking back a little before it); the
             # documents of those running whose stamps differ from the book's copies.
-            changed = []
+            running = {}
             for batch in await self.repo.changed_since(self._since or now - self.overlap):
-                batch_id = batch["_id"]
                 if batch["status"] != "running":
-                    self.drop(batch_id)
-                elif _stamp(batch) != _stamp(self.batches.get(batch_id)):
-                    changed.append(batch_id)
-            await self._read(changed, now)
+                    self.drop(batch["_id"])
+                else:
+                    running[batch["_id"]] = _stamp(batch)
+            await self._read(self._moved(running), now)
             self._fresh_at, self._since = now + self.fresh, now - self.overlap
 
     async def confirm(self, batch_ids: list[ObjectId], now: dt.datetime) -> set[ObjectId]:
@@ -109,8 +108,12 @@ class Book:
         (a change of settings is learnt); those not running leave the book."""
         stamps = await self.repo.runnable_stamps(now, batch_ids)
         self.keep_only(batch_ids, set(stamps))
-        await self._read([b for b, stamp in stamps.items() if stamp != _stamp(self.batches.get(b))], now)
+        await self._read(self._moved(stamps), now)
         return {b for b in stamps if b in self.batches}
+
+    def _moved(self, stamps: dict[ObjectId, tuple]) -> list[ObjectId]:
+        """Those of these batches whose stamps differ from the book's copies (or that it has no copy of)."""
+        return [b for b, stamp in stamps.items() if stamp != _stamp(self.batches.get(b))]
 
     async def _read(self, batch_ids: list[ObjectId], now: dt.datetime) -> None:
         """The documents of these batches, as they are now (a few hundred a read); those not runnable leave."""

@@ -111,11 +111,7 @@ class Placer:
             raise
         stopped = [c for c in due if c.batch["_id"] not in running]
         due = [c for c in due if c.batch["_id"] in running]
-        for claimed in stopped:
-            await self.requeue(claimed, now, {"at": now, "event": "batch_not_running"}, provider_error=False,
-                               settle=False)
-        for batch_id in {c.batch["_id"] for c in stopped}:
-            await self.enqueued_or_withdrawn(batch_id, now)
+        await self._requeue_all(stopped, now, "batch_not_running")
         try:
             due = await self._not_listed(due, now)
         except StoreUnavailable:  # as above: the next tick looks again (a claim already stopped is skipped then)
@@ -265,9 +261,11 @@ class Placer:
         """Stopping: record what was placed; calls not yet placed go back to the queue."""
         await self.flush_records()
         pending, self.ready = self.ready, []
-        now = self.clock.now()
-        for claimed in pending:
-            await self.requeue(claimed, now, {"at": now, "event": "dispatcher_stopped"}, provider_error=False,
-                               settle=False)
-        for batch_id in {c.batch["_id"] for c in pending}:
+        await self._requeue_all(pending, self.clock.now(), "dispatcher_stopped")
+
+    async def _requeue_all(self, claims: list[Claimed], now: dt.datetime, event: str) -> None:
+        """Claims back to the queue unplaced, their batches stamped (or their calls withdrawn) once each."""
+        for claimed in claims:
+            await self.requeue(claimed, now, {"at": now, "event": event}, provider_error=False, settle=False)
+        for batch_id in {c.batch["_id"] for c in claims}:
             await self.enqueued_or_withdrawn(batch_id, now)

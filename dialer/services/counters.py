@@ -16,10 +16,10 @@ at, for the cut-short cancels below (so the reaper's cost does not grow with the
 
 Batches changed in the last RECENTLY before this pass, or before the last pass if the clock jumped since
 (paused, completed, cancelled: by the injected clock, read from the store) are looked at too: their last
-calls end after the batch stops, and a crash can lose those calls' increments. Such a batch is looked at until its counters are found
-right with no call in flight, and again only if it changes. A cancelled batch found with calls still waiting
-is a cancel cut short (its process died between the move and the withdrawal, and no retry came): its
-waiting calls are withdrawn here.
+calls end after the batch stops, and a crash can lose those calls' increments. Such a batch is looked at
+until its counters are found right with no call in flight, and again only if it changes. A cancelled batch
+found with calls still waiting is a cancel cut short (its process died between the move and the withdrawal,
+and no retry came): its waiting calls are withdrawn here.
 """
 
 from __future__ import annotations
