@@ -87,8 +87,11 @@ async def cancel_with_two_in_flight(h: Harness, api, **batch_settings) -> Counte
     """Six calls at limit 2, cancelled (no hang-up) with two in flight; the calls' statuses once those ended."""
     batch = await api.create_batch(concurrencyLimit=2, **batch_settings)
     await api.add_calls(batch, nums(6))
-    for _ in range(10):
-        await h.step()
+    for _ in range(100):  # until both slots are taken (calls end and are retried within seconds)
+        await h.step(0.2)
+        _, doc = await api.get(f"/api/call/batches/{batch}")
+        if doc["data"]["counters"]["inFlight"] == 2 and len(h.sim.placed) >= 2:
+            break
     code, doc = await while_stepping(h, act(api, batch, "cancel"))
     assert code == 200 and doc["data"]["counters"]["inFlight"] == 2
     for _ in range(1000):

@@ -38,7 +38,7 @@ class ClaimWriter:
         self.calls_per_second = calls_per_second
 
     async def write(self, grants: dict[ObjectId, list[dict]], by_id: dict[ObjectId, dict], state: DispatchState,
-                    deferrals: list[tuple], now: dt.datetime) -> list[Claimed]:
+                    deferrals: list[tuple], now: dt.datetime, earliest: dt.datetime | None = None) -> list[Claimed]:
         """Reserve the grants' slots (and their caps), claim their calls with the deferrals and the placer's
         provider ids in one write: the calls won, each with its dial time (nothing when a race was lost)."""
         token = secrets.token_hex(6)
@@ -50,7 +50,7 @@ class ClaimWriter:
             wanted = {b: (by_id[b]["concurrencyLimit"], [c["_id"] for c in calls]) for b, calls in grants.items()}
             try:
                 reservation = await self.slots.reserve(state, wanted, self.max_concurrent_calls,
-                                                       self.calls_per_second, now, token)
+                                                       self.calls_per_second, now, token, earliest)
                 if reservation is not None:
                     self.stats.reserved += 1
                 if reservation is None:

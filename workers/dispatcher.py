@@ -168,7 +168,8 @@ class Dispatcher:
         needed: list[int] = []  # slots still to be freed before another look is worthwhile
         if (parked := book.wake(now, state.used_of)) is not None:
             needed.append(parked)
-        budget = self._rate_budget(now, state.next_dial_at)
+        earliest = self.placer.earliest_dial(now)
+        budget = self._rate_budget(now, earliest, state.next_dial_at)
         account_free = self.config.max_concurrent_calls - state.total
         rate_bound = bool(book.ready) and budget <= 0  # calls may be due but the dial rate allows none now
         total = min(budget, account_free)
@@ -182,7 +183,7 @@ class Dispatcher:
         room, cut = self._pick(total, state, needed)
         candidates, deferrals, idle, drained = await self._gather(room, state, total, now)
         grants = self._share(candidates, total)
-        claims = await self.writer.write(grants, book.batches, state, deferrals, now)
+        claims = await self.writer.write(grants, book.batches, state, deferrals, now, earliest)
         self._count_slots(state, claims, now)
         claimed = Counter(c.batch["_id"] for c in claims) if drained else Counter()
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
@@ -347,10 +348,10 @@ class Dispatcher:
             per_batch[key] = per_batch.get(key, 0) + 1
         self.placer.metrics.slots(per_batch, state.total + len(claims))
 
-    def _rate_budget(self, now: dt.datetime, next_dial_at: dt.datetime | None) -> int:
-        """How many dial times may still be reserved up to now + the rate horizon."""
+    def _rate_budget(self, now: dt.datetime, earliest: dt.datetime, next_dial_at: dt.datetime | None) -> int:
+        """How many dial times may still be reserved from `earliest` (the placer's) up to now + the rate horizon."""
         cps = self.config.calls_per_second
-        start = max(now, next_dial_at or now)
+        start = max(earliest, next_dial_at or earliest)
         ahead = (start - now).total_seconds()
         return max(0, math.floor((self.config.rate_horizon_seconds - ahead) * cps) + 1) - len(self.placer.ready)
 

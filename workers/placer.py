@@ -37,6 +37,7 @@ from workers.telephony.base import DialRequest, ErrorKind, ProviderError, Teleph
 log = logging.getLogger("workers.placement")
 MAX_BACKOFF_SECONDS = 300
 UNCERTAIN_WAIT = dt.timedelta(seconds=30)  # before asking the provider about a create that timed out
+BACKDATE_MAX = dt.timedelta(seconds=1)  # a claim's dial times reach back at most this far (a stalled tick)
 
 
 @dataclass(order=True)
@@ -66,6 +67,7 @@ class Placer:
         self.public_base_url = public_base_url
         self.machine_detection = machine_detection
         self.ready: list[Claimed] = []  # claimed, waiting for their dial time
+        self.last_round: dt.datetime | None = None  # the instant of the last placement round
         self.unrecorded: list[PlacedRecord] = []  # provider ids of placed calls, written with the next claim
         self.on_requeue: Callable[[ObjectId], None] | None = None  # a call of this batch is back in the queue
         self.metrics = events.metrics
@@ -82,6 +84,16 @@ class Placer:
         self.ready.extend(claims)
         self.ready.sort()
 
+    def earliest_dial(self, now: dt.datetime) -> dt.datetime:
+        """The earliest dial time a claim made now may take: just after the last placement round (at most
+        BACKDATE_MAX ago). A call is placed at the first round at or after its dial time, so a dial time
+        between the last round and now is placed now, exactly as if it had been claimed at the last round:
+        the calls placed in any second stay those whose dial times fall in one span of a second and a tick,
+        as ever, and a claim's calls are placed in one round rather than spread over two."""
+        if self.last_round is None or self.last_round >= now:
+            return now
+        return max(self.last_round + dt.timedelta(microseconds=1), now - BACKDATE_MAX)
+
     def take_records(self, held_too: bool = False) -> list[PlacedRecord]:
         """The provider ids to write now (the dispatcher's next claim takes them on its write): none while
         each belongs to a claim whose other calls wait for their dial time (written with its last call,
@@ -93,6 +105,7 @@ class Placer:
         return records
 
     async def place_due(self, now: dt.datetime) -> int:
+        self.last_round = now
         due = [c for c in self.ready if c.dial_at <= now]
         if not due:
             await self._record_settled()

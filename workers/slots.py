@@ -118,15 +118,18 @@ class Slots:
         state._count()
 
     async def reserve(self, state: DispatchState, wanted: dict[ObjectId, tuple[int, list[ObjectId]]],
-                      max_total: int, cps: float, now: dt.datetime, token: str) -> Reservation | None:
-        """Reserve slots for `wanted` = {batch: (limit, call ids)} against a harvested `state`.
+                      max_total: int, cps: float, now: dt.datetime, token: str,
+                      earliest: dt.datetime | None = None) -> Reservation | None:
+        """Reserve slots for `wanted` = {batch: (limit, call ids)} against a harvested `state`, their dial
+        times 1/cps apart from the later of `earliest` (default: now) and the ledger's next dial time.
 
         One compare-and-set; None when another dispatcher changed the document first."""
         reservation = Reservation(token)
         count = sum(len(ids) for _, ids in wanted.values())
         if state.total + count > max_total:
             raise ValueError("the reservation would pass the account limit")
-        start = max(now, state.next_dial_at or now)
+        earliest = earliest or now
+        start = max(earliest, state.next_dial_at or earliest)
         gap = dt.timedelta(seconds=1.0 / cps)
         pending = _stored(state.pending)
         n = 0
