@@ -92,7 +92,7 @@ def is_claim_of(call_id: ObjectId):
 
 async def claim(repos, *call_ids: ObjectId, records=(), token: str = "tok-1") -> set[ObjectId]:
     claims = [Claim(c, token, "dispatcher-a", T0, at(120)) for c in call_ids]
-    return await repos.calls.claim(claims, [], list(records), T0)
+    return (await repos.calls.claim(claims, [], list(records), T0)).won
 
 
 async def test_a_claim_refused_in_part_reports_the_claims_that_landed():

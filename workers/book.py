@@ -106,7 +106,10 @@ class Book:
         """Which of these batches run, as read now (just before their calls are placed: a stop that has answered
         is always seen): their stamps, and the documents of those whose stamps moved from the book's copies
         (a change of settings is learnt); those not running leave the book."""
-        stamps = await self.repo.runnable_stamps(now, batch_ids)
+        return await self.learn(batch_ids, await self.repo.runnable_stamps(now, batch_ids), now)
+
+    async def learn(self, batch_ids: list[ObjectId], stamps: dict[ObjectId, tuple], now: dt.datetime) -> set[ObjectId]:
+        """As `confirm`, from stamps read elsewhere (a claim reads those of its batches after its write)."""
         self.keep_only(batch_ids, set(stamps))
         await self._read(self._moved(stamps), now)
         return {b for b in stamps if b in self.batches}

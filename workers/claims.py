@@ -15,7 +15,7 @@ import secrets
 from bson import ObjectId
 
 from dialer.core.clock import Clock
-from dialer.ports import CallRepo, Claim, StoreUnavailable
+from dialer.ports import CallRepo, Claim, ClaimResult, StoreUnavailable
 from workers.compliance_gate import ComplianceGate
 from workers.placer import Claimed, Placer
 from workers.slots import DispatchState, Reservation, Slots
@@ -38,9 +38,11 @@ class ClaimWriter:
         self.calls_per_second = calls_per_second
 
     async def write(self, grants: dict[ObjectId, list[dict]], by_id: dict[ObjectId, dict], state: DispatchState,
-                    deferrals: list[tuple], now: dt.datetime, earliest: dt.datetime | None = None) -> list[Claimed]:
+                    deferrals: list[tuple], now: dt.datetime, earliest: dt.datetime | None = None
+                    ) -> tuple[list[Claimed], ClaimResult]:
         """Reserve the grants' slots (and their caps), claim their calls with the deferrals and the placer's
-        provider ids in one write: the calls won, each with its dial time (nothing when a race was lost)."""
+        provider ids in one write, and read after it the batches' stamps and the numbers' do-not-call entries:
+        the calls won, each with its dial time (nothing when a race was lost), and what was read."""
         token = secrets.token_hex(6)
         reservation = None
         if grants:
@@ -74,9 +76,13 @@ class ClaimWriter:
                     claims.append(Claim(call["_id"], token, self.name, dial_at, dial_at + self.lease))
         claimed_ids = [c.call_id for c in claims]
         if not (claims or deferrals or records):
-            return []
+            return [], ClaimResult()
+        # What the placer needs to know before it places the claims (Placer.admit), read after the write.
+        batch_ids = list(grants) if claims else []
+        numbers = {(by_id[b]["workspaceId"], c["phoneNumber"]) for b in batch_ids for c in grants[b]}
         try:
-            won = await self.calls.claim(claims, deferrals, records, now)
+            looked = await self.calls.claim(claims, deferrals, records, now, batch_ids, numbers)
+            won = looked.won
         except StoreUnavailable as exc:
             # Nothing or part was written: keep the provider ids for the next write, give the slots
             # back (a claim that did land is in flight under its token and keeps its slot anyway).
@@ -86,9 +92,9 @@ class ClaimWriter:
                 with contextlib.suppress(StoreUnavailable):  # else the slots wait out the grace period
                     won = await self._keep_claimed(reservation, claimed_ids)
                     await self._give_back_caps(grants, token, won)
-            return []
+            return [], ClaimResult()
         if reservation is None:
-            return []
+            return [], looked
         if won and self.clock.now() > now + self.lease / 2:
             # The claim's write itself stalled past half the grace period: its slot entries may have been
             # harvested and reused meanwhile, so these calls would pass a limit. Hand them back unplaced.
@@ -101,7 +107,7 @@ class ClaimWriter:
             await self._give_back(reservation, set())
             await self._give_back_caps(grants, token, set())
             self.stats.lost_races += 1
-            return []
+            return [], ClaimResult()
         if len(won) < len(claimed_ids):
             # Some calls changed under us (another dispatcher, a cancel): give the others' slots back.
             await self._give_back(reservation, won)
@@ -112,7 +118,7 @@ class ClaimWriter:
                 if call["_id"] in won:
                     out.append(Claimed(reservation.dial_times[call["_id"]], call, by_id[batch_id], token))
         self.stats.claimed += len(out)
-        return out
+        return out, looked
 
     async def _keep_claimed(self, reservation: Reservation, claimed_ids: list[ObjectId]) -> set[ObjectId]:
         """After a failed claim write: the calls this reservation's claim did win (the write may have

@@ -183,7 +183,7 @@ class Dispatcher:
         room, cut = self._pick(total, state, needed)
         candidates, deferrals, idle, drained = await self._gather(room, state, total, now)
         grants = self._share(candidates, total)
-        claims = await self.writer.write(grants, book.batches, state, deferrals, now, earliest)
+        claims, looked = await self.writer.write(grants, book.batches, state, deferrals, now, earliest)
         self._count_slots(state, claims, now)
         claimed = Counter(c.batch["_id"] for c in claims) if drained else Counter()
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
@@ -213,6 +213,9 @@ class Dispatcher:
             wake = book.next_wake()
             self._idle_until = min(now + self._recheck, wake) if wake else now + self._recheck
             self._pokes_needed = min(needed) if needed else 1
+        if claims:  # the batches and the lists as read after the claim: the placer places on them
+            running = await book.learn(list({c.batch["_id"] for c in claims}), looked.running, now)
+            claims = await self.placer.admit(claims, running, looked.listed, now)
         self.placer.add(claims)
 
     def _pick(self, total: int, state, needed: list[int]) -> tuple[dict[ObjectId, list[int]], bool]:

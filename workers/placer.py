@@ -47,6 +47,7 @@ class Claimed:
     batch: dict = field(compare=False)
     token: str = field(compare=False, default="")
     listed_checked: bool = field(compare=False, default=False)  # its number read off the lists after its claim
+    confirmed_at: dt.datetime | None = field(compare=False, default=None)  # its batch read running after its claim
 
 
 class Placer:
@@ -79,6 +80,25 @@ class Placer:
         """Claims handed back: dispatchers elsewhere look again; after a cancel had withdrawn the batch's
         waiting calls, withdrawn too."""
         await enqueued_or_withdrawn(self.calls, self.batches, batch_id, now)
+
+    async def admit(self, claims: list[Claimed], running: set[ObjectId], listed: dict, now: dt.datetime) -> list[Claimed]:
+        """Claims just written, with what their write read after it: the batches still running, the numbers'
+        do-not-call entries. Those of a batch stopped meanwhile go back to the queue, those listed end
+        suppressed; the others are known checked as of `now` (a placement round at `now` reads neither again)."""
+        stopped = [c for c in claims if c.batch["_id"] not in running]
+        await self._requeue_all(stopped, now, "batch_not_running")
+        kept = []
+        for claimed in claims:
+            if claimed.batch["_id"] not in running:
+                continue
+            entry = listed.get((claimed.batch["workspaceId"], claimed.call["phoneNumber"]))
+            if entry is not None:
+                await self._suppress(claimed, entry, now)
+                continue
+            claimed.listed_checked = True
+            claimed.confirmed_at = now
+            kept.append(claimed)
+        return kept
 
     def add(self, claims: list[Claimed]) -> None:
         self.ready.extend(claims)
@@ -115,15 +135,17 @@ class Placer:
         # asked, and a claim of a batch no longer running goes back to the queue unplaced. A stop waits
         # for the batch's claims to be placed or handed back (CallRepo.unplaced), so no call of the
         # stopped batch is placed after the stop has answered.
+        # (Claims written at this very instant were read with their write: Placer.admit.)
+        unconfirmed = {c.batch["_id"] for c in due if c.confirmed_at != now}
         try:
-            running = await self.running_batches(now, {c.batch["_id"] for c in due})
+            running = await self.running_batches(now, unconfirmed) if unconfirmed else set()
         except StoreUnavailable:
             # Still claimed and holding their slots: placed at the next tick, not left to the reaper (a lease
             # later), nor holding up a stop that waits for them to be placed or handed back.
             self.add(due)
             raise
-        stopped = [c for c in due if c.batch["_id"] not in running]
-        due = [c for c in due if c.batch["_id"] in running]
+        stopped = [c for c in due if c.batch["_id"] in unconfirmed and c.batch["_id"] not in running]
+        due = [c for c in due if c.batch["_id"] not in unconfirmed or c.batch["_id"] in running]
         await self._requeue_all(stopped, now, "batch_not_running")
         try:
             due = await self._not_listed(due, now)

@@ -41,6 +41,16 @@ class Claim:
     lease_until: dt.datetime
 
 
+@dataclass
+class ClaimResult:
+    """What a claim's write landed, and what was read after it in its own unit of work (`CallRepo.claim`)."""
+
+    won: set[ObjectId] = field(default_factory=set)  # the calls whose claim landed
+    # Of the batches asked about, those runnable now: {batch: (updatedAt, enqueuedAt)}, as BatchRepo.runnable_stamps.
+    running: dict[ObjectId, tuple] = field(default_factory=dict)
+    listed: dict[tuple[ObjectId, str], dict] = field(default_factory=dict)  # as DncRepo.listed, of the numbers asked
+
+
 @dataclass(frozen=True)
 class PlacedRecord:
     """The provider accepted the call: record its id onto the attempt that placed it."""
@@ -151,12 +161,16 @@ class CallRepo(Protocol):
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
         """(status, claimToken) of each of these calls that exists (what a failed claim write did land)."""
 
-    async def claim(self, claims: list[Claim], deferrals: list[tuple],
-                    records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
+    async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
+                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = ()) -> ClaimResult:
         """One write: the claims (queued -> dialing, attempts + 1; only calls still queued), the
         deferrals (a queued call's nextAttemptAt moved to its window's next opening: `(callId, when)`,
         or `(callId, when, entry)` to add `entry` to its history, as a compliance rule does) and the placed
-        records (see `record_placed`). Returns the ids whose claim landed."""
+        records (see `record_placed`); then, after the write has landed and in the same unit of work (SQLite:
+        its transaction; MongoDB: reads once the write is acknowledged), the stamps of those of `batch_ids` that
+        are runnable and the do-not-call entries of `numbers` ((workspace, number) pairs). The placer places
+        the claim on what it read there: a stop or a listing answered before it is seen, and one answered
+        after it waits for the claim (`unplaced`, `unplaced_numbers`)."""
 
     async def record_placed(self, records: list[PlacedRecord]) -> None:
         """providerCallId onto the attempt that placed it (claimToken matches, status not queued),

@@ -106,7 +106,7 @@ async def claim(repos: Repositories, call_id: ObjectId, token: str = "tok-1", *,
                 lease_until: dt.datetime | None = None, by: str = "dispatcher-a") -> bool:
     lease = lease_until or now + dt.timedelta(seconds=120)
     won = await repos.calls.claim([Claim(call_id, token, by, now, lease)], [], [], now)
-    return call_id in won
+    return call_id in won.won
 
 
 @pytest.fixture

@@ -265,21 +265,41 @@ async def test_claim_takes_queued_calls_only(repos, batch):
     a, b = await enqueue(repos, batch, planned(A), planned(B))
     missing = ObjectId()
     claims = [Claim(a, "tok-1", "dispatcher-a", at(2), at(122)), Claim(missing, "tok-1", "dispatcher-a", at(3), at(123))]
-    assert await repos.calls.claim(claims, [], [], at(1)) == {a}
+    assert (await repos.calls.claim(claims, [], [], at(1))).won == {a}
     doc = await repos.calls.get(a)
     assert (doc["status"], doc["attempts"], doc["claimToken"], doc["claimedBy"]) == ("dialing", 1, "tok-1", "dispatcher-a")
     assert (doc["dialAt"], doc["leaseUntil"], doc["updatedAt"]) == (at(2), at(122), at(1))
     # A second dispatcher loses: the call is no longer queued.
     again = [Claim(a, "tok-2", "dispatcher-b", at(5), at(125)), Claim(b, "tok-2", "dispatcher-b", at(5), at(125))]
-    assert await repos.calls.claim(again, [], [], at(4)) == {b}
+    assert (await repos.calls.claim(again, [], [], at(4))).won == {b}
     doc = await repos.calls.get(a)
     assert (doc["claimToken"], doc["claimedBy"], doc["attempts"]) == ("tok-1", "dispatcher-a", 1)
+
+
+async def test_claim_reads_its_batches_and_the_lists_after_its_write(repos, batch):
+    """What the placer places on: of the batches asked, those runnable now (their stamps); of the numbers asked,
+    their do-not-call entries; read after the claim's write (stop and listing before it are seen)."""
+    a, b = await enqueue(repos, batch, planned(A), planned(B))
+    paused = batch_doc(status="paused")
+    later = batch_doc(scheduled_at=at(3600))
+    for doc in (paused, later):
+        await repos.batches.insert(doc)
+    ws = batch["workspaceId"]
+    await repos.dnc.add([{"workspaceId": ws, "number": B, "source": "manual", "listedAt": T0}])
+    result = await repos.calls.claim([Claim(a, "tok-1", "d", at(1), at(121)), Claim(b, "tok-1", "d", at(1), at(121))],
+                                     [], [], at(1), [batch["_id"], paused["_id"], later["_id"]],
+                                     {(ws, A), (ws, B), (ObjectId(), A)})
+    assert result.won == {a, b}
+    assert result.running == {batch["_id"]: (batch["updatedAt"], batch.get("enqueuedAt"))}
+    assert set(result.listed) == {(ws, B)} and result.listed[(ws, B)]["source"] == "manual"
+    nothing = await repos.calls.claim([], [], [], at(2))  # nothing asked, nothing read
+    assert (nothing.won, nothing.running, nothing.listed) == (set(), {}, {})
 
 
 async def test_claim_applies_deferrals_to_queued_calls(repos, batch):
     a, b = await enqueue(repos, batch, planned(A), planned(B))
     await claim(repos, b)
-    assert await repos.calls.claim([], [(a, at(7200)), (b, at(7200))], [], at(1)) == set()
+    assert (await repos.calls.claim([], [(a, at(7200)), (b, at(7200))], [], at(1))).won == set()
     assert (await repos.calls.get(a))["nextAttemptAt"] == at(7200)
     assert (await repos.calls.get(a))["status"] == "queued"
     assert (await repos.calls.get(b))["nextAttemptAt"] == T0  # in flight: not deferred
@@ -292,7 +312,7 @@ async def test_claim_carries_placed_records(repos, batch):
     await claim(repos, a)
     won = await repos.calls.claim([Claim(b, "tok-2", "d", at(2), at(122))], [],
                                   [PlacedRecord(a, "tok-1", "CA-a", at(1), at(200))], at(1))
-    assert won == {b}
+    assert won.won == {b}
     doc = await repos.calls.get(a)
     assert doc["providerCallId"] == "CA-a" and doc["leaseUntil"] == at(200)
 

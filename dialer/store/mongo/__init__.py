@@ -35,10 +35,11 @@ async def mongo_repositories(client: Any, db: Any, kind: str = "mongodb") -> Rep
         if hasattr(result, "__await__"):
             await result
 
-    return Repositories(kind=kind, calls=MongoCalls(db["calls"], counters), batches=MongoBatches(db["batches"]),
+    batches, dnc = MongoBatches(db["batches"]), MongoDnc(db["dnc"])
+    return Repositories(kind=kind, calls=MongoCalls(db["calls"], counters, batches, dnc), batches=batches,
                         tenancy=MongoTenancy(db), idempotency=MongoIdempotency(db["idempotency"]),
                         ledger=MongoLedger(db["dispatch"], db["calls"]), intakes=MongoIntakes(db["intakes"]),
-                        webhooks=MongoWebhooks(db), dnc=MongoDnc(db["dnc"]), caps=MongoCaps(db["caps"]),
+                        webhooks=MongoWebhooks(db), dnc=dnc, caps=MongoCaps(db["caps"]),
                         closer=close)
 
 

@@ -15,6 +15,7 @@ Indexes (declared in indexes.py) and the queries they serve:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import secrets
@@ -29,7 +30,7 @@ from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.core.webhook_events import call_event
-from dialer.ports import Claim, ChunkResult, Finish, PlacedRecord, active_key
+from dialer.ports import Claim, ClaimResult, ChunkResult, Finish, PlacedRecord, active_key
 from dialer.store.mongo.calls_for_chains import ChainCalls
 from dialer.store.mongo.calls_counters import CounterCalls
 from dialer.store.mongo.calls_for_dnc import DncCalls
@@ -55,12 +56,17 @@ async def holders_of(calls: Any, ids: list[ObjectId]) -> dict[ObjectId, tuple[st
             async for d in calls.find({"_id": {"$in": ids}}, {"status": 1, "claimToken": 1})}
 
 
+
+async def _empty(value):
+    return value
+
 class MongoCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
     tallies_exact = False  # a transition and its counters' increment are two writes
 
-    def __init__(self, collection: Any, counters: CounterBuffer) -> None:
+    def __init__(self, collection: Any, counters: CounterBuffer, batches: Any = None, dnc: Any = None) -> None:
         self.c = collection
         self.counters = counters
+        self._batches, self._dnc = batches, dnc  # MongoBatches, MongoDnc: what a claim reads after its write
         self._retry_walks: dict = {}
 
     # ---- ingestion -----------------------------------------------------------------------------
@@ -215,8 +221,10 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
         return await holders_of(self.c, list(call_ids))
 
     @unavailable
-    async def claim(self, claims: list[Claim], deferrals: list[tuple],
-                    records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
+    async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
+                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = ()) -> ClaimResult:
+        """The write, then, once it is acknowledged, three reads at once: which claims landed, the batches'
+        stamps, the do-not-call entries."""
         queued = CallStatus.QUEUED.value
         ops = [UpdateOne({"_id": cid, "status": queued},
                          {"$set": {"nextAttemptAt": when}, **({"$push": {"history": entry[0]}} if entry else {})})
@@ -226,17 +234,19 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
                           {"$set": {"status": CallStatus.DIALING.value, "claimedBy": c.by, "claimToken": c.token,
                                     "dialAt": c.dial_at, "leaseUntil": c.lease_until, "updatedAt": now},
                            "$inc": {"attempts": 1}}) for c in claims]
-        if not ops:
-            return set()
-        error = await unordered(self.c, ops)
-        won = await self._landed(claims) if claims else set()
+        error = await unordered(self.c, ops) if ops else None
+        batch_ids, numbers = list(batch_ids), list(numbers)
+        won, running, listed = await asyncio.gather(
+            self._landed(claims) if claims else _empty(set()),
+            self._batches.runnable_stamps(now, batch_ids) if batch_ids else _empty({}),
+            self._dnc.listed(numbers) if numbers else _empty({}))
         if error is not None:
             # Part of it may have landed: each claim that did is in `won`, to be placed rather than left
             # dialing until its lease ends; the placed records that did not are written again.
             log.warning("claim write failed part-way: what landed was read back",
                         extra={"claims": len(claims), "won": len(won), "error": type(error).__name__})
             await self._record_again(records, refused(error), len(deferrals))
-        return won
+        return ClaimResult(won, running, listed)
 
     async def _landed(self, claims: list[Claim]) -> set[ObjectId]:
         """Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and

@@ -24,6 +24,18 @@ SAVE = ("UPDATE batches SET status = ?, scheduled_at = ?, updated_at = ?, enqueu
         "doc = ? WHERE id = ?")
 
 
+def runnable_stamps_in(conn: sqlite3.Connection, now: dt.datetime, among: list[ObjectId] | None
+                       ) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
+    """`runnable_stamps` in a unit of work of its own or another's (a claim's, SqliteCalls.claim)."""
+    ids = None if among is None else [b.binary for b in among]
+    if ids == []:
+        return {}
+    return {ObjectId(i): (at(u), at(e)) for i, u, e in conn.execute(
+        "SELECT id, updated_at, enqueued_at FROM batches WHERE status = 'running' "
+        "AND (scheduled_at IS NULL OR scheduled_at <= ?)" + ("" if ids is None else f" AND id IN ({marks(ids)})"),
+        (ms(now), *(ids or ())))}
+
+
 def _save(conn: sqlite3.Connection, doc: dict) -> None:
     conn.execute(SAVE, (doc["status"], ms(doc.get("scheduledAt")), ms(doc.get("updatedAt")), ms(doc.get("enqueuedAt")),
                         _binary(doc.get("agentId")), doc.get("publicId") or None, encode(doc), doc["_id"].binary))
@@ -70,17 +82,9 @@ class SqliteBatches:
 
     async def runnable_stamps(self, now: dt.datetime, among: list[ObjectId] | None = None
                               ) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
-        ids = None if among is None else [b.binary for b in among]
-        if ids == []:
+        if among is not None and not among:
             return {}
-
-        def work(conn: sqlite3.Connection) -> dict[ObjectId, tuple[dt.datetime | None, dt.datetime | None]]:
-            return {ObjectId(i): (at(u), at(e)) for i, u, e in conn.execute(
-                "SELECT id, updated_at, enqueued_at FROM batches WHERE status = 'running' "
-                "AND (scheduled_at IS NULL OR scheduled_at <= ?)" + ("" if ids is None else f" AND id IN ({marks(ids)})"),
-                (ms(now), *(ids or ())))}
-
-        return await self.db.read(work)
+        return await self.db.read(runnable_stamps_in, now, among)
 
     async def runnable_among(self, batch_ids: list[ObjectId], now: dt.datetime) -> list[dict]:
         ids = [b.binary for b in batch_ids if isinstance(b, ObjectId)]

@@ -22,15 +22,17 @@ from bson import ObjectId
 from dialer.core.machine import PROGRESS_MOVES
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
-from dialer.ports import ChunkResult, Claim, Finish, PlacedRecord, StoreUnavailable, active_key
+from dialer.ports import ChunkResult, Claim, ClaimResult, Finish, PlacedRecord, StoreUnavailable, active_key
 from dialer.store.ids import NEW_IDS
 from dialer.store.sqlite import call_rows as rows
+from dialer.store.sqlite.batches import runnable_stamps_in
 from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, load, push, save
 from dialer.store.sqlite.calls_for_chains import ChainCalls
 from dialer.store.sqlite.calls_counters import CounterCalls
 from dialer.store.sqlite.calls_for_dnc import DncCalls
 from dialer.store.sqlite.calls_for_operators import OperatorsCalls
 from dialer.store.sqlite.database import Database
+from dialer.store.sqlite.dnc import listed_in
 from dialer.store.sqlite.documents import at, decode, marks, ms, stored
 
 QUEUED = CallStatus.QUEUED.value
@@ -204,15 +206,24 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
         ids = [c for c in call_ids if isinstance(c, ObjectId)]
         return await self.db.read(holders_of, ids) if ids else {}
 
-    async def claim(self, claims: list[Claim], deferrals: list[tuple],
-                    records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
-        if not (claims or deferrals or records):
-            return set()
-        return await self.db.write(self._claim, claims, deferrals, records, now)
+    async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
+                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = ()) -> ClaimResult:
+        batch_ids, numbers = list(batch_ids), list(numbers)
+        if not (claims or deferrals or records or batch_ids or numbers):
+            return ClaimResult()
+        return await self.db.write(self._claim, claims, deferrals, records, now, batch_ids, numbers)
+
+    @classmethod
+    def _claim(cls, conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord],
+               now: dt.datetime, batch_ids: list[ObjectId], numbers: list[tuple[ObjectId, str]]) -> ClaimResult:
+        """The writes, then the reads after them (one transaction)."""
+        won = cls._claim_writes(conn, claims, deferrals, records, now)
+        return ClaimResult(won, runnable_stamps_in(conn, now, batch_ids) if batch_ids else {},
+                           listed_in(conn, numbers) if numbers else {})
 
     @staticmethod
-    def _claim(conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple],
-               records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
+    def _claim_writes(conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple],
+                      records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
         found = rows.by_ids(conn, [d[0] for d in deferrals] + [c.call_id for c in claims])
         changed: dict[ObjectId, dict] = {}
         for cid, when, *entry in deferrals:

@@ -30,6 +30,22 @@ def _entry(row: tuple) -> dict:
     return entry
 
 
+def listed_in(conn: sqlite3.Connection, keys: Iterable[tuple[ObjectId, str]]) -> dict[tuple[ObjectId, str], dict]:
+    """`listed` in a unit of work of its own or another's (a claim's, SqliteCalls.claim)."""
+    by_workspace: dict[ObjectId, list[str]] = {}
+    for workspace_id, number in keys:
+        by_workspace.setdefault(workspace_id, []).append(number)
+    found = {}
+    for workspace_id, numbers in by_workspace.items():
+        numbers = list(dict.fromkeys(numbers))
+        for start in range(0, len(numbers), LOOKUP_CHUNK):
+            part = numbers[start:start + LOOKUP_CHUNK]
+            for row in conn.execute(f"SELECT {COLUMNS} FROM dnc WHERE workspace_id = ? AND number IN "
+                                    f"({marks(part)})", (workspace_id.binary, *part)):
+                found[(workspace_id, row[1])] = _entry(row)
+    return found
+
+
 def _row(entry: dict) -> tuple:
     call_id = entry.get("callId")
     return (entry["workspaceId"].binary, entry["number"], ms(entry["listedAt"]), entry["source"], entry.get("reason"),
@@ -86,24 +102,8 @@ class SqliteDnc:
         return await self.db.read(work) if limit > 0 else []
 
     async def listed(self, keys: Iterable[tuple[ObjectId, str]]) -> dict[tuple[ObjectId, str], dict]:
-        by_workspace: dict[ObjectId, list[str]] = {}
-        for workspace_id, number in keys:
-            by_workspace.setdefault(workspace_id, []).append(number)
-        if not by_workspace:
-            return {}
-
-        def work(conn: sqlite3.Connection) -> dict[tuple[ObjectId, str], dict]:
-            found = {}
-            for workspace_id, numbers in by_workspace.items():
-                numbers = list(dict.fromkeys(numbers))
-                for start in range(0, len(numbers), LOOKUP_CHUNK):
-                    part = numbers[start:start + LOOKUP_CHUNK]
-                    for row in conn.execute(f"SELECT {COLUMNS} FROM dnc WHERE workspace_id = ? AND number IN "
-                                            f"({marks(part)})", (workspace_id.binary, *part)):
-                        found[(workspace_id, row[1])] = _entry(row)
-            return found
-
-        return await self.db.read(work)
+        keys = list(keys)
+        return await self.db.read(listed_in, keys) if keys else {}
 
     async def count(self, workspace_id: ObjectId) -> int:
         def work(conn: sqlite3.Connection) -> int:
