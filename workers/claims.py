@@ -40,33 +40,18 @@ class ClaimWriter:
     async def write(self, grants: dict[ObjectId, list[dict]], by_id: dict[ObjectId, dict], state: DispatchState,
                     deferrals: list[tuple], now: dt.datetime, earliest: dt.datetime | None = None
                     ) -> tuple[list[Claimed], ClaimResult]:
-        """Reserve the grants' slots (and their caps), claim their calls with the deferrals and the placer's
-        provider ids in one write, and read after it the batches' stamps and the numbers' do-not-call entries:
+        """Reserve the grants' caps, then their slots and their calls' claim with the deferrals and the placer's
+        provider ids in one write, which reads after it the batches' stamps and the numbers' do-not-call entries:
         the calls won, each with its dial time (nothing when a race was lost), and what was read."""
         token = secrets.token_hex(6)
-        reservation = None
+        reservation = ledger_write = None
         if grants:
             grants, capped = await self.rules.reserve(grants, by_id, token, now)  # over their cap: deferred
             deferrals = deferrals + capped
         if grants:
             wanted = {b: (by_id[b]["concurrencyLimit"], [c["_id"] for c in calls]) for b, calls in grants.items()}
-            try:
-                reservation = await self.slots.reserve(state, wanted, self.max_concurrent_calls,
-                                                       self.calls_per_second, now, token, earliest)
-                if reservation is not None:
-                    self.stats.reserved += 1
-                if reservation is None:
-                    self.stats.lost_races += 1  # another dispatcher wrote the ledger first: next tick
-                elif self.clock.now() > now + self.lease / 2:
-                    # Too slow (a stall): past half the grace period the slots may be harvested; give them back.
-                    await self.slots.release([i for ids in reservation.grants.values() for i in ids], token)
-                    reservation = None
-            except StoreUnavailable:  # no claim follows: the attempts reserved against caps go back too
-                with contextlib.suppress(StoreUnavailable):
-                    await self._give_back_caps(grants, token, set())
-                raise
-            if reservation is None:
-                await self._give_back_caps(grants, token, set())
+            reservation, ledger_write = self.slots.prepare(state, wanted, self.max_concurrent_calls,
+                                                           self.calls_per_second, now, token, earliest)
         records = self.placer.take_records()
         claims: list[Claim] = []
         if reservation is not None:
@@ -81,11 +66,10 @@ class ClaimWriter:
         batch_ids = list(grants) if claims else []
         numbers = {(by_id[b]["workspaceId"], c["phoneNumber"]) for b in batch_ids for c in grants[b]}
         try:
-            looked = await self.calls.claim(claims, deferrals, records, now, batch_ids, numbers)
-            won = looked.won
+            looked = await self.calls.claim(claims, deferrals, records, now, batch_ids, numbers, ledger_write)
         except StoreUnavailable as exc:
-            # Nothing or part was written: keep the provider ids for the next write, give the slots
-            # back (a claim that did land is in flight under its token and keeps its slot anyway).
+            # Nothing or part was written: keep the provider ids for the next write, give the slots and the
+            # caps back (a claim that did land is in flight under its token and keeps its slot anyway).
             log.error("claim write failed", extra={"dispatcher": self.name, "error": str(exc)})
             self.placer.unrecorded = records + self.placer.unrecorded
             if reservation is not None:
@@ -93,8 +77,15 @@ class ClaimWriter:
                     won = await self._keep_claimed(reservation, claimed_ids)
                     await self._give_back_caps(grants, token, won)
             return [], ClaimResult()
+        if not looked.reserved:  # another dispatcher wrote the ledger first: nothing was written; next tick
+            self.stats.lost_races += 1
+            self.placer.unrecorded = records + self.placer.unrecorded
+            await self._give_back_caps(grants, token, set())
+            return [], ClaimResult()
         if reservation is None:
             return [], looked
+        self.stats.reserved += 1
+        won = looked.won
         if won and self.clock.now() > now + self.lease / 2:
             # The claim's write itself stalled past half the grace period: its slot entries may have been
             # harvested and reused meanwhile, so these calls would pass a limit. Hand them back unplaced.

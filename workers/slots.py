@@ -26,7 +26,7 @@ from typing import Iterable
 
 from bson import ObjectId
 
-from dialer.ports import FlyingCounts, SlotLedger
+from dialer.ports import FlyingCounts, LedgerWrite, SlotLedger
 
 
 @dataclass
@@ -120,10 +120,17 @@ class Slots:
     async def reserve(self, state: DispatchState, wanted: dict[ObjectId, tuple[int, list[ObjectId]]],
                       max_total: int, cps: float, now: dt.datetime, token: str,
                       earliest: dt.datetime | None = None) -> Reservation | None:
-        """Reserve slots for `wanted` = {batch: (limit, call ids)} against a harvested `state`, their dial
-        times 1/cps apart from the later of `earliest` (default: now) and the ledger's next dial time.
+        """`prepare`, then its compare-and-set on its own; None when another dispatcher changed the document first.
+        (A dispatcher's claim lands it with its calls' claim instead: CallRepo.claim.)"""
+        reservation, write = self.prepare(state, wanted, max_total, cps, now, token, earliest)
+        return reservation if await self.ledger.write(write.version, write.pending, write.next_dial_at) else None
 
-        One compare-and-set; None when another dispatcher changed the document first."""
+    def prepare(self, state: DispatchState, wanted: dict[ObjectId, tuple[int, list[ObjectId]]],
+                max_total: int, cps: float, now: dt.datetime, token: str,
+                earliest: dt.datetime | None = None) -> tuple[Reservation, LedgerWrite]:
+        """A reservation of slots for `wanted` = {batch: (limit, call ids)} against a harvested `state`, their
+        dial times 1/cps apart from the later of `earliest` (default: now) and the ledger's next dial time, and
+        the ledger's compare-and-set that makes it."""
         reservation = Reservation(token)
         count = sum(len(ids) for _, ids in wanted.values())
         if state.total + count > max_total:
@@ -142,8 +149,7 @@ class Slots:
                 reservation.dial_times[cid] = start + gap * n
                 n += 1
         next_dial_at = start + gap * n if n else state.next_dial_at
-        written = await self.ledger.write(state.version, pending, next_dial_at)
-        return reservation if written else None
+        return reservation, LedgerWrite(state.version, pending, next_dial_at)
 
     async def release(self, call_ids: Iterable[ObjectId], token: str) -> None:
         """Give back slots reserved under `token` whose claim did not happen (idempotent)."""

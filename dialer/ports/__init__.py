@@ -41,14 +41,14 @@ from dialer.ports.batches import BatchRepo
 from dialer.ports.tenancy import CREDIT_REFS, TenancyRepo, CreditReservation, reservation_key
 from dialer.ports.idempotency import IdempotencyRepo
 from dialer.ports.intakes import IntakeRepo
-from dialer.ports.slots import FlyingCounts, LedgerState, SlotLedger
+from dialer.ports.slots import FlyingCounts, LedgerState, LedgerWrite, SlotLedger
 from dialer.ports.webhooks import OutboxEvent, WebhookRepo
 from dialer.ports.compliance import DncRepo, CapRequest, CapLedger
 
 __all__ = [
     'CREDIT_REFS',
     'BatchRepo', 'CallRepo', 'CapLedger', 'CapRequest', 'ChunkResult', 'Claim', 'ClaimResult', 'CreditReservation', 'DncRepo',
-    'Finish', 'FlyingCounts', 'IdempotencyRepo', 'IntakeRepo', 'LedgerState', 'OutboxEvent', 'PlacedRecord', 'Repositories',
+    'Finish', 'FlyingCounts', 'IdempotencyRepo', 'IntakeRepo', 'LedgerState', 'LedgerWrite', 'OutboxEvent', 'PlacedRecord', 'Repositories',
     'SlotLedger', 'StoreOpenFailed', 'StoreUnavailable', 'Tally', 'TenancyRepo', 'WebhookRepo', 'active_key',
     'difference', 'reservation_key'
 ]

@@ -11,6 +11,7 @@ from typing import Iterable, Protocol
 from bson import ObjectId
 
 from dialer.core.records import PlannedCall
+from dialer.ports.slots import LedgerWrite
 
 
 def active_key(batch_id: ObjectId, e164: str, extension: str | None) -> str:
@@ -45,6 +46,7 @@ class Claim:
 class ClaimResult:
     """What a claim's write landed, and what was read after it in its own unit of work (`CallRepo.claim`)."""
 
+    reserved: bool = True  # False: the ledger's compare-and-set asked for failed, and nothing was written
     won: set[ObjectId] = field(default_factory=set)  # the calls whose claim landed
     # Of the batches asked about, those runnable now: {batch: (updatedAt, enqueuedAt)}, as BatchRepo.runnable_stamps.
     running: dict[ObjectId, tuple] = field(default_factory=dict)
@@ -162,8 +164,12 @@ class CallRepo(Protocol):
         """(status, claimToken) of each of these calls that exists (what a failed claim write did land)."""
 
     async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
-                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = ()) -> ClaimResult:
-        """One write: the claims (queued -> dialing, attempts + 1; only calls still queued), the
+                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = (),
+                    reservation: LedgerWrite | None = None) -> ClaimResult:
+        """With `reservation`, first the slot ledger's compare-and-set (as SlotLedger.write; if another writer came
+        first, nothing at all is written: `reserved` False); SQLite writes it in the same transaction as the
+        claims, MongoDB just before them (a claim that does not follow is the ledger's grace period's to undo).
+        Then one write: the claims (queued -> dialing, attempts + 1; only calls still queued), the
         deferrals (a queued call's nextAttemptAt moved to its window's next opening: `(callId, when)`,
         or `(callId, when, entry)` to add `entry` to its history, as a compliance rule does) and the placed
         records (see `record_placed`); then, after the write has landed and in the same unit of work (SQLite:

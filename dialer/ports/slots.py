@@ -58,6 +58,15 @@ class LedgerState:
     next_dial_at: dt.datetime | None
 
 
+@dataclass(frozen=True)
+class LedgerWrite:
+    """A compare-and-set of the ledger (as `SlotLedger.write`), to land with a claim (`CallRepo.claim`)."""
+
+    version: int
+    pending: list[dict]
+    next_dial_at: dt.datetime | None
+
+
 class SlotLedger(Protocol):
     async def read(self, batch_ids: list[ObjectId] | None = None) -> LedgerState:
         """The reservations with their calls' holders, then the calls in flight per batch (one document,

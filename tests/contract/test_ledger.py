@@ -9,7 +9,7 @@ import pytest
 from bson import ObjectId
 
 from dialer.core.statuses import CallStatus
-from dialer.ports import Finish
+from dialer.ports import Claim, Finish, LedgerWrite
 from tests.contract.conftest import T0, at, batch_doc, claim, enqueue, planned
 
 A, B, C = "+14155550001", "+14155550002", "+14155550003"
@@ -39,6 +39,26 @@ async def test_write_is_a_compare_and_set_on_the_version(repos):
     assert bare((await repos.ledger.read()).pending) == entries
     assert await repos.ledger.write(1, [], None)
     assert (await repos.ledger.read()).version == 2
+
+
+async def test_a_claim_lands_its_reservation_or_nothing(repos, batch):
+    """CallRepo.claim with the ledger's compare-and-set: a stale version writes nothing at all (no claim, no
+    deferral, no placed record); the current one lands the reservation and the claim together."""
+    a, b = await enqueue(repos, batch, planned(A), planned(B))
+    await repos.ledger.read()
+    claims = [Claim(a, "t1", "d", at(1), at(121))]
+    stale = LedgerWrite(5, [reservation(a, batch["_id"])], at(2))
+    result = await repos.calls.claim(claims, [(b, at(600))], [], at(1), [batch["_id"]], reservation=stale)
+    assert not result.reserved and result.won == set() and result.running == {}
+    assert (await repos.calls.get(a))["status"] == "queued" and (await repos.calls.get(b))["nextAttemptAt"] == T0
+    assert (await repos.ledger.read()).version == 0
+    current = LedgerWrite(0, [reservation(a, batch["_id"])], at(2))
+    result = await repos.calls.claim(claims, [(b, at(600))], [], at(1), [batch["_id"]], reservation=current)
+    assert result.reserved and result.won == {a} and set(result.running) == {batch["_id"]}
+    assert (await repos.calls.get(b))["nextAttemptAt"] == at(600)
+    state = await repos.ledger.read()
+    assert (state.version, state.next_dial_at, state.flying[batch["_id"]]) == (1, at(2), 1)
+    assert [e["holder"] for e in state.pending] == [("dialing", "t1")]  # seen claimed: its call holds the slot
 
 
 async def test_read_hands_out_copies(repos):

@@ -35,10 +35,10 @@ async def mongo_repositories(client: Any, db: Any, kind: str = "mongodb") -> Rep
         if hasattr(result, "__await__"):
             await result
 
-    batches, dnc = MongoBatches(db["batches"]), MongoDnc(db["dnc"])
-    return Repositories(kind=kind, calls=MongoCalls(db["calls"], counters, batches, dnc), batches=batches,
+    batches, dnc, ledger = MongoBatches(db["batches"]), MongoDnc(db["dnc"]), MongoLedger(db["dispatch"], db["calls"])
+    return Repositories(kind=kind, calls=MongoCalls(db["calls"], counters, batches, dnc, ledger), batches=batches,
                         tenancy=MongoTenancy(db), idempotency=MongoIdempotency(db["idempotency"]),
-                        ledger=MongoLedger(db["dispatch"], db["calls"]), intakes=MongoIntakes(db["intakes"]),
+                        ledger=ledger, intakes=MongoIntakes(db["intakes"]),
                         webhooks=MongoWebhooks(db), dnc=dnc, caps=MongoCaps(db["caps"]),
                         closer=close)
 

@@ -30,7 +30,7 @@ from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.core.webhook_events import call_event
-from dialer.ports import Claim, ClaimResult, ChunkResult, Finish, PlacedRecord, active_key
+from dialer.ports import Claim, ClaimResult, ChunkResult, LedgerWrite, Finish, PlacedRecord, active_key
 from dialer.store.mongo.calls_for_chains import ChainCalls
 from dialer.store.mongo.calls_counters import CounterCalls
 from dialer.store.mongo.calls_for_dnc import DncCalls
@@ -63,10 +63,12 @@ async def _empty(value):
 class MongoCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
     tallies_exact = False  # a transition and its counters' increment are two writes
 
-    def __init__(self, collection: Any, counters: CounterBuffer, batches: Any = None, dnc: Any = None) -> None:
+    def __init__(self, collection: Any, counters: CounterBuffer, batches: Any = None, dnc: Any = None,
+                 ledger: Any = None) -> None:
         self.c = collection
         self.counters = counters
-        self._batches, self._dnc = batches, dnc  # MongoBatches, MongoDnc: what a claim reads after its write
+        # MongoBatches, MongoDnc: what a claim reads after its write; MongoLedger: the reservation before it.
+        self._batches, self._dnc, self._ledger = batches, dnc, ledger
         self._retry_walks: dict = {}
 
     # ---- ingestion -----------------------------------------------------------------------------
@@ -222,9 +224,13 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
 
     @unavailable
     async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
-                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = ()) -> ClaimResult:
-        """The write, then, once it is acknowledged, three reads at once: which claims landed, the batches'
-        stamps, the do-not-call entries."""
+                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = (),
+                    reservation: LedgerWrite | None = None) -> ClaimResult:
+        """The ledger's compare-and-set (if asked), the write, then, once it is acknowledged, three reads at once:
+        which claims landed, the batches' stamps, the do-not-call entries."""
+        if reservation is not None and not await self._ledger.write(reservation.version, reservation.pending,
+                                                                    reservation.next_dial_at):
+            return ClaimResult(reserved=False)
         queued = CallStatus.QUEUED.value
         ops = [UpdateOne({"_id": cid, "status": queued},
                          {"$set": {"nextAttemptAt": when}, **({"$push": {"history": entry[0]}} if entry else {})})
@@ -246,7 +252,7 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
             log.warning("claim write failed part-way: what landed was read back",
                         extra={"claims": len(claims), "won": len(won), "error": type(error).__name__})
             await self._record_again(records, refused(error), len(deferrals))
-        return ClaimResult(won, running, listed)
+        return ClaimResult(won=won, running=running, listed=listed)
 
     async def _landed(self, claims: list[Claim]) -> set[ObjectId]:
         """Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and

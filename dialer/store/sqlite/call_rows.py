@@ -83,3 +83,10 @@ def withdraw(doc: dict, target: str, now: Any, entry: dict) -> None:
     doc.update(outcome=target, updatedAt=now, finishedAt=now)
     doc.pop("activeKey", None)
     push(doc, {**entry, "result": target})
+
+
+def holders_of(conn: sqlite3.Connection, ids: list[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
+    """(status, claim token) of each of these calls that exists (CallRepo.holders, and the slot ledger's read)."""
+    binary = [c.binary for c in ids]
+    return {ObjectId(i): (status, token) for i, status, token in conn.execute(
+        f"SELECT id, status, claim_token FROM calls WHERE id IN ({marks(binary)})", binary)}

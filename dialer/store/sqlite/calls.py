@@ -22,17 +22,18 @@ from bson import ObjectId
 from dialer.core.machine import PROGRESS_MOVES
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
-from dialer.ports import ChunkResult, Claim, ClaimResult, Finish, PlacedRecord, StoreUnavailable, active_key
+from dialer.ports import ChunkResult, Claim, ClaimResult, Finish, LedgerWrite, PlacedRecord, StoreUnavailable, active_key
 from dialer.store.ids import NEW_IDS
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.batches import runnable_stamps_in
-from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, load, push, save
+from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, holders_of, load, push, save
 from dialer.store.sqlite.calls_for_chains import ChainCalls
 from dialer.store.sqlite.calls_counters import CounterCalls
 from dialer.store.sqlite.calls_for_dnc import DncCalls
 from dialer.store.sqlite.calls_for_operators import OperatorsCalls
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.dnc import listed_in
+from dialer.store.sqlite.ledger import write_in
 from dialer.store.sqlite.documents import at, decode, marks, ms, stored
 
 QUEUED = CallStatus.QUEUED.value
@@ -73,13 +74,6 @@ def matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
     if provider_call_id and "providerCallId" in doc and doc["providerCallId"] != provider_call_id:
         return False
     return True
-
-
-def holders_of(conn: sqlite3.Connection, ids: list[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
-    """(status, claim token) of each of these calls that exists (CallRepo.holders, and the slot ledger's read)."""
-    binary = [c.binary for c in ids]
-    return {ObjectId(i): (status, token) for i, status, token in conn.execute(
-        f"SELECT id, status, claim_token FROM calls WHERE id IN ({marks(binary)})", binary)}
 
 
 class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
@@ -207,19 +201,23 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
         return await self.db.read(holders_of, ids) if ids else {}
 
     async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
-                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = ()) -> ClaimResult:
+                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = (),
+                    reservation: LedgerWrite | None = None) -> ClaimResult:
         batch_ids, numbers = list(batch_ids), list(numbers)
-        if not (claims or deferrals or records or batch_ids or numbers):
+        if not (claims or deferrals or records or batch_ids or numbers or reservation):
             return ClaimResult()
-        return await self.db.write(self._claim, claims, deferrals, records, now, batch_ids, numbers)
+        return await self.db.write(self._claim, claims, deferrals, records, now, batch_ids, numbers, reservation)
 
     @classmethod
     def _claim(cls, conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord],
-               now: dt.datetime, batch_ids: list[ObjectId], numbers: list[tuple[ObjectId, str]]) -> ClaimResult:
-        """The writes, then the reads after them (one transaction)."""
+               now: dt.datetime, batch_ids: list[ObjectId], numbers: list[tuple[ObjectId, str]],
+               reservation: LedgerWrite | None) -> ClaimResult:
+        """The ledger's compare-and-set, the writes, then the reads after them (one transaction)."""
+        if reservation is not None and not write_in(conn, reservation):
+            return ClaimResult(reserved=False)
         won = cls._claim_writes(conn, claims, deferrals, records, now)
-        return ClaimResult(won, runnable_stamps_in(conn, now, batch_ids) if batch_ids else {},
-                           listed_in(conn, numbers) if numbers else {})
+        return ClaimResult(won=won, running=runnable_stamps_in(conn, now, batch_ids) if batch_ids else {},
+                           listed=listed_in(conn, numbers) if numbers else {})
 
     @staticmethod
     def _claim_writes(conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple],

@@ -13,9 +13,9 @@ import sqlite3
 
 from bson import ObjectId
 
-from dialer.ports import FlyingCounts, LedgerState
+from dialer.ports import FlyingCounts, LedgerState, LedgerWrite
 from dialer.store.sqlite.database import Database
-from dialer.store.sqlite.calls import holders_of
+from dialer.store.sqlite.call_rows import holders_of
 from dialer.store.sqlite.documents import decode, encode, marks
 
 ACCOUNT = "account"
@@ -55,6 +55,14 @@ def _read(conn: sqlite3.Connection, batch_ids: list[ObjectId] | None = None) -> 
     return LedgerState(version, pending, flying, doc.get("nextDialAt"))
 
 
+def write_in(conn: sqlite3.Connection, write: LedgerWrite) -> bool:
+    """`SqliteLedger.write` in a unit of work of its own or another's (a claim's, SqliteCalls.claim)."""
+    if _row(conn)[0] != write.version:
+        return False
+    _put(conn, write.version + 1, {"pending": write.pending, "nextDialAt": write.next_dial_at})
+    return True
+
+
 class SqliteLedger:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -63,15 +71,7 @@ class SqliteLedger:
         return await self.db.read(_read, batch_ids)
 
     async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
-        doc = {"pending": pending, "nextDialAt": next_dial_at}
-
-        def work(conn: sqlite3.Connection) -> bool:
-            if _row(conn)[0] != version:
-                return False
-            _put(conn, version + 1, doc)
-            return True
-
-        return await self.db.write(work)
+        return await self.db.write(write_in, LedgerWrite(version, pending, next_dial_at))
 
     async def release(self, call_ids: list[ObjectId], token: str) -> None:
         ids = set(call_ids)
