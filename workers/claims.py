@@ -1,6 +1,8 @@
-"""Writing a claim: the slots reserved in the ledger, the caps beside them, the calls claimed in one write,
-and everything given back when a part of it fails (a lost race, a stall past half the grace period, a
-store error mid-write), so a slot or a cap attempt is never kept for a call that was not claimed.
+"""Writing a claim: the caps reserved, then the slots reserved in the ledger and the calls claimed in one
+store operation (CallRepo.claim with the ledger's compare-and-set, which also reads the batches and the
+do-not-call lists after its write), and everything given back when a part of it fails (a lost race, a stall
+past half the grace period, a store error mid-write), so a slot or a cap attempt is never kept for a call
+that was not claimed.
 
 The dispatcher (dispatcher.py) decides what to claim; this module only writes it, or undoes it.
 """

@@ -5,12 +5,16 @@ dial time (the rate budget spaces them 1/cps apart), checks the callee's window 
 them, and handles the provider's refusals: an invalid number or any other refusal ends the call
 `failed` (never retried); a rate limit or a 5xx puts it back in the queue with exponential backoff,
 the attempt not counted; a timeout leaves it in flight for the reaper to reconcile (it may exist).
-A claim whose batch stopped running meanwhile goes back to the queue unplaced (the batches are read
-before every placement round); the provider ids of placed calls are recorded in one write once their
-claim's calls are all placed or handed back (a claim's dial times span the rate horizon: a few seconds).
-Do not call: the workspaces' lists are read after the claim and before its first call is placed (once
-for all the claims not read yet), and a claim whose number was listed since it was enqueued ends
-`skipped` / `suppressed` with the rule in its history (its slot freed, its attempt not counted).
+A claim whose batch stopped running meanwhile goes back to the queue unplaced: the claim's own write reads
+its batches after it (CallRepo.claim; `admit`), and every later placement round reads them again for the
+claims written before it; the provider ids of placed calls are recorded in one write once their claim's
+calls are all placed or handed back (a claim's dial times span the rate horizon: a few seconds).
+Do not call: the workspaces' lists are read after the claim and before its first call is placed (by the
+claim's write itself, or by the round for claims not read yet), and a claim whose number was listed since
+it was enqueued ends `skipped` / `suppressed` with the rule in its history (its slot freed, its attempt not
+counted). Either read after the claim is enough: a stop or a listing answered later waits for the claim.
+A claim's dial times start just after the last placement round (`earliest_dial`), so a claim made between
+two rounds is placed whole at the next one rather than over two.
 """
 
 from __future__ import annotations
