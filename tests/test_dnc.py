@@ -201,56 +201,58 @@ async def test_a_number_listed_after_it_was_enqueued_is_never_dialled(api, clock
     assert counters["byOutcome"]["suppressed"] == 1 and counters["finished"] == 6 and counters["dispatched"] == 5
 
 
-async def test_a_listing_between_the_claim_and_the_provider_call_stops_the_call(api, clock, engine_settings):
+async def test_a_listing_between_the_dispatchers_look_and_its_claim_stops_the_call(api, clock, engine_settings):
+    """The dispatcher read the due calls (the number among them), then the listing was written, then the claim:
+    the claim's write reads the lists after it, so the call ends suppressed, never placed."""
     h = Harness(api, clock, engine_settings)
     batch = await api.create_batch(concurrencyLimit=1)
     await api.add_calls(batch, nums(2))
-    placer = h.engines[0].dispatcher.placer
-    running = placer.running_batches
+    calls = h.engines[0].dispatcher.calls
+    due_many = calls.due_many
     answers = []
 
-    async def listing_lands_now(now, batch_ids):  # the placer's look before its round: claimed by now
-        if not answers and "+12125550000" in [c["phoneNumber"] for c in await api.all_calls(batch, "dialing")]:
-            answers.append(asyncio.create_task(listed(api, ["+12125550000"])))
-            while (await entry(api, "+12125550000"))[0] != 200:  # written (its answer waits for this round)
-                await asyncio.sleep(0)
-        return await running(now, batch_ids)
+    async def listing_lands_after_the_look(*args, **kwargs):
+        found = await due_many(*args, **kwargs)
+        if not answers and "+12125550000" in [c["phoneNumber"] for due, _ in found.values() for c in due]:
+            answers.append(await listed(api, ["+12125550000"]))  # answered at once: no claim of it yet
+        return found
 
-    placer.running_batches = listing_lands_now
+    calls.due_many = listing_lands_after_the_look
     await h.run_until(lambda: _done(api, batch))
-    assert (await answers[0])["added"] == 1
+    assert answers[0]["added"] == 1
     assert [r.to for r in h.sim.placed] == ["+12125550001"]  # its slot was freed for the next call
     [stopped] = await api.all_calls(batch, "skipped")
     assert stopped["outcome"] == "suppressed" and rule_of(stopped) == f"dnc: api {TODAY}"
 
 
-async def test_a_listing_written_after_the_rounds_look_is_answered_only_once_that_call_is_placed(
+async def test_a_listing_written_after_the_claims_look_is_answered_only_once_that_call_is_placed(
         api, clock, engine_settings):
-    """The placer read the list (nothing listed) and is about to ask the provider when the listing is written:
-    that call is placed, so the listing must not be answered before it is (invariant 6: no call placed once
-    a listing was acknowledged). The listing answers once no claim of its numbers is left unplaced."""
+    """The claim's write read the list (nothing listed) and the placer is about to ask the provider when the
+    listing is written: that call is placed, so the listing must not be answered before it is (invariant 6: no
+    call placed once a listing was acknowledged). The listing answers once no claim of its numbers is left
+    unplaced."""
     h = Harness(api, clock, engine_settings)
     batch = await api.create_batch(concurrencyLimit=1)
     await api.add_calls(batch, nums(1))
-    placer = h.engines[0].dispatcher.placer
-    look, place, order, answers = placer.dnc.listed, h.sim.place_call, [], []
+    calls = h.engines[0].dispatcher.calls
+    claim, place, order, answers = calls.claim, h.sim.place_call, [], []
 
-    async def listing_lands_after_the_look(keys):
-        found = await look(keys)
-        if not answers:
+    async def listing_lands_after_the_claim(*args, **kwargs):
+        result = await claim(*args, **kwargs)
+        if not answers and result.won:
             answers.append(asyncio.create_task(listed(api, ["+12125550000"])))
             answers[0].add_done_callback(lambda _: order.append("answered"))
             while (await entry(api, "+12125550000"))[0] != 200:
                 await asyncio.sleep(0)
             for _ in range(20):
                 await asyncio.sleep(0)
-        return found
+        return result
 
     async def placing(request):
         order.append("placed")
         return await place(request)
 
-    placer.dnc.listed, h.sim.place_call = listing_lands_after_the_look, placing
+    calls.claim, h.sim.place_call = listing_lands_after_the_claim, placing
     await h.run_until(lambda: _done(api, batch))
     await answers[0]
     assert order == ["placed", "answered"]

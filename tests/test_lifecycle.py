@@ -60,6 +60,30 @@ async def test_stop_means_stop_with_two_dispatchers_then_resume(api, clock, engi
     assert max(h.peak.values()) <= 6
 
 
+async def test_a_stop_between_the_dispatchers_look_and_its_claim_places_nothing(api, clock, engine_settings):
+    """The dispatcher read the due calls, then the stop answered (no claim yet: nothing to wait for), then the
+    claim was written: the claim's write reads its batch after it, sees it paused, and hands the calls back."""
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(concurrencyLimit=3)
+    await api.add_calls(batch, nums(3))
+    calls = h.engines[0].dispatcher.calls
+    due_many, answers = calls.due_many, []
+
+    async def stop_lands_after_the_look(*args, **kwargs):
+        found = await due_many(*args, **kwargs)
+        if not answers:
+            answers.append(await act(api, batch, "stop"))
+        return found
+
+    calls.due_many = stop_lands_after_the_look
+    for _ in range(5):
+        await h.step()
+    code, doc = answers[0]
+    assert code == 200 and doc["data"]["status"] == "paused"
+    assert h.sim.placed == []
+    assert Counter(c["status"] for c in await api.all_calls(batch)) == {"queued": 3}
+
+
 async def test_cancel_withdraws_waiting_calls_and_can_hang_up(api, clock, engine_settings):
     h = Harness(api, clock, engine_settings, outcomes={"no_answer": 1.0})  # each rings for ten minutes
     api.app[LIFECYCLE].hang_up = h.sim.hangup  # as the composition root wires the provider of make run
