@@ -84,6 +84,26 @@ async def test_a_stop_between_the_dispatchers_look_and_its_claim_places_nothing(
     assert Counter(c["status"] for c in await api.all_calls(batch)) == {"queued": 3}
 
 
+async def test_stop_and_start_go_by_the_batch_as_it_is_not_as_it_was_read(api, clock, engine_settings):
+    """Found by the million-call simulation: a stop read its batch paused, a start landed, and the stop answered
+    at once from its stale copy ("paused", nothing to do) while the batch ran: its calls were placed after that
+    answer. A stop or start acts on the status the move finds."""
+    lifecycle = api.app[LIFECYCLE]
+    batch = await api.create_batch(concurrencyLimit=3)
+    assert (await act(api, batch, "start"))[0] == 200
+    assert (await act(api, batch, "stop"))[0] == 200
+    stale = await lifecycle.repo.get(ObjectId(batch))
+    assert (await act(api, batch, "start"))[0] == 200
+    answer = await lifecycle.stop(stale)
+    assert answer["status"] == "paused" and (await lifecycle.repo.get(ObjectId(batch)))["status"] == "paused"
+    answer = await lifecycle.start(answer)
+    assert (await act(api, batch, "stop"))[0] == 200
+    assert (await lifecycle.start(answer))["status"] == "running"  # read running, stopped since: started
+    assert (await lifecycle.repo.get(ObjectId(batch)))["status"] == "running"
+    code, doc = await act(api, batch, "start")  # a double click changes nothing
+    assert code == 200 and doc["data"]["status"] == "running"
+
+
 async def test_cancel_withdraws_waiting_calls_and_can_hang_up(api, clock, engine_settings):
     h = Harness(api, clock, engine_settings, outcomes={"no_answer": 1.0})  # each rings for ten minutes
     api.app[LIFECYCLE].hang_up = h.sim.hangup  # as the composition root wires the provider of make run

@@ -75,9 +75,8 @@ class Lifecycle:
         return docs, {i: counters_view(t) for i, t in tallies.items()}, str(docs[-1]["_id"]) if more else None
 
     async def start(self, batch: dict) -> dict:
-        """pending | paused -> running now (a batch scheduled for later starts early)."""
-        if batch["status"] == BatchStatus.RUNNING.value:
-            return batch
+        """pending | paused -> running now (a batch scheduled for later starts early); a running one is answered
+        as it is. By the batch's status at the move, not as `batch` (read earlier) shows it."""
         now = self.clock.now()
         scheduled = batch.get("scheduledAt")
         early = scheduled is not None and scheduled > now  # its calls wait for the scheduled start
@@ -87,18 +86,26 @@ class Lifecycle:
             await self.calls.bring_forward(batch["_id"], now)
         if not await self.repo.move(batch["_id"], machine.START, now,
                                     {"scheduledAt": None, "startedAt": now, "enqueuedAt": now}):
-            raise conflict(await self._reread(batch), "started")
+            current = await self._reread(batch)
+            if current["status"] == BatchStatus.RUNNING.value:
+                return current  # started already (a double click): nothing changes
+            raise conflict(current, "started")
         if early:  # calls written meanwhile by a request that read the old schedule
             await self.calls.bring_forward(batch["_id"], now)
         log.info("batch started", extra={"batchId": str(batch["_id"])})
         return await self._reread(batch)
 
     async def stop(self, batch: dict) -> dict:
-        """running -> paused; answers once no claim of the batch is left unplaced."""
-        if batch["status"] == BatchStatus.PAUSED.value:
-            return batch
+        """running -> paused; answers once no claim of the batch is left unplaced. By the batch's status at the
+        move, not as `batch` (read earlier) shows it: a batch read paused and started since is stopped."""
         if not await self.repo.move(batch["_id"], machine.STOP, self.clock.now()):
-            raise conflict(await self._reread(batch), "stopped")
+            current = await self._reread(batch)
+            if current["status"] != BatchStatus.PAUSED.value:
+                raise conflict(current, "stopped")
+            # Stopped already (a double click, or another stop still waiting): nothing changes, and this answer
+            # too waits for the batch's claims, so no call is placed after it either.
+            await self._settle(batch["_id"])
+            return await self._reread(batch)
         self._changed()
         await self._settle(batch["_id"])
         log.info("batch stopped", extra={"batchId": str(batch["_id"])})

@@ -11,15 +11,16 @@ Indexes (declared in indexes.py) and the queries they serve:
   `has_waiting` / `has_active` (an indexed find_one with status $in) and pages filtered by status.
 - `batch_id` (batchId, _id): pages without a status filter (and the recounts: calls_counters.py).
 - `status_lease` (status, leaseUntil): the reaper's expired leases.
+The dispatcher's claims and their hand-backs: calls_for_claims.py; operators', chains', the do-not-call
+list's and the counters' queries: the other calls_*.py modules, all mixed into MongoCalls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import secrets
-from typing import Any, Iterable
+from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidDocument
@@ -30,13 +31,14 @@ from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.core.webhook_events import call_event
-from dialer.ports import Claim, ClaimResult, ChunkResult, LedgerWrite, Finish, PlacedRecord, active_key
+from dialer.ports import ChunkResult, Finish, active_key
 from dialer.store.mongo.calls_for_chains import ChainCalls
+from dialer.store.mongo.calls_for_claims import ClaimCalls
 from dialer.store.mongo.calls_counters import CounterCalls
 from dialer.store.mongo.calls_for_dnc import DncCalls
 from dialer.store.mongo.calls_for_operators import OperatorsCalls
 from dialer.store.mongo.counters import CounterBuffer
-from dialer.store.mongo.documents import normalise, refused, unavailable, unordered
+from dialer.store.mongo.documents import normalise, unavailable
 from dialer.store.mongo.outbox import outbox
 
 log = logging.getLogger("dialer.store.calls")
@@ -48,19 +50,7 @@ DUPLICATE_KEY = 11000
 CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
 
 
-async def holders_of(calls: Any, ids: list[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
-    """(status, claimToken) of each of these calls that exists (CallRepo.holders, and the slot ledger's read)."""
-    if not ids:
-        return {}
-    return {d["_id"]: (d["status"], d.get("claimToken"))
-            async for d in calls.find({"_id": {"$in": ids}}, {"status": 1, "claimToken": 1})}
-
-
-
-async def _empty(value):
-    return value
-
-class MongoCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
+class MongoCalls(ClaimCalls, OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
     tallies_exact = False  # a transition and its counters' increment are two writes
 
     def __init__(self, collection: Any, counters: CounterBuffer, batches: Any = None, dnc: Any = None,
@@ -217,105 +207,6 @@ class MongoCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
     @unavailable
     async def has_waiting(self, batch_id: ObjectId) -> bool:
         return await self.c.find_one({"batchId": batch_id, "status": {"$in": WAITING_VALUES}}, {"_id": 1}) is not None
-
-    @unavailable
-    async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
-        return await holders_of(self.c, list(call_ids))
-
-    @unavailable
-    async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
-                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = (),
-                    reservation: LedgerWrite | None = None) -> ClaimResult:
-        """The ledger's compare-and-set (if asked), the write, then, once it is acknowledged, three reads at once:
-        which claims landed, the batches' stamps, the do-not-call entries."""
-        if reservation is not None and not await self._ledger.write(reservation.version, reservation.pending,
-                                                                    reservation.next_dial_at):
-            return ClaimResult(reserved=False)
-        queued = CallStatus.QUEUED.value
-        ops = [UpdateOne({"_id": cid, "status": queued},
-                         {"$set": {"nextAttemptAt": when}, **({"$push": {"history": entry[0]}} if entry else {})})
-               for cid, when, *entry in deferrals]
-        ops += [self._placed_op(r) for r in records]
-        ops += [UpdateOne({"_id": c.call_id, "status": queued},
-                          {"$set": {"status": CallStatus.DIALING.value, "claimedBy": c.by, "claimToken": c.token,
-                                    "dialAt": c.dial_at, "leaseUntil": c.lease_until, "updatedAt": now},
-                           "$inc": {"attempts": 1}}) for c in claims]
-        error = await unordered(self.c, ops) if ops else None
-        batch_ids, numbers = list(batch_ids), list(numbers)
-        won, running, listed = await asyncio.gather(
-            self._landed(claims) if claims else _empty(set()),
-            self._batches.runnable_stamps(now, batch_ids) if batch_ids else _empty({}),
-            self._dnc.listed(numbers) if numbers else _empty({}))
-        if error is not None:
-            # Part of it may have landed: each claim that did is in `won`, to be placed rather than left
-            # dialing until its lease ends; the placed records that did not are written again.
-            log.warning("claim write failed part-way: what landed was read back",
-                        extra={"claims": len(claims), "won": len(won), "error": type(error).__name__})
-            await self._record_again(records, refused(error), len(deferrals))
-        return ClaimResult(won=won, running=running, listed=listed)
-
-    async def _landed(self, claims: list[Claim]) -> set[ObjectId]:
-        """Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and
-        what they were before, for the batch counters: one read of the claimed calls."""
-        queued, dialing = CallStatus.QUEUED.value, CallStatus.DIALING.value
-        tokens = {c.call_id: c.token for c in claims}
-        won = set()
-        async for d in self.c.find({"_id": {"$in": list(tokens)}}, {"claimToken": 1, "batchId": 1, "attempts": 1,
-                                                                     "outcome": 1, "status": 1}):
-            if d.get("claimToken") == tokens[d["_id"]] and d["status"] == dialing:
-                won.add(d["_id"])
-                outcome, attempts = d.get("outcome"), d.get("attempts", 1)
-                self.counters.change(d["batchId"], (queued, outcome, attempts - 1), (dialing, outcome, attempts))
-        return won
-
-    async def _record_again(self, records: list[PlacedRecord], failed: set[int] | None, first: int) -> None:
-        """The placed records of a claim write that failed part-way (theirs are its ops from `first`) that
-        did not land, written again: those the error names, or, when it cannot say, those whose call does
-        not carry the provider's id."""
-        if not records:
-            return
-        if failed is not None:
-            again = [r for i, r in enumerate(records) if first + i in failed]
-        else:
-            ids = {d["_id"]: d.get("providerCallId")
-                   async for d in self.c.find({"_id": {"$in": [r.call_id for r in records]}}, {"providerCallId": 1})}
-            again = [r for r in records if r.call_id in ids and ids[r.call_id] != r.provider_call_id]
-        if again:
-            await self.c.bulk_write([self._placed_op(r) for r in again], ordered=False)
-
-    @staticmethod
-    def _placed_op(r: PlacedRecord) -> UpdateOne:
-        return UpdateOne({"_id": r.call_id, "claimToken": r.token, "status": {"$ne": CallStatus.QUEUED.value}},
-                         {"$set": {"providerCallId": r.provider_call_id}, "$max": {"leaseUntil": r.lease_until},
-                          "$push": {"history": {"at": r.at, "event": "placed", "providerCallId": r.provider_call_id}}})
-
-    @unavailable
-    async def record_placed(self, records: list[PlacedRecord]) -> None:
-        if records:
-            await self.c.bulk_write([self._placed_op(r) for r in records], ordered=False)
-
-    @unavailable
-    async def requeue_unplaced(self, call_id: ObjectId, token: str | None, when: dt.datetime, entry: dict,
-                               provider_error: bool = False) -> bool:
-        before = await self.c.find_one_and_update(
-            {"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value,
-             "providerCallId": {"$exists": False}},
-            {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
-             "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
-             "$unset": CLAIM_FIELDS, "$push": {"history": entry}}, projection=BEFORE_FIELDS)
-        if before is None:
-            return False
-        outcome, attempts = before.get("outcome"), before.get("attempts", 0)
-        self.counters.change(before["batchId"], (before["status"], outcome, attempts),
-                             (CallStatus.QUEUED.value, outcome, attempts - 1))
-        return True
-
-    @unavailable
-    async def mark_uncertain(self, call_id: ObjectId, token: str, lease_until: dt.datetime, entry: dict) -> bool:
-        result = await self.c.update_one({"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value},
-                                         {"$set": {"leaseUntil": lease_until, "uncertain": True},
-                                          "$push": {"history": entry}})
-        return result.modified_count == 1
 
     @staticmethod
     def _match(call_id: ObjectId, token: str | None, provider_call_id: str | None) -> dict:

@@ -12,7 +12,7 @@ from bson import ObjectId
 
 from dialer.core.statuses import IN_FLIGHT_VALUES
 from dialer.ports import FlyingCounts, LedgerState
-from dialer.store.mongo.calls import holders_of
+from dialer.store.mongo.calls_for_claims import holders_of
 from dialer.store.mongo.documents import aggregate, aware, normalise, unavailable
 
 ACCOUNT = "account"

@@ -9,31 +9,30 @@ indexes that serve them:
   walk starts at the batch's earliest queued call and stops at `limit` or the first one not yet due;
 - page: `calls_batch_id` (the counters' reads and recounts: calls_counters.py);
 - expired: `calls_lease` (partial: in-flight calls only).
+The dispatcher's claims and their hand-backs: calls_for_claims.py; operators', chains', the do-not-call
+list's and the counters' queries: the other calls_*.py modules, all mixed into SqliteCalls.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from typing import Iterable
 
 from bson import ObjectId
 
 from dialer.core.machine import PROGRESS_MOVES
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
-from dialer.ports import ChunkResult, Claim, ClaimResult, Finish, LedgerWrite, PlacedRecord, StoreUnavailable, active_key
+from dialer.ports import ChunkResult, Finish, StoreUnavailable, active_key
 from dialer.store.ids import NEW_IDS
 from dialer.store.sqlite import call_rows as rows
-from dialer.store.sqlite.batches import runnable_stamps_in
-from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, holders_of, load, push, save
+from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, load, push, save
 from dialer.store.sqlite.calls_for_chains import ChainCalls
+from dialer.store.sqlite.calls_for_claims import ClaimCalls
 from dialer.store.sqlite.calls_counters import CounterCalls
 from dialer.store.sqlite.calls_for_dnc import DncCalls
 from dialer.store.sqlite.calls_for_operators import OperatorsCalls
 from dialer.store.sqlite.database import Database
-from dialer.store.sqlite.dnc import listed_in
-from dialer.store.sqlite.ledger import write_in
 from dialer.store.sqlite.documents import at, decode, marks, ms, stored
 
 QUEUED = CallStatus.QUEUED.value
@@ -76,7 +75,7 @@ def matches(doc: dict, token: str | None, provider_call_id: str | None) -> bool:
     return True
 
 
-class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
+class SqliteCalls(ClaimCalls, OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
     tallies_exact = True  # kept by triggers on `calls` in the same transaction (schema.py)
 
     def __init__(self, db: Database) -> None:
@@ -196,91 +195,6 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
     async def has_waiting(self, batch_id: ObjectId) -> bool:
         return await self.db.read(_any_of, batch_id, WAITING_VALUES)
 
-    async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
-        ids = [c for c in call_ids if isinstance(c, ObjectId)]
-        return await self.db.read(holders_of, ids) if ids else {}
-
-    async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
-                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = (),
-                    reservation: LedgerWrite | None = None) -> ClaimResult:
-        batch_ids, numbers = list(batch_ids), list(numbers)
-        if not (claims or deferrals or records or batch_ids or numbers or reservation):
-            return ClaimResult()
-        return await self.db.write(self._claim, claims, deferrals, records, now, batch_ids, numbers, reservation)
-
-    @classmethod
-    def _claim(cls, conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord],
-               now: dt.datetime, batch_ids: list[ObjectId], numbers: list[tuple[ObjectId, str]],
-               reservation: LedgerWrite | None) -> ClaimResult:
-        """The ledger's compare-and-set, the writes, then the reads after them (one transaction)."""
-        if reservation is not None and not write_in(conn, reservation):
-            return ClaimResult(reserved=False)
-        won = cls._claim_writes(conn, claims, deferrals, records, now)
-        return ClaimResult(won=won, running=runnable_stamps_in(conn, now, batch_ids) if batch_ids else {},
-                           listed=listed_in(conn, numbers) if numbers else {})
-
-    @staticmethod
-    def _claim_writes(conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple],
-                      records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
-        found = rows.by_ids(conn, [d[0] for d in deferrals] + [c.call_id for c in claims])
-        changed: dict[ObjectId, dict] = {}
-        for cid, when, *entry in deferrals:
-            doc = found.get(cid)
-            if doc is not None and doc["status"] == QUEUED:
-                doc["nextAttemptAt"] = stored(when)
-                if entry:
-                    push(doc, {**entry[0], "at": stored(entry[0]["at"])})
-                changed[cid] = doc
-        won: set[ObjectId] = set()
-        for c in claims:
-            doc = found.get(c.call_id)
-            if doc is None or doc["status"] != QUEUED:
-                continue
-            doc["status"] = check(doc, DIALING)
-            doc.update(claimedBy=c.by, claimToken=c.token, dialAt=stored(c.dial_at), leaseUntil=stored(c.lease_until),
-                       updatedAt=stored(now), attempts=doc["attempts"] + 1)
-            changed[c.call_id] = doc
-            won.add(c.call_id)
-        rows.save_many(conn, changed.values())
-        _record_placed(conn, records)
-        return won
-
-    async def record_placed(self, records: list[PlacedRecord]) -> None:
-        if records:
-            await self.db.write(_record_placed, records)
-
-    async def requeue_unplaced(self, call_id: ObjectId, token: str | None, when: dt.datetime, entry: dict,
-                               provider_error: bool = False) -> bool:
-        def work(conn: sqlite3.Connection) -> bool:
-            doc = load(conn, call_id)
-            # {"claimToken": token}: with None, a call whose claimToken is None or absent.
-            if doc is None or doc.get("claimToken") != token or doc["status"] != DIALING or "providerCallId" in doc:
-                return False
-            doc["status"] = check(doc, QUEUED)
-            doc["nextAttemptAt"] = stored(when)
-            doc["attempts"] -= 1
-            if provider_error:
-                doc["providerErrors"] = doc.get("providerErrors", 0) + 1
-            for name in CLAIM_FIELDS:
-                doc.pop(name, None)
-            push(doc, entry)
-            save(conn, doc)
-            return True
-
-        return await self.db.write(work)
-
-    async def mark_uncertain(self, call_id: ObjectId, token: str, lease_until: dt.datetime, entry: dict) -> bool:
-        def work(conn: sqlite3.Connection) -> bool:
-            doc = load(conn, call_id)
-            if doc is None or doc.get("claimToken") != token or doc["status"] != DIALING:
-                return False
-            doc.update(leaseUntil=stored(lease_until), uncertain=True)
-            push(doc, entry)
-            save(conn, doc)
-            return True
-
-        return await self.db.write(work)
-
     async def progress(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, to: str,
                        lease_until: dt.datetime, entry: dict, answered_by: str | None, now: dt.datetime) -> bool:
         move = PROGRESS_MOVES[CallStatus(to)]  # ringing or in_progress; anything else is a bug
@@ -342,22 +256,6 @@ class SqliteCalls(OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
 def _any_of(conn: sqlite3.Connection, batch_id: ObjectId, statuses: list[str]) -> bool:
     return conn.execute(f"SELECT 1 FROM calls WHERE batch_id = ? AND status IN ({marks(statuses)}) LIMIT 1",
                         (batch_id.binary, *statuses)).fetchone() is not None
-
-
-def _record_placed(conn: sqlite3.Connection, records: list[PlacedRecord]) -> None:
-    found = rows.by_ids(conn, [r.call_id for r in records])
-    changed = {}
-    for r in records:
-        doc = found.get(r.call_id)
-        if doc is None or doc.get("claimToken") != r.token or doc["status"] == QUEUED:
-            continue
-        doc["providerCallId"] = r.provider_call_id
-        lease = stored(r.lease_until)
-        if doc.get("leaseUntil") is None or lease > doc["leaseUntil"]:
-            doc["leaseUntil"] = lease
-        push(doc, {"at": r.at, "event": "placed", "providerCallId": r.provider_call_id})
-        changed[r.call_id] = doc
-    rows.save_many(conn, changed.values())
 
 
 def _finish(conn: sqlite3.Connection, call_id: ObjectId, token: str | None, provider_call_id: str | None,

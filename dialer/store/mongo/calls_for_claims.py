@@ -1,0 +1,142 @@
+"""The `calls` collection's queries for the dispatcher's claims: the claim itself (with the slot ledger's
+compare-and-set before it and the reads the placer places on after it), the provider ids of placed calls,
+and a claim handed back unplaced or left uncertain. Part of MongoCalls (calls.py), whose counter bookkeeping
+(`counters`) they share. Every query names call ids (the `_id` index).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any, Iterable
+
+from bson import ObjectId
+from pymongo import UpdateOne
+
+from dialer.core.statuses import CallStatus
+from dialer.ports import Claim, ClaimResult, LedgerWrite, PlacedRecord
+from dialer.store.mongo.documents import refused, unavailable, unordered
+
+log = logging.getLogger("dialer.store.calls")
+BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
+CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
+
+
+async def holders_of(calls: Any, ids: list[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
+    """(status, claimToken) of each of these calls that exists (CallRepo.holders, and the slot ledger's read)."""
+    if not ids:
+        return {}
+    return {d["_id"]: (d["status"], d.get("claimToken"))
+            async for d in calls.find({"_id": {"$in": ids}}, {"status": 1, "claimToken": 1})}
+
+
+async def _empty(value: Any) -> Any:
+    return value
+
+
+class ClaimCalls:
+    c: Any
+    counters: Any
+    _batches: Any  # MongoBatches and MongoDnc: what a claim reads after its write
+    _dnc: Any
+    _ledger: Any  # MongoLedger: the reservation written before it
+
+    @unavailable
+    async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
+        return await holders_of(self.c, list(call_ids))
+
+    @unavailable
+    async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
+                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = (),
+                    reservation: LedgerWrite | None = None) -> ClaimResult:
+        """The ledger's compare-and-set (if asked), the write, then, once it is acknowledged, three reads at once:
+        which claims landed, the batches' stamps, the do-not-call entries."""
+        if reservation is not None and not await self._ledger.write(reservation.version, reservation.pending,
+                                                                    reservation.next_dial_at):
+            return ClaimResult(reserved=False)
+        queued = CallStatus.QUEUED.value
+        ops = [UpdateOne({"_id": cid, "status": queued},
+                         {"$set": {"nextAttemptAt": when}, **({"$push": {"history": entry[0]}} if entry else {})})
+               for cid, when, *entry in deferrals]
+        ops += [self._placed_op(r) for r in records]
+        ops += [UpdateOne({"_id": c.call_id, "status": queued},
+                          {"$set": {"status": CallStatus.DIALING.value, "claimedBy": c.by, "claimToken": c.token,
+                                    "dialAt": c.dial_at, "leaseUntil": c.lease_until, "updatedAt": now},
+                           "$inc": {"attempts": 1}}) for c in claims]
+        error = await unordered(self.c, ops) if ops else None
+        batch_ids, numbers = list(batch_ids), list(numbers)
+        won, running, listed = await asyncio.gather(
+            self._landed(claims) if claims else _empty(set()),
+            self._batches.runnable_stamps(now, batch_ids) if batch_ids else _empty({}),
+            self._dnc.listed(numbers) if numbers else _empty({}))
+        if error is not None:
+            # Part of it may have landed: each claim that did is in `won`, to be placed rather than left
+            # dialing until its lease ends; the placed records that did not are written again.
+            log.warning("claim write failed part-way: what landed was read back",
+                        extra={"claims": len(claims), "won": len(won), "error": type(error).__name__})
+            await self._record_again(records, refused(error), len(deferrals))
+        return ClaimResult(won=won, running=running, listed=listed)
+
+    async def _landed(self, claims: list[Claim]) -> set[ObjectId]:
+        """Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and
+        what they were before, for the batch counters: one read of the claimed calls."""
+        queued, dialing = CallStatus.QUEUED.value, CallStatus.DIALING.value
+        tokens = {c.call_id: c.token for c in claims}
+        won = set()
+        async for d in self.c.find({"_id": {"$in": list(tokens)}}, {"claimToken": 1, "batchId": 1, "attempts": 1,
+                                                                     "outcome": 1, "status": 1}):
+            if d.get("claimToken") == tokens[d["_id"]] and d["status"] == dialing:
+                won.add(d["_id"])
+                outcome, attempts = d.get("outcome"), d.get("attempts", 1)
+                self.counters.change(d["batchId"], (queued, outcome, attempts - 1), (dialing, outcome, attempts))
+        return won
+
+    async def _record_again(self, records: list[PlacedRecord], failed: set[int] | None, first: int) -> None:
+        """The placed records of a claim write that failed part-way (theirs are its ops from `first`) that
+        did not land, written again: those the error names, or, when it cannot say, those whose call does
+        not carry the provider's id."""
+        if not records:
+            return
+        if failed is not None:
+            again = [r for i, r in enumerate(records) if first + i in failed]
+        else:
+            ids = {d["_id"]: d.get("providerCallId")
+                   async for d in self.c.find({"_id": {"$in": [r.call_id for r in records]}}, {"providerCallId": 1})}
+            again = [r for r in records if r.call_id in ids and ids[r.call_id] != r.provider_call_id]
+        if again:
+            await self.c.bulk_write([self._placed_op(r) for r in again], ordered=False)
+
+    @staticmethod
+    def _placed_op(r: PlacedRecord) -> UpdateOne:
+        return UpdateOne({"_id": r.call_id, "claimToken": r.token, "status": {"$ne": CallStatus.QUEUED.value}},
+                         {"$set": {"providerCallId": r.provider_call_id}, "$max": {"leaseUntil": r.lease_until},
+                          "$push": {"history": {"at": r.at, "event": "placed", "providerCallId": r.provider_call_id}}})
+
+    @unavailable
+    async def record_placed(self, records: list[PlacedRecord]) -> None:
+        if records:
+            await self.c.bulk_write([self._placed_op(r) for r in records], ordered=False)
+
+    @unavailable
+    async def requeue_unplaced(self, call_id: ObjectId, token: str | None, when: dt.datetime, entry: dict,
+                               provider_error: bool = False) -> bool:
+        before = await self.c.find_one_and_update(
+            {"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value,
+             "providerCallId": {"$exists": False}},
+            {"$set": {"status": CallStatus.QUEUED.value, "nextAttemptAt": when},
+             "$inc": {"attempts": -1, **({"providerErrors": 1} if provider_error else {})},
+             "$unset": CLAIM_FIELDS, "$push": {"history": entry}}, projection=BEFORE_FIELDS)
+        if before is None:
+            return False
+        outcome, attempts = before.get("outcome"), before.get("attempts", 0)
+        self.counters.change(before["batchId"], (before["status"], outcome, attempts),
+                             (CallStatus.QUEUED.value, outcome, attempts - 1))
+        return True
+
+    @unavailable
+    async def mark_uncertain(self, call_id: ObjectId, token: str, lease_until: dt.datetime, entry: dict) -> bool:
+        result = await self.c.update_one({"_id": call_id, "claimToken": token, "status": CallStatus.DIALING.value},
+                                         {"$set": {"leaseUntil": lease_until, "uncertain": True},
+                                          "$push": {"history": entry}})
+        return result.modified_count == 1

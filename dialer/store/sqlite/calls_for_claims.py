@@ -1,0 +1,131 @@
+"""The SQLite calls' methods for the dispatcher's claims: the claim itself (with the slot ledger's
+compare-and-set and the reads the placer places on, in its transaction), the provider ids of placed calls,
+and a claim handed back unplaced or left uncertain. Part of SqliteCalls (calls.py); each method one unit of
+work, every status change checked against the state machine (the tallies follow by trigger). Every query
+names call ids (the primary key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Iterable
+
+from bson import ObjectId
+
+from dialer.core.statuses import CallStatus
+from dialer.ports import Claim, ClaimResult, LedgerWrite, PlacedRecord
+from dialer.store.sqlite import call_rows as rows
+from dialer.store.sqlite.batches import runnable_stamps_in
+from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, holders_of, load, push, save
+from dialer.store.sqlite.database import Database
+from dialer.store.sqlite.dnc import listed_in
+from dialer.store.sqlite.documents import stored
+from dialer.store.sqlite.ledger import write_in
+
+QUEUED, DIALING = CallStatus.QUEUED.value, CallStatus.DIALING.value
+
+
+class ClaimCalls:
+    db: Database
+
+    async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
+        ids = [c for c in call_ids if isinstance(c, ObjectId)]
+        return await self.db.read(holders_of, ids) if ids else {}
+
+    async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
+                    batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = (),
+                    reservation: LedgerWrite | None = None) -> ClaimResult:
+        batch_ids, numbers = list(batch_ids), list(numbers)
+        if not (claims or deferrals or records or batch_ids or numbers or reservation):
+            return ClaimResult()
+        return await self.db.write(self._claim, claims, deferrals, records, now, batch_ids, numbers, reservation)
+
+    @classmethod
+    def _claim(cls, conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord],
+               now: dt.datetime, batch_ids: list[ObjectId], numbers: list[tuple[ObjectId, str]],
+               reservation: LedgerWrite | None) -> ClaimResult:
+        """The ledger's compare-and-set, the writes, then the reads after them (one transaction)."""
+        if reservation is not None and not write_in(conn, reservation):
+            return ClaimResult(reserved=False)
+        won = cls._claim_writes(conn, claims, deferrals, records, now)
+        return ClaimResult(won=won, running=runnable_stamps_in(conn, now, batch_ids) if batch_ids else {},
+                           listed=listed_in(conn, numbers) if numbers else {})
+
+    @staticmethod
+    def _claim_writes(conn: sqlite3.Connection, claims: list[Claim], deferrals: list[tuple],
+                      records: list[PlacedRecord], now: dt.datetime) -> set[ObjectId]:
+        found = rows.by_ids(conn, [d[0] for d in deferrals] + [c.call_id for c in claims])
+        changed: dict[ObjectId, dict] = {}
+        for cid, when, *entry in deferrals:
+            doc = found.get(cid)
+            if doc is not None and doc["status"] == QUEUED:
+                doc["nextAttemptAt"] = stored(when)
+                if entry:
+                    push(doc, {**entry[0], "at": stored(entry[0]["at"])})
+                changed[cid] = doc
+        won: set[ObjectId] = set()
+        for c in claims:
+            doc = found.get(c.call_id)
+            if doc is None or doc["status"] != QUEUED:
+                continue
+            doc["status"] = check(doc, DIALING)
+            doc.update(claimedBy=c.by, claimToken=c.token, dialAt=stored(c.dial_at), leaseUntil=stored(c.lease_until),
+                       updatedAt=stored(now), attempts=doc["attempts"] + 1)
+            changed[c.call_id] = doc
+            won.add(c.call_id)
+        rows.save_many(conn, changed.values())
+        _record_placed(conn, records)
+        return won
+
+    async def record_placed(self, records: list[PlacedRecord]) -> None:
+        if records:
+            await self.db.write(_record_placed, records)
+
+    async def requeue_unplaced(self, call_id: ObjectId, token: str | None, when: dt.datetime, entry: dict,
+                               provider_error: bool = False) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            doc = load(conn, call_id)
+            # {"claimToken": token}: with None, a call whose claimToken is None or absent.
+            if doc is None or doc.get("claimToken") != token or doc["status"] != DIALING or "providerCallId" in doc:
+                return False
+            doc["status"] = check(doc, QUEUED)
+            doc["nextAttemptAt"] = stored(when)
+            doc["attempts"] -= 1
+            if provider_error:
+                doc["providerErrors"] = doc.get("providerErrors", 0) + 1
+            for name in CLAIM_FIELDS:
+                doc.pop(name, None)
+            push(doc, entry)
+            save(conn, doc)
+            return True
+
+        return await self.db.write(work)
+
+    async def mark_uncertain(self, call_id: ObjectId, token: str, lease_until: dt.datetime, entry: dict) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            doc = load(conn, call_id)
+            if doc is None or doc.get("claimToken") != token or doc["status"] != DIALING:
+                return False
+            doc.update(leaseUntil=stored(lease_until), uncertain=True)
+            push(doc, entry)
+            save(conn, doc)
+            return True
+
+        return await self.db.write(work)
+
+
+def _record_placed(conn: sqlite3.Connection, records: list[PlacedRecord]) -> None:
+    found = rows.by_ids(conn, [r.call_id for r in records])
+    changed = {}
+    for r in records:
+        doc = found.get(r.call_id)
+        if doc is None or doc.get("claimToken") != r.token or doc["status"] == QUEUED:
+            continue
+        doc["providerCallId"] = r.provider_call_id
+        lease = stored(r.lease_until)
+        if doc.get("leaseUntil") is None or lease > doc["leaseUntil"]:
+            doc["leaseUntil"] = lease
+        push(doc, {"at": r.at, "event": "placed", "providerCallId": r.provider_call_id})
+        changed[r.call_id] = doc
+    rows.save_many(conn, changed.values())
