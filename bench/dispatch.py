@@ -95,7 +95,8 @@ Options: --quick (smaller workloads, for a smoke run), --mongo-calls N, --seed N
 the table: --batches N [--calls-per-batch M --limit L --account A --cps C --mode embedded|separate
 --backend sqlite|sqlite-memory|mongomock --dispatchers K] [--json] (K dispatchers racing on one store: the JSON
 adds reservations, cas_retries_per_reservation, calls_per_second in virtual and real time; `port_calls` is the
-port calls per placed call by repository method, `port_calls_by_phase` by ticks / reaper / events), e.g. `python -m bench.dispatch --batches 200
+port calls per placed call by repository method, `port_calls_by_phase` by ticks / reaper / events;
+`mongo_round_trips_per_placed` with --backend mongomock), e.g. `python -m bench.dispatch --batches 200
 --calls-per-batch 100 --limit 10 --account 1000 --cps 50 --json`.
 """
 
@@ -282,6 +283,9 @@ async def one_workload(args: argparse.Namespace) -> int:
               if out.placed else {},
               "port_calls_by_phase": {phase: round(out.counter.in_phases(phase) / out.placed, 3)
                                       for phase in ("tick", "reaper", "events")} if out.placed else {},
+              # On the MongoDB repositories (mongomock): the collection methods called, per placed call.
+              "mongo_round_trips_per_placed": round(out.round_trips.total / out.placed, 3)
+              if out.round_trips is not None and out.placed else None,
               "cpu_ms_per_placed": round(out.cpu_seconds * 1e3 / out.placed, 3) if out.placed else None,
               "reaper_cpu_ms_per_placed": round(out.cpu_reaper * 1e3 / out.placed, 3) if out.placed else None,
               "peak_batch": peak_batch, "peak_account": peak_account, "violations": violations,

@@ -42,6 +42,23 @@ async def _is(h, batch, status):
     return await h.batch_status(batch) == status
 
 
+async def test_a_batch_is_completed_within_seconds_of_its_last_call_ending(
+        api, clock, engine_settings):
+    """Calls ending a few seconds apart: one ending pokes the dispatcher, which looks and finds the batch still has
+    a call in flight; the last one's poke came before the next look at such batches was due, and no more pokes
+    would come: the dispatcher slept its recheck (a minute with the simulator) before it saw the batch done (a
+    bench run's last batch completed 60 s after its last call). The look at batches with calls in flight is a
+    wake-up time of its own (every 5 s)."""
+    h = Harness(api, clock, engine_settings, mean_duration=10, seed=5)  # seed 5: two calls end 2 s apart, late
+    batch = await api.create_batch(concurrencyLimit=3)
+    await api.add_calls(batch, nums(3))
+    await h.run_until(lambda: _is(h, batch, "completed"), seconds=0.5)
+    last_event = max(dt.datetime.fromisoformat(e["at"]) for c in await api.all_calls(batch) for e in c["history"])
+    _, doc = await api.get(f"/api/call/batches/{batch}")
+    completed_at = dt.datetime.fromisoformat(doc["data"]["updatedAt"])
+    assert dt.timedelta(0) <= completed_at - last_event <= dt.timedelta(seconds=6)  # not the minute's recheck
+
+
 async def test_two_dispatchers_racing_never_exceed_the_limit(api, clock, engine_settings):
     h = Harness(api, clock, engine_settings, dispatchers=2, mean_duration=20)
     b1 = await api.create_batch(concurrencyLimit=5)

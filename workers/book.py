@@ -246,9 +246,12 @@ class Book:
         return needed
 
     def next_wake(self) -> dt.datetime | None:
+        """When a look is next due of its own: a quiet batch's time, or the look at the quiet batches with calls
+        in flight (their last call ending makes them done: nothing else would bring a look then)."""
+        look = self._done_at + self.done_every if self.flying and self._done_at is not None else None
         while self._wakes:
             until, _, batch_id = self._wakes[0]
             if self.quiet.get(batch_id) == until:
-                return until
+                return until if look is None else min(until, look)
             heapq.heappop(self._wakes)  # woken or dropped meanwhile
-        return None
+        return look
