@@ -167,7 +167,7 @@ async def test_signed_callbacks_drive_calls_free_the_slot_and_complete_the_batch
     assert [c.params["To"] for c in env.creates()] == [N1, N2]  # the freed slot goes to the second call
     assert await env.batch_status(batch) == "running"
     assert await env.fake.send_status(env.sid(N2), "completed", duration=5) == 204
-    await env.tick()
+    await env.tick(5)  # the dispatcher looks at batches with calls in flight every 5 s: done, then
     assert await env.batch_status(batch) == "completed"
     assert {c["status"] for c in (await env.calls(batch)).values()} == {"completed"}
 

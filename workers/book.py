@@ -43,8 +43,11 @@ class Book:
         self.batches: dict[ObjectId, dict] = {}
         self.ready: dict[ObjectId, int] = {}  # batch -> its turn (the lowest goes first)
         self._turns: list[tuple[int, ObjectId]] = []  # (turn, batch): a heap, lazily cleaned
-        self._last: dict[ObjectId, int] = {}  # batch -> its turn when last served
+        self._last: dict[ObjectId, int] = {}  # batch -> its turn when last served (or first seen)
         self._turn = itertools.count()
+        # Turns are never equal (a heap of thousands of batches then never compares their ids, in Python): a new
+        # batch's is below every served one's, in the order they came.
+        self._new_turn = itertools.count(-2 ** 62)
         self.parked: dict[ObjectId, int] = {}  # ready again when its slots in use are at most this
         self.quiet: dict[ObjectId, dt.datetime | None] = {}  # until (None: until a change or a call's end)
         self.flying: dict[ObjectId, int] = {}  # quiet with calls in flight: their number when it went quiet
@@ -163,7 +166,9 @@ class Book:
         self.parked.pop(batch_id, None)
         self.quiet.pop(batch_id, None)
         self.flying.pop(batch_id, None)
-        turn = self._last.get(batch_id, -1)
+        turn = self._last.get(batch_id)
+        if turn is None:
+            turn = self._last[batch_id] = next(self._new_turn)
         self.ready[batch_id] = turn
         heapq.heappush(self._turns, (turn, batch_id))
 
