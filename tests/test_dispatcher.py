@@ -305,7 +305,7 @@ async def test_calls_enqueued_while_a_batch_completes_are_not_stranded(api, cloc
             return await batches.move_many(batch_ids, move, now, *args, **kwargs)
 
     dispatcher.batches = EnqueueingBeforeCompletion()
-    await dispatcher._complete_if_done({"_id": ObjectId(batch)}, clock.now())
+    await dispatcher._complete_idle([{"_id": ObjectId(batch)}], clock.now())
     dispatcher.batches = batches
     assert await h.batch_status(batch) == "running"
     await h.run_until(lambda: _is(h, batch, "completed"))

@@ -370,9 +370,6 @@ class Dispatcher:
                     total -= 1
         return {b: g for b, g in grants.items() if g}
 
-    async def _complete_if_done(self, batch: dict, now: dt.datetime) -> None:
-        await self._complete_idle([batch], now)
-
     async def _complete_idle(self, batches: list[dict], now: dt.datetime) -> None:
         """Batches found with nothing due and nothing in flight become completed, unless a call of theirs
         waits or flies: one look at all of them, one write moving them, one look again at those moved."""
