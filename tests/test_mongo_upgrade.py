@@ -27,8 +27,8 @@ async def test_slot_entries_of_the_old_ledger_stay_reserved_until_their_calls_sh
     state = await slots.state(AT + dt.timedelta(seconds=30))
     assert (state.used(batch), state.total, state.version, state.next_dial_at) == (2, 2, 7, AT)
     new = ObjectId()
-    reservation = await slots.reserve(state, {batch: (3, [new])}, 10, 1.0, AT + dt.timedelta(seconds=30), "now")
-    assert reservation is not None  # the write replaces the old shape
+    _, write = slots.prepare(state, {batch: (3, [new])}, 10, 1.0, AT + dt.timedelta(seconds=30), "now")
+    assert await repos.ledger.write(write.version, write.pending, write.next_dial_at)  # replaces the old shape
     state = await slots.state(AT + dt.timedelta(seconds=121))  # the old ones never claimed: freed after the grace
     assert (state.used(batch), state.total) == (1, 1)
     assert "slots" not in await client["dialer"]["dispatch"].find_one({"_id": "account"})

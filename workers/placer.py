@@ -89,12 +89,9 @@ class Placer:
         """Claims just written, with what their write read after it: the batches still running, the numbers'
         do-not-call entries. Those of a batch stopped meanwhile go back to the queue, those listed end
         suppressed; the others are known checked as of `now` (a placement round at `now` reads neither again)."""
-        stopped = [c for c in claims if c.batch["_id"] not in running]
+        kept, stopped = [], [c for c in claims if c.batch["_id"] not in running]
         await self._requeue_all(stopped, now, "batch_not_running")
-        kept = []
-        for claimed in claims:
-            if claimed.batch["_id"] not in running:
-                continue
+        for claimed in (c for c in claims if c.batch["_id"] in running):
             entry = listed.get((claimed.batch["workspaceId"], claimed.call["phoneNumber"]))
             if entry is not None:
                 await self._suppress(claimed, entry, now)

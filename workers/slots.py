@@ -117,20 +117,12 @@ class Slots:
         state.pending = [e for e in state.pending if waits(e)]
         state._count()
 
-    async def reserve(self, state: DispatchState, wanted: dict[ObjectId, tuple[int, list[ObjectId]]],
-                      max_total: int, cps: float, now: dt.datetime, token: str,
-                      earliest: dt.datetime | None = None) -> Reservation | None:
-        """`prepare`, then its compare-and-set on its own; None when another dispatcher changed the document first.
-        (A dispatcher's claim lands it with its calls' claim instead: CallRepo.claim.)"""
-        reservation, write = self.prepare(state, wanted, max_total, cps, now, token, earliest)
-        return reservation if await self.ledger.write(write.version, write.pending, write.next_dial_at) else None
-
     def prepare(self, state: DispatchState, wanted: dict[ObjectId, tuple[int, list[ObjectId]]],
                 max_total: int, cps: float, now: dt.datetime, token: str,
                 earliest: dt.datetime | None = None) -> tuple[Reservation, LedgerWrite]:
         """A reservation of slots for `wanted` = {batch: (limit, call ids)} against a harvested `state`, their
         dial times 1/cps apart from the later of `earliest` (default: now) and the ledger's next dial time, and
-        the ledger's compare-and-set that makes it."""
+        the ledger's compare-and-set that makes it (written with the calls' claim: CallRepo.claim)."""
         reservation = Reservation(token)
         count = sum(len(ids) for _, ids in wanted.values())
         if state.total + count > max_total:
