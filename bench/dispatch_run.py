@@ -159,19 +159,13 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
     services = services_over(repos, settings, clock)
     sim = RecordingSimulator(clock, OUTCOMES, mean_duration=MEAN_DURATION, time_scale=1.0, seed=seed)
     in_process = mode == "embedded"
-    # K dispatchers on one store (K processes: each its own Engine); the provider's events reach the first,
-    # and every other one is poked as its own process would be by the callbacks it receives.
+    # K dispatchers on one store (K processes: each its own Engine); the provider's events reach the first, and
+    # the events service they share tells every one that a slot is free, as its own process's callbacks would.
     engines = [Engine(repos, clock, settings, sim, services.events, name=f"bench-{k}", events_in_process=in_process)
                for k in range(dispatchers)]
     engine = engines[0]
     if in_process:
-        first = engine.deliver
-
-        async def deliver(event: Any) -> None:
-            await first(event)
-            if event.status in PROVIDER_FINAL:
-                for other in engines[1:]:
-                    other.dispatcher.poke()
+        deliver = engine.deliver
     else:
         deliver = event_applier(services_over(repos, settings, clock))  # the API process's services
     provider_in_flight: Counter = Counter()  # batch -> placed, final event not yet applied

@@ -19,7 +19,6 @@ from dialer.ports import Repositories
 from dialer.services.call_events import CallEvents
 from dialer.services.chains import Chains
 from dialer.services.enrollment import Enrollment
-from dialer.services.tenancy import parse_id
 from dialer.settings import Settings
 from workers.slots import Slots
 
@@ -83,24 +82,22 @@ class Engine:
         policies = getattr(self.events, "policies", None)
         if policies is not None:  # the events this process applies read the batches' retry policies it reads
             self.dispatcher.book.readers.append(policies.know)
+        self.events.on_ended.append(self._ended)
         self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name,
                              chains=chains, enrollment=enrollment)
         self._scheduler: AsyncIOScheduler | None = None
         self._jobs_running = 0
 
     async def deliver(self, event: CallEvent) -> None:
-        result = await self.events.apply(event.call_id, event.provider_call_id, event.status,
-                                         batch_id=event.extra.get("batchId"), attempt=event.extra.get("attempt"),
-                                         answered_by=event.answered_by,
-                                         duration=event.duration, error=event.error)
-        if result in ("final", "retry"):
-            self.dispatcher.poke()  # a slot is free: look again at the next tick
-        if result == "retry":  # and the batch has a call in its queue again: back in turn
-            batch_id = parse_id(event.extra.get("batchId"))
-            if batch_id is not None:
-                self.dispatcher.requeued(batch_id)
-            else:
-                self.dispatcher.wake()
+        await self.events.apply(event.call_id, event.provider_call_id, event.status,
+                                batch_id=event.extra.get("batchId"), attempt=event.extra.get("attempt"),
+                                answered_by=event.answered_by, duration=event.duration, error=event.error)
+
+    def _ended(self, batch_id, kind: str) -> None:
+        """A call left flight in this process (the events service tells, whatever the event came through)."""
+        self.dispatcher.poke()  # a slot is free: look again at the next tick
+        if kind == "retry":  # and the batch has a call in its queue again: back in turn
+            self.dispatcher.requeued(batch_id)
 
     async def step(self) -> int:
         """One dispatch tick plus delivery of due simulator events (what the scheduler runs)."""
@@ -131,6 +128,8 @@ class Engine:
 
     async def stop(self, timeout: float = 10.0) -> None:
         await self.dispatcher.stop_claiming()
+        if self._ended in self.events.on_ended:
+            self.events.on_ended.remove(self._ended)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None

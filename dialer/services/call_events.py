@@ -85,6 +85,10 @@ class CallEvents:
         self.lease = dt.timedelta(seconds=lease_seconds)
         # Contact chaining's next step for the call's group (dialer/services/chains.py), once it is final.
         self.on_group_call_final: Callable[[ObjectId, str], Awaitable[None]] | None = None
+        # Told of every call that left flight here (its batch, "final" or "retry"): a dispatcher in this
+        # process (workers/engine.py) looks again at once instead of at its next recheck, whichever face the
+        # event came through (Twilio's callback to the API, the simulator, a provider error, the reaper).
+        self.on_ended: list[Callable[[ObjectId, str], None]] = []
 
     async def apply(self, call_id: Any, provider_call_id: str | None, status: str, *, batch_id: Any = None,
                     attempt: str | None = None, answered_by: str | None = None, duration: int | None = None,
@@ -143,8 +147,11 @@ class CallEvents:
             if group is not None and self.on_group_call_final is not None:
                 await self.on_group_call_final(batch_id, group["key"])
         if kind == "retry" and await enqueued_or_withdrawn(self.calls, self.policies.batches, batch_id, now):
-            return "final"  # cancelled while the call was in flight: it ended normally, and never waits again
+            kind = "final"  # cancelled while the call was in flight: it ended normally, and never waits again
+        else:
+            log.info("call finished" if kind == "final" else "call will be retried",
+                     extra={"callId": str(call_id), "batchId": str(batch_id), "outcome": outcome})
         # Its slot is freed by the next reservation, which sees the call is no longer in flight.
-        log.info("call finished" if kind == "final" else "call will be retried",
-                 extra={"callId": str(call_id), "batchId": str(batch_id), "outcome": outcome})
+        for listener in self.on_ended:
+            listener(batch_id, kind)
         return kind
