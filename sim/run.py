@@ -8,7 +8,8 @@ die at any operation; the reapers run at their production cadence (skipped while
 anywhere: they run once where the clock lands); the clock moves by the poll interval,
 or straight to the next thing to happen when nothing is in flight. Every placement is checked as it
 happens (checks.py); the counters against a recount (the batches whose counters moved, and in turn the
-others) and the calls against what was accepted every `recount_every` steps, and every batch at the end.
+others) and the calls against what was accepted every `recount_every` steps, and every batch at the end
+(recount.py).
 The run ends when every record was sent and every call is final.
 """
 
@@ -26,7 +27,7 @@ from bson import ObjectId
 
 from dialer.composition import Services, services_over
 from dialer.core.clock import FixedClock, as_utc
-from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
+from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
 from dialer.services.tenancy import Principal
 from dialer.settings import Settings
 from workers.engine import Engine
@@ -36,13 +37,12 @@ from sim import workload as wl
 from sim.checks import Checker
 from sim.faults import Callbacks, Died, FaultyProvider, Guard, GuardedProvider, guarded, inline_store
 from sim.operators import Operators
+from sim.recount import Recount
 
 OUTCOMES = {"answered": 0.5, "machine": 0.05, "busy": 0.15, "no_answer": 0.2, "failed": 0.1}
 REAPER_EVERY = dt.timedelta(seconds=60)  # lease_seconds / 2, as Engine.start schedules it
 MAX_JUMP = dt.timedelta(seconds=300)
 HELD = CallStatus.HELD.value
-AUDIT_ROUNDS = 8  # every batch is recounted at least once in this many full checks (and all at the end)
-AUDIT_GROUP = 20  # batches recounted in one read
 DEATH_EVERY = 1800.0  # virtual seconds: how often each dispatcher process dies, on average
 
 
@@ -160,8 +160,7 @@ class World:
         self.ending = False
         self.last_tick: dt.datetime | None = None
         self.next_due: dt.datetime | None = None  # the earliest queued call's time, as last looked up
-        self.audited: dict[ObjectId, tuple[list, list]] = {}  # batch -> (kept counters, recount) at its last recount
-        self.audit_turn = 0  # where the next share of unchanged batches to recount starts
+        self.recount = Recount(self)
         self.started = time.perf_counter()
 
     # ---- setting up ---------------------------------------------------------------------------
@@ -254,15 +253,15 @@ class World:
                 if self.checker.violations:
                     break
                 if self.step % self.config.recount_every == 0:
-                    await self.full_check()
-                elif self.ending and self.step % 20 == 0 and await self.finished():
-                    await self.full_check(everything=True)
+                    await self.recount.check()
+                elif self.ending and self.step % 20 == 0 and await self.recount.finished():
+                    await self.recount.check(everything=True)
                     break
                 if self.checker.violations:
                     break
                 if self.clock.now() > limit:
                     self.checker.fail(f"calls still not final after {self.config.max_days:g} virtual days: "
-                                      f"{await self.left_behind()}")
+                                      f"{await self.recount.left_behind()}")
                     break
                 await self._advance()
         finally:
@@ -365,74 +364,3 @@ class World:
         tallies = await self.raw.calls.tallies_many(list(self.batches)) if self.batches else {}
         return not any(t.calls and (t.status in IN_FLIGHT_VALUES or t.status == HELD)
                        for ts in tallies.values() for t in ts)
-
-    # ---- the full checks ------------------------------------------------------------------------
-    async def full_check(self, everything: bool = False) -> None:
-        """Counters against a recount, calls against what the answers accepted.
-
-        A recount reads every call of a batch, so not every batch each time: those whose kept counters
-        changed since their last recount, and in turn a share of the others (each at least every
-        AUDIT_ROUNDS checks: a call changed without its counters would show there); `everything` (at the
-        end) recounts every batch. A batch not recounted adds its last recount to the calls stored (its
-        counters, equal then, have not moved since)."""
-        ids = list(self.batches)
-        kept = await self.raw.calls.tallies_many(ids) if ids else {}
-        share = -(-len(ids) // AUDIT_ROUNDS)
-        turn = set(ids[self.audit_turn:self.audit_turn + share]) if ids else set()
-        self.audit_turn = self.audit_turn + share if self.audit_turn + share < len(ids) else 0
-        waiting = in_flight = total = 0
-        chosen = [b for b in ids if everything or b in turn or b not in self.audited
-                  or self.audited[b][0] != kept.get(b, [])]
-        audits: dict = {}
-        for i in range(0, len(chosen), AUDIT_GROUP):  # a bounded number of calls read at once
-            audits.update(await self.raw.calls.audit_many(chosen[i:i + AUDIT_GROUP]))
-        self.result.counts["recounts"] += len(chosen)
-        for batch_id in ids:
-            if batch_id in audits:
-                actual, delta = audits[batch_id]
-                if delta:
-                    self.checker.fail(f"batch {batch_id}: counters differ from a recount by {delta}")
-                self.audited[batch_id] = (kept.get(batch_id, []), actual)
-            else:
-                actual = self.audited[batch_id][1]
-            for t in actual:
-                total += t.calls
-                if t.status in WAITING_VALUES:
-                    waiting += t.calls
-                elif t.status in IN_FLIGHT_VALUES:
-                    in_flight += t.calls
-        if total != self.accepted:
-            self.checker.fail(f"{total} calls stored, {self.accepted} accepted by the answers")
-        self.waiting = waiting + in_flight
-        self.result.calls = total
-        if self.config.progress:
-            wall = time.perf_counter() - self.started
-            self.config.progress(f"step {self.step:,}  {self.clock.now():%a %d %b %H:%M} UTC  calls {total:,}  "
-                                 f"placed {self.checker.placed:,}  waiting {waiting:,}  in flight {in_flight:,}  "
-                                 f"dispatchers {len(self.processes)}  requests {len(self.tasks)} sent {self.operators.sent:,}  "
-                                 f"violations {len(self.checker.violations)}  wall {wall:,.0f} s")
-
-    async def left_behind(self) -> str:
-        """Where the calls not final are: by their batch's status and their own (what a replay looks at first)."""
-        tallies = await self.raw.calls.tallies_many(list(self.batches))
-        where: Counter = Counter()
-        batches: dict[str, set] = {}
-        for batch_id, ts in tallies.items():
-            left = [t for t in ts if t.status in ACTIVE_VALUES and t.calls]
-            if not left:
-                continue
-            batch = await self.raw.batches.get(batch_id) or {"status": "deleted"}
-            due = await self.raw.calls.next_due_at(batch_id)
-            for t in left:
-                key = f"batch {batch['status']}, call {t.status}"
-                where[key] += t.calls
-                batches.setdefault(key, set()).add(f"{batch_id} (next due {due:%d %b %H:%M})" if due else str(batch_id))
-        return "; ".join(f"{n:,} in {key} ({len(batches[key])} batches, e.g. {sorted(batches[key])[0]})"
-                         for key, n in where.most_common()) or "none found by the kept counters"
-
-    async def finished(self) -> bool:
-        """Every record sent, every call final (by the kept counters), nothing left at the provider."""
-        if self.tasks or self.operators.sending or self.checker.alive_total:
-            return False
-        tallies = await self.raw.calls.tallies_many(list(self.batches))
-        return not any(t.calls for ts in tallies.values() for t in ts if t.status in ACTIVE_VALUES)
