@@ -173,3 +173,59 @@ async def test_the_elevenlabs_face_words_are_not_batch_ids(api):
     assert resp.status == 405 and resp.headers["Allow"] == "POST"
     resp = await api.client.delete("/v1/convai/batch-calling/workspace", headers={"xi-api-key": api.key})
     assert resp.status == 405 and set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"}
+
+
+async def _send(api, method: str, path: str, body: bytes, **headers: str):
+    resp = await api.client.request(method, path, data=body, headers={**api.headers(), "xi-api-key": api.key,
+                                                                      "Content-Type": "application/json", **headers})
+    return resp.status, await resp.json()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_its_content_encoding_does_not_decode_is_400_in_each_faces_shape(api, encoding, caplog):
+    """`Content-Encoding: gzip` on a body that is not gzip was a 500 on every route that reads a body (aiohttp
+    decodes as it reads and raised); each face now says what is wrong, in its own shape, and logs no error."""
+    batch = await api.create_batch()
+    agent = str(api.agent["_id"])
+    bad = b'{"name": "not compressed"}'
+    status, doc = await _send(api, "POST", "/api/call/createBatch", bad, **{"Content-Encoding": encoding})
+    assert status == 400 and doc["code"] == 400 and f"not valid {encoding} data" in doc["errorMessage"]
+    status, doc = await _send(api, "POST", "/api/call/addCallsToBatch", bad, **{"Content-Encoding": encoding})
+    assert status == 400 and doc["code"] == 400
+    status, doc = await _send(api, "PATCH", f"/api/call/batches/{batch}", bad, **{"Content-Encoding": encoding})
+    assert status == 400 and doc["code"] == 400
+    status, doc = await _send(api, "POST", f"/api/v1/agents/{agent}/schedule/sequences", bad,
+                              **{"Content-Encoding": encoding})
+    assert status == 400 and doc["statusCode"] == 400 and f"not valid {encoding} data" in doc["message"]
+    status, doc = await _send(api, "POST", "/v1/convai/batch-calling/submit", bad, **{"Content-Encoding": encoding})
+    assert status == 422 and f"not valid {encoding} data" in doc["detail"][0]["msg"]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert await api.all_calls(batch) == []
+
+
+async def test_a_compressed_body_is_read_as_its_content_encoding_says(api):
+    import gzip
+
+    body = gzip.compress(orjson.dumps({"name": "compressed", "agentId": str(api.agent["_id"])}))
+    status, doc = await _send(api, "POST", "/api/call/createBatch", body, **{"Content-Encoding": "gzip"})
+    assert status == 200 and doc["data"]["name"] == "compressed"
+
+
+async def test_the_elevenlabs_face_answers_unknown_paths_and_methods_in_its_shape(api):
+    """What aiohttp refuses under /v1/ was plain text ("404: Not Found"); an ElevenLabs client parses JSON."""
+    status, doc = await _send(api, "GET", "/v1/convai/nope", b"")
+    assert status == 404 and doc["detail"]["status"] == "not_found"
+    status, doc = await _send(api, "PUT", "/v1/convai/batch-calling/submit", b"{}")
+    assert status == 405 and doc["detail"]["message"] == "Method Not Allowed."
+
+
+async def test_a_refused_request_with_an_undecodable_body_logs_no_error(api, caplog):
+    """Answered before its body is read (no key: 403), a body that does not decode made aiohttp log a traceback."""
+    resp = await api.client.post("/api/call/createBatch", data=b"not gzip",
+                                 headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert resp.status == 403 and (await resp.json())["code"] == 403
+    resp = await api.client.get("/api/call/batches", data=b"not gzip",
+                                headers={**api.headers(), "Content-Encoding": "gzip"})
+    assert resp.status == 200
+    await asyncio.sleep(0.05)  # the server's end of each connection
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

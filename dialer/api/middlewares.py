@@ -16,7 +16,8 @@ from dialer.services.errors import Refused
 
 log = logging.getLogger("dialer.http")
 
-VENDOR_PREFIX = "/api/v1/"
+VENDOR_PREFIX = "/api/v1/"  # the enrollment face
+ELEVENLABS_ROOT = "/v1/"  # the ElevenLabs face (its batch calling, and its other paths we do not serve)
 _REASONS = {404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large"}
 
 
@@ -41,6 +42,16 @@ async def measured(request: web.Request, handler) -> web.StreamResponse:
             metrics.http_seconds.labels(name).observe(time.perf_counter() - started)
 
 
+def _in_shape(request: web.Request, refused: Refused) -> web.Response:
+    """A refusal in the shape of the face the path belongs to: the enrollment face's, the ElevenLabs face's,
+    else our envelope."""
+    if request.path.startswith(VENDOR_PREFIX):
+        return enrollment.error_response(refused.code, refused.error)
+    if request.path.startswith(ELEVENLABS_ROOT):
+        return elevenlabs.refusal(refused)
+    return fail(refused)
+
+
 @web.middleware
 async def errors(request: web.Request, handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
@@ -51,27 +62,33 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         response = fail(err)
     except StoreUnavailable as exc:  # the store failed (busy, disk full, unreachable): retry later, never a 500
         log.error("the store failed", extra={"requestId": request_id, "path": request.path, "error": str(exc)})
-        refused = Refused(503, "Service Unavailable", f"{exc}; retry the request")
-        if request.path.startswith(VENDOR_PREFIX):
-            response = enrollment.error_response(503, refused.error)
-        elif request.path.startswith(elevenlabs.PREFIX):
-            response = elevenlabs.refusal(refused)
-        else:
-            response = fail(refused)
+        response = _in_shape(request, Refused(503, "Service Unavailable", f"{exc}; retry the request"))
         response.headers["Retry-After"] = "1"
+    except web.RequestPayloadError as exc:
+        # A body its Content-Encoding does not decode (aiohttp decodes gzip and deflate as it reads), or one cut
+        # short: the client's mistake, said as such.
+        cause = exc.__cause__ or exc
+        log.info("unreadable request body", extra={"requestId": request_id, "path": request.path,
+                                                   "error": type(cause).__name__})
+        encoding = request.headers.get("Content-Encoding")
+        error = (f"the request body is not valid {encoding} data, as its Content-Encoding header says it is"
+                 if encoding else "the request body could not be read to its end")
+        response = _in_shape(request, Refused(400, "Bad Request", error))
+        _close_unread(request, response)
+    except ConnectionResetError:
+        # The client went away before its body was read: nobody is left to answer, nothing was done.
+        log.info("client disconnected before its body was read", extra={"requestId": request_id, "path": request.path})
+        raise
     except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or exc.status < 400:
+        if exc.status < 400 or not (request.path.startswith("/api/") or request.path.startswith(ELEVENLABS_ROOT)):
             raise
         reason = _REASONS.get(exc.status, exc.reason)
-        if request.path.startswith(VENDOR_PREFIX):  # the enrollment face answers in its vendor's shape
-            response = enrollment.error_response(exc.status, f"{reason}.")
-            if "Allow" in exc.headers:
-                response.headers["Allow"] = exc.headers["Allow"]
-            response.headers["X-Request-Id"] = request_id
-            return response
-        detail = exc.text if exc.status != 413 else (
-            f"request body is larger than the limit of {request.app[SETTINGS].max_body_bytes} bytes; split it")
-        response = envelope(exc.status, reason, error=detail or reason, status=False)
+        if request.path.startswith("/api/") and not request.path.startswith(VENDOR_PREFIX):
+            detail = exc.text if exc.status != 413 else (
+                f"request body is larger than the limit of {request.app[SETTINGS].max_body_bytes} bytes; split it")
+            response = envelope(exc.status, reason, error=detail or reason, status=False)
+        else:  # the vendor faces answer what aiohttp refuses (404, 405, 413) in their vendor's shapes
+            response = _in_shape(request, Refused(exc.status, reason, f"{reason}."))
         if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
@@ -79,4 +96,13 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         response = envelope(500, "Internal Server Error",
                             {"requestId": request_id}, error=f"unexpected error; request id {request_id}", status=False)
     response.headers["X-Request-Id"] = request_id
+    if "Content-Encoding" in request.headers and request.body_exists and not request.content.is_eof():
+        _close_unread(request, response)  # answered without reading its compressed body (a 403, say)
     return response
+
+
+def _close_unread(request: web.Request, response: web.StreamResponse) -> None:
+    """Answer, then close the connection rather than read the rest of the body: aiohttp would decode what is left
+    to reuse the connection, and log a body that does not decode as an unhandled error of its own."""
+    request.content.feed_eof()
+    response.force_close()

@@ -49,7 +49,7 @@ def refusal(exc: Refused) -> web.Response:
     """A refusal in the vendor's shapes: bad input a 422 with its location (the body, or the header named in
     `data`), anything else `{"detail": {status, message}}`."""
     kinds = {400: "invalid_request", 401: "invalid_api_key", 403: "not_found", 404: "not_found",
-             409: "conflict", 413: "payload_too_large", 503: "unavailable"}
+             405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 503: "unavailable"}
     # Another workspace's batch is as unknown here as a batch that does not exist.
     code = 404 if exc.code == 403 else (422 if exc.code == 400 else exc.code)
     if code == 422:
