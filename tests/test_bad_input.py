@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+from aiohttp import web
 import pytest
 
+from dialer.api.appkeys import TENANCY
 from dialer.composition import build_app
 from tests.conftest import make_api
 
@@ -228,4 +230,25 @@ async def test_a_refused_request_with_an_undecodable_body_logs_no_error(api, cap
                                 headers={**api.headers(), "Content-Encoding": "gzip"})
     assert resp.status == 200
     await asyncio.sleep(0.05)  # the server's end of each connection
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_a_client_gone_before_its_body_ended_logs_no_error(settings, clock, caplog):
+    """`dialer serve` runs the app as web.run_app does (a handler is not cancelled when its client leaves): reading
+    the body of a client that stopped sending 89 bytes short raised ConnectionResetError, logged as an error."""
+    app = build_app(settings, clock)
+    runner = web.AppRunner(app, handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        _, key = await app[TENANCY].create_workspace("gone")
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(b"POST /api/call/addCallsToBatch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"x-api-key: " + key.encode() + b"\r\nContent-Length: 100\r\n\r\n{\"batchId\": \"")
+        await writer.drain()
+        writer.close()
+        await asyncio.sleep(0.3)  # the server reads what came, then finds the connection gone
+    finally:
+        await runner.cleanup()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -76,9 +76,10 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         response = _in_shape(request, Refused(400, "Bad Request", error))
         _close_unread(request, response)
     except ConnectionResetError:
-        # The client went away before its body was read: nobody is left to answer, nothing was done.
+        # The client went away before its body was read whole: nothing was done, and nobody is left to answer.
         log.info("client disconnected before its body was read", extra={"requestId": request_id, "path": request.path})
-        raise
+        response = _in_shape(request, Refused(400, "Bad Request", "the request body ended before its Content-Length"))
+        _close_unread(request, response)
     except web.HTTPException as exc:
         if exc.status < 400 or not (request.path.startswith("/api/") or request.path.startswith(ELEVENLABS_ROOT)):
             raise
