@@ -32,6 +32,15 @@ async def test_incomplete_numbers_are_rejected_not_shortened(api, number):
     assert await api.all_calls(batch) == []
 
 
+async def test_a_rejected_number_is_echoed_cut_short(api):
+    """Three records of a million-digit number made a 3 MB error body: each echoed the number whole."""
+    batch = await api.create_batch()
+    number = "+1" + "2" * 100_000
+    code, doc = await api.add_calls(batch, [{"phoneNumber": number}] * 3)
+    assert code == 400 and [e["phoneNumber"] for e in doc["data"]["errors"]] == [number[:64]] * 3
+    assert "longer than" in doc["data"]["errors"][0]["reason"]
+
+
 @pytest.mark.parametrize("header", [b"x-api-key: cl\xe9", b"Authorization: Bearer cl\xe9\xff"])
 async def test_a_key_that_is_not_utf8_is_403(api, header):
     batch = await api.create_batch()

@@ -68,7 +68,7 @@ async def test_pages_go_by_number_and_a_prefix_searches(api):
     assert rest["nextCursor"] is None
     found = (await api.get("/api/dnc?prefix=%2B1310"))[1]["data"]
     assert [e["number"] for e in found["entries"]] == ["+13105550000"]
-    for query in ("limit=0", "limit=x", "prefix=abc"):
+    for query in ("limit=0", "limit=x", "prefix=abc", "cursor=garbage", "cursor=12125550000"):
         code, doc = await api.get(f"/api/dnc?{query}")
         assert code == 400 and doc["errorMessage"], query
 

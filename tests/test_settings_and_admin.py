@@ -102,6 +102,10 @@ async def test_admin_is_disabled_without_a_token(aiohttp_client, settings, clock
     ({"name": "x", "ringingTimeoutSeconds": 1}, "ringingTimeoutSeconds"),
     ({"name": "x", "surprise": 1}, "unknown fields"),
     ({"name": "x", "callingNumbers": ["12"]}, "callingNumbers"),
+    ({"name": "Zoë \u0000"}, "control characters"),
+    ({"name": "bell\u0007"}, "control characters"),
+    ({"name": "trailing newline\n"}, "control characters"),
+    ({"name": "x" * 201}, "1 to 200 characters"),
 ])
 async def test_create_batch_validation(api, body, reason):
     body = {"agentId": str(api.agent["_id"]), **body}
@@ -129,3 +133,29 @@ def test_a_separate_worker_needs_a_shared_store(capsys, monkeypatch):
     monkeypatch.setenv("DIALER_DATA_DIR", ":memory:")
     assert cli_main(["--config", "/nonexistent.yaml", "worker"]) == 2
     assert "shared store" in capsys.readouterr().err  # a JSON log line on stderr
+
+
+async def test_a_batch_name_may_be_any_printable_unicode(api):
+    code, doc = await api.post("/api/call/createBatch", {"agentId": str(api.agent["_id"]), "name": "Zoë 🎉 «été»"})
+    assert code == 200
+    assert (await api.get(f"/api/call/batches/{doc['data']['batchId']}"))[1]["data"]["name"] == "Zoë 🎉 «été»"
+
+
+@pytest.mark.parametrize("path, body, reason", [
+    ("/api/admin/workspaces", {"name": "ok", "foo": 1}, "unknown fields"),
+    ("/api/admin/workspaces", {"name": "tab\tname"}, "control characters"),
+    ("/agents", {"name": "dollar", "requiredVariables": ["$x"]}, "may not start with '$'"),
+    ("/agents", {"name": "dot", "requiredVariables": ["a.b"]}, "contain '.'"),
+    ("/agents", {"name": "x", "colour": "red"}, "unknown fields"),
+    ("/agents", {"name": "\u0000"}, "control characters"),
+])
+async def test_admin_refuses_what_it_used_to_keep_or_drop(client, path, body, reason):
+    """An agent requiring a variable no record may carry refused every record of its batches; unknown fields were
+    dropped without a word, and control characters kept in names."""
+    headers = {"Authorization": "Bearer admin-secret"}
+    if path == "/agents":
+        resp = await client.post("/api/admin/workspaces", json={"name": "acme"}, headers=headers)
+        path = f"/api/admin/workspaces/{(await resp.json())['data']['workspaceId']}/agents"
+    resp = await client.post(path, json=body, headers=headers)
+    doc = await resp.json()
+    assert resp.status == 400 and reason in doc["errorMessage"], doc

@@ -10,6 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, model_validator
 from pydantic_core import PydanticCustomError
 
+from dialer.core.batch_spec import NAME_MAX, NAME_PATTERN, NAME_RULE
 from dialer.core.compliance import PROFILES
 from dialer.core.shapes import Reason, Shape
 from dialer.core.statuses import RETRYABLE_OUTCOMES, BatchStatus, CallStatus
@@ -123,11 +124,11 @@ class RetryOptions(Options):
 
 
 class WorkspaceBody(Shape):
-    model_config = ConfigDict(strict=True, extra="ignore", json_schema_extra={"examples": [{"name": "Acme"}]})
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{"name": "Acme"}]})
     not_an_object: ClassVar[str] = "body must be an object {name}"
 
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"),
-                    Reason("name must be a non-empty string of at most 200 characters")]
+    name: Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN),
+                    Reason(f"name must be {NAME_RULE}")]
 
 
 _CREDITS = (f"credits must be null (unlimited) or an integer from 0 to {tenancy.MAX_CREDITS}")
@@ -177,12 +178,13 @@ _URL = r"^(?:https?|wss?)://"
 class AgentBody(Shape):
     """A voice agent: what its calls need, the caller IDs it owns and where an answered call goes."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", json_schema_extra={"examples": [
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [
         {"name": "sales", "requiredVariables": ["account_id"], "callingNumbers": ["+14155550100"],
          "timezones": ["America/Los_Angeles"], "streamUrl": "wss://agent.example/stream"}]})
     not_an_object: ClassVar[str] = "agent must be an object"
 
-    name: Annotated[str, Field(min_length=1, pattern=r"\S"), Reason("agent name must be a non-empty string")]
+    name: Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN),
+                    Reason(f"agent name must be {NAME_RULE}")]
     requiredVariables: Annotated[list[Annotated[str, Field(min_length=1)]],
                                  Field(description="variables every record must carry"),
                                  Reason("requiredVariables must be a list of non-empty strings")] = []

@@ -83,6 +83,13 @@ class RetryShape(Shape):
         DEFAULT_RETRY["on"]
 
 
+# A name (of a batch, workspace or agent) as people read it in lists: 1-200 characters, not all spaces, and no
+# control characters (a NUL or a bell kept in a name, a trailing newline dropped, were accepted before).
+NAME_MAX = 200
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+NAME_RULE = f"a string of 1 to {NAME_MAX} characters, not all spaces, without control characters"
+
+
 class CreateBatchBody(Shape):
     """A new batch: its agent (`agentId`, or found from `callingNumbers`) and its settings."""
 
@@ -91,8 +98,8 @@ class CreateBatchBody(Shape):
                   {"required": ["callingNumbers"], "properties": {"callingNumbers": {"minItems": 1}}}],
         "examples": [{"name": "demo", "callingNumbers": ["+15005550006"], "concurrencyLimit": 10}]})
 
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"),
-                    Reason("name is required: a non-empty string of at most 200 characters")]
+    name: Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN),
+                    Reason(f"name is required: {NAME_RULE}")]
     agentId: Annotated[str | None, Field(description="the agent (GET /api/agents); default: the one owning "
                                                      "callingNumbers"), Reason("agentId must be a string")] = None
     callingNumbers: Annotated[list[str], Field(description="caller IDs, owned by the agent; default: all of its own"),
@@ -125,8 +132,8 @@ class UpdateBatchBody(Shape):
     unknown_fields: ClassVar[str] = "unknown or unchangeable fields: {names}; a batch's {fields} can change"
 
     # Absent = unchanged (a null is refused, but for callingWindow and retry: back to the defaults).
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"),
-                    Reason("name must be a non-empty string of at most 200 characters")] = None
+    name: Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN),
+                    Reason(f"name must be {NAME_RULE}")] = None
     concurrencyLimit: Concurrency = None
     callingWindow: Annotated[WindowShape | None, _WINDOW_REASON] = None
     retry: Annotated[RetryShape | None, _RETRY_REASON] = None

@@ -28,14 +28,13 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import ConfigDict, Field, SkipValidation
 
 from dialer.core.batch_spec import BatchSpecError, parse_datetime
-from dialer.core.records import HORIZON_DAYS, Planner, PlannedCall, RecordError
+from dialer.core.records import HORIZON_DAYS, MAX_ECHO, Planner, PlannedCall, RecordError
 from dialer.core.shapes import Reason, Shape, ShapeError, check
 from dialer.core.windows import valid_zone
 
 MAX_CONTACTS = 1000
 CONTACT_FIELDS = frozenset({"name", "phoneNumber", "phoneNumberExt", "timezone", "scheduledAt", "toEmailAddress"})
 _EXTENSION = re.compile(r"[0-9*#]{1,20}")
-MAX_ECHO = 64  # characters of a rejected contact's phoneNumber echoed back
 UNTIL_SUCCESS = "untilSuccess"
 EACH = "each"
 

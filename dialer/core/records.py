@@ -18,6 +18,7 @@ from dialer.core.shapes import Reason, Shape, ShapeError, check
 from dialer.core.windows import CallingWindow, valid_zone
 
 MAX_LISTED_ERRORS = 50
+MAX_ECHO = 64  # characters of a rejected record's phoneNumber echoed back (longer than any number: it is not kept)
 HORIZON_DAYS = 15
 
 
@@ -28,7 +29,7 @@ class RecordError:
     reason: str
 
     def view(self) -> dict:
-        phone = self.phone_number if isinstance(self.phone_number, str) else None
+        phone = self.phone_number[:MAX_ECHO] if isinstance(self.phone_number, str) else None
         return {"index": self.index, "phoneNumber": phone, "reason": self.reason}
 
 
@@ -163,7 +164,7 @@ class Planner:
             return f"missing required variables: {', '.join(missing)}"
         keys = frozenset(variables)
         if keys not in self._checked_names:  # records of one request mostly share their field names
-            self._checked_names[keys] = next((_name_problem(key) for key in keys if _bad_name(key)), None)
+            self._checked_names[keys] = next((variable_name_problem(key) for key in keys if bad_variable_name(key)), None)
         problem = self._checked_names[keys]
         if problem is None:
             for value in variables.values():
@@ -211,11 +212,11 @@ def oversized_records(call_data: list) -> list[RecordError]:
     return errors
 
 
-def _bad_name(key: str) -> bool:
+def bad_variable_name(key: str) -> bool:
     return key.startswith("$") or "." in key or "\x00" in key
 
 
-def _name_problem(key: str) -> str:
+def variable_name_problem(key: str) -> str:
     return f"variable name {key[:40]!r} may not start with '$' or contain '.' or NUL"
 
 
@@ -227,8 +228,8 @@ def _value_problem(value: Any, depth: int) -> str | None:
         return None if value in INT64 else "a number in the variables does not fit in 64 bits"
     if isinstance(value, dict):
         for key, item in value.items():
-            if _bad_name(key):
-                return _name_problem(key)
+            if bad_variable_name(key):
+                return variable_name_problem(key)
             if type(item) in (dict, list, int) and (problem := _value_problem(item, depth + 1)):
                 return problem
     elif isinstance(value, list):

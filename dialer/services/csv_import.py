@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from dialer.core.contacts_csv import CsvUnreadable, read_contacts
-from dialer.core.records import MAX_RECORD_BYTES, Plan
+from dialer.core.records import MAX_ECHO, MAX_RECORD_BYTES, Plan
 from dialer.services.errors import Refused
 from dialer.services.idempotency import Claim
 from dialer.services.ingestion import Ingestion, Outcome, free_in_steps, offload
@@ -64,7 +64,7 @@ def _summary(rows: list[tuple[int, dict]], plan: Plan, dry_run: bool) -> dict[st
     for error in plan.errors[:MAX_LISTED]:
         line, record = rows[error.index]
         phone = record.get("phoneNumber")
-        rejected.append({"line": line, "phoneNumber": phone if isinstance(phone, str) else None,
+        rejected.append({"line": line, "phoneNumber": phone[:MAX_ECHO] if isinstance(phone, str) else None,
                          "reason": error.reason})
     return {
         "dryRun": dry_run,

@@ -13,6 +13,7 @@ from bson.errors import InvalidId
 from dialer.core.clock import Clock
 from dialer.core.compliance import PROFILES
 from dialer.core.phones import PhoneError, PhoneNormaliser
+from dialer.core.records import bad_variable_name, variable_name_problem
 from dialer.ports import TenancyRepo
 from dialer.services.idempotency import Claim
 from dialer.core.windows import valid_zone
@@ -193,6 +194,9 @@ class Tenancy:
         required = spec.get("requiredVariables", [])
         if not isinstance(required, list) or not all(isinstance(v, str) and v for v in required):
             raise TenancyError("requiredVariables must be a list of non-empty strings")
+        for variable in required:  # a name no record could carry would refuse every record of the agent's batches
+            if bad_variable_name(variable):
+                raise TenancyError(f"requiredVariables: {variable_name_problem(variable)}")
         numbers = spec.get("callingNumbers", [])
         if not isinstance(numbers, list):
             raise TenancyError("callingNumbers must be a list of phone numbers")
