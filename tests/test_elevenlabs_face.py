@@ -176,3 +176,39 @@ async def test_big_integers_in_dynamic_variables_are_refused_not_rounded(api):
                                  headers={"xi-api-key": api.key, "Content-Type": "application/json"})
     doc = await resp.json()
     assert resp.status == 422 and "64 bits" in doc["detail"][0]["msg"]
+
+
+async def _batches(api) -> list:
+    code, doc = await api.get("/api/call/batches?limit=100")
+    assert code == 200
+    return doc["data"]["batches"]
+
+
+async def test_a_number_repeated_after_normalisation_refuses_the_whole_submit(api):
+    """Not the last recipient winning in silence: each repeat is named, with the recipient it repeats."""
+    def recipient(rid: str, phone: str) -> dict:
+        return {"id": rid, "phone_number": phone,
+                "conversation_initiation_client_data": {"dynamic_variables": {"v": rid}}}
+
+    client = sdk(api)
+    with pytest.raises(ApiError) as err:
+        await client.conversational_ai.batch_calls.create(
+            call_name="Dupes", agent_id=str(api.agent["_id"]),
+            recipients=[recipient("a", "+12125551002"), recipient("b", "1 212 555 1002"),
+                        recipient("c", "+12125551003"), recipient("d", "(212) 555-1002"),
+                        recipient("e", "212.555.1003")])
+    assert err.value.status_code == 422
+    assert err.value.body["detail"] == [
+        {"loc": ["body", "recipients", 1, "phone_number"], "msg": "duplicate phone number: the same as recipients[0]",
+         "type": "value_error"},
+        {"loc": ["body", "recipients", 3, "phone_number"], "msg": "duplicate phone number: the same as recipients[0]",
+         "type": "value_error"},
+        {"loc": ["body", "recipients", 4, "phone_number"], "msg": "duplicate phone number: the same as recipients[2]",
+         "type": "value_error"}]
+    assert await _batches(api) == []  # nothing created
+    # Two extensions behind one number are two people, as for the native API.
+    batch = await client.conversational_ai.batch_calls.create(
+        call_name="Desks", agent_id=str(api.agent["_id"]),
+        recipients=[recipient("a", "+12125551002 ext 21"), recipient("b", "+12125551002 ext 22")])
+    assert batch.total_calls_scheduled == 2
+

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from dialer.core.batch_spec import DEFAULT_RETRY, MAX_CONCURRENCY, BatchSpec
 from dialer.core.clock import as_utc
+from dialer.core.phones import PhoneError, PhoneNormaliser
 from dialer.core.shapes import ShapeError
 from dialer.core.windows import DEFAULT_WINDOW, valid_zone
 from dialer.settings import Settings
@@ -117,6 +118,27 @@ def submit_records(recipients: list[dict]) -> tuple[list[dict], list[dict]]:
         meta.append({"recipientId": recipient.get("id"), "clientData": data,
                      **({"whatsappUserId": recipient["whatsapp_user_id"]} if recipient.get("whatsapp_user_id") else {})})
     return records, meta
+
+
+def repeated_numbers(recipients: list[dict], phones: PhoneNormaliser) -> list[dict]:
+    """A 422 detail for each recipient calling someone an earlier recipient calls: the native ingestion would
+    keep only the last of them (dialer/core/records.py's Planner), and a submit loses no recipient in silence.
+    The callee is the Planner's: the normalised number and its extension (two extensions are two people).
+    A number that is no number is left to the Planner, which says why."""
+    first: dict[tuple[str, str | None], int] = {}
+    problems = []
+    for i, recipient in enumerate(recipients):
+        try:
+            number = phones.normalise(recipient["phone_number"], zones=False)
+        except PhoneError:
+            continue
+        callee = (number.e164, number.extension)
+        if callee in first:
+            problems.append(_problem(["recipients", i, "phone_number"],
+                                     f"duplicate phone number: the same as recipients[{first[callee]}]"))
+        else:
+            first[callee] = i
+    return problems
 
 
 def _unix(value: dt.datetime | None) -> int | None:
