@@ -212,3 +212,26 @@ async def test_a_number_repeated_after_normalisation_refuses_the_whole_submit(ap
         recipients=[recipient("a", "+12125551002 ext 21"), recipient("b", "+12125551002 ext 22")])
     assert batch.total_calls_scheduled == 2
 
+
+@pytest.mark.parametrize("field, value", [
+    ("call_name", "x" * 3_000_000),
+    ("call_name", "x" * 201),  # the native API's cap on a batch's name
+    ("scheduled_time_unix", 8_204_889_600),  # 2230: the native API takes 2000 to 2099
+    ("scheduled_time_unix", 4_102_444_801),  # 2100-01-01T00:00:01Z
+    ("scheduled_time_unix", 946_684_799),  # 1999-12-31T23:59:59Z
+])
+async def test_values_the_native_api_refuses_are_refused_here(api, field, value):
+    body = {"call_name": "x", "agent_id": str(api.agent["_id"]), "recipients": [{"phone_number": "+12125550100"}],
+            field: value}
+    resp = await api.client.post("/v1/convai/batch-calling/submit", json=body, headers={"xi-api-key": api.key})
+    doc = await resp.json()
+    assert resp.status == 422 and [d["loc"] for d in doc["detail"]] == [["body", field]]
+    assert await _batches(api) == []
+
+
+async def test_the_native_bounds_themselves_are_accepted(api):
+    batch = await sdk(api).conversational_ai.batch_calls.create(
+        call_name="n" * 200, agent_id=str(api.agent["_id"]), recipients=[{"phone_number": "+12125550100"}],
+        scheduled_time_unix=4_102_444_800)  # 2100-01-01T00:00:00Z, the native API's latest
+    assert batch.name == "n" * 200 and batch.scheduled_time_unix == 4_102_444_800
+
