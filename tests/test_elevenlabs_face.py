@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from elevenlabs import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
@@ -235,3 +237,36 @@ async def test_the_native_bounds_themselves_are_accepted(api):
         scheduled_time_unix=4_102_444_800)  # 2100-01-01T00:00:00Z, the native API's latest
     assert batch.name == "n" * 200 and batch.scheduled_time_unix == 4_102_444_800
 
+
+def _nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth):
+        value = {"d": value}
+    return value
+
+
+VARIABLES = ["body", "recipients", 1, "conversation_initiation_client_data", "dynamic_variables"]
+
+
+@pytest.mark.parametrize("variables, says", [
+    ({"account_id": "A2", "$x": 1}, "may not start with '$'"),
+    ({"account_id": "A2", "a.b": 1}, "contain '.'"),
+    ({"account_id": "A2", "deep": _nested(40)}, "nested more than"),
+    ({"account_id": "A2", "n": 2 ** 80}, "64 bits"),
+    ({"name": "Bo"}, "missing required variables: account_id"),  # the agent's required variables
+])
+async def test_a_refused_variable_is_located_at_the_variables_not_the_number(api, client, app, variables, says):
+    agent = await make_api(client, app, {"name": "agent", "requiredVariables": ["account_id"],
+                                         "callingNumbers": ["+14155550199"], "timezones": ["America/New_York"]})
+    good = {"phone_number": "+12125550100",
+            "conversation_initiation_client_data": {"dynamic_variables": {"account_id": "A1"}}}
+    bad = {"phone_number": "+12125550101", "conversation_initiation_client_data": {"dynamic_variables": variables}}
+    # json, not orjson: a 2 ** 80 in the body, as a client in another language may send it
+    raw = json.dumps({"call_name": "x", "agent_id": str(agent.agent["_id"]), "recipients": [good, bad]})
+    resp = await agent.client.post("/v1/convai/batch-calling/submit", data=raw,
+                                   headers={"xi-api-key": agent.key, "Content-Type": "application/json"})
+    doc = await resp.json()
+    assert resp.status == 422, doc
+    [detail] = doc["detail"]
+    assert detail["loc"] == VARIABLES and says in detail["msg"] and detail["type"] == "value_error"
+    assert await _batches(agent) == []

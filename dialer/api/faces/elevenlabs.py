@@ -23,8 +23,8 @@ from aiohttp import web
 from dialer.api.appkeys import BATCHES, CLOCK, LIFECYCLE, PHONES, REPOS, SETTINGS, SUBMISSIONS, TENANCY
 from dialer.api.documented import Reply, documented, links_to, request_body, request_query
 from dialer.api.faces import elevenlabs_models as models
-from dialer.api.faces.elevenlabs_shapes import (Invalid, batch_call, parse_submit, recipient_view, repeated_numbers,
-                                                 shape_invalid, submit_records)
+from dialer.api.faces.elevenlabs_shapes import (Invalid, batch_call, parse_submit, recipient_view, record_error_loc,
+                                                 repeated_numbers, shape_invalid, submit_records)
 from dialer.api.idempotent import CLAIM, Answers, idempotent
 from dialer.services.calls import all_calls
 from dialer.services.errors import Refused
@@ -141,7 +141,7 @@ async def submit(request: web.Request) -> web.Response:
     except CallingNumberRefused as exc:
         raise Invalid([{"loc": ["body", "agent_phone_number_id"], "msg": str(exc), "type": "value_error"}]) from None
     except RecordsRefused as exc:
-        raise Invalid([{"loc": ["body", "recipients", e.index, "phone_number"], "msg": e.reason, "type": "value_error"}
+        raise Invalid([{"loc": record_error_loc(e), "msg": e.reason, "type": "value_error"}
                        for e in exc.errors[:100]]) from None
     return _json(await _shape(request, batch))
 

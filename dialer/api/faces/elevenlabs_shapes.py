@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from dialer.core.batch_spec import DEFAULT_RETRY, MAX_CONCURRENCY, BatchSpec
 from dialer.core.clock import as_utc
 from dialer.core.phones import PhoneError, PhoneNormaliser
+from dialer.core.records import RecordError
 from dialer.core.shapes import ShapeError
 from dialer.core.windows import DEFAULT_WINDOW, valid_zone
 from dialer.settings import Settings
@@ -136,6 +137,16 @@ def repeated_numbers(recipients: list[dict], phones: PhoneNormaliser) -> list[di
         else:
             first[callee] = i
     return problems
+
+
+def record_error_loc(error: RecordError) -> list:
+    """Where a recipient the Planner refused (dialer/core/records.py) goes wrong. Its reasons about the
+    variables (required ones missing, a name that cannot be stored, nesting too deep, an integer beyond
+    64 bits) each say "variable": they point at the recipient's dynamic_variables. The others are about the
+    number (not one, or no calling time zone for it). Tests pin each reason's location."""
+    about = (["conversation_initiation_client_data", "dynamic_variables"] if "variable" in error.reason
+             else ["phone_number"])
+    return ["body", "recipients", error.index, *about]
 
 
 def _unix(value: dt.datetime | None) -> int | None:
