@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from elevenlabs import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
@@ -176,3 +178,95 @@ async def test_big_integers_in_dynamic_variables_are_refused_not_rounded(api):
                                  headers={"xi-api-key": api.key, "Content-Type": "application/json"})
     doc = await resp.json()
     assert resp.status == 422 and "64 bits" in doc["detail"][0]["msg"]
+
+
+async def _batches(api) -> list:
+    code, doc = await api.get("/api/call/batches?limit=100")
+    assert code == 200
+    return doc["data"]["batches"]
+
+
+async def test_a_number_repeated_after_normalisation_refuses_the_whole_submit(api):
+    """Not the last recipient winning in silence: each repeat is named, with the recipient it repeats."""
+    def recipient(rid: str, phone: str) -> dict:
+        return {"id": rid, "phone_number": phone,
+                "conversation_initiation_client_data": {"dynamic_variables": {"v": rid}}}
+
+    client = sdk(api)
+    with pytest.raises(ApiError) as err:
+        await client.conversational_ai.batch_calls.create(
+            call_name="Dupes", agent_id=str(api.agent["_id"]),
+            recipients=[recipient("a", "+12125551002"), recipient("b", "1 212 555 1002"),
+                        recipient("c", "+12125551003"), recipient("d", "(212) 555-1002"),
+                        recipient("e", "212.555.1003")])
+    assert err.value.status_code == 422
+    assert err.value.body["detail"] == [
+        {"loc": ["body", "recipients", 1, "phone_number"], "msg": "duplicate phone number: the same as recipients[0]",
+         "type": "value_error"},
+        {"loc": ["body", "recipients", 3, "phone_number"], "msg": "duplicate phone number: the same as recipients[0]",
+         "type": "value_error"},
+        {"loc": ["body", "recipients", 4, "phone_number"], "msg": "duplicate phone number: the same as recipients[2]",
+         "type": "value_error"}]
+    assert await _batches(api) == []  # nothing created
+    # Two extensions behind one number are two people, as for the native API.
+    batch = await client.conversational_ai.batch_calls.create(
+        call_name="Desks", agent_id=str(api.agent["_id"]),
+        recipients=[recipient("a", "+12125551002 ext 21"), recipient("b", "+12125551002 ext 22")])
+    assert batch.total_calls_scheduled == 2
+
+
+@pytest.mark.parametrize("field, value", [
+    ("call_name", "x" * 3_000_000),
+    ("call_name", "x" * 201),  # the native API's cap on a batch's name
+    ("scheduled_time_unix", 8_204_889_600),  # 2230: the native API takes 2000 to 2099
+    ("scheduled_time_unix", 4_102_444_801),  # 2100-01-01T00:00:01Z
+    ("scheduled_time_unix", 946_684_799),  # 1999-12-31T23:59:59Z
+])
+async def test_values_the_native_api_refuses_are_refused_here(api, field, value):
+    body = {"call_name": "x", "agent_id": str(api.agent["_id"]), "recipients": [{"phone_number": "+12125550100"}],
+            field: value}
+    resp = await api.client.post("/v1/convai/batch-calling/submit", json=body, headers={"xi-api-key": api.key})
+    doc = await resp.json()
+    assert resp.status == 422 and [d["loc"] for d in doc["detail"]] == [["body", field]]
+    assert await _batches(api) == []
+
+
+async def test_the_native_bounds_themselves_are_accepted(api):
+    batch = await sdk(api).conversational_ai.batch_calls.create(
+        call_name="n" * 200, agent_id=str(api.agent["_id"]), recipients=[{"phone_number": "+12125550100"}],
+        scheduled_time_unix=4_102_444_800)  # 2100-01-01T00:00:00Z, the native API's latest
+    assert batch.name == "n" * 200 and batch.scheduled_time_unix == 4_102_444_800
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth):
+        value = {"d": value}
+    return value
+
+
+VARIABLES = ["body", "recipients", 1, "conversation_initiation_client_data", "dynamic_variables"]
+
+
+@pytest.mark.parametrize("variables, says", [
+    ({"account_id": "A2", "$x": 1}, "may not start with '$'"),
+    ({"account_id": "A2", "a.b": 1}, "contain '.'"),
+    ({"account_id": "A2", "deep": _nested(40)}, "nested more than"),
+    ({"account_id": "A2", "n": 2 ** 80}, "64 bits"),
+    ({"name": "Bo"}, "missing required variables: account_id"),  # the agent's required variables
+])
+async def test_a_refused_variable_is_located_at_the_variables_not_the_number(api, client, app, variables, says):
+    agent = await make_api(client, app, {"name": "agent", "requiredVariables": ["account_id"],
+                                         "callingNumbers": ["+14155550199"], "timezones": ["America/New_York"]})
+    good = {"phone_number": "+12125550100",
+            "conversation_initiation_client_data": {"dynamic_variables": {"account_id": "A1"}}}
+    bad = {"phone_number": "+12125550101", "conversation_initiation_client_data": {"dynamic_variables": variables}}
+    # json, not orjson: a 2 ** 80 in the body, as a client in another language may send it
+    raw = json.dumps({"call_name": "x", "agent_id": str(agent.agent["_id"]), "recipients": [good, bad]})
+    resp = await agent.client.post("/v1/convai/batch-calling/submit", data=raw,
+                                   headers={"xi-api-key": agent.key, "Content-Type": "application/json"})
+    doc = await resp.json()
+    assert resp.status == 422, doc
+    [detail] = doc["detail"]
+    assert detail["loc"] == VARIABLES and says in detail["msg"] and detail["type"] == "value_error"
+    assert await _batches(agent) == []

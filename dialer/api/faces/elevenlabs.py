@@ -20,14 +20,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dialer.api.appkeys import BATCHES, CLOCK, LIFECYCLE, REPOS, SETTINGS, SUBMISSIONS, TENANCY
+from dialer.api.appkeys import BATCHES, CLOCK, LIFECYCLE, PHONES, REPOS, SETTINGS, SUBMISSIONS, TENANCY
 from dialer.api.documented import Reply, documented, links_to, request_body, request_query
 from dialer.api.faces import elevenlabs_models as models
-from dialer.api.faces.elevenlabs_shapes import (Invalid, batch_call, parse_submit, recipient_view, shape_invalid,
-                                                 submit_records)
+from dialer.api.faces.elevenlabs_shapes import (Invalid, batch_call, parse_submit, recipient_view, record_error_loc,
+                                                 repeated_numbers, shape_invalid, submit_records)
 from dialer.api.idempotent import CLAIM, Answers, idempotent
 from dialer.services.calls import all_calls
 from dialer.services.errors import Refused
+from dialer.services.ingestion import offload
 from dialer.services.submissions import CallingNumberRefused, RecordsRefused
 from dialer.services.tenancy import Principal, parse_id
 
@@ -127,6 +128,10 @@ async def submit(request: web.Request) -> web.Response:
     body = await request_body(request)  # integers exact, as the native API reads them
     app = request.app
     submit_ = parse_submit(body, app[SETTINGS].max_records_per_request, app[CLOCK].now())
+    # A number given twice is refused whole, before anything is written (the Planner would keep the last).
+    repeated = await offload(len(submit_.recipients), repeated_numbers, submit_.recipients, app[PHONES])
+    if repeated:
+        raise Invalid(repeated[:100])
     records, meta = submit_records(submit_.recipients)
     try:
         batch = await app[SUBMISSIONS].submit(
@@ -136,7 +141,7 @@ async def submit(request: web.Request) -> web.Response:
     except CallingNumberRefused as exc:
         raise Invalid([{"loc": ["body", "agent_phone_number_id"], "msg": str(exc), "type": "value_error"}]) from None
     except RecordsRefused as exc:
-        raise Invalid([{"loc": ["body", "recipients", e.index, "phone_number"], "msg": e.reason, "type": "value_error"}
+        raise Invalid([{"loc": record_error_loc(e), "msg": e.reason, "type": "value_error"}
                        for e in exc.errors[:100]]) from None
     return _json(await _shape(request, batch))
 

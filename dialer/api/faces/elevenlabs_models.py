@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from annotated_types import MaxLen
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialer.api.documented import Reply, Scheme
 from dialer.api.requests import OBJECT_ID, query_int
-from dialer.core.batch_spec import MAX_CONCURRENCY
+from dialer.core.batch_spec import EARLIEST, LATEST, MAX_CONCURRENCY, CreateBatchBody
 from dialer.core.shapes import Shape
 
 XI_API_KEY = Scheme("XiApiKey", {"type": "apiKey", "in": "header", "name": "xi-api-key",
@@ -22,6 +23,10 @@ RecipientStatusName = Literal["pending", "dispatched", "initiated", "in_progress
                               "failed", "cancelled"]
 Limit = query_int(1, MAX_LIST)
 NonEmpty = Annotated[str, Field(min_length=1, pattern=r"\S")]
+# The face takes no value the native API refuses for the same batch: a name as long as createBatch's
+# `name` may be (read from its shape, so the two caps cannot drift), a start in scheduledAt's years.
+MAX_NAME = next(m.max_length for m in CreateBatchBody.model_fields["name"].metadata if isinstance(m, MaxLen))
+EARLIEST_UNIX, LATEST_UNIX = int(EARLIEST.timestamp()), int(LATEST.timestamp())
 
 
 class ClientData(Shape):
@@ -55,10 +60,14 @@ class SubmitBody(Shape):
          "recipients": [{"phone_number": "+12125550100",
                          "conversation_initiation_client_data": {"dynamic_variables": {"name": "Sarah"}}}]}]})
 
-    call_name: NonEmpty
+    call_name: Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=r"\S",
+                                    description="the batch's name (our `name`)")]
     agent_id: NonEmpty
     recipients: Annotated[list[Recipient], Field(min_length=1, description="at most DIALER_MAX_RECORDS")]
-    scheduled_time_unix: Annotated[int | None, Field(description="when to start; absent or past: now")] = None
+    scheduled_time_unix: Annotated[int | None, Field(
+        ge=EARLIEST_UNIX, le=LATEST_UNIX,
+        description=f"when to start, in Unix seconds ({EARLIEST.year} to {LATEST.year - 1}, as our "
+                    f"scheduledAt); absent or past: now")] = None
     agent_phone_number_id: str | None = None
     whatsapp_params: dict[str, Any] | None = None
     timezone: Annotated[str | None, Field(description="IANA zone for numbers whose own zone is not known")] = None

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from dialer.core.batch_spec import DEFAULT_RETRY, MAX_CONCURRENCY, BatchSpec
 from dialer.core.clock import as_utc
+from dialer.core.phones import PhoneError, PhoneNormaliser
+from dialer.core.records import RecordError
 from dialer.core.shapes import ShapeError
 from dialer.core.windows import DEFAULT_WINDOW, valid_zone
 from dialer.settings import Settings
@@ -73,7 +75,7 @@ class Submit:
 
 def parse_submit(body: dict, max_recipients: int, now: dt.datetime) -> Submit:
     """What a submit body that fits SubmitBody (elevenlabs_models.py) asks for: the checks beyond its shape
-    (the number of recipients, reserved variable names, the scheduled time, the zone) as 422 details."""
+    (the number of recipients, reserved variable names, the zone) as 422 details."""
     problems: list[dict] = []
     recipients = body["recipients"]
     if len(recipients) > max_recipients:
@@ -86,12 +88,9 @@ def parse_submit(body: dict, max_recipients: int, now: dt.datetime) -> Submit:
         for name in sorted(RESERVED_VARIABLES & set(variables)):
             problems.append(_problem([*loc, name], "a reserved name: the recipient's own field says it"))
     scheduled, scheduled_at = body.get("scheduled_time_unix"), None
-    if scheduled is not None:
-        try:
-            scheduled_at = dt.datetime.fromtimestamp(scheduled, UTC)
-        except (OverflowError, OSError, ValueError):
-            problems.append(_problem(["scheduled_time_unix"], "not a time"))
-        if scheduled_at is not None and scheduled_at <= as_utc(now):
+    if scheduled is not None:  # within SubmitBody's bounds (the native API's years): a time
+        scheduled_at = dt.datetime.fromtimestamp(scheduled, UTC)
+        if scheduled_at <= as_utc(now):
             scheduled_at = None  # the past: start now
     zone = body.get("timezone")
     if zone is not None and not valid_zone(zone):
@@ -117,6 +116,37 @@ def submit_records(recipients: list[dict]) -> tuple[list[dict], list[dict]]:
         meta.append({"recipientId": recipient.get("id"), "clientData": data,
                      **({"whatsappUserId": recipient["whatsapp_user_id"]} if recipient.get("whatsapp_user_id") else {})})
     return records, meta
+
+
+def repeated_numbers(recipients: list[dict], phones: PhoneNormaliser) -> list[dict]:
+    """A 422 detail for each recipient calling someone an earlier recipient calls: the native ingestion would
+    keep only the last of them (dialer/core/records.py's Planner), and a submit loses no recipient in silence.
+    The callee is the Planner's: the normalised number and its extension (two extensions are two people).
+    A number that is no number is left to the Planner, which says why."""
+    first: dict[tuple[str, str | None], int] = {}
+    problems = []
+    for i, recipient in enumerate(recipients):
+        try:
+            number = phones.normalise(recipient["phone_number"], zones=False)
+        except PhoneError:
+            continue
+        callee = (number.e164, number.extension)
+        if callee in first:
+            problems.append(_problem(["recipients", i, "phone_number"],
+                                     f"duplicate phone number: the same as recipients[{first[callee]}]"))
+        else:
+            first[callee] = i
+    return problems
+
+
+def record_error_loc(error: RecordError) -> list:
+    """Where a recipient the Planner refused (dialer/core/records.py) goes wrong. Its reasons about the
+    variables (required ones missing, a name that cannot be stored, nesting too deep, an integer beyond
+    64 bits) each say "variable": they point at the recipient's dynamic_variables. The others are about the
+    number (not one, or no calling time zone for it). Tests pin each reason's location."""
+    about = (["conversation_initiation_client_data", "dynamic_variables"] if "variable" in error.reason
+             else ["phone_number"])
+    return ["body", "recipients", error.index, *about]
 
 
 def _unix(value: dt.datetime | None) -> int | None:
