@@ -218,6 +218,7 @@ async def test_a_number_repeated_after_normalisation_refuses_the_whole_submit(ap
 @pytest.mark.parametrize("field, value", [
     ("call_name", "x" * 3_000_000),
     ("call_name", "x" * 201),  # the native API's cap on a batch's name
+    ("call_name", "bell\u0007"),  # and its rule: no control characters
     ("scheduled_time_unix", 8_204_889_600),  # 2230: the native API takes 2000 to 2099
     ("scheduled_time_unix", 4_102_444_801),  # 2100-01-01T00:00:01Z
     ("scheduled_time_unix", 946_684_799),  # 1999-12-31T23:59:59Z

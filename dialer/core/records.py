@@ -27,6 +27,7 @@ class RecordError:
     index: int
     phone_number: Any
     reason: str
+    about: str = "phoneNumber"  # what the reason is about: phoneNumber, variables, timezone or record (its size)
 
     def view(self) -> dict:
         phone = self.phone_number[:MAX_ECHO] if isinstance(self.phone_number, str) else None
@@ -139,14 +140,15 @@ class Planner:
         variables = dict(record)
         del variables["phoneNumber"]
         given_zone = variables.pop("timezone", None)
-        problem = self._variables_problem(variables)
+        problem, about = self._variables_problem(variables), "variables"
         if problem is None:
             if given_zone is None and len(number.zones) == 1:  # the common case, inline
                 zones, source = number.zones, "number"
             else:
                 zones, source, problem = self._zones(given_zone, number.zones)
+                about = "timezone"
         if problem is not None:
-            errors.append(RecordError(index, raw, problem))
+            errors.append(RecordError(index, raw, problem, about))
             return None
         earliest = self.earliest(zones)
         if earliest is None:
@@ -208,7 +210,7 @@ def oversized_records(call_data: list) -> list[RecordError]:
             if size > MAX_RECORD_BYTES:
                 errors.append(RecordError(index, record.get("phoneNumber"),
                                           f"record is {size} bytes stored; at most {MAX_RECORD_BYTES} (MongoDB's "
-                                          "16 MiB document limit, less room for the call's own fields)"))
+                                          "16 MiB document limit, less room for the call's own fields)", "record"))
     return errors
 
 

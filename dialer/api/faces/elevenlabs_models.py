@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from annotated_types import MaxLen
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialer.api.documented import Reply, Scheme
 from dialer.api.requests import OBJECT_ID, query_int
-from dialer.core.batch_spec import EARLIEST, LATEST, MAX_CONCURRENCY, CreateBatchBody
+from dialer.core.batch_spec import EARLIEST, LATEST, MAX_CONCURRENCY, NAME_MAX, NAME_PATTERN
 from dialer.core.shapes import Shape
 
 XI_API_KEY = Scheme("XiApiKey", {"type": "apiKey", "in": "header", "name": "xi-api-key",
@@ -23,9 +22,8 @@ RecipientStatusName = Literal["pending", "dispatched", "initiated", "in_progress
                               "failed", "cancelled"]
 Limit = query_int(1, MAX_LIST)
 NonEmpty = Annotated[str, Field(min_length=1, pattern=r"\S")]
-# The face takes no value the native API refuses for the same batch: a name as long as createBatch's
-# `name` may be (read from its shape, so the two caps cannot drift), a start in scheduledAt's years.
-MAX_NAME = next(m.max_length for m in CreateBatchBody.model_fields["name"].metadata if isinstance(m, MaxLen))
+# The face takes no value the native API refuses for the same batch: a name by createBatch's rule (NAME_MAX
+# characters, no control characters), a start in scheduledAt's years.
 EARLIEST_UNIX, LATEST_UNIX = int(EARLIEST.timestamp()), int(LATEST.timestamp())
 
 
@@ -60,7 +58,7 @@ class SubmitBody(Shape):
          "recipients": [{"phone_number": "+12125550100",
                          "conversation_initiation_client_data": {"dynamic_variables": {"name": "Sarah"}}}]}]})
 
-    call_name: Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=r"\S",
+    call_name: Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN,
                                     description="the batch's name (our `name`)")]
     agent_id: NonEmpty
     recipients: Annotated[list[Recipient], Field(min_length=1, description="at most DIALER_MAX_RECORDS")]

@@ -140,13 +140,12 @@ def repeated_numbers(recipients: list[dict], phones: PhoneNormaliser) -> list[di
 
 
 def record_error_loc(error: RecordError) -> list:
-    """Where a recipient the Planner refused (dialer/core/records.py) goes wrong. Its reasons about the
-    variables (required ones missing, a name that cannot be stored, nesting too deep, an integer beyond
-    64 bits) each say "variable": they point at the recipient's dynamic_variables. The others are about the
-    number (not one, or no calling time zone for it). Tests pin each reason's location."""
-    about = (["conversation_initiation_client_data", "dynamic_variables"] if "variable" in error.reason
-             else ["phone_number"])
-    return ["body", "recipients", error.index, *about]
+    """Where a recipient the Planner refused (dialer/core/records.py) goes wrong: its variables (required ones
+    missing, a name that cannot be stored, nesting too deep, an integer beyond 64 bits) at its dynamic_variables,
+    a recipient too large to store at the recipient, anything else (not a number, no calling time zone for it)
+    at its number."""
+    about = {"variables": ["conversation_initiation_client_data", "dynamic_variables"], "record": []}
+    return ["body", "recipients", error.index, *about.get(error.about, ["phone_number"])]
 
 
 def _unix(value: dt.datetime | None) -> int | None:
