@@ -206,3 +206,34 @@ async def test_the_reaper_purges_expired_records_every_fifth_run_not_every_run(a
         await h.engines[0].reaper.run()
         clock.advance(60)
     assert purges["purge"] == 2 and caps["purge"] == 2 and passes["updated_since"] == 2
+
+
+async def test_a_call_ending_reads_the_slots_of_its_batch_not_of_every_batch_waiting(api, clock, engine_settings):
+    """60 batches of limit 1, each waiting on its one slot: a look after a call ended used to read the slots of all
+    of them (the cost of a look grew with the batches running); now of the batch told of, the others at the
+    dispatcher's recheck (a minute here: every call's end is an event in its process)."""
+    h = Harness(api, clock, engine_settings, mean_duration=20)
+    for i in range(60):
+        batch = await api.create_batch(concurrencyLimit=1)
+        await api.add_calls(batch, [{"phoneNumber": f"+1212555{i:02d}{j:02d}"} for j in range(5)])
+    await h.step()
+    await h.step()
+    assert len(h.sim.placed) == 60  # every batch holds its slot: all of them wait
+    scoped: list[int] = []
+    everything = 0
+    read = api.store.ledger.read
+
+    async def counting(batch_ids=None):
+        nonlocal everything
+        if batch_ids is None:
+            everything += 1  # the metrics' look at every batch, every 5 s
+        else:
+            scoped.append(len(batch_ids))
+        return await read(batch_ids)
+
+    api.store.ledger.read = counting
+    for _ in range(50):
+        await h.step()
+    ended = len(h.sim.placed) - 60
+    assert ended >= 40 and everything <= 11
+    assert sum(scoped) <= 3 * ended, (sum(scoped), ended)  # before: ~60 batches read per call ended

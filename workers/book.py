@@ -66,6 +66,13 @@ class Book:
         self.scan_every = dt.timedelta(seconds=0.5)
         self._scanned_at: dt.datetime | None = None
         self._needed: int | None = None
+        # The batches whose calls ended in this process since the last look (its events service tells): while
+        # they are known, a look reads only theirs (not thousands waiting), and all of them as often as the
+        # dispatcher looks again for work from other processes (calls ending there: their callbacks, reapers).
+        self.freed: set[ObjectId] = set()
+        self.full_scan_every = dt.timedelta(seconds=2.0)  # the dispatcher sets its recheck interval
+        self._targeted: list[ObjectId] | None = None  # the planned look's freed batches (None: every one waiting)
+        self._short: dict[ObjectId, int] = {}  # parked -> slots still to be freed for it, as last seen
         # Quiet batches with calls in flight are looked at as often as the changed batches are read (when one of
         # their calls ends they may be done: only their completion waits on it, their calls' retries wake them).
         self.done_every = self.fresh
@@ -149,6 +156,7 @@ class Book:
         self._last.pop(batch_id, None)
         self.ready.pop(batch_id, None)
         self.parked.pop(batch_id, None)
+        self._short.pop(batch_id, None)
         self.quiet.pop(batch_id, None)
         self.flying.pop(batch_id, None)
 
@@ -164,6 +172,7 @@ class Book:
         if batch_id not in self.batches or batch_id in self.ready:
             return
         self.parked.pop(batch_id, None)
+        self._short.pop(batch_id, None)
         self.quiet.pop(batch_id, None)
         self.flying.pop(batch_id, None)
         turn = self._last.get(batch_id)
@@ -181,9 +190,11 @@ class Book:
             heapq.heappop(self._turns)  # served, parked or hushed since
         return None
 
-    def park(self, batch_id: ObjectId, threshold: int) -> None:
+    def park(self, batch_id: ObjectId, threshold: int, short: int) -> None:
+        """Waiting until its slots in use fall to `threshold` (`short` more slots freed, as seen now)."""
         self.ready.pop(batch_id, None)
         self.parked[batch_id] = threshold
+        self._short[batch_id] = short
 
     def hush(self, batch_id: ObjectId, until: dt.datetime | None, used: int) -> None:
         """Quiet until `until` (None: no time; back on a change, or when its calls in flight, `used`, fall)."""
@@ -211,8 +222,16 @@ class Book:
             if until is not None and until <= now:
                 self.wake_batch(batch_id)
         self._look_done = self._done_at is None or now >= self._done_at + self.done_every
-        self.looked = not (self.ready and self._scanned_at is not None and now < self._scanned_at + self.scan_every)
+        scan_due = not (self.ready and self._scanned_at is not None and now < self._scanned_at + self.scan_every)
+        full_due = self._scanned_at is None or now >= self._scanned_at + self.full_scan_every
+        self._targeted = None
+        if self.freed and not full_due:  # a look at the batches told of, however many others wait
+            self._targeted = [b for b in self.freed if b in self.parked]
+        self.looked = scan_due or self._targeted is not None
+        self.freed = set()
         ready = self._first(reach) if len(self.ready) > reach else self.ready
+        if self._targeted is not None:  # (the quiet ones with calls in flight: at their own look, done ones together)
+            return [*ready, *(self.flying if self._look_done else ()), *self._targeted]
         return [*ready, *(self.flying if self._look_done else ()), *(self.parked if self.looked else ())]
 
     def _first(self, n: int) -> list[ObjectId]:
@@ -238,17 +257,19 @@ class Book:
                     self.wake_batch(batch_id)
         if not self.looked:
             return self._needed
-        self._scanned_at = now
-        needed = None
-        ids = list(self.parked)
-        for batch_id, threshold, used in zip(ids, list(self.parked.values()), used_of(ids)):
+        # Every batch waiting on its slots, or only those with calls ended here since (the others need what they
+        # did when last seen: their slots are freed by their own calls' ends, which this process is told of).
+        ids = list(self.parked) if self._targeted is None else self._targeted
+        if self._targeted is None:
+            self._scanned_at = now
+        for batch_id, threshold, used in zip(ids, [self.parked[b] for b in ids], used_of(ids)):
             n = used - threshold
             if n <= 0:
                 self.wake_batch(batch_id)
             else:
-                needed = n if needed is None else min(needed, n)
-        self._needed = needed
-        return needed
+                self._short[batch_id] = n
+        self._needed = min(self._short.values()) if self._short else None
+        return self._needed
 
     def next_wake(self) -> dt.datetime | None:
         """When a look is next due of its own: a quiet batch's time, or the look at the quiet batches with calls

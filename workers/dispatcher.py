@@ -97,6 +97,7 @@ class Dispatcher:
         self.book = Book(repos.batches, config.batch_cache_seconds, config.batch_full_seconds)
         self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
+        self.book.full_scan_every = self._recheck
         self._metrics_every = dt.timedelta(seconds=config.metrics_seconds)
         self._metrics_at: dt.datetime | None = None
         # The most a claim can share out (its dial-rate budget, the account's cap): the batches in turn it may reach.
@@ -126,9 +127,11 @@ class Dispatcher:
             await self.claim(now)
         return await self.placer.place_due(now)
 
-    def poke(self) -> None:
-        """A call left flight (an event applied in this process): a slot is free."""
+    def poke(self, batch_id: ObjectId | None = None) -> None:
+        """A call (of this batch) left flight (an event applied in this process): a slot is free."""
         self._pokes += 1
+        if batch_id is not None:
+            self.book.freed.add(batch_id)
 
     def wake(self) -> None:
         """New work (calls enqueued in this process): look at the next tick, at the batches changed since."""
@@ -198,7 +201,7 @@ class Dispatcher:
                 self.book.hush(batch_id, self._quiet_until(now, drained[batch_id], used), used)
             elif free - len(granted) < group:
                 limit = free + state.used(batch_id)
-                book.park(batch_id, limit - group)
+                book.park(batch_id, limit - group, group - (free - len(granted)))
                 needed.append(group - (free - len(granted)))
         self.stats.deferred += len(deferrals)
         await self._complete_idle(idle, now)
@@ -240,7 +243,7 @@ class Dispatcher:
             # claim costs the same few database operations whatever the group's size.
             group = max(1, min(self.config.claim_group_max, math.ceil(limit * self.config.claim_group_fraction)))
             if free <= 0 or (used > 0 and free < group):
-                self.book.park(batch_id, limit - group)
+                self.book.park(batch_id, limit - group, used - (limit - group))
                 needed.append(used - (limit - group))
                 continue
             n = min(group, free, left)

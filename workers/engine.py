@@ -95,7 +95,7 @@ class Engine:
 
     def _ended(self, batch_id, kind: str) -> None:
         """A call left flight in this process (the events service tells, whatever the event came through)."""
-        self.dispatcher.poke()  # a slot is free: look again at the next tick
+        self.dispatcher.poke(batch_id)  # a slot is free: look again at the next tick (at this batch's slots)
         if kind == "retry":  # and the batch has a call in its queue again: back in turn
             self.dispatcher.requeued(batch_id)
 
