@@ -6,7 +6,7 @@ import asyncio
 
 from dialer.composition import build_app
 from dialer.core.clock import SystemClock
-from tests.conftest import make_api
+from tests.conftest import Api, make_api
 
 
 async def test_embedded_dispatcher_completes_a_batch(aiohttp_client, settings):
@@ -26,3 +26,41 @@ async def test_embedded_dispatcher_completes_a_batch(aiohttp_client, settings):
         await asyncio.sleep(0.05)
     assert doc["data"]["status"] == "completed"
     assert doc["data"]["counters"]["finished"] == 12
+
+
+async def test_a_stopped_engine_leaves_no_simulated_call_in_flight(aiohttp_client, settings):
+    """SIGTERM (Engine.stop) took the simulated line down with its calls still in flight: a restart found them
+    holding the batch's slots until their leases ran out (16 minutes for an answered call). They end at the stop
+    now, a talking one completed, any other failed; and the next process's call ids are not the last one's."""
+    slow = settings.replace(embedded_dispatcher="true", provider="simulator", sim_time_scale=1.0,
+                            sim_outcomes="answered=1", poll_interval_seconds=0.05, calls_per_second=50.0,
+                            lease_seconds=60)
+    app = build_app(slow, SystemClock())
+    client = await aiohttp_client(app)
+    api = await make_api(client, app)
+    batch = await api.create_batch(concurrencyLimit=4, callingWindow={"start": "00:00", "end": "24:00"})
+    await api.add_calls(batch, [{"phoneNumber": f"+1212555{i:04d}"} for i in range(10)])
+    for _ in range(100):
+        _, doc = await api.get(f"/api/call/batches/{batch}")
+        if doc["data"]["counters"]["inFlight"] == 4:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # the four claimed are placed (50 calls/s), none ends of itself (3 s of ringing at least)
+    await client.close()  # the app's shutdown: Engine.stop, then the store
+    app = build_app(slow, SystemClock())  # the next process, on the same store file
+    client = await aiohttp_client(app)
+    api = Api(client, app, api.key, api.workspace_id, api.agent)
+    calls = await api.all_calls(batch)
+    assert [c for c in calls if c["status"] in ("dialing", "ringing", "in_progress")] == []
+    assert {c["status"] for c in calls} <= {"completed", "failed", "queued"}
+    ended = [c for c in calls if c["status"] in ("completed", "failed")]
+    assert len(ended) == 4 and all(c["attempts"] == 1 for c in ended)
+    first_ids = {c["providerCallId"] for c in ended}
+    batch2 = await api.create_batch(concurrencyLimit=4, callingWindow={"start": "00:00", "end": "24:00"})
+    await api.add_calls(batch2, [{"phoneNumber": f"+1313555{i:04d}"} for i in range(4)])
+    for _ in range(100):
+        second_ids = {c["providerCallId"] for c in await api.all_calls(batch2) if c.get("providerCallId")}
+        if len(second_ids) == 4:
+            break
+        await asyncio.sleep(0.05)
+    assert len(second_ids) == 4 and not second_ids & first_ids

@@ -15,12 +15,16 @@ import asyncio
 import datetime as dt
 import heapq
 import itertools
+import logging
 import random
+import secrets
 from dataclasses import dataclass, field
 
 from workers.telephony.base import CallEvent, DialRequest, EventSink, Placed
 
 OUTCOMES = ("answered", "busy", "no_answer", "failed", "machine")
+_ENDED = ("completed", "busy", "no-answer", "failed", "canceled")
+log = logging.getLogger("workers.simulator")
 
 
 def parse_outcomes(spec: str) -> dict[str, float]:
@@ -69,6 +73,10 @@ class Simulator:
         self.placed: list[DialRequest] = []  # every placement, in order (tests check "never twice")
         self._due: list[_Due] = []
         self._seq = itertools.count()
+        # Call ids unique across processes and restarts (as Twilio's are): a restarted process numbering from
+        # zero again gave its calls the ids of calls left in flight by the last one, and the reaper applied
+        # one callee's outcome to another's call. A seeded run's is its seed (its draws stay as they were).
+        self._prefix = f"{seed % 2 ** 64:016x}" if seed is not None else secrets.token_hex(8)
 
     def _after(self, seconds: float) -> dt.datetime:
         return self.clock.now() + dt.timedelta(seconds=seconds / self.time_scale)
@@ -79,7 +87,7 @@ class Simulator:
         heapq.heappush(self._due, _Due(at, next(self._seq), event))
 
     async def place_call(self, request: DialRequest) -> Placed:
-        sid = f"SM{next(self._seq):032x}"
+        sid = f"SM{self._prefix}{next(self._seq):016x}"
         call = SimCall(sid, request, self.clock.now())
         self.calls[sid] = call
         self.placed.append(request)
@@ -110,7 +118,7 @@ class Simulator:
         while self._due and self._due[0].at <= now:
             due = heapq.heappop(self._due)
             call = self.calls[due.event.provider_call_id]
-            if call.status in ("completed", "busy", "no-answer", "failed", "canceled"):
+            if call.status in _ENDED:
                 continue  # ended meanwhile
             if call.status == "hanging-up" and due.event.status not in ("completed", "canceled"):
                 continue  # hung up: only its end is still to come
@@ -152,7 +160,7 @@ class Simulator:
         """Like Twilio's call update: a call talking ends `completed`, one still ringing `canceled`; the
         event follows at once (at the next pump)."""
         call = self.calls.get(provider_call_id)
-        if call is None or call.status in ("completed", "busy", "no-answer", "failed", "canceled"):
+        if call is None or call.status in _ENDED:
             return
         status = "completed" if call.status == "in-progress" else "canceled"
         duration = int((self.clock.now() - call.created).total_seconds() * self.time_scale) if status == "completed" else None
@@ -160,4 +168,21 @@ class Simulator:
         call.status = "hanging-up"  # events scheduled before the hangup are dropped, as Twilio ends the call
 
     async def close(self) -> None:
+        """The process stops, and the simulated line with it: its calls end now (one talking `completed`, any other
+        `failed`: the line went down), their events delivered, so a restart finds none left in flight for their
+        leases to run out (up to 16 minutes for an answered call). After a crash (SIGKILL) the leases still do."""
         self._due.clear()
+        live = [c for c in self.calls.values() if c.status not in _ENDED]
+        for call in live:
+            talking = call.status == "in-progress"
+            duration = int((self.clock.now() - call.created).total_seconds() * self.time_scale) if talking else None
+            call.status = "completed" if talking else "failed"
+            event = CallEvent(provider_call_id=call.sid, status=call.status, call_id=call.request.call_id,
+                              answered_by=call.answered_by, duration=duration,
+                              error=None if talking else "the simulated line was shut down",
+                              extra={"batchId": call.request.batch_id, "attempt": call.request.attempt})
+            if self.sink is not None:
+                try:
+                    await self.sink(event)
+                except Exception:  # the store may be failing too: the lease settles this one after the restart
+                    log.exception("ending a simulated call at shutdown failed", extra={"callId": call.request.call_id})
