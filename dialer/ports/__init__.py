@@ -36,7 +36,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 from dialer.ports.errors import StoreUnavailable, StoreOpenFailed
-from dialer.ports.calls import active_key, ChunkResult, Claim, ClaimResult, PlacedRecord, Tally, difference, Finish, CallRepo
+from dialer.ports.calls import (active_key, ChunkResult, Claim, ClaimResult, PlacedRecord, Tally, difference, Finish,
+                                CallRepo, placed_entry)
 from dialer.ports.batches import BatchRepo
 from dialer.ports.tenancy import CREDIT_REFS, TenancyRepo, CreditReservation, reservation_key
 from dialer.ports.idempotency import IdempotencyRepo
@@ -48,7 +49,7 @@ from dialer.ports.compliance import DncRepo, CapRequest, CapLedger
 __all__ = [
     'CREDIT_REFS',
     'BatchRepo', 'CallRepo', 'CapLedger', 'CapRequest', 'ChunkResult', 'Claim', 'ClaimResult', 'CreditReservation', 'DncRepo',
-    'Finish', 'FlyingCounts', 'IdempotencyRepo', 'IntakeRepo', 'LedgerState', 'LedgerWrite', 'OutboxEvent', 'PlacedRecord', 'Repositories',
+    'Finish', 'FlyingCounts', 'IdempotencyRepo', 'IntakeRepo', 'LedgerState', 'LedgerWrite', 'OutboxEvent', 'PlacedRecord', 'placed_entry', 'Repositories',
     'SlotLedger', 'StoreOpenFailed', 'StoreUnavailable', 'Tally', 'TenancyRepo', 'WebhookRepo', 'active_key',
     'difference', 'reservation_key'
 ]

@@ -64,6 +64,11 @@ class PlacedRecord:
     lease_until: dt.datetime  # the lease becomes at least this
 
 
+def placed_entry(at: dt.datetime, provider_call_id: str) -> dict:
+    """A placement in a call's history: written with its record, or by its end when that came first."""
+    return {"at": at, "event": "placed", "providerCallId": provider_call_id}
+
+
 @dataclass(frozen=True)
 class Tally:
     """Calls of a batch with one (status, outcome): how many, how many were ever dialled, their attempts."""

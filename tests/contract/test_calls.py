@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bson import ObjectId
 
 from dialer.ports import Claim, Finish, PlacedRecord, Tally, active_key
@@ -531,3 +533,29 @@ async def test_a_final_call_keeps_no_claim_fields(repos, batch):
     assert await repos.calls.finish(a, "tok-1", None, final("failed"), at(60)) is not None
     call = await repos.calls.get(a)
     assert call["status"] == "failed" and not {"leaseUntil", "claimedBy", "dialAt", "uncertain", "activeKey"} & set(call)
+
+
+@pytest.mark.parametrize("retried", [True, False])
+async def test_a_call_ending_before_its_placement_is_recorded_keeps_the_placement_in_its_history(repos, batch, retried):
+    """A busy line answers in seconds, before the dispatcher's record of the placement (it waits for its claim's
+    other calls): the end wrote its outcome and, when the call went back to the queue for a retry, the record
+    found it queued and wrote nothing, so the attempt's placement and provider id were lost from the history."""
+    [a] = await enqueue(repos, batch, planned(A))
+    await claim(repos, a)
+    def busy(sid: str) -> Finish:
+        return Finish(final="busy", outcome="busy", entry={"at": at(5), "event": "busy"}, provider_call_id=sid,
+                      retry_at=at(65) if retried else None, max_attempts=3 if retried else 1)
+
+    kind, _, _ = await repos.calls.finish(a, "tok-1", "CA-a", busy("CA-a"), at(5))
+    assert kind == ("retry" if retried else "final")
+    await repos.calls.record_placed([PlacedRecord(a, "tok-1", "CA-a", at(1), at(300))])  # the record, late
+    history = (await repos.calls.get(a))["history"]
+    assert [(h["event"], h.get("providerCallId")) for h in history] == [("placed", "CA-a"), ("busy", None)]
+    assert history[0]["at"] == at(5)  # written by the end, at its time
+    # A record in time is the placement; the end adds its outcome only.
+    [b] = await enqueue(repos, batch, planned(B))
+    await claim(repos, b, token="tok-b")
+    await repos.calls.record_placed([PlacedRecord(b, "tok-b", "CA-b", at(1), at(300))])
+    await repos.calls.finish(b, "tok-b", "CA-b", busy("CA-b"), at(5))
+    history = (await repos.calls.get(b))["history"]
+    assert [(h["event"], h["at"]) for h in history] == [("placed", at(1)), ("busy", at(5))]

@@ -31,7 +31,7 @@ from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.core.webhook_events import call_event
-from dialer.ports import ChunkResult, Finish, active_key
+from dialer.ports import ChunkResult, Finish, active_key, placed_entry
 from dialer.store.mongo.calls_for_chains import ChainCalls
 from dialer.store.mongo.calls_for_claims import ClaimCalls
 from dialer.store.mongo.calls_counters import CounterCalls
@@ -246,32 +246,41 @@ class MongoCalls(ClaimCalls, OperatorsCalls, ChainCalls, DncCalls, CounterCalls)
     @unavailable
     async def finish(self, call_id: ObjectId, token: str | None, provider_call_id: str | None, finish: Finish,
                      now: dt.datetime) -> tuple[str, ObjectId] | None:
-        flying = {**self._match(call_id, token, provider_call_id), "status": {"$in": FINISH.source_values}}
+        flying = {**self._match(call_id, token, None), "status": {"$in": FINISH.source_values}}
+        # Recorded placement (the common case) first; else the call ended before the dispatcher recorded its
+        # placement (a busy line answers in seconds), and the placement goes in the history before the end.
+        recorded = [({}, [])] if not provider_call_id else [
+            ({"providerCallId": provider_call_id}, []),
+            ({"providerCallId": {"$exists": False}}, [placed_entry(now, provider_call_id)])]
         if finish.retry_at is not None:
+            for match, first in recorded:
+                before = await self.c.find_one_and_update(
+                    {**flying, **match, "status": {"$in": RETRY_LATER.source_values},
+                     "attempts": {"$lt": finish.max_attempts}},
+                    {"$set": {"status": CallStatus.QUEUED.value, "outcome": finish.outcome, "updatedAt": now,
+                              "nextAttemptAt": finish.retry_at},
+                     # The next attempt is a new provider call: forget this one's id.
+                     "$unset": {**CLAIM_FIELDS, "providerCallId": "", "answeredBy": ""},
+                     "$push": {"history": {"$each": [*first, {**finish.entry, "result": "retry"}]},
+                               **outbox("call.retry_scheduled", now)}},
+                    projection=FINISH_FIELDS)
+                if before is not None:
+                    self._moved(before, CallStatus.QUEUED.value, finish.outcome)
+                    return "retry", before["batchId"], before.get("group")
+        for match, first in recorded:
             before = await self.c.find_one_and_update(
-                {**flying, "status": {"$in": RETRY_LATER.source_values}, "attempts": {"$lt": finish.max_attempts}},
-                {"$set": {"status": CallStatus.QUEUED.value, "outcome": finish.outcome, "updatedAt": now,
-                          "nextAttemptAt": finish.retry_at},
-                 # The next attempt is a new provider call: forget this one's id.
-                 "$unset": {**CLAIM_FIELDS, "providerCallId": "", "answeredBy": ""},
-                 "$push": {"history": {**finish.entry, "result": "retry"}, **outbox("call.retry_scheduled", now)}},
+                {**flying, **match},
+                {"$set": {"status": finish.final, "outcome": finish.outcome, "updatedAt": now, "finishedAt": now,
+                          **({"providerCallId": finish.provider_call_id} if finish.provider_call_id else {}),
+                          **({"duration": finish.duration} if finish.duration is not None else {})},
+                 "$unset": {**CLAIM_FIELDS, "activeKey": ""},
+                 "$push": {"history": {"$each": [*first, {**finish.entry, "result": finish.outcome}]},
+                           **outbox(call_event(DIALING, finish.final, finish.outcome), now)}},
                 projection=FINISH_FIELDS)
             if before is not None:
-                self._moved(before, CallStatus.QUEUED.value, finish.outcome)
-                return "retry", before["batchId"], before.get("group")
-        before = await self.c.find_one_and_update(
-            flying,
-            {"$set": {"status": finish.final, "outcome": finish.outcome, "updatedAt": now, "finishedAt": now,
-                      **({"providerCallId": finish.provider_call_id} if finish.provider_call_id else {}),
-                      **({"duration": finish.duration} if finish.duration is not None else {})},
-             "$unset": {**CLAIM_FIELDS, "activeKey": ""},
-             "$push": {"history": {**finish.entry, "result": finish.outcome},
-                       **outbox(call_event(DIALING, finish.final, finish.outcome), now)}},
-            projection=FINISH_FIELDS)
-        if before is None:
-            return None
-        self._moved(before, finish.final, finish.outcome)
-        return "final", before["batchId"], before.get("group")
+                self._moved(before, finish.final, finish.outcome)
+                return "final", before["batchId"], before.get("group")
+        return None
 
     def _moved(self, before: dict, status: str, outcome: str | None) -> None:
         attempts = before.get("attempts", 0)

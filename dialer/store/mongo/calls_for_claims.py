@@ -14,8 +14,8 @@ from typing import Any, Iterable
 from bson import ObjectId
 from pymongo import UpdateOne
 
-from dialer.core.statuses import CallStatus
-from dialer.ports import Claim, ClaimResult, LedgerWrite, PlacedRecord
+from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
+from dialer.ports import Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
 from dialer.store.mongo.documents import refused, unavailable, unordered
 
 log = logging.getLogger("dialer.store.calls")
@@ -109,9 +109,12 @@ class ClaimCalls:
 
     @staticmethod
     def _placed_op(r: PlacedRecord) -> UpdateOne:
-        return UpdateOne({"_id": r.call_id, "claimToken": r.token, "status": {"$ne": CallStatus.QUEUED.value}},
+        # Not onto a call put back in the queue, nor one whose end came first and wrote the placement (finish).
+        return UpdateOne({"_id": r.call_id, "claimToken": r.token, "status": {"$ne": CallStatus.QUEUED.value},
+                          "$or": [{"status": {"$in": IN_FLIGHT_VALUES}},
+                                  {"providerCallId": {"$ne": r.provider_call_id}}]},
                          {"$set": {"providerCallId": r.provider_call_id}, "$max": {"leaseUntil": r.lease_until},
-                          "$push": {"history": {"at": r.at, "event": "placed", "providerCallId": r.provider_call_id}}})
+                          "$push": {"history": placed_entry(r.at, r.provider_call_id)}})
 
     @unavailable
     async def record_placed(self, records: list[PlacedRecord]) -> None:

@@ -23,7 +23,7 @@ from bson import ObjectId
 from dialer.core.machine import PROGRESS_MOVES
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import ACTIVE_VALUES, IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
-from dialer.ports import ChunkResult, Finish, StoreUnavailable, active_key
+from dialer.ports import ChunkResult, Finish, StoreUnavailable, active_key, placed_entry
 from dialer.store.ids import NEW_IDS
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, load, push, save
@@ -264,6 +264,10 @@ def _finish(conn: sqlite3.Connection, call_id: ObjectId, token: str | None, prov
     if doc is None or doc["status"] not in IN_FLIGHT or not matches(doc, token, provider_call_id):
         return None
     now = stored(now)
+    if provider_call_id and "providerCallId" not in doc:
+        # Ended before the dispatcher recorded its placement (a busy line answers in seconds; the record waits
+        # for its claim's other calls): the placement goes in the history first, or a retry would lose it.
+        push(doc, placed_entry(now, provider_call_id))
     retry = finish.retry_at is not None and doc["attempts"] < finish.max_attempts
     doc["status"] = check(doc, QUEUED if retry else str(finish.final))
     doc.update(outcome=finish.outcome, updatedAt=now)

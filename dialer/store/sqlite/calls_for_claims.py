@@ -13,8 +13,8 @@ from typing import Iterable
 
 from bson import ObjectId
 
-from dialer.core.statuses import CallStatus
-from dialer.ports import Claim, ClaimResult, LedgerWrite, PlacedRecord
+from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
+from dialer.ports import Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.batches import runnable_stamps_in
 from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, holders_of, load, push, save
@@ -122,10 +122,12 @@ def _record_placed(conn: sqlite3.Connection, records: list[PlacedRecord]) -> Non
         doc = found.get(r.call_id)
         if doc is None or doc.get("claimToken") != r.token or doc["status"] == QUEUED:
             continue
+        if doc["status"] not in IN_FLIGHT_VALUES and doc.get("providerCallId") == r.provider_call_id:
+            continue  # ended before this record: its end wrote the placement (CallRepo.finish)
         doc["providerCallId"] = r.provider_call_id
         lease = stored(r.lease_until)
         if doc.get("leaseUntil") is None or lease > doc["leaseUntil"]:
             doc["leaseUntil"] = lease
-        push(doc, {"at": r.at, "event": "placed", "providerCallId": r.provider_call_id})
+        push(doc, placed_entry(r.at, r.provider_call_id))
         changed[r.call_id] = doc
     rows.save_many(conn, changed.values())
