@@ -254,3 +254,15 @@ async def test_an_enrollment_batch_opens_by_its_uuid(page, base_url):
     await page.get_by_label("Status", exact=True).select_option("held")
     await expect(page.locator("table.calls tbody tr").first).to_contain_text("held")
     await snap(page, "6-enrollment")
+
+
+async def test_a_batch_that_is_not_there_says_so_and_offers_nothing(page, base_url):
+    """Found by an exploratory run: an unknown batch's page showed an empty batch with its moves enabled, and
+    polled for ever ("Could not refresh: Not Found... Retrying")."""
+    await open_page(page, "Batches")
+    await page.goto("/console#/batches/0123456789abcdef01234567")
+    await expect(page.get_by_role("heading", name="No such batch")).to_be_visible()
+    await expect(page.get_by_role("alert").filter(has_text="No batch 0123456789abcdef01234567")).to_be_visible()
+    await expect(page.get_by_role("group", name="Batch actions")).to_be_hidden()
+    await page.wait_for_timeout(2500)  # past a refresh: nothing retried
+    await expect(page.get_by_text("Retrying")).to_have_count(0)

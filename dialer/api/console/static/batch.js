@@ -34,6 +34,7 @@ export function mountBatch(root, ctx, batchId) {
     cancel: h("button", { type: "button", class: "danger" }, "Cancel…"),
     retry: h("button", { type: "button", class: "secondary" }, "Retry…"),
   };
+  for (const button of Object.values(buttons)) button.disabled = true;  // until the batch is read
   const said = h("p", { class: "notice", role: "status" });
   const problem = h("p", { class: "error", role: "alert" });
   const counters = h("dl", { class: "counters" });
@@ -45,11 +46,8 @@ export function mountBatch(root, ctx, batchId) {
   const uploadHolder = h("div");
   const callsHolder = h("section", { class: "card", "aria-labelledby": "calls-heading" });
 
-  root.append(
-    h("p", { class: "crumbs" }, h("a", { href: "#/batches" }, "← All batches")),
-    h("div", { class: "page-head start" }, title, statusHolder),
+  const parts = [  // what a batch's page shows (hidden when there is no such batch)
     h("div", { class: "actions", role: "group", "aria-label": "Batch actions" }, Object.values(buttons)),
-    said, problem,
     h("section", { class: "card", "aria-labelledby": "progress-heading" },
       h("h2", { id: "progress-heading" }, "Progress"), counters, spoken, updated),
     h("section", { class: "card", "aria-labelledby": "chart-heading" },
@@ -57,9 +55,14 @@ export function mountBatch(root, ctx, batchId) {
       h("p", { class: "hint" }, "Sampled from the batch's counters while the console is open in this tab."),
       chartHolder, legend()),
     h("details", { class: "card" }, h("summary", {}, "Settings"), settings),
-    uploadHolder, callsHolder);
+    uploadHolder, callsHolder];
+  root.append(
+    h("p", { class: "crumbs" }, h("a", { href: "#/batches" }, "← All batches")),
+    h("div", { class: "page-head start" }, title, statusHolder),
+    parts[0], said, problem, ...parts.slice(1));
 
   let batch = null;
+  let missing = false;  // the batch is not there (404, 403): the page says so and stops polling
   let lastSpoken = 0;
   let settingsOf = null;
   // The counters' cells are made once and updated in place: a screen reader's place survives the polls.
@@ -81,6 +84,7 @@ export function mountBatch(root, ctx, batchId) {
     title.textContent = b.name;
     clear(statusHolder).append(badge(b.status));
     for (const [move, button] of Object.entries(buttons)) button.disabled = !ALLOWED[move].includes(b.status);
+    uploadHolder.hidden = b.status === "cancelled" || b.status === "failed";  // no calls can be added to them
     progress.max = Math.max(1, c.scheduled);
     progress.value = c.finished;
     progress.setAttribute("aria-label", `${num(c.finished)} of ${num(c.scheduled)} calls finished`);
@@ -120,7 +124,19 @@ export function mountBatch(root, ctx, batchId) {
   }
 
   async function refresh() {
-    const doc = await api.get(`/api/call/batches/${batchId}`);
+    let doc;
+    try {
+      doc = await api.get(`/api/call/batches/${batchId}`);
+    } catch (err) {
+      if (err.code !== 404 && err.code !== 403) throw err;  // retried by the poller
+      // Not this workspace's batch (or deleted): nothing to show, nothing to retry.
+      missing = true;
+      poller.stop();
+      title.textContent = "No such batch";
+      problem.textContent = `No batch ${batchId} in this workspace (${err.detail || err.message}).`;
+      for (const part of parts) part.hidden = true;
+      return;
+    }
     const b = doc.data;
     samples.add(b.batchId, b.counters);
     if (batch && batch.status !== b.status) announce(`Batch ${b.name} is now ${label(b.status)}.`);
@@ -130,7 +146,7 @@ export function mountBatch(root, ctx, batchId) {
   }
 
   const poller = poll(refresh, POLL_MS, (err) => {
-    problem.textContent = err ? `Could not refresh: ${err.message}. Retrying…` : "";
+    if (!missing) problem.textContent = err ? `Could not refresh: ${err.message}. Retrying…` : "";
   });
 
   async function move(name, busyLabel, body) {
@@ -143,6 +159,7 @@ export function mountBatch(root, ctx, batchId) {
     try {
       const doc = await api.post(`/api/call/batches/${batchId}/${name}`, body);
       said.textContent = `${doc.message}.`;  // a status region: read out
+      calls.load();  // the calls as the move left them (not at the table's next refresh)
     } catch (err) {
       problem.textContent = `${text.replace("…", "")} refused: ${err.detail || err.message}`;
     } finally {
