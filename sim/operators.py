@@ -93,7 +93,8 @@ class Operators:
             if mine["records"] and rng.random() < 0.03:
                 records.append(rng.choice(mine["records"]))  # a number the batch already has, as sent then
                 continue
-            number = self.w.numbers.fresh()
+            number = self.w.numbers.fresh(mine["numbers"])
+            mine["numbers"].add(number)
             record: dict = {"phoneNumber": number, "name": "sim"}
             if rng.random() < 0.1:
                 record["timezone"] = rng.choice(wl.ZONE_CHOICES)
@@ -127,7 +128,7 @@ class Operators:
         spec = parse_batch_spec(body, w.intake.phones)
         batch = await w.intake.batches.create(w.principal.workspace_id, agent, spec)
         zones = agent.get("timezones") or []
-        w.batches[batch["_id"]] = {"planned": rng.randrange(*w.config.batch_calls), "sent": 0, "records": [],
+        w.batches[batch["_id"]] = {"planned": rng.randrange(*w.config.batch_calls), "sent": 0, "records": [], "numbers": set(),
                                    "timezone": body.get("timezone"), "agent_zone": zones[0] if zones else None}
         w.checker.new_batch(str(batch["_id"]), batch["concurrencyLimit"], batch["callingWindow"], w.clock.now())
         self.open.append(batch["_id"])
@@ -141,7 +142,7 @@ class Operators:
             if contacts and not chained and rng.random() < 0.3:
                 contacts.append(dict(rng.choice(contacts)))
                 continue
-            number = w.numbers.fresh()
+            number = w.numbers.fresh({c["phoneNumber"] for c in contacts})
             zones = wl.number_zones(number)
             contact = {"phoneNumber": number, "timezone": rng.choice(zones), "household": f"h{i // rng.randrange(1, 4)}"}
             contacts.append(contact)
@@ -156,7 +157,7 @@ class Operators:
         batch = await w.raw.batches.by_public_id(data["batchId"])
         w.accepted += data["accepted"]
         self.sent += len(contacts)
-        w.batches[batch["_id"]] = {"planned": 0, "sent": len(contacts), "records": [], "timezone": None,
+        w.batches[batch["_id"]] = {"planned": 0, "sent": len(contacts), "records": [], "numbers": set(), "timezone": None,
                                    "agent_zone": None}
         w.checker.new_batch(str(batch["_id"]), batch["concurrencyLimit"], batch["callingWindow"], w.clock.now())
         for c in contacts:

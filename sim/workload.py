@@ -48,20 +48,36 @@ def number_zones(number: str) -> tuple[str, ...]:
 
 
 class Numbers:
-    """Distinct numbers, round the areas."""
+    """Numbers round the areas, mostly new; now and then one given lately, as a person on two lists is (the same
+    callee in two batches: never in two calls at once)."""
+
+    AGAIN = 0.03  # the share of numbers given again
+    RECENT = 5000  # from among the latest this many
 
     def __init__(self, rng: random.Random, areas: tuple = AREAS) -> None:
         self.rng = rng
         self.areas = areas
         self.n = 0
+        self.recent: list[str] = []
 
-    def fresh(self) -> str:
+    def fresh(self, avoid: set | frozenset = frozenset()) -> str:
+        """A number; one of `avoid` (the batch's own) only as a new one would never be."""
+        if self.recent and self.rng.random() < self.AGAIN:
+            again = self.rng.choice(self.recent)
+            if again not in avoid:
+                return again
         area, digits = self.rng.choice(self.areas)
         self.n += 1
         n = self.n
         if area.startswith("+1"):  # NANP: the exchange starts with 2-9
-            return f"{area}{200 + (n // 10000) % 800:03d}{n % 10000:04d}"
-        return f"{area}{n % 10 ** digits:0{digits}d}"
+            number = f"{area}{200 + (n // 10000) % 800:03d}{n % 10000:04d}"
+        else:
+            number = f"{area}{n % 10 ** digits:0{digits}d}"
+        if len(self.recent) < self.RECENT:
+            self.recent.append(number)
+        else:
+            self.recent[n % self.RECENT] = number
+        return number
 
 
 def expected_zones(record_zone: str | None, number: str, batch_zone: str | None,

@@ -76,6 +76,30 @@ async def test_two_dispatchers_racing_never_exceed_the_limit(api, clock, engine_
     assert all(e.dispatcher.stats.placed > 0 for e in h.engines)
 
 
+@pytest.mark.parametrize("dispatchers", [1, 3])
+async def test_one_person_in_three_batches_is_in_one_call_at_a_time(api, clock, engine_settings, dispatchers):
+    """Invariant 3 across batches (found by an exploratory run: the same 300 numbers in three batches of one
+    workspace were dialled two or three at once). Every number ends up called by each batch, one at a time."""
+    h = Harness(api, clock, engine_settings, dispatchers=dispatchers, mean_duration=20)
+    batches = [await api.create_batch(concurrencyLimit=10) for _ in range(3)]
+    for batch in batches:
+        await api.add_calls(batch, nums(12, "212"))
+    ended = ("completed", "busy", "no-answer", "failed", "canceled")
+    worst = 0
+
+    async def done():
+        nonlocal worst
+        talking = Counter(c.request.to for c in h.sim.calls.values() if c.status not in ended)
+        worst = max(worst, max(talking.values(), default=0))
+        return all([await h.batch_status(b) == "completed" for b in batches])
+
+    await h.run_until(done)
+    assert worst == 1
+    assert Counter(r.to for r in h.sim.placed) == {n["phoneNumber"]: 3 for n in nums(12, "212")}
+    busy = [c for b in batches for c in await api.all_calls(b) if "callee_busy" in [e["event"] for e in c["history"]]]
+    assert busy and all(c["attempts"] == 1 and c["status"] == "completed" for c in busy)
+
+
 async def test_concurrent_ticks_of_many_dispatchers_respect_limits(api, clock, engine_settings):
     import asyncio
 

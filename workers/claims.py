@@ -17,7 +17,7 @@ import secrets
 from bson import ObjectId
 
 from dialer.core.clock import Clock
-from dialer.ports import CallRepo, Claim, ClaimResult, StoreUnavailable
+from dialer.ports import CallRepo, Claim, ClaimResult, StoreUnavailable, line_key
 from workers.compliance_gate import ComplianceGate
 from workers.placer import Claimed, Placer
 from workers.slots import DispatchState, Reservation, Slots
@@ -47,6 +47,7 @@ class ClaimWriter:
         the calls won, each with its dial time (nothing when a race was lost), and what was read."""
         token = secrets.token_hex(6)
         reservation = ledger_write = None
+        grants = _one_per_callee(grants, by_id)
         if grants:
             grants, capped = await self.rules.reserve(grants, by_id, token, now)  # over their cap: deferred
             deferrals = deferrals + capped
@@ -57,10 +58,12 @@ class ClaimWriter:
         records = self.placer.take_records()
         claims: list[Claim] = []
         if reservation is not None:
-            for calls in grants.values():
+            for batch_id, calls in grants.items():
+                workspace = by_id[batch_id]["workspaceId"]
                 for call in calls:
                     dial_at = reservation.dial_times[call["_id"]]
-                    claims.append(Claim(call["_id"], token, self.name, dial_at, dial_at + self.lease))
+                    line = line_key(workspace, call["phoneNumber"], call.get("extension"))
+                    claims.append(Claim(call["_id"], token, self.name, dial_at, dial_at + self.lease, line))
         claimed_ids = [c.call_id for c in claims]
         if not (claims or deferrals or records):
             return [], ClaimResult()
@@ -129,3 +132,20 @@ class ClaimWriter:
         """The attempts reserved against caps for the calls of this claim that it did not win."""
         await self.rules.release([c["_id"] for calls in grants.values() for c in calls if c["_id"] not in won], token)
 
+
+def _one_per_callee(grants: dict[ObjectId, list[dict]], by_id: dict[ObjectId, dict]) -> dict[ObjectId, list[dict]]:
+    """The grants less any call whose callee another call of the grants already has (the same person in two
+    batches of a workspace): it stays queued for a later claim, and reserves neither a slot nor a cap now."""
+    seen: set[str] = set()
+    out: dict[ObjectId, list[dict]] = {}
+    for batch_id, calls in grants.items():
+        workspace = by_id[batch_id]["workspaceId"]
+        kept = []
+        for call in calls:
+            line = line_key(workspace, call["phoneNumber"], call.get("extension"))
+            if line not in seen:
+                seen.add(line)
+                kept.append(call)
+        if kept:
+            out[batch_id] = kept
+    return out

@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from dialer.ports.errors import StoreUnavailable, StoreOpenFailed
 from dialer.ports.calls import (active_key, ChunkResult, Claim, ClaimResult, PlacedRecord, Tally, difference, Finish,
-                                CallRepo, placed_entry)
+                                CallRepo, placed_entry, line_key, BUSY_WAIT)
 from dialer.ports.batches import BatchRepo
 from dialer.ports.tenancy import CREDIT_REFS, TenancyRepo, CreditReservation, reservation_key
 from dialer.ports.idempotency import IdempotencyRepo
@@ -49,7 +49,7 @@ from dialer.ports.compliance import DncRepo, CapRequest, CapLedger
 __all__ = [
     'CREDIT_REFS',
     'BatchRepo', 'CallRepo', 'CapLedger', 'CapRequest', 'ChunkResult', 'Claim', 'ClaimResult', 'CreditReservation', 'DncRepo',
-    'Finish', 'FlyingCounts', 'IdempotencyRepo', 'IntakeRepo', 'LedgerState', 'LedgerWrite', 'OutboxEvent', 'PlacedRecord', 'placed_entry', 'Repositories',
+    'Finish', 'FlyingCounts', 'IdempotencyRepo', 'IntakeRepo', 'LedgerState', 'LedgerWrite', 'OutboxEvent', 'PlacedRecord', 'placed_entry', 'line_key', 'BUSY_WAIT', 'Repositories',
     'SlotLedger', 'StoreOpenFailed', 'StoreUnavailable', 'Tally', 'TenancyRepo', 'WebhookRepo', 'active_key',
     'difference', 'reservation_key'
 ]

@@ -20,6 +20,15 @@ def active_key(batch_id: ObjectId, e164: str, extension: str | None) -> str:
     return f"{batch_id}:{e164}" + (f";ext={extension}" if extension else "")
 
 
+def line_key(workspace_id: ObjectId, e164: str, extension: str | None) -> str:
+    """At most one call in flight per callee of a workspace, whatever its batch (invariant 3): the same person in
+    two batches is called once at a time. An extension is part of the callee, as for `active_key`."""
+    return f"{workspace_id}:{e164}" + (f";ext={extension}" if extension else "")
+
+
+BUSY_WAIT = dt.timedelta(seconds=30)  # a claimed callee in another call of its workspace is tried again this late
+
+
 @dataclass
 class ChunkResult:
     """What `CallRepo.enqueue` wrote for one chunk (docs/api.md, "Enqueueing rules")."""
@@ -40,6 +49,7 @@ class Claim:
     by: str  # the dispatcher's name (claimedBy)
     dial_at: dt.datetime
     lease_until: dt.datetime
+    line: str | None = None  # the callee's line_key: not claimed while the callee is in another call
 
 
 @dataclass
@@ -181,7 +191,9 @@ class CallRepo(Protocol):
         its transaction; MongoDB: reads once the write is acknowledged), the stamps of those of `batch_ids` that
         are runnable and the do-not-call entries of `numbers` ((workspace, number) pairs). The placer places
         the claim on what it read there: a stop or a listing answered before it is seen, and one answered
-        after it waits for the claim (`unplaced`, `unplaced_numbers`)."""
+        after it waits for the claim (`unplaced`, `unplaced_numbers`). A claim whose `line` is in another call
+        in flight (or in an earlier claim of this write) is not won: its call waits BUSY_WAIT, its history
+        saying `callee_busy` (SQLite: in the transaction, exact; MongoDB: a read just before the write)."""
 
     async def record_placed(self, records: list[PlacedRecord]) -> None:
         """providerCallId onto the attempt that placed it (claimToken matches, status not queued),

@@ -31,7 +31,7 @@ from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.core.webhook_events import call_event
-from dialer.ports import ChunkResult, Finish, active_key, placed_entry
+from dialer.ports import ChunkResult, Finish, active_key, line_key, placed_entry
 from dialer.store.mongo.calls_for_chains import ChainCalls
 from dialer.store.mongo.calls_for_claims import ClaimCalls
 from dialer.store.mongo.calls_counters import CounterCalls
@@ -315,6 +315,7 @@ def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, now: d
         "zoneSource": call.zone_source,
         "status": CallStatus.QUEUED.value,
         "activeKey": key,
+        "lineKey": line_key(batch["workspaceId"], call.e164, call.extension),  # one call in flight per callee
         "attempts": 0,
         "nextAttemptAt": call.earliest,
         "createdAt": now,

@@ -15,7 +15,7 @@ from bson import ObjectId
 from pymongo import UpdateOne
 
 from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
-from dialer.ports import Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
+from dialer.ports import BUSY_WAIT, Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
 from dialer.store.mongo.documents import refused, unavailable, unordered
 
 log = logging.getLogger("dialer.store.calls")
@@ -56,13 +56,16 @@ class ClaimCalls:
                                                                     reservation.next_dial_at):
             return ClaimResult(reserved=False)
         queued = CallStatus.QUEUED.value
+        claims, busy = await self._lines_free(claims)
+        deferrals = deferrals + [(c.call_id, now + BUSY_WAIT, {"at": now, "event": "callee_busy"}) for c in busy]
         ops = [UpdateOne({"_id": cid, "status": queued},
                          {"$set": {"nextAttemptAt": when}, **({"$push": {"history": entry[0]}} if entry else {})})
                for cid, when, *entry in deferrals]
         ops += [self._placed_op(r) for r in records]
         ops += [UpdateOne({"_id": c.call_id, "status": queued},
                           {"$set": {"status": CallStatus.DIALING.value, "claimedBy": c.by, "claimToken": c.token,
-                                    "dialAt": c.dial_at, "leaseUntil": c.lease_until, "updatedAt": now},
+                                    "dialAt": c.dial_at, "leaseUntil": c.lease_until, "updatedAt": now,
+                                    **({"lineKey": c.line} if c.line else {})},
                            "$inc": {"attempts": 1}}) for c in claims]
         error = await unordered(self.c, ops) if ops else None
         batch_ids, numbers = list(batch_ids), list(numbers)
@@ -77,6 +80,25 @@ class ClaimCalls:
                         extra={"claims": len(claims), "won": len(won), "error": type(error).__name__})
             await self._record_again(records, refused(error), len(deferrals))
         return ClaimResult(won=won, running=running, listed=listed)
+
+    async def _lines_free(self, claims: list[Claim]) -> tuple[list[Claim], list[Claim]]:
+        """(the claims whose callee is in no call in flight nor in an earlier claim of theirs, the others): one read.
+        Read just before the write, not with it: two dispatchers claiming one callee in two batches at the same
+        instant can both pass (MongoDB has no transaction here; SQLite's claim checks in its transaction)."""
+        lines = [c.line for c in claims if c.line]
+        if not lines:
+            return claims, []
+        taken = {d["lineKey"] async for d in self.c.find(
+            {"lineKey": {"$in": lines}, "status": {"$in": IN_FLIGHT_VALUES}}, {"lineKey": 1})}
+        free, busy = [], []
+        for c in claims:
+            if c.line and c.line in taken:
+                busy.append(c)
+            else:
+                free.append(c)
+                if c.line:
+                    taken.add(c.line)
+        return free, busy
 
     async def _landed(self, claims: list[Claim]) -> set[ObjectId]:
         """Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and

@@ -37,6 +37,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     "calls": [
         # At most one waiting or in-flight call per callee of a batch: activeKey is unset when a call ends.
         IndexModel([("activeKey", ASCENDING)], unique=True, sparse=True, name="active_key"),
+        # A claim's look for its callees in another call of their workspace (calls_for_claims.py, _lines_free).
+        IndexModel([("lineKey", ASCENDING), ("status", ASCENDING)], sparse=True, name="line_key"),
         # Claims (due calls, earliest first then FIFO), next due, waiting/active checks, pages by status.
         IndexModel([("batchId", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING), ("_id", ASCENDING)],
                    name="batch_status_due_id"),

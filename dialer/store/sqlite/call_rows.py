@@ -14,10 +14,12 @@ from typing import Any, Iterable
 from bson import ObjectId
 
 from dialer.core.machine import call_move_allowed
+from dialer.core.statuses import IN_FLIGHT_VALUES
+from dialer.ports.calls import line_key
 from dialer.store.sqlite.documents import decode, docs, encode, marks, ms
 
 COLUMNS = ("id", "batch_id", "status", "outcome", "attempts", "next_attempt_at", "lease_until", "active_key",
-           "claim_token", "provider_call_id", "uncertain", "group_key", "retried_at", "doc")
+           "claim_token", "provider_call_id", "uncertain", "group_key", "retried_at", "line_key", "doc")
 INSERT = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({marks(COLUMNS)})"
 SAVE = ("UPDATE calls SET " + ", ".join(f"{c} = ?" for c in COLUMNS[2:]) + " WHERE id = ?")
 CLAIM_FIELDS = ("leaseUntil", "claimedBy", "dialAt", "uncertain")
@@ -29,7 +31,15 @@ def columns(doc: dict) -> tuple:
     return (doc["status"], doc.get("outcome"), doc["attempts"], ms(doc.get("nextAttemptAt")),
             ms(doc.get("leaseUntil")), doc.get("activeKey"), doc.get("claimToken"), doc.get("providerCallId"),
             1 if doc.get("uncertain") else 0, group["key"] if isinstance(group, dict) else None,
-            ms(doc.get("retriedAt")), encode(doc))
+            ms(doc.get("retriedAt")), line_of(doc) if doc["status"] in IN_FLIGHT_LINES else None, encode(doc))
+
+
+IN_FLIGHT_LINES = frozenset(IN_FLIGHT_VALUES)
+
+
+def line_of(doc: dict) -> str:
+    """The call's callee as CallRepo.claim keeps it busy (line_key): the column is set while the call is in flight."""
+    return line_key(doc["workspaceId"], doc["phoneNumber"], doc.get("extension"))
 
 
 def insert(conn: sqlite3.Connection, docs: Iterable[dict]) -> None:

@@ -14,7 +14,7 @@ from typing import Iterable
 from bson import ObjectId
 
 from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
-from dialer.ports import Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
+from dialer.ports import BUSY_WAIT, Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.batches import runnable_stamps_in
 from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, holders_of, load, push, save
@@ -65,10 +65,19 @@ class ClaimCalls:
                     push(doc, {**entry[0], "at": stored(entry[0]["at"])})
                 changed[cid] = doc
         won: set[ObjectId] = set()
+        lines: set[str] = set()  # the callees this write claims
         for c in claims:
             doc = found.get(c.call_id)
             if doc is None or doc["status"] != QUEUED:
                 continue
+            line = rows.line_of(doc)
+            if line in lines or conn.execute("SELECT 1 FROM calls WHERE line_key = ? LIMIT 1", (line,)).fetchone():
+                # The callee is in another call of the workspace (another batch's): not now.
+                doc["nextAttemptAt"] = stored(now + BUSY_WAIT)
+                push(doc, {"at": stored(now), "event": "callee_busy"})
+                changed[c.call_id] = doc
+                continue
+            lines.add(line)
             doc["status"] = check(doc, DIALING)
             doc.update(claimedBy=c.by, claimToken=c.token, dialAt=stored(c.dial_at), leaseUntil=stored(c.lease_until),
                        updatedAt=stored(now), attempts=doc["attempts"] + 1)

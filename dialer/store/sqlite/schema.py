@@ -204,8 +204,21 @@ def v7(conn: sqlite3.Connection) -> None:
                      (encode({"pending": pending, "nextDialAt": doc.get("nextDialAt")}), ledger_id))
 
 
+# Version 8: one call in flight per callee of a workspace, across its batches (invariant 3): a call in flight
+# carries its callee's line key (dialer/ports/calls.py line_key), which a claim looks up in its transaction.
+def v8(conn: sqlite3.Connection) -> None:
+    from dialer.store.sqlite.call_rows import line_of
+    from dialer.store.sqlite.documents import decode
+
+    conn.execute("ALTER TABLE calls ADD COLUMN line_key TEXT")
+    conn.execute("CREATE INDEX calls_line ON calls (line_key) WHERE line_key IS NOT NULL")
+    flying = conn.execute("SELECT id, doc FROM calls INDEXED BY calls_flying "
+                          "WHERE status IN ('dialing', 'ringing', 'in_progress')").fetchall()
+    conn.executemany("UPDATE calls SET line_key = ? WHERE id = ?", [(line_of(decode(doc)), i) for i, doc in flying])
+
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6, v7]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6, v7, v8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
