@@ -24,6 +24,7 @@ from typing import Callable
 from bson import ObjectId
 
 from dialer.ports import BatchRepo
+from dialer.core.clock import as_utc
 
 # What makes a batch worth looking at again when it changes (any other change keeps it where it is).
 WATCHED = ("enqueuedAt", "concurrencyLimit", "callingWindow", "status", "scheduledAt", "compliance",
@@ -72,6 +73,9 @@ class Book:
         self.freed: set[ObjectId] = set()
         self.full_scan_every = dt.timedelta(seconds=2.0)  # the dispatcher sets its recheck interval
         self._targeted: list[ObjectId] | None = None  # the planned look's freed batches (None: every one waiting)
+        # Pending batches whose scheduled start this dispatcher has seen (created or changed since its looks): it
+        # wakes then and has them started (Engine.step) rather than wait for the reaper's minute.
+        self.upcoming: dict[ObjectId, dt.datetime] = {}
         self._short: dict[ObjectId, int] = {}  # parked -> slots still to be freed for it, as last seen
         # Quiet batches with calls in flight are looked at as often as the changed batches are read (when one of
         # their calls ends they may be done: only their completion waits on it, their calls' retries wake them).
@@ -86,7 +90,9 @@ class Book:
         self._fresh_at = None
 
     async def refresh(self, now: dt.datetime) -> None:
-        if self._full_at is None or now >= self._full_at:
+        since = self._since or now - self.overlap
+        full = self._full_at is None or now >= self._full_at
+        if full:
             # Every runnable batch's stamps; the documents of those new to the book or changed since its copy.
             stamps = await self.repo.runnable_stamps(now)
             for gone in [b for b in self.batches if b not in stamps]:
@@ -99,12 +105,18 @@ class Book:
                         for reader in self.readers:
                             reader(batch)
             await self._read(changed, now)
-            self._full_at, self._fresh_at, self._since = now + self.full, now + self.fresh, now - self.overlap
-        elif self._fresh_at is None or now >= self._fresh_at:
+            self._full_at = now + self.full
+        if full or self._fresh_at is None or now >= self._fresh_at:
             # The stamps of the batches changed since the last look (looking back a little before it); the
-            # documents of those running whose stamps differ from the book's copies.
+            # documents of those running whose stamps differ from the book's copies (none after a full look);
+            # the scheduled starts of the pending ones (the running batches' read does not show those).
             running = {}
-            for batch in await self.repo.changed_since(self._since or now - self.overlap):
+            for batch in await self.repo.changed_since(since):
+                scheduled = batch.get("scheduledAt")
+                if batch["status"] == "pending" and scheduled is not None:
+                    self.upcoming[batch["_id"]] = as_utc(scheduled)  # started when that time comes
+                else:
+                    self.upcoming.pop(batch["_id"], None)
                 if batch["status"] != "running":
                     self.drop(batch["_id"])
                 else:
@@ -271,10 +283,20 @@ class Book:
         self._needed = min(self._short.values()) if self._short else None
         return self._needed
 
+    def starts_due(self, now: dt.datetime) -> bool:
+        """Whether a scheduled start seen has come (those are forgotten: the reaper's query starts them)."""
+        due = [b for b, at in self.upcoming.items() if at <= now]
+        for batch_id in due:
+            del self.upcoming[batch_id]
+        return bool(due)
+
     def next_wake(self) -> dt.datetime | None:
-        """When a look is next due of its own: a quiet batch's time, or the look at the quiet batches with calls
-        in flight (their last call ending makes them done: nothing else would bring a look then)."""
+        """When a look is next due of its own: a quiet batch's time, the look at the quiet batches with calls in
+        flight (their last call ending makes them done: nothing else would bring a look then), a scheduled start."""
         look = self._done_at + self.done_every if self.flying and self._done_at is not None else None
+        if self.upcoming:
+            start = min(self.upcoming.values())
+            look = start if look is None else min(look, start)
         while self._wakes:
             until, _, batch_id = self._wakes[0]
             if self.quiet.get(batch_id) == until:

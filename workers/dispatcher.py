@@ -160,7 +160,8 @@ class Dispatcher:
         await book.refresh(now)
         if not book.batches:
             await self.placer.flush_records()
-            self._idle_until = now + self._recheck
+            wake = book.next_wake()  # a scheduled start seen
+            self._idle_until = min(now + self._recheck, wake) if wake else now + self._recheck
             return
         await self.rules.refresh(now, book.batches)
         # The slots of the batches this look needs only (a few, usually: not the thousands waiting); of every

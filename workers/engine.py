@@ -85,6 +85,7 @@ class Engine:
         self.events.on_ended.append(self._ended)
         self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name,
                              chains=chains, enrollment=enrollment)
+        self.reaper.on_started = self.dispatcher.wake
         self._scheduler: AsyncIOScheduler | None = None
         self._jobs_running = 0
 
@@ -104,6 +105,8 @@ class Engine:
         pump = getattr(self.provider, "pump", None)
         if pump is not None:
             await pump()
+        if self.dispatcher.book.starts_due(self.clock.now()):  # a scheduled start it saw has come
+            await self.reaper.start_scheduled()
         return await self.dispatcher.tick()
 
     async def _guarded(self, job) -> None:

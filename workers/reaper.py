@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Callable
 
 from dialer.core.clock import Clock
 from dialer.core.machine import START_SCHEDULED
@@ -58,6 +59,7 @@ class Reaper:
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.name = name
         self.recovered = 0
+        self.on_started: Callable[[], None] | None = None  # told when scheduled batches were started
         self.chains = chains
         self.enrollment = enrollment
 
@@ -166,4 +168,6 @@ class Reaper:
             if await self.batches.move(batch["_id"], START_SCHEDULED, now, {"startedAt": now}):
                 started += 1
                 log.info("scheduled batch started", extra={"batchId": str(batch["_id"])})
+        if started and self.on_started is not None:
+            self.on_started()  # the dispatcher of this process looks at once
         return started

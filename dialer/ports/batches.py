@@ -39,7 +39,8 @@ class BatchRepo(Protocol):
 
     async def changed_since(self, since: dt.datetime) -> list[dict]:
         """Batches whose updatedAt or enqueuedAt is at or after `since`, whatever their status, in _id order, as
-        their stamps only: `{_id, status, updatedAt, enqueuedAt}`. What a dispatcher looks at between its full
+        their stamps only: `{_id, status, updatedAt, enqueuedAt, scheduledAt}` (a pending batch's scheduled start
+        is when the dispatcher starts it: workers/book.py `upcoming`). What a dispatcher looks at between its full
         reads of the running batches (so its cost follows the changes, not the number of batches); it reads the
         documents of the running ones whose stamps differ from its copies (runnable_among), so a batch seen
         again in the look-back overlap is not decoded twice, and thousands completing a minute cost a row each."""

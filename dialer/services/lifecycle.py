@@ -92,6 +92,7 @@ class Lifecycle:
             raise conflict(current, "started")
         if early:  # calls written meanwhile by a request that read the old schedule
             await self.calls.bring_forward(batch["_id"], now)
+        self._changed()  # the dispatcher of this process looks at once (else at its recheck: a minute)
         log.info("batch started", extra={"batchId": str(batch["_id"])})
         return await self._reread(batch)
 

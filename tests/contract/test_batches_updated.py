@@ -39,10 +39,15 @@ async def test_changed_since_adds_the_batches_given_calls(repos):
     assert await repos.batches.move(stopped["_id"], STOP, at(60))
     assert [b["_id"] for b in await repos.batches.changed_since(at(30))] == [fed["_id"], stopped["_id"]]
     [found] = await repos.batches.changed_since(at(31))  # stamps only: the dispatcher reads documents it lacks
-    assert found == {"_id": stopped["_id"], "status": "paused", "updatedAt": at(60), "enqueuedAt": None}
+    assert found == {"_id": stopped["_id"], "status": "paused", "updatedAt": at(60), "enqueuedAt": None,
+                     "scheduledAt": None}
     assert await repos.batches.update(fed["_id"], ["running"], {"name": "renamed"}, at(90))
     [found] = await repos.batches.changed_since(at(61))
-    assert found == {"_id": fed["_id"], "status": "running", "updatedAt": at(90), "enqueuedAt": at(30)}  # a later save keeps the stamp
+    assert found == {"_id": fed["_id"], "status": "running", "updatedAt": at(90), "enqueuedAt": at(30),
+                     "scheduledAt": None}  # a later save keeps the stamp
+    later = batch_doc(status="pending", scheduled_at=at(3600))  # a scheduled start is told with the stamps
+    await repos.batches.insert(later)
+    assert {b["_id"]: b["scheduledAt"] for b in await repos.batches.changed_since(at(0))}[later["_id"]] == at(3600)
     await repos.batches.note_enqueued(fed["_id"], at(200))
     assert [b["_id"] for b in await repos.batches.changed_since(at(150))] == [fed["_id"]]
 

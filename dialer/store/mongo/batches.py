@@ -78,9 +78,10 @@ class MongoBatches:
     @unavailable
     async def changed_since(self, since: dt.datetime) -> list[dict]:
         docs = await self.c.find({"$or": [{"updatedAt": {"$gte": since}}, {"enqueuedAt": {"$gte": since}}]},
-                                 {"status": 1, "updatedAt": 1, "enqueuedAt": 1}).sort("_id", 1).to_list(None)
+                                 {"status": 1, "updatedAt": 1, "enqueuedAt": 1, "scheduledAt": 1}
+                                 ).sort("_id", 1).to_list(None)
         return [{"_id": d["_id"], "status": d["status"], "updatedAt": aware(d.get("updatedAt")),
-                 "enqueuedAt": aware(d.get("enqueuedAt"))} for d in docs]
+                 "enqueuedAt": aware(d.get("enqueuedAt")), "scheduledAt": aware(d.get("scheduledAt"))} for d in docs]
 
     @unavailable
     async def move(self, batch_id: ObjectId, move: BatchMove, now: dt.datetime,

@@ -104,9 +104,9 @@ class SqliteBatches:
 
     async def changed_since(self, since: dt.datetime) -> list[dict]:
         def work(conn: sqlite3.Connection) -> list[dict]:
-            return [{"_id": ObjectId(i), "status": status, "updatedAt": at(u), "enqueuedAt": at(e)}
-                    for i, status, u, e in conn.execute(
-                        "SELECT id, status, updated_at, enqueued_at FROM batches WHERE id IN "
+            return [{"_id": ObjectId(i), "status": status, "updatedAt": at(u), "enqueuedAt": at(e), "scheduledAt": at(sa)}
+                    for i, status, u, e, sa in conn.execute(
+                        "SELECT id, status, updated_at, enqueued_at, scheduled_at FROM batches WHERE id IN "
                         "(SELECT id FROM batches WHERE updated_at >= ? UNION SELECT id FROM batches WHERE enqueued_at >= ?) "
                         "ORDER BY id", (ms(since), ms(since)))]
 
