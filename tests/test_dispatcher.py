@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from bson import ObjectId
 
+from dialer.api.appkeys import TENANCY
 from dialer.core import machine
 from dialer.core.clock import as_utc
 from tests.dispatch_harness import Harness, nums
@@ -393,3 +394,29 @@ async def test_a_claim_whose_write_stalls_past_the_grace_period_is_handed_back(a
     assert (await h.engines[0].slots.state(clock.now())).used(ObjectId(batch)) == 0
     await h.run_until(lambda: _is(h, batch, "completed"))
     assert len(h.sim.placed) == 3
+
+
+async def test_a_window_narrowed_so_a_numbers_zones_never_share_it_ends_the_call_instead_of_waiting_for_ever(
+        api, clock, engine_settings):
+    """A toll-free number without a zone may be called only when the window is open in every NANP zone; a PATCH
+    narrowing the window to 08:00-12:00 left it queued for ever, 15 days at a time, the batch never completing
+    (found by an exploratory run). It ends skipped, saying why, as the same record sent now is refused."""
+    agent = await api.app[TENANCY].create_agent(api.workspace_id, {"name": "no zone", "callingNumbers": ["+14155550177"]})
+    clock.set(dt.datetime(2026, 11, 23, 23, 30, tzinfo=dt.timezone.utc))  # outside every NANP zone's 08:00-12:00
+    h = Harness(api, clock, engine_settings)
+    code, doc = await api.post("/api/call/createBatch", {"name": "toll free", "agentId": str(agent["_id"]),
+                                                         "callingWindow": {"start": "00:00", "end": "24:00"}})
+    batch = doc["data"]["batchId"]
+    code, _ = await api.add_calls(batch, [{"phoneNumber": "+18005550100"}])
+    assert code == 200
+    resp = await api.client.patch(f"/api/call/batches/{batch}", headers=api.headers(),
+                                  json={"callingWindow": {"start": "08:00", "end": "12:00"}})
+    assert resp.status == 200
+
+    async def completed() -> bool:
+        return await h.batch_status(batch) == "completed"
+
+    await h.run_until(completed, max_steps=100)
+    [call] = await api.all_calls(batch)
+    assert call["status"] == "skipped" and h.sim.placed == []
+    assert "never open in every time zone" in call["history"][-1]["rule"]

@@ -39,6 +39,9 @@ def us_table() -> RulesTable:
     return parse_table(TABLE_PATH.read_text(encoding="utf-8"))
 
 
+NEVER_OPEN = "calling window: never open in every time zone of the number at once (give the record a timezone)"
+
+
 class ComplianceGate:
     def __init__(self, tenancy: TenancyRepo, caps: CapLedger | None, ttl: dt.timedelta,
                  rate_horizon: dt.timedelta) -> None:
@@ -110,7 +113,12 @@ class ComplianceGate:
             self._decided, self._decided_at = {}, now
         key = (profile.name, str(batch["callingWindow"]), tuple(zones), states)
         if key not in self._decided:
-            self._decided[key] = profile.decide(self.window(batch), zones, states, now)
+            decision = profile.decide(self.window(batch), zones, states, now)
+            if decision.at is None and decision.rule is None and self.window(batch).never_open_together(zones):
+                # Its zones never share an open moment of the window (narrowed after the call was accepted): it
+                # would wait for ever, 15 days at a time. Ended (suppressed) saying why, as enqueue refuses it.
+                decision = Decision(None, NEVER_OPEN)
+            self._decided[key] = decision
         return self._decided[key]
 
     def decide_placing(self, batch: dict, call: dict, dial_at: dt.datetime, now: dt.datetime) -> Decision:
