@@ -1,5 +1,7 @@
-"""`python -m dialer`: the same command line as `dialer` (dialer/cli.py)."""
+"""`python -m dialer`: the same command line as `dialer` (dialer/cli.py), exit status included."""
+
+import sys
 
 from dialer.cli import main
 
-main()
+sys.exit(main())

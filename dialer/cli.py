@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import click
@@ -66,6 +68,10 @@ def serve(ctx: click.Context) -> None:
     except StoreOpenFailed as exc:
         click.echo(f"cannot start: {exc}", err=True)
         raise Exit(2) from None
+    except OSError as exc:  # the address is taken (another server), or not ours to listen on
+        click.echo(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} "
+                   "(DIALER_HOST / DIALER_PORT choose another)", err=True)
+        raise Exit(1) from None
 
 
 @cli.command(help="run a dispatcher process")
@@ -153,6 +159,8 @@ def _backup(settings: Settings, target: str) -> int:
         return 2
     from dialer.store.sqlite.database import backup
 
+    if Path(target).is_dir():  # a folder: the copy goes in it, named by its time
+        target = str(Path(target) / f"dialer-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.db")
     try:
         size = backup(settings.sqlite_path, target)
     except (OSError, StoreOpenFailed, StoreUnavailable) as exc:

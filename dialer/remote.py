@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 from pathlib import Path
 from typing import Callable
 
 import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from dialer.dnc_import import DncFile, DncImportFailed, import_numbers
 from dialer.importer import ImportFailed, import_rows, read_rows, write_rejects
+
+# Our batch ids (ObjectIds), or an enrollment batch's UUID: what may follow /api/call/batches/.
+BATCH_ID = re.compile(r"[0-9a-fA-F]{24}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 VERBS = ("list", "show", "start", "stop", "cancel", "retry")
 
@@ -128,7 +132,9 @@ async def _batches(session, url: str, args, console: Console) -> int:
         if code != 200:
             console.print(f"[red]{code}: {doc.get('errorMessage')}[/red]")
             return 1
-        table = Table("batch", "name", "status", "limit", "in flight", "waiting", "finished", "outcomes")
+        # A batch id is copied whole to the next command: never cut (the ids share a long prefix).
+        table = Table(Column("batch", no_wrap=True, min_width=24), "name", "status", "limit", "in flight", "waiting",
+                      "finished", "outcomes")
         for b in doc["data"]["batches"]:
             c = b["counters"]
             table.add_row(b["batchId"], b["name"], b["status"], str(b["concurrencyLimit"]), str(c["inFlight"]),
@@ -138,6 +144,9 @@ async def _batches(session, url: str, args, console: Console) -> int:
         return 0
     if not args.batch_id:
         console.print(f"[red]batches {args.verb} needs a batch id[/red]")
+        return 2
+    if not BATCH_ID.fullmatch(args.batch_id):  # a path or a query in it would reach another route
+        console.print(f"[red]{args.batch_id!r} is not a batch id (24 hex characters, or an enrollment's UUID)[/red]")
         return 2
     target = f"{url}/api/call/batches/{args.batch_id}"
     if args.verb == "show":

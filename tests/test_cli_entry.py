@@ -11,3 +11,20 @@ def test_python_m_dialer_is_the_dialer_command():
     out = subprocess.run([sys.executable, "-m", "dialer", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "Usage:" in out.stdout and "serve" in out.stdout
+
+
+def test_serve_on_a_port_in_use_says_so_without_a_traceback(tmp_path):
+    """Found by an exploratory run: a second `dialer serve` on a taken port printed a traceback (OSError 98)."""
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "DIALER_PORT": str(port), "DIALER_DATA_DIR": str(tmp_path), "DIALER_EMBEDDED_DISPATCHER": "false"}
+        out = subprocess.run([sys.executable, "-m", "dialer", "serve"], capture_output=True, text=True, timeout=120,
+                             env=env)
+    assert out.returncode == 1, out.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "DIALER_PORT" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout

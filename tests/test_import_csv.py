@@ -127,3 +127,17 @@ async def test_the_dialer_command_itself(api, tmp_path, capsys):
     assert await asyncio.to_thread(cli_main, ["import-csv", str(path), *server]) == 2  # neither --batch nor --create
     code = await asyncio.to_thread(cli_main, ["batches", "stop", "64e5f12345abcdef98765432", *server])
     assert code == 1
+
+
+async def test_batch_ids_are_shown_whole_and_checked_before_use(api):
+    """Found by an exploratory run: at 80 columns `batches list` cut the ids (they share a long prefix: batches
+    looked alike), and an "id" with a path in it reached another route (a traceback)."""
+    batch = await api.create_batch(name="a batch with a rather long name to squeeze the table " * 2)
+    out = io.StringIO()
+    console = Console(file=out, width=80)
+    assert await remote.run(args(api, "batches", verb="list", batch_id=None, status=None, hang_up=False), console) == 0
+    assert batch in out.getvalue()
+    for bad in (f"{batch}/calls", "../../health", f"{batch}?x=1"):
+        out.truncate(0)
+        code = await remote.run(args(api, "batches", verb="show", batch_id=bad, status=None, hang_up=False), console)
+        assert code == 2 and "is not a batch id" in out.getvalue(), out.getvalue()

@@ -354,3 +354,22 @@ def test_backup_of_a_missing_database_creates_nothing(tmp_path, capsys, monkeypa
     assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "copy.db")]) == 1
     assert "no database" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists() and not (tmp_path / "copy.db").exists()
+
+
+async def test_a_backup_into_a_folder_is_named_by_its_time_and_a_failed_one_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """Found by an exploratory run: `dialer backup <an existing folder>` failed but left a full-size .partial file
+    beside it, saying "backup failed: backup failed: ..."."""
+    data = tmp_path / "data"
+    repos = await open_sqlite(str(data / "dialer.db"))
+    await repos.close()
+    monkeypatch.setenv("DIALER_DATA_DIR", str(data))
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(folder)]) == 0
+    [copy] = folder.iterdir()
+    assert copy.name.startswith("dialer-") and copy.suffix == ".db" and copy.stat().st_size > 0
+    capsys.readouterr()
+    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "missing" / "x.db")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("backup failed") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backups", "data"]  # no partial file anywhere

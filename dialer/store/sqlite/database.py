@@ -245,11 +245,12 @@ def backup(source: str, target: str) -> int:
         finally:
             origin.close()
         os.replace(temporary, target)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:  # never a partial copy left behind
         with contextlib.suppress(OSError):
             os.remove(temporary)
-        raise StoreUnavailable(f"backup failed: {getattr(exc, 'sqlite_errorname', '') or type(exc).__name__} "
-                               f"({exc})") from None
+        if isinstance(exc, OSError):
+            raise
+        raise StoreUnavailable(f"{getattr(exc, 'sqlite_errorname', '') or type(exc).__name__} ({exc})") from None
     size = os.path.getsize(target)
     log.info("backup written", extra={"target": target, "bytes": size, "seconds": round(time.monotonic() - started, 3)})
     return size
