@@ -193,7 +193,7 @@ def _remote(args: SimpleNamespace) -> None:
 @click.option("--calling-number", multiple=True, help="with --create (repeatable)")
 @click.option("--agent", help="with --create: the agent's id (else found from the calling numbers)")
 @click.option("--limit", type=int, help="with --create: its concurrency limit")
-@click.option("--chunk", type=int, default=1000, show_default=True, help="rows per request")
+@click.option("--chunk", type=click.IntRange(1, 1000), default=1000, show_default=True, help="rows per request (1-1,000)")
 @click.option("--rejects", help="where rejected rows go with their reasons (default FILE.rejected.csv)")
 @_server
 def import_csv(file, batch, create, calling_number, agent, limit, chunk, rejects, url, key) -> None:
@@ -213,7 +213,8 @@ def dnc() -> None:
                             "over HTTP, with progress; run it again after an interruption to continue")
 @click.argument("file")
 @click.option("--reason", help="kept with each listing")
-@click.option("--chunk", type=int, default=50_000, show_default=True, help="numbers per request (at most 100,000)")
+@click.option("--chunk", type=click.IntRange(1, 100_000), default=50_000, show_default=True,
+              help="numbers per request (1-100,000)")
 @click.option("--rejects", help="where impossible numbers go with their reasons (default FILE.rejected.csv)")
 @_server
 def dnc_import(file, reason, chunk, rejects, url, key) -> None:

@@ -28,13 +28,23 @@ UNAVAILABLE_TRIES = 4  # a 503 (nothing written, the key released) is sent again
 
 
 class ImportFailed(Exception):
-    """The import cannot go on (bad file, unknown batch, server error); the message says why."""
+    """The import cannot go on (bad file, unknown batch, server error); the message says why, and `resumable`
+    whether running the same command again can help (the server failed or could not be reached: yes; it refused
+    the request, a 4xx: no, not until what it says is fixed)."""
+
+    def __init__(self, message: str, resumable: bool = False) -> None:
+        super().__init__(message)
+        self.resumable = resumable
 
 
 @dataclass
 class ImportResult:
     rows: int = 0
-    added: int = 0
+    added: int = 0  # records written (the server's `added`: new calls and waiting calls updated)
+    new: int = 0  # calls created (`inserted`)
+    updated: int = 0  # waiting calls the rows updated (a number already waiting in the batch, an earlier chunk's)
+    collapsed: int = 0  # rows that repeated a number of their own chunk (`duplicatesCollapsed`)
+    in_call: int = 0  # numbers in a call of the batch at the time, not re-enqueued (`inFlight`)
     rejected: int = 0
     chunks: int = 0
     replayed: int = 0  # chunks the server had already (a resumed import)
@@ -79,7 +89,12 @@ async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str,
         status, doc, replay = await post_keyed(session, f"{url}/api/call/addCallsToBatch", key,
                                                f"{base_key}:{attempt}", body)
         if status == 200:
-            result.added += doc["data"]["added"]
+            data = doc["data"]
+            result.added += data["added"]
+            result.new += data.get("inserted", 0)
+            result.updated += data.get("updated", 0)
+            result.collapsed += data.get("duplicatesCollapsed", 0)
+            result.in_call += len(data.get("inFlight") or ())
             result.replayed += replay
             return
         if status == 400 and (doc.get("data") or {}).get("errors"):
@@ -90,7 +105,8 @@ async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str,
             result.rejected += len(bad)
             pending = [r for i, r in enumerate(pending) if i not in bad]
             continue
-        raise ImportFailed(f"the server answered {status}: {doc.get('errorMessage') or doc.get('message')}")
+        raise ImportFailed(f"the server answered {status}: {doc.get('errorMessage') or doc.get('message')}",
+                           resumable=status >= 500)
     raise ImportFailed("a chunk kept being refused; see the rejects so far")
 
 

@@ -61,6 +61,9 @@ async def _import(session, url: str, args, console: Console) -> int:
     except (OSError, ImportFailed) as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
+    if not rows:
+        console.print("[red]the file has a header but no rows: nothing to import[/red]")
+        return 2
     batch_id = args.batch
     if args.create:
         body = {"name": args.create, **({"agentId": args.agent} if args.agent else {}),
@@ -77,12 +80,21 @@ async def _import(session, url: str, args, console: Console) -> int:
         try:
             result = await import_rows(session, url, args.key, batch_id, data, args.chunk, _advancer(bar, task))
         except ImportFailed as exc:
-            console.print(f"[red]{exc}[/red] (run the same command again to resume: nothing is written twice)")
+            hint = " (run the same command again to resume: nothing is written twice)" if exc.resumable else ""
+            console.print(f"[red]{exc}[/red]{hint}")
+            return 1
+        except aiohttp.ClientError as exc:  # the server could not be reached, or the connection broke
+            console.print(f"[red]the server could not be reached: {exc}[/red] (run the same command again to resume: "
+                          "nothing is written twice)")
             return 1
     rejects = args.rejects or f"{args.file}.rejected.csv"
     if result.rejects:
         write_rejects(rejects, result.rejects)
-    console.print(f"{result.rows} rows: {result.added} calls added, {result.rejected} rejected"
+    parts = [f"{result.new} new calls", *(f"{n} {what}" for n, what in (
+        (result.updated, "waiting calls updated (numbers already in the batch)"),
+        (result.collapsed, "repeats of a number collapsed"),
+        (result.in_call, "numbers in a call left alone")) if n), f"{result.rejected} rejected"]
+    console.print(f"{result.rows} rows: {', '.join(parts)}"
                   + (f" (see {rejects})" if result.rejects else "")
                   + (f"; {result.replayed} chunks were already there" if result.replayed else ""))
     return 0
@@ -106,6 +118,10 @@ def _advancer(bar: Progress, task) -> Callable[[int], None]:
 async def _dnc_import(session, url: str, args, console: Console) -> int:
     try:
         file = DncFile.read(args.file)
+    except (OSError, DncImportFailed) as exc:  # the file itself: running again will not help
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    try:
         with _bar(console, "numbers") as bar:
             task = bar.add_task("listing", total=len(file.numbers), rate="-")
             result = await import_numbers(session, url, args.key, file, args.reason, args.chunk, _advancer(bar, task))

@@ -28,3 +28,13 @@ def test_serve_on_a_port_in_use_says_so_without_a_traceback(tmp_path):
     assert out.returncode == 1, out.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "DIALER_PORT" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_a_chunk_size_out_of_range_is_refused_not_clamped(tmp_path):
+    from dialer.cli import main as cli_main
+
+    path = tmp_path / "c.csv"
+    path.write_text("phone\n+12125550100\n")
+    for size in ("0", "-3", "5000"):
+        assert cli_main(["import-csv", str(path), "--batch", "64e5f12345abcdef98765432", "--chunk", size,
+                         "--url", "http://127.0.0.1:9", "--key", "k"]) == 2

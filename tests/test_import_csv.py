@@ -85,7 +85,7 @@ async def test_the_cli_creates_imports_lists_shows_and_stops(api, tmp_path):
     code = await remote.run(args(api, "import-csv", file=str(path), batch=None, create="From CSV",
                                  calling_number=api.agent["callingNumbers"], agent=None, limit=3, chunk=10,
                                  rejects=None), console)
-    assert code == 0 and "30 rows: 29 calls added, 1 rejected" in out.getvalue()
+    assert code == 0 and "30 rows: 29 new calls, 1 rejected" in out.getvalue()
     assert (tmp_path / "contacts.csv.rejected.csv").read_text().splitlines()[1].startswith("9,12,")
     code = await remote.run(args(api, "batches", verb="list", batch_id=None, status=None, hang_up=False), console)
     assert code == 0 and "From CSV" in out.getvalue()
@@ -141,3 +141,26 @@ async def test_batch_ids_are_shown_whole_and_checked_before_use(api):
         out.truncate(0)
         code = await remote.run(args(api, "batches", verb="show", batch_id=bad, status=None, hang_up=False), console)
         assert code == 2 and "is not a batch id" in out.getvalue(), out.getvalue()
+
+
+async def test_the_import_summary_adds_up_and_says_when_running_again_helps(api, tmp_path):
+    """Found by an exploratory run: "calls added" counted a number repeated in two chunks twice (19,960 reported,
+    19,940 calls); a header-only file "imported" 0 rows with exit 0; a refused batch said to run again."""
+    rows = "".join(f"+1212555{i:04d},n{i}\n" for i in range(6)) + "+12125550001,again\n+12125550002,again\n"
+    path = tmp_path / "dupes.csv"
+    path.write_text("phone,name\n" + rows)
+    batch = await api.create_batch()
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    imp = dict(file=str(path), batch=batch, create=None, calling_number=None, agent=None, limit=None, chunk=3, rejects=None)
+    assert await remote.run(args(api, "import-csv", **imp), console) == 0
+    assert "8 rows: 6 new calls, 2 waiting calls updated" in out.getvalue()
+    assert len(await api.all_calls(batch)) == 6
+    empty = tmp_path / "empty.csv"
+    empty.write_text("phone,name\n")
+    assert await remote.run(args(api, "import-csv", **{**imp, "file": str(empty)}), console) == 2
+    assert "header but no rows" in out.getvalue()
+    out.truncate(0)
+    out.seek(0)
+    code = await remote.run(args(api, "import-csv", **{**imp, "batch": "64e5f12345abcdef98765432"}), console)
+    assert code == 1 and "404" in out.getvalue() and "run the same command again" not in out.getvalue()
