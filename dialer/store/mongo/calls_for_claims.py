@@ -52,11 +52,13 @@ class ClaimCalls:
                     reservation: LedgerWrite | None = None) -> ClaimResult:
         """The ledger's compare-and-set (if asked), the write, then, once it is acknowledged, three reads at once:
         which claims landed, the batches' stamps, the do-not-call entries."""
-        if reservation is not None and not await self._ledger.write(reservation.version, reservation.pending,
-                                                                    reservation.next_dial_at):
+        # The reservation's compare-and-set and the look for callees in another call, at once (one wait).
+        reserved, (claims, busy) = await asyncio.gather(
+            self._ledger.write(reservation.version, reservation.pending, reservation.next_dial_at)
+            if reservation is not None else _empty(True), self._lines_free(claims))
+        if not reserved:
             return ClaimResult(reserved=False)
         queued = CallStatus.QUEUED.value
-        claims, busy = await self._lines_free(claims)
         deferrals = deferrals + [(c.call_id, now + BUSY_WAIT, {"at": now, "event": "callee_busy"}) for c in busy]
         ops = [UpdateOne({"_id": cid, "status": queued},
                          {"$set": {"nextAttemptAt": when}, **({"$push": {"history": entry[0]}} if entry else {})})
