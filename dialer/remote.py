@@ -11,6 +11,7 @@ import csv
 import re
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 import aiohttp
 from rich.console import Console
@@ -22,6 +23,12 @@ from dialer.importer import ImportFailed, import_rows, read_rows, write_rejects
 
 # Our batch ids (ObjectIds), or an enrollment batch's UUID: what may follow /api/call/batches/.
 BATCH_ID = re.compile(r"[0-9a-fA-F]{24}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+WORKSPACE_ID = re.compile(r"[0-9a-fA-F]{24}")  # an ObjectId, nothing else (dialer/services/tenancy.py parse_id)
+
+
+def segment(value: str) -> str:
+    """`value` as one path segment: a `/`, `?`, `#` or `..` in it cannot reach another route."""
+    return quote(value, safe="")
 
 VERBS = ("list", "show", "start", "stop", "cancel", "retry")
 
@@ -148,10 +155,13 @@ async def _batches(session, url: str, args, console: Console) -> int:
         if code != 200:
             console.print(f"[red]{code}: {doc.get('errorMessage')}[/red]")
             return 1
-        # A batch id is copied whole to the next command: never cut (the ids share a long prefix).
-        table = Table(Column("batch", no_wrap=True, min_width=24), "name", "status", "limit", "in flight", "waiting",
-                      "finished", "outcomes")
-        for b in doc["data"]["batches"]:
+        # A batch id is copied whole to the next command: never cut (the ids share a long prefix). The column is
+        # as wide as the longest id shown (an enrollment batch's is a 36-character UUID); the others give way.
+        batches = doc["data"]["batches"]
+        table = Table(Column("batch", no_wrap=True, overflow="fold",
+                             min_width=max((len(b["batchId"]) for b in batches), default=24)),
+                      "name", "status", "limit", "in flight", "waiting", "finished", "outcomes")
+        for b in batches:
             c = b["counters"]
             table.add_row(b["batchId"], b["name"], b["status"], str(b["concurrencyLimit"]), str(c["inFlight"]),
                           str(c["waiting"]), str(c["finished"]),
@@ -164,7 +174,7 @@ async def _batches(session, url: str, args, console: Console) -> int:
     if not BATCH_ID.fullmatch(args.batch_id):  # a path or a query in it would reach another route
         console.print(f"[red]{args.batch_id!r} is not a batch id (24 hex characters, or an enrollment's UUID)[/red]")
         return 2
-    target = f"{url}/api/call/batches/{args.batch_id}"
+    target = f"{url}/api/call/batches/{segment(args.batch_id)}"
     if args.verb == "show":
         code, doc = await _call(session, "GET", target, args.key)
     else:
@@ -185,7 +195,12 @@ async def _batches(session, url: str, args, console: Console) -> int:
 
 
 async def _workspace_set(session, url: str, args, console: Console) -> int:
-    code, doc = await _call(session, "PATCH", f"{url}/api/admin/workspaces/{args.workspace_id}", args.key, args.body)
+    if not WORKSPACE_ID.fullmatch(args.workspace_id):  # "../../health" would PATCH another route
+        console.print(f"[red]{args.workspace_id!r} is not a workspace id (24 hex characters: "
+                      "`dialer workspace-list` shows them)[/red]")
+        return 2
+    code, doc = await _call(session, "PATCH", f"{url}/api/admin/workspaces/{segment(args.workspace_id)}", args.key,
+                            args.body)
     if code != 200:
         console.print(f"[red]{code}: {doc.get('errorMessage')}[/red]")
         return 1

@@ -164,3 +164,31 @@ async def test_the_import_summary_adds_up_and_says_when_running_again_helps(api,
     out.seek(0)
     code = await remote.run(args(api, "import-csv", **{**imp, "batch": "64e5f12345abcdef98765432"}), console)
     assert code == 1 and "404" in out.getvalue() and "run the same command again" not in out.getvalue()
+
+
+async def test_an_enrollment_batchs_uuid_is_shown_whole_in_a_narrow_terminal(api):
+    """Found by an exploratory run: `batches list` cut the ids; an enrollment batch's id is a 36-character UUID,
+    longer than the room the table kept for the id column, so it was still cut in a narrow terminal."""
+    from tests.enrollment_client import contact, enroll
+
+    code, answer, _, _ = await enroll(api, {"contacts": [contact("+12125550100")]})
+    assert code == 202, answer
+    for width in (40, 80):
+        out = io.StringIO()
+        console = Console(file=out, width=width)
+        assert await remote.run(args(api, "batches", verb="list", batch_id=None, status=None, hang_up=False),
+                                console) == 0
+        assert answer["batchId"] in out.getvalue(), out.getvalue()
+
+
+async def test_a_workspace_id_with_a_path_in_it_is_refused_before_any_request(api):
+    """`workspace-set "../../health"` sent a PATCH to /health (answered "405: Method Not Allowed")."""
+    out = io.StringIO()
+    for bad in ("../../health", f"{api.workspace_id}/keys", f"{api.workspace_id}?x=1"):
+        ns = argparse.Namespace(command="workspace-set", url=url_of(api), key="admin-secret", workspace_id=bad,
+                                body={"credits": 5})
+        code = await remote.run(ns, Console(file=out, width=200))
+        assert code == 2 and "is not a workspace id" in out.getvalue(), out.getvalue()
+    resp = await api.client.get(f"/api/admin/workspaces/{api.workspace_id}",
+                                headers={"Authorization": "Bearer admin-secret"})
+    assert resp.status == 200 and (await resp.json())["data"]["credits"] is None  # nothing was changed
