@@ -11,9 +11,11 @@ lives inside the server process: with it use the /api/admin/ endpoints instead (
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -69,9 +71,21 @@ def serve(ctx: click.Context) -> None:
         click.echo(f"cannot start: {exc}", err=True)
         raise Exit(2) from None
     except OSError as exc:  # the address is taken (another server), or not ours to listen on
-        click.echo(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} "
-                   "(DIALER_HOST / DIALER_PORT choose another)", err=True)
+        click.echo(_cannot_listen(settings, exc), err=True)
         raise Exit(1) from None
+
+
+def _cannot_listen(settings: Settings, exc: OSError) -> str:
+    """One line for `serve`'s OSError: asyncio's own ("error while attempting to bind on address ('127.0.0.1',
+    8080): address already in use") repeats the address as a Python tuple and names no setting."""
+    where = f"cannot listen on {settings.host}:{settings.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where}: the address is already in use (another server?); DIALER_PORT chooses another port"
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: {settings.host} is not an address of this machine; DIALER_HOST chooses another"
+    if exc.errno == errno.EACCES:
+        return f"{where}: not allowed (a port below 1024 needs privileges); DIALER_PORT chooses another port"
+    return f"{where}: {exc.strerror or exc} (DIALER_HOST / DIALER_PORT choose another)"
 
 
 @cli.command(help="run a dispatcher process")
@@ -161,6 +175,14 @@ def _backup(settings: Settings, target: str) -> int:
 
     if Path(target).is_dir():  # a folder: the copy goes in it, named by its time
         target = str(Path(target) / f"dialer-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.db")
+    live = Path(settings.sqlite_path).resolve()
+    if Path(target).resolve() in (live, live.with_name(live.name + "-wal"), live.with_name(live.name + "-shm")):
+        # the copy would replace the file the engine is writing: its later writes would go nowhere
+        click.echo(f"backup refused: {target} is the live database itself; give another path", err=True)
+        return 2
+    if not Path(target).parent.is_dir():  # said plainly, before SQLite's "unable to open database file"
+        click.echo(f"backup failed: there is no folder {Path(target).parent}", err=True)
+        return 1
     try:
         size = backup(settings.sqlite_path, target)
     except (OSError, StoreOpenFailed, StoreUnavailable) as exc:

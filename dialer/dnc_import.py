@@ -23,14 +23,19 @@ import aiohttp
 
 from dialer.core.contacts_csv import CsvUnreadable, read_contacts
 from dialer.core.dnc import MAX_NUMBERS
-from dialer.importer import post_keyed
+from dialer.importer import post_keyed, refusal
 
 DEFAULT_CHUNK = 50_000
 CSV_HEADERS = ("phone", "phone_number", "phonenumber")
 
 
 class DncImportFailed(Exception):
-    """The import cannot go on (bad file, server error); the message says why."""
+    """The import cannot go on (bad file, server error); the message says why, and `resumable` whether running
+    the same command again can help (the server failed: yes; a bad file or a refused request, a 4xx: no)."""
+
+    def __init__(self, message: str, resumable: bool = False) -> None:
+        super().__init__(message)
+        self.resumable = resumable
 
 
 @dataclass
@@ -129,4 +134,5 @@ async def _send(session, url: str, key: str, idem: str, body: dict) -> tuple[dic
     status, doc, replayed = await post_keyed(session, f"{url}/api/dnc", key, idem, body, failed=DncImportFailed)
     if status == 200:
         return doc["data"], replayed
-    raise DncImportFailed(f"the server answered {status}: {doc.get('errorMessage') or doc.get('message')}")
+    raise DncImportFailed(refusal(status, doc, f"is {url} this dialer's server? (--url or DIALER_URL)"),
+                          resumable=status >= 500)

@@ -45,6 +45,7 @@ class ImportResult:
     updated: int = 0  # waiting calls the rows updated (a number already waiting in the batch, an earlier chunk's)
     collapsed: int = 0  # rows that repeated a number of their own chunk (`duplicatesCollapsed`)
     in_call: int = 0  # numbers in a call of the batch at the time, not re-enqueued (`inFlight`)
+    suppressed: int = 0  # numbers on a do-not-call list, not enqueued (`suppressed`): rows = all of these + rejected
     rejected: int = 0
     chunks: int = 0
     replayed: int = 0  # chunks the server had already (a resumed import)
@@ -95,6 +96,7 @@ async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str,
             result.updated += data.get("updated", 0)
             result.collapsed += data.get("duplicatesCollapsed", 0)
             result.in_call += len(data.get("inFlight") or ())
+            result.suppressed += len(data.get("suppressed") or ())
             result.replayed += replay
             return
         if status == 400 and (doc.get("data") or {}).get("errors"):
@@ -105,9 +107,19 @@ async def _send_chunk(session, url: str, key: str, batch_id: str, base_key: str,
             result.rejected += len(bad)
             pending = [r for i, r in enumerate(pending) if i not in bad]
             continue
-        raise ImportFailed(f"the server answered {status}: {doc.get('errorMessage') or doc.get('message')}",
+        raise ImportFailed(refusal(status, doc, "check the batch id given to --batch (`dialer batches list`)"),
                            resumable=status >= 500)
     raise ImportFailed("a chunk kept being refused; see the rejects so far")
+
+
+def refusal(status: int, doc: dict, not_found: str) -> str:
+    """What the server's refusal means to the operator: its message, and what to check for the usual 4xx."""
+    message = f"the server answered {status}: {doc.get('errorMessage') or doc.get('message')}"
+    if status in (401, 403):
+        return f"{message}: check the key (--key or DIALER_API_KEY)"
+    if status == 404:
+        return f"{message}: {not_found}"
+    return message
 
 
 async def post_keyed(session: aiohttp.ClientSession, url: str, key: str, idempotency_key: str, body: Any,
@@ -121,7 +133,8 @@ async def post_keyed(session: aiohttp.ClientSession, url: str, key: str, idempot
             try:
                 doc = await resp.json(content_type=None) or {}
             except ValueError:
-                raise failed(f"the server answered {resp.status} without JSON") from None
+                # a proxy's error page in front of a failed server: running again can help (a 5xx)
+                raise failed(f"the server answered {resp.status} without JSON", resumable=resp.status >= 500) from None
             replayed = resp.headers.get("Idempotent-Replay") == "true"
         if resp.status != 503:
             break

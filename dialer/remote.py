@@ -11,6 +11,7 @@ import csv
 import re
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 import aiohttp
 from rich.console import Console
@@ -22,8 +23,16 @@ from dialer.importer import ImportFailed, import_rows, read_rows, write_rejects
 
 # Our batch ids (ObjectIds), or an enrollment batch's UUID: what may follow /api/call/batches/.
 BATCH_ID = re.compile(r"[0-9a-fA-F]{24}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+WORKSPACE_ID = re.compile(r"[0-9a-fA-F]{24}")  # an ObjectId, nothing else (dialer/services/tenancy.py parse_id)
+
+
+def segment(value: str) -> str:
+    """`value` as one path segment: a `/`, `?`, `#` or `..` in it cannot reach another route."""
+    return quote(value, safe="")
 
 VERBS = ("list", "show", "start", "stop", "cancel", "retry")
+TIMEOUT_SECONDS = 600  # one request; a timeout is said as such, not as a traceback
+RESUME = " (run the same command again to resume: nothing is written twice)"
 
 
 async def run(args: argparse.Namespace, console: Console | None = None) -> int:
@@ -32,7 +41,7 @@ async def run(args: argparse.Namespace, console: Console | None = None) -> int:
         console.print("[red]no API key: give --key or set DIALER_API_KEY[/red]")
         return 2
     url = args.url.rstrip("/")
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)) as session:
         try:
             if args.command == "import-csv":
                 return await _import(session, url, args, console)
@@ -41,9 +50,15 @@ async def run(args: argparse.Namespace, console: Console | None = None) -> int:
             if args.command == "workspace-set":
                 return await _workspace_set(session, url, args, console)
             return await _batches(session, url, args, console)
-        except aiohttp.ClientError as exc:
-            console.print(f"[red]cannot reach {url}: {exc}[/red]")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            console.print(f"[red]{_unreachable(url, exc)}[/red]")
             return 1
+
+
+def _unreachable(url: str, exc: Exception) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"{url} did not answer within {TIMEOUT_SECONDS} s"
+    return f"cannot reach {url}: {exc}"
 
 
 async def _call(session, method: str, url: str, key: str, body=None) -> tuple[int, dict]:
@@ -55,10 +70,16 @@ async def _call(session, method: str, url: str, key: str, body=None) -> tuple[in
 
 
 async def _import(session, url: str, args, console: Console) -> int:
+    if args.batch and not BATCH_ID.fullmatch(args.batch):
+        console.print(f"[red]{args.batch!r} is not a batch id (24 hex characters, or an enrollment's UUID)[/red]")
+        return 2
     try:
         data = Path(args.file).read_bytes()
         _, rows = read_rows(data)
-    except (OSError, ImportFailed) as exc:
+    except OSError as exc:
+        console.print(f"[red]cannot read {args.file}: {exc.strerror or exc}[/red]")
+        return 2
+    except ImportFailed as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
     if not rows:
@@ -75,25 +96,26 @@ async def _import(session, url: str, args, console: Console) -> int:
             return 1
         batch_id = doc["data"]["batchId"]
         console.print(f"batch {batch_id} created (run again with --batch {batch_id} to resume)")
-    with _bar(console, "rows") as bar:
+    failed: ImportFailed | None = None
+    with _bar(console, "rows") as bar:  # the message comes after the bar's last line
         task = bar.add_task("importing", total=len(rows), rate="-")
         try:
             result = await import_rows(session, url, args.key, batch_id, data, args.chunk, _advancer(bar, task))
-        except ImportFailed as exc:
-            hint = " (run the same command again to resume: nothing is written twice)" if exc.resumable else ""
-            console.print(f"[red]{exc}[/red]{hint}")
-            return 1
-        except aiohttp.ClientError as exc:  # the server could not be reached, or the connection broke
-            console.print(f"[red]the server could not be reached: {exc}[/red] (run the same command again to resume: "
-                          "nothing is written twice)")
-            return 1
+        except ImportFailed as exc:  # a 4xx: say what is wrong; a 5xx: running again resumes
+            failed = exc
+        except (aiohttp.ClientError, TimeoutError) as exc:  # unreachable, the connection broke, or no answer
+            failed = ImportFailed(_unreachable(url, exc), resumable=True)
+    if failed is not None:
+        console.print(f"[red]{failed}[/red]{RESUME if failed.resumable else ''}")
+        return 1
     rejects = args.rejects or f"{args.file}.rejected.csv"
     if result.rejects:
         write_rejects(rejects, result.rejects)
     parts = [f"{result.new} new calls", *(f"{n} {what}" for n, what in (
         (result.updated, "waiting calls updated (numbers already in the batch)"),
         (result.collapsed, "repeats of a number collapsed"),
-        (result.in_call, "numbers in a call left alone")) if n), f"{result.rejected} rejected"]
+        (result.in_call, "numbers in a call left alone"),
+        (result.suppressed, "on the do-not-call list, not enqueued")) if n), f"{result.rejected} rejected"]
     console.print(f"{result.rows} rows: {', '.join(parts)}"
                   + (f" (see {rejects})" if result.rejects else "")
                   + (f"; {result.replayed} chunks were already there" if result.replayed else ""))
@@ -121,12 +143,18 @@ async def _dnc_import(session, url: str, args, console: Console) -> int:
     except (OSError, DncImportFailed) as exc:  # the file itself: running again will not help
         console.print(f"[red]{exc}[/red]")
         return 2
-    try:
-        with _bar(console, "numbers") as bar:
-            task = bar.add_task("listing", total=len(file.numbers), rate="-")
+    failed: DncImportFailed | None = None
+    with _bar(console, "numbers") as bar:  # the message comes after the bar's last line
+        task = bar.add_task("listing", total=len(file.numbers), rate="-")
+        try:
             result = await import_numbers(session, url, args.key, file, args.reason, args.chunk, _advancer(bar, task))
-    except DncImportFailed as exc:
-        console.print(f"[red]{exc}[/red] (run the same command again to resume where it stopped)")
+        except DncImportFailed as exc:  # a 4xx: say what is wrong; a 5xx: running again continues
+            failed = exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failed = DncImportFailed(_unreachable(url, exc), resumable=True)
+    if failed is not None:
+        hint = " (run the same command again to resume where it stopped)" if failed.resumable else ""
+        console.print(f"[red]{failed}[/red]{hint}")
         return 1
     rejects = args.rejects or f"{args.file}.rejected.csv"
     if result.invalid:
@@ -148,10 +176,13 @@ async def _batches(session, url: str, args, console: Console) -> int:
         if code != 200:
             console.print(f"[red]{code}: {doc.get('errorMessage')}[/red]")
             return 1
-        # A batch id is copied whole to the next command: never cut (the ids share a long prefix).
-        table = Table(Column("batch", no_wrap=True, min_width=24), "name", "status", "limit", "in flight", "waiting",
-                      "finished", "outcomes")
-        for b in doc["data"]["batches"]:
+        # A batch id is copied whole to the next command: never cut (the ids share a long prefix). The column is
+        # as wide as the longest id shown (an enrollment batch's is a 36-character UUID); the others give way.
+        batches = doc["data"]["batches"]
+        table = Table(Column("batch", no_wrap=True, overflow="fold",
+                             min_width=max((len(b["batchId"]) for b in batches), default=24)),
+                      "name", "status", "limit", "in flight", "waiting", "finished", "outcomes")
+        for b in batches:
             c = b["counters"]
             table.add_row(b["batchId"], b["name"], b["status"], str(b["concurrencyLimit"]), str(c["inFlight"]),
                           str(c["waiting"]), str(c["finished"]),
@@ -164,7 +195,7 @@ async def _batches(session, url: str, args, console: Console) -> int:
     if not BATCH_ID.fullmatch(args.batch_id):  # a path or a query in it would reach another route
         console.print(f"[red]{args.batch_id!r} is not a batch id (24 hex characters, or an enrollment's UUID)[/red]")
         return 2
-    target = f"{url}/api/call/batches/{args.batch_id}"
+    target = f"{url}/api/call/batches/{segment(args.batch_id)}"
     if args.verb == "show":
         code, doc = await _call(session, "GET", target, args.key)
     else:
@@ -185,7 +216,12 @@ async def _batches(session, url: str, args, console: Console) -> int:
 
 
 async def _workspace_set(session, url: str, args, console: Console) -> int:
-    code, doc = await _call(session, "PATCH", f"{url}/api/admin/workspaces/{args.workspace_id}", args.key, args.body)
+    if not WORKSPACE_ID.fullmatch(args.workspace_id):  # "../../health" would PATCH another route
+        console.print(f"[red]{args.workspace_id!r} is not a workspace id (24 hex characters: "
+                      "`dialer workspace-list` shows them)[/red]")
+        return 2
+    code, doc = await _call(session, "PATCH", f"{url}/api/admin/workspaces/{segment(args.workspace_id)}", args.key,
+                            args.body)
     if code != 200:
         console.print(f"[red]{code}: {doc.get('errorMessage')}[/red]")
         return 1

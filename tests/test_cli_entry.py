@@ -38,3 +38,22 @@ def test_a_chunk_size_out_of_range_is_refused_not_clamped(tmp_path):
     for size in ("0", "-3", "5000"):
         assert cli_main(["import-csv", str(path), "--batch", "64e5f12345abcdef98765432", "--chunk", size,
                          "--url", "http://127.0.0.1:9", "--key", "k"]) == 2
+
+
+def test_serve_on_a_port_in_use_says_it_in_one_plain_line(tmp_path):
+    """The line was asyncio's: "... error while attempting to bind on address ('127.0.0.1', N): address already in
+    use", the address twice, once as a Python tuple."""
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "DIALER_PORT": str(port), "DIALER_DATA_DIR": str(tmp_path), "DIALER_EMBEDDED_DISPATCHER": "false"}
+        out = subprocess.run([sys.executable, "-m", "dialer", "serve"], capture_output=True, text=True, timeout=120,
+                             env=env)
+    assert out.returncode == 1, out.stderr
+    [line] = [line for line in out.stderr.splitlines() if "cannot listen" in line]
+    assert line == (f"cannot listen on 127.0.0.1:{port}: the address is already in use (another server?); "
+                    "DIALER_PORT chooses another port")

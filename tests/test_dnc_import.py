@@ -97,3 +97,17 @@ def test_an_unreadable_file_is_refused_with_the_reason(tmp_path):
     path.write_bytes(b"name,email\nx,y\n")
     with pytest.raises(DncImportFailed, match="phone column"):
         DncFile.read(str(path))
+
+
+async def test_a_refused_key_says_what_is_wrong_not_to_run_again(api, tmp_path):
+    """Found by an exploratory run: after a 403 (a bad key) `dnc import` said "run the same command again to resume",
+    which cannot help; it names the key instead."""
+    path = tmp_path / "dnc.txt"
+    path.write_text(plain_list(3))
+    out = io.StringIO()
+    ns = argparse.Namespace(command="dnc-import", url=url_of(api), key="dk_not-a-key", file=str(path), reason=None,
+                            chunk=10, rejects=None)
+    assert await remote.run(ns, Console(file=out, width=300)) == 1
+    assert "403" in out.getvalue() and "check the key" in out.getvalue(), out.getvalue()
+    assert "run the same command again" not in out.getvalue()
+    assert await total(api) == 0

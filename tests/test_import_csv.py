@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 
 import aiohttp
@@ -164,3 +165,89 @@ async def test_the_import_summary_adds_up_and_says_when_running_again_helps(api,
     out.seek(0)
     code = await remote.run(args(api, "import-csv", **{**imp, "batch": "64e5f12345abcdef98765432"}), console)
     assert code == 1 and "404" in out.getvalue() and "run the same command again" not in out.getvalue()
+
+
+async def test_an_enrollment_batchs_uuid_is_shown_whole_in_a_narrow_terminal(api):
+    """Found by an exploratory run: `batches list` cut the ids; an enrollment batch's id is a 36-character UUID,
+    longer than the room the table kept for the id column, so it was still cut in a narrow terminal."""
+    from tests.enrollment_client import contact, enroll
+
+    code, answer, _, _ = await enroll(api, {"contacts": [contact("+12125550100")]})
+    assert code == 202, answer
+    for width in (40, 80):
+        out = io.StringIO()
+        console = Console(file=out, width=width)
+        assert await remote.run(args(api, "batches", verb="list", batch_id=None, status=None, hang_up=False),
+                                console) == 0
+        assert answer["batchId"] in out.getvalue(), out.getvalue()
+
+
+async def test_a_workspace_id_with_a_path_in_it_is_refused_before_any_request(api):
+    """`workspace-set "../../health"` sent a PATCH to /health (answered "405: Method Not Allowed")."""
+    out = io.StringIO()
+    for bad in ("../../health", f"{api.workspace_id}/keys", f"{api.workspace_id}?x=1"):
+        ns = argparse.Namespace(command="workspace-set", url=url_of(api), key="admin-secret", workspace_id=bad,
+                                body={"credits": 5})
+        code = await remote.run(ns, Console(file=out, width=200))
+        assert code == 2 and "is not a workspace id" in out.getvalue(), out.getvalue()
+    resp = await api.client.get(f"/api/admin/workspaces/{api.workspace_id}",
+                                headers={"Authorization": "Bearer admin-secret"})
+    assert resp.status == 200 and (await resp.json())["data"]["credits"] is None  # nothing was changed
+
+
+async def test_numbers_on_the_do_not_call_list_are_counted_so_the_summary_adds_up(api, tmp_path):
+    """The server answers the numbers it did not enqueue because they are on the do-not-call list (`suppressed`):
+    the summary said nothing of them, so its numbers did not add up to the rows."""
+    code, doc = await api.post("/api/dnc", {"numbers": ["+12125550001", "+12125550004"], "source": "manual"})
+    assert code == 200, doc
+    path = tmp_path / "contacts.csv"
+    path.write_text("phone,name\n" + "".join(f"+1212555{i:04d},n{i}\n" for i in range(6)))
+    batch = await api.create_batch()
+    out = io.StringIO()
+    imp = dict(file=str(path), batch=batch, create=None, calling_number=None, agent=None, limit=None, chunk=4,
+               rejects=None)
+    assert await remote.run(args(api, "import-csv", **imp), Console(file=out, width=200)) == 0
+    assert "6 rows: 4 new calls, 2 on the do-not-call list, not enqueued, 0 rejected" in out.getvalue(), out.getvalue()
+    assert len(await api.all_calls(batch)) == 4
+
+
+async def test_no_answer_or_a_proxys_error_page_says_run_again_and_a_bad_key_says_what_is_wrong(
+        api, aiohttp_server, tmp_path, monkeypatch):
+    """A timeout ended in a traceback (TimeoutError is not an aiohttp.ClientError), and a 502 page without JSON
+    (a proxy in front of a failed server) did not say that running again resumes; a 403 did not name the key."""
+    from aiohttp import web
+
+    mode = {"now": "hang"}
+
+    async def add_calls(request: web.Request) -> web.Response:
+        if mode["now"] == "hang":
+            await asyncio.sleep(5)
+        return web.Response(status=502, text="<html>Bad Gateway</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/api/call/addCallsToBatch", add_calls)
+    server = await aiohttp_server(app)
+    monkeypatch.setattr(remote, "TIMEOUT_SECONDS", 0.5, raising=False)
+    path = tmp_path / "contacts.csv"
+    path.write_text("phone\n+12125550100\n")
+    imp = dict(command="import-csv", url=str(server.make_url("")).rstrip("/"), key="k", file=str(path),
+               batch="64e5f12345abcdef98765432", create=None, calling_number=None, agent=None, limit=None, chunk=10,
+               rejects=None)
+    for now, said in (("hang", "did not answer within 0.5 s"), ("proxy", "the server answered 502 without JSON")):
+        mode["now"] = now
+        out = io.StringIO()
+        assert await remote.run(argparse.Namespace(**imp), Console(file=out, width=300)) == 1
+        assert said in out.getvalue() and "run the same command again to resume" in out.getvalue(), out.getvalue()
+    out = io.StringIO()
+    batch = await api.create_batch()
+    ns = argparse.Namespace(**{**imp, "url": url_of(api), "batch": batch, "key": "dk_not-a-key"})
+    assert await remote.run(ns, Console(file=out, width=300)) == 1
+    assert "403" in out.getvalue() and "check the key" in out.getvalue(), out.getvalue()
+    assert "run the same command again" not in out.getvalue()
+    out = io.StringIO()
+    ns = argparse.Namespace(**{**imp, "url": url_of(api), "batch": f"{batch}/../x", "key": api.key})
+    assert await remote.run(ns, Console(file=out, width=300)) == 2 and "is not a batch id" in out.getvalue()
+    out = io.StringIO()
+    ns = argparse.Namespace(**{**imp, "url": url_of(api), "batch": batch, "key": api.key, "file": "/nope.csv"})
+    assert await remote.run(ns, Console(file=out, width=300)) == 2
+    assert "cannot read /nope.csv: No such file or directory" in out.getvalue(), out.getvalue()

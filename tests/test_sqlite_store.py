@@ -373,3 +373,20 @@ async def test_a_backup_into_a_folder_is_named_by_its_time_and_a_failed_one_leav
     err = capsys.readouterr().err
     assert err.count("backup failed") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["backups", "data"]  # no partial file anywhere
+
+
+async def test_a_backup_onto_the_live_database_or_into_no_folder_is_refused_before_copying(tmp_path, capsys,
+                                                                                             monkeypatch):
+    """`dialer backup var/dialer.db` replaced the file the engine writes with the copy (its later writes went to
+    the unlinked file); a target in a folder that is not there said only SQLITE_CANTOPEN."""
+    data = tmp_path / "data"
+    repos = await open_sqlite(str(data / "dialer.db"))
+    await repos.close()
+    monkeypatch.setenv("DIALER_DATA_DIR", str(data))
+    live = data / "dialer.db"
+    before = (live.stat().st_ino, sorted(p.name for p in data.iterdir()))
+    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(live)]) == 2
+    assert "is the live database itself" in capsys.readouterr().err
+    assert (live.stat().st_ino, sorted(p.name for p in data.iterdir())) == before  # untouched, no partial file
+    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "missing" / "x.db")]) == 1
+    assert capsys.readouterr().err.strip() == f"backup failed: there is no folder {tmp_path / 'missing'}"
