@@ -26,7 +26,7 @@ async def seed_demo(tenancy: Tenancy, settings: Settings) -> dict:
             await tenancy.create_key(workspace["_id"], key)
         print(f"\n  demo workspace: {workspace['_id']} (kept from an earlier start)\n"
               + (f"  demo agent:     {agents[0]['_id']}\n" if agents else "")
-              + ("  demo API key:   the value of DIALER_DEMO_API_KEY (set in your environment)\n" if key else
+              + ("  demo API key:   the one configured (DIALER_DEMO_API_KEY or demo_api_key)\n" if key else
                  "  demo API key:   printed when the workspace was created; "
                  f"`dialer key-create {workspace['_id']}` makes another\n"), flush=True)
         return {"workspace": workspace, "agent": agents[0] if agents else None, "apiKey": key}
