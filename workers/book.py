@@ -23,8 +23,8 @@ from typing import Callable
 
 from bson import ObjectId
 
-from dialer.ports import BatchRepo
 from dialer.core.clock import as_utc
+from dialer.ports import BatchRepo
 
 # What makes a batch worth looking at again when it changes (any other change keeps it where it is).
 WATCHED = ("enqueuedAt", "concurrencyLimit", "callingWindow", "status", "scheduledAt", "compliance",

@@ -47,7 +47,7 @@ class ClaimWriter:
         the calls won, each with its dial time (nothing when a race was lost), and what was read."""
         token = secrets.token_hex(6)
         reservation = ledger_write = None
-        grants = _one_per_callee(grants, by_id)
+        grants, lines = _one_per_callee(grants, by_id)
         if grants:
             grants, capped = await self.rules.reserve(grants, by_id, token, now)  # over their cap: deferred
             deferrals = deferrals + capped
@@ -58,12 +58,10 @@ class ClaimWriter:
         records = self.placer.take_records()
         claims: list[Claim] = []
         if reservation is not None:
-            for batch_id, calls in grants.items():
-                workspace = by_id[batch_id]["workspaceId"]
+            for calls in grants.values():
                 for call in calls:
                     dial_at = reservation.dial_times[call["_id"]]
-                    line = line_key(workspace, call["phoneNumber"], call.get("extension"))
-                    claims.append(Claim(call["_id"], token, self.name, dial_at, dial_at + self.lease, line))
+                    claims.append(Claim(call["_id"], token, self.name, dial_at, dial_at + self.lease, lines[call["_id"]]))
         claimed_ids = [c.call_id for c in claims]
         if not (claims or deferrals or records):
             return [], ClaimResult()
@@ -133,9 +131,12 @@ class ClaimWriter:
         await self.rules.release([c["_id"] for calls in grants.values() for c in calls if c["_id"] not in won], token)
 
 
-def _one_per_callee(grants: dict[ObjectId, list[dict]], by_id: dict[ObjectId, dict]) -> dict[ObjectId, list[dict]]:
-    """The grants less any call whose callee another call of the grants already has (the same person in two
-    batches of a workspace): it stays queued for a later claim, and reserves neither a slot nor a cap now."""
+def _one_per_callee(grants: dict[ObjectId, list[dict]], by_id: dict[ObjectId, dict]
+                    ) -> tuple[dict[ObjectId, list[dict]], dict[ObjectId, str]]:
+    """(the grants less any call whose callee another call of the grants already has, the same person in two
+    batches of a workspace: it stays queued for a later claim and reserves neither a slot nor a cap now; each kept
+    call's line_key)."""
+    lines: dict[ObjectId, str] = {}
     seen: set[str] = set()
     out: dict[ObjectId, list[dict]] = {}
     for batch_id, calls in grants.items():
@@ -145,7 +146,8 @@ def _one_per_callee(grants: dict[ObjectId, list[dict]], by_id: dict[ObjectId, di
             line = line_key(workspace, call["phoneNumber"], call.get("extension"))
             if line not in seen:
                 seen.add(line)
+                lines[call["_id"]] = line
                 kept.append(call)
         if kept:
             out[batch_id] = kept
-    return out
+    return out, lines

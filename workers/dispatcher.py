@@ -127,11 +127,10 @@ class Dispatcher:
             await self.claim(now)
         return await self.placer.place_due(now)
 
-    def poke(self, batch_id: ObjectId | None = None) -> None:
-        """A call (of this batch) left flight (an event applied in this process): a slot is free."""
+    def poke(self, batch_id: ObjectId) -> None:
+        """A call of this batch left flight (an event applied in this process): a slot is free."""
         self._pokes += 1
-        if batch_id is not None:
-            self.book.freed.add(batch_id)
+        self.book.freed.add(batch_id)
 
     def wake(self) -> None:
         """New work (calls enqueued in this process): look at the next tick, at the batches changed since."""
@@ -160,8 +159,7 @@ class Dispatcher:
         await book.refresh(now)
         if not book.batches:
             await self.placer.flush_records()
-            wake = book.next_wake()  # a scheduled start seen
-            self._idle_until = min(now + self._recheck, wake) if wake else now + self._recheck
+            self._idle(now)  # until the recheck, or a scheduled start seen
             return
         await self.rules.refresh(now, book.batches)
         # The slots of the batches this look needs only (a few, usually: not the thousands waiting); of every
@@ -214,13 +212,17 @@ class Dispatcher:
         else:
             # Done for now: look again when enough slots were freed here, or after the recheck interval
             # (work arriving from other processes: new calls, status callbacks to the API).
-            wake = book.next_wake()
-            self._idle_until = min(now + self._recheck, wake) if wake else now + self._recheck
+            self._idle(now)
             self._pokes_needed = min(needed) if needed else 1
         if claims:  # the batches and the lists as read after the claim: the placer places on them
             running = await book.learn(list({c.batch["_id"] for c in claims}), looked.running, now)
             claims = await self.placer.admit(claims, running, looked.listed, now)
         self.placer.add(claims)
+
+    def _idle(self, now: dt.datetime) -> None:
+        """Nothing more to claim now: the next look at the recheck, or sooner when the book has a time of its own."""
+        wake = self.book.next_wake()
+        self._idle_until = min(now + self._recheck, wake) if wake else now + self._recheck
 
     def _pick(self, total: int, state, needed: list[int]) -> tuple[dict[ObjectId, list[int]], bool]:
         """`total` shared out a claim group at a time to the batches in turn, each up to its free slots:
