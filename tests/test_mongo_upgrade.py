@@ -32,3 +32,15 @@ async def test_slot_entries_of_the_old_ledger_stay_reserved_until_their_calls_sh
     state = await slots.state(AT + dt.timedelta(seconds=121))  # the old ones never claimed: freed after the grace
     assert (state.used(batch), state.total) == (1, 1)
     assert "slots" not in await client["dialer"]["dispatch"].find_one({"_id": "account"})
+
+
+async def test_start_up_drops_the_index_this_version_no_longer_reads():
+    """The previous version kept `lineKey` on every call and read it before a claim, under a (lineKey, status)
+    index; this one keeps `busyLine` on calls in flight, under a unique index. The old index would only cost
+    writes: start-up drops it."""
+    client = mongomock_client()
+    calls = client["dialer"]["calls"]
+    await calls.create_index([("lineKey", 1), ("status", 1)], sparse=True, name="line_key")
+    await mongo_repositories(client, client["dialer"], kind="mongomock")
+    indexes = await calls.index_information()
+    assert "line_key" not in indexes and indexes["busy_line"]["unique"]

@@ -193,7 +193,7 @@ class CallRepo(Protocol):
         the claim on what it read there: a stop or a listing answered before it is seen, and one answered
         after it waits for the claim (`unplaced`, `unplaced_numbers`). A claim whose `line` is in another call
         in flight (or in an earlier claim of this write) is not won: its call waits BUSY_WAIT, its history
-        saying `callee_busy` (SQLite: in the transaction, exact; MongoDB: a read just before the write)."""
+        saying `callee_busy` (SQLite: in the transaction; MongoDB: a unique index on the callee of a call in flight)."""
 
     async def record_placed(self, records: list[PlacedRecord]) -> None:
         """providerCallId onto the attempt that placed it (claimToken matches, status not queued),

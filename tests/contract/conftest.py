@@ -20,7 +20,7 @@ import pytest
 from bson import ObjectId
 
 from dialer.core.records import PlannedCall
-from dialer.ports import Claim, Repositories
+from dialer.ports import Claim, Repositories, line_key
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
@@ -105,7 +105,10 @@ async def enqueue(repos: Repositories, batch: dict, *calls: PlannedCall, now: dt
 async def claim(repos: Repositories, call_id: ObjectId, token: str = "tok-1", *, now: dt.datetime = T0,
                 lease_until: dt.datetime | None = None, by: str = "dispatcher-a") -> bool:
     lease = lease_until or now + dt.timedelta(seconds=120)
-    won = await repos.calls.claim([Claim(call_id, token, by, now, lease)], [], [], now)
+    call = await repos.calls.get(call_id)  # its callee, as the dispatcher's claims name it
+    batch = await repos.batches.get(call["batchId"]) if call else None
+    line = line_key(batch["workspaceId"], call["phoneNumber"], call.get("extension")) if batch else None
+    won = await repos.calls.claim([Claim(call_id, token, by, now, lease, line)], [], [], now)
     return call_id in won.won
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bson import ObjectId
@@ -559,6 +561,25 @@ async def test_a_call_ending_before_its_placement_is_recorded_keeps_the_placemen
     await repos.calls.finish(b, "tok-b", "CA-b", busy("CA-b"), at(5))
     history = (await repos.calls.get(b))["history"]
     assert [(h["event"], h["at"]) for h in history] == [("placed", at(1)), ("busy", at(5))]
+
+
+async def test_two_dispatchers_claiming_one_callee_for_two_batches_at_once_place_one_call(repos, batch):
+    """Invariant 3 across batches, raced: MongoDB read the callees in flight just before its write, so two claims
+    of one person for two batches at the same instant both passed (found by reading the code; this test
+    interleaves them: both reads, then both writes). One call is placed; the other waits as a busy line does."""
+    other = batch_doc(workspaceId=batch["workspaceId"])
+    await repos.batches.insert(other)
+    [a] = await enqueue(repos, batch, planned(A))
+    [b] = await enqueue(repos, other, planned(A))
+    line, lease = line_key(batch["workspaceId"], A, None), at(120)
+    first, second = await asyncio.gather(
+        repos.calls.claim([Claim(a, "tok-a", "dispatcher-a", at(1), lease, line)], [], [], at(1)),
+        repos.calls.claim([Claim(b, "tok-b", "dispatcher-b", at(1), lease, line)], [], [], at(1)))
+    assert len(first.won) + len(second.won) == 1
+    loser = b if first.won else a
+    waiting = await repos.calls.get(loser)
+    assert waiting["status"] == "queued" and waiting["attempts"] == 0
+    assert waiting["nextAttemptAt"] == at(1) + BUSY_WAIT and [h["event"] for h in waiting["history"]] == ["callee_busy"]
 
 
 async def test_a_callee_in_a_call_of_another_batch_of_the_workspace_is_not_claimed(repos, batch):

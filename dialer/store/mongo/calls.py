@@ -31,9 +31,9 @@ from dialer.core.machine import FINISH, PROGRESS_MOVES, RETRY_LATER
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import IN_FLIGHT_VALUES, WAITING_VALUES, CallStatus
 from dialer.core.webhook_events import call_event
-from dialer.ports import ChunkResult, Finish, active_key, line_key, placed_entry
+from dialer.ports import ChunkResult, Finish, active_key, placed_entry
 from dialer.store.mongo.calls_for_chains import ChainCalls
-from dialer.store.mongo.calls_for_claims import ClaimCalls
+from dialer.store.mongo.calls_for_claims import CLAIM_FIELDS, ClaimCalls
 from dialer.store.mongo.calls_counters import CounterCalls
 from dialer.store.mongo.calls_for_dnc import DncCalls
 from dialer.store.mongo.calls_for_operators import OperatorsCalls
@@ -47,7 +47,6 @@ DIALING = CallStatus.DIALING.value
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
 FINISH_FIELDS = {**BEFORE_FIELDS, "group": 1}  # and the chaining group a finished call belongs to
 DUPLICATE_KEY = 11000
-CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
 
 
 class MongoCalls(ClaimCalls, OperatorsCalls, ChainCalls, DncCalls, CounterCalls):
@@ -315,7 +314,6 @@ def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, now: d
         "zoneSource": call.zone_source,
         "status": CallStatus.QUEUED.value,
         "activeKey": key,
-        "lineKey": line_key(batch["workspaceId"], call.e164, call.extension),  # one call in flight per callee
         "attempts": 0,
         "nextAttemptAt": call.earliest,
         "createdAt": now,

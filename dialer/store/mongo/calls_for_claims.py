@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from bson import ObjectId
 from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 
 from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
 from dialer.ports import BUSY_WAIT, Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
@@ -20,7 +21,11 @@ from dialer.store.mongo.documents import refused, unavailable, unordered
 
 log = logging.getLogger("dialer.store.calls")
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
-CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
+# What a claim sets and every move out of flight unsets. `busyLine` is the callee's line_key while the call is in
+# flight: a unique index on it (indexes.py) refuses a second call in flight for one callee, whichever dispatcher
+# claims it (invariant 3 across batches).
+CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": "", "busyLine": ""}
+DUPLICATE_KEY = 11000
 
 
 async def holders_of(calls: Any, ids: list[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
@@ -33,6 +38,46 @@ async def holders_of(calls: Any, ids: list[ObjectId]) -> dict[ObjectId, tuple[st
 
 async def _empty(value: Any) -> Any:
     return value
+
+
+def _deferral(call_id: ObjectId, when: dt.datetime, entry: dict | None) -> UpdateOne:
+    return UpdateOne({"_id": call_id, "status": CallStatus.QUEUED.value},
+                     {"$set": {"nextAttemptAt": when}, **({"$push": {"history": entry}} if entry else {})})
+
+
+def _busy_entry(now: dt.datetime) -> dict:
+    return {"at": now, "event": "callee_busy"}
+
+
+def _one_per_line(claims: list[Claim]) -> tuple[list[Claim], list[Claim]]:
+    """(the first claim of each callee in this write, the later ones): the index would refuse them anyway, but
+    which of two ops of an unordered write it refuses is the server's choice."""
+    seen: set[str] = set()
+    first, later = [], []
+    for c in claims:
+        if c.line and c.line in seen:
+            later.append(c)
+        else:
+            first.append(c)
+            if c.line:
+                seen.add(c.line)
+    return first, later
+
+
+def _line_taken(error: Any, first_claim: int) -> set[int]:
+    """The indexes of the claim ops (from `first_claim`) refused by the busy-line unique index."""
+    if not isinstance(error, BulkWriteError):
+        return set()
+    return {e["index"] for e in error.details.get("writeErrors", [])
+            if e["index"] >= first_claim and e.get("code") == DUPLICATE_KEY}
+
+
+def _without(error: Any, indexes: set[int]) -> Any:
+    """`error` less the write errors at `indexes`; None when nothing else went wrong."""
+    rest = [e for e in error.details.get("writeErrors", []) if e["index"] not in indexes]
+    if not rest and not error.details.get("writeConcernErrors"):
+        return None
+    return BulkWriteError({**error.details, "writeErrors": rest})
 
 
 class ClaimCalls:
@@ -52,24 +97,27 @@ class ClaimCalls:
                     reservation: LedgerWrite | None = None) -> ClaimResult:
         """The ledger's compare-and-set (if asked), the write, then, once it is acknowledged, three reads at once:
         which claims landed, the batches' stamps, the do-not-call entries."""
-        # The reservation's compare-and-set and the look for callees in another call, at once (one wait).
-        reserved, (claims, busy) = await asyncio.gather(
-            self._ledger.write(reservation.version, reservation.pending, reservation.next_dial_at)
-            if reservation is not None else _empty(True), self._lines_free(claims))
-        if not reserved:
+        if reservation is not None and not await self._ledger.write(
+                reservation.version, reservation.pending, reservation.next_dial_at):
             return ClaimResult(reserved=False)
-        queued = CallStatus.QUEUED.value
-        deferrals = deferrals + [(c.call_id, now + BUSY_WAIT, {"at": now, "event": "callee_busy"}) for c in busy]
-        ops = [UpdateOne({"_id": cid, "status": queued},
-                         {"$set": {"nextAttemptAt": when}, **({"$push": {"history": entry[0]}} if entry else {})})
-               for cid, when, *entry in deferrals]
+        claims, busy = _one_per_line(claims)
+        ops = [_deferral(cid, when, entry[0] if entry else None) for cid, when, *entry in deferrals]
+        ops += [_deferral(c.call_id, now + BUSY_WAIT, _busy_entry(now)) for c in busy]
         ops += [self._placed_op(r) for r in records]
-        ops += [UpdateOne({"_id": c.call_id, "status": queued},
+        first_claim = len(ops)
+        ops += [UpdateOne({"_id": c.call_id, "status": CallStatus.QUEUED.value},
                           {"$set": {"status": CallStatus.DIALING.value, "claimedBy": c.by, "claimToken": c.token,
                                     "dialAt": c.dial_at, "leaseUntil": c.lease_until, "updatedAt": now,
-                                    **({"lineKey": c.line} if c.line else {})},
+                                    **({"busyLine": c.line} if c.line else {})},
                            "$inc": {"attempts": 1}}) for c in claims]
         error = await unordered(self.c, ops) if ops else None
+        taken = _line_taken(error, first_claim)
+        if taken:
+            # Callees in a call of another batch (the unique index said so): they wait, as a busy line does. Were
+            # this write lost, they would stay due and meet the index again at the next claim.
+            error = _without(error, taken)
+            await unordered(self.c, [_deferral(claims[i - first_claim].call_id, now + BUSY_WAIT, _busy_entry(now))
+                                     for i in sorted(taken)])
         batch_ids, numbers = list(batch_ids), list(numbers)
         won, running, listed = await asyncio.gather(
             self._landed(claims) if claims else _empty(set()),
@@ -80,27 +128,8 @@ class ClaimCalls:
             # dialing until its lease ends; the placed records that did not are written again.
             log.warning("claim write failed part-way: what landed was read back",
                         extra={"claims": len(claims), "won": len(won), "error": type(error).__name__})
-            await self._record_again(records, refused(error), len(deferrals))
+            await self._record_again(records, refused(error), first_claim - len(records))
         return ClaimResult(won=won, running=running, listed=listed)
-
-    async def _lines_free(self, claims: list[Claim]) -> tuple[list[Claim], list[Claim]]:
-        """(the claims whose callee is in no call in flight nor in an earlier claim of theirs, the others): one read.
-        Read just before the write, not with it: two dispatchers claiming one callee in two batches at the same
-        instant can both pass (MongoDB has no transaction here; SQLite's claim checks in its transaction)."""
-        lines = [c.line for c in claims if c.line]
-        if not lines:
-            return claims, []
-        taken = {d["lineKey"] async for d in self.c.find(
-            {"lineKey": {"$in": lines}, "status": {"$in": IN_FLIGHT_VALUES}}, {"lineKey": 1})}
-        free, busy = [], []
-        for c in claims:
-            if c.line and c.line in taken:
-                busy.append(c)
-            else:
-                free.append(c)
-                if c.line:
-                    taken.add(c.line)
-        return free, busy
 
     async def _landed(self, claims: list[Claim]) -> set[ObjectId]:
         """Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and

@@ -18,12 +18,12 @@ from pymongo import ReturnDocument, UpdateOne
 
 from dialer.core.statuses import WAITING_VALUES, CallStatus
 from dialer.ports import active_key
+from dialer.store.mongo.calls_for_claims import CLAIM_FIELDS
 from dialer.store.mongo.documents import normalise, unavailable, unordered
 from dialer.store.mongo.outbox import outbox
 
 SKIPPED = CallStatus.SKIPPED.value
 SUPPRESSED = "suppressed"
-CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": ""}
 
 
 def _suppressed(now: dt.datetime, entry: dict) -> dict:

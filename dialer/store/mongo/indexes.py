@@ -37,8 +37,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     "calls": [
         # At most one waiting or in-flight call per callee of a batch: activeKey is unset when a call ends.
         IndexModel([("activeKey", ASCENDING)], unique=True, sparse=True, name="active_key"),
-        # A claim's look for its callees in another call of their workspace (calls_for_claims.py, _lines_free).
-        IndexModel([("lineKey", ASCENDING), ("status", ASCENDING)], sparse=True, name="line_key"),
+        # At most one call in flight per callee of a workspace, whatever its batch: busyLine is set by a claim and
+        # unset by every move out of flight (calls_for_claims.py, CLAIM_FIELDS).
+        IndexModel([("busyLine", ASCENDING)], unique=True, sparse=True, name="busy_line"),
         # Claims (due calls, earliest first then FIFO), next due, waiting/active checks, pages by status.
         IndexModel([("batchId", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING), ("_id", ASCENDING)],
                    name="batch_status_due_id"),
@@ -69,6 +70,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     "idempotency": [IndexModel([("expiresAt", ASCENDING)], name="expires_at")],
 }
 
+# Indexes an older version created and this one no longer reads: dropped at start-up (each costs every write).
+RETIRED: dict[str, list[str]] = {
+    "calls": ["line_key"],  # (lineKey, status): a claim's read of the callees in flight, now busy_line's job
+}
+
 
 async def ensure_indexes(db: Any) -> None:
     for name, models in INDEXES.items():
@@ -78,4 +84,9 @@ async def ensure_indexes(db: Any) -> None:
                  extra={"collection": name, "documents": documents, "indexes": [m.document["name"] for m in models]})
         with pymongo.timeout(INDEX_BUILD_SECONDS):
             await collection.create_indexes(models)
+        present = await collection.index_information()
+        for retired in RETIRED.get(name, []):
+            if retired in present:
+                log.info("dropping an index this version no longer uses", extra={"collection": name, "index": retired})
+                await collection.drop_index(retired)
     log.info("indexes ready")
