@@ -17,14 +17,18 @@ default 08:00-21:00 window open for the whole run; ringingTimeoutSeconds 30; no 
   account    20 batches x 1,000 calls, each concurrencyLimit 50, account max_concurrent_calls 100 (the
              account binds: 20 x 50 = 1,000 wanted, 100 allowed).
 
-Each in two modes:
+Each in three modes:
 
   embedded   the provider's events are applied in the dispatcher's process: Engine with the Simulator
              as provider (events_in_process defaults to True), so a call's end pokes the dispatcher.
   separate   a separate worker: the Engine is built with events_in_process=False and the simulator's
              sink applies the events through the CallEvents of a second Services over the same
              repositories (as the API process does with Twilio's callbacks); nothing pokes or wakes the
-             dispatcher, which finds freed slots by looking again on its own.
+             dispatcher, which finds freed slots by looking again on its own (every 2 s): a worker on another
+             machine (MongoDB).
+  woken      separate, but the second Services tells the worker over a Unix datagram socket, as `dialer serve`
+             and `dialer worker` do on one machine (dialer/wakeups.py): a call's end pokes the worker one step
+             later (a process boundary), and the worker rechecks every 10 s.
 
 Simulator outcomes: answered 0.55 and machine 0.05 (ring 3-25 s, then a talk time drawn exponentially
 with mean 90 s, at least 5 s), busy 0.10 (2-6 s), no_answer 0.25 (rings the whole 30 s), failed 0.05
@@ -176,7 +180,7 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"  outcomes {', '.join(f'{k} {v:g}' for k, v in OUTCOMES.items())}; mean talk {MEAN_DURATION:g} s; "
           f"ringing timeout {RINGING_TIMEOUT} s")
     for wl in workloads:
-        for mode in ("embedded", "separate"):
+        for mode in ("embedded", "separate", "woken"):
             out = await run_workload(wl, mode, seed=args.seed)
             f = figures(out)
             report_run(out, f)
@@ -313,7 +317,7 @@ def main() -> None:
     one.add_argument("--limit", type=int, default=10, help="each batch's concurrency limit")
     one.add_argument("--account", type=int, default=100, help="the account's calls in flight")
     one.add_argument("--cps", type=float, default=CPS, help="the account's calls per second")
-    one.add_argument("--mode", choices=("embedded", "separate"), default="embedded")
+    one.add_argument("--mode", choices=("embedded", "separate", "woken"), default="embedded")
     one.add_argument("--backend", choices=("sqlite", "sqlite-memory", "mongomock"), default="sqlite")
     one.add_argument("--dispatchers", type=int, default=1, help="dispatchers racing on one store (their ticks "
                      "run concurrently, each its own Engine)")

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
@@ -25,6 +27,7 @@ from bench.dispatch_workload import (CROSS_CHECK_EVERY, MEAN_DURATION, OUTCOMES,
                                      settings_for, setup, virtual_seconds)
 from bench.port_counting import OpCounter, SharedPhase, count_round_trips, counted
 from dialer.composition import Services, services_over
+from dialer.wakeups import WOKEN_RECHECK_SECONDS, WakeListener, WakeSender
 from dialer.core.clock import FixedClock
 from dialer.core.statuses import IN_FLIGHT_VALUES, BatchStatus
 from dialer.ports import Repositories
@@ -164,10 +167,19 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
     engines = [Engine(repos, clock, settings, sim, services.events, name=f"bench-{k}", events_in_process=in_process)
                for k in range(dispatchers)]
     engine = engines[0]
+    wake = None
     if in_process:
         deliver = engine.deliver
     else:
-        deliver = event_applier(services_over(repos, settings, clock))  # the API process's services
+        api = services_over(repos, settings, clock)  # the API process's services
+        deliver = event_applier(api)
+        if mode == "woken":  # the API's process tells the worker's over a socket, as on one machine
+            wake = tempfile.TemporaryDirectory(prefix="wake-")
+            listener = WakeListener(Path(wake.name), engine.ended, engine.dispatcher.wake)
+            if not await listener.start():
+                raise RuntimeError("the wake-up socket could not be opened")
+            engine.dispatcher.recheck_every(WOKEN_RECHECK_SECONDS)
+            api.events.on_ended.append(WakeSender(Path(wake.name), own=None))
     provider_in_flight: Counter = Counter()  # batch -> placed, final event not yet applied
     ended: Counter = Counter()  # batch -> calls ended at the provider
     out.bound_now = wl.batches * min(wl.limit, wl.calls_per_batch)
@@ -234,6 +246,9 @@ async def run_workload(wl: Workload, mode: str, backend: str = "sqlite", seed: i
                 out.reaper_runs += 1
     finally:
         counter.active = False
+        if wake is not None:
+            listener.close()
+            wake.cleanup()
     out.real_seconds = time.perf_counter() - started
     out.ended_at = {sid: virtual_seconds(at) for sid, at in sim.ends.items()}
     out.stats_summary = stats.summary()

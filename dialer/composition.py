@@ -116,6 +116,43 @@ def build_sender(services: Services, name: str):
                   poll_seconds=s.poll_interval_seconds, metrics=services.metrics, resolver=services.resolver)
 
 
+async def open_wakeups(services: Services, engine=None) -> None:
+    """Wake-ups between the processes sharing the SQLite file (dialer/wakeups.py): this process's dispatcher, if
+    it runs one, listens (and rechecks less often); the calls this process's events end, and the work it is
+    given, are told to the others. Closed with the services."""
+    from dialer.wakeups import WOKEN_RECHECK_SECONDS, WakeListener, WakeSender, wake_folder
+
+    s = services.settings
+    if not s.embedded or s.private:
+        return  # MongoDB: processes on other machines are not reached; `:memory:`: no other process
+    folder = wake_folder(s.data_dir)
+    listener = WakeListener(folder, engine.ended, engine.dispatcher.wake) if engine is not None else None
+    if listener is not None and await listener.start():
+        engine.dispatcher.recheck_every(WOKEN_RECHECK_SECONDS)
+    sender = WakeSender(folder, own=listener)
+    services.events.on_ended.append(sender)
+    for service, hook in ((services.ingestion, "on_enqueued"), (services.enrollment, "on_enqueued"),
+                          (services.chains, "on_activated"), (services.lifecycle, "on_change")):
+        setattr(service, hook, _both(getattr(service, hook), sender.work))
+
+    async def close() -> None:
+        services.events.on_ended.remove(sender)
+        sender.close()
+        if listener is not None:
+            listener.close()
+
+    services.closers.append(close)
+
+
+def _both(first, then):
+    """A service's hook calling what it called before (the embedded dispatcher's wake-up), then `then`."""
+    def hook() -> None:
+        if first is not None:
+            first()
+        then()
+    return hook
+
+
 def build_app(settings: Settings, clock: Clock | None = None, resolver=None) -> web.Application:
     """The API process: the app, its services opened in the loop, the demo tenant and the embedded
     dispatcher when the settings ask for them. `resolver` (tests): DNS for the webhook URLs' checks and
@@ -147,6 +184,7 @@ def build_app(settings: Settings, clock: Clock | None = None, resolver=None) -> 
                                      timeout=settings.twilio_timeout_seconds, api_base=settings.twilio_api_base or None)
             services.lifecycle.hang_up = hangups.hangup
             services.closers.append(hangups.close)
+        await open_wakeups(services, engine)  # Twilio's callbacks here wake the dispatchers of other processes
         await services.enrollment.resume()  # enrollments accepted before a crash and not yet scheduled
         sender = app[appkeys.SENDER] = build_sender(services, f"api-{os.getpid()}-{id(app):x}")
         await sender.start()

@@ -20,7 +20,7 @@ from tests.fake_twilio import FakeTwilio
 from twilio.request_validator import RequestValidator
 
 from dialer.api.appkeys import EVENTS as CALL_EVENTS, REPOS
-from dialer.composition import build_app
+from dialer.composition import build_app, build_engine, open_services, open_wakeups
 from dialer.core.clock import FixedClock
 from tests.conftest import make_api
 from tests.crash_harness import free_port
@@ -186,6 +186,42 @@ async def test_a_callback_to_the_api_of_the_dispatchers_process_frees_its_slot_a
         assert await env.fake.send_status(env.sid(number), "completed", duration=3) == 204
         await env.tick()
         assert [c.params["To"] for c in env.creates()][-1] == following
+
+
+async def test_a_callback_to_the_api_wakes_the_dispatcher_of_another_process_at_once(make_env, fake, clock):
+    """`dialer serve` beside `dialer worker` on one SQLite file: the callbacks reach the API's process, the
+    dispatcher runs in the other; it learnt of a freed slot at its recheck (20 s here: 4 polls of 5 s). The API's
+    process now wakes it over the data folder's socket: the next call is placed at its next tick; and calls given
+    to the API are placed at the worker's next tick too, although it now rechecks only every 10 s."""
+    env = await make_env(poll_interval_seconds=5)
+    worker_settings = env.engine.settings
+    services = await open_services(worker_settings, clock)  # the worker's own connection and events
+    provider = TwilioProvider(fake.account_sid, fake.auth_token, timeout=0.5, api_base=fake.base_url)
+    worker = build_engine(services, provider=provider, name="worker")
+    await open_wakeups(services, worker)
+    try:
+        batch = await env.api.create_batch(concurrencyLimit=1)
+        await env.api.add_calls(batch, [{"phoneNumber": n} for n in (N1, N2, N3)])
+        await worker.step()
+        for done, (number, following) in enumerate([(N1, N2), (N2, N3)], start=1):
+            for _ in range(3):  # nothing to do while the call is in flight
+                clock.advance(1)
+                await worker.step()
+            assert len(env.creates()) == done
+            assert await env.fake.send_status(env.sid(number), "completed", duration=3) == 204  # to the API
+            await asyncio.sleep(0.2)  # the datagram, read by the worker's loop
+            clock.advance(1)
+            await worker.step()
+            assert [c.params["To"] for c in env.creates()][-1] == following
+        other = await env.api.create_batch(concurrencyLimit=1)
+        await env.api.add_calls(other, [{"phoneNumber": "+12125551004"}])  # to the API: the worker is idle meanwhile
+        await asyncio.sleep(0.2)
+        clock.advance(1)
+        await worker.step()
+        assert [c.params["To"] for c in env.creates()][-1] == "+12125551004"
+    finally:
+        await worker.stop()
+        await services.close()
 
 
 async def test_forged_and_unsigned_callbacks_are_refused_and_change_nothing(make_env):

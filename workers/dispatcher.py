@@ -219,6 +219,10 @@ class Dispatcher:
             claims = await self.placer.admit(claims, running, looked.listed, now)
         self.placer.add(claims)
 
+    def recheck_every(self, seconds: float) -> None:
+        """Other processes wake this dispatcher (dialer/wakeups.py): its recheck is for what they could not say."""
+        self._recheck = self.book.full_scan_every = dt.timedelta(seconds=max(seconds, self.config.recheck_seconds))
+
     def _idle(self, now: dt.datetime) -> None:
         """Nothing more to claim now: the next look at the recheck, or sooner when the book has a time of its own."""
         wake = self.book.next_wake()

@@ -82,7 +82,7 @@ class Engine:
         policies = getattr(self.events, "policies", None)
         if policies is not None:  # the events this process applies read the batches' retry policies it reads
             self.dispatcher.book.readers.append(policies.know)
-        self.events.on_ended.append(self._ended)
+        self.events.on_ended.append(self.ended)
         self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name,
                              chains=chains, enrollment=enrollment)
         self.reaper.on_started = self.dispatcher.wake
@@ -94,8 +94,9 @@ class Engine:
                                 batch_id=event.extra.get("batchId"), attempt=event.extra.get("attempt"),
                                 answered_by=event.answered_by, duration=event.duration, error=event.error)
 
-    def _ended(self, batch_id, kind: str) -> None:
-        """A call left flight in this process (the events service tells, whatever the event came through)."""
+    def ended(self, batch_id, kind: str) -> None:
+        """A call left flight: in this process (the events service tells, whatever the event came through), or in
+        another process of the machine (its wake-up, dialer/wakeups.py)."""
         self.dispatcher.poke(batch_id)  # a slot is free: look again at the next tick (at this batch's slots)
         if kind == "retry":  # and the batch has a call in its queue again: back in turn
             self.dispatcher.requeued(batch_id)
@@ -131,8 +132,8 @@ class Engine:
 
     async def stop(self, timeout: float = 10.0) -> None:
         await self.dispatcher.stop_claiming()
-        if self._ended in self.events.on_ended:
-            self.events.on_ended.remove(self._ended)
+        if self.ended in self.events.on_ended:
+            self.events.on_ended.remove(self.ended)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None

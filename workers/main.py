@@ -9,7 +9,7 @@ import signal
 
 from aiohttp import web
 
-from dialer.composition import build_engine, build_sender, open_services
+from dialer.composition import build_engine, build_sender, open_services, open_wakeups
 from dialer.metrics import CONTENT_TYPE
 from dialer.ports import StoreOpenFailed
 from dialer.settings import Settings
@@ -44,6 +44,7 @@ async def run_worker(settings: Settings) -> int:
         await web.TCPSite(runner, settings.host, settings.worker_metrics_port).start()
         log.info(f"metrics on http://{settings.host}:{settings.worker_metrics_port}/metrics")
     engine.start()
+    await open_wakeups(services, engine)  # calls ended by Twilio's callbacks to `dialer serve` wake it at once
     sender = build_sender(services, engine.name)  # partner webhooks are delivered by every worker too
     await sender.start()
     await stop.wait()

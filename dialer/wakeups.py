@@ -1,0 +1,133 @@
+"""Wake-ups between the processes of one machine sharing the SQLite file: a call ended by an event applied in
+one process (Twilio's callback to `dialer serve`) frees a slot that a dispatcher in another process (`dialer
+worker`) waits for. Without a wake-up that dispatcher sees it at its next recheck (2 s).
+
+Each dispatcher process listens on a Unix datagram socket in `<DIALER_DATA_DIR>/wake/`; a process applying
+events sends each ended call's batch to every socket there but its own, and a process given work (calls
+enqueued, a group's next call activated, a batch started or changed) says so: one datagram, never waited for. A
+socket nobody reads any more (its process died) is removed by the first send that finds it so. A wake-up is a
+hint, never the record: a datagram lost (a full buffer, a listener starting) costs that dispatcher its
+recheck (10 s for a dispatcher that listens, WOKEN_RECHECK_SECONDS; 2 s for one that cannot). Processes on other
+machines (MongoDB) are not reached: they keep their 2 s recheck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from pathlib import Path
+from typing import Callable
+
+from bson import ObjectId
+
+log = logging.getLogger("dialer.wakeups")
+
+KINDS = {b"f": "final", b"r": "retry"}  # what became of the call (CallEvents.on_ended's kind), one byte
+WORK = b"w" * 13  # work arrived (no batch named: the dispatcher looks at the batches changed since its last look)
+WOKEN_RECHECK_SECONDS = 10.0
+SOCKET_PATH_MAX = 100  # a Unix socket's path must fit sockaddr_un (108 bytes on Linux, 104 on macOS)
+
+
+def wake_folder(data_dir: str) -> Path:
+    return Path(data_dir) / "wake"
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    def __init__(self, on_ended: Callable[[ObjectId, str], None], on_work: Callable[[], None]) -> None:
+        self.on_ended = on_ended
+        self.on_work = on_work
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if data == WORK:
+            self.on_work()
+        elif len(data) == 13 and data[12:] in KINDS:
+            self.on_ended(ObjectId(data[:12]), KINDS[data[12:]])
+
+
+class WakeListener:
+    """A dispatcher process's socket: each datagram is a call of another process that left flight, or work."""
+
+    def __init__(self, folder: Path, on_ended: Callable[[ObjectId, str], None], on_work: Callable[[], None]) -> None:
+        self.folder = folder
+        self.on_ended = on_ended
+        self.on_work = on_work
+        self.path: Path | None = None
+        self._transport: asyncio.BaseTransport | None = None
+
+    async def start(self) -> bool:
+        """Listen; False (and a warning) when it cannot: the dispatcher then relies on its recheck."""
+        path = self.folder / f"{os.getpid()}-{secrets.token_hex(3)}.sock"
+        if len(str(path)) > SOCKET_PATH_MAX:
+            log.warning("no wake-ups from other processes: the data folder's path is too long for a socket",
+                        extra={"path": str(self.folder)})
+            return False
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: _Receiver(self.on_ended, self.on_work), local_addr=str(path), family=socket.AF_UNIX)
+        except OSError as exc:
+            log.warning("no wake-ups from other processes: cannot listen", extra={"error": type(exc).__name__})
+            return False
+        self.path = path
+        return True
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+
+class WakeSender:
+    """What a process applying call events tells the other dispatchers of the machine (a CallEvents.on_ended
+    listener). `own`: this process's listener, if it has one (its dispatcher hears its events directly)."""
+
+    LIST_EVERY = 1.0  # seconds between two reads of the folder (listeners come and go rarely)
+
+    def __init__(self, folder: Path, own: WakeListener | None = None) -> None:
+        self.folder = folder
+        self.own = own
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._peers: list[str] = []
+        self._listed_at = float("-inf")
+        self.sent = 0
+        self.lost = 0
+
+    def __call__(self, batch_id: ObjectId, kind: str) -> None:
+        """A call of this batch left flight here (`kind`: final or retry)."""
+        self._send(batch_id.binary + (b"r" if kind == "retry" else b"f"))
+
+    def work(self) -> None:
+        """Work arrived here: calls enqueued, a group's next call activated, a batch started or changed."""
+        self._send(WORK)
+
+    def _send(self, data: bytes) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._listed_at >= self.LIST_EVERY:
+            self._listed_at = now
+            self._peers = self._list()
+        for peer in list(self._peers):
+            try:
+                self._sock.sendto(data, peer)
+                self.sent += 1
+            except (ConnectionRefusedError, FileNotFoundError):  # its process is gone
+                self._peers.remove(peer)
+                Path(peer).unlink(missing_ok=True)
+            except OSError:  # a full buffer (BlockingIOError) or another failure: the hint is lost
+                self.lost += 1
+
+    def _list(self) -> list[str]:
+        own = str(self.own.path) if self.own is not None and self.own.path is not None else None
+        try:
+            return [str(p) for p in self.folder.glob("*.sock") if str(p) != own]
+        except OSError:
+            return []
+
+    def close(self) -> None:
+        self._sock.close()
