@@ -390,3 +390,20 @@ async def test_a_backup_onto_the_live_database_or_into_no_folder_is_refused_befo
     assert (live.stat().st_ino, sorted(p.name for p in data.iterdir())) == before  # untouched, no partial file
     assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "missing" / "x.db")]) == 1
     assert capsys.readouterr().err.strip() == f"backup failed: there is no folder {tmp_path / 'missing'}"
+
+
+async def test_a_backup_interrupted_by_ctrl_c_leaves_no_partial_file(tmp_path, monkeypatch):
+    """Ctrl-C during the copy left its `.partial-<pid>` file (only errors cleaned up after themselves)."""
+    import dialer.store.sqlite.database as database
+
+    data = tmp_path / "data"
+    repos = await open_sqlite(str(data / "dialer.db"))
+    await repos.close()
+    monkeypatch.setenv("DIALER_DATA_DIR", str(data))
+
+    def interrupted(*args):  # the copy is written: Ctrl-C arrives before it is put in place
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(database.os, "replace", interrupted)
+    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "copy.db")]) == 1  # click: Abort
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

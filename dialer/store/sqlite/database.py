@@ -245,12 +245,12 @@ def backup(source: str, target: str) -> int:
         finally:
             origin.close()
         os.replace(temporary, target)
-    except (sqlite3.Error, OSError) as exc:  # never a partial copy left behind
+    except BaseException as exc:  # never a partial copy left behind: an error, or Ctrl-C during the copy
         with contextlib.suppress(OSError):
             os.remove(temporary)
-        if isinstance(exc, OSError):
-            raise
-        raise StoreUnavailable(f"{getattr(exc, 'sqlite_errorname', '') or type(exc).__name__} ({exc})") from None
+        if isinstance(exc, sqlite3.Error):
+            raise StoreUnavailable(f"{getattr(exc, 'sqlite_errorname', '') or type(exc).__name__} ({exc})") from None
+        raise
     size = os.path.getsize(target)
     log.info("backup written", extra={"target": target, "bytes": size, "seconds": round(time.monotonic() - started, 3)})
     return size
