@@ -65,7 +65,8 @@ def serve(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     try:
-        web.run_app(build_app(settings), host=settings.host, port=settings.port,
+        sock = _listen(settings)  # first: on a taken port nothing starts (no store opened, no dispatcher)
+        web.run_app(build_app(settings), sock=sock,
                     print=lambda _: log.info(f"listening on http://{settings.host}:{settings.port}"))
     except StoreOpenFailed as exc:
         click.echo(f"cannot start: {exc}", err=True)
@@ -73,6 +74,13 @@ def serve(ctx: click.Context) -> None:
     except OSError as exc:  # the address is taken (another server), or not ours to listen on
         click.echo(_cannot_listen(settings, exc), err=True)
         raise Exit(1) from None
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """The server's socket, bound and listening (aiohttp binds only after the app's start-up has run)."""
+    family, _, _, _, address = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM,
+                                                  flags=socket.AI_PASSIVE)[0]
+    return socket.create_server(address, family=family, backlog=128)
 
 
 def _cannot_listen(settings: Settings, exc: OSError) -> str:

@@ -34,10 +34,12 @@ def test_serve_on_a_port_in_use_says_it_in_one_plain_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**os.environ, "DIALER_PORT": str(port), "DIALER_DATA_DIR": str(tmp_path), "DIALER_EMBEDDED_DISPATCHER": "false"}
+        env = {**os.environ, "DIALER_PORT": str(port), "DIALER_DATA_DIR": str(tmp_path)}
         out = subprocess.run([sys.executable, "-m", "dialer", "serve"], capture_output=True, text=True, timeout=120,
                              env=env)
     assert out.returncode == 1, out.stderr
+    # Nothing started before the bind failed (the store and its embedded dispatcher were opened, then stopped).
+    assert list(tmp_path.iterdir()) == [] and "dispatcher started" not in out.stderr
     assert "Traceback" not in out.stderr + out.stdout  # (it was one, before it was asyncio's line)
     [line] = [line for line in out.stderr.splitlines() if "cannot listen" in line]
     assert line == (f"cannot listen on 127.0.0.1:{port}: the address is already in use (another server?); "
