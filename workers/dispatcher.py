@@ -3,7 +3,7 @@
 A tick: look at the batches changed since the last look (the book, book.py: the running batches in
 turn, parked until their slots free, quiet until due) and the slots in use (slots.py: the calls in
 flight per batch, and the reservations not claimed yet); share the account's free slots and dial-rate budget between the
-batches in turn, a claim group each; take their due calls first in, first out, in one read (calls
+batches in turn, a claim group each (sharing.py); take their due calls first in, first out, in one read (calls
 whose callee's window has closed meanwhile are moved to the next opening, computed, not polled);
 reserve the slots in one compare-and-set; claim the calls in one bulk write (queued -> dialing, with
 a lease); hand them to the Placer (placer.py), which places each at its dial time. Batches with
@@ -31,6 +31,7 @@ from workers.book import Book
 from workers.claims import ClaimWriter
 from workers.compliance_gate import ComplianceGate
 from workers.placer import Claimed, Placer
+from workers.sharing import round_robin, spread
 from workers.slots import Slots
 from workers.telephony.base import TelephonyProvider
 
@@ -184,7 +185,7 @@ class Dispatcher:
             total = 0
         room, cut = self._pick(total, state, needed)
         candidates, deferrals, idle, drained = await self._gather(room, state, total, now)
-        grants = self._share(candidates, total)
+        grants = round_robin(candidates, total)
         claims, looked = await self.writer.write(grants, book.batches, state, deferrals, now, earliest)
         self._count_slots(state, claims, now)
         claimed = Counter(c.batch["_id"] for c in claims) if drained else Counter()
@@ -257,24 +258,8 @@ class Dispatcher:
             room[batch_id] = [n, free, group]
             left -= n
             self.book.served(batch_id)
-        self._spread(room, left)
+        spread(room, left)
         return room, cut
-
-    @staticmethod
-    def _spread(room: dict[ObjectId, list[int]], left: int) -> int:
-        """More of `left` to the batches of `room`, a claim group each in turn, up to their free slots."""
-        while left > 0:
-            given = False
-            for entry in room.values():
-                share, free, group = entry
-                n = min(group, free - share, left)
-                if n > 0:
-                    entry[0] += n
-                    left -= n
-                    given = True
-            if not given:
-                break
-        return left
 
     async def _gather(self, room: dict[ObjectId, list[int]], state, total: int, now: dt.datetime):
         """The due calls of the batches the shared budget reaches: (ready calls per batch, deferrals,
@@ -329,7 +314,7 @@ class Dispatcher:
                         idle.append(batch)
             left = total - sum(map(len, candidates.values()))
             more = {b: [len(candidates.get(b, [])), room[b][1], room[b][2]] for b in full}
-            self._spread(more, left)
+            spread(more, left)
             shares = {b: entry[0] - len(candidates.get(b, [])) for b, entry in more.items()
                       if entry[0] > len(candidates.get(b, []))}
         return candidates, deferrals, idle, drained
@@ -367,18 +352,6 @@ class Dispatcher:
         start = max(earliest, next_dial_at or earliest)
         ahead = (start - now).total_seconds()
         return max(0, math.floor((self.config.rate_horizon_seconds - ahead) * cps) + 1) - len(self.placer.ready)
-
-    @staticmethod
-    def _share(candidates: dict[ObjectId, list[dict]], total: int) -> dict[ObjectId, list[dict]]:
-        """Round-robin: one call from each batch in turn, so running batches share dispatchers fairly."""
-        grants: dict[ObjectId, list[dict]] = {b: [] for b in candidates}
-        queues = {b: list(calls) for b, calls in candidates.items()}
-        while total > 0 and any(queues.values()):
-            for batch_id, queue in queues.items():
-                if queue and total > 0:
-                    grants[batch_id].append(queue.pop(0))
-                    total -= 1
-        return {b: g for b, g in grants.items() if g}
 
     async def _complete_idle(self, batches: list[dict], now: dt.datetime) -> None:
         """Batches found with nothing due and nothing in flight become completed, unless a call of theirs
