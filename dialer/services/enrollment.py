@@ -162,7 +162,9 @@ class Enrollment:
         """Reserve the credits and write the intake; None when written, else the answer to replay (a
         concurrent request with the same key won). Credits are given back whenever nothing was written.
         A keyed request reserves under its intake's id: the retry of one whose process died between
-        the reservation and the intake takes nothing more (the credits are spent once)."""
+        the reservation and the intake takes only what its own contacts need beyond that reservation,
+        and the intake written under the key, whichever request wrote it, is what is spent (the rest of
+        the reservation goes back)."""
         ws = intake["workspaceId"]
         ref, me = (intake["_id"], uuid.uuid4().hex) if keyed else (None, None)
         ok, balance = await self.tenancy_repo.take_credits(ws, accepted, ref, me)
@@ -185,9 +187,14 @@ class Enrollment:
             raise
         if existing is None:
             if ref is not None:
-                await self.tenancy_repo.settle_credits(ws, ref)  # spent
+                await self.tenancy_repo.settle_credits(ws, ref, spent=intake["credits"])
             return None
-        await self._refund(ws, intake["credits"], ref, me)
+        # Another request with this key wrote its intake first: the reservation under the key (its, this
+        # one's, or both's) pays for that intake's contacts, and what it holds beyond them goes back.
+        if ref is None:
+            await self._refund(ws, intake["credits"], None, None)
+        else:
+            await self.tenancy_repo.settle_credits(ws, ref, spent=existing.get("credits", 0))
         return existing["answer"].encode()
 
     async def _stored(self, intake_id: str) -> bytes | None:
@@ -250,7 +257,7 @@ class Enrollment:
             self.on_enqueued()
         await self.intakes.finish(intake["_id"], self.clock.now())
         # The reservation's note, left by a process that died right after writing the intake.
-        await self.tenancy_repo.settle_credits(intake["workspaceId"], intake["_id"])
+        await self.tenancy_repo.settle_credits(intake["workspaceId"], intake["_id"], spent=intake.get("credits", 0))
         return written, len(calls)
 
     async def release_abandoned(self) -> int:
@@ -269,8 +276,8 @@ class Enrollment:
                 self._reservations[key] = first  # young, or its intake is written (settled when processed)
                 continue
             await self.tenancy_repo.settle_credits(held.workspace_id, held.ref, refund_by=held.by)
-            if await self.intakes.get(held.ref) is not None:  # its retry wrote the intake meanwhile
-                await self.tenancy_repo.add_credits(held.workspace_id, -held.amount)
+            if (written := await self.intakes.get(held.ref)) is not None:  # its retry wrote the intake meanwhile
+                await self.tenancy_repo.add_credits(held.workspace_id, -written.get("credits", 0))
                 continue
             released += 1
             log.warning("credits of an enrollment that died before its intake given back",
