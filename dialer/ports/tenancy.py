@@ -69,11 +69,13 @@ class TenancyRepo(Protocol):
         (True, balance), or (False, balance) when the balance does not cover the difference."""
 
     async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None,
-                             spent: int | None = None) -> None:
+                             spent: int | None = None, made_by: str | None = None) -> None:
         """Forget the reservation noted under `ref`: spent (its intake is written); with `spent` (the
-        credits of the intake written under `ref`, whichever request wrote it), what the note holds
-        beyond that is given back first; with `refund_by`, all of it is given back first, if that
-        request made it (a request that died, or whose write failed, before any intake)."""
+        credits of the intake written under `ref`, whichever request wrote it) and `made_by` (the
+        reservation's maker the intake was settled on), what that reservation holds beyond them is given
+        back first, and another's is left alone; with `refund_by`, all of it is given back first, if that
+        request made it (it died, or its write failed, before any intake; or it reserved after the
+        intake was settled)."""
 
     async def reservations(self) -> list[CreditReservation]:
         """Every reservation still noted (each workspace's, by `take_credits` under a ref): the reaper gives

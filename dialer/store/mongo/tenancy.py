@@ -100,12 +100,14 @@ class MongoTenancy:
 
     @unavailable
     async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None,
-                             spent: int | None = None) -> None:
+                             spent: int | None = None, made_by: str | None = None) -> None:
         noted = f"reservations.{reservation_key(ref)}"
+        maker = refund_by if refund_by is not None else made_by
         if refund_by is None and spent is None:
-            await self.workspaces.update_one({"_id": workspace_id}, {"$unset": {noted: ""}})
+            await self.workspaces.update_one({"_id": workspace_id, **({f"{noted}.by": maker} if maker else {})},
+                                             {"$unset": {noted: ""}})
             return
-        flt = {"_id": workspace_id, **({f"{noted}.by": refund_by} if refund_by is not None else {})}
+        flt = {"_id": workspace_id, **({f"{noted}.by": maker} if maker is not None else {})}
         doc = await self.workspaces.find_one({**flt, noted: {"$exists": True}}, {noted: 1})
         if doc is not None:  # removed by the same write that gives back, the note as read: once
             held = doc["reservations"][reservation_key(ref)]

@@ -102,11 +102,12 @@ class SqliteTenancy:
         return await self.db.write(work)
 
     async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None,
-                             spent: int | None = None) -> None:
+                             spent: int | None = None, made_by: str | None = None) -> None:
         def work(conn: sqlite3.Connection) -> None:
             doc = _workspace(conn, workspace_id)
             held = (doc or {}).get("reservations", {}).get(reservation_key(ref))
-            if held is None or (refund_by is not None and held["by"] != refund_by):
+            maker = refund_by if refund_by is not None else made_by
+            if held is None or (maker is not None and held["by"] != maker):
                 return
             if refund_by is not None:
                 doc["credits"] += held["amount"]
