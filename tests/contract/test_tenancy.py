@@ -140,8 +140,10 @@ async def test_a_reservation_under_a_ref_covers_a_larger_retry_by_the_difference
     assert await take(ws["_id"], 5, "ws:key:k.1", "b") == (True, 5)  # three more
     assert await take(ws["_id"], 20, "ws:key:k.1", "c") == (False, 5)  # fifteen more: not there
     assert await take(ws["_id"], 1, "ws:key:k.1", "d") == (True, 5)  # covered
-    await settle(ws["_id"], "ws:key:k.1", spent=1)  # the intake written accepted one: four back
-    await settle(ws["_id"], "ws:key:k.1", spent=1)  # once
+    await settle(ws["_id"], "ws:key:k.1", spent=1, made_by="z")  # another's reservation: left alone
+    assert (await repos.tenancy.get_workspace(ws["_id"]))["credits"] == 5
+    await settle(ws["_id"], "ws:key:k.1", spent=1, made_by="a")  # the intake written accepted one: four back
+    await settle(ws["_id"], "ws:key:k.1", spent=1, made_by="a")  # once
     workspace = await repos.tenancy.get_workspace(ws["_id"])
     assert workspace["credits"] == 9 and not workspace.get("reservations")
 
