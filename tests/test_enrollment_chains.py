@@ -87,6 +87,26 @@ async def test_an_unsuccessful_verdict_moves_the_group_on(api, clock, engine_set
     assert code == 400
 
 
+async def test_a_verdict_after_the_window_changes_no_success(api, clock, engine_settings):
+    """A success is final once its verdict window has passed (the reaper's sweep skips the rest when it
+    next runs): an unsuccessful verdict arriving after the window, before that sweep, called the next
+    contact of a group that had succeeded. The late verdict is recorded; the success stands."""
+    h = Harness(api, clock, engine_settings, outcomes={"answered": 1.0}, mean_duration=200)
+    code, answer, _, _ = await enroll(api, {"contacts": groups_of(1, 2), "groupByField": "account_id"})
+    batch = answer["batchId"]
+    while not await api.all_calls(batch, "completed"):
+        await h.step()
+    [first] = await api.all_calls(batch, "completed")
+    assert [c["status"] for c in await api.all_calls(batch, "held")] == ["held"]  # a success, waiting its window
+    clock.advance(61)  # the window (60 s) has passed; the sweep has not run yet
+    code, doc = await api.post(f"/api/call/calls/{first['callId']}/verdict", {"successful": False, "reason": "late"})
+    assert code == 200 and doc["data"]["verdict"]["successful"] is False  # recorded
+    # Its step finds the window passed: the rest of the group is skipped, not called.
+    assert {c["group"]["seq"]: c["status"] for c in await api.all_calls(batch)} == {0: "completed", 1: "skipped"}
+    await h.run_until(lambda: _status(api, batch, "completed"))
+    assert len(h.sim.placed) == 1
+
+
 async def test_a_short_call_is_not_a_success(api, clock, engine_settings):
     h = Harness(api, clock, engine_settings, outcomes={"answered": 1.0})
     # The rule is read at composition (DIALER_CHAIN_MIN_SUCCESS_SECONDS): give the app's chains a long one.

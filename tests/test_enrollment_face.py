@@ -5,11 +5,14 @@ its UUID through the native API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
 
+import orjson
 import pytest
 
+from dialer.api.appkeys import ENROLLMENT
 from tests.conftest import make_api
 from tests.enrollment_client import batch_of, contact, enroll
 from tests.dispatch_harness import Harness
@@ -402,3 +405,119 @@ async def test_credits_of_an_enrollment_killed_before_its_intake_and_never_retri
     clock.advance(60 * 60)
     await reaper.run()
     assert (await api.tenancy.get_workspace(api.workspace_id))["credits"] == 97
+
+
+async def test_a_retry_with_more_contacts_after_a_death_before_the_intake_is_charged_for_them(api, monkeypatch):
+    """The first request (one contact) died after reserving its credit and before writing its intake; the
+    partner's retry with the same key carried four contacts (its CRM had more by then). The retry was
+    scheduled on the dead request's one credit: the reservation under the key covered any amount."""
+    await admin_patch(api, {"credits": 100})
+    small = {"contacts": [contact("+12125550100", account_id="A")]}
+    monkeypatch.setattr(api.store.intakes, "insert", died)
+    monkeypatch.setattr(api.store.tenancy, "settle_credits", died_silently)
+    code, _, _, _ = await enroll(api, small, idem="crm-9")
+    assert code == 500 and (await api.tenancy.get_workspace(api.workspace_id))["credits"] == 99
+    monkeypatch.undo()
+    larger = {"contacts": [contact(f"+1212555010{i}", account_id=f"A{i}") for i in range(4)]}
+    code, answer, _, _ = await enroll(api, larger, idem="crm-9")
+    assert code == 202 and answer["accepted"] == 4 and len(await api.all_calls(answer["batchId"])) == 4
+    workspace = await api.tenancy.get_workspace(api.workspace_id)
+    assert workspace["credits"] == 96 and not workspace.get("reservations")  # four accepted, four spent
+
+
+async def test_a_retry_with_fewer_contacts_after_a_death_before_the_intake_spends_only_those(api, monkeypatch):
+    await admin_patch(api, {"credits": 100})
+    larger = {"contacts": [contact(f"+1212555010{i}", account_id=f"A{i}") for i in range(4)]}
+    monkeypatch.setattr(api.store.intakes, "insert", died)
+    monkeypatch.setattr(api.store.tenancy, "settle_credits", died_silently)
+    code, _, _, _ = await enroll(api, larger, idem="crm-10")
+    assert code == 500 and (await api.tenancy.get_workspace(api.workspace_id))["credits"] == 96
+    monkeypatch.undo()
+    code, answer, _, _ = await enroll(api, {"contacts": [contact("+12125550100", account_id="A")]}, idem="crm-10")
+    assert code == 202 and answer["accepted"] == 1
+    workspace = await api.tenancy.get_workspace(api.workspace_id)
+    assert workspace["credits"] == 99 and not workspace.get("reservations")
+
+
+async def test_two_requests_with_one_key_whose_second_writes_the_intake_spend_its_credits(api, monkeypatch):
+    """Two requests with one key at once (two API processes): A reserves, B finds A's reservation and
+    takes nothing, B's intake lands first, and A, losing, gives back its reservation before B settles it:
+    B's contacts were scheduled for nothing."""
+    await admin_patch(api, {"credits": 10})
+    body = {"contacts": [contact(f"+1212555010{i}", account_id=f"A{i}") for i in range(3)]}
+    intakes, tenancy = api.store.intakes, api.store.tenancy
+    insert, settle = intakes.insert, tenancy.settle_credits
+    b_written, a_settled, inserts = asyncio.Event(), asyncio.Event(), []
+
+    async def a_lands_last(intake):
+        inserts.append(intake["_id"])
+        if len(inserts) == 1:  # A
+            await b_written.wait()
+            return await insert(intake)
+        try:
+            return await insert(intake)
+        finally:
+            b_written.set()
+
+    order = []
+
+    async def settles_in_order(workspace_id, ref, *args, **kwargs):
+        order.append(len(order))
+        if len(order) == 1:  # B, whose intake was written first: after A's (if A settles anything)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(a_settled.wait(), 0.5)
+            return await settle(workspace_id, ref, *args, **kwargs)
+        try:
+            return await settle(workspace_id, ref, *args, **kwargs)
+        finally:
+            a_settled.set()
+
+    monkeypatch.setattr(intakes, "insert", a_lands_last)
+    monkeypatch.setattr(tenancy, "settle_credits", settles_in_order)
+    headers = {"x-api-key": api.key, "Idempotency-Key": "crm-11"}
+    path = f"/api/v1/agents/{api.agent['_id']}/schedule/sequences"
+    first = asyncio.create_task(api.client.post(path, json=body, headers=headers))
+    while not inserts:
+        await asyncio.sleep(0.01)
+    second, first = await asyncio.gather(api.client.post(path, json=body, headers=headers), first)
+    assert (first.status, second.status) == (202, 202)
+    assert await first.read() == await second.read()
+    await api.app[ENROLLMENT].close()
+    monkeypatch.undo()
+    workspace = await api.tenancy.get_workspace(api.workspace_id)
+    assert workspace["credits"] == 7 and not workspace.get("reservations")
+
+
+async def test_a_retry_that_reserved_after_the_intake_was_settled_gives_its_reservation_back(api, monkeypatch):
+    """Seen with two API processes on one store and a partner retrying with its key (90 contacts charged
+    135 credits): a retry looked for the key's intake just before it was written, reserved afresh once the
+    first reservation was spent, then found the intake. Its reservation paid for nothing, yet the intake's
+    processing, running meanwhile, took it as spent."""
+    await admin_patch(api, {"credits": 10})
+    enrollment = api.app[ENROLLMENT]
+    body = {"contacts": [contact(f"+1212555010{i}", account_id=f"A{i}") for i in range(3)]}
+    monkeypatch.setattr(enrollment, "_background", lambda intake_id: None)  # processed below, later
+    code, _, raw, _ = await enroll(api, body, idem="crm-12")
+    assert code == 202 and (await api.tenancy.get_workspace(api.workspace_id))["credits"] == 7
+    monkeypatch.undo()
+    intakes = api.store.intakes
+    get, insert = intakes.get, intakes.insert
+    looks = []
+
+    async def not_yet(intake_id):  # the retry's first look came before the intake was written
+        looks.append(intake_id)
+        return None if len(looks) == 1 else await get(intake_id)
+
+    async def processed_meanwhile(intake):  # the first request's intake is processed as the retry writes
+        assert await enrollment.process(intake["_id"])
+        return await insert(intake)
+
+    monkeypatch.setattr(intakes, "get", not_yet)
+    monkeypatch.setattr(intakes, "insert", processed_meanwhile)
+    code, _, raw_again, headers = await enroll(api, body, idem="crm-12")
+    monkeypatch.undo()
+    assert (code, raw_again, headers.get("Idempotent-Replay")) == (202, raw, "true")
+    answer = orjson.loads(raw)
+    assert len(await api.all_calls(answer["batchId"])) == 3
+    workspace = await api.tenancy.get_workspace(api.workspace_id)
+    assert workspace["credits"] == 7 and not workspace.get("reservations")

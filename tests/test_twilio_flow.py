@@ -352,6 +352,26 @@ async def test_refused_create_is_requeued_and_placed_after_backoff(make_env, sta
         assert entry["kind"] == kind and str(code) in entry["error"]
 
 
+async def test_refused_credentials_fail_no_call_they_wait_until_twilio_takes_them_again(make_env):
+    """The account's auth token was rotated at Twilio (or the account suspended): every create is a 401.
+    That is no fault of the callee's: the calls were all ended `failed` at once, the whole queue burnt at
+    the dial rate (and a chained group's every contact with it). They wait, the attempt not counted."""
+    env = await make_env()
+    token, env.fake.auth_token = env.fake.auth_token, "rotated-" + env.fake.auth_token[:8]
+    batch = await env.api.create_batch(concurrencyLimit=3)
+    await env.api.add_calls(batch, [{"phoneNumber": n} for n in (N1, N2, N3)])
+    await env.tick(5)
+    assert len(env.fake.requests) >= 3 and not env.fake.calls  # refused, nothing created
+    for call in (await env.calls(batch)).values():
+        assert call["status"] == "queued" and call["attempts"] == 0, call
+        assert {h["kind"] for h in call["history"] if h["event"] == "provider_error"} == {"transient"}
+        assert "401" in call["history"][-1]["error"]
+    env.fake.auth_token = token  # the new token is at Twilio too
+    await env.tick(10)
+    assert sorted(c.params["To"] for c in env.creates() if c.authorized) == [N1, N2, N3]
+    assert {c["status"] for c in (await env.calls(batch)).values()} == {"dialing"}
+
+
 async def test_timed_out_create_is_adopted_by_the_reaper_not_redialled(make_env):
     env = await make_env()
     env.fake.delay_next(1.5)  # beyond the provider's 0.5 s timeout; the fake creates the call anyway

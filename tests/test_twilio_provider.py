@@ -75,6 +75,8 @@ async def test_optional_parameters_are_left_out(fake, provider):
     (400, 21205, ErrorKind.REJECTED),
     (403, 21215, ErrorKind.REJECTED),
     (404, 20404, ErrorKind.REJECTED),
+    (401, 20003, ErrorKind.TRANSIENT),
+    (403, 20005, ErrorKind.TRANSIENT),
 ])
 async def test_error_answers_are_classified(fake, provider, status, code, kind):
     fake.fail_next(status, code, f"Twilio says no ({code})")
@@ -96,14 +98,14 @@ async def test_a_number_refused_every_time(fake, provider):
     await provider.place_call(dial(to="+14155550101"))
 
 
-async def test_wrong_credentials_are_rejected(fake):
+async def test_wrong_credentials_are_transient_not_the_calls_fault(fake):
     provider = TwilioProvider(fake.account_sid, "0" * 32, api_base=fake.base_url)
     try:
         with pytest.raises(ProviderError) as err:
             await provider.place_call(dial())
     finally:
         await provider.close()
-    assert err.value.kind == ErrorKind.REJECTED and "401" in err.value.message
+    assert err.value.kind == ErrorKind.TRANSIENT and "401" in err.value.message
     assert not fake.requests[-1].authorized
 
 

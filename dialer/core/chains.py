@@ -12,6 +12,7 @@ A call **succeeded** when it was completed by a person (not a machine), lasted a
 (`POST /api/call/calls/{callId}/verdict`) while the call runs or within `verdict_seconds` after it ended:
 until then a call that looks successful is only *tentatively* so, and the group waits (its held
 contacts are skipped once the verdict window has passed, or at once when the agent confirms success).
+An unsuccessful verdict given after the window changes nothing: the success was decided.
 
 The step is the same whoever computes it, however often: activation is a compare-and-set on one held
 call (the lowest `seq`), so two processes deciding at once activate it once, and a process that crashed
@@ -62,12 +63,14 @@ def next_step(calls: list[dict], now: dt.datetime, rule: ChainRule) -> Step:
     for call in calls:
         if call["status"] not in TERMINAL_VALUES:
             continue
-        verdict = (call.get("verdict") or {}).get("successful")
-        if verdict is True:
+        verdict = call.get("verdict") or {}
+        if verdict.get("successful") is True:
             return Step(skip=True)
-        if verdict is False or not looks_successful(call, rule):
-            continue
         decided_at = as_utc(call.get("finishedAt") or now) + dt.timedelta(seconds=rule.verdict_seconds)
+        if not looks_successful(call, rule):
+            continue
+        if verdict.get("successful") is False and as_utc(verdict.get("at") or now) <= decided_at:
+            continue  # reported unsuccessful within its window (a later report changes no success)
         if decided_at <= now:
             return Step(skip=True)
         recheck = decided_at if recheck is None else min(recheck, decided_at)

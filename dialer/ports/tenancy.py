@@ -63,12 +63,19 @@ class TenancyRepo(Protocol):
         """Reserve `amount` credits atomically: (True, balance after) when the balance covers it, (True,
         None) when the workspace is unlimited (no balance set), (False, balance) when it does not.
         With `ref` (an enrollment intake's id) the reservation is noted with the workspace under it (by
-        the request `by`) until `settle_credits`: another under a noted ref takes nothing and answers
-        (True, balance) (the retry of a request whose process died after reserving)."""
+        the request `by`) until `settle_credits`: another under a noted ref takes only what the noted
+        amount lacks (nothing for the retry of a request whose process died after reserving; the
+        difference, and the note raised to `amount`, for a retry with more contacts) and answers
+        (True, balance), or (False, balance) when the balance does not cover the difference."""
 
-    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None) -> None:
-        """Forget the reservation noted under `ref`: spent (its intake is written); with `refund_by`,
-        given back first, if that request made it (its intake lost to another with the same key)."""
+    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None,
+                             spent: int | None = None, made_by: str | None = None) -> None:
+        """Forget the reservation noted under `ref`: spent (its intake is written); with `spent` (the
+        credits of the intake written under `ref`, whichever request wrote it) and `made_by` (the
+        reservation's maker the intake was settled on), what that reservation holds beyond them is given
+        back first, and another's is left alone; with `refund_by`, all of it is given back first, if that
+        request made it (it died, or its write failed, before any intake; or it reserved after the
+        intake was settled)."""
 
     async def reservations(self) -> list[CreditReservation]:
         """Every reservation still noted (each workspace's, by `take_credits` under a ref): the reaper gives

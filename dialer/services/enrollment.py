@@ -39,7 +39,7 @@ from dialer.core.records import IngestContext, Planner
 from dialer.core.statuses import BatchStatus
 from dialer.core.windows import CallingWindow
 from dialer.metrics import Metrics
-from dialer.ports import BatchRepo, CallRepo, IntakeRepo, StoreUnavailable, TenancyRepo
+from dialer.ports import BatchRepo, CallRepo, IntakeRepo, StoreUnavailable, TenancyRepo, reservation_key
 from dialer.services.batches import Batches
 from dialer.services.bodies import BodyReader
 from dialer.services.calls import withdraw_all
@@ -162,7 +162,8 @@ class Enrollment:
         """Reserve the credits and write the intake; None when written, else the answer to replay (a
         concurrent request with the same key won). Credits are given back whenever nothing was written.
         A keyed request reserves under its intake's id: the retry of one whose process died between
-        the reservation and the intake takes nothing more (the credits are spent once)."""
+        the reservation and the intake takes only what its own contacts need beyond that reservation,
+        and the intake written under the key, whichever request wrote it, is what is spent, once (_settle)."""
         ws = intake["workspaceId"]
         ref, me = (intake["_id"], uuid.uuid4().hex) if keyed else (None, None)
         ok, balance = await self.tenancy_repo.take_credits(ws, accepted, ref, me)
@@ -183,12 +184,29 @@ class Enrollment:
                 raise Refused(413, "Payload Too Large", "The accepted contacts cannot be stored together; send "
                                                         "fewer per request.") from None
             raise
-        if existing is None:
-            if ref is not None:
-                await self.tenancy_repo.settle_credits(ws, ref)  # spent
-            return None
-        await self._refund(ws, intake["credits"], ref, me)
-        return existing["answer"].encode()
+        if ref is None:
+            if existing is not None:
+                await self._refund(ws, intake["credits"], None, None)
+        else:  # written by this request or by another with this key first: its credits are settled once
+            await self._settle(existing or intake, me)
+        return None if existing is None else existing["answer"].encode()
+
+    async def _settle(self, intake: dict, me: str | None) -> None:
+        """Spend the credits of an intake written under an Idempotency-Key, once. Whoever marks its
+        settlement first (the request that wrote it, one that found it written, or its processing) spends
+        the reservation noted under the key at that moment, the reservation it was written on: what it
+        holds beyond the intake's credits goes back. A reservation noted after that (a request with the
+        key that reserved once the first was spent, then found the intake) paid for nothing: its own
+        request gives it back (`me`), or else the reaper does (release_abandoned)."""
+        ws, ref = intake["workspaceId"], intake["_id"]
+        workspace = await self.tenancy_repo.get_workspace(ws) or {}
+        note = (workspace.get("reservations") or {}).get(reservation_key(ref))
+        claimed, on = await self.intakes.claim_settlement(ref, note["by"] if note else None)
+        if claimed:
+            if on is not None:
+                await self.tenancy_repo.settle_credits(ws, ref, spent=intake.get("credits", 0), made_by=on)
+        elif me is not None and me != on:
+            await self.tenancy_repo.settle_credits(ws, ref, refund_by=me)
 
     async def _stored(self, intake_id: str) -> bytes | None:
         found = await self.intakes.get(intake_id)
@@ -250,7 +268,7 @@ class Enrollment:
             self.on_enqueued()
         await self.intakes.finish(intake["_id"], self.clock.now())
         # The reservation's note, left by a process that died right after writing the intake.
-        await self.tenancy_repo.settle_credits(intake["workspaceId"], intake["_id"])
+        await self._settle(intake, None)
         return written, len(calls)
 
     async def release_abandoned(self) -> int:
@@ -265,12 +283,15 @@ class Enrollment:
         for held in await self.tenancy_repo.reservations():
             key = (held.workspace_id, held.ref, held.by)
             first = seen.get(key, now)
-            if now - first < ABANDONED or await self.intakes.get(held.ref) is not None:
+            written = await self.intakes.get(held.ref)
+            if now - first < ABANDONED or (written is not None and not written.get("creditsSettled")):
                 self._reservations[key] = first  # young, or its intake is written (settled when processed)
                 continue
+            # No intake for ten minutes, or one already settled (this reservation came after: surplus).
             await self.tenancy_repo.settle_credits(held.workspace_id, held.ref, refund_by=held.by)
-            if await self.intakes.get(held.ref) is not None:  # its retry wrote the intake meanwhile
-                await self.tenancy_repo.add_credits(held.workspace_id, -held.amount)
+            if written is None and (written := await self.intakes.get(held.ref)) is not None:
+                # Its retry wrote the intake meanwhile, on this reservation: spent after all.
+                await self.tenancy_repo.add_credits(held.workspace_id, -written.get("credits", 0))
                 continue
             released += 1
             log.warning("credits of an enrollment that died before its intake given back",

@@ -57,3 +57,13 @@ async def test_expiry_follows_the_given_clock(repos):
     await repos.intakes.finish("old2", at(10))
     assert await repos.intakes.purge(FUTURE) == 1  # years ahead: done ones go, pending ones never
     assert await repos.intakes.get("pending") is not None
+
+
+async def test_credits_are_settled_once_on_the_reservation_named_first(repos):
+    assert await repos.intakes.claim_settlement("ws:key:none", "r1") == (False, None)
+    await repos.intakes.insert(intake("ws:key:s1"))
+    assert await repos.intakes.claim_settlement("ws:key:s1", "r1") == (True, "r1")
+    assert await repos.intakes.claim_settlement("ws:key:s1", "r2") == (False, "r1")
+    await repos.intakes.finish("ws:key:s1", at(5))
+    done = await repos.intakes.get("ws:key:s1")
+    assert done["state"] == "done" and done["creditsSettled"] and done["creditsSettledBy"] == "r1"

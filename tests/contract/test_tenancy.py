@@ -130,6 +130,24 @@ async def test_a_reservation_under_a_ref_is_taken_once_until_settled(repos):
     assert await take(ws["_id"], 4, "ws:key:k.1", "e") == (True, 2)  # a new reservation
 
 
+async def test_a_reservation_under_a_ref_covers_a_larger_retry_by_the_difference_and_settles_to_what_was_spent(repos):
+    """The retry under a noted ref with more contacts takes the difference (or is refused); settling with
+    `spent` (the intake written under the ref) gives back what the note holds beyond it."""
+    ws = {"_id": ObjectId(), "name": "acme", "createdAt": T0, "credits": 10}
+    await repos.tenancy.insert_workspace(ws)
+    take, settle = repos.tenancy.take_credits, repos.tenancy.settle_credits
+    assert await take(ws["_id"], 2, "ws:key:k.1", "a") == (True, 8)
+    assert await take(ws["_id"], 5, "ws:key:k.1", "b") == (True, 5)  # three more
+    assert await take(ws["_id"], 20, "ws:key:k.1", "c") == (False, 5)  # fifteen more: not there
+    assert await take(ws["_id"], 1, "ws:key:k.1", "d") == (True, 5)  # covered
+    await settle(ws["_id"], "ws:key:k.1", spent=1, made_by="z")  # another's reservation: left alone
+    assert (await repos.tenancy.get_workspace(ws["_id"]))["credits"] == 5
+    await settle(ws["_id"], "ws:key:k.1", spent=1, made_by="a")  # the intake written accepted one: four back
+    await settle(ws["_id"], "ws:key:k.1", spent=1, made_by="a")  # once
+    workspace = await repos.tenancy.get_workspace(ws["_id"])
+    assert workspace["credits"] == 9 and not workspace.get("reservations")
+
+
 async def test_a_workspace_inserted_again_under_its_id_is_the_one_there(repos):
     """The retry of a request whose process died after writing the workspace (the same id, its claim's)."""
     first = {"_id": ObjectId(), "name": "acme", "createdAt": at(0)}

@@ -6,7 +6,9 @@ apply a usable timeout (twilio-python issue #925). Failures become ProviderError
 - no answer within the timeout: UNKNOWN when creating a call (Twilio may have created it; reconcile
   with find_call before dialling again), TRANSIENT otherwise;
 - HTTP 429 / code 20429: RATE_LIMITED; 5xx: TRANSIENT; a code of INVALID_NUMBER_CODES: INVALID_NUMBER;
-  any other error answer: REJECTED;
+  the account refused (HTTP 401, codes of ACCOUNT_CODES: a rotated auth token, a suspended account):
+  TRANSIENT, the fault of no call, which waits until Twilio takes the account again; any other error
+  answer: REJECTED;
 - no connection made: TRANSIENT; the connection lost once the create request may have gone out: UNKNOWN.
 
 Messages carry the HTTP status, the Twilio code and Twilio's text, never the auth token.
@@ -41,6 +43,11 @@ INVALID_NUMBER_CODES = frozenset({
     13226,  # Dial: invalid country code
 })
 RATE_LIMITED_CODE = 20429
+# The account, not the call: every create is refused alike until an operator fixes it.
+ACCOUNT_CODES = frozenset({
+    20003,  # authenticate (a wrong or rotated auth token)
+    20005,  # account not active (suspended or closed)
+})
 # A hangup of a call that has already ended is not an error.
 CALL_NOT_IN_PROGRESS_CODE = 21220
 # Twilio stamps date_created to the second, and its clock is not ours.
@@ -143,7 +150,7 @@ def classify(status: int, code: int | None) -> ErrorKind:
     """The ErrorKind of a Twilio error answer (HTTP status, Twilio error code)."""
     if status == 429 or code == RATE_LIMITED_CODE:
         return ErrorKind.RATE_LIMITED
-    if status >= 500:
+    if status >= 500 or status == 401 or code in ACCOUNT_CODES:
         return ErrorKind.TRANSIENT
     if code in INVALID_NUMBER_CODES:
         return ErrorKind.INVALID_NUMBER

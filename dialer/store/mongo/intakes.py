@@ -52,6 +52,15 @@ class MongoIntakes:
         return [d["_id"] for d in docs]
 
     @unavailable
+    async def claim_settlement(self, intake_id: str, note_by: str | None) -> tuple[bool, str | None]:
+        result = await self.c.update_one({"_id": intake_id, "creditsSettled": {"$ne": True}},
+                                         {"$set": {"creditsSettled": True, "creditsSettledBy": note_by}})
+        if result.modified_count == 1:
+            return True, note_by
+        found = await self.c.find_one({"_id": intake_id}, {"creditsSettledBy": 1})
+        return False, (found or {}).get("creditsSettledBy")
+
+    @unavailable
     async def finish(self, intake_id: str, now: dt.datetime) -> None:
         await self.c.update_one({"_id": intake_id, "state": PENDING},
                                 {"$set": {"state": DONE, "finishedAt": now}, "$unset": {"calls": "", "batch": ""},

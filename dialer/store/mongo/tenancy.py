@@ -15,6 +15,8 @@ from pymongo.errors import DuplicateKeyError
 from dialer.ports import CREDIT_REFS, CreditReservation, reservation_key
 from dialer.store.mongo.documents import normalise, unavailable
 
+TOP_UP_TRIES = 3  # a retry topping up a reservation another request is changing at the same moment
+
 
 class MongoTenancy:
     def __init__(self, db: Any) -> None:
@@ -73,24 +75,45 @@ class MongoTenancy:
                                                           return_document=ReturnDocument.AFTER)
         if taken is not None:
             return True, taken["credits"]
-        doc = await self.workspaces.find_one({"_id": workspace_id}, {"credits": 1, "reservations": 1})
-        balance = None if doc is None else doc.get("credits")
-        if balance is None:
-            return True, None
-        already = ref is not None and reservation_key(ref) in (doc.get("reservations") or {})
-        return already, balance
+        for _ in range(TOP_UP_TRIES):
+            doc = await self.workspaces.find_one({"_id": workspace_id}, {"credits": 1, "reservations": 1})
+            balance = None if doc is None else doc.get("credits")
+            if balance is None:
+                return True, None
+            held = (doc.get("reservations") or {}).get(reservation_key(ref)) if ref is not None else None
+            if held is None:
+                return False, balance
+            more = amount - held["amount"]
+            if more <= 0:
+                return True, balance
+            # A retry with more contacts: the difference, and the note raised, if the note is as read.
+            topped = await self.workspaces.find_one_and_update(
+                {"_id": workspace_id, "credits": {"$gte": more}, f"{noted}.amount": held["amount"],
+                 f"{noted}.by": held.get("by")},
+                {"$inc": {"credits": -more}, "$set": {f"{noted}.amount": amount}},
+                projection={"credits": 1}, return_document=ReturnDocument.AFTER)
+            if topped is not None:
+                return True, topped["credits"]
+            if balance < more:
+                return False, balance
+        return False, balance
 
     @unavailable
-    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None) -> None:
+    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None,
+                             spent: int | None = None, made_by: str | None = None) -> None:
         noted = f"reservations.{reservation_key(ref)}"
-        if refund_by is None:
-            await self.workspaces.update_one({"_id": workspace_id}, {"$unset": {noted: ""}})
+        maker = refund_by if refund_by is not None else made_by
+        if refund_by is None and spent is None:
+            await self.workspaces.update_one({"_id": workspace_id, **({f"{noted}.by": maker} if maker else {})},
+                                             {"$unset": {noted: ""}})
             return
-        doc = await self.workspaces.find_one({"_id": workspace_id, f"{noted}.by": refund_by}, {noted: 1})
-        if doc is not None:  # the note is never changed, only removed: give back once
+        flt = {"_id": workspace_id, **({f"{noted}.by": maker} if maker is not None else {})}
+        doc = await self.workspaces.find_one({**flt, noted: {"$exists": True}}, {noted: 1})
+        if doc is not None:  # removed by the same write that gives back, the note as read: once
             held = doc["reservations"][reservation_key(ref)]
-            await self.workspaces.update_one({"_id": workspace_id, f"{noted}.by": refund_by},
-                                             {"$inc": {"credits": held["amount"]}, "$unset": {noted: ""}})
+            back = held["amount"] if refund_by is not None else max(0, held["amount"] - spent)
+            await self.workspaces.update_one({**flt, f"{noted}.amount": held["amount"]},
+                                             {"$inc": {"credits": back}, "$unset": {noted: ""}})
 
     @unavailable
     async def reservations(self) -> list[CreditReservation]:

@@ -120,6 +120,17 @@ class SqliteIntakes:
 
         return await self.db.read(work)
 
+    async def claim_settlement(self, intake_id: str, note_by: str | None) -> tuple[bool, str | None]:
+        def work(conn: sqlite3.Connection) -> tuple[bool, str | None]:
+            doc = self._get(conn, intake_id)
+            if doc is None or doc.get("creditsSettled"):
+                return False, (doc or {}).get("creditsSettledBy")
+            doc.update(creditsSettled=True, creditsSettledBy=note_by)
+            self._update(conn, doc)
+            return True, note_by
+
+        return await self.db.write(work)
+
     async def finish(self, intake_id: str, now: dt.datetime) -> None:
         def work(conn: sqlite3.Connection) -> None:
             doc = self._get(conn, intake_id)

@@ -85,26 +85,34 @@ class SqliteTenancy:
             balance = None if doc is None else doc.get("credits")
             if balance is None:
                 return True, None
-            if ref is not None and reservation_key(ref) in doc.get("reservations", {}):
+            held = doc.get("reservations", {}).get(reservation_key(ref)) if ref is not None else None
+            more = amount - (held["amount"] if held is not None else 0)
+            if more <= 0:
                 return True, balance
-            if balance < amount:
+            if balance < more:
                 return False, balance
-            doc["credits"] = balance - amount
-            if ref is not None:
+            doc["credits"] = balance - more
+            if held is not None:
+                held["amount"] = amount  # a retry with more contacts: the note covers them too
+            elif ref is not None:
                 doc.setdefault("reservations", {})[reservation_key(ref)] = {"amount": amount, "by": by, "ref": ref}
             _save_workspace(conn, doc)
             return True, doc["credits"]
 
         return await self.db.write(work)
 
-    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None) -> None:
+    async def settle_credits(self, workspace_id: ObjectId, ref: str, refund_by: str | None = None,
+                             spent: int | None = None, made_by: str | None = None) -> None:
         def work(conn: sqlite3.Connection) -> None:
             doc = _workspace(conn, workspace_id)
             held = (doc or {}).get("reservations", {}).get(reservation_key(ref))
-            if held is None or (refund_by is not None and held["by"] != refund_by):
+            maker = refund_by if refund_by is not None else made_by
+            if held is None or (maker is not None and held["by"] != maker):
                 return
             if refund_by is not None:
                 doc["credits"] += held["amount"]
+            elif spent is not None:
+                doc["credits"] += max(0, held["amount"] - spent)
             del doc["reservations"][reservation_key(ref)]
             _save_workspace(conn, doc)
 
