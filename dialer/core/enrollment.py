@@ -244,8 +244,8 @@ class ContactPlanner:
         try:
             scheduled = None if contact.get("scheduledAt") is None else parse_datetime(contact["scheduledAt"],
                                                                                        "scheduledAt")
-        except BatchSpecError as exc:
-            reject(f"Invalid {exc}.")
+        except BatchSpecError as exc:  # "scheduledAt must ...": said as the other fields' reasons are
+            reject(f"Invalid scheduledAt: {str(exc).removeprefix('scheduledAt ')}.")
             return None
         ext = contact.get("phoneNumberExt")
         if ext is not None and ext != "":
