@@ -162,6 +162,7 @@ async def test_signed_callbacks_drive_calls_free_the_slot_and_complete_the_batch
     assert first["status"] == "completed" and first["outcome"] == "completed" and first["attempts"] == 1
     assert events_of(first) == ["placed", "ringing", "in-progress", "completed"]
     assert first["history"][-1]["duration"] == 42
+    assert (first["duration"], first["answeredBy"]) == (42, "human")  # on the call itself, not only its history
     assert await env.used(batch) == 0
     await env.tick()  # the callback reached the API of this dispatcher's process: it looks again at once
     assert [c.params["To"] for c in env.creates()] == [N1, N2]  # the freed slot goes to the second call

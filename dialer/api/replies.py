@@ -222,6 +222,9 @@ class CallView(View):
     nextAttemptAt: DateTime | None
     providerCallId: str | None
     outcome: str | None
+    duration: Annotated[int | None, Field(description="the last attempt's length in seconds, once it ended")]
+    answeredBy: Annotated[str | None, Field(description="who answered the last attempt, as the provider told "
+                                                        "(human, machine_start, ...)")]
     history: list[HistoryEntry]
     createdAt: DateTime | None
     updatedAt: DateTime | None

@@ -40,6 +40,8 @@ def call_view(call: dict) -> dict:
         "nextAttemptAt": iso(call.get("nextAttemptAt")),
         "providerCallId": call.get("providerCallId"),
         "outcome": call.get("outcome"),
+        "duration": call.get("duration"),  # the last attempt's, once it has ended (seconds, as the provider says)
+        "answeredBy": call.get("answeredBy"),
         **({"contact": call["meta"]["contact"]} if "contact" in (call.get("meta") or {}) else {}),
         **({"group": call["group"]} if call.get("group") else {}),
         **({"verdict": {**call["verdict"], "at": iso(call["verdict"].get("at"))}} if call.get("verdict") else {}),
