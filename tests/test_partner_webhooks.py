@@ -294,7 +294,11 @@ async def test_bad_urls_are_refused_with_a_reason(api, url, reason):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/hook", "https://127.0.0.1/hook", "https://10.1.2.3/hook",
                                  "https://169.254.169.254/latest/meta-data", "https://[::1]/hook",
-                                 "https://192.168.0.10/hook", "https://localhost/hook"])
+                                 "https://192.168.0.10/hook", "https://localhost/hook",
+                                 # IPv6 that reaches a private IPv4 through NAT64, 6to4 or IPv4-translation
+                                 "https://[64:ff9b::a00:1]/hook", "https://[64:ff9b::a9fe:a9fe]/hook",
+                                 "https://[2002:7f00:1::]/hook", "https://[::ffff:0:a00:1]/hook",
+                                 "https://[64:ff9b:1::a00:1]/hook"])
 async def test_private_loopback_and_metadata_addresses_are_refused_unless_allowed(api, url):
     api.app[WEBHOOKS].allow_insecure = False
     code, doc = await api.post("/api/webhooks/endpoints", {"url": url})
