@@ -461,10 +461,33 @@ async def test_410_gone_disables_the_endpoint_at_once(api, clock, receiver):
     _, got = await api.get(f"/api/webhooks/endpoints/{hook['endpointId']}")
     assert got["data"]["disabled"] is True and got["data"]["disabledReason"] == "the endpoint answered 410 Gone"
     assert (await _message(api, sent["messageId"]))["status"] == "failed"
-    await _test_message(api, hook)
+    code, refused = await api.post(f"/api/webhooks/endpoints/{hook['endpointId']}/test")
+    assert code == 409 and "disabled" in refused["errorMessage"]
     clock.advance(3600)
     await deliver(api)
     assert len(r.got) == 1  # nothing more is sent to it
+
+
+async def test_a_disabled_endpoint_takes_no_retry_recovery_or_test_until_it_is_enabled(api, clock, receiver):
+    """Each would answer 200 ("recovered": n, "pending") and then fail at once, never tried: refused instead."""
+    r, url = await receiver()
+    r.answers = [web.Response(status=410, text="gone")]
+    hook = await endpoint(api, url)
+    path = f"/api/webhooks/endpoints/{hook['endpointId']}"
+    sent = await _test_message(api, hook)
+    await deliver(api)
+    since = {"since": "2026-11-23T00:00:00Z"}
+    for route, body in ((f"{path}/recover", since), (f"/api/webhooks/messages/{sent['messageId']}/retry", None),
+                        (f"{path}/test", None)):
+        code, refused = await api.post(route, body)
+        assert code == 409 and "PATCH" in refused["errorMessage"], (route, refused)
+    await deliver(api)
+    assert len(r.got) == 1 and (await _message(api, sent["messageId"]))["status"] == "failed"
+    assert (await api.client.patch(path, json={"disabled": False}, headers=api.headers())).status == 200
+    code, recovered = await api.post(f"{path}/recover", since)
+    assert code == 200 and recovered["data"]["recovered"] == 1
+    await deliver(api)
+    assert len(r.got) == 2 and (await _message(api, sent["messageId"]))["status"] == "delivered"
 
 
 async def test_one_success_ends_a_failing_streak_so_the_five_days_start_again(api, clock, receiver):
