@@ -291,8 +291,11 @@ async def test_an_opt_out_skips_the_numbers_turns_in_a_chain(api, clock, engine_
                                             "allowDuplicates": True})
     batch = answer["batchId"]
     [talking] = await talking_in(h, api, batch)
-    code, _ = await api.post(f"/api/call/calls/{talking['callId']}/verdict", {"optOut": True, "successful": False})
+    code, _ = await api.post(f"/api/call/calls/{talking['callId']}/verdict", {"optOut": True, "successful": False,
+                                                                             "reason": "asked to stop"})
     assert code == 200
+    _, got = await entry(api, LISTED)  # the verdict's reason is the listing's (not dropped)
+    assert (got["data"]["source"], got["data"]["reason"]) == ("opt-out", "asked to stop")
     await h.run_until(lambda: _done(api, batch))
     calls = await api.all_calls(batch)
     turn = next(c for c in calls if c["phoneNumber"] == LISTED and c["callId"] != talking["callId"])

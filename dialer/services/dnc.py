@@ -100,11 +100,12 @@ class Dnc:
         found = await self.repo.listed((workspace_id, n) for n in numbers)
         return {number: entry for (_, number), entry in found.items()}
 
-    async def opt_out(self, call: dict) -> str:
-        """The callee of this call asked not to be called again; the rule its waiting calls now show."""
+    async def opt_out(self, call: dict, reason: str | None = None) -> str:
+        """The callee of this call asked not to be called again (the verdict's reason, if any, is the
+        listing's); the rule its waiting calls now show."""
         workspace_id, number, now = call["workspaceId"], call["phoneNumber"], self.clock.now()
         await self.repo.add([{"workspaceId": workspace_id, "number": number, "source": OPT_OUT, "callId": call["_id"],
-                              "listedAt": now}])
+                              "listedAt": now, **({"reason": reason} if reason else {})}])
         listing = await self.repo.get(workspace_id, number) or {"source": OPT_OUT, "listedAt": now}
         batch_ids = await self._open_batches(workspace_id)
         await self._settle(workspace_id, {number}, batch_ids)
