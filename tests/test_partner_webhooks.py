@@ -344,6 +344,8 @@ async def test_bad_input_unknown_and_foreign_ids_get_the_envelope(api, client, a
     assert code == 400
     code, doc = await api.post(f"/api/webhooks/endpoints/{hook['endpointId']}/recover", {"since": "yesterday"})
     assert code == 400
+    resp = await api.client.patch(f"/api/webhooks/endpoints/{hook['endpointId']}", json={}, headers=api.headers())
+    assert resp.status == 400 and "url, events, description or disabled" in (await resp.json())["errorMessage"]
     resp = await api.client.delete(f"/api/webhooks/endpoints/{hook['endpointId']}", headers=other.headers())
     assert resp.status == 404
     resp = await api.client.delete(f"/api/webhooks/endpoints/{hook['endpointId']}", headers=api.headers())
