@@ -164,6 +164,25 @@ async def test_a_failing_receiver_gets_the_same_message_again_by_the_schedule(ap
     assert message["messageId"] == events[0]["webhookId"]
 
 
+async def test_retrying_a_message_that_still_has_attempts_keeps_the_rest_of_its_schedule(api, clock, receiver):
+    """"Send again now" on a pending message is one of its attempts, brought forward: it does not cut the
+    schedule down to a last attempt (which failed the message after one more refusal)."""
+    r, url = await receiver("fail")
+    hook = await endpoint(api, url)
+    sent = await _test_message(api, hook)
+    await deliver(api)  # attempt 1 of 3 (0, 5, 300): pending, due in 5 s
+    code, again = await api.post(f"/api/webhooks/messages/{sent['messageId']}/retry")
+    assert code == 200 and again["data"]["status"] == "pending"
+    await deliver(api)  # attempt 2, now instead of in 5 s: still one left
+    message = await _message(api, sent["messageId"])
+    assert message["status"] == "pending" and len(message["attempts"]) == 2
+    r.mode = "ok"
+    clock.advance(300)
+    await deliver(api)
+    message = await _message(api, sent["messageId"])
+    assert message["status"] == "delivered" and [a["httpStatus"] for a in message["attempts"]] == [500, 500, 200]
+
+
 async def test_spent_schedule_fails_then_retry_and_recover_send_again(api, clock, receiver):
     r, url = await receiver("fail")
     hook = await endpoint(api, url)

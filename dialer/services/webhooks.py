@@ -164,10 +164,13 @@ class Webhooks:
         return found
 
     async def retry(self, workspace_id: ObjectId, message_id: str) -> dict:
-        """One more attempt now (failed again: failed again)."""
+        """An attempt now. A delivered or failed message gets one more (failed again: failed again); a pending
+        one has its next attempt brought forward and keeps the rest of its schedule."""
         message = await self.message(workspace_id, message_id)
         await self.enabled_endpoint(workspace_id, message["endpointId"])
-        return message_view(await self.repo.requeue(message["_id"], self.clock.now(), len(self.delays) - 1) or message)
+        last = len(self.delays) - 1
+        step = min(message.get("step", 0), last) if message["status"] == "pending" else last
+        return message_view(await self.repo.requeue(message["_id"], self.clock.now(), step) or message)
 
     async def recover(self, workspace_id: ObjectId, endpoint_id: Any, since: dt.datetime) -> int:
         """Every message of the endpoint that failed since then gets one more attempt, now."""
