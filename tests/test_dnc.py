@@ -68,6 +68,10 @@ async def test_pages_go_by_number_and_a_prefix_searches(api):
     assert rest["nextCursor"] is None
     found = (await api.get("/api/dnc?prefix=%2B1310"))[1]["data"]
     assert [e["number"] for e in found["entries"]] == ["+13105550000"]
+    # A `+` pasted into the URL unencoded arrives as a space: still the number it names, not a 400.
+    assert (await api.get("/api/dnc?prefix=+1310"))[1]["data"]["entries"] == found["entries"]
+    code, plain = await api.get(f"/api/dnc?limit=4&cursor={doc['data']['nextCursor']}")
+    assert code == 200 and plain["data"]["entries"] == rest["entries"]
     for query in ("limit=0", "limit=x", "prefix=abc", "cursor=garbage", "cursor=12125550000"):
         code, doc = await api.get(f"/api/dnc?{query}")
         assert code == 400 and doc["errorMessage"], query

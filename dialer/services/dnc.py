@@ -87,8 +87,9 @@ class Dnc:
 
     async def page(self, workspace_id: ObjectId, prefix: str | None, cursor: str | None, limit: int) -> dict:
         """Entries by number, after `cursor` (a previous page's nextCursor), starting with `prefix` (digits)."""
-        prefix = "+" + prefix.lstrip("+") if prefix else None
-        entries = await self.repo.page(workspace_id, prefix, cursor or None, limit + 1)
+        prefix = "+" + prefix.lstrip("+ ") if prefix else None  # " 1212": a `+` sent unencoded
+        cursor = "+" + cursor.lstrip("+ ") if cursor else None
+        entries = await self.repo.page(workspace_id, prefix, cursor, limit + 1)
         more = len(entries) > limit
         entries = entries[:limit]
         return {"entries": [entry_view(e) for e in entries], "count": len(entries),
