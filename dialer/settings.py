@@ -58,6 +58,9 @@ ENV_NAMES = {
     "webhook_senders_per_endpoint": "DIALER_WEBHOOK_SENDERS_PER_ENDPOINT",
 }
 SECRETS = frozenset({"admin_token", "demo_api_key", "twilio_auth_token", "mongodb_uri"})
+# A retry delay beyond this is a typo (or inf / nan, which float() reads): a message would never be
+# scheduled again, its every attempt failing to be recorded. Svix's longest is 10 h.
+MAX_WEBHOOK_DELAY = 30 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -134,8 +137,9 @@ class Settings:
             delays = tuple(float(part) for part in self.webhook_retry_delays.split(",") if part.strip())
         except ValueError:
             raise ValueError("DIALER_WEBHOOK_RETRY_DELAYS must be seconds separated by commas") from None
-        if not delays or any(d < 0 for d in delays):
-            raise ValueError("DIALER_WEBHOOK_RETRY_DELAYS must name at least one delay, none negative")
+        if not delays or not all(0 <= d <= MAX_WEBHOOK_DELAY for d in delays):  # nan and inf fail too
+            raise ValueError("DIALER_WEBHOOK_RETRY_DELAYS must name at least one delay, each from 0 to "
+                             f"{MAX_WEBHOOK_DELAY:.0f} seconds (30 days)")
         return delays
 
     @property

@@ -261,3 +261,19 @@ async def test_a_slot_write_that_fails_gives_its_cap_back(api, clock, engine_set
     assert failures and [r.to for r in h.sim.placed] == [NYC]
     call = (await calls_by_number(api, batch))[NYC]
     assert not any(e.get("rule") for e in call["history"])  # never deferred by its own phantom attempt
+
+
+async def test_a_record_state_on_another_clock_is_read_in_that_states_time(api, clock, engine_settings):
+    """A New York number whose record says Texas: the callee may be in Texas, where Sunday calls start at noon
+    Central (noon Mountain in El Paso), not at noon Eastern."""
+    clock.set(at_ny(2026, 12, 6, 12, 30))  # Sunday: 11:30 in Dallas, 10:30 in El Paso
+    h = Harness(api, clock, engine_settings)
+    batch = await api.create_batch(compliance="us-states", stateField="st",
+                                   callingWindow={"start": "00:00", "end": "24:00"})
+    await api.add_calls(batch, [{"phoneNumber": NYC, "st": "TX"}])
+    for _ in range(5):
+        await h.step()
+    assert h.sim.placed == []
+    call = (await calls_by_number(api, batch))[NYC]
+    assert call["status"] == "queued" and call["nextAttemptAt"] == "2026-12-06T19:00:00Z"  # noon MST
+    assert [e["rule"] for e in call["history"] if e.get("rule")][0] == "us-states/TX hours 09:00-21:00, sun 12:00-21:00"

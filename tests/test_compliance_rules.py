@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dialer.core.compliance import Profile
-from dialer.core.compliance_table import TableError, parse_table, state_code, state_of_number
+from dialer.core.compliance_table import PLACES, STATE_ZONES, TableError, parse_table, state_code, state_of_number
 from dialer.core.windows import DEFAULT_WINDOW, CallingWindow
 from workers.compliance_gate import TABLE_PATH, us_table
 
@@ -33,6 +33,9 @@ def test_the_shipped_table_parses_and_every_row_names_its_statute():
     assert {"FL", "OK", "MD", "AL", "TX"} <= set(table.states)
     assert all(row.source for row in table.states.values())
     assert {code: row.cap for code, row in table.states.items() if row.cap} == {"FL": 3, "OK": 3, "MD": 3}
+    # Every state and territory keeps zones (a record's state is read in them), each a real IANA zone.
+    assert {code for code in PLACES.values() if "-" not in code} == set(STATE_ZONES)
+    assert all(ZoneInfo(zone) for zones in STATE_ZONES.values() for zone in zones)
 
 
 @pytest.mark.parametrize("change, message", [

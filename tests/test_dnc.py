@@ -68,6 +68,10 @@ async def test_pages_go_by_number_and_a_prefix_searches(api):
     assert rest["nextCursor"] is None
     found = (await api.get("/api/dnc?prefix=%2B1310"))[1]["data"]
     assert [e["number"] for e in found["entries"]] == ["+13105550000"]
+    # A `+` pasted into the URL unencoded arrives as a space: still the number it names, not a 400.
+    assert (await api.get("/api/dnc?prefix=+1310"))[1]["data"]["entries"] == found["entries"]
+    code, plain = await api.get(f"/api/dnc?limit=4&cursor={doc['data']['nextCursor']}")
+    assert code == 200 and plain["data"]["entries"] == rest["entries"]
     for query in ("limit=0", "limit=x", "prefix=abc", "cursor=garbage", "cursor=12125550000"):
         code, doc = await api.get(f"/api/dnc?{query}")
         assert code == 400 and doc["errorMessage"], query
@@ -291,8 +295,11 @@ async def test_an_opt_out_skips_the_numbers_turns_in_a_chain(api, clock, engine_
                                             "allowDuplicates": True})
     batch = answer["batchId"]
     [talking] = await talking_in(h, api, batch)
-    code, _ = await api.post(f"/api/call/calls/{talking['callId']}/verdict", {"optOut": True, "successful": False})
+    code, _ = await api.post(f"/api/call/calls/{talking['callId']}/verdict", {"optOut": True, "successful": False,
+                                                                             "reason": "asked to stop"})
     assert code == 200
+    _, got = await entry(api, LISTED)  # the verdict's reason is the listing's (not dropped)
+    assert (got["data"]["source"], got["data"]["reason"]) == ("opt-out", "asked to stop")
     await h.run_until(lambda: _done(api, batch))
     calls = await api.all_calls(batch)
     turn = next(c for c in calls if c["phoneNumber"] == LISTED and c["callId"] != talking["callId"])

@@ -164,6 +164,25 @@ async def test_a_failing_receiver_gets_the_same_message_again_by_the_schedule(ap
     assert message["messageId"] == events[0]["webhookId"]
 
 
+async def test_retrying_a_message_that_still_has_attempts_keeps_the_rest_of_its_schedule(api, clock, receiver):
+    """"Send again now" on a pending message is one of its attempts, brought forward: it does not cut the
+    schedule down to a last attempt (which failed the message after one more refusal)."""
+    r, url = await receiver("fail")
+    hook = await endpoint(api, url)
+    sent = await _test_message(api, hook)
+    await deliver(api)  # attempt 1 of 3 (0, 5, 300): pending, due in 5 s
+    code, again = await api.post(f"/api/webhooks/messages/{sent['messageId']}/retry")
+    assert code == 200 and again["data"]["status"] == "pending"
+    await deliver(api)  # attempt 2, now instead of in 5 s: still one left
+    message = await _message(api, sent["messageId"])
+    assert message["status"] == "pending" and len(message["attempts"]) == 2
+    r.mode = "ok"
+    clock.advance(300)
+    await deliver(api)
+    message = await _message(api, sent["messageId"])
+    assert message["status"] == "delivered" and [a["httpStatus"] for a in message["attempts"]] == [500, 500, 200]
+
+
 async def test_spent_schedule_fails_then_retry_and_recover_send_again(api, clock, receiver):
     r, url = await receiver("fail")
     hook = await endpoint(api, url)
@@ -294,7 +313,11 @@ async def test_bad_urls_are_refused_with_a_reason(api, url, reason):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/hook", "https://127.0.0.1/hook", "https://10.1.2.3/hook",
                                  "https://169.254.169.254/latest/meta-data", "https://[::1]/hook",
-                                 "https://192.168.0.10/hook", "https://localhost/hook"])
+                                 "https://192.168.0.10/hook", "https://localhost/hook",
+                                 # IPv6 that reaches a private IPv4 through NAT64, 6to4 or IPv4-translation
+                                 "https://[64:ff9b::a00:1]/hook", "https://[64:ff9b::a9fe:a9fe]/hook",
+                                 "https://[2002:7f00:1::]/hook", "https://[::ffff:0:a00:1]/hook",
+                                 "https://[64:ff9b:1::a00:1]/hook"])
 async def test_private_loopback_and_metadata_addresses_are_refused_unless_allowed(api, url):
     api.app[WEBHOOKS].allow_insecure = False
     code, doc = await api.post("/api/webhooks/endpoints", {"url": url})
@@ -340,6 +363,8 @@ async def test_bad_input_unknown_and_foreign_ids_get_the_envelope(api, client, a
     assert code == 400
     code, doc = await api.post(f"/api/webhooks/endpoints/{hook['endpointId']}/recover", {"since": "yesterday"})
     assert code == 400
+    resp = await api.client.patch(f"/api/webhooks/endpoints/{hook['endpointId']}", json={}, headers=api.headers())
+    assert resp.status == 400 and "url, events, description or disabled" in (await resp.json())["errorMessage"]
     resp = await api.client.delete(f"/api/webhooks/endpoints/{hook['endpointId']}", headers=other.headers())
     assert resp.status == 404
     resp = await api.client.delete(f"/api/webhooks/endpoints/{hook['endpointId']}", headers=api.headers())
@@ -457,10 +482,33 @@ async def test_410_gone_disables_the_endpoint_at_once(api, clock, receiver):
     _, got = await api.get(f"/api/webhooks/endpoints/{hook['endpointId']}")
     assert got["data"]["disabled"] is True and got["data"]["disabledReason"] == "the endpoint answered 410 Gone"
     assert (await _message(api, sent["messageId"]))["status"] == "failed"
-    await _test_message(api, hook)
+    code, refused = await api.post(f"/api/webhooks/endpoints/{hook['endpointId']}/test")
+    assert code == 409 and "disabled" in refused["errorMessage"]
     clock.advance(3600)
     await deliver(api)
     assert len(r.got) == 1  # nothing more is sent to it
+
+
+async def test_a_disabled_endpoint_takes_no_retry_recovery_or_test_until_it_is_enabled(api, clock, receiver):
+    """Each would answer 200 ("recovered": n, "pending") and then fail at once, never tried: refused instead."""
+    r, url = await receiver()
+    r.answers = [web.Response(status=410, text="gone")]
+    hook = await endpoint(api, url)
+    path = f"/api/webhooks/endpoints/{hook['endpointId']}"
+    sent = await _test_message(api, hook)
+    await deliver(api)
+    since = {"since": "2026-11-23T00:00:00Z"}
+    for route, body in ((f"{path}/recover", since), (f"/api/webhooks/messages/{sent['messageId']}/retry", None),
+                        (f"{path}/test", None)):
+        code, refused = await api.post(route, body)
+        assert code == 409 and "PATCH" in refused["errorMessage"], (route, refused)
+    await deliver(api)
+    assert len(r.got) == 1 and (await _message(api, sent["messageId"]))["status"] == "failed"
+    assert (await api.client.patch(path, json={"disabled": False}, headers=api.headers())).status == 200
+    code, recovered = await api.post(f"{path}/recover", since)
+    assert code == 200 and recovered["data"]["recovered"] == 1
+    await deliver(api)
+    assert len(r.got) == 2 and (await _message(api, sent["messageId"]))["status"] == "delivered"
 
 
 async def test_one_success_ends_a_failing_streak_so_the_five_days_start_again(api, clock, receiver):

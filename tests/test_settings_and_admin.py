@@ -159,3 +159,12 @@ async def test_admin_refuses_what_it_used_to_keep_or_drop(client, path, body, re
     resp = await client.post(path, json=body, headers=headers)
     doc = await resp.json()
     assert resp.status == 400 and reason in doc["errorMessage"], doc
+
+
+@pytest.mark.parametrize("delays", ["0,inf", "0,nan", "0,1e400", "0,-5", "abc", "", "0,31536000"])
+def test_webhook_retry_delays_that_could_never_be_scheduled_are_refused(delays):
+    # inf and nan read as floats: each attempt then failed to be recorded, its message sent again for ever.
+    settings = Settings.load(env={"DIALER_WEBHOOK_RETRY_DELAYS": delays})
+    with pytest.raises(ValueError, match="DIALER_WEBHOOK_RETRY_DELAYS"):
+        settings.webhook_delays
+    assert Settings.load(env={"DIALER_WEBHOOK_RETRY_DELAYS": "0, 5,2592000"}).webhook_delays == (0, 5, 2592000)

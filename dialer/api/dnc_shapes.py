@@ -38,9 +38,10 @@ class DncQuery(Query):
     limit: Annotated[query_int(1, dnc.MAX_PAGE), Reason(f"limit must be from 1 to {dnc.MAX_PAGE}",
                                                         int_parsing="limit must be an integer",
                                                         int_type="limit must be an integer")] = dnc.DEFAULT_PAGE
-    cursor: Annotated[str, Field(pattern=r"^\+[0-9]{1,15}$", description="a previous page's nextCursor (a number)"),
+    # A `+` sent unencoded in a query string arrives as a space: read as the `+` it was.
+    cursor: Annotated[str, Field(pattern=r"^[+ ][0-9]{1,15}$", description="a previous page's nextCursor (a number)"),
                       Reason("cursor must be a number from a previous page's nextCursor")] = None
-    prefix: Annotated[str, Field(pattern=r"^\+?[0-9]{1,15}$", description="only numbers starting with these digits "
+    prefix: Annotated[str, Field(pattern=r"^[+ ]?[0-9]{1,15}$", description="only numbers starting with these digits "
                                                                          "(E.164, e.g. +1212)"),
                       Reason("prefix must be the first digits of a number in E.164 (e.g. +1212)")] = None
 

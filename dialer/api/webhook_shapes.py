@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from dialer.api.replies import DateTime, View
 from dialer.api.requests import Query, query_int
@@ -43,6 +44,13 @@ class EndpointUpdateBody(Shape):
     events: EVENTS = None
     description: DESCRIPTION = None
     disabled: Annotated[bool, Reason("disabled must be true or false")] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _something(cls, data: Any) -> Any:  # {} changes nothing: refused, as a batch's or workspace's PATCH
+        if isinstance(data, dict) and not data:
+            raise PydanticCustomError("too_short", cls.not_an_object)
+        return data
 
 
 class RecoverBody(Shape):

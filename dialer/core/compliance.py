@@ -7,7 +7,9 @@ frequency cap from the rules table, compliance_table.py). A profile only narrows
 
 `Profile.decide` answers for one call at an instant: allowed now, else the next instant it is and the
 rule that moved it, or never within the horizon (the call is then suppressed). Each rule is a set of
-open intervals in UTC in every one of the call's zones, so DST changes and midnight are the windows'
+open intervals in UTC in every one of the call's zones (and, for the profile's rules, those of each of the
+callee's states that its zones do not cover: a record's state may put the callee on another clock), so DST
+changes and midnight are the windows'
 (dialer/core/windows.py: no local time outside the rule counts as open). Holidays come from the
 `holidays` package (state subdivisions, their observed-day rules). Pure: no clock, no I/O.
 """
@@ -22,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import holidays as holiday_calendars
 
-from dialer.core.compliance_table import RulesTable, StateRule, state_code, state_of_number
+from dialer.core.compliance_table import RulesTable, StateRule, located_zones, state_code, state_of_number
 from dialer.core.windows import CallingWindow, Interval, intersect
 
 PROFILES = ("none", "us-federal", "us-states")
@@ -174,18 +176,19 @@ class Profile:
     def decide(self, window: CallingWindow, zones: Sequence[str], states: frozenset[str], now: datetime) -> Decision:
         """Allowed now (at = now), or the first instant within the horizon when the batch's window and
         every rule allow it, with the rule that moved it; at = None when there is none."""
-        rules = [_Window(window, None), *self.rules(states)]
-        closed = [r for r in rules if not r.is_open(now, zones)]
+        located = located_zones(zones, states)  # the profile's rules hold where the callee may be
+        rules = [(_Window(window, None), zones), *((r, located) for r in self.rules(states))]
+        closed = [r for r, where in rules if not r.is_open(now, where)]
         if not closed:
             return Decision(now, None)
         until = now + HORIZON
-        sets = [(r, r.intervals(zones, now, until)) for r in rules]
+        sets = [(r, r.intervals(where, now, until)) for r, where in rules]
         common = sets[0][1]
         for _, intervals in sets[1:]:
             common = intersect(common, intervals)
         opens = next((max(o, now) for o, c in common if c > now and max(o, now) <= until), None)
         mover = self._mover(sets, closed, now, window, zones, until, opens)
-        return Decision(opens, None if mover is None else mover.reason(now, opens, zones))
+        return Decision(opens, None if mover is None else mover.reason(now, opens, located))
 
     @staticmethod
     def _mover(sets, closed, now, window, zones, until, opens) -> _Rule | None:

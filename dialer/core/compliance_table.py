@@ -3,8 +3,9 @@
 Owns the table's format and its validation (a row without its statute, an unknown field, malformed
 hours or a cap that is not a positive integer is a TableError naming the row), and the mapping of
 what phonenumbers' geocoder answers for a +1 number (`Florida`, `Washington State`, `Jersey City, NJ`,
-`Ontario`) or what a record's `state` variable says (`FL`, `florida`) to a two-letter code. Pure: the
-caller reads the file and passes its text.
+`Ontario`) or what a record's `state` variable says (`FL`, `florida`) to a two-letter code, and the
+zones a state keeps (`located_zones`: a state the call's zones do not cover is read in its own). Pure:
+the caller reads the file and passes its text.
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ PLACES = {
     "Prince Edward Island": "CA-PE", "Quebec": "CA-QC", "Saskatchewan": "CA-SK",
     "Northwest Territories": "CA-NT", "Nunavut": "CA-NU", "Yukon": "CA-YT",
 }
+# The zones each US state, DC and territory keeps (the canonical ones phonenumbers answers for their numbers,
+# and those of their parts on another clock: the Florida panhandle, west Texas, Indiana's corners, ...).
+STATE_ZONES = {code: tuple(f"America/{z}" if "/" not in z else z for z in zones.split()) for code, zones in {
+    "AK": "Anchorage Adak", "AL": "Chicago", "AR": "Chicago", "AZ": "Phoenix Denver", "CA": "Los_Angeles",
+    "CO": "Denver", "CT": "New_York", "DC": "New_York", "DE": "New_York", "FL": "New_York Chicago",
+    "GA": "New_York", "HI": "Pacific/Honolulu", "IA": "Chicago", "ID": "Denver Los_Angeles", "IL": "Chicago",
+    "IN": "New_York Chicago", "KS": "Chicago Denver", "KY": "New_York Chicago", "LA": "Chicago",
+    "MA": "New_York", "MD": "New_York", "ME": "New_York", "MI": "New_York Chicago", "MN": "Chicago",
+    "MO": "Chicago", "MS": "Chicago", "MT": "Denver", "NC": "New_York", "ND": "Chicago Denver",
+    "NE": "Chicago Denver", "NH": "New_York", "NJ": "New_York", "NM": "Denver", "NV": "Los_Angeles Denver",
+    "NY": "New_York", "OH": "New_York", "OK": "Chicago", "OR": "Los_Angeles Denver", "PA": "New_York",
+    "RI": "New_York", "SC": "New_York", "SD": "Chicago Denver", "TN": "New_York Chicago", "TX": "Chicago Denver",
+    "UT": "Denver", "VA": "New_York", "VT": "New_York", "WA": "Los_Angeles", "WI": "Chicago", "WV": "New_York",
+    "WY": "Denver", "PR": "Puerto_Rico", "GU": "Pacific/Guam", "VI": "St_Thomas", "MP": "Pacific/Saipan",
+    "AS": "Pacific/Pago_Pago"}.items()}
 _BY_NAME = {name.lower(): code for name, code in PLACES.items()}
 _CODES = {code for code in PLACES.values() if "-" not in code}
 
@@ -133,6 +149,18 @@ def _window(text: object, where: str, days: set[int]) -> CallingWindow:
     if not start < end <= 24 * 60:
         raise TableError(f"{where}: hours {text!r} must start before they end, within one day")
     return CallingWindow(start, end, frozenset(days))
+
+
+def located_zones(zones: tuple[str, ...] | list[str], states: frozenset[str]) -> tuple[str, ...]:
+    """Where the callee's local time is read for the calling rules: the call's zones, plus the zones of each
+    of its states that none of the call's zones belongs to (a record saying TX for a New York number: the
+    callee may be in Texas, whose Sunday noon is Central or Mountain noon, not Eastern)."""
+    out = list(zones)
+    for code in sorted(states):
+        theirs = STATE_ZONES.get(code, ())
+        if theirs and not set(theirs) & set(zones):
+            out += [zone for zone in theirs if zone not in out]
+    return tuple(out)
 
 
 def state_code(text: object) -> str | None:

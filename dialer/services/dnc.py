@@ -87,8 +87,9 @@ class Dnc:
 
     async def page(self, workspace_id: ObjectId, prefix: str | None, cursor: str | None, limit: int) -> dict:
         """Entries by number, after `cursor` (a previous page's nextCursor), starting with `prefix` (digits)."""
-        prefix = "+" + prefix.lstrip("+") if prefix else None
-        entries = await self.repo.page(workspace_id, prefix, cursor or None, limit + 1)
+        prefix = "+" + prefix.lstrip("+ ") if prefix else None  # " 1212": a `+` sent unencoded
+        cursor = "+" + cursor.lstrip("+ ") if cursor else None
+        entries = await self.repo.page(workspace_id, prefix, cursor, limit + 1)
         more = len(entries) > limit
         entries = entries[:limit]
         return {"entries": [entry_view(e) for e in entries], "count": len(entries),
@@ -100,11 +101,12 @@ class Dnc:
         found = await self.repo.listed((workspace_id, n) for n in numbers)
         return {number: entry for (_, number), entry in found.items()}
 
-    async def opt_out(self, call: dict) -> str:
-        """The callee of this call asked not to be called again; the rule its waiting calls now show."""
+    async def opt_out(self, call: dict, reason: str | None = None) -> str:
+        """The callee of this call asked not to be called again (the verdict's reason, if any, is the
+        listing's); the rule its waiting calls now show."""
         workspace_id, number, now = call["workspaceId"], call["phoneNumber"], self.clock.now()
         await self.repo.add([{"workspaceId": workspace_id, "number": number, "source": OPT_OUT, "callId": call["_id"],
-                              "listedAt": now}])
+                              "listedAt": now, **({"reason": reason} if reason else {})}])
         listing = await self.repo.get(workspace_id, number) or {"source": OPT_OUT, "listedAt": now}
         batch_ids = await self._open_batches(workspace_id)
         await self._settle(workspace_id, {number}, batch_ids)

@@ -2,7 +2,8 @@
 addresses, only when DIALER_WEBHOOKS_ALLOW_INSECURE is on, for trying it out). Checked when an endpoint is
 created or changed and again before every delivery, since DNS can change in between: the host is resolved
 and every address it resolves to must be public (private, loopback, link-local, the cloud metadata
-address, multicast, reserved and unspecified are refused).
+address, multicast, reserved and unspecified are refused, and so are IPv6 addresses that
+lead to such an IPv4 address: mapped, NAT64, 6to4, Teredo).
 
 The addresses come from a resolver (anything with aiohttp's AbstractResolver.resolve; the system's
 getaddrinfo when none is given): the composition gives the same one to these checks and to the sender's
@@ -22,9 +23,33 @@ class UrlRefused(ValueError):
     """Why a URL may not receive webhooks (safe to show: it names the host, never a secret)."""
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits, reached through a translator: NAT64's
+# well-known prefix (RFC 6052) and IPv4-translated addresses (RFC 2765). NAT64's local-use prefix (RFC 8215)
+# is a network's own: never public.
+_EMBEDDING_V4 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "::ffff:0:0:0/96"))
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to (mapped, NAT64, 6to4, Teredo's server-side), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in net for net in _EMBEDDING_V4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64:
+            return False
+        inner = _embedded_v4(address)
+        if inner is not None and not _public(inner):  # 64:ff9b::a00:1 reaches 10.0.0.1 through NAT64
+            return False
     return address.is_global and not address.is_multicast
 
 

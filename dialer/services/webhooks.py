@@ -3,7 +3,8 @@ secret), their messages (the delivery log, a retry, a recovery, a test ping) and
 
 Secrets are Standard Webhooks' `whsec_` + base64 of 32 random bytes, shown once (on creation and on
 rotation); a rotated-out secret keeps signing beside the new one for 24 h. Nothing here returns a secret
-except those two answers, and nothing logs one. Deliveries themselves are dialer/delivery's.
+except those two answers, and nothing logs one. A disabled endpoint takes no retry, recovery or test (409):
+its sender would fail each message at once, so the answer would claim a delivery that is never tried. Deliveries themselves are dialer/delivery's.
 """
 
 from __future__ import annotations
@@ -97,6 +98,15 @@ class Webhooks:
             raise Refused(404, "Not Found", "webhook endpoint not found")
         return found
 
+    async def enabled_endpoint(self, workspace_id: ObjectId, endpoint_id: Any) -> dict:
+        """The endpoint, when it may be sent to: a disabled one would fail every message at once (409)."""
+        found = await self.endpoint(workspace_id, endpoint_id)
+        if found.get("disabled"):
+            why = f" ({found['disabledReason']})" if found.get("disabledReason") else ""
+            raise Refused(409, "Conflict", f"the webhook endpoint is disabled{why}: enable it with PATCH "
+                                           '{"disabled": false} first', {"disabled": True})
+        return found
+
     async def create(self, workspace_id: ObjectId, body: dict) -> dict:
         now = self.clock.now()
         secret = new_secret()
@@ -154,18 +164,22 @@ class Webhooks:
         return found
 
     async def retry(self, workspace_id: ObjectId, message_id: str) -> dict:
-        """One more attempt now (failed again: failed again)."""
+        """An attempt now. A delivered or failed message gets one more (failed again: failed again); a pending
+        one has its next attempt brought forward and keeps the rest of its schedule."""
         message = await self.message(workspace_id, message_id)
-        return message_view(await self.repo.requeue(message["_id"], self.clock.now(), len(self.delays) - 1) or message)
+        await self.enabled_endpoint(workspace_id, message["endpointId"])
+        last = len(self.delays) - 1
+        step = min(message.get("step", 0), last) if message["status"] == "pending" else last
+        return message_view(await self.repo.requeue(message["_id"], self.clock.now(), step) or message)
 
     async def recover(self, workspace_id: ObjectId, endpoint_id: Any, since: dt.datetime) -> int:
         """Every message of the endpoint that failed since then gets one more attempt, now."""
-        endpoint = await self.endpoint(workspace_id, endpoint_id)
+        endpoint = await self.enabled_endpoint(workspace_id, endpoint_id)
         return await self.repo.recover(endpoint["_id"], since, self.clock.now(), len(self.delays) - 1)
 
     async def test(self, workspace_id: ObjectId, endpoint_id: Any) -> dict:
         """A webhook.test event to this endpoint alone, delivered as any other message."""
-        endpoint = await self.endpoint(workspace_id, endpoint_id)
+        endpoint = await self.enabled_endpoint(workspace_id, endpoint_id)
         now = self.clock.now()
         message = new_message(endpoint, str(ObjectId()), "webhook.test",
                               event_body("webhook.test", now, {"endpointId": str(endpoint["_id"])}), now, 0)

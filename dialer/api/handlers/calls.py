@@ -36,7 +36,7 @@ async def record_verdict(request: web.Request) -> web.Response:
     chains = request.app[CHAINS]
     if opted_out:
         chains.ensure_placed(call)
-        await request.app[DNC].opt_out(call)
+        await request.app[DNC].opt_out(call, reason)
     after = await chains.record_verdict(call, body.get("successful"), reason, opted_out)
     if after is None:
         raise ApiError(404, "Not Found", "call not found")

@@ -22,6 +22,7 @@ ENDPOINT_ID = {"endpointId": "from POST /api/webhooks/endpoints"}
 MESSAGE_ID = {"messageId": "from GET /api/webhooks/messages"}
 EndpointAnswer = r.envelope(s.EndpointView, "WebhookEndpointAnswer")
 MessageAnswer = r.envelope(s.MessageView, "WebhookMessageAnswer")
+DISABLED = {409: Reply(r.ErrorEnvelope, "the endpoint is disabled: enable it first (PATCH {\"disabled\": false})")}
 
 
 def route(summary: str, responses: dict, **more):
@@ -82,7 +83,8 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 @idempotent(per_workspace)
 @route("Send a webhook.test event to an endpoint", path=ENDPOINT_ID, body=NoOptions, body_required=False,
-       responses={200: Reply(MessageAnswer, "the message, delivered as any other"), **r.errors(400, 403, 404)})
+       responses={200: Reply(MessageAnswer, "the message, delivered as any other"), **r.errors(400, 403, 404),
+                  **DISABLED})
 async def test_endpoint(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     await request_body(request)
@@ -90,7 +92,8 @@ async def test_endpoint(request: web.Request) -> web.Response:
 
 
 @route("Send again every message of an endpoint that failed since a time", path=ENDPOINT_ID, body=s.RecoverBody,
-       responses={200: Reply(r.envelope(s.Recovered, "WebhookRecoverAnswer"), "how many"), **r.errors(400, 403, 404)})
+       responses={200: Reply(r.envelope(s.Recovered, "WebhookRecoverAnswer"), "how many"), **r.errors(400, 403, 404),
+                  **DISABLED})
 async def recover_endpoint(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     body = await request_body(request)
@@ -112,7 +115,7 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 @route("Send a message again now", path=MESSAGE_ID, body=NoOptions, body_required=False, responses={
-    200: Reply(MessageAnswer, "the message, pending"), **r.errors(400, 403, 404)})
+    200: Reply(MessageAnswer, "the message, pending"), **r.errors(400, 403, 404), **DISABLED})
 async def retry_message(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     await request_body(request)
