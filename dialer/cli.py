@@ -65,9 +65,9 @@ def serve(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     try:
-        sock = _listen(settings)  # first: on a taken port nothing starts (no store opened, no dispatcher)
-        web.run_app(build_app(settings), sock=sock,
-                    print=lambda _: log.info(f"listening on http://{settings.host}:{settings.port}"))
+        with _listen(settings) as sock:  # first: on a taken port nothing starts (no store opened, no dispatcher)
+            web.run_app(build_app(settings), sock=sock,
+                        print=lambda _: log.info(f"listening on http://{settings.host}:{settings.port}"))
     except StoreOpenFailed as exc:
         click.echo(f"cannot start: {exc}", err=True)
         raise Exit(2) from None

@@ -21,6 +21,7 @@ from dialer.settings import Settings
 from dialer.store.sqlite import open_sqlite
 from dialer.store.sqlite.schema import SCHEMA_VERSION
 from tests.conftest import T0
+from tests.crash_harness import free_port
 
 KEY = "sqlite-test-key-0123456789"
 V1_FILE = Path(__file__).parent / "data" / "dialer-v1.db"  # written through the API by schema version 1
@@ -160,10 +161,11 @@ def _serve(folder: Path, capsys) -> tuple[int, str]:
     import os
 
     os.environ["DIALER_DATA_DIR"] = str(folder)
+    os.environ["DIALER_PORT"] = str(free_port())  # not 8080: another server of the machine may hold it
     try:
         code = cli_main(["--config", "/nonexistent.yaml", "serve"])
     finally:
-        del os.environ["DIALER_DATA_DIR"]
+        del os.environ["DIALER_DATA_DIR"], os.environ["DIALER_PORT"]
     return code, capsys.readouterr().err
 
 
