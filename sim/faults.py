@@ -99,9 +99,9 @@ class GuardedProvider:
         self.guard.op(store=False)
         return await self.inner.call_status(sid)
 
-    async def find_call(self, to, from_, since):
+    async def find_calls(self, to, from_, since):
         self.guard.op(store=False)
-        return await self.inner.find_call(to, from_, since)
+        return await self.inner.find_calls(to, from_, since)
 
     async def hangup(self, sid):
         self.guard.op(store=False)
@@ -148,10 +148,10 @@ class FaultyProvider:
             raise ProviderError(ErrorKind.TRANSIENT, "503 on a status look-up (simulated)")
         return await self.sim.call_status(sid)
 
-    async def find_call(self, to, from_, since):
+    async def find_calls(self, to, from_, since):
         if self.rate and self.rng.random() < self.rate:
             raise ProviderError(ErrorKind.TRANSIENT, "503 on a call search (simulated)")
-        return await self.sim.find_call(to, from_, since)
+        return await self.sim.find_calls(to, from_, since)
 
     async def hangup(self, sid):
         return await self.sim.hangup(sid)

@@ -107,12 +107,9 @@ class CheckedSimulator(Simulator):
         self.checker.on_place(request, placed.provider_call_id, self.clock.now())
         return placed
 
-    async def find_call(self, to, from_, since):
-        """As Simulator.find_call: the latest call created to `to` from `from_` since `since`."""
-        for call in reversed(self.by_route.get((to, from_), ())):
-            if call.created >= since:
-                return call.sid
-        return None
+    async def find_calls(self, to, from_, since):
+        """As Simulator.find_calls: the calls created to `to` from `from_` since `since`, newest first."""
+        return [call.sid for call in reversed(self.by_route.get((to, from_), ())) if call.created >= since]
 
 
 class Process:

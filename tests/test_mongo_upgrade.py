@@ -44,3 +44,16 @@ async def test_start_up_drops_the_index_this_version_no_longer_reads():
     await mongo_repositories(client, client["dialer"], kind="mongomock")
     indexes = await calls.index_information()
     assert "line_key" not in indexes and indexes["busy_line"]["unique"]
+
+
+async def test_start_up_indexes_the_provider_call_ids_of_calls_written_before():
+    """The reaper asks which provider calls some call already holds (CallRepo.held_provider_ids): start-up adds
+    the sparse index on providerCallId that answers it, over the calls an older version wrote."""
+    client = mongomock_client()
+    calls = client["dialer"]["calls"]
+    await calls.insert_many([{"_id": ObjectId(), "batchId": ObjectId(), "status": "completed", "providerCallId": "CA-1"},
+                             {"_id": ObjectId(), "batchId": ObjectId(), "status": "queued"}])
+    repos = await mongo_repositories(client, client["dialer"], kind="mongomock")
+    index = (await calls.index_information())["provider_call"]
+    assert list(index["key"]) == [("providerCallId", 1)] and index["sparse"]
+    assert await repos.calls.held_provider_ids(["CA-1", "CA-2"]) == {"CA-1"}

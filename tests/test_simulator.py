@@ -1,6 +1,6 @@
 """The simulated line's event delivery: one event at a time (virtual-clock runs stay deterministic) or, as
 `dialer serve` has it (Twilio's status callbacks arrive as concurrent requests), several calls' events at
-once, each call's still in order."""
+once, each call's still in order. And its search by number, as Twilio's (the reaper's after a crash)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,20 @@ async def test_one_at_a_time_never_overlaps_and_concurrent_delivery_does():
         in_flight += 1 if kind == "start" else -1
         peak = max(peak, in_flight)
     assert peak == 5  # the five calls at once, never two events of one call
+
+
+async def test_find_calls_gives_every_call_to_the_number_since_newest_first_as_twilio_does():
+    clock = FixedClock(START)
+    sim = Simulator(clock, {"answered": 1.0}, seed=5)
+    same = DialRequest(call_id="c1", batch_id="b", to="+12125550001", from_="+15005550006", ringing_timeout=30,
+                       status_callback_url=None, twiml_url=None, send_digits="ww22")
+    old = (await sim.place_call(same)).provider_call_id
+    clock.advance(60)
+    first = (await sim.place_call(same)).provider_call_id
+    await sim.place_call(request(2))  # another number
+    await sim.place_call(DialRequest(**{**same.__dict__, "from_": "+15005550007"}))  # another caller
+    clock.advance(1)
+    second = (await sim.place_call(DialRequest(**{**same.__dict__, "send_digits": "ww23"}))).provider_call_id
+    assert await sim.find_calls(same.to, same.from_, START + dt.timedelta(seconds=30)) == [second, first]
+    assert await sim.find_calls(same.to, same.from_, START) == [second, first, old]
+    assert await sim.find_calls(same.to, same.from_, START + dt.timedelta(seconds=62)) == []

@@ -68,7 +68,7 @@ class Env:
 
 @pytest.fixture
 async def fake(clock):
-    async with FakeTwilio(now=clock.now) as server:  # date_created on the virtual clock, for find_call
+    async with FakeTwilio(now=clock.now) as server:  # date_created on the virtual clock, for find_calls
         yield server
 
 

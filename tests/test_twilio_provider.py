@@ -109,7 +109,7 @@ async def test_wrong_credentials_are_transient_not_the_calls_fault(fake):
     assert not fake.requests[-1].authorized
 
 
-async def test_a_late_create_is_unknown_and_find_call_reconciles_it(fake):
+async def test_a_late_create_is_unknown_and_find_calls_reconciles_it(fake):
     provider = TwilioProvider(fake.account_sid, fake.auth_token, timeout=0.3, api_base=fake.base_url)
     since = dt.datetime.now(dt.timezone.utc)
     fake.delay_next(2.0)
@@ -120,7 +120,7 @@ async def test_a_late_create_is_unknown_and_find_call_reconciles_it(fake):
         assert time.monotonic() - started < 0.8
         assert err.value.kind == ErrorKind.UNKNOWN
         [sid] = fake.calls  # Twilio accepted it: still queued, so no start_time yet
-        assert await provider.find_call(TO, FROM, since) == sid
+        assert await provider.find_calls(TO, FROM, since) == [sid]
     finally:
         await provider.close()
 
@@ -134,16 +134,17 @@ async def test_a_connection_lost_after_the_create_went_out_is_unknown(fake, prov
     await provider.place_call(dial())  # the pooled connection is not reused
 
 
-async def test_find_call_returns_the_newest_matching_call_since(fake, provider):
+async def test_find_calls_returns_every_matching_call_since_newest_first(fake, provider):
     now = dt.datetime.now(dt.timezone.utc)
     fake.add_call(TO, FROM, status="completed", created=now - dt.timedelta(hours=1))
     fake.add_call(TO, "+14155550000", created=now)
     fake.add_call("+14155550111", FROM, created=now)
-    assert await provider.find_call(TO, FROM, now - dt.timedelta(minutes=1)) is None
+    assert await provider.find_calls(TO, FROM, now - dt.timedelta(minutes=1)) == []
     older = fake.add_call(TO, FROM, status="ringing", created=now - dt.timedelta(seconds=30))
     newer = fake.add_call(TO, FROM, created=now - dt.timedelta(seconds=10))
-    assert await provider.find_call(TO, FROM, now - dt.timedelta(minutes=1)) == newer
-    assert await provider.find_call(TO, FROM, (now - dt.timedelta(minutes=1)).replace(tzinfo=None)) == newer
+    assert await provider.find_calls(TO, FROM, now - dt.timedelta(minutes=1)) == [newer, older]
+    assert await provider.find_calls(TO, FROM, (now - dt.timedelta(minutes=1)).replace(tzinfo=None)) == [newer, older]
+    assert await provider.find_calls(TO, FROM, now - dt.timedelta(seconds=20)) == [newer]
     assert older != newer
     [listing] = [r for r in fake.requests if r.method == "GET" and r.path.endswith("/Calls.json")][-1:]
     assert listing.params["To"] == TO and listing.params["From"] == FROM
@@ -156,7 +157,7 @@ async def test_connection_refused_is_transient(fake):
     provider = TwilioProvider(fake.account_sid, fake.auth_token, timeout=2.0, api_base=f"http://127.0.0.1:{port}")
     try:
         for attempt in (provider.place_call(dial()), provider.call_status("CA" + "0" * 32),
-                        provider.find_call(TO, FROM, dt.datetime.now(dt.timezone.utc)), provider.hangup("CA" + "0" * 32)):
+                        provider.find_calls(TO, FROM, dt.datetime.now(dt.timezone.utc)), provider.hangup("CA" + "0" * 32)):
             with pytest.raises(ProviderError) as err:
                 await attempt
             assert err.value.kind == ErrorKind.TRANSIENT

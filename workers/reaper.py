@@ -2,9 +2,12 @@
 
 - A call in flight whose lease expired (its dispatcher died, or callbacks were lost) is reconciled
   with the provider: with a provider call id, the provider's status is applied (still ringing or
-  talking: the lease is extended); without one, the provider is asked whether a call to that number
-  was created since the claim (an UNKNOWN error or a crash between create and record); if none
-  was, the call goes back to the queue with the attempt not counted. Never lost, never dialled twice.
+  talking: the lease is extended); without one, the provider is asked for the calls to that number
+  created since the claim (an UNKNOWN error or a crash between create and record), and the oldest one
+  that no other call holds is taken, calls reconciled in dial order (calls of ours may share the number:
+  two extensions, a duplicate, another batch);
+  if there is none, the call goes back to the queue with the attempt not counted. Never lost, never
+  dialled twice.
 - Slots whose call left flight are compacted away (when no dispatcher ticks to do it).
 - Pending batches whose scheduled start has come, and that have calls, start running.
 - Idempotency records, enrollment intakes and cap attempts that expired (by the injected clock) are
@@ -103,7 +106,9 @@ class Reaper:
         now = self.clock.now()
         expired = await self.calls.expired(now, BATCH_SIZE)
         done = 0
-        for call in expired:
+        # In dial order: of two calls to one number left without provider ids (two extensions claimed together),
+        # the one dialled first takes its provider call first, and the next one sees it held (_found_at_provider).
+        for call in sorted(expired, key=lambda c: c.get("dialAt") or c["updatedAt"]):
             # Take the call for reconciliation so two reapers never act on it at once.
             mine = await self.calls.take_for_reconciliation(call, now + lease_for(call["status"], self.lease), self.name)
             if mine is None:
@@ -120,15 +125,7 @@ class Reaper:
         ids = {"callId": str(call["_id"]), "batchId": str(call["batchId"])}
         sid = call.get("providerCallId")
         if sid is None:
-            batch = await self.batches.get(call["batchId"])
-            # From just before this attempt's dial time, and never an earlier attempt's call.
-            since = (call.get("dialAt") or call["updatedAt"]) - FIND_CLOCK_SLACK
-            earlier = {h.get("providerCallId") for h in call.get("history", []) if h.get("providerCallId")}
-            for caller in (batch or {}).get("callingNumbers", []):
-                sid = await self.provider.find_call(call["phoneNumber"], caller, since)
-                if sid and sid not in earlier:
-                    break
-                sid = None
+            sid = await self._found_at_provider(call)
             if sid is None:
                 if await self.calls.requeue_unplaced(call["_id"], call.get("claimToken"), now,
                                                      {"at": now, "event": "requeued_after_crash"}):
@@ -151,6 +148,29 @@ class Reaper:
                                     attempt=call.get("claimToken"),
                                     answered_by=event.answered_by, duration=event.duration)
         log.info("call reconciled", extra={**ids, "providerStatus": None if event is None else event.status})
+
+    async def _found_at_provider(self, call: dict) -> str | None:
+        """The provider call this call, left dialling without a provider id, became, if any: of the calls to its
+        number from one of its batch's calling numbers created since just before this attempt's dial time, the
+        oldest that is neither an earlier attempt's (its history) nor held by another call
+        (CallRepo.held_provider_ids). Two extensions of one number claimed together, an allowDuplicates group,
+        another batch calling the number within seconds all leave calls to the number there; adopting another
+        call's would end this one with that call's outcome, never dialled. The oldest free one, not the newest:
+        calls are reconciled in dial order (reconcile_expired), so the siblings dialled before this one hold
+        theirs by now, and those dialled after it (also left without ids) came after its own. None: it never
+        reached the provider (requeued). Not seen: a call of the batch that went back to the queue for a retry
+        keeps its earlier provider id only in its history, which no index reaches (see the port)."""
+        batch = await self.batches.get(call["batchId"])
+        since = (call.get("dialAt") or call["updatedAt"]) - FIND_CLOCK_SLACK
+        earlier = {h.get("providerCallId") for h in call.get("history", []) if h.get("providerCallId")}
+        for caller in (batch or {}).get("callingNumbers", []):
+            found = [sid for sid in await self.provider.find_calls(call["phoneNumber"], caller, since)
+                     if sid not in earlier]  # newest first
+            held = await self.calls.held_provider_ids(found) if found else set()
+            free = [sid for sid in found if sid not in held]
+            if free:
+                return free[-1]
+        return None
 
     async def heal_slots(self) -> int:
         """Free slots whose call left flight (normally the next reservation does it)."""

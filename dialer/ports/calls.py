@@ -291,6 +291,14 @@ class CallRepo(Protocol):
         """Compare-and-set on (status, leaseUntil) as read in `call`: the new lease, claimedBy = by.
         Returns the call as taken, or None if someone else changed it first."""
 
+    async def held_provider_ids(self, provider_call_ids: Iterable[str]) -> set[str]:
+        """Those of these provider call ids that some call of the store carries as its `providerCallId` (any
+        batch, any status): the reaper never gives a call found at the provider by number a provider call that
+        another call holds (two extensions of one number, a duplicate, another batch's call to the number).
+        Indexed on the provider id (SQLite: a partial index; MongoDB: a sparse one), never a scan. An id only
+        in a history (a call that went back to the queue for a retry forgets its provider id) is not seen:
+        no index reaches into histories, and reading a batch's calls for them would scan the batch."""
+
     # -- the do-not-call list (see DncRepo)
     async def suppress_claimed(self, call_id: ObjectId, token: str, entry: dict, now: dt.datetime) -> dict | None:
         """A claim whose number was listed after it was claimed: dialing -> skipped (outcome `suppressed`),

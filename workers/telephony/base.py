@@ -75,8 +75,10 @@ class TelephonyProvider(Protocol):
     async def call_status(self, provider_call_id: str) -> CallEvent | None:
         """The provider's current view of a call (reconciliation); None if it does not know it."""
 
-    async def find_call(self, to: str, from_: str, since: dt.datetime) -> str | None:
-        """A call to `to` from `from_` created at or after `since`, if any (after an UNKNOWN error)."""
+    async def find_calls(self, to: str, from_: str, since: dt.datetime) -> list[str]:
+        """The ids of the calls to `to` from `from_` created at or after `since`, newest first (after an UNKNOWN
+        error or a crash). Every one, not only the newest: two calls of ours may share the number (two
+        extensions, a duplicate, another batch), and the reaper takes the newest that no call of ours holds."""
 
     async def hangup(self, provider_call_id: str) -> None:
         """End a call (batch cancelled)."""

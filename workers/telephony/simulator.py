@@ -151,10 +151,10 @@ class Simulator:
         return CallEvent(provider_call_id, call.status, call_id=call.request.call_id,
                          answered_by=call.answered_by, duration=call.duration)
 
-    async def find_call(self, to: str, from_: str, since: dt.datetime) -> str | None:
-        found = [c for c in self.calls.values()
-                 if c.request.to == to and c.request.from_ == from_ and c.created >= since]
-        return found[-1].sid if found else None
+    async def find_calls(self, to: str, from_: str, since: dt.datetime) -> list[str]:
+        """As TwilioProvider.find_calls: newest first (calls are kept in the order they were placed)."""
+        return [c.sid for c in reversed(self.calls.values())
+                if c.request.to == to and c.request.from_ == from_ and c.created >= since]
 
     async def hangup(self, provider_call_id: str) -> None:
         """Like Twilio's call update: a call talking ends `completed`, one still ringing `canceled`; the

@@ -4,7 +4,7 @@ Every SDK request runs under our own `asyncio.timeout`: twilio 9.13's AsyncTwili
 apply a usable timeout (twilio-python issue #925). Failures become ProviderError:
 
 - no answer within the timeout: UNKNOWN when creating a call (Twilio may have created it; reconcile
-  with find_call before dialling again), TRANSIENT otherwise;
+  with find_calls before dialling again), TRANSIENT otherwise;
 - HTTP 429 / code 20429: RATE_LIMITED; 5xx: TRANSIENT; a code of INVALID_NUMBER_CODES: INVALID_NUMBER;
   the account refused (HTTP 401, codes of ACCOUNT_CODES: a rotated auth token, a suspended account):
   TRANSIENT, the fault of no call, which waits until Twilio takes the account again; any other error
@@ -102,13 +102,14 @@ class TwilioProvider:
         return CallEvent(provider_call_id=call.sid, status=str(call.status), answered_by=call.answered_by or None,
                          duration=_int_or_none(call.duration), at=call.date_updated)
 
-    async def find_call(self, to: str, from_: str, since: dt.datetime) -> str | None:
+    async def find_calls(self, to: str, from_: str, since: dt.datetime) -> list[str]:
         # No StartTime> filter: Twilio filters StartTime by date only, and a call still queued has no
         # start_time yet, which is just the call a timed-out create may have left behind.
         calls = await self._run("list calls", lambda: self._calls().list_async(to=to, from_=from_, limit=FIND_LIMIT))
         floor = (since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)) - FIND_CLOCK_SLACK
         recent = [c for c in calls or () if isinstance(c.date_created, dt.datetime) and c.date_created >= floor]
-        return max(recent, key=lambda c: c.date_created).sid if recent else None
+        # Newest first; a stable sort keeps Twilio's own order (newest first) among calls created in one second.
+        return [c.sid for c in sorted(recent, key=lambda c: c.date_created, reverse=True)]
 
     async def hangup(self, provider_call_id: str) -> None:
         await self._run("hang up call", lambda: self._calls()(provider_call_id).update_async(status="completed"),

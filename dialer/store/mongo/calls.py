@@ -11,6 +11,7 @@ Indexes (declared in indexes.py) and the queries they serve:
   `has_waiting` / `has_active` (an indexed find_one with status $in) and pages filtered by status.
 - `batch_id` (batchId, _id): pages without a status filter (and the recounts: calls_counters.py).
 - `status_lease` (status, leaseUntil): the reaper's expired leases.
+- `provider_call` (providerCallId, sparse: calls that reached the provider): `held_provider_ids`.
 The dispatcher's claims and their hand-backs: calls_for_claims.py; operators', chains', the do-not-call
 list's and the counters' queries: the other calls_*.py modules, all mixed into MongoCalls.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from typing import Any
+from typing import Any, Iterable
 
 from bson import ObjectId
 from bson.errors import InvalidDocument
@@ -299,6 +300,14 @@ class MongoCalls(ClaimCalls, OperatorsCalls, ChainCalls, DncCalls, CounterCalls)
             {"_id": call["_id"], "leaseUntil": call["leaseUntil"], "status": call["status"]},
             {"$set": {"leaseUntil": lease_until, "claimedBy": by}}, return_document=ReturnDocument.AFTER)
         return normalise(doc)
+
+    @unavailable
+    async def held_provider_ids(self, provider_call_ids: Iterable[str]) -> set[str]:
+        sids = sorted(set(provider_call_ids))
+        if not sids:
+            return set()
+        docs = await self.c.find({"providerCallId": {"$in": sids}}, {"_id": 0, "providerCallId": 1}).to_list(None)
+        return {d["providerCallId"] for d in docs}
 
 
 def new_call(batch: dict, call: PlannedCall, call_id: ObjectId, key: str, now: dt.datetime) -> dict:

@@ -47,6 +47,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("batchId", ASCENDING), ("_id", ASCENDING)], name="batch_id"),
         # The reaper: in-flight calls whose lease ran out.
         IndexModel([("status", ASCENDING), ("leaseUntil", ASCENDING)], name="status_lease"),
+        # The reaper: which provider calls some call already holds (only calls that reached the provider).
+        IndexModel([("providerCallId", ASCENDING)], sparse=True, name="provider_call"),
         # Contact chaining: the calls of one group (only chained calls have a group).
         IndexModel([("batchId", ASCENDING), ("group.key", ASCENDING)], name="batch_group",
                    partialFilterExpression={"group.key": {"$exists": True}}),

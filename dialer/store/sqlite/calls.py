@@ -8,7 +8,8 @@ indexes that serve them:
 - due / next_due_at / has_waiting / has_active: `calls_batch_status_due` (batch, status, due, id): the
   walk starts at the batch's earliest queued call and stops at `limit` or the first one not yet due;
 - page: `calls_batch_id` (the counters' reads and recounts: calls_counters.py);
-- expired: `calls_lease` (partial: in-flight calls only).
+- expired: `calls_lease` (partial: in-flight calls only);
+- held_provider_ids: `calls_provider_call` (partial: calls with a provider id only).
 The dispatcher's claims and their hand-backs: calls_for_claims.py; operators', chains', the do-not-call
 list's and the counters' queries: the other calls_*.py modules, all mixed into SqliteCalls.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from typing import Iterable
 
 from bson import ObjectId
 
@@ -251,6 +253,18 @@ class SqliteCalls(ClaimCalls, OperatorsCalls, ChainCalls, DncCalls, CounterCalls
             return doc
 
         return await self.db.write(work)
+
+    async def held_provider_ids(self, provider_call_ids: Iterable[str]) -> set[str]:
+        sids = sorted(set(provider_call_ids))
+        if not sids:
+            return set()
+
+        def work(conn: sqlite3.Connection) -> set[str]:
+            return {sid for sid, in conn.execute(
+                f"SELECT provider_call_id FROM calls INDEXED BY calls_provider_call "
+                f"WHERE provider_call_id IN ({marks(sids)})", sids)}
+
+        return await self.db.read(work)
 
 
 def _any_of(conn: sqlite3.Connection, batch_id: ObjectId, statuses: list[str]) -> bool:

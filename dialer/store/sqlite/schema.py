@@ -217,8 +217,16 @@ def v8(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE calls SET line_key = ? WHERE id = ?", [(line_of(decode(doc)), i) for i, doc in flying])
 
 
+# Version 9: the reaper asks which provider call ids some call already holds (CallRepo.held_provider_ids) before
+# it gives a call found at the provider by number to a call left without one: a partial index on the column
+# (filled since version 1), which only calls that reached the provider are in.
+V9 = """
+CREATE INDEX calls_provider_call ON calls (provider_call_id) WHERE provider_call_id IS NOT NULL;
+"""
+
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6, v7, v8]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6, v7, v8, V9]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
