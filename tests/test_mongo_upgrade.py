@@ -57,3 +57,27 @@ async def test_start_up_indexes_the_provider_call_ids_of_calls_written_before():
     index = (await calls.index_information())["provider_call"]
     assert list(index["key"]) == [("providerCallId", 1)] and index["sparse"]
     assert await repos.calls.held_provider_ids(["CA-1", "CA-2"]) == {"CA-1"}
+
+
+async def test_final_webhook_messages_written_before_settled_at_are_purged_by_their_last_attempt():
+    """Messages an older version wrote carry no settledAt (set now when a message becomes final): the retention
+    purge takes such a final message when it was created and last attempted before the cutoff, and start-up adds
+    the index that serves both forms of the query."""
+    client = mongomock_client()
+    messages = client["dialer"]["webhook_messages"]
+    endpoint, day = ObjectId(), dt.timedelta(days=1)
+
+    def old(event: str, status: str, created: dt.datetime, times: list[dt.datetime]) -> dict:
+        return {"_id": f"msg_{event}_{endpoint}", "workspaceId": ObjectId(), "endpointId": endpoint, "eventId": event,
+                "type": "webhook.test", "body": "{}", "status": status, "step": len(times), "nextAttemptAt": None,
+                "createdAt": created, "attempts": [{"at": t, "httpStatus": 200} for t in times]}
+
+    await messages.insert_many([old("gone", "delivered", AT, [AT]), old("bare", "failed", AT, []),
+                                old("lately", "failed", AT, [AT, AT + 20 * day]), old("waiting", "pending", AT, [AT]),
+                                old("new", "delivered", AT + 20 * day, [AT + 20 * day])])
+    repos = await mongo_repositories(client, client["dialer"], kind="mongomock")
+    index = (await messages.index_information())["status_settled_created"]
+    assert list(index["key"]) == [("status", 1), ("settledAt", 1), ("createdAt", 1)]
+    assert await repos.webhooks.purge_messages(AT + 10 * day, 1) == 1  # the limit holds over the old shape too
+    assert await repos.webhooks.purge_messages(AT + 10 * day, 100) == 1
+    assert sorted(d["eventId"] for d in await messages.find({}).to_list(None)) == ["lately", "new", "waiting"]

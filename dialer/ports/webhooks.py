@@ -27,8 +27,10 @@ class WebhookRepo(Protocol):
     previousSecret?, previousUntil?, disabled, disabledReason?, failingSince?, createdAt, updatedAt}` and
     their messages `{_id: "msg_<eventId>_<endpointId>", workspaceId, endpointId, eventId, type, body (the
     JSON sent, fixed at creation), status: pending | delivered | failed, step (attempts of the current
-    schedule), nextAttemptAt, createdAt, attempts [{at, httpStatus?, error?, ms, response}], acquiredBy?,
-    acquiredUntil?}`. Message ids sort as their events happened (cursor order)."""
+    schedule), nextAttemptAt, createdAt, settledAt? (when it became delivered or failed: its last attempt's time;
+    unset while pending), attempts [{at, httpStatus?, error?, ms, response}], acquiredBy?, acquiredUntil?}`.
+    Message ids sort as their events happened (cursor order). Messages in a final state are kept for a retention
+    (DIALER_WEBHOOK_RETENTION_DAYS), then purged by the reaper (purge_messages); pending ones are kept."""
 
     # -- endpoints
     async def insert_endpoint(self, endpoint: dict) -> None: ...
@@ -67,7 +69,8 @@ class WebhookRepo(Protocol):
 
     async def record_attempt(self, message_id: str, by: str, attempt: dict, status: str, step: int,
                              next_attempt_at: dt.datetime | None) -> bool:
-        """Append the attempt, set status / step / nextAttemptAt, release the lease; only while `by` holds it."""
+        """Append the attempt, set status / step / nextAttemptAt, release the lease; only while `by` holds it.
+        A final status (delivered, failed) sets settledAt to the attempt's `at`; pending unsets it."""
 
     async def get_message(self, message_id: str) -> dict | None: ...
 
@@ -76,10 +79,17 @@ class WebhookRepo(Protocol):
         """The workspace's messages, newest first (_id descending), before the cursor `before` if given."""
 
     async def requeue(self, message_id: str, now: dt.datetime, step: int) -> dict | None:
-        """A message back to pending, due now, at schedule position `step` (a manual retry): the message after."""
+        """A message back to pending (settledAt unset), due now, at schedule position `step` (a manual retry): the
+        message after."""
 
     async def recover(self, endpoint_id: ObjectId, since: dt.datetime, now: dt.datetime, step: int) -> int:
-        """Every failed message of the endpoint created at or after `since` back to pending, due now. How many."""
+        """Every failed message of the endpoint created at or after `since` back to pending (settledAt unset), due
+        now. How many."""
 
     async def oldest_pending(self) -> dt.datetime | None:
         """createdAt of the oldest pending message (and of unrelayed events' changes: the outbox's backlog)."""
+
+    async def purge_messages(self, before: dt.datetime, limit: int) -> int:
+        """Delete up to `limit` messages in a final state (delivered, failed) settled before `before` (a time of
+        the injected clock, never the machine's or the database's); pending messages are never deleted. How many
+        (`limit` of them: more may remain for the next run)."""

@@ -144,3 +144,44 @@ async def test_lease_attempt_requeue_recover_and_the_log(repos):
     assert (await repos.webhooks.requeue(second["_id"], at(60), 7))["status"] == "pending"
     assert await repos.webhooks.requeue("msg_unknown", at(60), 7) is None
     assert await repos.webhooks.oldest_pending() == at(0)
+
+
+async def _settle(repos, msg: dict, status: str, when: float) -> None:
+    """Relay the message and record one attempt at `when` that leaves it `status`."""
+    await repos.webhooks.relay([], [msg])
+    [leased] = await repos.webhooks.lease(msg["endpointId"], at(when), "s", at(when + 30), 1)
+    assert leased["_id"] == msg["_id"]
+    due = None if status != "pending" else at(when + 300)
+    assert await repos.webhooks.record_attempt(msg["_id"], "s", {"at": at(when), "httpStatus": 500}, status, 1, due)
+
+
+async def test_purge_deletes_old_final_messages_only_and_at_most_the_limit(repos):
+    """The retention: delivered and failed messages settled before the cutoff go, oldest first, at most `limit`
+    a call; those settled since, and pending ones however old, stay. Settled is the last change, not creation:
+    a message created long ago but sent again lately stays."""
+    ws, e = ObjectId(), ObjectId()  # (an endpoint per pending message: a lease takes only the one asked for)
+    day = 86_400
+    for n, (status, when) in enumerate([("delivered", 1 * day), ("failed", 2 * day), ("delivered", 3 * day),
+                                        ("delivered", 40 * day), ("failed", 41 * day)]):
+        await _settle(repos, message(ws, e, f"f{n}"), status, when)
+    await repos.webhooks.relay([], [message(ws, ObjectId(), "p0")])  # pending, never attempted, created at 0
+    await _settle(repos, message(ws, ObjectId(), "p1", created=1), "pending", 2 * day)  # attempted long ago
+    late = message(ws, e, "late")  # created at 0, failed, then sent again by hand and delivered on day 39
+    await _settle(repos, late, "failed", 1)
+    assert (await repos.webhooks.requeue(late["_id"], at(39 * day), 1))["status"] == "pending"
+    [leased] = await repos.webhooks.lease(e, at(39 * day), "s", at(39 * day + 30), 10)
+    assert leased["_id"] == late["_id"]
+    assert await repos.webhooks.record_attempt(late["_id"], "s", {"at": at(39 * day)}, "delivered", 2, None)
+
+    cutoff = at(10 * day)
+    assert await repos.webhooks.purge_messages(cutoff, 2) == 2  # the limit holds
+    left = {m["eventId"] for m in await repos.webhooks.list_messages(ws, None, None, None, None, 100)}
+    assert left == {"f2", "f3", "f4", "p0", "p1", "late"}  # the two oldest went first
+    assert await repos.webhooks.purge_messages(cutoff, 100) == 1
+    assert await repos.webhooks.purge_messages(cutoff, 100) == 0
+    left = {m["eventId"] for m in await repos.webhooks.list_messages(ws, None, None, None, None, 100)}
+    assert left == {"f3", "f4", "p0", "p1", "late"}
+    assert await repos.webhooks.purge_messages(at(100 * 365 * day), 100) == 3  # years on: every final one
+    left = await repos.webhooks.list_messages(ws, None, None, None, None, 100)
+    assert sorted(m["eventId"] for m in left) == ["p0", "p1"] and {m["status"] for m in left} == {"pending"}
+    assert await repos.webhooks.oldest_pending() == at(0)

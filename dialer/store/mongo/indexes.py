@@ -57,12 +57,16 @@ INDEXES: dict[str, list[IndexModel]] = {
     # Enrollment intakes: pending ones to resume, oldest first; done ones to purge by the injected clock.
     "intakes": [IndexModel([("state", ASCENDING), ("createdAt", ASCENDING)], name="state_created"),
                 IndexModel([("expiresAt", ASCENDING)], name="expires_at"), OUTBOX_INDEX],
-    # Partner webhooks: a workspace's endpoints; the senders' due messages per endpoint; the log, newest first.
+    # Partner webhooks: a workspace's endpoints; the senders' due messages per endpoint; the log, newest first; the purge.
     "webhook_endpoints": [IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id")],
     "webhook_messages": [IndexModel([("status", ASCENDING), ("endpointId", ASCENDING), ("nextAttemptAt", ASCENDING)],
                                     name="status_endpoint_due"),
                          IndexModel([("workspaceId", ASCENDING), ("_id", ASCENDING)], name="workspace_id"),
-                         IndexModel([("endpointId", ASCENDING), ("_id", ASCENDING)], name="endpoint_id")],
+                         IndexModel([("endpointId", ASCENDING), ("_id", ASCENDING)], name="endpoint_id"),
+                         # The reaper's retention purge by the injected clock (no TTL index: the server's clock),
+                         # final messages settled before a time; createdAt for those written before settledAt.
+                         IndexModel([("status", ASCENDING), ("settledAt", ASCENDING), ("createdAt", ASCENDING)],
+                                    name="status_settled_created")],
     # Do-not-call lists (dnc.py): one entry per workspace and number; pages by number, prefix searches.
     "dnc": [IndexModel([("workspaceId", ASCENDING), ("number", ASCENDING)], unique=True, name="workspace_number")],
     # Frequency caps (caps.py): a claim that did not happen gives its attempts back by call id.

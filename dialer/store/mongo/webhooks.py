@@ -4,6 +4,15 @@
 Indexes (indexes.py): `status_endpoint_due` serves `due_endpoints` and `lease`; `workspace_id` /
 `endpoint_id` the log, newest first from a cursor. A lease is a compare-and-set per message on its
 status and lease, as calls are claimed.
+
+The retention (`purge_messages`, run by the reaper by the injected clock: no TTL index, whose monitor
+follows the server's clock) is served by `status_settled_created` (status, settledAt, createdAt):
+`{status: {$in: [delivered, failed]}, settledAt: {$lt: before}}` (settledAt: set when a message becomes
+final, unset when it goes back to pending); and, for final messages an older version wrote without
+settledAt (there is no migration step on MongoDB), `{status: {$in: [delivered, failed]}, settledAt: null,
+createdAt: {$lt: before}, attempts: {$not: {$elemMatch: {at: {$gte: before}}}}}` (created and last
+attempted before the cutoff). The ids found (oldest first, at most `limit`) are deleted under the same
+filter: a message sent again in between stays.
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ from pymongo import ReturnDocument, UpdateOne
 from dialer.ports import OutboxEvent
 from dialer.store.mongo.documents import aware, normalise, unavailable
 from dialer.store.mongo.outbox import drop_events, pending_events
+
+
+FINAL = ["delivered", "failed"]
 
 
 def _free(now: dt.datetime) -> dict:
@@ -107,10 +119,14 @@ class MongoWebhooks:
     @unavailable
     async def record_attempt(self, message_id: str, by: str, attempt: dict, status: str, step: int,
                              next_attempt_at: dt.datetime | None) -> bool:
-        result = await self.messages.update_one(
-            {"_id": message_id, "acquiredBy": by},
-            {"$push": {"attempts": attempt}, "$set": {"status": status, "step": step, "nextAttemptAt": next_attempt_at},
-             "$unset": {"acquiredBy": "", "acquiredUntil": ""}})
+        fields = {"status": status, "step": step, "nextAttemptAt": next_attempt_at}
+        unset = {"acquiredBy": "", "acquiredUntil": ""}
+        if status in FINAL:
+            fields["settledAt"] = attempt.get("at")
+        else:
+            unset["settledAt"] = ""
+        result = await self.messages.update_one({"_id": message_id, "acquiredBy": by},
+                                                {"$push": {"attempts": attempt}, "$set": fields, "$unset": unset})
         return result.modified_count == 1
 
     @unavailable
@@ -131,20 +147,35 @@ class MongoWebhooks:
     @unavailable
     async def requeue(self, message_id: str, now: dt.datetime, step: int) -> dict | None:
         return _message(await self.messages.find_one_and_update(
-            {"_id": str(message_id)}, {"$set": {"status": "pending", "step": step, "nextAttemptAt": now}},
+            {"_id": str(message_id)}, {"$set": {"status": "pending", "step": step, "nextAttemptAt": now},
+                                       "$unset": {"settledAt": ""}},
             return_document=ReturnDocument.AFTER))
 
     @unavailable
     async def recover(self, endpoint_id: ObjectId, since: dt.datetime, now: dt.datetime, step: int) -> int:
         result = await self.messages.update_many(
             {"endpointId": endpoint_id, "status": "failed", "createdAt": {"$gte": since}},
-            {"$set": {"status": "pending", "step": step, "nextAttemptAt": now}})
+            {"$set": {"status": "pending", "step": step, "nextAttemptAt": now}, "$unset": {"settledAt": ""}})
         return result.modified_count
 
     @unavailable
     async def oldest_pending(self) -> dt.datetime | None:
         found = await self.messages.find({"status": "pending"}, {"createdAt": 1}).sort("createdAt", 1).limit(1).to_list(None)
         return aware(found[0]["createdAt"]) if found else None
+
+    @unavailable
+    async def purge_messages(self, before: dt.datetime, limit: int) -> int:
+        deleted = 0
+        for flt, order in (({"status": {"$in": FINAL}, "settledAt": {"$lt": before}}, "settledAt"),
+                           ({"status": {"$in": FINAL}, "settledAt": None, "createdAt": {"$lt": before},
+                             "attempts": {"$not": {"$elemMatch": {"at": {"$gte": before}}}}}, "createdAt")):
+            if deleted >= limit:
+                break
+            found = await self.messages.find(flt, {"_id": 1}).sort(order, 1).limit(limit - deleted).to_list(None)
+            if found:
+                result = await self.messages.delete_many({**flt, "_id": {"$in": [d["_id"] for d in found]}})
+                deleted += result.deleted_count
+        return deleted
 
 
 def _message(doc: dict | None) -> dict | None:

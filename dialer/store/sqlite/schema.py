@@ -225,8 +225,33 @@ CREATE INDEX calls_provider_call ON calls (provider_call_id) WHERE provider_call
 """
 
 
+# Version 10: partner webhook messages in a final state (delivered, failed) are kept for a retention, then purged
+# by the reaper by the injected clock (WebhookRepo.purge_messages): a `settled_at` column (when the message became
+# final: its last attempt's time), filled for the final messages an older file holds (their last attempt, or their
+# creation when they have none), and a partial index on it that only final messages are in.
+def v10(conn: sqlite3.Connection) -> None:
+    from dialer.store.sqlite.documents import decode, encode, ms
+
+    conn.execute("ALTER TABLE webhook_messages ADD COLUMN settled_at INTEGER")
+    last = 0
+    while True:  # by rowid, a chunk at a time: a large log is never held in memory whole
+        rows = conn.execute("SELECT rowid, doc FROM webhook_messages WHERE rowid > ? AND status IN ('delivered', "
+                            "'failed') ORDER BY rowid LIMIT 10000", (last,)).fetchall()
+        if not rows:
+            break
+        for rowid, blob in rows:
+            doc = decode(blob)
+            times = [a["at"] for a in doc.get("attempts") or () if a.get("at") is not None]
+            doc["settledAt"] = max(times) if times else doc.get("createdAt")
+            conn.execute("UPDATE webhook_messages SET settled_at = ?, doc = ? WHERE rowid = ?",
+                         (ms(doc["settledAt"]), encode(doc), rowid))
+        last = rows[-1][0]
+    conn.execute("CREATE INDEX webhook_messages_settled ON webhook_messages (settled_at) "
+                 "WHERE status IN ('delivered', 'failed')")  # purge_messages
+
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6, v7, v8, V9]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6, v7, v8, V9, v10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

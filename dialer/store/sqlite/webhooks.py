@@ -4,7 +4,8 @@ The outbox rows are written by triggers in the transaction of each change (schem
 they are read (typed by dialer.core.webhook_events) and relayed: the messages inserted (`INSERT OR
 IGNORE`: a relay repeated after a crash writes nothing twice) and the rows deleted, in one transaction.
 Indexes: `webhook_messages_due` (status, endpoint, due) serves the senders' `due_endpoints` and `lease`,
-`webhook_messages_workspace` / `_endpoint` the log, newest first from a cursor.
+`webhook_messages_workspace` / `_endpoint` the log, newest first from a cursor; `webhook_messages_settled`
+(settled_at, partial: final messages only; schema version 10) the reaper's `purge_messages`, oldest first.
 """
 
 from __future__ import annotations
@@ -20,16 +21,28 @@ from dialer.ports import OutboxEvent
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.documents import at, decode, docs, encode, marks, ms, one, stored
 
-MESSAGE_COLUMNS = "id, workspace_id, endpoint_id, type, status, next_attempt_at, acquired_until, created_at, doc"
+MESSAGE_COLUMNS = ("id, workspace_id, endpoint_id, type, status, next_attempt_at, acquired_until, created_at, "
+                   "settled_at, doc")
+FINAL = ("delivered", "failed")
+# The oldest final messages settled before a time (purge_messages): the partial index named, since without
+# statistics the planner would rather read all the final messages by `webhook_messages_due` and sort them.
+PURGE_SELECT = ("SELECT id FROM webhook_messages INDEXED BY webhook_messages_settled "
+                "WHERE status IN ('delivered', 'failed') AND settled_at < ? ORDER BY settled_at LIMIT ?")
 
 
 def _message_row(doc: dict) -> tuple:
     return (doc["_id"], doc["workspaceId"].binary, doc["endpointId"].binary, doc["type"], doc["status"],
-            ms(doc.get("nextAttemptAt")), ms(doc.get("acquiredUntil")), ms(doc.get("createdAt")), encode(doc))
+            ms(doc.get("nextAttemptAt")), ms(doc.get("acquiredUntil")), ms(doc.get("createdAt")),
+            ms(doc.get("settledAt")), encode(doc))
 
 
 def _save_message(conn: sqlite3.Connection, doc: dict) -> None:
-    conn.execute(f"REPLACE INTO webhook_messages ({MESSAGE_COLUMNS}) VALUES ({marks(range(9))})", _message_row(doc))
+    conn.execute(f"REPLACE INTO webhook_messages ({MESSAGE_COLUMNS}) VALUES ({marks(range(10))})", _message_row(doc))
+
+
+def _unsettle(doc: dict, status: str) -> None:
+    if status not in FINAL:
+        doc.pop("settledAt", None)
 
 
 def _event(row: tuple) -> OutboxEvent:
@@ -113,7 +126,7 @@ class SqliteWebhooks:
 
     async def relay(self, events: list[OutboxEvent], messages: list[dict]) -> None:
         def work(conn: sqlite3.Connection) -> None:
-            conn.executemany(f"INSERT OR IGNORE INTO webhook_messages ({MESSAGE_COLUMNS}) VALUES ({marks(range(9))})",
+            conn.executemany(f"INSERT OR IGNORE INTO webhook_messages ({MESSAGE_COLUMNS}) VALUES ({marks(range(10))})",
                              [_message_row({**m, "nextAttemptAt": stored(m.get("nextAttemptAt")),
                                             "createdAt": stored(m.get("createdAt"))}) for m in messages])
             conn.executemany("DELETE FROM outbox WHERE id = ?", [(e.id,) for e in events])
@@ -151,6 +164,9 @@ class SqliteWebhooks:
                 return False
             doc["attempts"] = [*doc.get("attempts", ()), attempt]
             doc.update(status=status, step=step, nextAttemptAt=stored(next_attempt_at))
+            if status in FINAL:
+                doc["settledAt"] = stored(attempt.get("at"))
+            _unsettle(doc, status)
             doc.pop("acquiredBy", None)
             doc.pop("acquiredUntil", None)
             _save_message(conn, doc)
@@ -185,6 +201,7 @@ class SqliteWebhooks:
             if doc is None:
                 return None
             doc.update(status="pending", step=step, nextAttemptAt=stored(now))
+            _unsettle(doc, "pending")
             _save_message(conn, doc)
             return doc
 
@@ -196,6 +213,7 @@ class SqliteWebhooks:
                                       "AND created_at >= ?", (endpoint_id.binary, ms(since))))
             for doc in found:
                 doc.update(status="pending", step=step, nextAttemptAt=stored(now))
+                _unsettle(doc, "pending")
                 _save_message(conn, doc)
             return len(found)
 
@@ -206,3 +224,10 @@ class SqliteWebhooks:
             return at(conn.execute("SELECT min(created_at) FROM webhook_messages WHERE status = 'pending'").fetchone()[0])
 
         return await self.db.read(work)
+
+    async def purge_messages(self, before: dt.datetime, limit: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute(f"DELETE FROM webhook_messages WHERE id IN ({PURGE_SELECT})",
+                                (ms(before), int(limit))).rowcount
+
+        return await self.db.write(work) if limit > 0 else 0
