@@ -67,6 +67,7 @@ class Services:
 
 
 def services_over(repos: Repositories, settings: Settings, clock: Clock, resolver=None) -> Services:
+    settings.webhook_retention  # read at start: a bad DIALER_WEBHOOK_RETENTION_DAYS is refused, like the delays
     metrics = Metrics()
     phones = PhoneNormaliser(settings.default_region, settings.strict_numbers)
     tenancy = Tenancy(repos.tenancy, clock, phones)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -56,11 +57,14 @@ ENV_NAMES = {
     "webhook_retry_delays": "DIALER_WEBHOOK_RETRY_DELAYS",
     "webhook_timeout_seconds": "DIALER_WEBHOOK_TIMEOUT",
     "webhook_senders_per_endpoint": "DIALER_WEBHOOK_SENDERS_PER_ENDPOINT",
+    "webhook_retention_days": "DIALER_WEBHOOK_RETENTION_DAYS",
 }
 SECRETS = frozenset({"admin_token", "demo_api_key", "twilio_auth_token", "mongodb_uri"})
 # A retry delay beyond this is a typo (or inf / nan, which float() reads): a message would never be
 # scheduled again, its every attempt failing to be recorded. Svix's longest is 10 h.
 MAX_WEBHOOK_DELAY = 30 * 24 * 3600.0
+# A retention beyond a century is a typo (or inf, which float() reads, and which no date can be computed from).
+MAX_WEBHOOK_RETENTION_DAYS = 36_500.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ class Settings:
     webhook_retry_delays: str = "0,5,300,1800,7200,18000,36000,36000"  # seconds before each attempt (Svix's)
     webhook_timeout_seconds: float = 15.0
     webhook_senders_per_endpoint: int = 4
+    webhook_retention_days: float = 30.0  # delivered and failed messages are purged this long after their last change
 
     @property
     def backend(self) -> str:
@@ -141,6 +146,15 @@ class Settings:
             raise ValueError("DIALER_WEBHOOK_RETRY_DELAYS must name at least one delay, each from 0 to "
                              f"{MAX_WEBHOOK_DELAY:.0f} seconds (30 days)")
         return delays
+
+    @property
+    def webhook_retention(self) -> dt.timedelta:
+        """DIALER_WEBHOOK_RETENTION_DAYS as a duration: how long a delivered or failed message is kept."""
+        days = self.webhook_retention_days
+        if not 0 < days <= MAX_WEBHOOK_RETENTION_DAYS:  # nan and inf fail too
+            raise ValueError(f"DIALER_WEBHOOK_RETENTION_DAYS must be a positive number of days, at most "
+                             f"{MAX_WEBHOOK_RETENTION_DAYS:.0f} (got {days!r})")
+        return dt.timedelta(days=days)
 
     @property
     def runs_embedded_dispatcher(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from dialer.cli import main as cli_main
@@ -168,3 +170,19 @@ def test_webhook_retry_delays_that_could_never_be_scheduled_are_refused(delays):
     with pytest.raises(ValueError, match="DIALER_WEBHOOK_RETRY_DELAYS"):
         settings.webhook_delays
     assert Settings.load(env={"DIALER_WEBHOOK_RETRY_DELAYS": "0, 5,2592000"}).webhook_delays == (0, 5, 2592000)
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "inf", "nan", "1e400", "36501"])
+def test_a_webhook_retention_that_is_not_a_positive_number_of_days_is_refused_at_start(days, tmp_path):
+    """DIALER_WEBHOOK_RETENTION_DAYS: how long delivered and failed messages are kept (the reaper purges them
+    after it). Zero or less would purge what was just sent; inf or nan no cutoff could be computed from."""
+    from dialer.composition import services_over
+    from dialer.core.clock import SystemClock
+
+    with pytest.raises(ValueError, match="DIALER_WEBHOOK_RETENTION_DAYS"):
+        settings = Settings.load(env={"DIALER_WEBHOOK_RETENTION_DAYS": days})
+        services_over(None, settings, SystemClock())  # type: ignore[arg-type]  (refused before any store is read)
+    assert Settings.load(env={}).webhook_retention == dt.timedelta(days=30)
+    with pytest.raises(ValueError, match="webhook_retention_days"):
+        Settings.load(env={"DIALER_WEBHOOK_RETENTION_DAYS": "a month"})
+    assert Settings.load(env={"DIALER_WEBHOOK_RETENTION_DAYS": "7.5"}).webhook_retention == dt.timedelta(days=7.5)

@@ -84,7 +84,7 @@ class Engine:
             self.dispatcher.book.readers.append(policies.know)
         self.events.on_ended.append(self.ended)
         self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name,
-                             chains=chains, enrollment=enrollment)
+                             chains=chains, enrollment=enrollment, webhook_retention=settings.webhook_retention)
         self.reaper.on_started = self.dispatcher.wake
         self._scheduler: AsyncIOScheduler | None = None
         self._jobs_running = 0

@@ -11,7 +11,9 @@
 - Slots whose call left flight are compacted away (when no dispatcher ticks to do it).
 - Pending batches whose scheduled start has come, and that have calls, start running.
 - Idempotency records, enrollment intakes and cap attempts that expired (by the injected clock) are
-  deleted, every fifth run (their readers check expiry themselves).
+  deleted, every fifth run (their readers check expiry themselves); so are partner webhook messages
+  delivered or failed longer ago than the retention (DIALER_WEBHOOK_RETENTION_DAYS), at most
+  WEBHOOK_PURGE_LIMIT a run (pending ones are never deleted).
 - Credits an enrollment reserved before its process died, without its intake and never retried, are
   given back (Enrollment.release_abandoned).
 - Enrollment intakes whose processing stopped half way (a crash) are resumed; chained groups left without
@@ -44,12 +46,14 @@ BATCH_SIZE = 100
 CAP_KEEP = dt.timedelta(hours=25)  # attempts older than every cap's window (24 h and the placing margin)
 HOUSEKEEPING_EVERY = 5  # reaper runs between two recounts of the batch counters and purges (5 min by default)
 FIND_CLOCK_SLACK = dt.timedelta(seconds=5)  # our clock against the provider's creation times
+WEBHOOK_RETENTION = dt.timedelta(days=30)  # the default of DIALER_WEBHOOK_RETENTION_DAYS
+WEBHOOK_PURGE_LIMIT = 10_000  # messages deleted per housekeeping run: one run never holds the store long
 
 
 class Reaper:
     def __init__(self, repos: Repositories, clock: Clock, provider: TelephonyProvider, events: CallEvents,
                  slots: Slots, lease_seconds: float, name: str = "reaper", chains: Chains | None = None,
-                 enrollment: Enrollment | None = None) -> None:
+                 enrollment: Enrollment | None = None, webhook_retention: dt.timedelta = WEBHOOK_RETENTION) -> None:
         self.repos = repos
         self.calls = repos.calls
         self.batches = repos.batches
@@ -65,6 +69,7 @@ class Reaper:
         self.on_started: Callable[[], None] | None = None  # told when scheduled batches were started
         self.chains = chains
         self.enrollment = enrollment
+        self.webhook_retention = webhook_retention
 
     async def run(self) -> None:
         await self.reconcile_expired()
@@ -79,6 +84,7 @@ class Reaper:
             await self.repos.idempotency.purge(self.clock.now())  # expired by the injected clock
             if self.repos.caps is not None:  # attempts past every cap's window (numbers not dialled since)
                 await self._guarded("cap purge", lambda: self.repos.caps.purge(self.clock.now() - CAP_KEEP))
+            await self._guarded("webhook message purge", self.purge_webhook_messages)
         # Each repair on its own: one that fails (a database hiccup, a bad document) must not stop the next.
         if self.enrollment is not None:
             await self._guarded("intake resumption", self.enrollment.resume)  # their process crashed
@@ -93,6 +99,16 @@ class Reaper:
             await job()
         except Exception:  # logged; the next run tries again
             log.exception(f"{what} failed; tried again at the next run")
+
+    async def purge_webhook_messages(self) -> int:
+        """Delivered and failed partner webhook messages whose last change is older than the retention, by the
+        injected clock: at most WEBHOOK_PURGE_LIMIT (the rest at the next housekeeping run)."""
+        before = self.clock.now() - self.webhook_retention
+        purged = await self.repos.webhooks.purge_messages(before, WEBHOOK_PURGE_LIMIT)
+        if purged:
+            log.info("purged partner webhook messages past their retention",
+                     extra={"count": purged, "settledBefore": before.isoformat(), "more": purged >= WEBHOOK_PURGE_LIMIT})
+        return purged
 
     async def sweep_groups(self) -> int:
         """Chained groups left without a next step (a crash between a call's end and its group's step, a
