@@ -168,10 +168,13 @@ async def test_purge_deletes_old_final_messages_only_and_at_most_the_limit(repos
     await _settle(repos, message(ws, ObjectId(), "p1", created=1), "pending", 2 * day)  # attempted long ago
     late = message(ws, e, "late")  # created at 0, failed, then sent again by hand and delivered on day 39
     await _settle(repos, late, "failed", 1)
-    assert (await repos.webhooks.requeue(late["_id"], at(39 * day), 1))["status"] == "pending"
+    assert (await repos.webhooks.get_message(late["_id"]))["settledAt"] == at(1)  # its final attempt's time
+    again = await repos.webhooks.requeue(late["_id"], at(39 * day), 1)
+    assert again["status"] == "pending" and "settledAt" not in again  # pending: not settled
     [leased] = await repos.webhooks.lease(e, at(39 * day), "s", at(39 * day + 30), 10)
     assert leased["_id"] == late["_id"]
     assert await repos.webhooks.record_attempt(late["_id"], "s", {"at": at(39 * day)}, "delivered", 2, None)
+    assert (await repos.webhooks.get_message(late["_id"]))["settledAt"] == at(39 * day)
 
     cutoff = at(10 * day)
     assert await repos.webhooks.purge_messages(cutoff, 2) == 2  # the limit holds
