@@ -115,3 +115,33 @@ async def test_with_insecure_endpoints_allowed_the_connection_uses_the_same_answ
         assert log["data"]["messages"][0]["status"] == "delivered"
     finally:
         await runner.cleanup()
+
+
+class FlakyResolver(AbstractResolver):
+    """A resolver that cannot answer now (EAI_AGAIN, as a DNS server timing out), then answers."""
+
+    def __init__(self) -> None:
+        self.failing = True
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
+        if self.failing:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return [{"hostname": host, "host": PUBLIC, "port": port, "family": socket.AF_INET, "proto": 0,
+                 "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV}]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_host_the_resolver_cannot_answer_for_now_is_a_503_that_a_retry_with_its_key_asks_again(
+        aiohttp_client, settings, clock):
+    """Found by an exploratory run: a temporary DNS failure was the 400 "does not resolve", kept under the request's
+    Idempotency-Key for a day: the retry, once DNS answered, got the 400 again."""
+    resolver = FlakyResolver()
+    api = await api_with(aiohttp_client, settings.replace(webhooks_allow_insecure=False), clock, resolver)
+    body, key = {"url": "https://hooks.partner.example/dialer"}, {"Idempotency-Key": "hook-1"}
+    code, doc = await api.post("/api/webhooks/endpoints", body, headers=key)
+    assert code == 503 and "could not be resolved now" in doc["errorMessage"], doc
+    resolver.failing = False
+    code, doc = await api.post("/api/webhooks/endpoints", body, headers=key)
+    assert code == 200 and doc["data"]["url"] == body["url"], doc

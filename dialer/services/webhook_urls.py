@@ -23,6 +23,10 @@ class UrlRefused(ValueError):
     """Why a URL may not receive webhooks (safe to show: it names the host, never a secret)."""
 
 
+class HostUnresolvedNow(UrlRefused):
+    """The resolver could not answer now (a temporary failure, EAI_AGAIN): the same URL may be fine in a moment."""
+
+
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits, reached through a translator: NAT64's
 # well-known prefix (RFC 6052) and IPv4-translated addresses (RFC 2765). NAT64's local-use prefix (RFC 8215)
 # is a network's own: never public.
@@ -79,6 +83,8 @@ async def resolve(host: str, port: int, resolver=None) -> list[str]:
             return sorted({r["host"] for r in found})
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
+        if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN:
+            raise HostUnresolvedNow(f"the host {host} could not be resolved now (a temporary DNS failure)") from exc
         raise UrlRefused(f"the host {host} does not resolve") from exc
     return sorted({info[4][0] for info in infos})
 

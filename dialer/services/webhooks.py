@@ -23,7 +23,7 @@ from dialer.core.webhook_events import EVENT_TYPES
 from dialer.ports import WebhookRepo
 from dialer.services.errors import Refused
 from dialer.services.tenancy import parse_id
-from dialer.services.webhook_urls import UrlRefused, check_url
+from dialer.services.webhook_urls import HostUnresolvedNow, UrlRefused, check_url
 
 log = logging.getLogger("dialer.webhooks")
 ROTATION_OVERLAP = dt.timedelta(hours=24)
@@ -88,6 +88,8 @@ class Webhooks:
     async def _url(self, url: str) -> str:
         try:
             await check_url(url, self.allow_insecure, self.resolver)
+        except HostUnresolvedNow as exc:  # a 503 is not kept under an Idempotency-Key: the retry asks DNS again
+            raise Refused(503, "Service Unavailable", f"{exc}: try again") from None
         except UrlRefused as exc:
             raise Refused(400, "Bad Request", str(exc)) from None
         return url

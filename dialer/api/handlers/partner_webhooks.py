@@ -29,9 +29,14 @@ def route(summary: str, responses: dict, **more):
     return documented(summary, tags=("webhooks",), security=WORKSPACE, responses=responses, **more)
 
 
+# A URL's host the resolver could not answer for now (a temporary DNS failure): not kept under an Idempotency-Key.
+UNRESOLVED_NOW = Reply(r.ErrorEnvelope, "the URL's host could not be resolved now, or the database failed: "
+                                        "nothing was written, retry")
+
+
 @idempotent(per_workspace)
 @route("Create a webhook endpoint (its signing secret is answered once)", body=s.EndpointBody, responses={
-    200: Reply(EndpointAnswer, "the endpoint, with its secret"), **r.errors(400, 403)})
+    200: Reply(EndpointAnswer, "the endpoint, with its secret"), **r.errors(400, 403), 503: UNRESOLVED_NOW})
 async def create_endpoint(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     body = await request_body(request)
@@ -55,7 +60,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
 
 @route("Change a webhook endpoint: url, events, description, disabled", path=ENDPOINT_ID,
        body=s.EndpointUpdateBody, responses={200: Reply(EndpointAnswer, "the endpoint after"),
-                                             **r.errors(400, 403, 404)})
+                                             **r.errors(400, 403, 404), 503: UNRESOLVED_NOW})
 async def update_endpoint(request: web.Request) -> web.Response:
     principal = await require_workspace(request)
     body = await request_body(request)
