@@ -186,3 +186,31 @@ def test_a_webhook_retention_that_is_not_a_positive_number_of_days_is_refused_at
     with pytest.raises(ValueError, match="webhook_retention_days"):
         Settings.load(env={"DIALER_WEBHOOK_RETENTION_DAYS": "a month"})
     assert Settings.load(env={"DIALER_WEBHOOK_RETENTION_DAYS": "7.5"}).webhook_retention == dt.timedelta(days=7.5)
+
+
+async def test_admin_revokes_a_workspace_key_and_only_its_own(client):
+    """A key could be revoked only by the CLI on the store's file: with the embedded store in memory (or without
+    shell access to the file) a leaked key could not be revoked at all, nor a rotation finished."""
+    headers = {"Authorization": "Bearer admin-secret"}
+    made = [(await (await client.post("/api/admin/workspaces", json={"name": n}, headers=headers)).json())["data"]
+            for n in ("alpha", "beta")]
+    (a, a_key), (b, _) = [(m["workspaceId"], m["apiKey"]) for m in made]
+    resp = await client.post(f"/api/admin/workspaces/{a}/keys", headers=headers)
+    a_new = (await resp.json())["data"]["apiKey"]
+    revoke = "/api/admin/workspaces/{}/keys/revoke"
+    resp = await client.post(revoke.format(b), json={"apiKey": a_key}, headers=headers)
+    assert resp.status == 404  # another workspace's key is not touched
+    assert (await client.get("/api/agents", headers={"x-api-key": a_key})).status == 200
+    resp = await client.post(revoke.format(a), json={"apiKey": a_key}, headers={"x-api-key": a_new})
+    assert resp.status == 403  # a workspace key is not the admin token
+    resp = await client.post(revoke.format(a), json={"apiKey": a_key}, headers=headers)
+    doc = await resp.json()
+    assert resp.status == 200 and doc["data"] == {"workspaceId": a, "revoked": True, "hint": a_key[:6] + "…"}
+    assert a_key not in await resp.text()
+    assert (await client.get("/api/agents", headers={"x-api-key": a_key})).status == 403
+    assert (await client.get("/v1/convai/batch-calling/workspace", headers={"xi-api-key": a_key})).status == 401
+    assert (await client.get("/api/agents", headers={"x-api-key": a_new})).status == 200
+    resp = await client.post(revoke.format(a), json={"apiKey": a_key}, headers=headers)
+    assert resp.status == 404  # already revoked
+    resp = await client.post(revoke.format(a), json={"key": a_key}, headers=headers)
+    assert resp.status == 400

@@ -281,6 +281,12 @@ class Workspaces(View):
     workspaces: list[WorkspaceView]
 
 
+class RevokedKey(View):
+    workspaceId: str
+    revoked: Annotated[bool, Field(description="always true: the key no longer opens anything")]
+    hint: Annotated[str, Field(description="the key's first characters, to tell which one it was")]
+
+
 class NewKey(View):
     workspaceId: str
     apiKey: Annotated[str, Field(description="shown once; stored hashed")]

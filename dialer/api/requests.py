@@ -131,6 +131,13 @@ class WorkspaceBody(Shape):
                     Reason(f"name must be {NAME_RULE}")]
 
 
+class RevokeKeyBody(Shape):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{"apiKey": "dk_..."}]})
+    not_an_object: ClassVar[str] = "body must be an object {apiKey}"
+
+    apiKey: Annotated[str, Field(min_length=1, max_length=1000), Reason("apiKey must be the key to revoke")]
+
+
 _CREDITS = (f"credits must be null (unlimited) or an integer from 0 to {tenancy.MAX_CREDITS}")
 
 

@@ -49,6 +49,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/admin/workspaces/{workspaceId}", admin.get_workspace)
     app.router.add_patch("/api/admin/workspaces/{workspaceId}", admin.update_workspace)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/keys", admin.create_key)
+    app.router.add_post("/api/admin/workspaces/{workspaceId}/keys/revoke", admin.revoke_key)
     app.router.add_post("/api/admin/workspaces/{workspaceId}/agents", admin.create_agent)
     console.setup(app)
     openapi.setup(app)

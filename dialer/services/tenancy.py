@@ -153,7 +153,13 @@ class Tenancy:
         )
         return key
 
-    async def revoke_key(self, key: str) -> bool:
+    async def revoke_key(self, key: str, workspace_id: ObjectId | None = None) -> bool:
+        """Revoke a live key (of `workspace_id` only, when given: one workspace's admin call never touches
+        another's keys); whether it was one."""
+        if workspace_id is not None:
+            principal = await self.authenticate(key)
+            if principal is None or principal.workspace_id != workspace_id:
+                return False
         return await self.repo.revoke_key(hash_key(key))
 
     async def authenticate(self, key: str | None) -> Principal | None:

@@ -12,7 +12,7 @@ from dialer.api.auth import require_admin
 from dialer.api.documented import ADMIN, Reply, documented, links_to, request_body
 from dialer.api.envelope import ApiError, ok
 from dialer.api.idempotent import CLAIM, idempotent, per_admin
-from dialer.api.requests import AgentBody, WorkspaceBody, WorkspaceSettingsBody
+from dialer.api.requests import AgentBody, RevokeKeyBody, WorkspaceBody, WorkspaceSettingsBody
 from dialer.services.tenancy import TenancyError, agent_view, workspace_view
 
 WORKSPACE_ID = {"workspaceId": "from POST /api/admin/workspaces"}
@@ -87,6 +87,20 @@ async def create_key(request: web.Request) -> web.Response:
     claim = request.get(CLAIM)  # under an Idempotency-Key: the key's id is the claim's first
     key = await request.app[TENANCY].create_key(workspace["_id"], key_id=claim and claim.object_id(0))
     return ok({"workspaceId": str(workspace["_id"]), "apiKey": key}, "API key created")
+
+
+@route("Revoke one of a workspace's API keys (a key rotation: create the new key first, then revoke the old)",
+       path=WORKSPACE_ID, body=RevokeKeyBody, responses={
+           200: Reply(r.envelope(r.RevokedKey, "RevokedKeyAnswer"), "the key is refused from now on"),
+           **r.errors(400, 403, 404)})
+async def revoke_key(request: web.Request) -> web.Response:
+    """No Idempotency-Key: repeated, it changes nothing more (a key already revoked is a 404, as one never issued)."""
+    require_admin(request)
+    workspace = await _workspace(request)
+    key = (await request_body(request))["apiKey"]
+    if not await request.app[TENANCY].revoke_key(key, workspace["_id"]):
+        raise ApiError(404, "Not Found", "no live API key of this workspace matches apiKey")
+    return ok({"workspaceId": str(workspace["_id"]), "revoked": True, "hint": key[:6] + "…"}, "API key revoked")
 
 
 @idempotent(per_admin)
