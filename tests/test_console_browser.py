@@ -266,3 +266,23 @@ async def test_a_batch_that_is_not_there_says_so_and_offers_nothing(page, base_u
     await expect(page.get_by_role("group", name="Batch actions")).to_be_hidden()
     await page.wait_for_timeout(2500)  # past a refresh: nothing retried
     await expect(page.get_by_text("Retrying")).to_have_count(0)
+
+
+async def test_a_batch_cannot_be_created_before_the_agents_are_read(page, base_url):
+    """Found when the suite ran on a busy machine: "Create batch" clicked while the agent list still read
+    "Loading agents…" answered "Check “Agent”: Please select an item in the list." and left it so."""
+    held = asyncio.Event()
+
+    async def slow_agents(route):
+        await held.wait()
+        await route.continue_()
+
+    await open_page(page, "Batches")  # signed in (that reads the agents too), then the agents' read held
+    await page.route("**/api/agents", slow_agents)
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="New batch").click()
+    await page.get_by_label("Name", exact=True).fill("Early click")
+    await expect(page.get_by_role("button", name="Create batch")).to_be_disabled()
+    held.set()
+    await expect(page.get_by_role("button", name="Create batch")).to_be_enabled()
+    await page.get_by_role("button", name="Create batch").click()
+    await expect(page.get_by_text("Batch “Early click” created (pending)")).to_be_visible()

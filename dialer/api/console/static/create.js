@@ -30,7 +30,8 @@ export function mountCreate(root, ctx) {
   const attempts = h("input", { id: "retry-attempts", name: "maxAttempts", type: "number", min: 1, max: 20, value: 1,
     "aria-describedby": "retry-attempts-hint" });
   const problem = h("p", { class: "error", role: "alert" });
-  const submit = h("button", { type: "submit" }, "Create batch");
+  // Enabled once the agents are read: a click before that met "Loading agents…" and an error (found under load).
+  const submit = h("button", { type: "submit", disabled: true }, "Create batch");
   const form = h("form", { class: "card", novalidate: true },
     row("batch-name", "Name", name),
     row("batch-agent", "Agent", agent),
@@ -54,6 +55,7 @@ export function mountCreate(root, ctx) {
       agent.append(h("option", { value: a.agentId }, `${a.name} (${a.callingNumbers.join(", ")})`));
     }
     if (!doc.data.agents.length) agent.append(h("option", { value: "" }, "No agents in this workspace"));
+    submit.disabled = !doc.data.agents.length;
   }).catch((err) => { problem.textContent = `Could not read the agents: ${err.message}`; });
 
   form.addEventListener("submit", async (event) => {
