@@ -3,12 +3,12 @@ one process (Twilio's callback to `dialer serve`) frees a slot that a dispatcher
 worker`) waits for. Without a wake-up that dispatcher sees it at its next recheck (2 s).
 
 Each dispatcher process listens on a Unix datagram socket in `<DIALER_DATA_DIR>/wake/`; a process applying
-events sends each ended call's batch to every socket there but its own, and a process given work (calls
-enqueued, a group's next call activated, a batch started or changed) says so: one datagram, never waited for. A
-socket nobody reads any more (its process died) is removed by the first send that finds it so. A wake-up is a
-hint, never the record: a datagram lost (a full buffer, a listener starting) costs that dispatcher its
-recheck (10 s for a dispatcher that listens, WOKEN_RECHECK_SECONDS; 2 s for one that cannot). Processes on other
-machines (MongoDB) are not reached: they keep their 2 s recheck.
+events sends each ended call's batch (a claim put back in the queue unplaced too) to every socket there but
+its own, and a process given work (calls enqueued, a group's next call activated, a batch started or changed)
+says so: one datagram, never waited for. A socket nobody reads any more (its process died) is removed by the
+first send that finds it so. A wake-up is a hint, never the record: a datagram lost (a full buffer, a listener
+starting) costs that dispatcher its recheck (10 s for a dispatcher that listens, WOKEN_RECHECK_SECONDS; 2 s for
+one that cannot). Processes on other machines (MongoDB) are not reached: they keep their 2 s recheck.
 """
 
 from __future__ import annotations

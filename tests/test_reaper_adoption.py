@@ -6,12 +6,14 @@ loss). A dispatcher that died after its claim is played by writing the claim thr
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 
 import pytest
 from bson import ObjectId
 
+from dialer.composition import build_engine, open_services, open_wakeups
 from dialer.ports import Claim, line_key
 from tests.test_twilio_flow import CALLERS, N1, fake, make_env  # noqa: F401 (fixtures)
 from workers.engine import Engine
@@ -128,3 +130,30 @@ async def test_another_batchs_call_to_the_number_moments_before_is_not_adopted(m
     for _ in range(6):  # a dispatcher places it (it sees the second batch within 5 s)
         await env.tick()
     assert len(env.creates(N1)) == 2 and env.sid(N1) != earlier
+
+
+async def test_a_call_the_reaper_requeues_is_placed_by_a_worker_at_its_next_tick(make_env, fake, clock):
+    """The reaper of one process (here the API's engine) puts back a call a dead dispatcher left unplaced. A
+    `dialer worker` beside it, idle with the batch at its limit (the dead claim held the slot), was told nothing
+    and placed it at its recheck (10 s once woken over the socket); it is now told, and places it at its next tick."""
+    env = await make_env(poll_interval_seconds=5)
+    services = await open_services(env.engine.settings, clock)
+    provider = TwilioProvider(fake.account_sid, fake.auth_token, timeout=0.5, api_base=fake.base_url)
+    worker = build_engine(services, provider=provider, name="worker")
+    await open_wakeups(services, worker)
+    try:
+        batch = await env.api.create_batch(concurrencyLimit=1)
+        _, added = await env.api.add_calls(batch, [{"phoneNumber": N1}])
+        [call_id] = added["data"]["callIds"]
+        await claimed_by_a_dead_dispatcher(env, call_id)
+        env.clock.advance(121)  # its lease ran out
+        await worker.step()  # the batch at its limit: idle until its recheck
+        await env.engine.reaper.run()  # never reached Twilio: requeued
+        assert [h["event"] for h in (await env.calls(batch))[N1]["history"]] == ["requeued_after_crash"]
+        await asyncio.sleep(0.2)  # the datagram, read by the worker's loop
+        env.clock.advance(1)
+        await worker.step()
+        assert len(env.creates(N1)) == 1
+    finally:
+        await worker.stop()
+        await services.close()

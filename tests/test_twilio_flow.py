@@ -225,6 +225,39 @@ async def test_a_callback_to_the_api_wakes_the_dispatcher_of_another_process_at_
         await services.close()
 
 
+async def test_a_worker_stopping_hands_its_claims_to_another_worker_at_its_next_tick(make_env, fake, clock):
+    """Two `dialer worker`s on one SQLite file. One claimed three calls a second apart (DIALER_CPS=1), placed the
+    first, and is stopped (SIGTERM, a deploy): it hands the other two back. The other one, idle with the batch at
+    its limit, was told nothing of it and placed them at its recheck (10 s once it is woken over the socket); it
+    is now told, as of a call that ended, and places them at its next tick."""
+    env = await make_env(poll_interval_seconds=5)
+    workers = []
+    for name in ("stopping", "staying"):
+        services = await open_services(env.engine.settings.replace(calls_per_second=1), clock)
+        provider = TwilioProvider(fake.account_sid, fake.auth_token, timeout=0.5, api_base=fake.base_url)
+        worker = build_engine(services, provider=provider, name=name)
+        await open_wakeups(services, worker)
+        workers.append((worker, services))
+    (stopping, stopping_services), (staying, staying_services) = workers
+    try:
+        batch = await env.api.create_batch(concurrencyLimit=3)
+        await env.api.add_calls(batch, [{"phoneNumber": n} for n in (N1, N2, N3)])
+        await stopping.step()  # claims all three, dial times 1 s apart: N1 placed now
+        assert [c.params["To"] for c in env.creates()] == [N1]
+        clock.advance(3)  # (N2 and N3 are due, at the stopping worker's next tick: there is none)
+        await staying.step()  # the batch at its limit: nothing to claim, idle until its recheck
+        await stopping.stop()  # N2, N3 back in the queue
+        await stopping_services.close()
+        await asyncio.sleep(0.2)  # the datagram, read by the other worker's loop
+        for _ in range(2):
+            clock.advance(1)
+            await staying.step()
+        assert sorted(c.params["To"] for c in env.creates()) == [N1, N2, N3]
+    finally:
+        await staying.stop()
+        await staying_services.close()
+
+
 async def test_forged_and_unsigned_callbacks_are_refused_and_change_nothing(make_env):
     env = await make_env()
     batch = await env.api.create_batch(concurrencyLimit=1)

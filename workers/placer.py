@@ -290,6 +290,9 @@ class Placer:
             await self.rules.release([claimed.call["_id"]], claimed.token)  # not an attempt
             if settle:
                 await self.enqueued_or_withdrawn(claimed.batch["_id"], self.clock.now())
+            # Its slot is free and it waits again: the dispatchers of other processes are told too (a stopping
+            # one's hand-back is otherwise seen at their recheck, 10 s when they are woken so).
+            self.events.left_flight(claimed.batch["_id"], "retry")
         if self.on_requeue is not None:
             self.on_requeue(claimed.batch["_id"])
 

@@ -149,6 +149,7 @@ class Reaper:
                         await self.repos.caps.release([call["_id"]], call["claimToken"])
                     # Dispatchers look again; cancelled while it was claimed: withdrawn.
                     await enqueued_or_withdrawn(self.calls, self.batches, call["batchId"], now)
+                    self.events.left_flight(call["batchId"], "retry")  # its slot is free: they are told at once
                 log.warning("call never reached the provider: requeued", extra=ids)
                 return
             await self.calls.record_provider_id(call["_id"], None, sid, None)

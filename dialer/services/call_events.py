@@ -152,6 +152,11 @@ class CallEvents:
             log.info("call finished" if kind == "final" else "call will be retried",
                      extra={"callId": str(call_id), "batchId": str(batch_id), "outcome": outcome})
         # Its slot is freed by the next reservation, which sees the call is no longer in flight.
+        self.left_flight(batch_id, kind)
+        return kind
+
+    def left_flight(self, batch_id: ObjectId, kind: str) -> None:
+        """Tell the listeners a call of this batch left flight here: "final", or "retry" (back in its queue: also a
+        claim handed back unplaced, by a stopping dispatcher or the reaper after a crash, which no event reports)."""
         for listener in self.on_ended:
             listener(batch_id, kind)
-        return kind
