@@ -5,9 +5,11 @@ worker`) waits for. Without a wake-up that dispatcher sees it at its next rechec
 Each dispatcher process listens on a Unix datagram socket in `<DIALER_DATA_DIR>/wake/`; a process applying
 events sends each ended call's batch (a claim put back in the queue unplaced too) to every socket there but
 its own, and a process given work (calls enqueued, a group's next call activated, a batch started or changed)
-says so: one datagram, never waited for. A socket nobody reads any more (its process died) is removed by the
-first send that finds it so. A wake-up is a hint, never the record: a datagram lost (a full buffer, a listener
-starting) costs that dispatcher its recheck (10 s for a dispatcher that listens, WOKEN_RECHECK_SECONDS; 2 s for
+says so, never waiting. What one turn of the event loop told goes in one datagram (a listener's queue holds 10
+on Linux: a hundred calls ending a second sent one by one filled it), and what a full queue did not take is sent
+again 20 ms later. A socket nobody reads any more (its process died) is removed by the first send that finds it
+so. A wake-up is a hint, never the record: one lost (a listener starting, more than PENDING_MAX waiting for one
+listener) costs that dispatcher its recheck (10 s for a dispatcher that listens, WOKEN_RECHECK_SECONDS; 2 s for
 one that cannot). Processes on other machines (MongoDB) are not reached: they keep their 2 s recheck.
 """
 
@@ -26,7 +28,11 @@ from bson import ObjectId
 log = logging.getLogger("dialer.wakeups")
 
 KINDS = {b"f": "final", b"r": "retry"}  # what became of the call (CallEvents.on_ended's kind), one byte
-WORK = b"w" * 13  # work arrived (no batch named: the dispatcher looks at the batches changed since its last look)
+RECORD = 13  # a datagram carries records: a batch's id (12 bytes) and what became of its call (1), or WORK
+WORK = b"w" * RECORD  # work arrived (no batch named: the dispatcher looks at the batches changed since its last look)
+DATAGRAM_RECORDS = 300  # records per datagram (3,900 bytes)
+PENDING_MAX = 10_000  # records kept per listener whose queue is full; beyond, the oldest are lost (the recheck)
+RETRY_SECONDS = 0.02  # a full queue is tried again this late
 WOKEN_RECHECK_SECONDS = 10.0
 SOCKET_PATH_MAX = 100  # a Unix socket's path must fit sockaddr_un (108 bytes on Linux, 104 on macOS)
 
@@ -41,10 +47,12 @@ class _Receiver(asyncio.DatagramProtocol):
         self.on_work = on_work
 
     def datagram_received(self, data: bytes, addr) -> None:
-        if data == WORK:
-            self.on_work()
-        elif len(data) == 13 and data[12:] in KINDS:
-            self.on_ended(ObjectId(data[:12]), KINDS[data[12:]])
+        for at in range(0, len(data) - RECORD + 1, RECORD):  # records of 13 bytes, as many as the sender had
+            record = data[at:at + RECORD]
+            if record == WORK:
+                self.on_work()
+            elif record[12:] in KINDS:
+                self.on_ended(ObjectId(record[:12]), KINDS[record[12:]])
 
 
 class WakeListener:
@@ -96,31 +104,60 @@ class WakeSender:
         self._sock.setblocking(False)
         self._peers: list[str] = []
         self._listed_at = float("-inf")
-        self.sent = 0
-        self.lost = 0
+        self._records: list[bytes] = []  # told since the last flush, for every listener
+        self._waiting: dict[str, list[bytes]] = {}  # per listener, what its full queue did not take yet
+        self._flush: asyncio.Handle | None = None
+        self.sent = 0  # datagrams
+        self.lost = 0  # records
 
     def __call__(self, batch_id: ObjectId, kind: str) -> None:
         """A call of this batch left flight here (`kind`: final or retry)."""
-        self._send(batch_id.binary + (b"r" if kind == "retry" else b"f"))
+        self._tell(batch_id.binary + (b"r" if kind == "retry" else b"f"))
 
     def work(self) -> None:
         """Work arrived here: calls enqueued, a group's next call activated, a batch started or changed."""
-        self._send(WORK)
+        self._tell(WORK)
 
-    def _send(self, data: bytes) -> None:
-        now = asyncio.get_running_loop().time()
+    def _tell(self, record: bytes) -> None:
+        """Sent once this turn of the event loop is over, with whatever else was told in it: a listener's queue
+        holds few datagrams (10 on Linux by default), and a hundred calls ending a second must not fill it."""
+        self._records.append(record)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self._send)
+
+    def _send(self) -> None:
+        self._flush = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         if now - self._listed_at >= self.LIST_EVERY:
             self._listed_at = now
             self._peers = self._list()
+            self._waiting = {p: w for p, w in self._waiting.items() if p in self._peers}
+        # Every ended call counts (a dispatcher waits for as many freed slots as its next claim group); work once.
+        records, self._records = self._records, []
+        if records.count(WORK) > 1:
+            records = [r for r in records if r != WORK] + [WORK]
         for peer in list(self._peers):
-            try:
-                self._sock.sendto(data, peer)
-                self.sent += 1
-            except (ConnectionRefusedError, FileNotFoundError):  # its process is gone
-                self._peers.remove(peer)
-                Path(peer).unlink(missing_ok=True)
-            except OSError:  # a full buffer (BlockingIOError) or another failure: the hint is lost
-                self.lost += 1
+            queue = self._waiting.pop(peer, []) + records
+            while queue:
+                chunk = queue[:DATAGRAM_RECORDS]
+                try:
+                    self._sock.sendto(b"".join(chunk), peer)
+                    self.sent += 1
+                    del queue[:len(chunk)]
+                except (ConnectionRefusedError, FileNotFoundError):  # its process is gone
+                    self._peers.remove(peer)
+                    Path(peer).unlink(missing_ok=True)
+                    break
+                except BlockingIOError:  # its queue is full: the rest is tried again shortly
+                    self.lost += max(0, len(queue) - PENDING_MAX)
+                    self._waiting[peer] = queue[-PENDING_MAX:]
+                    break
+                except OSError:  # another failure: the hint is lost (the listener's recheck)
+                    self.lost += len(queue)
+                    break
+        if self._waiting and self._flush is None:
+            self._flush = loop.call_later(RETRY_SECONDS, self._send)
 
     def _list(self) -> list[str]:
         own = str(self.own.path) if self.own is not None and self.own.path is not None else None
@@ -130,4 +167,7 @@ class WakeSender:
             return []
 
     def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         self._sock.close()

@@ -62,3 +62,37 @@ async def test_a_data_folder_too_deep_for_a_socket_falls_back_to_the_recheck(tmp
     sender = WakeSender(deep)
     sender(ObjectId(), "final")  # nobody to tell: no error
     sender.close()
+
+
+async def test_a_listener_slow_to_read_gets_every_wake_up_once_it_reads(tmp_path):
+    """Found by an exploratory run under load (3 workers, ~100 calls/s): a listener's queue holds 10 datagrams on
+    Linux, a datagram per ended call filled it, and the wake-ups beyond were lost (a batch waited for the 10 s
+    recheck). What one turn of the loop tells goes in one datagram; what a full queue refused is sent again."""
+    folder = tmp_path / "wake"
+    folder.mkdir()
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # a listener whose process is busy: it reads later
+    slow.bind(str(folder / "1-slow.sock"))
+    slow.setblocking(False)
+    sender = WakeSender(folder)
+    told = [ObjectId() for _ in range(2_050)]
+    try:
+        for batch in told[:2_000]:  # one turn of the loop: a burst of calls ending
+            sender(batch, "final")
+        for batch in told[2_000:]:  # then one per turn, fifty turns: more datagrams than the queue holds
+            sender(batch, "retry")
+            await asyncio.sleep(0)
+        heard: list[bytes] = []
+        for _ in range(200):
+            try:
+                while True:
+                    heard.append(slow.recv(65536))
+            except BlockingIOError:
+                await asyncio.sleep(0.01)  # the refused rest comes again 20 ms later
+            if sum(len(d) for d in heard) >= 13 * len(told):
+                break
+        records = [d[i:i + 13] for d in heard for i in range(0, len(d), 13)]
+        assert [ObjectId(r[:12]) for r in records] == told
+        assert [r[12:] for r in records] == [b"f"] * 2_000 + [b"r"] * 50
+    finally:
+        sender.close()
+        slow.close()
