@@ -14,6 +14,7 @@ from dialer.api.appkeys import INGESTION, LIFECYCLE
 from dialer.core import machine
 from tests.conftest import make_api
 from tests.dispatch_harness import Harness, nums
+from tests.faults import inject
 from workers import reaper
 
 
@@ -228,6 +229,23 @@ async def test_retry_redials_only_the_named_outcomes(api, clock, engine_settings
     assert code == 409 and "nothing to retry" in doc["errorMessage"]
     code, doc = await act(api, batch, "retry", {"outcomes": ["completed"]})
     assert code == 400
+
+
+async def test_a_retry_whose_batch_move_fails_once_still_runs_the_calls_it_put_back(api, clock, engine_settings):
+    """Found by the million-call simulation: a retry put 910 calls back in the queue of a completed batch, then its
+    move of the batch to running met a store failure (a 503, never re-sent): the calls waited for ever in a batch
+    no dispatcher serves. The move is tried again before the answer."""
+    h = Harness(api, clock, engine_settings, outcomes={"busy": 1.0}, mean_duration=10)
+    batch = await api.create_batch(concurrencyLimit=5)
+    await api.add_calls(batch, nums(5))
+    await h.run_until(lambda: done(h, batch))
+    fault = inject(api.store.batches, "move", {1})  # the retry's move of the batch, once
+    code, doc = await act(api, batch, "retry", {"outcomes": ["busy"]})
+    assert fault.calls >= 2
+    assert code == 200 and doc["data"]["status"] == "running" and doc["data"]["counters"]["waiting"] == 5, doc
+    before = len(h.sim.placed)
+    await h.run_until(lambda: done(h, batch))
+    assert len(h.sim.placed) - before == 5  # redialled, not left waiting
 
 
 async def test_a_scheduled_batch_starts_at_its_time_not_at_the_reapers_next_run(api, clock, engine_settings):
