@@ -39,7 +39,7 @@ from dialer.store.mongo.calls_counters import CounterCalls
 from dialer.store.mongo.calls_for_dnc import DncCalls
 from dialer.store.mongo.calls_for_operators import OperatorsCalls
 from dialer.store.mongo.counters import CounterBuffer
-from dialer.store.mongo.documents import normalise, unavailable
+from dialer.store.mongo.documents import DUPLICATE_KEY, normalise, unavailable
 from dialer.store.mongo.outbox import outbox
 
 log = logging.getLogger("dialer.store.calls")
@@ -47,7 +47,6 @@ MAX_ROUNDS = 3
 DIALING = CallStatus.DIALING.value
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
 FINISH_FIELDS = {**BEFORE_FIELDS, "group": 1}  # and the chaining group a finished call belongs to
-DUPLICATE_KEY = 11000
 
 
 class MongoCalls(ClaimCalls, OperatorsCalls, ChainCalls, DncCalls, CounterCalls):

@@ -17,7 +17,7 @@ from pymongo.errors import BulkWriteError
 from dialer.core.records import PlannedCall
 from dialer.core.statuses import CallStatus
 from dialer.ports import active_key
-from dialer.store.mongo.documents import aggregate, normalise, unavailable
+from dialer.store.mongo.documents import DUPLICATE_KEY, aggregate, normalise, unavailable
 from dialer.store.mongo.outbox import outbox
 
 HELD = CallStatus.HELD.value
@@ -57,7 +57,7 @@ class ChainCalls:
             # A duplicate _id: written by an earlier run of this intake; a duplicate activeKey: the callee
             # already waits in this batch. Anything else is a real failure.
             errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
             refused = {e["index"] for e in errors}
         for i, doc in enumerate(docs):

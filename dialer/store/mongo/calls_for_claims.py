@@ -17,7 +17,7 @@ from pymongo.errors import BulkWriteError
 
 from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
 from dialer.ports import BUSY_WAIT, Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
-from dialer.store.mongo.documents import refused, unavailable, unordered
+from dialer.store.mongo.documents import DUPLICATE_KEY, refused, unavailable, unordered
 
 log = logging.getLogger("dialer.store.calls")
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
@@ -25,7 +25,6 @@ BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what
 # flight: a unique index on it (indexes.py) refuses a second call in flight for one callee, whichever dispatcher
 # claims it (invariant 3 across batches).
 CLAIM_FIELDS = {"leaseUntil": "", "claimedBy": "", "dialAt": "", "uncertain": "", "busyLine": ""}
-DUPLICATE_KEY = 11000
 
 
 async def holders_of(calls: Any, ids: list[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:

@@ -14,9 +14,8 @@ from typing import Any, Iterable
 from bson import ObjectId
 from pymongo.errors import BulkWriteError
 
-from dialer.store.mongo.documents import normalise, unavailable
+from dialer.store.mongo.documents import DUPLICATE_KEY, normalise, unavailable
 
-DUPLICATE_KEY = 11000
 INSERT_CHUNK = 10_000
 
 

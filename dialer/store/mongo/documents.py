@@ -13,6 +13,8 @@ from pymongo.errors import BulkWriteError, PyMongoError, ServerSelectionTimeoutE
 
 from dialer.ports import StoreUnavailable
 
+DUPLICATE_KEY = 11000  # the server's code for a write a unique index refused
+
 UTC = dt.timezone.utc
 
 
