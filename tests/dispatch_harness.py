@@ -19,6 +19,24 @@ def nums(n: int, area: str = "212") -> list[dict]:
     return [{"phoneNumber": f"+1{area}555{i:04d}"} for i in range(n)]
 
 
+def after_due_reads(calls, hook) -> None:
+    """Runs `await hook(found)` after each read of due calls by the dispatcher (`calls.due_many`, or the due part
+    of `calls.look`, its read with the slots), `found` being {batch: (due calls, later)}."""
+    due_many, look = calls.due_many, calls.look
+
+    async def due_many_then(*args, **kwargs):
+        found = await due_many(*args, **kwargs)
+        await hook(found)
+        return found
+
+    async def look_then(*args, **kwargs):
+        state, found = await look(*args, **kwargs)
+        await hook(found)
+        return state, found
+
+    calls.due_many, calls.look = due_many_then, look_then
+
+
 class Harness:
     def __init__(self, api, clock, settings, outcomes=None, mean_duration=30.0, seed=7, dispatchers=1):
         self.api = api

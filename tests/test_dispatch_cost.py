@@ -15,9 +15,10 @@ UTC = dt.timezone.utc
 
 
 def count_due(repos) -> Counter:
-    """Counts the reads of each batch's due calls from now on (`calls.due`, or its part of `calls.due_many`)."""
+    """Counts the reads of each batch's due calls from now on (`calls.due`, or its part of `calls.due_many` or of
+    `calls.look`, the read with the slots)."""
     counts: Counter = Counter()
-    original, original_many = repos.calls.due, repos.calls.due_many
+    original, original_many, original_look = repos.calls.due, repos.calls.due_many, repos.calls.look
 
     async def due(batch_id, now, limit):
         counts[str(batch_id)] += 1
@@ -28,8 +29,14 @@ def count_due(repos) -> Counter:
             counts[str(batch_id)] += limit > 0
         return await original_many(wanted, now)
 
+    async def look(batch_ids, wanted, now):
+        for batch_id, limit in wanted.items():
+            counts[str(batch_id)] += limit > 0
+        return await original_look(batch_ids, wanted, now)
+
     repos.calls.due = due
     repos.calls.due_many = due_many
+    repos.calls.look = look
     return counts
 
 
@@ -221,19 +228,43 @@ async def test_a_call_ending_reads_the_slots_of_its_batch_not_of_every_batch_wai
     assert len(h.sim.placed) == 60  # every batch holds its slot: all of them wait
     scoped: list[int] = []
     everything = 0
-    read = api.store.ledger.read
+    read, look = api.store.ledger.read, api.store.calls.look
 
-    async def counting(batch_ids=None):
+    def count(batch_ids) -> None:
         nonlocal everything
         if batch_ids is None:
             everything += 1  # the metrics' look at every batch, every 5 s
         else:
             scoped.append(len(batch_ids))
+
+    async def counting(batch_ids=None):
+        count(batch_ids)
         return await read(batch_ids)
 
-    api.store.ledger.read = counting
+    async def counting_look(batch_ids, wanted, now):  # the slots read with the due calls
+        count(batch_ids)
+        return await look(batch_ids, wanted, now)
+
+    api.store.ledger.read, api.store.calls.look = counting, counting_look
     for _ in range(50):
         await h.step()
     ended = len(h.sim.placed) - 60
     assert ended >= 40 and everything <= 11
     assert sum(scoped) <= 3 * ended, (sum(scoped), ended)  # before: ~60 batches read per call ended
+
+
+async def test_a_freed_group_of_slots_is_claimed_with_one_read_and_one_write(api, clock, engine_settings):
+    """In the steady state (calls ending one by one in the dispatcher's process), a claim reads the slots and its
+    batch's due calls in one store operation (CallRepo.look), then writes: no second read of the due calls."""
+    h = Harness(api, clock, engine_settings.replace(calls_per_second=50.0), mean_duration=20)
+    batch = await api.create_batch(concurrencyLimit=25)  # claims of 1 call (4% of 25)
+    await api.add_calls(batch, nums(120))
+    await h.step()
+    await h.step()
+    assert len(h.sim.placed) == 25
+    ops = count_calls(api.store.calls, "look", "due_many", "claim")
+    reads = count_calls(api.store.ledger, "read")
+    while len(h.sim.placed) < 120:
+        await h.step()
+    assert ops["claim"] >= 50 and ops["due_many"] <= 2, ops  # before: one due_many per claim
+    assert ops["look"] + reads["read"] <= ops["claim"] + 5, (ops, reads)  # a look per claim

@@ -12,7 +12,7 @@ import pytest
 from elevenlabs import AsyncElevenLabs
 
 from tests.conftest import make_api
-from tests.dispatch_harness import Harness, nums
+from tests.dispatch_harness import Harness, after_due_reads, nums
 from tests.enrollment_client import contact, enroll
 from tests.faults import inject
 from tests.test_csv_upload import csv_of, upload
@@ -211,17 +211,13 @@ async def test_a_listing_between_the_dispatchers_look_and_its_claim_stops_the_ca
     h = Harness(api, clock, engine_settings)
     batch = await api.create_batch(concurrencyLimit=1)
     await api.add_calls(batch, nums(2))
-    calls = h.engines[0].dispatcher.calls
-    due_many = calls.due_many
     answers = []
 
-    async def listing_lands_after_the_look(*args, **kwargs):
-        found = await due_many(*args, **kwargs)
+    async def listing_lands_after_the_look(found):
         if not answers and "+12125550000" in [c["phoneNumber"] for due, _ in found.values() for c in due]:
             answers.append(await listed(api, ["+12125550000"]))  # answered at once: no claim of it yet
-        return found
 
-    calls.due_many = listing_lands_after_the_look
+    after_due_reads(h.engines[0].dispatcher.calls, listing_lands_after_the_look)
     await h.run_until(lambda: _done(api, batch))
     assert answers[0]["added"] == 1
     assert [r.to for r in h.sim.placed] == ["+12125550001"]  # its slot was freed for the next call

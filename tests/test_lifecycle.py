@@ -13,7 +13,7 @@ from bson import ObjectId
 from dialer.api.appkeys import INGESTION, LIFECYCLE
 from dialer.core import machine
 from tests.conftest import make_api
-from tests.dispatch_harness import Harness, nums
+from tests.dispatch_harness import Harness, after_due_reads, nums
 from tests.faults import inject
 from workers import reaper
 
@@ -90,16 +90,13 @@ async def test_a_stop_between_the_dispatchers_look_and_its_claim_places_nothing(
     h = Harness(api, clock, engine_settings)
     batch = await api.create_batch(concurrencyLimit=3)
     await api.add_calls(batch, nums(3))
-    calls = h.engines[0].dispatcher.calls
-    due_many, answers = calls.due_many, []
+    answers = []
 
-    async def stop_lands_after_the_look(*args, **kwargs):
-        found = await due_many(*args, **kwargs)
+    async def stop_lands_after_the_look(found):
         if not answers:
             answers.append(await act(api, batch, "stop"))
-        return found
 
-    calls.due_many = stop_lands_after_the_look
+    after_due_reads(h.engines[0].dispatcher.calls, stop_lands_after_the_look)
     for _ in range(5):
         await h.step()
     code, doc = answers[0]

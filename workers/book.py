@@ -246,6 +246,14 @@ class Book:
             return [*ready, *(self.flying if self._look_done else ()), *self._targeted]
         return [*ready, *(self.flying if self._look_done else ()), *(self.parked if self.looked else ())]
 
+    def likely(self, looked_at: list[ObjectId], n: int) -> list[ObjectId]:
+        """Of the batches a look reads (`plan`), the `n` a claim will likely serve first: those in turn or
+        waiting on their slots, the longest unserved first (as they come back in turn)."""
+        candidates = [b for b in looked_at if b in self.ready or b in self.parked]
+        if len(candidates) <= n:
+            return candidates
+        return heapq.nsmallest(n, candidates, key=lambda b: self._last.get(b, 0))
+
     def _first(self, n: int) -> list[ObjectId]:
         """The first `n` batches in turn (thousands may wait in turn for the account's slots)."""
         first: list[tuple[int, ObjectId]] = []

@@ -2,9 +2,11 @@
 
 A tick: look at the batches changed since the last look (the book, book.py: the running batches in
 turn, parked until their slots free, quiet until due) and the slots in use (slots.py: the calls in
-flight per batch, and the reservations not claimed yet); share the account's free slots and dial-rate budget between the
-batches in turn, a claim group each (sharing.py); take their due calls first in, first out, in one read (calls
-whose callee's window has closed meanwhile are moved to the next opening, computed, not polled);
+flight per batch, and the reservations not claimed yet), read with the due calls of the batches it will
+likely serve (CallRepo.look: one store operation); share the account's free slots and dial-rate budget
+between the batches in turn, a claim group each (sharing.py); take their due calls first in, first out
+(due_calls.py: those read with the slots, or one more read; calls whose callee's window has closed
+meanwhile are moved to the next opening, computed, not polled);
 reserve the slots in one compare-and-set; claim the calls in one bulk write (queued -> dialing, with
 a lease); hand them to the Placer (placer.py), which places each at its dial time. Batches with
 nothing left become completed. Between claims the dispatcher sleeps (see claim()). The cost of a tick
@@ -26,10 +28,10 @@ from dialer.core.clock import Clock
 from dialer.core.machine import COMPLETE, REOPEN
 from dialer.ports import Repositories
 from dialer.services.call_events import CallEvents
-from dialer.core.compliance import HORIZON
 from workers.book import Book
 from workers.claims import ClaimWriter
 from workers.compliance_gate import ComplianceGate
+from workers.due_calls import DueCalls
 from workers.placer import Claimed, Placer
 from workers.sharing import round_robin, spread
 from workers.slots import Slots
@@ -44,6 +46,7 @@ def _ends_for_good(batch: dict, call: dict) -> bool:
 
 
 SCOPE_MAX = 500  # a look at more batches than this reads the slots of every batch (one count per batch)
+LIKELY = 2  # batches whose due calls a look reads with the slots
 
 
 @dataclass
@@ -58,7 +61,7 @@ class DispatcherConfig:
     batch_cache_seconds: float = 5.0  # batches changed or given calls since the last look are re-read this often
     batch_full_seconds: float = 60.0  # every running batch is re-read this often (the placer reads those it places)
     metrics_seconds: float = 5.0  # the slots-in-flight gauges are refreshed this often
-    claim_group_fraction: float = 0.05  # claim when at least this share of a batch's limit is free...
+    claim_group_fraction: float = 0.04  # claim when at least this share of a batch's limit is free...
     claim_group_max: int = 10  # ...or this many (a batch with a large limit would leave slots idle waiting for 5%)
     account_group_fraction: float = 0.02  # and, while the account's cap binds, this share of the cap...
     account_group_min: int = 4  # ...or at least this many (a claim costs the same few operations)
@@ -94,6 +97,7 @@ class Dispatcher:
         self.claiming = True
         self._pokes = 0  # calls that left flight in this process since the last look
         self._pokes_needed = 1  # how many freed slots make another look worthwhile
+        self._account_full = False  # the last look left the account without a group of free slots
         self._idle_until: dt.datetime | None = None
         self.book = Book(repos.batches, config.batch_cache_seconds, config.batch_full_seconds)
         self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
@@ -108,6 +112,7 @@ class Dispatcher:
         self.rules = ComplianceGate(repos.tenancy, repos.caps, dt.timedelta(seconds=config.batch_cache_seconds),
                                     dt.timedelta(seconds=config.rate_horizon_seconds))
         self.book.readers.append(self.rules.saw)
+        self.due = DueCalls(repos.calls, self.rules, self.book, self._quiet_cap)
         # The placer asks for the batches it is about to place afresh just before it places (stop means stop).
         self.placer = Placer(repos.calls, repos.batches, clock, provider, events, self.rules, self._fresh_running,
                              self.stats,
@@ -155,7 +160,7 @@ class Dispatcher:
         it serves, not the batches that run."""
         if self._idle_until is not None and now < self._idle_until and self._pokes < self._pokes_needed:
             return  # nothing more could be claimed last time, and not enough slots were freed here since
-        self._pokes = 0
+        poked, self._pokes = self._pokes, 0
         book = self.book
         await book.refresh(now)
         if not book.batches:
@@ -167,7 +172,19 @@ class Dispatcher:
         # batch when the look needs many (the gauges per batch are refreshed then), or the gauges are late.
         looked_at = book.plan(now, self._reach)
         gauges_late = self._metrics_at is None or now >= self._metrics_at + self._metrics_every
-        state = await self.slots.state(now, None if gauges_late or len(looked_at) > SCOPE_MAX else looked_at)
+        scope = None if gauges_late or len(looked_at) > SCOPE_MAX else looked_at
+        # The due calls of the batches this claim will likely serve are read with the slots (one store
+        # operation), before their shares are known: enough for the slots the calls ended here since may have
+        # freed, and two claim groups. Not while the account was full at the last look and no call has ended
+        # here since (the look would claim nothing).
+        likely = book.likely(looked_at, LIKELY) if poked or not self._account_full else []
+        asked = {b: min(limit, 2 * self._group(limit) + poked) + 1
+                 for b in likely for limit in (book.batches[b]["concurrencyLimit"],)}
+        if asked:
+            read, early = await self.calls.look(scope, asked, now)
+            state = self.slots.seen(read, now)
+        else:
+            state, early = await self.slots.state(now, scope), {}
         needed: list[int] = []  # slots still to be freed before another look is worthwhile
         if (parked := book.wake(now, state.used_of)) is not None:
             needed.append(parked)
@@ -184,10 +201,11 @@ class Dispatcher:
             needed.append(account_group - max(account_free, 0))
             total = 0
         room, cut = self._pick(total, state, needed)
-        candidates, deferrals, idle, drained = await self._gather(room, state, total, now)
+        candidates, deferrals, idle, drained = await self.due.gather(room, state, total, now, early, asked)
         grants = round_robin(candidates, total)
         claims, looked = await self.writer.write(grants, book.batches, state, deferrals, now, earliest)
         self._count_slots(state, claims, now)
+        self._account_full = account_free - len(claims) < account_group
         claimed = Counter(c.batch["_id"] for c in claims) if drained else Counter()
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
             _, free, group = room[batch_id]
@@ -198,7 +216,7 @@ class Dispatcher:
                 # its slots). A call that may come back (a retry, its group's next call) parks the batch, so
                 # its return is seen at the next look at the parked, not the slower one at the quiet.
                 used = state.used(batch_id) + claimed[batch_id]
-                self.book.hush(batch_id, self._quiet_until(now, drained[batch_id], used), used)
+                self.book.hush(batch_id, self.due.quiet_until(now, drained[batch_id], used), used)
             elif free - len(granted) < group:
                 limit = free + state.used(batch_id)
                 book.park(batch_id, limit - group, group - (free - len(granted)))
@@ -249,7 +267,7 @@ class Dispatcher:
             free = limit - used
             # Claim in small groups (a few % of the limit) rather than one call per freed slot: each
             # claim costs the same few database operations whatever the group's size.
-            group = max(1, min(self.config.claim_group_max, math.ceil(limit * self.config.claim_group_fraction)))
+            group = self._group(limit)
             if free <= 0 or (used > 0 and free < group):
                 self.book.park(batch_id, limit - group, used - (limit - group))
                 needed.append(used - (limit - group))
@@ -261,72 +279,10 @@ class Dispatcher:
         spread(room, left)
         return room, cut
 
-    async def _gather(self, room: dict[ObjectId, list[int]], state, total: int, now: dt.datetime):
-        """The due calls of the batches the shared budget reaches: (ready calls per batch, deferrals,
-        batches with nothing left, batches whose due calls were all read: {batch: when to look again}).
-        At most two reads, each of every batch at once, each asking one call more than the share (so a batch
-        read to its end is known to be): what a batch could not use goes round once more to the batches that
-        had more due than their share."""
-        candidates: dict[ObjectId, list[dict]] = {}
-        seen: dict[ObjectId, set[ObjectId]] = {}  # batch -> its due calls read so far (ready or deferred)
-        deferrals: list[tuple[ObjectId, dt.datetime]] = []
-        idle: list[dict] = []
-        drained: dict[ObjectId, dt.datetime] = {}
-        shares = {b: entry[0] for b, entry in room.items()}
-        for _ in range(2):
-            if not shares:
-                break
-            found = await self.calls.due_many({b: len(seen.get(b, ())) + n + 1 for b, n in shares.items()}, now)
-            full = []
-            for batch_id, share in shares.items():
-                read = seen.setdefault(batch_id, set())
-                skip = len(read)
-                due, later = found.get(batch_id, ([], None))
-                # What the first read did not see, by id (between the reads a call may have been suppressed,
-                # or one due earlier may have appeared: never the same call granted twice), up to the share
-                # (if another dispatcher claimed what the first read saw, this read finds more new calls).
-                due = [c for c in due if c["_id"] not in read]
-                beyond = len(due) > share  # more due than the share
-                due = due[:share]
-                read.update(c["_id"] for c in due)
-                batch = self.book.batches[batch_id]
-                for call in due:
-                    decision = self.rules.decide(batch, call, now)
-                    if decision.allowed(now):
-                        candidates.setdefault(batch_id, []).append(call)
-                    elif decision.at is None and decision.rule:  # never under its profile (within the horizon)
-                        await self.calls.suppress_queued(call["_id"], now, {"at": now, "event": "suppressed",
-                                                                            "rule": decision.rule})
-                    else:  # moved to the next instant its window and its profile allow, with the rule why
-                        rule = ({"at": now, "event": "deferred", "rule": decision.rule},) if decision.rule else ()
-                        opens = decision.at or now + HORIZON
-                        deferrals.append((call["_id"], opens, *rule))
-                        later = min(later or opens, opens)  # due again then
-                if beyond:
-                    full.append(batch_id)
-                elif batch_id in candidates:
-                    drained[batch_id] = later
-                elif not skip:
-                    # Nothing due now: leave the batch alone until its next call is due.
-                    used = state.used(batch_id)
-                    self.book.hush(batch_id, self._quiet_until(now, later, used), used)
-                    if later is None and used == 0:
-                        idle.append(batch)
-            left = total - sum(map(len, candidates.values()))
-            more = {b: [len(candidates.get(b, [])), room[b][1], room[b][2]] for b in full}
-            spread(more, left)
-            shares = {b: entry[0] - len(candidates.get(b, [])) for b, entry in more.items()
-                      if entry[0] > len(candidates.get(b, []))}
-        return candidates, deferrals, idle, drained
-
-    def _quiet_until(self, now: dt.datetime, later: dt.datetime | None, used: int) -> dt.datetime | None:
-        """When to look again at a batch with nothing due now: when its next call is due (`later`); without
-        calls in flight, at least every `quiet_seconds` (the safety net). With calls in flight, not before
-        `later`: one of them ending brings it back (the book's look at quiet batches), as do new calls or a
-        change (the book's reads); looking sooner would find its slots taken, and park it for nothing."""
-        if used:
-            return later
-        return min(later or now + self._quiet_cap, now + self._quiet_cap)
+    def _group(self, limit: int) -> int:
+        """A batch's claim group: claim when a few % of its limit are free rather than one call per freed slot
+        (each claim costs the same few store operations whatever its size)."""
+        return max(1, min(self.config.claim_group_max, math.ceil(limit * self.config.claim_group_fraction)))
 
     def requeued(self, batch_id: ObjectId) -> None:
         """A call of the batch went back to the queue in this process (handed back, or a retry): look at the

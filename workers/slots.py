@@ -26,7 +26,7 @@ from typing import Iterable
 
 from bson import ObjectId
 
-from dialer.ports import FlyingCounts, LedgerWrite, SlotLedger
+from dialer.ports import FlyingCounts, LedgerState, LedgerWrite, SlotLedger
 
 
 @dataclass
@@ -98,7 +98,10 @@ class Slots:
     async def state(self, now: dt.datetime | None = None, batch_ids: list[ObjectId] | None = None) -> DispatchState:
         """The slots in use; with `now`, minus the reservations whose claim landed or can no longer land;
         with `batch_ids`, those batches' only (and the account's total)."""
-        read = await self.ledger.read(batch_ids)
+        return self.seen(await self.ledger.read(batch_ids), now)
+
+    def seen(self, read: LedgerState, now: dt.datetime | None = None) -> DispatchState:
+        """`state` of a ledger read made elsewhere (with the due calls: CallRepo.look)."""
         state = DispatchState(read.version, read.flying, read.pending, read.next_dial_at)
         if now is not None:
             self._harvest(state, now)

@@ -11,7 +11,7 @@ from typing import Iterable, Protocol
 from bson import ObjectId
 
 from dialer.core.records import PlannedCall
-from dialer.ports.slots import LedgerWrite
+from dialer.ports.slots import LedgerState, LedgerWrite
 
 
 def active_key(batch_id: ObjectId, e164: str, extension: str | None) -> str:
@@ -162,6 +162,13 @@ class CallRepo(Protocol):
                        ) -> dict[ObjectId, tuple[list[dict], dt.datetime | None]]:
         """`due` for several batches in one read, {batch: up to n}: each batch's due calls and, when fewer
         were due than asked, the earliest nextAttemptAt of its queued calls not yet due (None: none queued)."""
+
+    async def look(self, batch_ids: list[ObjectId] | None, wanted: dict[ObjectId, int], now: dt.datetime
+                   ) -> tuple[LedgerState, dict[ObjectId, tuple[list[dict], dt.datetime | None]]]:
+        """A dispatcher's look before it claims, in one store operation: the slot ledger as
+        `SlotLedger.read(batch_ids)` and the due calls of `wanted` as `due_many(wanted, now)` (the batches the
+        claim will likely serve, asked before their slots are known). SQLite reads both in one transaction
+        (one snapshot); MongoDB runs the two reads at once."""
 
     async def next_due_at(self, batch_id: ObjectId) -> dt.datetime | None:
         """The earliest nextAttemptAt among the batch's queued calls."""

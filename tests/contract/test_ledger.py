@@ -136,3 +136,23 @@ async def test_a_read_for_some_batches_counts_theirs_and_the_account_total(repos
     everything = await repos.ledger.read()
     assert everything.flying == {batch["_id"]: 2, other["_id"]: 1} and everything.flying.scope is None
     assert (await repos.ledger.read([])).flying.total == 3
+
+
+async def test_a_look_reads_the_ledger_and_the_due_calls_as_the_two_reads_do(repos, batch):
+    """CallRepo.look: the dispatcher's read before a claim, the slot ledger (scoped as SlotLedger.read) and the due
+    calls of the batches asked (as CallRepo.due_many), in one store operation."""
+    other = batch_doc()
+    await repos.batches.insert(other)
+    a, b, c = await enqueue(repos, batch, planned(A), planned(B), planned(C, at(90)))
+    [d] = await enqueue(repos, other, planned("+14155550004"))
+    await claim(repos, a)
+    await repos.ledger.read()
+    assert await repos.ledger.write(0, [reservation(ObjectId(), other["_id"])], at(3))
+    state, due = await repos.calls.look([batch["_id"]], {batch["_id"]: 5, other["_id"]: 0}, at(10))
+    alone = await repos.ledger.read([batch["_id"]])
+    assert (state.version, bare(state.pending), state.next_dial_at) == (alone.version, bare(alone.pending), at(3))
+    assert dict(state.flying) == {batch["_id"]: 1} and state.flying.total == 1 and state.flying.scope == alone.flying.scope
+    assert due == await repos.calls.due_many({batch["_id"]: 5}, at(10))
+    assert [x["_id"] for x in due[batch["_id"]][0]] == [b] and due[batch["_id"]][1] == at(90) and set(due) == {batch["_id"]}
+    state, due = await repos.calls.look(None, {}, at(10))  # every batch's slots, no due calls asked
+    assert dict(state.flying) == {batch["_id"]: 1} and state.flying.scope is None and due == {}

@@ -1,4 +1,5 @@
-"""The `calls` collection's queries for the dispatcher's claims: the claim itself (with the slot ledger's
+"""The `calls` collection's queries for the dispatcher's claims: the look before one (the slot ledger's read and
+the due calls' (calls.py), at once), the claim itself (with the slot ledger's
 compare-and-set before it and the reads the placer places on after it), the provider ids of placed calls,
 and a claim handed back unplaced or left uncertain. Part of MongoCalls (calls.py), whose counter bookkeeping
 (`counters`) they share. Every query names call ids (the `_id` index).
@@ -89,6 +90,12 @@ class ClaimCalls:
     @unavailable
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
         return await holders_of(self.c, list(call_ids))
+
+    @unavailable
+    async def look(self, batch_ids: list[ObjectId] | None, wanted: dict[ObjectId, int], now: dt.datetime) -> tuple:
+        """The ledger's read and the due calls' at once (their round trips overlap)."""
+        ledger, due = await asyncio.gather(self._ledger.read(batch_ids), self.due_many(wanted, now))
+        return ledger, due
 
     @unavailable
     async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,

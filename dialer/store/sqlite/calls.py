@@ -10,7 +10,7 @@ indexes that serve them:
 - page: `calls_batch_id` (the counters' reads and recounts: calls_counters.py);
 - expired: `calls_lease` (partial: in-flight calls only);
 - held_provider_ids: `calls_provider_call` (partial: calls with a provider id only).
-The dispatcher's claims and their hand-backs: calls_for_claims.py; operators', chains', the do-not-call
+The dispatcher's looks (due_many, look), claims and their hand-backs: calls_for_claims.py; operators', chains', the do-not-call
 list's and the counters' queries: the other calls_*.py modules, all mixed into SqliteCalls.
 """
 
@@ -155,23 +155,6 @@ class SqliteCalls(ClaimCalls, OperatorsCalls, ChainCalls, DncCalls, CounterCalls
             return []
         return await self.db.read(rows.load_where, "batch_id = ? AND status = 'queued' AND next_attempt_at <= ?",
                                   (batch_id.binary, ms(now)), f"ORDER BY next_attempt_at, id LIMIT {int(limit)}")
-
-    async def due_many(self, wanted: dict[ObjectId, int], now: dt.datetime
-                       ) -> dict[ObjectId, tuple[list[dict], dt.datetime | None]]:
-        def work(conn: sqlite3.Connection) -> dict[ObjectId, tuple[list[dict], dt.datetime | None]]:
-            out = {}
-            for batch_id, limit in wanted.items():
-                due = rows.load_where(conn, "batch_id = ? AND status = 'queued' AND next_attempt_at <= ?",
-                                      (batch_id.binary, ms(now)), f"ORDER BY next_attempt_at, id LIMIT {int(limit)}")
-                later = None
-                if len(due) < limit:
-                    later = at(conn.execute("SELECT min(next_attempt_at) FROM calls WHERE batch_id = ? AND status = "
-                                            "'queued' AND next_attempt_at > ?", (batch_id.binary, ms(now))).fetchone()[0])
-                out[batch_id] = (due, later)
-            return out
-
-        wanted = {b: n for b, n in wanted.items() if n > 0 and isinstance(b, ObjectId)}
-        return await self.db.read(work) if wanted else {}
 
     async def next_due_at(self, batch_id: ObjectId) -> dt.datetime | None:
         def work(conn: sqlite3.Connection) -> dt.datetime | None:

@@ -1,5 +1,6 @@
-"""The SQLite calls' methods for the dispatcher's claims: the claim itself (with the slot ledger's
-compare-and-set and the reads the placer places on, in its transaction), the provider ids of placed calls,
+"""The SQLite calls' methods for the dispatcher's claims: the look before a claim (the slot ledger and the due
+calls, in one transaction), the claim itself (with the slot ledger's compare-and-set and the reads the placer
+places on, in its transaction), the provider ids of placed calls,
 and a claim handed back unplaced or left uncertain. Part of SqliteCalls (calls.py); each method one unit of
 work, every status change checked against the state machine (the tallies follow by trigger). Every query
 names call ids (the primary key).
@@ -14,20 +15,53 @@ from typing import Iterable
 from bson import ObjectId
 
 from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
-from dialer.ports import BUSY_WAIT, Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
+from dialer.ports import BUSY_WAIT, Claim, ClaimResult, LedgerState, LedgerWrite, PlacedRecord, placed_entry
 from dialer.store.sqlite import call_rows as rows
 from dialer.store.sqlite.batches import runnable_stamps_in
 from dialer.store.sqlite.call_rows import CLAIM_FIELDS, check, holders_of, load, push, save
 from dialer.store.sqlite.database import Database
 from dialer.store.sqlite.dnc import listed_in
-from dialer.store.sqlite.documents import stored
-from dialer.store.sqlite.ledger import write_in
+from dialer.store.sqlite.documents import at, ms, stored
+from dialer.store.sqlite.ledger import read_in, write_in
 
 QUEUED, DIALING = CallStatus.QUEUED.value, CallStatus.DIALING.value
+Due = dict[ObjectId, tuple[list[dict], dt.datetime | None]]
+
+
+def due_in(conn: sqlite3.Connection, wanted: dict[ObjectId, int], now: dt.datetime) -> Due:
+    """CallRepo.due_many in a unit of work (the index `calls_batch_status_due` walked from each batch's earliest
+    queued call, up to its n)."""
+    out = {}
+    for batch_id, limit in wanted.items():
+        due = rows.load_where(conn, "batch_id = ? AND status = 'queued' AND next_attempt_at <= ?",
+                              (batch_id.binary, ms(now)), f"ORDER BY next_attempt_at, id LIMIT {int(limit)}")
+        later = None
+        if len(due) < limit:
+            later = at(conn.execute("SELECT min(next_attempt_at) FROM calls WHERE batch_id = ? AND status = "
+                                    "'queued' AND next_attempt_at > ?", (batch_id.binary, ms(now))).fetchone()[0])
+        out[batch_id] = (due, later)
+    return out
+
+
+def _asked(wanted: dict[ObjectId, int]) -> dict[ObjectId, int]:
+    return {b: n for b, n in wanted.items() if n > 0 and isinstance(b, ObjectId)}
 
 
 class ClaimCalls:
     db: Database
+
+    async def due_many(self, wanted: dict[ObjectId, int], now: dt.datetime) -> Due:
+        wanted = _asked(wanted)
+        return await self.db.read(due_in, wanted, now) if wanted else {}
+
+    async def look(self, batch_ids: list[ObjectId] | None, wanted: dict[ObjectId, int], now: dt.datetime
+                   ) -> tuple[LedgerState, Due]:
+        wanted = _asked(wanted)
+
+        def work(conn: sqlite3.Connection) -> tuple[LedgerState, Due]:
+            return read_in(conn, batch_ids), (due_in(conn, wanted, now) if wanted else {})
+
+        return await self.db.read(work)
 
     async def holders(self, call_ids: Iterable[ObjectId]) -> dict[ObjectId, tuple[str, str | None]]:
         ids = [c for c in call_ids if isinstance(c, ObjectId)]

@@ -39,7 +39,8 @@ def _put(conn: sqlite3.Connection, version: int, doc: dict) -> None:
                  (ACCOUNT, version, encode(doc)))
 
 
-def _read(conn: sqlite3.Connection, batch_ids: list[ObjectId] | None = None) -> LedgerState:
+def read_in(conn: sqlite3.Connection, batch_ids: list[ObjectId] | None = None) -> LedgerState:
+    """`SqliteLedger.read` in a unit of work of its own or another's (the dispatcher's look, SqliteCalls.look)."""
     version, doc = _row(conn)
     pending = doc.get("pending") or []
     if pending:
@@ -68,7 +69,7 @@ class SqliteLedger:
         self.db = db
 
     async def read(self, batch_ids: list[ObjectId] | None = None) -> LedgerState:
-        return await self.db.read(_read, batch_ids)
+        return await self.db.read(read_in, batch_ids)
 
     async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
         return await self.db.write(write_in, LedgerWrite(version, pending, next_dial_at))
