@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dialer import composition
 from dialer.core.clock import FixedClock
+from dialer.core.sealed_answers import unseal
 from dialer.settings import Settings
 from dialer.store.mongo import mongo_repositories
 from dialer.store.mongo.idempotency import convert_legacy_records
@@ -176,3 +177,30 @@ def test_the_sqlite_upgrade_overwrites_the_old_records_even_where_deletes_do_not
         conn.close()
     everything = file_bytes(path)
     assert not [plain for plain in OLD.api_keys + list(OLD.records) if plain.encode() in everything]
+
+
+async def test_a_record_an_old_process_finishes_during_the_mongodb_upgrade_is_converted_as_finished():
+    """A process of the old version still running stores its answer while a new one converts the record: the
+    conversion of the running record is undone and done again on the finished one, not the answer lost."""
+    mongo = mongomock_client()
+    collection = mongo["dialer"]["idempotency"]
+    running, finished = OLD.records["onboard-beta"], OLD.records["onboard-acme"]
+    await collection.insert_one(running)
+
+    class OldProcessFinishing:
+        """The collection, with the old process's finish landing between the upgrade's read and its delete."""
+
+        def __getattr__(self, name):
+            return getattr(collection, name)
+
+        async def insert_one(self, doc):
+            if doc["state"] == "running":
+                await collection.update_one({"_id": running["_id"]}, {"$set": {
+                    "state": "done", "code": finished["code"], "body": finished["body"]}})
+            return await collection.insert_one(doc)
+
+    assert await convert_legacy_records(OldProcessFinishing()) == 1
+    [record] = await collection.find({}).to_list(None)
+    assert (record["state"], record["code"], set(record["body"])) == ("done", 200, {"alg", "nonce", "sealed"})
+    assert unseal("admin", "onboard-beta", running["scope"], running["fingerprint"], 200, record["body"]) == (
+        finished["body"]["text"], finished["body"]["headers"])
