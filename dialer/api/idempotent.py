@@ -10,8 +10,9 @@ fingerprinted -> the use case run once through Idempotency.once (dialer/services
 rules, what is kept, expiry) -> the answer, or for a retry the first answer byte for byte with
 `Idempotent-Replay: true`. Refusals come in the route's own shapes (`Answers`: the envelope here, the
 ElevenLabs face's 422 `{"detail": [...]}` there): a malformed key 400, a key still in use 409, a key used
-for another route, target or body 422 (and so is a key whose stored answer does not open: AnswerUnreadable). The route's document gains the header, the replay header on
-every answer that can be replayed, and those refusals.
+for another route, target or body 422 (so is a key whose stored answer does not open: AnswerUnreadable).
+The route's document gains the header, the replay header on every answer that can be replayed, and those
+refusals.
 """
 
 from __future__ import annotations
