@@ -10,8 +10,9 @@ fingerprinted -> the use case run once through Idempotency.once (dialer/services
 rules, what is kept, expiry) -> the answer, or for a retry the first answer byte for byte with
 `Idempotent-Replay: true`. Refusals come in the route's own shapes (`Answers`: the envelope here, the
 ElevenLabs face's 422 `{"detail": [...]}` there): a malformed key 400, a key still in use 409, a key used
-for another route, target or body 422. The route's document gains the header, the replay header on
-every answer that can be replayed, and those refusals.
+for another route, target or body 422 (so is a key whose stored answer does not open: AnswerUnreadable).
+The route's document gains the header, the replay header on every answer that can be replayed, and those
+refusals.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ ENVELOPE = Answers(fail, {
     400: Reply(r.ErrorEnvelope, "the Idempotency-Key is not 1-255 printable ASCII characters"),
     409: Reply(r.ErrorEnvelope, "a request with this Idempotency-Key is still running: retry later"),
     422: Reply(r.ErrorEnvelope, "the Idempotency-Key was used for another request (another route, target or "
-                                "body): use a new key")})
+                                "body), or its stored answer cannot be read: use a new key")})
 
 
 async def per_workspace(request: web.Request) -> str:

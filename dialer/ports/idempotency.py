@@ -7,8 +7,11 @@ from typing import Any, Protocol
 
 
 class IdempotencyRepo(Protocol):
-    """Records `{_id: "<workspaceId>:<key>", state: running | done, claimedUntil, expiresAt, code?, body?}`.
-    Expiry is the caller's (injected clock): the repository never deletes on its own."""
+    """Records `{_id: "<owner>:<SHA-256 hex of the key>", format: 2, state: running | done, claimedUntil,
+    expiresAt, scope, fingerprint, ids, code?, body?}`, `body` the answer sealed (dialer/core/sealed_answers.py):
+    the repository stores what it is given and never sees a key or an answer in plain. Records of the first
+    format (`_id` "<owner>:<key>", `body` {text, headers} in plain, no `format`) are converted by each store's
+    upgrade. Expiry is the caller's (injected clock): the repository never deletes on its own."""
 
     async def insert(self, record: dict) -> bool:
         """False when a record with this _id exists."""

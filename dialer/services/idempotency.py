@@ -7,12 +7,18 @@ body is refused (KeyUsedElsewhere, saying which): replaying the first answer the
 not happen there. `once` is the whole rule, for any route (dialer/api/idempotent.py puts it on a route
 in one line).
 
-A key is claimed atomically by inserting a record whose _id is "<owner>:<key>": of two concurrent
-requests only one insert succeeds, the other gets KeyInUse until the first has finished. The claim is
-held for `claim_seconds` and renewed while its request runs, so the claim of a request whose process
-died (kill -9, a lost machine) runs out within `claim_seconds` and a retry with the key takes it over.
+A key is claimed atomically by inserting a record whose _id is "<owner>:<SHA-256 hex of the key>"
+(dialer/core/sealed_answers.py: the store never holds the key, nor an answer it can read; every answer
+is sealed under a key derived from the Idempotency-Key): of two concurrent requests only one insert
+succeeds, the other gets KeyInUse until the first has finished. The claim is held for `claim_seconds`
+and renewed while its request runs, so the claim of a request whose process died (kill -9, a lost
+machine) runs out within `claim_seconds` and a retry with the key takes it over.
 The `Claim` a request runs under names the ids its writes may take (`Claim.object_id`), the same for a
 request that takes over a dead one's key: a write the dead one made is found again, not made twice.
+
+An answer that does not open under the key asking for it (its record altered in the store, or moved there
+from another key's) is refused as AnswerUnreadable, never replayed and never run again: the first request
+with the key was done, and a new key is the way to do it again knowingly.
 
 What is kept (`keeps`): every answer below 500 but a 409. A 4xx is the answer to that request (a
 retry of the same body would be refused the same way), so it is replayed, as Stripe does; a 409 is a
@@ -42,6 +48,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import orjson
 from bson import ObjectId
 
+from dialer.core import sealed_answers
 from dialer.core.clock import Clock
 from dialer.ports import IdempotencyRepo, StoreUnavailable
 
@@ -87,6 +94,11 @@ class KeyInUse(Exception):
 
 class KeyUsedElsewhere(Exception):
     """The key was used for another request: str() says what differs (the route and target, or the body)."""
+
+
+class AnswerUnreadable(KeyUsedElsewhere):
+    """The key was used, but its stored answer does not open under it (the record was altered, or is
+    another key's): refused like a key used elsewhere, the first request's work not done again."""
 
 
 def keeps(code: int) -> bool:
@@ -141,7 +153,7 @@ class Idempotency:
         if isinstance(claim, StoredResponse):
             return claim
         try:
-            async with self._renewed(f"{owner}:{key}", claim):
+            async with self._renewed(sealed_answers.record_id(owner, key), claim):
                 answer = await work(claim)
         except BaseException:
             await self.release(owner, key)
@@ -150,7 +162,7 @@ class Idempotency:
             await self.release(owner, key)
             return answer
         try:
-            await self.finish(owner, key, answer)
+            await self.finish(owner, key, scope, fingerprint, answer)
         except StoreUnavailable as exc:
             # The work is done; a retry with this key would do it again (its writes found again by
             # their ids, where it has them), which beats a key stuck "in progress".
@@ -159,14 +171,15 @@ class Idempotency:
         return answer
 
     def _record(self, doc_id: str, scope: str, fingerprint: str, claim: Claim, now: dt.datetime) -> dict:
-        return {"_id": doc_id, "state": "running", "claimedUntil": now + self.claim_for, "expiresAt": now + self.ttl,
-                "scope": scope, "fingerprint": fingerprint, "ids": claim.ids.hex()}
+        return {"_id": doc_id, "format": sealed_answers.FORMAT, "state": "running",
+                "claimedUntil": now + self.claim_for, "expiresAt": now + self.ttl, "scope": scope,
+                "fingerprint": fingerprint, "ids": claim.ids.hex()}
 
     async def claim(self, owner: str, key: str, scope: str, fingerprint: str) -> StoredResponse | Claim:
         """A Claim: this request owns the key and must run. A StoredResponse: replay it. KeyInUse: wait.
         KeyUsedElsewhere: the key belongs to another request."""
         now = self.clock.now()
-        doc_id = f"{owner}:{key}"
+        doc_id = sealed_answers.record_id(owner, key)
         claim = Claim.new()
         if await self.repo.insert(self._record(doc_id, scope, fingerprint, claim, now)):
             return claim
@@ -184,7 +197,7 @@ class Idempotency:
         if doc.get("fingerprint") != fingerprint:
             raise KeyUsedElsewhere("another body")
         if doc["state"] == "done":
-            return StoredResponse(doc["code"], doc["body"]["text"], doc["body"]["headers"], replayed=True)
+            return self._replayed(owner, key, doc)
         if doc["claimedUntil"] < now:
             # Its request died unanswered: take it over, under its ids (what it wrote is found again).
             claim = Claim(bytes.fromhex(doc["ids"])) if doc.get("ids") else claim
@@ -194,6 +207,17 @@ class Idempotency:
                             extra={"scope": scope})
                 return claim
         raise KeyInUse(key)
+
+    @staticmethod
+    def _replayed(owner: str, key: str, doc: dict) -> StoredResponse:
+        try:
+            text, headers = sealed_answers.unseal(owner, key, doc.get("scope"), doc.get("fingerprint"),
+                                                  doc.get("code"), doc.get("body"))
+        except sealed_answers.Unreadable as exc:  # why, never what the record holds nor the key
+            log.warning("refused an Idempotency-Key whose stored answer does not open",
+                        extra={"scope": doc.get("scope"), "reason": str(exc)})
+            raise AnswerUnreadable("a request whose stored answer cannot be read") from None
+        return StoredResponse(doc["code"], text, headers, replayed=True)
 
     @contextlib.asynccontextmanager
     async def _renewed(self, doc_id: str, claim: Claim) -> AsyncIterator[None]:
@@ -220,12 +244,14 @@ class Idempotency:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def finish(self, owner: str, key: str, answer: StoredResponse) -> None:
-        await self.repo.finish(f"{owner}:{key}", answer.code, {"text": answer.text, "headers": answer.headers})
+    async def finish(self, owner: str, key: str, scope: str, fingerprint: str, answer: StoredResponse) -> None:
+        """The answer stored, sealed under the key (bound to its scope, fingerprint and code)."""
+        body = sealed_answers.seal(owner, key, scope, fingerprint, answer.code, answer.text, answer.headers)
+        await self.repo.finish(sealed_answers.record_id(owner, key), answer.code, body)
 
     async def purge(self) -> int:
         """Delete the records that have expired by the injected clock."""
         return await self.repo.purge(self.clock.now())
 
     async def release(self, owner: str, key: str) -> None:
-        await self.repo.release(f"{owner}:{key}")
+        await self.repo.release(sealed_answers.record_id(owner, key))

@@ -5,6 +5,8 @@ Creating an index that is missing reads the whole collection: on a populated `ca
 index added by an upgrade) that takes minutes, far longer than the client's per-operation timeout (a
 quarter lease). Each collection's indexes are built under their own timeout, INDEX_BUILD_SECONDS: had
 the client's applied, the build would fail, the process exit, and the next start begin it again.
+
+Then the documents an older version wrote in a shape this one no longer reads are rewritten (UPGRADES).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 import pymongo
 from pymongo import ASCENDING, IndexModel
+
+from dialer.store.mongo.idempotency import convert_legacy_records
 
 log = logging.getLogger("dialer.store.indexes")
 
@@ -81,6 +85,11 @@ RETIRED: dict[str, list[str]] = {
     "calls": ["line_key"],  # (lineKey, status): a claim's read of the callees in flight, now busy_line's job
 }
 
+# Start-up rewrites of documents in an older shape, by collection (each idempotent: it runs at every start).
+UPGRADES = {
+    "idempotency": convert_legacy_records,  # records named by their Idempotency-Key, answers in plain
+}
+
 
 async def ensure_indexes(db: Any) -> None:
     for name, models in INDEXES.items():
@@ -96,3 +105,5 @@ async def ensure_indexes(db: Any) -> None:
                 log.info("dropping an index this version no longer uses", extra={"collection": name, "index": retired})
                 await collection.drop_index(retired)
     log.info("indexes ready")
+    for name, upgrade in UPGRADES.items():
+        await upgrade(db[name])

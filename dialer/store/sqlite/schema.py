@@ -250,8 +250,43 @@ def v10(conn: sqlite3.Connection) -> None:
                  "WHERE status IN ('delivered', 'failed')")  # purge_messages
 
 
+# Version 11: idempotency records no longer hold their Idempotency-Key nor a readable answer (a retried key
+# creation's answer is the key itself; a webhook endpoint's, its signing secret): each is named by the key's
+# SHA-256 and its answer sealed under a key derived from the Idempotency-Key (dialer/core/sealed_answers.py).
+# An older file's records are converted (the key is in their id), a chunk at a time into a fresh table; the old
+# rows are deleted with secure_delete on, so their plain text is overwritten, not left in free pages. A record
+# that cannot be converted (a finished one without a readable answer) is dropped: a retry with its key runs anew.
+def v11(conn: sqlite3.Connection) -> None:
+    from dialer.core.sealed_answers import from_legacy
+    from dialer.store.sqlite.documents import decode, encode, ms
+
+    secure_delete = conn.execute("PRAGMA secure_delete").fetchone()[0]
+    conn.execute("PRAGMA secure_delete = ON")
+    try:
+        conn.execute("DROP INDEX idempotency_expiry")
+        conn.execute("ALTER TABLE idempotency RENAME TO idempotency_v10")
+        conn.execute("CREATE TABLE idempotency (id TEXT NOT NULL PRIMARY KEY, state TEXT, expires_at INTEGER, "
+                     "doc BLOB NOT NULL)")
+        conn.execute("CREATE INDEX idempotency_expiry ON idempotency (expires_at)")
+        last = 0
+        while True:  # by rowid, a chunk at a time: answers can be large (a big addCallsToBatch's callIds)
+            rows = conn.execute("SELECT rowid, doc FROM idempotency_v10 WHERE rowid > ? ORDER BY rowid LIMIT 1000",
+                                (last,)).fetchall()
+            if not rows:
+                break
+            for _, blob in rows:
+                doc = from_legacy(decode(blob))
+                if doc is not None:
+                    conn.execute("INSERT OR REPLACE INTO idempotency (id, state, expires_at, doc) VALUES (?, ?, ?, ?)",
+                                 (doc["_id"], doc.get("state"), ms(doc.get("expiresAt")), encode(doc)))
+            last = rows[-1][0]
+        conn.execute("DROP TABLE idempotency_v10")
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {int(secure_delete)}")
+
+
 # MIGRATIONS[n - 1] brings a file from version n - 1 to version n: a script, or a function of the connection.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6, v7, v8, V9, v10]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [V1, v2, V3, V4, V5, V6, v7, v8, V9, v10, v11]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
