@@ -13,6 +13,7 @@ is first read), counted by a SharedPhase that follows the port calls' counter.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections import Counter
 from typing import Any
@@ -145,10 +146,12 @@ class CountingCollection:
 
 
 def count_round_trips(repos: Repositories, counter: OpCounter) -> None:
-    """Replace the MongoDB repositories' collections by counting proxies (in place)."""
-    for repo, attr, name in ((repos.calls, "c", "calls"), (repos.batches, "c", "batches"),
-                             (repos.ledger, "c", "dispatch"), (repos.idempotency, "c", "idempotency"),
-                             (repos.tenancy, "workspaces", "workspaces"), (repos.tenancy, "keys", "api_keys"),
-                             (repos.tenancy, "agents", "agents")):
-        inner = getattr(repo, attr)
-        setattr(repo, attr, CountingCollection(inner, name, counter))
+    """Replace the MongoDB repositories' collections by counting proxies (in place): every attribute of every
+    repository that is a collection, named by the collection (the slot ledger's read of the calls counts as
+    `calls`, as the claim's does)."""
+    for field in dataclasses.fields(repos):
+        repo = getattr(repos, field.name)
+        for attr, inner in list(getattr(repo, "__dict__", {}).items()):
+            if isinstance(inner, CountingCollection) or not (hasattr(inner, "bulk_write") and hasattr(inner, "find")):
+                continue
+            setattr(repo, attr, CountingCollection(inner, getattr(inner, "name", attr), counter))

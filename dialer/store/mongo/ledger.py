@@ -5,6 +5,7 @@ the document, then the pending calls' holders, then the calls in flight per batc
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -39,11 +40,13 @@ class MongoLedger:
                 entry["holder"] = holders.get(entry["callId"])
         flying = {"status": {"$in": IN_FLIGHT_VALUES}}
         among = flying if batch_ids is None else {"batchId": {"$in": list(batch_ids)}, **flying}
-        rows = await aggregate(self.calls, [{"$match": among}, {"$group": {"_id": "$batchId", "n": {"$sum": 1}}}])
-        counts = {r["_id"].binary: r["n"] for r in rows}
+        per_batch = aggregate(self.calls, [{"$match": among}, {"$group": {"_id": "$batchId", "n": {"$sum": 1}}}])
         if batch_ids is None:
+            counts = {r["_id"].binary: r["n"] for r in await per_batch}
             return LedgerState(doc["version"], pending, FlyingCounts(counts), doc.get("nextDialAt"))
-        total = await self.calls.count_documents(flying)
+        # Those batches' counts and every batch's total at once (each its own index: batch_status_due, status_lease).
+        rows, total = await asyncio.gather(per_batch, self.calls.count_documents(flying))
+        counts = {r["_id"].binary: r["n"] for r in rows}
         return LedgerState(doc["version"], pending, FlyingCounts(counts, total, frozenset(b.binary for b in batch_ids)),
                            doc.get("nextDialAt"))
 
