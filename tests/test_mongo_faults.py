@@ -107,6 +107,44 @@ async def test_a_claim_refused_in_part_reports_the_claims_that_landed():
     await repos.close()
 
 
+async def claim_as_seen(repos, batch, token: str = "tok-1") -> tuple[set[ObjectId], int]:
+    """A claim of every due call, written on what the due read saw (as the dispatcher's): (won, finds of the calls
+    the claim made after its write)."""
+    due = await repos.calls.due(batch["_id"], T0, 10)
+    claims = [Claim(c["_id"], token, "dispatcher-a", T0, at(120), None, (c["batchId"], c.get("outcome"), c["attempts"]))
+              for c in due]
+    finds = []
+    find = repos.calls.c.find
+    repos.calls.c.find = lambda *args, **kwargs: finds.append(args) or find(*args, **kwargs)
+    try:
+        return (await repos.calls.claim(claims, [], [], T0)).won, len(finds)
+    finally:
+        repos.calls.c.find = find
+
+
+async def test_a_claim_whose_every_op_matched_is_not_read_back_and_counts_each_call_once():
+    repos, db = await rules_repositories()
+    batch = await stored_batch(repos)
+    ids = {ObjectId(i) for i in (await repos.calls.enqueue(batch, phones("212", 3), T0)).call_ids}
+    assert await claim_as_seen(repos, batch) == (ids, 0)  # before: one read of the three calls after the write
+    assert await repos.calls.tallies(batch["_id"]) == [Tally("dialing", None, 3, 3, 3)]
+    assert await repos.calls.tallies(batch["_id"]) == await repos.calls.recount(batch["_id"])
+    await repos.close()
+
+
+async def test_a_claim_of_a_call_changed_since_the_due_read_reads_back_what_landed():
+    repos, db = await rules_repositories()
+    batch = await stored_batch(repos)
+    a, b = [ObjectId(i) for i in (await repos.calls.enqueue(batch, phones("212", 2), T0)).call_ids]
+    due = await repos.calls.due(batch["_id"], T0, 10)
+    await repos.calls.c.update_one({"_id": b}, {"$set": {"outcome": "no_answer"}})  # changed under the claim
+    claims = [Claim(c["_id"], "tok-1", "dispatcher-a", T0, at(120), None, (c["batchId"], c.get("outcome"), c["attempts"]))
+              for c in due]
+    assert (await repos.calls.claim(claims, [], [], T0)).won == {a}
+    assert (await repos.calls.get(b))["status"] == "queued"
+    await repos.close()
+
+
 async def test_a_claim_that_timed_out_once_applied_reports_every_claim_and_counts_each_once():
     repos, db = await rules_repositories()
     batch = await stored_batch(repos)

@@ -61,7 +61,9 @@ class ClaimWriter:
             for calls in grants.values():
                 for call in calls:
                     dial_at = reservation.dial_times[call["_id"]]
-                    claims.append(Claim(call["_id"], token, self.name, dial_at, dial_at + self.lease, lines[call["_id"]]))
+                    seen = (call["batchId"], call.get("outcome"), call.get("attempts", 0))
+                    claims.append(Claim(call["_id"], token, self.name, dial_at, dial_at + self.lease, lines[call["_id"]],
+                                        seen))
         claimed_ids = [c.call_id for c in claims]
         if not (claims or deferrals or records):
             return [], ClaimResult()

@@ -50,6 +50,9 @@ class Claim:
     dial_at: dt.datetime
     lease_until: dt.datetime
     line: str | None = None  # the callee's line_key: not claimed while the callee is in another call
+    # (batchId, outcome, attempts) of the call as the due read saw it: written as the claim's condition, so a
+    # claim that lands knows what it changed (the batch's counters) without reading the call back.
+    seen: tuple[ObjectId, str | None, int] | None = None
 
 
 @dataclass

@@ -161,7 +161,7 @@ class MongoCalls(ClaimCalls, OperatorsCalls, ChainCalls, DncCalls, CounterCalls)
     async def due(self, batch_id: ObjectId, now: dt.datetime, limit: int) -> list[dict]:
         docs = await self.c.find(
             {"batchId": batch_id, "status": CallStatus.QUEUED.value, "nextAttemptAt": {"$lte": now}},
-            {"phoneNumber": 1, "timezones": 1, "attempts": 1, "extension": 1, "providerErrors": 1,
+            {"phoneNumber": 1, "timezones": 1, "attempts": 1, "outcome": 1, "extension": 1, "providerErrors": 1,
              "nextAttemptAt": 1, "batchId": 1},
         ).sort([("nextAttemptAt", 1), ("_id", 1)]).limit(limit).to_list(None)
         return [normalise(d) for d in docs]

@@ -18,7 +18,7 @@ from pymongo.errors import BulkWriteError
 
 from dialer.core.statuses import IN_FLIGHT_VALUES, CallStatus
 from dialer.ports import BUSY_WAIT, Claim, ClaimResult, LedgerWrite, PlacedRecord, placed_entry
-from dialer.store.mongo.documents import DUPLICATE_KEY, refused, unavailable, unordered
+from dialer.store.mongo.documents import DUPLICATE_KEY, applied, refused, unavailable, unordered
 
 log = logging.getLogger("dialer.store.calls")
 BEFORE_FIELDS = {"batchId": 1, "status": 1, "outcome": 1, "attempts": 1}  # what the counters need to know
@@ -101,8 +101,8 @@ class ClaimCalls:
     async def claim(self, claims: list[Claim], deferrals: list[tuple], records: list[PlacedRecord], now: dt.datetime,
                     batch_ids: Iterable[ObjectId] = (), numbers: Iterable[tuple[ObjectId, str]] = (),
                     reservation: LedgerWrite | None = None) -> ClaimResult:
-        """The ledger's compare-and-set (if asked), the write, then, once it is acknowledged, three reads at once:
-        which claims landed, the batches' stamps, the do-not-call entries."""
+        """The ledger's compare-and-set (if asked), the write, then, once it is acknowledged, the reads at once:
+        which claims landed (unless every op of the write matched), the batches' stamps, the do-not-call entries."""
         if reservation is not None and not await self._ledger.write(
                 reservation.version, reservation.pending, reservation.next_dial_at):
             return ClaimResult(reserved=False)
@@ -111,12 +111,17 @@ class ClaimCalls:
         ops += [_deferral(c.call_id, now + BUSY_WAIT, _busy_entry(now)) for c in busy]
         ops += [self._placed_op(r) for r in records]
         first_claim = len(ops)
-        ops += [UpdateOne({"_id": c.call_id, "status": CallStatus.QUEUED.value},
+        ops += [UpdateOne({"_id": c.call_id, "status": CallStatus.QUEUED.value,
+                           **({"outcome": c.seen[1], "attempts": c.seen[2]} if c.seen else {})},
                           {"$set": {"status": CallStatus.DIALING.value, "claimedBy": c.by, "claimToken": c.token,
                                     "dialAt": c.dial_at, "leaseUntil": c.lease_until, "updatedAt": now,
                                     **({"busyLine": c.line} if c.line else {})},
                            "$inc": {"attempts": 1}}) for c in claims]
-        error = await unordered(self.c, ops) if ops else None
+        matched, error = await applied(self.c, ops) if ops else (0, None)
+        # Every op found its call as the due read saw it: every claim landed, and the counters' change is known
+        # without reading the calls back. Otherwise one read of the claimed calls says which landed.
+        as_seen = bool(claims) and matched == len(ops) and all(c.seen for c in claims)
+        won = self._won_as_seen(claims) if as_seen else set()
         taken = _line_taken(error, first_claim)
         if taken:
             # Callees in a call of another batch (the unique index said so): they wait, as a busy line does. Were
@@ -125,10 +130,11 @@ class ClaimCalls:
             await unordered(self.c, [_deferral(claims[i - first_claim].call_id, now + BUSY_WAIT, _busy_entry(now))
                                      for i in sorted(taken)])
         batch_ids, numbers = list(batch_ids), list(numbers)
-        won, running, listed = await asyncio.gather(
-            self._landed(claims) if claims else _empty(set()),
+        landed, running, listed = await asyncio.gather(
+            self._landed(claims) if claims and not as_seen else _empty(set()),
             self._batches.runnable_stamps(now, batch_ids) if batch_ids else _empty({}),
             self._dnc.listed(numbers) if numbers else _empty({}))
+        won |= landed
         if error is not None:
             # Part of it may have landed: each claim that did is in `won`, to be placed rather than left
             # dialing until its lease ends; the placed records that did not are written again.
@@ -136,6 +142,13 @@ class ClaimCalls:
                         extra={"claims": len(claims), "won": len(won), "error": type(error).__name__})
             await self._record_again(records, refused(error), first_claim - len(records))
         return ClaimResult(won=won, running=running, listed=listed)
+
+    def _won_as_seen(self, claims: list[Claim]) -> set[ObjectId]:
+        queued, dialing = CallStatus.QUEUED.value, CallStatus.DIALING.value
+        for c in claims:
+            batch_id, outcome, attempts = c.seen
+            self.counters.change(batch_id, (queued, outcome, attempts), (dialing, outcome, attempts + 1))
+        return {c.call_id for c in claims}
 
     async def _landed(self, claims: list[Claim]) -> set[ObjectId]:
         """Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and

@@ -76,6 +76,17 @@ async def unordered(collection: Any, ops: list) -> PyMongoError | None:
     return None
 
 
+async def applied(collection: Any, ops: list) -> tuple[int, PyMongoError | None]:
+    """`unordered`, and how many of its ops matched a document when it raised nothing (0 when it did)."""
+    try:
+        result = await collection.bulk_write(ops, ordered=False)
+    except ServerSelectionTimeoutError:
+        raise
+    except PyMongoError as exc:
+        return 0, exc
+    return result.matched_count, None
+
+
 def refused(error: PyMongoError | None) -> set[int] | None:
     """The indexes of the ops `error` (from `unordered`) says were not applied; None when it cannot say."""
     if error is None:
