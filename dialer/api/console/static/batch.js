@@ -4,7 +4,7 @@
 import { outcomes, POLL_MS, rate } from "./batches.js";
 import { mountCalls } from "./calls.js";
 import { chart, legend } from "./chart.js";
-import { ask as askAbout, badge, clear, clock, h, label, num, poll, time, uid } from "./dom.js";
+import { ask as askAbout, badge, clear, clock, errorLine, h, label, num, poll, time, uid } from "./dom.js";
 import { mountUpload } from "./upload.js";
 
 const ALLOWED = {  // the moves each status allows (dialer/core/machine.py)
@@ -37,6 +37,7 @@ export function mountBatch(root, ctx, batchId) {
   for (const button of Object.values(buttons)) button.disabled = true;  // until the batch is read
   const said = h("p", { class: "notice", role: "status" });
   const problem = h("p", { class: "error", role: "alert" });
+  const errors = errorLine(problem);
   const counters = h("dl", { class: "counters" });
   const spoken = h("p", { class: "visually-hidden", "aria-live": "polite", "aria-atomic": "true" });
   const chartId = uid("chart");
@@ -133,7 +134,7 @@ export function mountBatch(root, ctx, batchId) {
       missing = true;
       poller.stop();
       title.textContent = "No such batch";
-      problem.textContent = `No batch ${batchId} in this workspace (${err.detail || err.message}).`;
+      errors.say(`No batch ${batchId} in this workspace (${err.detail || err.message}).`);
       for (const part of parts) part.hidden = true;
       return;
     }
@@ -146,7 +147,7 @@ export function mountBatch(root, ctx, batchId) {
   }
 
   const poller = poll(refresh, POLL_MS, (err) => {
-    if (!missing) problem.textContent = err ? `Could not refresh: ${err.message}. Retrying…` : "";
+    if (!missing) errors.refreshed(err);
   });
 
   async function move(name, busyLabel, body) {
@@ -155,13 +156,13 @@ export function mountBatch(root, ctx, batchId) {
     button.disabled = true;
     button.textContent = busyLabel;
     said.textContent = "";
-    problem.textContent = "";
+    errors.say("");
     try {
       const doc = await api.post(`/api/call/batches/${batchId}/${name}`, body);
       said.textContent = `${doc.message}.`;  // a status region: read out
       calls.load();  // the calls as the move left them (not at the table's next refresh)
     } catch (err) {
-      problem.textContent = `${text.replace("…", "")} refused: ${err.detail || err.message}`;
+      errors.say(`${text.replace("…", "")} refused: ${err.detail || err.message}`);
     } finally {
       button.textContent = text;
       poller.now();
@@ -190,7 +191,7 @@ export function mountBatch(root, ctx, batchId) {
     if (!answer) return;
     const chosen = answer.getAll("outcomes");
     if (!chosen.length) {
-      problem.textContent = "Retry: choose at least one outcome.";
+      errors.say("Retry: choose at least one outcome.");
       return;
     }
     move("retry", "Retrying…", { outcomes: chosen });

@@ -62,6 +62,30 @@ export function badge(status) {
   return h("span", { class: `badge status-${status}` }, label(status));
 }
 
+// A page's error line (a role=alert element), written by its refresh (a poll) and by the operator's moves.
+// A refresh that works again clears only its own "Could not refresh" message, never the refusal of a move
+// the operator has yet to read (found by an exploratory run: Retry's 409 was wiped by the refresh the move
+// itself asked for, so a refused Retry showed nothing; the Webhooks page kept "Could not refresh" for ever
+// after the server came back).
+export function errorLine(el) {
+  let fromRefresh = false;
+  return {
+    refreshed(err) {
+      if (err) {
+        el.textContent = `Could not refresh: ${err.message}. Retrying…`;
+        fromRefresh = true;
+      } else if (fromRefresh) {
+        el.textContent = "";
+        fromRefresh = false;
+      }
+    },
+    say(text) {
+      el.textContent = text;
+      fromRefresh = false;
+    },
+  };
+}
+
 // Runs `task` now and then `ms` after each run ends (never two at once), paused while the tab is hidden;
 // after a failure it waits longer each time (up to 30 s) and reports it. Returns stop().
 export function poll(task, ms, onError = () => {}) {

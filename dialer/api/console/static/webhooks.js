@@ -3,7 +3,7 @@
 // "recover since" and deleting; below, the recent deliveries with their attempts (deliveries.js).
 
 import { mountDeliveries } from "./deliveries.js";
-import { ask, clear, h, poll, time, uid } from "./dom.js";
+import { ask, clear, errorLine, h, poll, time, uid } from "./dom.js";
 
 const POLL_MS = 2000;
 // dialer/core/webhook_events.py EVENT_TYPES (tests/test_console_files.py keeps the two the same).
@@ -27,6 +27,7 @@ function localInput(ms) {
 export function mountWebhooks(root, { api, announce }) {
   const said = h("p", { class: "notice", role: "status" });
   const problem = h("p", { class: "error", role: "alert" });
+  const errors = errorLine(problem);
   const secretBox = h("section", { class: "card secret", "aria-labelledby": "secret-heading", hidden: true });
   const tbody = h("tbody");
   const empty = h("p", { class: "empty", hidden: true }, "No endpoints yet: add one below.");
@@ -67,7 +68,7 @@ export function mountWebhooks(root, { api, announce }) {
 
   function tell(text) {
     said.textContent = text;
-    problem.textContent = "";
+    errors.say("");
     announce(text);
   }
 
@@ -110,7 +111,7 @@ export function mountWebhooks(root, { api, announce }) {
       deliveries.refresh();
     } catch (err) {
       said.textContent = "";
-      problem.textContent = err.message;
+      errors.say(err.message);
     }
   }
 
@@ -178,9 +179,7 @@ export function mountWebhooks(root, { api, announce }) {
   });
 
   const deliveries = mountDeliveries(deliveriesHolder, { api, announce, tell });
-  const endpoints = poll(refresh, POLL_MS, (err) => {
-    if (err) problem.textContent = `Could not refresh: ${err.message}. Retrying…`;
-  });
+  const endpoints = poll(refresh, POLL_MS, errors.refreshed);
   return () => {
     endpoints.stop();
     deliveries.stop();

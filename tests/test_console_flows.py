@@ -1,0 +1,63 @@
+"""Operators' flows that went wrong in an exploratory run of the console, in a real browser (Debian's chromium
+through playwright, as tests/test_console_browser.py does): what the page says when a move is refused or the
+server stops answering for a while, and what a pasted key or a file's name can break.
+
+Set DIALER_CONSOLE_SCREENSHOTS=DIR to keep a screenshot of each step.
+"""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+
+from tests.test_console_browser import open_page, KEY, Client, base_url, expect, page, snap  # noqa: F401 (fixtures)
+
+
+async def test_a_refused_retry_says_why_and_the_refresh_does_not_wipe_it(page, base_url):
+    """Found: the refresh each move asks for cleared the page's error line on success, so Retry's 409 ("nothing
+    to retry") was wiped within milliseconds and the operator saw nothing at all."""
+    async with aiohttp.ClientSession() as session:
+        api = Client(session, base_url)
+        batch = (await api.call("POST", "/api/call/createBatch", {
+            "name": "nothing failed", "callingNumbers": ["+15005550006"], "scheduledAt": "2099-01-01T00:00:00Z"}))
+        await api.call("POST", f"/api/call/batches/{batch['batchId']}/start")  # no calls: completed at once
+        await api.until(f"/api/call/batches/{batch['batchId']}", lambda b: b["status"] == "completed", "completed")
+    await open_page(page, "Batches")
+    await page.goto(f"/console#/batches/{batch['batchId']}")
+    await expect(page.get_by_role("button", name="Retry…")).to_be_enabled()
+    await page.get_by_role("button", name="Retry…").click()
+    async with page.expect_response(re.compile(r"/retry$")) as answered:
+        await page.get_by_role("dialog").get_by_role("button", name="Retry these calls").click()
+    assert (await answered.value).status == 409
+    refused = page.get_by_role("alert").filter(has_text="Retry refused: nothing to retry")
+    await expect(refused).to_be_visible()
+    # Still there after the page has refreshed the batch twice (the hint names each refresh's time).
+    for _ in range(2):
+        async with page.expect_response(re.compile(r"/api/call/batches/\w+$")):
+            pass
+    await expect(refused).to_be_visible()
+    await snap(page, "flows-1-retry-refused")
+
+
+async def test_could_not_refresh_goes_once_the_server_answers_again(page, base_url):
+    """Found: after the server was restarted, the Webhooks page kept "Could not refresh: … Retrying…" for ever
+    although its lists were read again."""
+    await open_page(page, "Webhooks")
+    await expect(page.get_by_text("No endpoints yet")).to_be_visible()
+    refused = {"n": 0}
+
+    async def down_once(route):
+        if refused["n"] == 0:
+            refused["n"] += 1
+            await route.abort("connectionrefused")
+        else:
+            await route.continue_()
+
+    await page.route("**/api/webhooks/endpoints", down_once)
+    stale = page.get_by_role("alert").filter(has_text="Could not refresh")
+    await expect(stale).to_have_count(1)
+    async with page.expect_response(re.compile(r"/api/webhooks/endpoints$")) as again:
+        pass
+    assert (await again.value).status == 200
+    await expect(stale).to_have_count(0)
