@@ -61,3 +61,34 @@ async def test_could_not_refresh_goes_once_the_server_answers_again(page, base_u
         pass
     assert (await again.value).status == 200
     await expect(stale).to_have_count(0)
+
+
+async def test_a_key_pasted_with_an_invisible_character_is_named_as_such(page):
+    """Found: a key copied with a zero-width space made fetch throw before sending, and the page said "The server
+    could not be reached. Is the dialer running?"."""
+    await page.goto("/console")
+    await page.get_by_label("Workspace API key").fill(KEY + "\u200b")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text(re.compile(
+        rf"^This is not an API key: character {len(KEY) + 1} is U\+200B, and a key is made of printable ASCII"))
+    await expect(page.get_by_label("Workspace API key")).to_have_attribute("aria-invalid", "true")
+    await page.get_by_label("Workspace API key").fill(f"  {KEY} ")  # spaces around it are trimmed, as before
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+
+
+async def test_a_do_not_call_file_whose_name_is_not_ascii_imports(page, base_url):
+    """Found: the import's Idempotency-Key carried the file's name, so "opt-outs Müller.csv" was refused (400,
+    the key must be printable ASCII) and "отказы.csv" made fetch throw ("the server could not be reached")."""
+    await open_page(page, "Do not call")
+    notice = page.locator("p.notice")
+    for i, name in enumerate(["opt-outs Müller.csv", "отказы.csv"]):
+        await page.get_by_label("File", exact=True).set_input_files(
+            {"name": name, "mimeType": "text/csv", "buffer": f"phone\n+1310555010{i}\n".encode()})
+        await page.get_by_role("button", name="Import").click()
+        await expect(notice).to_have_text(f"{name}: 1 added, 0 already listed.")
+    await expect(page.get_by_text("2 numbers listed in all.")).to_be_visible()
+    await page.get_by_label("File", exact=True).set_input_files(
+        {"name": "отказы.csv", "mimeType": "text/csv", "buffer": b"phone\n+13105550101\n"})
+    await page.get_by_role("button", name="Import").click()
+    await expect(notice).to_have_text("отказы.csv: 0 added, 1 already listed.")

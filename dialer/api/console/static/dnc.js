@@ -19,6 +19,20 @@ export function numbersOf(text) {
   return lines.slice(1).map((l) => (l.split(sep)[column] || "").trim().replace(/^"|"$/g, ""));
 }
 
+// A short ASCII digest of a string (cyrb53): an Idempotency-Key is printable ASCII, a file's name need not be.
+function digest(text) {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
+}
+
 export function mountDnc(root, { api, announce }) {
   const said = h("p", { class: "notice", role: "status" });
   const problem = h("p", { class: "error", role: "alert" });
@@ -162,10 +176,11 @@ export function mountDnc(root, { api, announce }) {
     progress.value = 0;
     try {
       for (let start = 0; start < all.length; start += CHUNK) {
-        // The same file again sends the same keys: the server answers the chunks it already has.
-        const key = `console-dnc:${chosen.name}:${chosen.size}:${chosen.lastModified}:${start}`;
+        // The same file again sends the same keys: the server answers the chunks it already has. The name goes
+        // in as a digest (a name beyond ASCII, "Müller.csv", was refused as a key, or made fetch throw).
+        const key = `console-dnc:${digest(chosen.name)}:${chosen.size}:${chosen.lastModified}:${start}`;
         const doc = await api.post("/api/dnc", { numbers: all.slice(start, start + CHUNK), source: "import" },
-          { headers: { "Idempotency-Key": key.slice(0, 255) } });
+          { headers: { "Idempotency-Key": key } });
         for (const name of ["added", "alreadyListed", "invalid"]) totals[name] += doc.data[name];
         totals.invalidEntries.push(...doc.data.invalidEntries);
         progress.value = Math.min(all.length, start + CHUNK);
