@@ -92,3 +92,13 @@ async def test_a_do_not_call_file_whose_name_is_not_ascii_imports(page, base_url
         {"name": "отказы.csv", "mimeType": "text/csv", "buffer": b"phone\n+13105550101\n"})
     await page.get_by_role("button", name="Import").click()
     await expect(notice).to_have_text("отказы.csv: 0 added, 1 already listed.")
+
+
+async def test_a_double_click_on_add_to_the_list_says_what_it_added(page):
+    """Found: both clicks were sent, and the page answered the second: "0 added, 1 already listed"."""
+    await open_page(page, "Do not call")
+    await page.get_by_label("Numbers", exact=True).fill("+1 646 555 0142")
+    async with page.expect_response(re.compile(r"/api/dnc$")):
+        await page.get_by_role("button", name="Add to the list").dblclick()
+    await expect(page.locator("table.dnc tbody tr")).to_have_count(1)
+    await expect(page.locator("p.notice")).to_have_text("1 added, 0 already listed.")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 
+import aiohttp
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
 from dialer.composition import build_app
 from dialer.core.clock import SystemClock
-from tests.test_console_browser import open_page, console_settings, expect, page, snap  # noqa: F401 (page: a fixture)
+from tests.test_console_browser import KEY, open_page, console_settings, expect, page, snap  # noqa: F401 (page: a fixture)
 
 
 @pytest.fixture
@@ -161,3 +162,17 @@ async def test_an_operator_disables_rotates_recovers_and_deletes_an_endpoint(pag
     await expect(page.locator("p.notice")).to_have_text(f"{url} is deleted.")
     await expect(page.get_by_text("No endpoints yet")).to_be_visible()
     await expect(page.get_by_text("No deliveries yet.")).to_be_visible()
+
+
+async def test_a_double_click_on_add_endpoint_adds_one(page, base_url, receiver):
+    """Found by an exploratory run: the form was not held while its request ran, so a double click created two
+    endpoints; the page showed one secret, and every event went twice, once signed with a secret never shown."""
+    _, url = receiver
+    await open_page(page, "Webhooks")
+    await page.get_by_label("Endpoint URL").fill(url)
+    await page.get_by_role("button", name="Add endpoint").dblclick()
+    await expect(page.locator("p.notice")).to_have_text(f"Endpoint {url} added. Copy its secret now: it is shown once.")
+    await expect(page.locator("table.endpoints tbody tr")).to_have_count(1)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/api/webhooks/endpoints", headers={"x-api-key": KEY}) as resp:
+            assert len((await resp.json())["data"]["endpoints"]) == 1

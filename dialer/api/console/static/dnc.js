@@ -2,7 +2,7 @@
 // number starts with), adding numbers typed in, importing a file (a CSV with a phone column, or one number
 // per line) in chunks under Idempotency-Keys, and removing a number (DELETE /api/dnc/{number}).
 
-import { ask, clear, h, num, time, uid } from "./dom.js";
+import { ask, clear, h, num, onSubmit, time, uid } from "./dom.js";
 
 const PAGE = 50;
 const CHUNK = 50000;  // numbers per request when importing a file (the server takes up to 100,000)
@@ -151,8 +151,7 @@ export function mountDnc(root, { api, announce }) {
   });
   more.addEventListener("click", () => load(false));
 
-  addForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  onSubmit(addForm, async () => {
     const list = numbers.value.split(/[\n,]/).map((n) => n.trim()).filter(Boolean);
     try {
       const doc = await api.post("/api/dnc", { numbers: list, source: "manual",
@@ -165,8 +164,7 @@ export function mountDnc(root, { api, announce }) {
     }
   });
 
-  importForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  onSubmit(importForm, async () => {
     const chosen = file.files[0];
     if (!chosen) return;
     const all = numbersOf(await chosen.text());

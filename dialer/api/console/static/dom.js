@@ -62,6 +62,40 @@ export function badge(status) {
   return h("span", { class: `badge status-${status}` }, label(status));
 }
 
+// A form whose submission cannot run twice at once: from the submit (before any await) until its handler ends,
+// a second submit (a double click, Enter pressed again) is dropped and the submit buttons are disabled.
+// Found: a double click on "Add endpoint" created two endpoints, one of them with a secret never shown.
+export function onSubmit(form, handler) {
+  let busy = false;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (busy) return;
+    busy = true;
+    const buttons = [...form.querySelectorAll('button[type="submit"]')];
+    for (const b of buttons) b.disabled = true;
+    try {
+      await handler(event);
+    } finally {
+      busy = false;
+      for (const b of buttons) b.disabled = false;
+    }
+  });
+}
+
+// A button's click handler, the same way: the button is disabled while `work()` runs (a click on it again does nothing).
+export function busyWhile(work) {
+  return async (event) => {
+    const button = event.currentTarget;
+    if (button.disabled) return;
+    button.disabled = true;
+    try {
+      await work();
+    } finally {
+      button.disabled = false;
+    }
+  };
+}
+
 // A page's error line (a role=alert element), written by its refresh (a poll) and by the operator's moves.
 // A refresh that works again clears only its own "Could not refresh" message, never the refusal of a move
 // the operator has yet to read (found by an exploratory run: Retry's 409 was wiped by the refresh the move

@@ -3,7 +3,7 @@
 // "recover since" and deleting; below, the recent deliveries with their attempts (deliveries.js).
 
 import { mountDeliveries } from "./deliveries.js";
-import { ask, clear, errorLine, h, poll, time, uid } from "./dom.js";
+import { ask, busyWhile, clear, errorLine, h, onSubmit, poll, time, uid } from "./dom.js";
 
 const POLL_MS = 2000;
 // dialer/core/webhook_events.py EVENT_TYPES (tests/test_console_files.py keeps the two the same).
@@ -125,12 +125,12 @@ export function mountWebhooks(root, { api, announce }) {
       h("td", {}, e.events.length ? e.events.join(", ") : "every event"),
       h("td", { class: "endpoint-state" }, state(e)),
       h("td", {}, h("div", { class: "actions compact" },
-        button("Send test ping", "Send a test ping to", () => act(() => api.post(`${path}/test`),
-          () => `Test ping queued for ${e.url}.`), ""),
+        button("Send test ping", "Send a test ping to", busyWhile(() => act(() => api.post(`${path}/test`),
+          () => `Test ping queued for ${e.url}.`)), ""),
         button("Deliveries", "Show the deliveries of", () => deliveries.show(e.endpointId)),
-        button(e.disabled ? "Enable" : "Disable", e.disabled ? "Enable" : "Disable", () =>
+        button(e.disabled ? "Enable" : "Disable", e.disabled ? "Enable" : "Disable", busyWhile(() =>
           act(() => api.call("PATCH", path, { json: { disabled: !e.disabled } }),
-            () => `${e.url} is ${e.disabled ? "enabled" : "disabled"}.`)),
+            () => `${e.url} is ${e.disabled ? "enabled" : "disabled"}.`))),
         button("Rotate secret", "Rotate the secret of", async () => {
           const ok = await ask("Rotate the signing secret?", h("p", {},
             `A new secret signs deliveries to ${e.url}; the old one keeps signing beside it for 24 hours.`), "Rotate");
@@ -165,8 +165,7 @@ export function mountWebhooks(root, { api, announce }) {
     deliveries.setEndpoints(known);
   }
 
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  onSubmit(form, async () => {
     const events = checks.map((c) => c.querySelector("input")).filter((c) => c.checked).map((c) => c.value);
     await act(async () => {
       const created = (await api.post("/api/webhooks/endpoints",
