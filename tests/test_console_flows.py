@@ -102,3 +102,21 @@ async def test_a_double_click_on_add_to_the_list_says_what_it_added(page):
         await page.get_by_role("button", name="Add to the list").dblclick()
     await expect(page.locator("table.dnc tbody tr")).to_have_count(1)
     await expect(page.locator("p.notice")).to_have_text("1 added, 0 already listed.")
+
+
+async def test_a_batchs_settings_show_its_compliance_profile(page, base_url):
+    """Found: the Settings listed the window, zone, numbers, retries and timeout but not the compliance profile
+    (which narrows the window), so an operator could not see why calls waited."""
+    async with aiohttp.ClientSession() as session:
+        api = Client(session, base_url)
+        ruled = (await api.call("POST", "/api/call/createBatch", {
+            "name": "ruled", "callingNumbers": ["+15005550006"], "scheduledAt": "2099-01-01T00:00:00Z",
+            "compliance": "us-states", "stateField": "st"}))["batchId"]
+        plain = (await api.call("POST", "/api/call/createBatch", {
+            "name": "plain", "callingNumbers": ["+15005550006"], "scheduledAt": "2099-01-01T00:00:00Z"}))["batchId"]
+    await open_page(page, "Batches")
+    for batch, shown in [(ruled, "us-states; the callee's state also from the variable “st”"),
+                         (plain, "the workspace's profile")]:
+        await page.goto(f"/console#/batches/{batch}")
+        await page.get_by_text("Settings", exact=True).click()
+        await expect(page.locator('dl.settings dd[data-counter="Compliance"]')).to_have_text(shown)

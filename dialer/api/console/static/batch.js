@@ -119,6 +119,8 @@ export function mountBatch(root, ctx, batchId) {
         ? `up to ${b.retry.maxAttempts} attempts, ${b.retry.delaySeconds} s apart, on ${b.retry.on.map(label).join(", ")}`
         : "no automatic retry"),
       ...field("Ringing timeout", `${b.ringingTimeoutSeconds} s`),
+      ...field("Compliance", `${b.compliance || "the workspace's profile"}` +
+        (b.stateField ? `; the callee's state also from the variable “${b.stateField}”` : "")),
       ...field("Scheduled start", b.scheduledAt ? time(b.scheduledAt) : "—"),
       ...field("Created", time(b.createdAt)),
       ...field("Batch id", b.batchId));
