@@ -176,3 +176,17 @@ async def test_a_double_click_on_add_endpoint_adds_one(page, base_url, receiver)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{base_url}/api/webhooks/endpoints", headers={"x-api-key": KEY}) as resp:
             assert len((await resp.json())["data"]["endpoints"]) == 1
+
+
+async def test_an_endpoints_url_stays_selected_across_refreshes(page, receiver):
+    """Found by an exploratory run: the endpoints table was rebuilt at every refresh (2 s), so an operator
+    selecting an endpoint's URL to copy it lost the selection before pressing Ctrl+C."""
+    _, url = receiver
+    await open_page(page, "Webhooks")
+    await add_endpoint(page, url)
+    await page.get_by_role("button", name="I have copied it").click()
+    await page.locator("table.endpoints tbody tr code").first.select_text()
+    for _ in range(2):  # two refreshes of the list
+        async with page.expect_response(re.compile(r"/api/webhooks/endpoints$")):
+            pass
+    assert await page.evaluate("window.getSelection().toString()") == url

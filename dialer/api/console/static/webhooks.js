@@ -154,13 +154,18 @@ export function mountWebhooks(root, { api, announce }) {
   }
 
   let known = null;
+  let shown = "";
   async function refresh() {
     const first = known === null;
     known = (await api.get("/api/webhooks/endpoints")).data.endpoints;
     if (first && known.length) adding.open = false;
-    const had = tbody.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
-    clear(tbody).append(...known.map(row));
-    if (had) tbody.querySelector(`[aria-label="${CSS.escape(had)}"]`)?.focus();
+    const signature = JSON.stringify(known);
+    if (signature !== shown) {  // rebuilt only when something changed: a selection (a URL being copied) survives
+      const had = tbody.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
+      clear(tbody).append(...known.map(row));
+      if (had) tbody.querySelector(`[aria-label="${CSS.escape(had)}"]`)?.focus();
+      shown = signature;
+    }
     empty.hidden = known.length > 0;
     deliveries.setEndpoints(known);
   }
