@@ -7,6 +7,7 @@ Set DIALER_CONSOLE_SCREENSHOTS=DIR to keep a screenshot of each step.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
@@ -120,3 +121,33 @@ async def test_a_batchs_settings_show_its_compliance_profile(page, base_url):
         await page.goto(f"/console#/batches/{batch}")
         await page.get_by_text("Settings", exact=True).click()
         await expect(page.locator('dl.settings dd[data-counter="Compliance"]')).to_have_text(shown)
+
+
+async def test_next_page_clicked_while_the_calls_are_read_shows_the_next_page(page, base_url):
+    """Found: a click on Next page while the table was being read again was dropped, and the rows of page 1
+    were then shown as "Page 2" (for good, with "Keep this page up to date" off)."""
+    async with aiohttp.ClientSession() as session:
+        api = Client(session, base_url)
+        batch = (await api.call("POST", "/api/call/createBatch", {
+            "name": "thirty", "callingNumbers": ["+15005550006"], "scheduledAt": "2099-01-01T00:00:00Z"}))["batchId"]
+        await api.call("POST", "/api/call/addCallsToBatch", {
+            "batchId": batch, "call_data": [{"phoneNumber": f"+1212555{i:04d}"} for i in range(30)]})
+    await open_page(page, "Batches")
+    await page.goto(f"/console#/batches/{batch}")
+    rows = page.locator("table.calls tbody tr")
+    await expect(rows).to_have_count(25)
+    await page.get_by_label("Keep this page up to date").uncheck()
+
+    async def slow_first_page(route):
+        if "cursor=" not in route.request.url:
+            await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route(re.compile(r"/calls\?"), slow_first_page)
+    async with page.expect_response(re.compile(r"/calls\?(?!.*cursor=)")) as slow:
+        await page.get_by_role("button", name="Refresh").click()
+        await page.get_by_role("button", name="Next page").click()
+    await slow.value
+    await expect(page.get_by_text("Page 2, 5 calls")).to_be_visible()
+    await expect(rows).to_have_count(5)
+    await expect(rows.first).to_contain_text("+12125550025")
