@@ -2,22 +2,11 @@
 // number starts with), adding numbers typed in, importing a file (a CSV with a phone column, or one number
 // per line) in chunks under Idempotency-Keys, and removing a number (DELETE /api/dnc/{number}).
 
+import { numbersOf } from "./dncfile.js";
 import { ask, clear, h, num, onSubmit, time, uid } from "./dom.js";
 
 const PAGE = 50;
 const CHUNK = 50000;  // numbers per request when importing a file (the server takes up to 100,000)
-const PHONE_COLUMNS = ["phone", "phone_number", "phonenumber"];
-
-// The numbers of a file: the phone column of a CSV (its header names it), else every non-blank line.
-export function numbersOf(text) {
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/).filter((l) => l.trim() && !l.trim().startsWith("#"));
-  if (!lines.length) return [];
-  const sep = lines[0].includes(";") && !lines[0].includes(",") ? ";" : ",";
-  const header = lines[0].split(sep).map((c) => c.trim().replace(/^"|"$/g, "").toLowerCase());
-  const column = header.findIndex((c) => PHONE_COLUMNS.includes(c));
-  if (column < 0) return lines.map((l) => l.trim());
-  return lines.slice(1).map((l) => (l.split(sep)[column] || "").trim().replace(/^"|"$/g, ""));
-}
 
 // A short ASCII digest of a string (cyrb53): an Idempotency-Key is printable ASCII, a file's name need not be.
 function digest(text) {
@@ -167,7 +156,13 @@ export function mountDnc(root, { api, announce }) {
   onSubmit(importForm, async () => {
     const chosen = file.files[0];
     if (!chosen) return;
-    const all = numbersOf(await chosen.text());
+    let all;
+    try {
+      all = numbersOf(await chosen.text());
+    } catch (err) {
+      fail(new Error(`${chosen.name} cannot be imported: ${err.message}. Nothing was listed.`));
+      return;
+    }
     const totals = { added: 0, alreadyListed: 0, invalid: 0, invalidEntries: [] };
     progress.hidden = false;
     progress.max = Math.max(1, all.length);
