@@ -151,3 +151,19 @@ async def test_next_page_clicked_while_the_calls_are_read_shows_the_next_page(pa
     await expect(page.get_by_text("Page 2, 5 calls")).to_be_visible()
     await expect(rows).to_have_count(5)
     await expect(rows.first).to_contain_text("+12125550025")
+
+
+async def test_a_move_without_an_answer_is_not_called_refused(page, base_url):
+    """Found: a Stop whose answer was lost (the server restarting) read "Stop refused: … Failed to fetch", though
+    the stop may have been done."""
+    async with aiohttp.ClientSession() as session:
+        api = Client(session, base_url)
+        batch = (await api.call("POST", "/api/call/createBatch", {
+            "name": "lost answer", "callingNumbers": ["+15005550006"], "scheduledAt": "2099-01-01T00:00:00Z"}))["batchId"]
+    await open_page(page, "Batches")
+    await page.goto(f"/console#/batches/{batch}")
+    await page.route(re.compile(r"/start$"), lambda route: route.abort("connectionreset"))
+    await page.get_by_role("button", name="Start").click()
+    await expect(page.get_by_role("alert").filter(has_text="Start: no answer from the server")).to_contain_text(
+        "The status above shows whether it was done.")
+    await expect(page.get_by_text("refused")).to_have_count(0)

@@ -164,7 +164,12 @@ export function mountBatch(root, ctx, batchId) {
       said.textContent = `${doc.message}.`;  // a status region: read out
       calls.load();  // the calls as the move left them (not at the table's next refresh)
     } catch (err) {
-      errors.say(`${text.replace("…", "")} refused: ${err.detail || err.message}`);
+      const verb = text.replace("…", "");
+      // No answer is not a refusal: the request may have been done (found: "Stop refused: … Failed to fetch"
+      // while the server restarted, the batch stopped).
+      if (err.code === 0) errors.say(`${verb}: no answer from the server (${err.detail}). The status above shows whether it was done.`);
+      else if (err.code >= 500) errors.say(`${verb} failed: ${err.detail || err.message}. Try again.`);
+      else errors.say(`${verb} refused: ${err.detail || err.message}`);
     } finally {
       button.textContent = text;
       poller.now();
