@@ -127,9 +127,14 @@ export function poll(task, ms, onError = () => {}) {
   let stopped = false;
   let failures = 0;
   let running = false;
+  let again = false;  // now() was called while a run was in flight: run again as soon as it ends
   async function run() {
     timer = null;
-    if (stopped || running) return;
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
     if (document.hidden) return;  // resumed by visibilitychange
     running = true;
     try {
@@ -142,7 +147,9 @@ export function poll(task, ms, onError = () => {}) {
     } finally {
       running = false;
     }
-    if (!stopped) timer = setTimeout(run, failures ? Math.min(30000, ms * 2 ** failures) : ms);
+    const soon = again && !failures;
+    again = false;
+    if (!stopped) timer = setTimeout(run, soon ? 0 : failures ? Math.min(30000, ms * 2 ** failures) : ms);
   }
   function visible() {
     if (!document.hidden && timer === null && !running && !stopped) run();
