@@ -99,3 +99,18 @@ async def test_a_csv_with_quoted_commas_lists_every_number_and_a_file_without_a_
         {"name": "open.csv", "mimeType": "text/csv", "buffer": b'phone;name\n+13105550101;"Open\n+13105550102;B\n'})
     await page.get_by_role("button", name="Import").click()
     await expect(alert).to_have_text("open.csv cannot be imported: line 2: a quote is left open. Nothing was listed.")
+
+
+async def test_a_double_click_on_more_numbers_reads_the_next_page_once(page, base_url):
+    """Found: both clicks read the page after the same cursor, and its 50 numbers were listed twice."""
+    async with aiohttp.ClientSession() as session:
+        await Client(session, base_url).call("POST", "/api/dnc", {"numbers": [f"+1212555{i:04d}" for i in range(120)]})
+    await open_page(page, "Do not call")
+    rows = page.locator("table.dnc tbody tr")
+    await expect(rows).to_have_count(50)
+    await page.get_by_role("button", name="More numbers").dblclick()
+    await expect(rows).to_have_count(100)
+    await page.get_by_role("button", name="More numbers").click()
+    await expect(rows).to_have_count(120)
+    numbers = await rows.evaluate_all("rows => rows.map((r) => r.dataset.number)")
+    assert len(set(numbers)) == 120

@@ -3,7 +3,7 @@
 // per line) in chunks under Idempotency-Keys, and removing a number (DELETE /api/dnc/{number}).
 
 import { numbersOf } from "./dncfile.js";
-import { ask, clear, h, num, onSubmit, time, uid } from "./dom.js";
+import { ask, busyWhile, clear, h, num, onSubmit, time, uid } from "./dom.js";
 
 const PAGE = 50;
 const CHUNK = 50000;  // numbers per request when importing a file (the server takes up to 100,000)
@@ -106,10 +106,14 @@ export function mountDnc(root, { api, announce }) {
   }
 
   let cursor = null;
+  let asked = 0;  // reads asked for; only the latest one's answer is shown (a search typed while "More" is read)
   async function load(fresh) {
     if (fresh) cursor = null;
+    asked += 1;
+    const mine = asked;
     try {
       const doc = await api.get("/api/dnc", { limit: PAGE, cursor, prefix: search.value.trim() });
+      if (mine !== asked) return;
       const { entries, total, nextCursor } = doc.data;
       if (fresh) clear(tbody);
       tbody.append(...entries.map(row));
@@ -121,7 +125,7 @@ export function mountDnc(root, { api, announce }) {
       more.hidden = !nextCursor;
       summary.textContent = `${num(total)} numbers listed in all.`;
     } catch (err) {
-      fail(err);
+      if (mine === asked) fail(err);
     }
   }
 
@@ -138,7 +142,7 @@ export function mountDnc(root, { api, announce }) {
     event.preventDefault();
     load(true);
   });
-  more.addEventListener("click", () => load(false));
+  more.addEventListener("click", busyWhile(() => load(false)));  // a double click read one page twice
 
   onSubmit(addForm, async () => {
     const list = numbers.value.split(/[\n,]/).map((n) => n.trim()).filter(Boolean);
