@@ -193,3 +193,35 @@ async def test_a_filter_chosen_while_the_batches_are_read_never_shows_the_old_fi
     await page.wait_for_timeout(150)  # the stale answer handled: its rows must not be shown (checked once, now)
     assert await page.locator(f'tr[data-batch-id="{waiting}"]').count() == 0
     await expect(page.get_by_text("No batches here.")).to_be_visible()
+
+
+async def test_the_check_of_an_earlier_file_never_shows_over_the_file_chosen_last(page, base_url):
+    """Found: choosing a second CSV file while the first was being checked showed the first file's counts (and
+    "Import 10 rows") once its slower check answered, while Import would send the second file."""
+    async with aiohttp.ClientSession() as session:
+        batch = (await Client(session, base_url).call("POST", "/api/call/createBatch", {
+            "name": "two files", "callingNumbers": ["+15005550006"], "scheduledAt": "2099-01-01T00:00:00Z"}))["batchId"]
+    await open_page(page, "Batches")
+    await page.goto(f"/console#/batches/{batch}")
+    first = {"slow": True}
+
+    async def first_check_slow(route):
+        if first["slow"]:
+            first["slow"] = False
+            await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route(re.compile(r"/csv\?dryRun=true"), first_check_slow)
+    big = "phone\n" + "".join(f"+1212555{i:04d}\n" for i in range(10))
+    small = "phone\n+13105550100\n+13105550101\n+13105550102\n"
+    checked = asyncio.Event()
+    answers: list[str] = []
+    page.on("response", lambda r: "dryRun=true" in r.url and (answers.append(r.url), len(answers) == 2 and checked.set()))
+    await page.get_by_label("CSV file", exact=True).set_input_files(
+        {"name": "big.csv", "mimeType": "text/csv", "buffer": big.encode()})
+    await page.get_by_label("CSV file", exact=True).set_input_files(
+        {"name": "small.csv", "mimeType": "text/csv", "buffer": small.encode()})
+    await asyncio.wait_for(checked.wait(), 20)  # both checks answered, the first one last
+    await page.wait_for_timeout(150)  # the slow answer handled; what shows now must be the second file's
+    assert await page.locator(".preview .summary").text_content() == "3 rows: 3 can be imported, none rejected."
+    await expect(page.get_by_role("button", name="Import 3 rows")).to_be_enabled()

@@ -53,7 +53,10 @@ export function mountUpload(root, { api }, batchId, { onImported = () => {}, lev
     preview.append(h("p", { class: "summary" }, text), rejectedTable(data));
   }
 
+  let checks = 0;  // files chosen; only the latest one's check is shown
   input.addEventListener("change", async () => {
+    checks += 1;
+    const mine = checks;
     file = input.files[0] || null;
     key = randomKey();
     clear(preview);
@@ -64,12 +67,16 @@ export function mountUpload(root, { api }, batchId, { onImported = () => {}, lev
     status.textContent = `Checking ${file.name}…`;
     try {
       const { data } = await send(true);
+      // Another file was chosen meanwhile (found: the first file's slower check then showed its counts on
+      // the Import button of the second).
+      if (mine !== checks) return;
       const rejected = data.rejectedCount ? `, ${num(data.rejectedCount)} rejected` : ", none rejected";
       show(data, `${num(data.rows)} rows: ${num(data.accepted)} can be imported${rejected}.`);
       status.textContent = `${file.name} checked.`;
       importButton.disabled = data.accepted === 0;
       importButton.textContent = `Import ${num(data.accepted)} rows`;
     } catch (err) {
+      if (mine !== checks) return;
       status.textContent = "";
       problem.textContent = err instanceof ApiError && err.code === 400
         ? `This file cannot be imported: ${err.detail}` : `Could not check the file: ${err.message}`;
