@@ -225,3 +225,23 @@ async def test_the_check_of_an_earlier_file_never_shows_over_the_file_chosen_las
     await page.wait_for_timeout(150)  # the slow answer handled; what shows now must be the second file's
     assert await page.locator(".preview .summary").text_content() == "3 rows: 3 can be imported, none rejected."
     await expect(page.get_by_role("button", name="Import 3 rows")).to_be_enabled()
+
+
+async def test_a_window_that_crosses_midnight_is_confirmed_before_the_batch_is_created(page):
+    """Found: 21:00 to 08:00 (typed for 08:00 to 21:00) created a batch calling through the night, silently."""
+    await open_page(page, "New batch")
+    await page.get_by_label("Name", exact=True).fill("night shift")
+    await page.get_by_label("From", exact=True).fill("21:00")
+    await page.get_by_label("To", exact=True).fill("08:00")
+    await expect(page.get_by_role("button", name="Create batch")).to_be_enabled()
+    await page.get_by_role("button", name="Create batch").click()
+    dialog = page.get_by_role("dialog", name="Call through the night?")
+    await expect(dialog).to_contain_text("calls may be placed from 21:00 until 08:00 the next morning")
+    await dialog.get_by_role("button", name="Change the window").click()
+    await expect(page.get_by_label("From", exact=True)).to_be_focused()
+    await expect(page.get_by_text("created")).to_have_count(0)
+    async with page.expect_response(re.compile(r"/api/call/createBatch$")) as created:
+        await page.get_by_role("button", name="Create batch").click()
+        await page.get_by_role("dialog").get_by_role("button", name="Create it so").click()
+    assert (await (await created.value).json())["data"]["callingWindow"]["start"] == "21:00"
+    await expect(page.get_by_text("Batch “night shift” created (pending)")).to_be_visible()
