@@ -27,6 +27,10 @@ async def test_every_answer_forbids_sniffing_framing_and_referrers(client, metho
     csp = policy(resp.headers["Content-Security-Policy"])
     assert csp["frame-ancestors"] == "'none'" and csp["default-src"] == "'none'", csp
     assert "unsafe-eval" not in resp.headers["Content-Security-Policy"]
+    if path.startswith("/docs") or path.startswith("/console"):
+        assert resp.headers.get("Cache-Control") != "no-store"  # the page and its files are cached, revalidated
+    else:
+        assert resp.headers["Cache-Control"] == "no-store"  # numbers, variables, keys, secrets: in no cache
     if resp.status == 200 and (path.startswith("/docs") or path.startswith("/console")):
         assert csp["script-src"] == "'self'" and csp["connect-src"] == "'self'", csp
     else:

@@ -1,5 +1,6 @@
 """The headers every answer of the engine carries, whoever made it (a handler, a middleware's envelope, a static
-file, aiohttp's own 404): no MIME sniffing, no framing, no referrer, and a Content-Security-Policy. Set on
+file, aiohttp's own 404): no MIME sniffing, no framing, no referrer, a Content-Security-Policy, and (but for the
+console's and /docs' files, revalidated) no caching. Set on
 `on_response_prepare`, so no route can forget them.
 
 The console's pages keep the policy they set themselves (dialer/api/console); the /docs page (Swagger UI, from
@@ -24,6 +25,9 @@ NOTHING = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-act
 async def secure(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in COMMON.items():
         response.headers.setdefault(name, value)
+    if not (request.path.startswith("/console") or request.path.startswith("/docs")):
+        # Answers carry callees' numbers and variables, keys and signing secrets: no cache keeps them.
+        response.headers.setdefault("Cache-Control", "no-store")
     if "Content-Security-Policy" not in response.headers:
         docs = request.path == "/docs" or request.path.startswith("/docs/")
         response.headers["Content-Security-Policy"] = DOCS_POLICY if docs else NOTHING
