@@ -1,6 +1,7 @@
 """Operators' flows that went wrong in an exploratory run of the console, in a real browser (Debian's chromium
 through playwright, as tests/test_console_browser.py does): what the page says when a move is refused or the
-server stops answering for a while, and what a pasted key or a file's name can break.
+server stops answering for a while or the key is revoked, what a double click or a click during a read does,
+and what a pasted key or a file's name can break.
 
 Set DIALER_CONSOLE_SCREENSHOTS=DIR to keep a screenshot of each step.
 """
@@ -11,8 +12,26 @@ import asyncio
 import re
 
 import aiohttp
+import pytest
+from aiohttp import web
 
-from tests.test_console_browser import open_page, KEY, Client, base_url, expect, page, snap  # noqa: F401 (fixtures)
+from dialer.composition import build_app
+from dialer.core.clock import SystemClock
+from tests.test_console_browser import open_page, KEY, Client, console_settings, expect, page, snap  # noqa: F401
+
+ADMIN = "console-flows-admin"
+
+
+@pytest.fixture
+async def base_url():
+    """(Overrides test_console_browser's: with an admin token, to revoke the key.)"""
+    runner = web.AppRunner(build_app(console_settings().replace(admin_token=ADMIN), SystemClock()))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}"
+    await runner.cleanup()
 
 
 async def test_a_refused_retry_says_why_and_the_refresh_does_not_wipe_it(page, base_url):
@@ -245,3 +264,24 @@ async def test_a_window_that_crosses_midnight_is_confirmed_before_the_batch_is_c
         await page.get_by_role("dialog").get_by_role("button", name="Create it so").click()
     assert (await (await created.value).json())["data"]["callingWindow"]["start"] == "21:00"
     await expect(page.get_by_text("Batch “night shift” created (pending)")).to_be_visible()
+
+
+async def test_a_key_revoked_while_a_page_is_open_signs_the_operator_out(page, base_url):
+    """Checked by an exploratory run (it worked; kept so): the next refresh meets 403 "invalid API key", the key
+    leaves the tab's storage and the sign-in page says why."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/api/admin/workspaces", headers=admin) as resp:
+            workspace = (await resp.json())["data"]["workspaces"][0]["workspaceId"]
+        async with session.post(f"{base_url}/api/admin/workspaces/{workspace}/keys", headers=admin) as resp:
+            key = (await resp.json())["data"]["apiKey"]
+        await page.goto("/console")
+        await page.get_by_label("Workspace API key").fill(key)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("heading", name="Batches")).to_be_visible()
+        async with session.post(f"{base_url}/api/admin/workspaces/{workspace}/keys/revoke", headers=admin,
+                                json={"apiKey": key}) as resp:
+            assert resp.status == 200
+    await expect(page.get_by_text("Your API key is no longer accepted (invalid API key). Sign in again.")).to_be_visible()
+    await expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
+    assert await page.evaluate("sessionStorage.getItem('dialer.apiKey')") is None

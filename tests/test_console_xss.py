@@ -16,7 +16,7 @@ from aiohttp import web
 
 from dialer.composition import build_app
 from dialer.core.clock import SystemClock
-from tests.test_console_browser import KEY, Client, console_settings, expect, open_page, page, snap  # noqa: F401
+from tests.test_console_browser import Client, console_settings, expect, open_page, page, snap  # noqa: F401
 
 ADMIN = "console-xss-admin"
 
