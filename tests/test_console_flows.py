@@ -285,3 +285,28 @@ async def test_a_key_revoked_while_a_page_is_open_signs_the_operator_out(page, b
     await expect(page.get_by_text("Your API key is no longer accepted (invalid API key). Sign in again.")).to_be_visible()
     await expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
     assert await page.evaluate("sessionStorage.getItem('dialer.apiKey')") is None
+
+
+async def test_no_other_csv_file_can_be_chosen_while_one_is_imported(page, base_url):
+    """Found: a file chosen while another was being imported took the import's answer ("small.csv imported")
+    and its Import button said "Imported" though nothing of it was written."""
+    async with aiohttp.ClientSession() as session:
+        batch = (await Client(session, base_url).call("POST", "/api/call/createBatch", {
+            "name": "one at a time", "callingNumbers": ["+15005550006"], "scheduledAt": "2099-01-01T00:00:00Z"}))["batchId"]
+    await open_page(page, "Batches")
+    await page.goto(f"/console#/batches/{batch}")
+    held = asyncio.Event()
+
+    async def hold_import(route):
+        await held.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r"/csv\?dryRun=false"), hold_import)
+    chooser = page.get_by_label("CSV file", exact=True)
+    await chooser.set_input_files({"name": "first.csv", "mimeType": "text/csv", "buffer": b"phone\n+13105550100\n"})
+    await page.get_by_role("button", name="Import 1 rows").click()
+    await expect(page.get_by_text("Importing first.csv…")).to_be_visible()
+    await expect(chooser).to_be_disabled()
+    held.set()
+    await expect(page.get_by_text("first.csv imported.")).to_be_visible()
+    await expect(chooser).to_be_enabled()

@@ -86,6 +86,9 @@ export function mountUpload(root, { api }, batchId, { onImported = () => {}, lev
   importButton.addEventListener("click", async () => {
     if (!file) return;
     importButton.disabled = true;
+    // No other file while this one is written (found: a file chosen meanwhile took the import's answer, was
+    // called "imported", and could not be imported itself).
+    input.disabled = true;
     problem.textContent = "";
     status.textContent = `Importing ${file.name}…`;
     try {
@@ -102,6 +105,8 @@ export function mountUpload(root, { api }, batchId, { onImported = () => {}, lev
       problem.textContent = `The import failed: ${err.message}`;
       if (err instanceof ApiError && err.data && err.data.rejected) show(err.data, err.title);
       importButton.disabled = err instanceof ApiError && err.code === 400;
+    } finally {
+      input.disabled = false;
     }
   });
 }
