@@ -310,3 +310,31 @@ async def test_no_other_csv_file_can_be_chosen_while_one_is_imported(page, base_
     held.set()
     await expect(page.get_by_text("first.csv imported.")).to_be_visible()
     await expect(chooser).to_be_enabled()
+
+
+async def test_create_batch_clicked_again_after_a_lost_answer_creates_one_batch(page, base_url):
+    """Found: the server created the batch but its answer was lost (a restart, the network); "Create batch"
+    clicked again created a second one. The form now sends an Idempotency-Key, the same while its body is."""
+    lost = {"n": 0}
+
+    async def lose_first_answer(route):
+        if lost["n"] == 0:
+            lost["n"] += 1
+            await route.fetch()  # the server does the work...
+            await route.abort("connectionreset")  # ...and the answer never reaches the page
+        else:
+            await route.continue_()
+
+    await open_page(page, "New batch")
+    await page.route(re.compile(r"/api/call/createBatch$"), lose_first_answer)
+    await page.get_by_label("Name", exact=True).fill("asked twice")
+    await expect(page.get_by_role("button", name="Create batch")).to_be_enabled()
+    await page.get_by_role("button", name="Create batch").click()
+    await expect(page.get_by_role("alert")).to_contain_text("The server did not answer (Failed to fetch). Create it again")
+    async with page.expect_response(re.compile(r"/api/call/createBatch$")) as again:
+        await page.get_by_role("button", name="Create batch").click()
+    assert (await again.value).headers.get("idempotent-replay") == "true"
+    await expect(page.get_by_text("Batch “asked twice” created (pending)")).to_be_visible()
+    async with aiohttp.ClientSession() as session:
+        batches = (await Client(session, base_url).call("GET", "/api/call/batches?limit=100"))["batches"]
+    assert [b["name"] for b in batches].count("asked twice") == 1

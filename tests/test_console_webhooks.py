@@ -190,3 +190,33 @@ async def test_an_endpoints_url_stays_selected_across_refreshes(page, receiver):
         async with page.expect_response(re.compile(r"/api/webhooks/endpoints$")):
             pass
     assert await page.evaluate("window.getSelection().toString()") == url
+
+
+async def test_add_endpoint_clicked_again_after_a_lost_answer_adds_one_and_shows_its_secret(page, base_url, receiver):
+    """Found by an exploratory run: an endpoint whose creation answer was lost existed with a secret nobody saw,
+    and "Add endpoint" clicked again created a second. The form sends an Idempotency-Key: the retry is answered
+    with the first endpoint and its secret."""
+    _, url = receiver
+    lost = {"n": 0}
+
+    async def lose_first_answer(route):
+        if lost["n"] == 0:
+            lost["n"] += 1
+            await route.fetch()
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await open_page(page, "Webhooks")
+    await page.route(re.compile(r"/api/webhooks/endpoints$"), lambda route: (
+        lose_first_answer(route) if route.request.method == "POST" else route.continue_()))
+    await page.get_by_label("Endpoint URL").fill(url)
+    await page.get_by_label("Description (optional)").fill("CRM sync")
+    await page.get_by_role("button", name="Add endpoint").click()
+    await expect(page.locator("p.error").first).to_contain_text("The server could not be reached")
+    secret = await add_endpoint(page, url)  # the same request again (add_endpoint types the same)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/api/webhooks/endpoints", headers={"x-api-key": KEY}) as resp:
+            endpoints = (await resp.json())["data"]["endpoints"]
+    assert len(endpoints) == 1
+    assert secret.startswith("whsec_")

@@ -4,23 +4,10 @@
 
 import { numbersOf } from "./dncfile.js";
 import { ask, busyWhile, clear, h, num, onSubmit, time, uid } from "./dom.js";
+import { digest } from "./keys.js";
 
 const PAGE = 50;
 const CHUNK = 50000;  // numbers per request when importing a file (the server takes up to 100,000)
-
-// A short ASCII digest of a string (cyrb53): an Idempotency-Key is printable ASCII, a file's name need not be.
-function digest(text) {
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let i = 0; i < text.length; i += 1) {
-    const c = text.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 2654435761);
-    h2 = Math.imul(h2 ^ c, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
-}
 
 export function mountDnc(root, { api, announce }) {
   const said = h("p", { class: "notice", role: "status" });

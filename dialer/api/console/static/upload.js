@@ -4,12 +4,7 @@
 
 import { ApiError } from "./api.js";
 import { clear, h, num, uid } from "./dom.js";
-
-function randomKey() {
-  const bytes = new Uint8Array(16);
-  window.crypto.getRandomValues(bytes);
-  return `console-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
-}
+import { randomKey } from "./keys.js";
 
 function rejectedTable(data) {
   if (!data.rejectedCount) return null;

@@ -4,6 +4,7 @@
 
 import { mountDeliveries } from "./deliveries.js";
 import { ask, busyWhile, clear, errorLine, h, onSubmit, poll, time, uid } from "./dom.js";
+import { FormKey } from "./keys.js";
 
 const POLL_MS = 2000;
 // dialer/core/webhook_events.py EVENT_TYPES (tests/test_console_files.py keeps the two the same).
@@ -170,11 +171,19 @@ export function mountWebhooks(root, { api, announce }) {
     deliveries.setEndpoints(known);
   }
 
+  const keys = new FormKey("console-endpoint");
   onSubmit(form, async () => {
     const events = checks.map((c) => c.querySelector("input")).filter((c) => c.checked).map((c) => c.value);
+    const body = { url: url.value.trim(), events, description: description.value.trim() };
     await act(async () => {
-      const created = (await api.post("/api/webhooks/endpoints",
-        { url: url.value.trim(), events, description: description.value.trim() })).data;
+      let created;
+      try {
+        created = (await api.post("/api/webhooks/endpoints", body, { headers: { "Idempotency-Key": keys.for(body) } })).data;
+        keys.answered();
+      } catch (err) {
+        keys.answered(err);
+        throw err;
+      }
       showSecret("Endpoint added", created);
       form.reset();
       adding.open = false;
