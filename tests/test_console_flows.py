@@ -338,3 +338,41 @@ async def test_create_batch_clicked_again_after_a_lost_answer_creates_one_batch(
     async with aiohttp.ClientSession() as session:
         batches = (await Client(session, base_url).call("GET", "/api/call/batches?limit=100"))["batches"]
     assert [b["name"] for b in batches].count("asked twice") == 1
+
+
+async def test_retry_clicked_again_after_a_lost_answer_retries_once(page, base_url):
+    """Found: Retry's answer lost (a restart, the network) and Retry clicked again made a second retry (retryCount 2,
+    or a 409 "nothing to retry" for a retry that had been done). Retry now goes under an Idempotency-Key."""
+    async with aiohttp.ClientSession() as session:
+        api = Client(session, base_url)
+        batch = (await api.call("POST", "/api/call/createBatch", {
+            "name": "retried once", "callingNumbers": ["+15005550006"], "concurrencyLimit": 20,
+            "callingWindow": {"start": "00:00", "end": "24:00"}}))["batchId"]
+        await api.call("POST", "/api/call/addCallsToBatch", {
+            "batchId": batch, "call_data": [{"phoneNumber": f"+1212555{i:04d}"} for i in range(30)]})
+        await api.until(f"/api/call/batches/{batch}", lambda b: b["status"] == "completed", "the batch to complete")
+    lost = {"n": 0}
+
+    async def lose_first_answer(route):
+        if lost["n"] == 0:
+            lost["n"] += 1
+            await route.fetch()
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await open_page(page, "Batches")
+    await page.goto(f"/console#/batches/{batch}")
+    await page.route(re.compile(r"/retry$"), lose_first_answer)
+    retry = page.get_by_role("button", name="Retry…")
+    await expect(retry).to_be_enabled()
+    await retry.click()
+    await page.get_by_role("dialog").get_by_role("button", name="Retry these calls").click()
+    await expect(page.get_by_role("alert").filter(has_text="Retry: no answer from the server")).to_be_visible()
+    await expect(retry).to_be_enabled()
+    await retry.click()
+    async with page.expect_response(re.compile(r"/retry$")) as again:
+        await page.get_by_role("dialog").get_by_role("button", name="Retry these calls").click()
+    assert (await again.value).status == 200 and (await again.value).headers.get("idempotent-replay") == "true"
+    async with aiohttp.ClientSession() as session:
+        assert (await Client(session, base_url).call("GET", f"/api/call/batches/{batch}"))["retryCount"] == 1

@@ -5,6 +5,7 @@ import { outcomes, POLL_MS, rate } from "./batches.js";
 import { mountCalls } from "./calls.js";
 import { chart, legend } from "./chart.js";
 import { ask as askAbout, badge, clear, clock, errorLine, h, label, num, poll, time, uid } from "./dom.js";
+import { FormKey } from "./keys.js";
 import { mountUpload } from "./upload.js";
 
 const ALLOWED = {  // the moves each status allows (dialer/core/machine.py)
@@ -152,6 +153,7 @@ export function mountBatch(root, ctx, batchId) {
     if (!missing) errors.refreshed(err);
   });
 
+  const retryKeys = new FormKey(`console-retry-${batchId}`);
   async function move(name, busyLabel, body) {
     const button = buttons[name];
     const text = button.textContent;
@@ -159,11 +161,16 @@ export function mountBatch(root, ctx, batchId) {
     button.textContent = busyLabel;
     said.textContent = "";
     errors.say("");
+    // Retry is the one move that is not the same when done twice (a second one retries again): it goes under a
+    // key, so Retry clicked again after a lost answer gets the first answer (start, stop, cancel need none).
+    const headers = name === "retry" ? { "Idempotency-Key": retryKeys.for(body) } : {};
     try {
-      const doc = await api.post(`/api/call/batches/${batchId}/${name}`, body);
+      const doc = await api.post(`/api/call/batches/${batchId}/${name}`, body, { headers });
+      if (name === "retry") retryKeys.answered();
       said.textContent = `${doc.message}.`;  // a status region: read out
       calls.load();  // the calls as the move left them (not at the table's next refresh)
     } catch (err) {
+      if (name === "retry") retryKeys.answered(err);
       const verb = text.replace("…", "");
       // No answer is not a refusal: the request may have been done (found: "Stop refused: … Failed to fetch"
       // while the server restarted, the batch stopped).
