@@ -72,3 +72,45 @@ async def test_the_calls_table_shows_the_rule_that_stopped_a_call(page, base_url
     await expect(stopped.locator(".rule")).to_have_text(rule)
     await expect(page.locator("table.calls tbody tr", has_text="+12125550201").locator(".rule")).to_have_count(0)
     await snap(page, "dnc-3-calls")
+
+
+async def test_a_csv_with_quoted_commas_lists_every_number_and_a_file_without_a_phone_column_is_refused(page):
+    """Found by an exploratory run: the page split lines at every comma, so "Doe, John" moved the phone onto
+    another column and the number was reported "not a number", not listed; a header naming no phone column sent
+    every line, the header too, as numbers. The file is now read as `dialer dnc import` reads it."""
+    await open_page(page, "Do not call")
+    notice, alert = page.locator("p.notice"), page.locator("p.error")
+    crm = ('name,phone,note\r\n"Doe, John",+1 212 555 0100,"said ""never"", twice"\r\n'
+           '"Roe, Jane",(212) 555-0101,"two\nlines"\r\n\r\n')
+    await page.get_by_label("File", exact=True).set_input_files(
+        {"name": "crm.csv", "mimeType": "text/csv", "buffer": crm.encode()})
+    await page.get_by_role("button", name="Import").click()
+    await expect(notice).to_have_text("crm.csv: 2 added, 0 already listed.")
+    await expect(page.get_by_text("2 numbers listed in all.")).to_be_visible()
+
+    await page.get_by_label("File", exact=True).set_input_files(
+        {"name": "contacts.csv", "mimeType": "text/csv", "buffer": b"name,mobile\nA,+13105550100\n"})
+    await page.get_by_role("button", name="Import").click()
+    await expect(alert).to_have_text("contacts.csv cannot be imported: the header needs exactly one phone column "
+                                     "(phone_number, phonenumber, phone); it has name, mobile. Nothing was listed.")
+    await expect(page.get_by_text("2 numbers listed in all.")).to_be_visible()
+
+    await page.get_by_label("File", exact=True).set_input_files(
+        {"name": "open.csv", "mimeType": "text/csv", "buffer": b'phone;name\n+13105550101;"Open\n+13105550102;B\n'})
+    await page.get_by_role("button", name="Import").click()
+    await expect(alert).to_have_text("open.csv cannot be imported: line 2: a quote is left open. Nothing was listed.")
+
+
+async def test_a_double_click_on_more_numbers_reads_the_next_page_once(page, base_url):
+    """Found: both clicks read the page after the same cursor, and its 50 numbers were listed twice."""
+    async with aiohttp.ClientSession() as session:
+        await Client(session, base_url).call("POST", "/api/dnc", {"numbers": [f"+1212555{i:04d}" for i in range(120)]})
+    await open_page(page, "Do not call")
+    rows = page.locator("table.dnc tbody tr")
+    await expect(rows).to_have_count(50)
+    await page.get_by_role("button", name="More numbers").dblclick()
+    await expect(rows).to_have_count(100)
+    await page.get_by_role("button", name="More numbers").click()
+    await expect(rows).to_have_count(120)
+    numbers = await rows.evaluate_all("rows => rows.map((r) => r.dataset.number)")
+    assert len(set(numbers)) == 120

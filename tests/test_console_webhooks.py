@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 
+import aiohttp
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
 from dialer.composition import build_app
 from dialer.core.clock import SystemClock
-from tests.test_console_browser import open_page, console_settings, expect, page, snap  # noqa: F401 (page: a fixture)
+from tests.test_console_browser import KEY, open_page, console_settings, expect, page, snap  # noqa: F401 (page: a fixture)
 
 
 @pytest.fixture
@@ -161,3 +162,61 @@ async def test_an_operator_disables_rotates_recovers_and_deletes_an_endpoint(pag
     await expect(page.locator("p.notice")).to_have_text(f"{url} is deleted.")
     await expect(page.get_by_text("No endpoints yet")).to_be_visible()
     await expect(page.get_by_text("No deliveries yet.")).to_be_visible()
+
+
+async def test_a_double_click_on_add_endpoint_adds_one(page, base_url, receiver):
+    """Found by an exploratory run: the form was not held while its request ran, so a double click created two
+    endpoints; the page showed one secret, and every event went twice, once signed with a secret never shown."""
+    _, url = receiver
+    await open_page(page, "Webhooks")
+    await page.get_by_label("Endpoint URL").fill(url)
+    await page.get_by_role("button", name="Add endpoint").dblclick()
+    await expect(page.locator("p.notice")).to_have_text(f"Endpoint {url} added. Copy its secret now: it is shown once.")
+    await expect(page.locator("table.endpoints tbody tr")).to_have_count(1)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/api/webhooks/endpoints", headers={"x-api-key": KEY}) as resp:
+            assert len((await resp.json())["data"]["endpoints"]) == 1
+
+
+async def test_an_endpoints_url_stays_selected_across_refreshes(page, receiver):
+    """Found by an exploratory run: the endpoints table was rebuilt at every refresh (2 s), so an operator
+    selecting an endpoint's URL to copy it lost the selection before pressing Ctrl+C."""
+    _, url = receiver
+    await open_page(page, "Webhooks")
+    await add_endpoint(page, url)
+    await page.get_by_role("button", name="I have copied it").click()
+    await page.locator("table.endpoints tbody tr code").first.select_text()
+    for _ in range(2):  # two refreshes of the list
+        async with page.expect_response(re.compile(r"/api/webhooks/endpoints$")):
+            pass
+    assert await page.evaluate("window.getSelection().toString()") == url
+
+
+async def test_add_endpoint_clicked_again_after_a_lost_answer_adds_one_and_shows_its_secret(page, base_url, receiver):
+    """Found by an exploratory run: an endpoint whose creation answer was lost existed with a secret nobody saw,
+    and "Add endpoint" clicked again created a second. The form sends an Idempotency-Key: the retry is answered
+    with the first endpoint and its secret."""
+    _, url = receiver
+    lost = {"n": 0}
+
+    async def lose_first_answer(route):
+        if lost["n"] == 0:
+            lost["n"] += 1
+            await route.fetch()
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await open_page(page, "Webhooks")
+    await page.route(re.compile(r"/api/webhooks/endpoints$"), lambda route: (
+        lose_first_answer(route) if route.request.method == "POST" else route.continue_()))
+    await page.get_by_label("Endpoint URL").fill(url)
+    await page.get_by_label("Description (optional)").fill("CRM sync")
+    await page.get_by_role("button", name="Add endpoint").click()
+    await expect(page.locator("p.error").first).to_contain_text("The server could not be reached")
+    secret = await add_endpoint(page, url)  # the same request again (add_endpoint types the same)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base_url}/api/webhooks/endpoints", headers={"x-api-key": KEY}) as resp:
+            endpoints = (await resp.json())["data"]["endpoints"]
+    assert len(endpoints) == 1
+    assert secret.startswith("whsec_")

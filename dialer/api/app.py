@@ -7,6 +7,7 @@ from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
+from dialer.api import headers
 from dialer.api.appkeys import SETTINGS
 from dialer.api.middlewares import errors, measured
 from dialer.api.routes import setup_routes
@@ -23,4 +24,5 @@ def create_app(settings: Settings, lifespan: Callable[[web.Application], AsyncIt
     app[SETTINGS] = settings
     app.cleanup_ctx.append(lifespan)
     setup_routes(app)
+    headers.setup(app)
     return app

@@ -4,7 +4,8 @@
 import { outcomes, POLL_MS, rate } from "./batches.js";
 import { mountCalls } from "./calls.js";
 import { chart, legend } from "./chart.js";
-import { ask as askAbout, badge, clear, clock, h, label, num, poll, time, uid } from "./dom.js";
+import { ask as askAbout, badge, clear, clock, errorLine, h, label, num, poll, time, uid } from "./dom.js";
+import { FormKey } from "./keys.js";
 import { mountUpload } from "./upload.js";
 
 const ALLOWED = {  // the moves each status allows (dialer/core/machine.py)
@@ -37,6 +38,7 @@ export function mountBatch(root, ctx, batchId) {
   for (const button of Object.values(buttons)) button.disabled = true;  // until the batch is read
   const said = h("p", { class: "notice", role: "status" });
   const problem = h("p", { class: "error", role: "alert" });
+  const errors = errorLine(problem);
   const counters = h("dl", { class: "counters" });
   const spoken = h("p", { class: "visually-hidden", "aria-live": "polite", "aria-atomic": "true" });
   const chartId = uid("chart");
@@ -118,6 +120,8 @@ export function mountBatch(root, ctx, batchId) {
         ? `up to ${b.retry.maxAttempts} attempts, ${b.retry.delaySeconds} s apart, on ${b.retry.on.map(label).join(", ")}`
         : "no automatic retry"),
       ...field("Ringing timeout", `${b.ringingTimeoutSeconds} s`),
+      ...field("Compliance", `${b.compliance || "the workspace's profile"}` +
+        (b.stateField ? `; the callee's state also from the variable “${b.stateField}”` : "")),
       ...field("Scheduled start", b.scheduledAt ? time(b.scheduledAt) : "—"),
       ...field("Created", time(b.createdAt)),
       ...field("Batch id", b.batchId));
@@ -133,7 +137,7 @@ export function mountBatch(root, ctx, batchId) {
       missing = true;
       poller.stop();
       title.textContent = "No such batch";
-      problem.textContent = `No batch ${batchId} in this workspace (${err.detail || err.message}).`;
+      errors.say(`No batch ${batchId} in this workspace (${err.detail || err.message}).`);
       for (const part of parts) part.hidden = true;
       return;
     }
@@ -146,22 +150,33 @@ export function mountBatch(root, ctx, batchId) {
   }
 
   const poller = poll(refresh, POLL_MS, (err) => {
-    if (!missing) problem.textContent = err ? `Could not refresh: ${err.message}. Retrying…` : "";
+    if (!missing) errors.refreshed(err);
   });
 
+  const retryKeys = new FormKey(`console-retry-${batchId}`);
   async function move(name, busyLabel, body) {
     const button = buttons[name];
     const text = button.textContent;
     button.disabled = true;
     button.textContent = busyLabel;
     said.textContent = "";
-    problem.textContent = "";
+    errors.say("");
+    // Retry is the one move that is not the same when done twice (a second one retries again): it goes under a
+    // key, so Retry clicked again after a lost answer gets the first answer (start, stop, cancel need none).
+    const headers = name === "retry" ? { "Idempotency-Key": retryKeys.for(body) } : {};
     try {
-      const doc = await api.post(`/api/call/batches/${batchId}/${name}`, body);
+      const doc = await api.post(`/api/call/batches/${batchId}/${name}`, body, { headers });
+      if (name === "retry") retryKeys.answered();
       said.textContent = `${doc.message}.`;  // a status region: read out
       calls.load();  // the calls as the move left them (not at the table's next refresh)
     } catch (err) {
-      problem.textContent = `${text.replace("…", "")} refused: ${err.detail || err.message}`;
+      if (name === "retry") retryKeys.answered(err);
+      const verb = text.replace("…", "");
+      // No answer is not a refusal: the request may have been done (found: "Stop refused: … Failed to fetch"
+      // while the server restarted, the batch stopped).
+      if (err.code === 0) errors.say(`${verb}: no answer from the server (${err.detail}). The status above shows whether it was done.`);
+      else if (err.code >= 500) errors.say(`${verb} failed: ${err.detail || err.message}. Try again.`);
+      else errors.say(`${verb} refused: ${err.detail || err.message}`);
     } finally {
       button.textContent = text;
       poller.now();
@@ -190,7 +205,7 @@ export function mountBatch(root, ctx, batchId) {
     if (!answer) return;
     const chosen = answer.getAll("outcomes");
     if (!chosen.length) {
-      problem.textContent = "Retry: choose at least one outcome.";
+      errors.say("Retry: choose at least one outcome.");
       return;
     }
     move("retry", "Retrying…", { outcomes: chosen });

@@ -45,7 +45,11 @@ export function mountBatches(root, { api, samples, announce }) {
   let next = null;
 
   async function refresh() {
-    const doc = await api.get("/api/call/batches", { limit: PAGE, status: filter.value, cursor });
+    const asked = { status: filter.value, cursor };
+    const doc = await api.get("/api/call/batches", { limit: PAGE, ...asked });
+    // The filter or the page changed while this was read: its rows are not the ones asked for now (found: the
+    // rows of the old filter shown under the new one until the next poll). The poller reads again at once.
+    if (asked.status !== filter.value || asked.cursor !== cursor) return;
     const { batches, nextCursor } = doc.data;
     next = nextCursor;
     const now = Date.now();

@@ -56,14 +56,17 @@ export function mountCalls(root, { api }, batchId) {
   let page = 0;
   let nextCursor = null;
   let ticks = 0;
-  let busy = false;
+  let asked = 0;  // reads asked for; only the latest one's answer is shown
 
+  // Found by an exploratory run: a read in flight made the next one (a click on Next page, a new filter) be
+  // dropped, and the old read's rows were shown under the new page's number or filter.
   async function load() {
-    if (busy) return;
-    busy = true;
+    asked += 1;
+    const mine = asked;
     try {
       const doc = await api.get(`/api/call/batches/${batchId}/calls`,
         { status: filter.value, limit: size.value, cursor: cursors[page] });
+      if (mine !== asked) return;  // a later read was asked for: its answer is the one to show
       const { calls } = doc.data;
       nextCursor = doc.data.nextCursor;
       clear(tbody);
@@ -87,9 +90,7 @@ export function mountCalls(root, { api }, batchId) {
       where.textContent = `Page ${page + 1}${calls.length ? `, ${num(calls.length)} calls` : ""}`;
       problem.textContent = "";
     } catch (err) {
-      problem.textContent = `Could not read the calls: ${err.message}`;
-    } finally {
-      busy = false;
+      if (mine === asked) problem.textContent = `Could not read the calls: ${err.message}`;
     }
   }
 

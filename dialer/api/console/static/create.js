@@ -1,6 +1,7 @@
 // Creating a batch (POST /api/call/createBatch), then adding its contacts from a CSV file.
 
-import { clear, h, label } from "./dom.js";
+import { ask, clear, h, label } from "./dom.js";
+import { FormKey } from "./keys.js";
 import { mountUpload } from "./upload.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -46,6 +47,7 @@ export function mountCreate(root, ctx) {
     row("retry-attempts", "Attempts per call", attempts, "1 = no automatic retry; more retries busy and no answer."),
     problem, submit);
   const step = h("div");
+  const keys = new FormKey("console-batch");
   root.append(h("h1", {}, "New batch"), form, step);
   name.focus();
 
@@ -77,6 +79,17 @@ export function mountCreate(root, ctx) {
       problem.textContent = "Choose at least one calling day.";
       return;
     }
+    // A window whose start is after its end crosses midnight (the API's rule): said and confirmed, since
+    // "21:00" to "08:00" typed for "08:00" to "21:00" would call people through the night (found by an exploratory run).
+    if (start.value > end.value) {  // "HH:MM" strings compare as the times they name
+      const overnight = await ask("Call through the night?", h("p", {},
+        `From ${start.value} to ${end.value} crosses midnight: calls may be placed from ${start.value} until `,
+        `${end.value} the next morning, in each callee's local time.`), "Create it so", "Change the window");
+      if (!overnight) {
+        start.focus();
+        return;
+      }
+    }
     const body = {
       name: name.value.trim(),
       agentId: agent.value,
@@ -87,11 +100,15 @@ export function mountCreate(root, ctx) {
     if (Number(attempts.value) > 1) body.retry = { maxAttempts: Number(attempts.value) };
     submit.disabled = true;
     try {
-      const { data } = await api.post("/api/call/createBatch", body);
+      const { data } = await api.post("/api/call/createBatch", body, { headers: { "Idempotency-Key": keys.for(body) } });
+      keys.answered();
       form.remove();
       showCreated(data);
     } catch (err) {
-      problem.textContent = `The batch was not created: ${err.detail || err.message}`;
+      keys.answered(err);
+      problem.textContent = err.code === 0
+        ? `The server did not answer (${err.detail}). Create it again: a batch already created is not created twice.`
+        : `The batch was not created: ${err.detail || err.message}`;
     } finally {
       submit.disabled = false;
     }

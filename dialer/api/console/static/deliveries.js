@@ -2,7 +2,7 @@
 // (GET /api/webhooks/messages, polled), each with its status and every attempt (time, HTTP status or
 // error, response time, the first bytes of the answer), and a Retry button on each failed message.
 
-import { badge, clear, clock, h, poll, time, uid } from "./dom.js";
+import { badge, clear, clock, errorLine, h, poll, time, uid } from "./dom.js";
 
 const POLL_MS = 2000;
 const PAGE = 50;
@@ -27,6 +27,7 @@ export function mountDeliveries(root, { api, announce, tell }) {
     ["pending", "delivered", "failed"].map((s) => h("option", { value: s }, s)));
   const updated = h("span", { class: "hint", id: "deliveries-updated" }, "Loading…");
   const problem = h("p", { class: "error", role: "alert" });
+  const errors = errorLine(problem);
   const tbody = h("tbody");
   const empty = h("p", { class: "empty", hidden: true }, "No deliveries yet.");
   root.append(
@@ -51,7 +52,7 @@ export function mountDeliveries(root, { api, announce, tell }) {
       tell(`The ${m.type} message to ${urls.get(m.endpointId) || "its endpoint"} is sent again.`);
       poller.now();
     } catch (err) {
-      problem.textContent = err.message;
+      errors.say(err.message);
     }
   }
 
@@ -85,9 +86,7 @@ export function mountDeliveries(root, { api, announce, tell }) {
     updated.textContent = `Updated ${clock(now)}; refreshed every ${POLL_MS / 1000} s.`;
   }
 
-  const poller = poll(refresh, POLL_MS, (err) => {
-    problem.textContent = err ? `Could not refresh: ${err.message}. Retrying…` : "";
-  });
+  const poller = poll(refresh, POLL_MS, errors.refreshed);
   endpointFilter.addEventListener("change", () => poller.now());
   statusFilter.addEventListener("change", () => poller.now());
 

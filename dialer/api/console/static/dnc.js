@@ -2,22 +2,12 @@
 // number starts with), adding numbers typed in, importing a file (a CSV with a phone column, or one number
 // per line) in chunks under Idempotency-Keys, and removing a number (DELETE /api/dnc/{number}).
 
-import { ask, clear, h, num, time, uid } from "./dom.js";
+import { numbersOf } from "./dncfile.js";
+import { ask, busyWhile, clear, h, num, onSubmit, time, uid } from "./dom.js";
+import { digest } from "./keys.js";
 
 const PAGE = 50;
 const CHUNK = 50000;  // numbers per request when importing a file (the server takes up to 100,000)
-const PHONE_COLUMNS = ["phone", "phone_number", "phonenumber"];
-
-// The numbers of a file: the phone column of a CSV (its header names it), else every non-blank line.
-export function numbersOf(text) {
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/).filter((l) => l.trim() && !l.trim().startsWith("#"));
-  if (!lines.length) return [];
-  const sep = lines[0].includes(";") && !lines[0].includes(",") ? ";" : ",";
-  const header = lines[0].split(sep).map((c) => c.trim().replace(/^"|"$/g, "").toLowerCase());
-  const column = header.findIndex((c) => PHONE_COLUMNS.includes(c));
-  if (column < 0) return lines.map((l) => l.trim());
-  return lines.slice(1).map((l) => (l.split(sep)[column] || "").trim().replace(/^"|"$/g, ""));
-}
 
 export function mountDnc(root, { api, announce }) {
   const said = h("p", { class: "notice", role: "status" });
@@ -103,10 +93,14 @@ export function mountDnc(root, { api, announce }) {
   }
 
   let cursor = null;
+  let asked = 0;  // reads asked for; only the latest one's answer is shown (a search typed while "More" is read)
   async function load(fresh) {
     if (fresh) cursor = null;
+    asked += 1;
+    const mine = asked;
     try {
       const doc = await api.get("/api/dnc", { limit: PAGE, cursor, prefix: search.value.trim() });
+      if (mine !== asked) return;
       const { entries, total, nextCursor } = doc.data;
       if (fresh) clear(tbody);
       tbody.append(...entries.map(row));
@@ -118,7 +112,7 @@ export function mountDnc(root, { api, announce }) {
       more.hidden = !nextCursor;
       summary.textContent = `${num(total)} numbers listed in all.`;
     } catch (err) {
-      fail(err);
+      if (mine === asked) fail(err);
     }
   }
 
@@ -135,10 +129,9 @@ export function mountDnc(root, { api, announce }) {
     event.preventDefault();
     load(true);
   });
-  more.addEventListener("click", () => load(false));
+  more.addEventListener("click", busyWhile(() => load(false)));  // a double click read one page twice
 
-  addForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  onSubmit(addForm, async () => {
     const list = numbers.value.split(/[\n,]/).map((n) => n.trim()).filter(Boolean);
     try {
       const doc = await api.post("/api/dnc", { numbers: list, source: "manual",
@@ -151,21 +144,27 @@ export function mountDnc(root, { api, announce }) {
     }
   });
 
-  importForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  onSubmit(importForm, async () => {
     const chosen = file.files[0];
     if (!chosen) return;
-    const all = numbersOf(await chosen.text());
+    let all;
+    try {
+      all = numbersOf(await chosen.text());
+    } catch (err) {
+      fail(new Error(`${chosen.name} cannot be imported: ${err.message}. Nothing was listed.`));
+      return;
+    }
     const totals = { added: 0, alreadyListed: 0, invalid: 0, invalidEntries: [] };
     progress.hidden = false;
     progress.max = Math.max(1, all.length);
     progress.value = 0;
     try {
       for (let start = 0; start < all.length; start += CHUNK) {
-        // The same file again sends the same keys: the server answers the chunks it already has.
-        const key = `console-dnc:${chosen.name}:${chosen.size}:${chosen.lastModified}:${start}`;
+        // The same file again sends the same keys: the server answers the chunks it already has. The name goes
+        // in as a digest (a name beyond ASCII, "Müller.csv", was refused as a key, or made fetch throw).
+        const key = `console-dnc:${digest(chosen.name)}:${chosen.size}:${chosen.lastModified}:${start}`;
         const doc = await api.post("/api/dnc", { numbers: all.slice(start, start + CHUNK), source: "import" },
-          { headers: { "Idempotency-Key": key.slice(0, 255) } });
+          { headers: { "Idempotency-Key": key } });
         for (const name of ["added", "alreadyListed", "invalid"]) totals[name] += doc.data[name];
         totals.invalidEntries.push(...doc.data.invalidEntries);
         progress.value = Math.min(all.length, start + CHUNK);

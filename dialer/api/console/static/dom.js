@@ -62,6 +62,64 @@ export function badge(status) {
   return h("span", { class: `badge status-${status}` }, label(status));
 }
 
+// A form whose submission cannot run twice at once: from the submit (before any await) until its handler ends,
+// a second submit (a double click, Enter pressed again) is dropped and the submit buttons are disabled.
+// Found: a double click on "Add endpoint" created two endpoints, one of them with a secret never shown.
+export function onSubmit(form, handler) {
+  let busy = false;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (busy) return;
+    busy = true;
+    const buttons = [...form.querySelectorAll('button[type="submit"]')];
+    for (const b of buttons) b.disabled = true;
+    try {
+      await handler(event);
+    } finally {
+      busy = false;
+      for (const b of buttons) b.disabled = false;
+    }
+  });
+}
+
+// A button's click handler, the same way: the button is disabled while `work()` runs (a click on it again does nothing).
+export function busyWhile(work) {
+  return async (event) => {
+    const button = event.currentTarget;
+    if (button.disabled) return;
+    button.disabled = true;
+    try {
+      await work();
+    } finally {
+      button.disabled = false;
+    }
+  };
+}
+
+// A page's error line (a role=alert element), written by its refresh (a poll) and by the operator's moves.
+// A refresh that works again clears only its own "Could not refresh" message, never the refusal of a move
+// the operator has yet to read (found by an exploratory run: Retry's 409 was wiped by the refresh the move
+// itself asked for, so a refused Retry showed nothing; the Webhooks page kept "Could not refresh" for ever
+// after the server came back).
+export function errorLine(el) {
+  let fromRefresh = false;
+  return {
+    refreshed(err) {
+      if (err) {
+        el.textContent = `Could not refresh: ${err.message}. Retrying…`;
+        fromRefresh = true;
+      } else if (fromRefresh) {
+        el.textContent = "";
+        fromRefresh = false;
+      }
+    },
+    say(text) {
+      el.textContent = text;
+      fromRefresh = false;
+    },
+  };
+}
+
 // Runs `task` now and then `ms` after each run ends (never two at once), paused while the tab is hidden;
 // after a failure it waits longer each time (up to 30 s) and reports it. Returns stop().
 export function poll(task, ms, onError = () => {}) {
@@ -69,9 +127,14 @@ export function poll(task, ms, onError = () => {}) {
   let stopped = false;
   let failures = 0;
   let running = false;
+  let again = false;  // now() was called while a run was in flight: run again as soon as it ends
   async function run() {
     timer = null;
-    if (stopped || running) return;
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
     if (document.hidden) return;  // resumed by visibilitychange
     running = true;
     try {
@@ -84,7 +147,9 @@ export function poll(task, ms, onError = () => {}) {
     } finally {
       running = false;
     }
-    if (!stopped) timer = setTimeout(run, failures ? Math.min(30000, ms * 2 ** failures) : ms);
+    const soon = again && !failures;
+    again = false;
+    if (!stopped) timer = setTimeout(run, soon ? 0 : failures ? Math.min(30000, ms * 2 ** failures) : ms);
   }
   function visible() {
     if (!document.hidden && timer === null && !running && !stopped) run();

@@ -30,6 +30,16 @@ export function mountSignIn(root, { signIn, notice }) {
       fail("Enter an API key.");
       return;
     }
+    // A header carries printable ASCII only: a character pasted with the key (a zero-width space, a typographic
+    // quote) made fetch throw, and the page said the server could not be reached.
+    const chars = [...key];
+    const odd = chars.findIndex((c) => c < "!" || c > "~");
+    if (odd >= 0) {
+      const code = chars[odd].codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
+      fail(`This is not an API key: character ${odd + 1} is U+${code}, and a key is made of printable ASCII ` +
+        "characters only (was something pasted with it?).");
+      return;
+    }
     button.disabled = true;
     button.textContent = "Checking…";
     try {

@@ -4,12 +4,7 @@
 
 import { ApiError } from "./api.js";
 import { clear, h, num, uid } from "./dom.js";
-
-function randomKey() {
-  const bytes = new Uint8Array(16);
-  window.crypto.getRandomValues(bytes);
-  return `console-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
-}
+import { randomKey } from "./keys.js";
 
 function rejectedTable(data) {
   if (!data.rejectedCount) return null;
@@ -53,7 +48,10 @@ export function mountUpload(root, { api }, batchId, { onImported = () => {}, lev
     preview.append(h("p", { class: "summary" }, text), rejectedTable(data));
   }
 
+  let checks = 0;  // files chosen; only the latest one's check is shown
   input.addEventListener("change", async () => {
+    checks += 1;
+    const mine = checks;
     file = input.files[0] || null;
     key = randomKey();
     clear(preview);
@@ -64,12 +62,16 @@ export function mountUpload(root, { api }, batchId, { onImported = () => {}, lev
     status.textContent = `Checking ${file.name}…`;
     try {
       const { data } = await send(true);
+      // Another file was chosen meanwhile (found: the first file's slower check then showed its counts on
+      // the Import button of the second).
+      if (mine !== checks) return;
       const rejected = data.rejectedCount ? `, ${num(data.rejectedCount)} rejected` : ", none rejected";
       show(data, `${num(data.rows)} rows: ${num(data.accepted)} can be imported${rejected}.`);
       status.textContent = `${file.name} checked.`;
       importButton.disabled = data.accepted === 0;
       importButton.textContent = `Import ${num(data.accepted)} rows`;
     } catch (err) {
+      if (mine !== checks) return;
       status.textContent = "";
       problem.textContent = err instanceof ApiError && err.code === 400
         ? `This file cannot be imported: ${err.detail}` : `Could not check the file: ${err.message}`;
@@ -79,6 +81,9 @@ export function mountUpload(root, { api }, batchId, { onImported = () => {}, lev
   importButton.addEventListener("click", async () => {
     if (!file) return;
     importButton.disabled = true;
+    // No other file while this one is written (found: a file chosen meanwhile took the import's answer, was
+    // called "imported", and could not be imported itself).
+    input.disabled = true;
     problem.textContent = "";
     status.textContent = `Importing ${file.name}…`;
     try {
@@ -95,6 +100,8 @@ export function mountUpload(root, { api }, batchId, { onImported = () => {}, lev
       problem.textContent = `The import failed: ${err.message}`;
       if (err instanceof ApiError && err.data && err.data.rejected) show(err.data, err.title);
       importButton.disabled = err instanceof ApiError && err.code === 400;
+    } finally {
+      input.disabled = false;
     }
   });
 }

@@ -3,7 +3,8 @@
 // "recover since" and deleting; below, the recent deliveries with their attempts (deliveries.js).
 
 import { mountDeliveries } from "./deliveries.js";
-import { ask, clear, h, poll, time, uid } from "./dom.js";
+import { ask, busyWhile, clear, errorLine, h, onSubmit, poll, time, uid } from "./dom.js";
+import { FormKey } from "./keys.js";
 
 const POLL_MS = 2000;
 // dialer/core/webhook_events.py EVENT_TYPES (tests/test_console_files.py keeps the two the same).
@@ -27,6 +28,7 @@ function localInput(ms) {
 export function mountWebhooks(root, { api, announce }) {
   const said = h("p", { class: "notice", role: "status" });
   const problem = h("p", { class: "error", role: "alert" });
+  const errors = errorLine(problem);
   const secretBox = h("section", { class: "card secret", "aria-labelledby": "secret-heading", hidden: true });
   const tbody = h("tbody");
   const empty = h("p", { class: "empty", hidden: true }, "No endpoints yet: add one below.");
@@ -67,7 +69,7 @@ export function mountWebhooks(root, { api, announce }) {
 
   function tell(text) {
     said.textContent = text;
-    problem.textContent = "";
+    errors.say("");
     announce(text);
   }
 
@@ -110,7 +112,7 @@ export function mountWebhooks(root, { api, announce }) {
       deliveries.refresh();
     } catch (err) {
       said.textContent = "";
-      problem.textContent = err.message;
+      errors.say(err.message);
     }
   }
 
@@ -124,12 +126,12 @@ export function mountWebhooks(root, { api, announce }) {
       h("td", {}, e.events.length ? e.events.join(", ") : "every event"),
       h("td", { class: "endpoint-state" }, state(e)),
       h("td", {}, h("div", { class: "actions compact" },
-        button("Send test ping", "Send a test ping to", () => act(() => api.post(`${path}/test`),
-          () => `Test ping queued for ${e.url}.`), ""),
+        button("Send test ping", "Send a test ping to", busyWhile(() => act(() => api.post(`${path}/test`),
+          () => `Test ping queued for ${e.url}.`)), ""),
         button("Deliveries", "Show the deliveries of", () => deliveries.show(e.endpointId)),
-        button(e.disabled ? "Enable" : "Disable", e.disabled ? "Enable" : "Disable", () =>
+        button(e.disabled ? "Enable" : "Disable", e.disabled ? "Enable" : "Disable", busyWhile(() =>
           act(() => api.call("PATCH", path, { json: { disabled: !e.disabled } }),
-            () => `${e.url} is ${e.disabled ? "enabled" : "disabled"}.`)),
+            () => `${e.url} is ${e.disabled ? "enabled" : "disabled"}.`))),
         button("Rotate secret", "Rotate the secret of", async () => {
           const ok = await ask("Rotate the signing secret?", h("p", {},
             `A new secret signs deliveries to ${e.url}; the old one keeps signing beside it for 24 hours.`), "Rotate");
@@ -153,23 +155,35 @@ export function mountWebhooks(root, { api, announce }) {
   }
 
   let known = null;
+  let shown = "";
   async function refresh() {
     const first = known === null;
     known = (await api.get("/api/webhooks/endpoints")).data.endpoints;
     if (first && known.length) adding.open = false;
-    const had = tbody.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
-    clear(tbody).append(...known.map(row));
-    if (had) tbody.querySelector(`[aria-label="${CSS.escape(had)}"]`)?.focus();
+    const signature = JSON.stringify(known);
+    if (signature !== shown) {  // rebuilt only when something changed: a selection (a URL being copied) survives
+      const had = tbody.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
+      clear(tbody).append(...known.map(row));
+      if (had) tbody.querySelector(`[aria-label="${CSS.escape(had)}"]`)?.focus();
+      shown = signature;
+    }
     empty.hidden = known.length > 0;
     deliveries.setEndpoints(known);
   }
 
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  const keys = new FormKey("console-endpoint");
+  onSubmit(form, async () => {
     const events = checks.map((c) => c.querySelector("input")).filter((c) => c.checked).map((c) => c.value);
+    const body = { url: url.value.trim(), events, description: description.value.trim() };
     await act(async () => {
-      const created = (await api.post("/api/webhooks/endpoints",
-        { url: url.value.trim(), events, description: description.value.trim() })).data;
+      let created;
+      try {
+        created = (await api.post("/api/webhooks/endpoints", body, { headers: { "Idempotency-Key": keys.for(body) } })).data;
+        keys.answered();
+      } catch (err) {
+        keys.answered(err);
+        throw err;
+      }
       showSecret("Endpoint added", created);
       form.reset();
       adding.open = false;
@@ -178,9 +192,7 @@ export function mountWebhooks(root, { api, announce }) {
   });
 
   const deliveries = mountDeliveries(deliveriesHolder, { api, announce, tell });
-  const endpoints = poll(refresh, POLL_MS, (err) => {
-    if (err) problem.textContent = `Could not refresh: ${err.message}. Retrying…`;
-  });
+  const endpoints = poll(refresh, POLL_MS, errors.refreshed);
   return () => {
     endpoints.stop();
     deliveries.stop();
