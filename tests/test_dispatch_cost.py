@@ -29,10 +29,10 @@ def count_due(repos) -> Counter:
             counts[str(batch_id)] += limit > 0
         return await original_many(wanted, now)
 
-    async def look(batch_ids, wanted, now):
+    async def look(batch_ids, wanted, now, *args):
         for batch_id, limit in wanted.items():
             counts[str(batch_id)] += limit > 0
-        return await original_look(batch_ids, wanted, now)
+        return await original_look(batch_ids, wanted, now, *args)
 
     repos.calls.due = due
     repos.calls.due_many = due_many
@@ -237,13 +237,13 @@ async def test_a_call_ending_reads_the_slots_of_its_batch_not_of_every_batch_wai
         else:
             scoped.append(len(batch_ids))
 
-    async def counting(batch_ids=None):
+    async def counting(batch_ids=None, *args):
         count(batch_ids)
-        return await read(batch_ids)
+        return await read(batch_ids, *args)
 
-    async def counting_look(batch_ids, wanted, now):  # the slots read with the due calls
+    async def counting_look(batch_ids, wanted, now, *args):  # the slots read with the due calls
         count(batch_ids)
-        return await look(batch_ids, wanted, now)
+        return await look(batch_ids, wanted, now, *args)
 
     api.store.ledger.read, api.store.calls.look = counting, counting_look
     for _ in range(50):

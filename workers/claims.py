@@ -89,6 +89,7 @@ class ClaimWriter:
             return [], ClaimResult()
         if reservation is None:
             return [], looked
+        self.slots.settled.add(reservation.token)
         self.stats.reserved += 1
         won = looked.won
         if won and self.clock.now() > now + self.lease / 2:

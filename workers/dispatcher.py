@@ -181,7 +181,7 @@ class Dispatcher:
         asked = {b: min(limit, 2 * self._group(limit) + poked) + 1
                  for b in likely for limit in (book.batches[b]["concurrencyLimit"],)}
         if asked:
-            read, early = await self.calls.look(scope, asked, now)
+            read, early = await self.calls.look(scope, asked, now, frozenset(self.slots.settled))
             state = self.slots.seen(read, now)
         else:
             state, early = await self.slots.state(now, scope), {}

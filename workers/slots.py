@@ -94,14 +94,18 @@ class Slots:
         self.ledger = ledger
         self.grace = dt.timedelta(seconds=grace_seconds)
         self.harvested_at: dt.datetime | None = None  # this process's last harvest (a reservation's look)
+        # Tokens of this process's claims whose write has come back: whatever each of their calls is now, the
+        # claim is no longer on its way, so their reservations are dropped without a look at their calls.
+        self.settled: set[str] = set()
 
     async def state(self, now: dt.datetime | None = None, batch_ids: list[ObjectId] | None = None) -> DispatchState:
         """The slots in use; with `now`, minus the reservations whose claim landed or can no longer land;
         with `batch_ids`, those batches' only (and the account's total)."""
-        return self.seen(await self.ledger.read(batch_ids), now)
+        return self.seen(await self.ledger.read(batch_ids, frozenset(self.settled)), now)
 
     def seen(self, read: LedgerState, now: dt.datetime | None = None) -> DispatchState:
-        """`state` of a ledger read made elsewhere (with the due calls: CallRepo.look)."""
+        """`state` of a ledger read made elsewhere (with the due calls: CallRepo.look), asked with `settled`."""
+        self.settled &= {e["token"] for e in read.pending}  # the others' reservations are gone for good
         state = DispatchState(read.version, read.flying, read.pending, read.next_dial_at)
         if now is not None:
             self._harvest(state, now)
@@ -112,6 +116,8 @@ class Slots:
         young = now - self.grace
 
         def waits(entry: dict) -> bool:
+            if entry["token"] in self.settled:
+                return False  # its claim's write came back here: its calls hold their slots themselves, if any
             holder = entry.get("holder")
             if holder is not None and holder[1] == entry["token"]:
                 return False  # claimed: its call holds the slot itself while in flight (counted in `flying`)

@@ -166,10 +166,11 @@ class CallRepo(Protocol):
         """`due` for several batches in one read, {batch: up to n}: each batch's due calls and, when fewer
         were due than asked, the earliest nextAttemptAt of its queued calls not yet due (None: none queued)."""
 
-    async def look(self, batch_ids: list[ObjectId] | None, wanted: dict[ObjectId, int], now: dt.datetime
+    async def look(self, batch_ids: list[ObjectId] | None, wanted: dict[ObjectId, int], now: dt.datetime,
+                   settled: frozenset[str] = frozenset()
                    ) -> tuple[LedgerState, dict[ObjectId, tuple[list[dict], dt.datetime | None]]]:
         """A dispatcher's look before it claims, in one store operation: the slot ledger as
-        `SlotLedger.read(batch_ids)` and the due calls of `wanted` as `due_many(wanted, now)` (the batches the
+        `SlotLedger.read(batch_ids, settled)` and the due calls of `wanted` as `due_many(wanted, now)` (the batches the
         claim will likely serve, asked before their slots are known). SQLite reads both in one transaction
         (one snapshot); MongoDB runs the two reads at once."""
 

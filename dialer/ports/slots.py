@@ -68,11 +68,12 @@ class LedgerWrite:
 
 
 class SlotLedger(Protocol):
-    async def read(self, batch_ids: list[ObjectId] | None = None) -> LedgerState:
+    async def read(self, batch_ids: list[ObjectId] | None = None, settled: frozenset[str] = frozenset()) -> LedgerState:
         """The reservations with their calls' holders, then the calls in flight per batch (one document,
         created empty if missing; its holders and counts read after it, in that order). With `batch_ids`,
         the counts of those batches only (`flying.scope`), and the total of every batch's (`flying.total`):
-        a claim that looks at a few batches does not count the calls in flight of thousands."""
+        a claim that looks at a few batches does not count the calls in flight of thousands. The reservations
+        of the `settled` tokens (claims whose write the reader saw come back) are read without their holders."""
 
     async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
         """Compare-and-set on `version` (then version + 1): the reservations not seen claimed yet, the next

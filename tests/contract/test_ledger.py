@@ -156,3 +156,17 @@ async def test_a_look_reads_the_ledger_and_the_due_calls_as_the_two_reads_do(rep
     assert [x["_id"] for x in due[batch["_id"]][0]] == [b] and due[batch["_id"]][1] == at(90) and set(due) == {batch["_id"]}
     state, due = await repos.calls.look(None, {}, at(10))  # every batch's slots, no due calls asked
     assert dict(state.flying) == {batch["_id"]: 1} and state.flying.scope is None and due == {}
+
+
+async def test_a_read_leaves_out_the_holders_of_the_settled_claims_only(repos, batch):
+    """A dispatcher whose claim's write came back knows its reservations are no longer on their way: asked with
+    their tokens (`settled`), the read does not look at their calls; the others' are read as ever."""
+    a, b = await enqueue(repos, batch, planned(A), planned(B))
+    await claim(repos, a, token="mine")
+    await claim(repos, b, token="theirs")
+    await repos.ledger.read()
+    assert await repos.ledger.write(0, [reservation(a, batch["_id"], "mine"), reservation(b, batch["_id"], "theirs")], None)
+    for state in (await repos.ledger.read(None, frozenset({"mine"})),
+                  (await repos.calls.look(None, {}, at(1), frozenset({"mine"})))[0]):
+        assert [("holder" in e, e.get("holder")) for e in state.pending] == [(False, None), (True, ("dialing", "theirs"))]
+        assert dict(state.flying) == {batch["_id"]: 2}

@@ -92,9 +92,10 @@ class ClaimCalls:
         return await holders_of(self.c, list(call_ids))
 
     @unavailable
-    async def look(self, batch_ids: list[ObjectId] | None, wanted: dict[ObjectId, int], now: dt.datetime) -> tuple:
+    async def look(self, batch_ids: list[ObjectId] | None, wanted: dict[ObjectId, int], now: dt.datetime,
+                   settled: frozenset[str] = frozenset()) -> tuple:
         """The ledger's read and the due calls' at once (their round trips overlap)."""
-        ledger, due = await asyncio.gather(self._ledger.read(batch_ids), self.due_many(wanted, now))
+        ledger, due = await asyncio.gather(self._ledger.read(batch_ids, settled), self.due_many(wanted, now))
         return ledger, due
 
     @unavailable

@@ -25,7 +25,7 @@ class MongoLedger:
         self.calls = calls
 
     @unavailable
-    async def read(self, batch_ids: list[ObjectId] | None = None) -> LedgerState:
+    async def read(self, batch_ids: list[ObjectId] | None = None, settled: frozenset[str] = frozenset()) -> LedgerState:
         doc = await self.c.find_one({"_id": ACCOUNT})
         if doc is None:
             await self.c.update_one({"_id": ACCOUNT},
@@ -34,9 +34,10 @@ class MongoLedger:
             doc = await self.c.find_one({"_id": ACCOUNT})
         doc = normalise(doc)
         pending = [_entry(e) for e in _pending(doc)]
-        if pending:
-            holders = await holders_of(self.calls, [e["callId"] for e in pending])
-            for entry in pending:
+        unsettled = [e for e in pending if e.get("token") not in settled]
+        if unsettled:
+            holders = await holders_of(self.calls, [e["callId"] for e in unsettled])
+            for entry in unsettled:
                 entry["holder"] = holders.get(entry["callId"])
         flying = {"status": {"$in": IN_FLIGHT_VALUES}}
         among = flying if batch_ids is None else {"batchId": {"$in": list(batch_ids)}, **flying}

@@ -54,12 +54,12 @@ class ClaimCalls:
         wanted = _asked(wanted)
         return await self.db.read(due_in, wanted, now) if wanted else {}
 
-    async def look(self, batch_ids: list[ObjectId] | None, wanted: dict[ObjectId, int], now: dt.datetime
-                   ) -> tuple[LedgerState, Due]:
+    async def look(self, batch_ids: list[ObjectId] | None, wanted: dict[ObjectId, int], now: dt.datetime,
+                   settled: frozenset[str] = frozenset()) -> tuple[LedgerState, Due]:
         wanted = _asked(wanted)
 
         def work(conn: sqlite3.Connection) -> tuple[LedgerState, Due]:
-            return read_in(conn, batch_ids), (due_in(conn, wanted, now) if wanted else {})
+            return read_in(conn, batch_ids, settled), (due_in(conn, wanted, now) if wanted else {})
 
         return await self.db.read(work)
 

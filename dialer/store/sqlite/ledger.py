@@ -39,13 +39,15 @@ def _put(conn: sqlite3.Connection, version: int, doc: dict) -> None:
                  (ACCOUNT, version, encode(doc)))
 
 
-def read_in(conn: sqlite3.Connection, batch_ids: list[ObjectId] | None = None) -> LedgerState:
+def read_in(conn: sqlite3.Connection, batch_ids: list[ObjectId] | None = None,
+            settled: frozenset[str] = frozenset()) -> LedgerState:
     """`SqliteLedger.read` in a unit of work of its own or another's (the dispatcher's look, SqliteCalls.look)."""
     version, doc = _row(conn)
     pending = doc.get("pending") or []
-    if pending:
-        holders = holders_of(conn, [e["callId"] for e in pending])
-        for entry in pending:
+    unsettled = [e for e in pending if e.get("token") not in settled]
+    if unsettled:
+        holders = holders_of(conn, [e["callId"] for e in unsettled])
+        for entry in unsettled:
             entry["holder"] = holders.get(entry["callId"])
     if batch_ids is None:
         flying = FlyingCounts(dict(conn.execute(FLYING)))
@@ -68,8 +70,8 @@ class SqliteLedger:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def read(self, batch_ids: list[ObjectId] | None = None) -> LedgerState:
-        return await self.db.read(read_in, batch_ids)
+    async def read(self, batch_ids: list[ObjectId] | None = None, settled: frozenset[str] = frozenset()) -> LedgerState:
+        return await self.db.read(read_in, batch_ids, settled)
 
     async def write(self, version: int, pending: list[dict], next_dial_at: dt.datetime | None) -> bool:
         return await self.db.write(write_in, LedgerWrite(version, pending, next_dial_at))
