@@ -29,6 +29,7 @@ from dialer.runtime import tune_gc
 from dialer.ports import StoreOpenFailed, StoreUnavailable
 from dialer.services.tenancy import TenancyError, agent_view
 from dialer.settings import Settings
+from dialer.settings_checks import check_dispatcher
 
 log = logging.getLogger("dialer")
 
@@ -38,9 +39,13 @@ class Exit(Exception):
         self.code = code
 
 
-def _settings(ctx: click.Context) -> Settings:
+def _settings(ctx: click.Context, dispatches: bool = False) -> Settings:
+    """The settings, checked (dialer/settings_checks.py); `dispatches`: this process places calls if its settings
+    say so (`serve`) or always (`worker`), and needs what its provider needs."""
     try:
         settings = Settings.load(ctx.obj["config"])
+        if dispatches and (ctx.command.name == "worker" or settings.runs_embedded_dispatcher):
+            check_dispatcher(settings)
     except ValueError as exc:
         click.echo(f"bad settings: {exc}", err=True)
         raise Exit(2) from None
@@ -63,7 +68,7 @@ def serve(ctx: click.Context) -> None:
 
     from dialer.composition import build_app
 
-    settings = _settings(ctx)
+    settings = _settings(ctx, dispatches=True)
     try:
         with _listen(settings) as sock:  # first: on a taken port nothing starts (no store opened, no dispatcher)
             web.run_app(build_app(settings), sock=sock,
@@ -101,7 +106,16 @@ def _cannot_listen(settings: Settings, exc: OSError) -> str:
 def worker(ctx: click.Context) -> None:
     from workers.main import run_worker
 
-    raise Exit(asyncio.run(run_worker(_settings(ctx))))
+    settings = _settings(ctx, dispatches=True)
+    try:
+        raise Exit(asyncio.run(run_worker(settings)))
+    except OSError as exc:  # its /metrics port is taken, or not ours to listen on
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        where = f"{settings.host}:{settings.worker_metrics_port}"
+        click.echo(f"cannot listen on {where} for /metrics: {exc.strerror}; DIALER_WORKER_METRICS_PORT chooses "
+                   "another port (0: none)", err=True)
+        raise Exit(1) from None
 
 
 async def _manage(settings: Settings, command: str, **args) -> int:
