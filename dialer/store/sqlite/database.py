@@ -246,10 +246,14 @@ def backup(source: str, target: str) -> int:
             origin.close()
         os.replace(temporary, target)
     except BaseException as exc:  # never a partial copy left behind: an error, or Ctrl-C during the copy
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
+        # (the copy's rollback journal too: a disk that filled during the copy left `<target>.partial-<pid>-journal`)
+        for leftover in ("", "-journal", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.remove(temporary + leftover)
         if isinstance(exc, sqlite3.Error):
-            raise StoreUnavailable(f"{getattr(exc, 'sqlite_errorname', '') or type(exc).__name__} ({exc})") from None
+            code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+            full = "; is the disk holding the copy full?" if code.startswith(("SQLITE_FULL", "SQLITE_IOERR_WRITE")) else ""
+            raise StoreUnavailable(f"{code} ({exc}){full}") from None
         raise
     size = os.path.getsize(target)
     log.info("backup written", extra={"target": target, "bytes": size, "seconds": round(time.monotonic() - started, 3)})
