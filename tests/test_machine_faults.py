@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from dialer.store.sqlite import open_sqlite
 
@@ -45,3 +48,37 @@ async def test_a_backup_onto_a_disk_that_fills_leaves_nothing_behind_and_says_wh
     assert out.returncode == 0, out.stderr
     [copy] = backups.iterdir()
     assert copy.stat().st_size > 400_000
+
+
+@pytest.mark.parametrize("stop", ["clean", "killed"])
+def test_a_backup_from_a_filesystem_remounted_read_only_is_whole(stop, tmp_path):
+    """Found by an exploratory run: with the data folder on a read-only filesystem (a disk the kernel remounted
+    read-only after errors, when a backup is wanted most) `dialer backup` of a server stopped cleanly said only
+    SQLITE_CANTOPEN: SQLite cannot open a WAL database read-only without creating its -shm. A server killed
+    leaves its last commits in the WAL: the copy must hold them."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        data = mount / "data"
+        # A server killed after its last commits: they are in dialer.db-wal, not yet in dialer.db.
+        writer = ("import os, sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+                  "c.execute('PRAGMA journal_mode = WAL'); c.execute('PRAGMA wal_autocheckpoint = 0'); "
+                  "c.execute('CREATE TABLE t (n)'); c.executemany('INSERT INTO t VALUES (?)', [(i,) for i in range(500)]); "
+                  + ("c.close()" if stop == "clean" else "os._exit(0)"))
+        data.mkdir()
+        subprocess.run([sys.executable, "-c", writer, str(data / "dialer.db")], check=True, timeout=60)
+        assert (data / "dialer.db-wal").exists() == (stop == "killed")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        out = _dialer(["backup", str(tmp_path / "copy.db")], {"DIALER_DATA_DIR": str(data)})
+        assert out.returncode == 0, out.stderr
+        copy = sqlite3.connect(tmp_path / "copy.db")
+        assert copy.execute("SELECT count(*) FROM t").fetchone() == (500,)
+        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        copy.close()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "disk"]  # its working copies removed
+    finally:
+        subprocess.run(["umount", str(mount)])

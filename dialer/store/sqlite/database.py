@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -234,7 +235,7 @@ def backup(source: str, target: str) -> int:
     temporary = f"{target}.partial-{os.getpid()}"
     started = time.monotonic()
     try:
-        origin = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)
+        origin = _open_source(source, temporary)
         try:
             destination = sqlite3.connect(temporary)
             try:
@@ -255,6 +256,27 @@ def backup(source: str, target: str) -> int:
             full = "; is the disk holding the copy full?" if code.startswith(("SQLITE_FULL", "SQLITE_IOERR_WRITE")) else ""
             raise StoreUnavailable(f"{code} ({exc}){full}") from None
         raise
+    finally:
+        for leftover in ("", "-wal", "-shm", "-journal"):  # the source's own copy (a read-only filesystem)
+            with contextlib.suppress(OSError):
+                os.remove(f"{temporary}.source{leftover}")
     size = os.path.getsize(target)
     log.info("backup written", extra={"target": target, "bytes": size, "seconds": round(time.monotonic() - started, 3)})
     return size
+
+
+def _open_source(source: str, temporary: str) -> sqlite3.Connection:
+    """The database to copy from, read-only. On a read-only filesystem (a disk the kernel remounted read-only
+    after errors: the moment a backup is wanted most) SQLite cannot open a WAL database without creating its
+    `-shm` (SQLITE_CANTOPEN), and `immutable=1` would ignore the WAL's commits: the file and its WAL are copied
+    beside the target first (nothing can write a read-only filesystem, so the two are consistent) and read there."""
+    try:
+        read_only = bool(os.statvfs(Path(source).resolve().parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        shutil.copyfile(source, f"{temporary}.source")
+        if Path(f"{source}-wal").is_file():
+            shutil.copyfile(f"{source}-wal", f"{temporary}.source-wal")
+        return sqlite3.connect(f"{temporary}.source")
+    return sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)
