@@ -8,6 +8,7 @@ import resource
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,47 @@ def test_a_backup_from_a_filesystem_remounted_read_only_is_whole(stop, tmp_path)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "disk"]  # its working copies removed
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+def _worker(data: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", "worker"], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "DIALER_DATA_DIR": str(data),
+                                 "DIALER_WORKER_METRICS_PORT": "0"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _sockets_when(folder: Path, ready, seconds: float = 60) -> set[str]:
+    """The socket names in `folder` once `ready(names)` holds."""
+    deadline = time.monotonic() + seconds
+    names: set[str] = set()
+    while time.monotonic() < deadline:
+        names = {p.name for p in folder.glob("*.sock")} if folder.is_dir() else set()
+        if ready(names):
+            return names
+        time.sleep(0.1)
+    raise AssertionError(f"{folder}: {names}")
+
+
+def test_the_wake_up_sockets_of_killed_processes_do_not_pile_up(tmp_path):
+    """Found by an exploratory run: `dialer serve` and `dialer worker` killed with -9 (the OOM killer, a deploy's
+    SIGKILL) and restarted while no call ended left their sockets in DIALER_DATA_DIR/wake/, two more each round;
+    only a send removed them, and an idle machine sends nothing. Each process starting now removes them."""
+    data = tmp_path / "data"
+    wake = data / "wake"
+    for _ in range(3):
+        worker = _worker(data)
+        _sockets_when(wake, lambda names: any(n.startswith(f"{worker.pid}-") for n in names))
+        time.sleep(1)  # its start goes on after it listens (the sweep)
+        worker.kill()
+        worker.wait(timeout=60)
+    worker = _worker(data)
+    try:
+        time.sleep(1)
+        [own] = _sockets_when(wake, lambda names: any(n.startswith(f"{worker.pid}-") for n in names) and len(names) == 1,
+                              seconds=30)
+        assert own.startswith(f"{worker.pid}-")
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0 and "Traceback" not in err, err
+    assert list(wake.iterdir()) == []  # a clean stop removes its own
