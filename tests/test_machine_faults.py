@@ -127,3 +127,67 @@ def test_the_wake_up_sockets_of_killed_processes_do_not_pile_up(tmp_path):
         _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0 and "Traceback" not in err, err
     assert list(wake.iterdir()) == []  # a clean stop removes its own
+
+
+def test_a_session_with_errors_logs_no_secret(tmp_path):
+    """`dialer serve` with every secret set, driven into errors (bad keys and tokens, a forged Twilio callback, a
+    webhook endpoint that refuses, Twilio unreachable): nothing it prints holds a secret. Found by an exploratory
+    run: the demo key configured in DIALER_DEMO_API_KEY was printed at the first start, into the logs."""
+    import asyncio
+    import signal
+
+    import aiohttp
+
+    from tests.crash_harness import free_port
+
+    port = free_port()
+    secrets = {"DIALER_DEMO_API_KEY": "demo-key-secret-0451", "DIALER_ADMIN_TOKEN": "admin-secret-0451",
+               "TWILIO_AUTH_TOKEN": "twilio-secret-0451"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_DATA_DIR": str(tmp_path), "DIALER_PORT": str(port),
+           "DIALER_WARM_BODY_PARSER": "false", "DIALER_LOG_LEVEL": "DEBUG", "DIALER_PROVIDER": "twilio",
+           "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_API_BASE": f"http://127.0.0.1:{free_port()}",
+           "DIALER_PUBLIC_BASE_URL": "https://dialer.example", "DIALER_WEBHOOKS_ALLOW_INSECURE": "true",
+           "DIALER_WEBHOOK_RETRY_DELAYS": "0,0.5", **secrets}
+    server = subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", "serve"], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    shown: list[str] = []
+
+    async def drive() -> None:
+        base, key = f"http://127.0.0.1:{port}", {"x-api-key": secrets["DIALER_DEMO_API_KEY"]}
+        async with aiohttp.ClientSession(base) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/health")).status == 200:
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            await http.get("/api/call/batches", headers={"x-api-key": "wrong-key-0451"})
+            await http.get("/api/admin/workspaces", headers={"Authorization": "Bearer wrong-admin-0451"})
+            made = await (await http.post("/api/admin/workspaces", json={"name": "other"},
+                                          headers={"Authorization": f"Bearer {secrets['DIALER_ADMIN_TOKEN']}"})).json()
+            shown.append(made["data"]["apiKey"])
+            endpoint = await (await http.post("/api/webhooks/endpoints", json={"url": f"http://127.0.0.1:{free_port()}/h"},
+                                              headers=key)).json()
+            shown.append(endpoint["data"]["secret"])
+            rotated = await (await http.post(f"/api/webhooks/endpoints/{endpoint['data']['endpointId']}/rotate-secret",
+                                             headers=key)).json()
+            shown.append(rotated["data"]["secret"])
+            await http.post(f"/api/webhooks/endpoints/{endpoint['data']['endpointId']}/test", headers=key)
+            agent = (await (await http.get("/api/agents", headers=key)).json())["data"]["agents"][0]["agentId"]
+            batch = (await (await http.post("/api/call/createBatch", json={"name": "b", "agentId": agent},
+                                            headers=key)).json())["data"]["batchId"]
+            await http.post("/api/call/addCallsToBatch", headers=key,
+                            json={"batchId": batch, "call_data": [{"phoneNumber": "+12125550100"}]})
+            await http.post("/webhooks/twilio/status", data={"CallSid": "CA1", "CallStatus": "completed"},
+                            headers={"X-Twilio-Signature": "forged"})
+            await asyncio.sleep(4)  # the webhook's attempts fail, the call's placement fails
+
+    try:
+        asyncio.run(drive())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert "attempt" in output and "provider refused a call" in output, output  # the errors happened
+    assert "Traceback" not in output
+    for secret in [*secrets.values(), *shown, *(s.removeprefix("whsec_") for s in shown)]:
+        assert secret not in output, secret
