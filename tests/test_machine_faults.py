@@ -3,6 +3,7 @@ processes: a disk that fills under `dialer backup`. (tests/test_sqlite_store.py 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import sqlite3
@@ -83,6 +84,44 @@ def test_a_backup_from_a_filesystem_remounted_read_only_is_whole(stop, tmp_path)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "disk"]  # its working copies removed
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB filesystem of its own (a tmpfs: mounting needs root), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)])
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_start_on_a_full_disk_says_the_disk_is_full(existing, small_disk):
+    """Found by an exploratory run: on a full disk `dialer serve` said "cannot open .../dialer.db:
+    SQLITE_IOERR_SHMSIZE (disk I/O error)" (an existing file: its -shm cannot grow), which reads as a failing disk."""
+    data = small_disk / "data"
+    if existing:
+        assert _dialer(["workspace-create", "w"], {"DIALER_DATA_DIR": str(data)}).returncode == 0
+    ballast = small_disk / "ballast"
+    with open(ballast, "wb") as out:
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+    for command in ("serve", "workspace-list"):
+        out = _dialer([command], {"DIALER_DATA_DIR": str(data), "DIALER_WARM_BODY_PARSER": "false"})
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        [line] = out.stderr.splitlines()
+        assert f"the disk holding {data} is full" in line and "free some space and start again" in line, line
+    ballast.unlink()
+    out = _dialer(["workspace-list"], {"DIALER_DATA_DIR": str(data)})
+    assert out.returncode == 0 and ('"name": "w"' in out.stdout) == existing, out.stderr
 
 
 def _worker(data: Path) -> subprocess.Popen:

@@ -146,6 +146,13 @@ class Database:
 
     def _explain(self, exc: sqlite3.Error) -> str:
         code = getattr(exc, "sqlite_errorname", "") or ""
+        if code.startswith(("SQLITE_FULL", "SQLITE_IOERR")):  # a full disk reads as SQLITE_IOERR_SHMSIZE at open
+            folder = Path(self.path).resolve().parent
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(folder).free
+                if code.startswith("SQLITE_FULL") or free < 1024 * 1024:
+                    return (f"cannot open {self.path}: the disk holding {folder} is full ({free:,} bytes free): "
+                            f"free some space and start again ({code})")
         if code.startswith("SQLITE_NOTADB") or "not a database" in str(exc):
             return f"{self.path} is not an SQLite database (a corrupt or foreign file): move it away or restore a backup"
         if code.startswith("SQLITE_CANTOPEN"):
