@@ -230,3 +230,67 @@ def test_a_session_with_errors_logs_no_secret(tmp_path):
     assert "Traceback" not in output
     for secret in [*secrets.values(), *shown, *(s.removeprefix("whsec_") for s in shown)]:
         assert secret not in output, secret
+
+
+def test_a_disk_that_fills_under_a_running_server_is_503s_and_one_line_warnings_then_it_recovers(small_disk):
+    """Found by an exploratory run: with the disk full, the partner webhook sender logged a traceback at each pass
+    (every 0.5 s), lane and unrecorded attempt: 36 tracebacks in half a minute. Requests must be 503s with a
+    reason, the log one line per failure, and the server must take up again by itself once space is freed."""
+    import asyncio
+    import signal
+
+    import aiohttp
+
+    from tests.crash_harness import free_port
+
+    port, data = free_port(), small_disk / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DIALER_DATA_DIR": str(data), "DIALER_PORT": str(port),
+           "DIALER_WARM_BODY_PARSER": "false", "DIALER_DEMO_API_KEY": "demo-key-0451",
+           "DIALER_EMBEDDED_DISPATCHER": "false", "DIALER_WEBHOOKS_ALLOW_INSECURE": "true",
+           "DIALER_WEBHOOK_RETRY_DELAYS": ",".join(["0"] + ["0.3"] * 50)}
+    server = subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", "serve"], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ballast = small_disk / "ballast"
+
+    async def drive() -> None:
+        key = {"x-api-key": "demo-key-0451"}
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=key) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/health")).status == 200:
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            endpoint = await (await http.post("/api/webhooks/endpoints",
+                                              json={"url": f"http://127.0.0.1:{free_port()}/h"})).json()
+            test = f"/api/webhooks/endpoints/{endpoint['data']['endpointId']}/test"
+            for _ in range(5):  # messages whose attempts fail, retried every 0.3 s
+                assert (await http.post(test)).status == 200
+            with open(ballast, "wb") as out:
+                with contextlib.suppress(OSError):
+                    while True:
+                        out.write(b"\\0" * 65536)
+                        out.flush()
+            for _ in range(3):
+                answer = await http.post(test)
+                assert answer.status == 503, await answer.text()
+                assert "full" in (await answer.json())["errorMessage"]
+            await asyncio.sleep(3)  # the sender's passes meet the full disk
+            ballast.unlink()
+            for _ in range(50):  # taken up again without a restart
+                if (await http.post(test)).status == 200:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("still failing after the disk was freed")
+
+    try:
+        asyncio.run(drive())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    assert "SQLITE_FULL" in output and "Traceback" not in output, output
+    check = sqlite3.connect(data / "dialer.db")
+    assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    check.close()
