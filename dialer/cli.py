@@ -15,6 +15,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -205,13 +206,29 @@ def _backup(settings: Settings, target: str) -> int:
     if not Path(target).parent.is_dir():  # said plainly, before SQLite's "unable to open database file"
         click.echo(f"backup failed: there is no folder {Path(target).parent}", err=True)
         return 1
+    # SIGTERM (a cron job's timeout, a service stopped) killed the copy and left its full-size .partial file: it is
+    # an exception now, and the copy cleans up after itself as after Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         size = backup(settings.sqlite_path, target)
     except (OSError, StoreOpenFailed, StoreUnavailable) as exc:
         click.echo(f"backup failed: {exc}", err=True)
         return 1
+    except Terminated:
+        click.echo("backup stopped (SIGTERM): no copy was left", err=True)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     click.echo(json.dumps({"source": settings.sqlite_path, "backup": target, "bytes": size}))
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM, as an exception (like KeyboardInterrupt for SIGINT), so that what is under way cleans up."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
 
 
 def _server(f):

@@ -294,3 +294,31 @@ def test_a_disk_that_fills_under_a_running_server_is_503s_and_one_line_warnings_
     check = sqlite3.connect(data / "dialer.db")
     assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     check.close()
+
+
+def test_a_backup_stopped_by_sigterm_leaves_no_partial_file(tmp_path):
+    """Found by an exploratory run: SIGTERM (a cron job's timeout, a service stopped) during `dialer backup` of a
+    380 MB database left `dialer-<time>.db.partial-<pid>` (380 MB) and its journal; only Ctrl-C cleaned up."""
+    import signal
+
+    data, backups = tmp_path / "data", tmp_path / "backups"
+    data.mkdir()
+    backups.mkdir()
+    big = sqlite3.connect(data / "dialer.db")
+    big.execute("CREATE TABLE ballast (b)")
+    big.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000) "
+                "INSERT INTO ballast SELECT randomblob(8192) FROM n")  # 200 MB: a copy of a second or so
+    big.commit()
+    big.close()
+    copying = subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", "backup",
+                                str(backups)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                              "DIALER_DATA_DIR": str(data)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(backups.glob("*.partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    copying.send_signal(signal.SIGTERM)  # the copy under way
+    out, err = copying.communicate(timeout=120)
+    assert copying.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    assert err.strip() == "backup stopped (SIGTERM): no copy was left" and out == ""
+    assert list(backups.iterdir()) == []
