@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -208,7 +209,8 @@ def _backup(settings: Settings, target: str) -> int:
         return 1
     # SIGTERM (a cron job's timeout, a service stopped) killed the copy and left its full-size .partial file: it is
     # an exception now, and the copy cleans up after itself as after Ctrl-C.
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    main = threading.current_thread() is threading.main_thread()  # (signal handlers are the main thread's)
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
     try:
         size = backup(settings.sqlite_path, target)
     except (OSError, StoreOpenFailed, StoreUnavailable) as exc:
@@ -218,7 +220,8 @@ def _backup(settings: Settings, target: str) -> int:
         click.echo("backup stopped (SIGTERM): no copy was left", err=True)
         return 128 + signal.SIGTERM
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     click.echo(json.dumps({"source": settings.sqlite_path, "backup": target, "bytes": size}))
     return 0
 
