@@ -322,3 +322,28 @@ def test_a_backup_stopped_by_sigterm_leaves_no_partial_file(tmp_path):
     assert copying.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
     assert err.strip() == "backup stopped (SIGTERM): no copy was left" and out == ""
     assert list(backups.iterdir()) == []
+
+
+def test_a_database_file_that_cannot_be_written_stops_the_start(tmp_path):
+    """Found by an exploratory run: a dialer.db this process may not write, in a folder it may (another user's
+    file, mode 644; an immutable file), was opened read-only by SQLite without a word: `dialer serve` listened and
+    answered every write with SQLITE_READONLY, its dispatcher and webhook sender logged a failure a second."""
+    data = tmp_path / "data"
+    assert _dialer(["workspace-list"], {"DIALER_DATA_DIR": str(data)}).returncode == 0  # the file, at the latest schema
+    path = data / "dialer.db"
+    if os.geteuid() == 0:  # root writes whatever the mode says: the immutable flag stops it
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("no immutable flag on this filesystem")
+    else:
+        path.chmod(0o444)
+    try:
+        for command in ("serve", "worker", "workspace-list"):
+            out = _dialer([command], {"DIALER_DATA_DIR": str(data), "DIALER_WARM_BODY_PARSER": "false",
+                                      "DIALER_WORKER_METRICS_PORT": "0"})
+            assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+            [line] = out.stderr.splitlines()
+            assert f"{path} is read-only (owner uid" in line, line
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)])
+        path.chmod(0o644)

@@ -141,8 +141,24 @@ class Database:
         conn = self._connect()
         try:
             migrate(conn, self.path)
+            if not self.in_memory:
+                self._probe_write(conn)
         except sqlite3.DatabaseError as exc:
             raise StoreOpenFailed(self._explain(exc)) from None
+
+    @staticmethod
+    def _probe_write(conn: sqlite3.Connection) -> None:
+        """One write, changing nothing: SQLite opens a file it may not write (another user's, mode 644; an immutable
+        one) read-only without a word, and a file already at the latest schema needs no write to open: the server
+        started, listened, and failed every write with SQLITE_READONLY. Raises that at the start instead."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     def _explain(self, exc: sqlite3.Error) -> str:
         code = getattr(exc, "sqlite_errorname", "") or ""
@@ -160,7 +176,12 @@ class Database:
         if code.startswith("SQLITE_CORRUPT"):
             return f"{self.path} is corrupt: restore a backup (see docs/storage.md, 'Back-up and restore')"
         if code.startswith("SQLITE_READONLY"):
-            return f"{self.path} is read-only: the dialer must be able to write its data directory"
+            owner = ""
+            with contextlib.suppress(OSError):
+                st = os.stat(self.path)
+                owner = f" (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}; this process runs as uid {os.geteuid()})"
+            return (f"{self.path} is read-only{owner}: the dialer must be able to write it and its data directory "
+                    f"(chown or chmod it, or check `lsattr` for the immutable flag)")
         return f"cannot open {self.path}: {code or type(exc).__name__} ({exc})"
 
     async def close(self) -> None:
