@@ -23,20 +23,21 @@ BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SYNCHRONOUS = ("normal", "full", "off", "extra")
 PROVIDERS = ("simulator", "twilio")
-# name: (lowest, highest, what it is); a bound of None is open. Floats must also be finite (nan and inf fail).
+# name: (lowest, highest, what it is); a bound of None is open. The highest keep dates computable (a TTL of 1e14 s
+# overflowed timedelta at start) and sizes sane. Floats must also be finite (nan and inf fail).
 RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "port": (1, 65_535, "a TCP port from 1 to 65535"),
     "worker_metrics_port": (0, 65_535, "a TCP port from 1 to 65535, or 0 for none"),
     "sqlite_busy_timeout_ms": (0, 3_600_000, "milliseconds from 0 to 3600000 (an hour)"),
-    "max_body_bytes": (1024, None, "a number of bytes, at least 1024"),
-    "max_header_bytes": (1024, None, "a number of bytes, at least 1024"),
-    "max_records_per_request": (1, None, "a positive number of records"),
+    "max_body_bytes": (1024, 2**32, "a number of bytes from 1024 to 4294967296 (4 GiB)"),
+    "max_header_bytes": (1024, 16 * 2**20, "a number of bytes from 1024 to 16777216 (16 MiB)"),
+    "max_records_per_request": (1, 10_000_000, "a number of records from 1 to 10000000"),
     "chunk_size": (1, 100_000, "a number of records from 1 to 100000"),
-    "idempotency_ttl_seconds": (1, None, "a positive number of seconds"),
+    "idempotency_ttl_seconds": (1, 365 * 86_400, "a number of seconds from 1 to 31536000 (a year)"),
     "idempotency_claim_seconds": (0.001, 86_400, "a positive number of seconds, at most 86400"),
     "intake_lease_seconds": (0.001, 86_400, "a positive number of seconds, at most 86400"),
     "calls_per_second": (0.001, 100_000, "a positive number of calls per second, at most 100000"),
-    "max_concurrent_calls": (1, None, "a positive number of calls"),
+    "max_concurrent_calls": (1, 1_000_000, "a number of calls from 1 to 1000000"),
     "poll_interval_seconds": (0.001, 3_600, "a positive number of seconds, at most 3600"),
     "lease_seconds": (1, 86_400, "a number of seconds from 1 to 86400"),
     "chain_min_success_seconds": (0, 86_400, "a number of seconds from 0 to 86400"),
