@@ -171,7 +171,7 @@ class Settings:
         path = Path(path or env.get("DIALER_CONFIG") or DEFAULT_CONFIG)
         values: dict[str, Any] = {}
         if path.exists():
-            values.update(yaml.safe_load(path.read_text()) or {})
+            values.update(_read_file(path))
         for name, var in ENV_NAMES.items():
             if var in env:
                 values[name] = env[var]
@@ -193,6 +193,24 @@ class Settings:
         for name in SECRETS:
             out[name] = "<set>" if out[name] else ""
         return out
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """The settings file's keys; a file that is not a YAML mapping is one line naming it (it was a traceback)."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read the settings file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or "a syntax error"  # never the text around it: it may hold a secret
+        raise ValueError(f"the settings file {path} is not valid YAML{at}: {problem}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"the settings file {path} must be a mapping of setting: value, not a {type(loaded).__name__}")
+    return loaded
 
 
 def _to_bool(value: Any) -> bool:

@@ -118,3 +118,23 @@ def test_a_worker_whose_metrics_port_is_taken_says_it_in_one_line(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert f"cannot listen on 127.0.0.1:{port} for /metrics" in out.stderr
     assert "DIALER_WORKER_METRICS_PORT chooses another port" in out.stderr
+
+
+@pytest.mark.parametrize("content, says", [
+    ("port: [1,\nadmin_token: s3cret-in-the-file\n", "is not valid YAML (line 3"),
+    ("- port\n- 8080\n", "must be a mapping of setting: value, not a list"),
+    (None, "cannot read the settings file"),  # a folder
+])
+def test_a_settings_file_that_is_not_a_yaml_mapping_is_one_line(content, says, tmp_path, capsys):
+    """A YAML syntax error in the settings file was a traceback (yaml.parser.ParserError), a list a line about
+    "dictionary update sequence element #0", a folder an IsADirectoryError traceback."""
+    path = tmp_path / "settings.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    code = cli_main(["--config", str(path), "serve"])
+    err = capsys.readouterr().err
+    [line] = err.splitlines()
+    assert code == 2 and line.startswith(f"bad settings: ") and says in line and str(path) in line, err
+    assert "s3cret" not in err
