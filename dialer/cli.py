@@ -242,12 +242,18 @@ def _server(f):
 
 
 def _remote(args: SimpleNamespace) -> None:
+    # SIGTERM (a job's timeout, a container stopped) as Ctrl-C: it killed the command without a word before.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
     try:
         raise Exit(asyncio.run(remote.run(args)))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         click.echo("\ninterrupted: run the same command again (with --batch) to resume; nothing is written twice",
                    err=True)
-        raise Exit(130) from None
+        raise Exit(130 if isinstance(exc, KeyboardInterrupt) else 128 + signal.SIGTERM) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @cli.command("import-csv", help="import a CSV of contacts into a batch over HTTP (resumable)")

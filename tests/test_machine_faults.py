@@ -347,3 +347,28 @@ def test_a_database_file_that_cannot_be_written_stops_the_start(tmp_path):
         if os.geteuid() == 0:
             subprocess.run(["chattr", "-i", str(path)])
         path.chmod(0o644)
+
+
+def test_an_import_stopped_by_sigterm_says_how_to_resume(tmp_path):
+    """Found by an exploratory run: SIGTERM (a job's timeout, a container stopped) killed `dialer import-csv`
+    without a word, where Ctrl-C says to run the same command again (each chunk's Idempotency-Key makes that
+    safe). A server that takes the first chunk and never answers: the command is under way when stopped."""
+    import signal
+    import socket
+
+    path = tmp_path / "contacts.csv"
+    path.write_text("phone\n" + "".join(f"+1212555{i:04d}\n" for i in range(10)))
+    with socket.socket() as silent:  # accepts the connection, reads nothing, answers nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        importing = subprocess.Popen([sys.executable, "-m", "dialer", "import-csv", str(path), "--batch",
+                                      "64e5f12345abcdef98765432", "--url",
+                                      f"http://127.0.0.1:{silent.getsockname()[1]}", "--key", "k"], cwd=ROOT,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        connection, _ = silent.accept()  # its first chunk is on its way
+        with connection:
+            importing.send_signal(signal.SIGTERM)
+            out, err = importing.communicate(timeout=60)
+    assert importing.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted: run the same command again (with --batch) to resume" in err and "Traceback" not in err
