@@ -16,6 +16,7 @@ import pytest
 
 from dialer.cli import main as cli_main
 from dialer.settings import Settings
+from tests.crash_harness import free_port
 
 BAD = [
     ("DIALER_PORT", "99999"), ("DIALER_PORT", "0"), ("DIALER_PORT", ""), ("DIALER_PORT", "eighty"),
@@ -138,3 +139,19 @@ def test_a_settings_file_that_is_not_a_yaml_mapping_is_one_line(content, says, t
     [line] = err.splitlines()
     assert code == 2 and line.startswith(f"bad settings: ") and says in line and str(path) in line, err
     assert "s3cret" not in err
+
+
+@pytest.mark.parametrize("command", ["serve", "workspace-list"])
+def test_a_mongodb_that_cannot_be_reached_is_one_line_without_the_password(command, tmp_path):
+    """A MongoDB server that is not there was a 90-line ServerSelectionTimeoutError traceback."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, not listening: connections are refused
+        env = {**os.environ, "MONGODB_URI": f"mongodb://dialer:pa55w0rd@127.0.0.1:{port}/dialer",
+               "DIALER_LEASE_SECONDS": "4", "DIALER_PORT": str(free_port()), "DIALER_WARM_BODY_PARSER": "false"}
+        out = subprocess.run([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", command],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    [line] = [line for line in out.stderr.splitlines() if not line.startswith("{")]
+    assert "cannot use MongoDB (MONGODB_URI, database 'dialer'): ServerSelectionTimeoutError" in line
+    assert "pa55w0rd" not in out.stderr + out.stdout
