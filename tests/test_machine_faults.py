@@ -151,10 +151,12 @@ def test_the_wake_up_sockets_of_killed_processes_do_not_pile_up(tmp_path):
     wake = data / "wake"
     for _ in range(3):
         worker = _worker(data)
-        _sockets_when(wake, lambda names: any(n.startswith(f"{worker.pid}-") for n in names))
-        time.sleep(1)  # its start goes on after it listens (the sweep)
-        worker.kill()
-        worker.wait(timeout=60)
+        try:
+            _sockets_when(wake, lambda names: any(n.startswith(f"{worker.pid}-") for n in names))
+            time.sleep(1)  # its start goes on after it listens (the sweep)
+        finally:
+            worker.kill()
+            worker.wait(timeout=60)
     worker = _worker(data)
     try:
         time.sleep(1)
