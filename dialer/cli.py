@@ -15,8 +15,10 @@ import errno
 import json
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +31,7 @@ from dialer.runtime import tune_gc
 from dialer.ports import StoreOpenFailed, StoreUnavailable
 from dialer.services.tenancy import TenancyError, agent_view
 from dialer.settings import Settings
+from dialer.settings_checks import check_dispatcher
 
 log = logging.getLogger("dialer")
 
@@ -38,9 +41,13 @@ class Exit(Exception):
         self.code = code
 
 
-def _settings(ctx: click.Context) -> Settings:
+def _settings(ctx: click.Context, dispatches: bool = False) -> Settings:
+    """The settings, checked (dialer/settings_checks.py); `dispatches`: this process places calls if its settings
+    say so (`serve`) or always (`worker`), and needs what its provider needs."""
     try:
         settings = Settings.load(ctx.obj["config"])
+        if dispatches and (ctx.command.name == "worker" or settings.runs_embedded_dispatcher):
+            check_dispatcher(settings)
     except ValueError as exc:
         click.echo(f"bad settings: {exc}", err=True)
         raise Exit(2) from None
@@ -63,7 +70,7 @@ def serve(ctx: click.Context) -> None:
 
     from dialer.composition import build_app
 
-    settings = _settings(ctx)
+    settings = _settings(ctx, dispatches=True)
     try:
         with _listen(settings) as sock:  # first: on a taken port nothing starts (no store opened, no dispatcher)
             web.run_app(build_app(settings), sock=sock,
@@ -101,7 +108,16 @@ def _cannot_listen(settings: Settings, exc: OSError) -> str:
 def worker(ctx: click.Context) -> None:
     from workers.main import run_worker
 
-    raise Exit(asyncio.run(run_worker(_settings(ctx))))
+    settings = _settings(ctx, dispatches=True)
+    try:
+        raise Exit(asyncio.run(run_worker(settings)))
+    except OSError as exc:  # its /metrics port is taken, or not ours to listen on
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        where = f"{settings.host}:{settings.worker_metrics_port}"
+        click.echo(f"cannot listen on {where} for /metrics: {exc.strerror}; DIALER_WORKER_METRICS_PORT chooses "
+                   "another port (0: none)", err=True)
+        raise Exit(1) from None
 
 
 async def _manage(settings: Settings, command: str, **args) -> int:
@@ -191,13 +207,31 @@ def _backup(settings: Settings, target: str) -> int:
     if not Path(target).parent.is_dir():  # said plainly, before SQLite's "unable to open database file"
         click.echo(f"backup failed: there is no folder {Path(target).parent}", err=True)
         return 1
+    # SIGTERM (a cron job's timeout, a service stopped) killed the copy and left its full-size .partial file: it is
+    # an exception now, and the copy cleans up after itself as after Ctrl-C.
+    main = threading.current_thread() is threading.main_thread()  # (signal handlers are the main thread's)
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
     try:
         size = backup(settings.sqlite_path, target)
     except (OSError, StoreOpenFailed, StoreUnavailable) as exc:
         click.echo(f"backup failed: {exc}", err=True)
         return 1
+    except Terminated:
+        click.echo("backup stopped (SIGTERM): no copy was left", err=True)
+        return 128 + signal.SIGTERM
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     click.echo(json.dumps({"source": settings.sqlite_path, "backup": target, "bytes": size}))
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM, as an exception (like KeyboardInterrupt for SIGINT), so that what is under way cleans up."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
 
 
 def _server(f):
@@ -208,12 +242,18 @@ def _server(f):
 
 
 def _remote(args: SimpleNamespace) -> None:
+    # SIGTERM (a job's timeout, a container stopped) as Ctrl-C: it killed the command without a word before.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
     try:
         raise Exit(asyncio.run(remote.run(args)))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         click.echo("\ninterrupted: run the same command again (with --batch) to resume; nothing is written twice",
                    err=True)
-        raise Exit(130) from None
+        raise Exit(130 if isinstance(exc, KeyboardInterrupt) else 128 + signal.SIGTERM) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @cli.command("import-csv", help="import a CSV of contacts into a batch over HTTP (resumable)")

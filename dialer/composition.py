@@ -131,6 +131,7 @@ async def open_wakeups(services: Services, engine=None) -> None:
     if listener is not None and await listener.start():
         engine.dispatcher.recheck_every(WOKEN_RECHECK_SECONDS)
     sender = WakeSender(folder, own=listener)
+    sender.sweep()  # the sockets of processes killed before (kill -9) are not left to pile up while nothing is sent
     services.events.on_ended.append(sender)
     for service, hook in ((services.ingestion, "on_enqueued"), (services.enrollment, "on_enqueued"),
                           (services.chains, "on_activated"), (services.lifecycle, "on_change")):

@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from dialer.settings_checks import check, env_name, to_bool
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
 
 # setting name -> environment variable
@@ -169,7 +171,7 @@ class Settings:
         path = Path(path or env.get("DIALER_CONFIG") or DEFAULT_CONFIG)
         values: dict[str, Any] = {}
         if path.exists():
-            values.update(yaml.safe_load(path.read_text()) or {})
+            values.update(_read_file(path))
         for name, var in ENV_NAMES.items():
             if var in env:
                 values[name] = env[var]
@@ -178,7 +180,9 @@ class Settings:
         unknown = set(values) - set(known)
         if unknown:
             raise ValueError(f"unknown settings in {path}: {sorted(unknown)}")
-        return cls(**{k: _coerce(known[k].type, v, k) for k, v in values.items()})
+        settings = cls(**{k: _coerce(known[k].type, v, k) for k, v in values.items()})
+        check(settings)  # a value out of its range stops the start here, in one line naming its variable
+        return settings
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -191,20 +195,37 @@ class Settings:
         return out
 
 
+def _read_file(path: Path) -> dict[str, Any]:
+    """The settings file's keys; a file that is not a YAML mapping is one line naming it (it was a traceback)."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read the settings file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or "a syntax error"  # never the text around it: it may hold a secret
+        raise ValueError(f"the settings file {path} is not valid YAML{at}: {problem}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"the settings file {path} must be a mapping of setting: value, not a {type(loaded).__name__}")
+    return loaded
+
+
 def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+    return to_bool("embedded_dispatcher", value)
 
 
 def _coerce(type_name: str, value: Any, name: str) -> Any:
+    if type_name == "bool":
+        return to_bool(name, value)  # its own message: what a switch may be
     try:
-        if type_name == "bool":
-            return _to_bool(value)
         if type_name == "int":
             return int(value)
         if type_name == "float":
             return float(value)
         return "" if value is None else str(value)
     except (TypeError, ValueError):
-        raise ValueError(f"setting {name}: cannot read {value!r} as {type_name}") from None
+        kind = {"int": "a whole number", "float": "a number"}.get(type_name, type_name)
+        raise ValueError(f"{env_name(name)} must be {kind}, not {value!r}") from None

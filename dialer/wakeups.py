@@ -8,7 +8,7 @@ its own, and a process given work (calls enqueued, a group's next call activated
 says so, never waiting. What one turn of the event loop told goes in one datagram (a listener's queue holds 10
 on Linux: a hundred calls ending a second sent one by one filled it), and what a full queue did not take is sent
 again 20 ms later. A socket nobody reads any more (its process died) is removed by the first send that finds it
-so. A wake-up is a hint, never the record: one lost (a listener starting, more than PENDING_MAX waiting for one
+so, and each process starting removes those of the processes that died (`WakeSender.sweep`). A wake-up is a hint, never the record: one lost (a listener starting, more than PENDING_MAX waiting for one
 listener) costs that dispatcher its recheck (10 s for a dispatcher that listens, WOKEN_RECHECK_SECONDS; 2 s for
 one that cannot). Processes on other machines (MongoDB) are not reached: they keep their 2 s recheck.
 """
@@ -158,6 +158,27 @@ class WakeSender:
                     break
         if self._waiting and self._flush is None:
             self._flush = loop.call_later(RETRY_SECONDS, self._send)
+
+    def sweep(self) -> int:
+        """Remove the sockets of processes that died without closing them (kill -9, the OOM killer), which only a
+        send used to remove: a machine whose dialer was killed and restarted while idle gathered two more in wake/
+        each time. A socket nobody listens on refuses a connection; a live one accepts it (nothing is sent, and its
+        process may be in another PID namespace: no pid is trusted). Returns how many were removed."""
+        removed = 0
+        for peer in self._list():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                probe.connect(peer)
+            except (ConnectionRefusedError, FileNotFoundError):
+                Path(peer).unlink(missing_ok=True)
+                removed += 1
+            except OSError:
+                pass  # not ours to judge (a permission, a path too long): left as it is
+            finally:
+                probe.close()
+        if removed:
+            log.info("removed the wake-up sockets of processes that died", extra={"sockets": removed})
+        return removed
 
     def _list(self) -> list[str]:
         own = str(self.own.path) if self.own is not None and self.own.path is not None else None

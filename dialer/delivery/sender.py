@@ -39,7 +39,7 @@ from dialer.delivery.guard import GuardedResolver
 from dialer.delivery.relay import relay_once
 from dialer.delivery.signing import signature_header
 from dialer.metrics import Metrics
-from dialer.ports import Repositories
+from dialer.ports import Repositories, StoreUnavailable
 from dialer.services.webhook_urls import UrlRefused, check_url
 
 log = logging.getLogger("dialer.webhooks")
@@ -101,7 +101,9 @@ class Sender:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the store was unavailable: try again at the next pass
+            except StoreUnavailable as exc:  # a full disk, a lock held too long: one line, no traceback per pass
+                log.warning("webhook sender pass failed; it runs again", extra={"sender": self.name, "error": str(exc)})
+            except Exception:
                 log.exception("webhook sender pass failed", extra={"sender": self.name})
             await asyncio.sleep(self.poll)
 
@@ -149,7 +151,10 @@ class Sender:
                                                            LANE_MESSAGES) if endpoint is not None else []
                 if not messages:
                     return
-        except Exception:  # the store was unavailable: the next pass takes the endpoint up again
+        except StoreUnavailable as exc:  # the next pass takes the endpoint up again
+            log.warning("webhook sender lane failed; the next pass takes it up",
+                        extra={"endpointId": str(endpoint_id), "error": str(exc)})
+        except Exception:
             log.exception("webhook sender lane failed", extra={"endpointId": str(endpoint_id)})
         finally:
             left = self.busy.get(endpoint_id, 1) - 1
@@ -166,6 +171,9 @@ class Sender:
                                                               "ms": 0}, ok=False, final=True)
             attempt, ok = await self._attempt(endpoint, message)
             return await self._record(endpoint, message, attempt, ok)
+        except StoreUnavailable as exc:  # its attempt unrecorded: the message is sent again once its lease ends
+            log.warning("webhook attempt not recorded", extra={"messageId": message["_id"], "error": str(exc)})
+            return endpoint
         except Exception:
             log.exception("webhook delivery failed", extra={"messageId": message["_id"]})
             return endpoint

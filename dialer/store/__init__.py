@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from dialer.ports import Repositories
+from dialer.ports import Repositories, StoreOpenFailed
 from dialer.settings import Settings
 
 log = logging.getLogger("dialer.store")
@@ -28,4 +28,11 @@ async def open_repositories(settings: Settings) -> Repositories:
     log.info("using MongoDB database %r", settings.database)
     # Every operation gives up after a quarter of the lease (client-side operation timeout): a
     # dispatcher's claim must land well within the grace period its slot reservation has.
-    return await open_mongo(settings.mongodb_uri, settings.database, timeout_ms=int(settings.lease_seconds * 250))
+    from pymongo.errors import PyMongoError
+
+    try:
+        return await open_mongo(settings.mongodb_uri, settings.database, timeout_ms=int(settings.lease_seconds * 250))
+    except PyMongoError as exc:  # a traceback before; the driver's text is not shown: it may quote the URI
+        raise StoreOpenFailed(f"cannot use MongoDB (MONGODB_URI, database {settings.database!r}): "
+                              f"{type(exc).__name__}: check that the server runs, is reachable from here and "
+                              "accepts the URI's user") from None

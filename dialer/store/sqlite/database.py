@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -140,11 +141,34 @@ class Database:
         conn = self._connect()
         try:
             migrate(conn, self.path)
+            if not self.in_memory:
+                self._probe_write(conn)
         except sqlite3.DatabaseError as exc:
             raise StoreOpenFailed(self._explain(exc)) from None
 
+    @staticmethod
+    def _probe_write(conn: sqlite3.Connection) -> None:
+        """One write, changing nothing: SQLite opens a file it may not write (another user's, mode 644; an immutable
+        one) read-only without a word, and a file already at the latest schema needs no write to open: the server
+        started, listened, and failed every write with SQLITE_READONLY. Raises that at the start instead."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
     def _explain(self, exc: sqlite3.Error) -> str:
         code = getattr(exc, "sqlite_errorname", "") or ""
+        if code.startswith(("SQLITE_FULL", "SQLITE_IOERR")):  # a full disk reads as SQLITE_IOERR_SHMSIZE at open
+            folder = Path(self.path).resolve().parent
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(folder).free
+                if code.startswith("SQLITE_FULL") or free < 1024 * 1024:
+                    return (f"cannot open {self.path}: the disk holding {folder} is full ({free:,} bytes free): "
+                            f"free some space and start again ({code})")
         if code.startswith("SQLITE_NOTADB") or "not a database" in str(exc):
             return f"{self.path} is not an SQLite database (a corrupt or foreign file): move it away or restore a backup"
         if code.startswith("SQLITE_CANTOPEN"):
@@ -152,7 +176,12 @@ class Database:
         if code.startswith("SQLITE_CORRUPT"):
             return f"{self.path} is corrupt: restore a backup (see docs/storage.md, 'Back-up and restore')"
         if code.startswith("SQLITE_READONLY"):
-            return f"{self.path} is read-only: the dialer must be able to write its data directory"
+            owner = ""
+            with contextlib.suppress(OSError):
+                st = os.stat(self.path)
+                owner = f" (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}; this process runs as uid {os.geteuid()})"
+            return (f"{self.path} is read-only{owner}: the dialer must be able to write it and its data directory "
+                    f"(chown or chmod it, or check `lsattr` for the immutable flag)")
         return f"cannot open {self.path}: {code or type(exc).__name__} ({exc})"
 
     async def close(self) -> None:
@@ -234,7 +263,7 @@ def backup(source: str, target: str) -> int:
     temporary = f"{target}.partial-{os.getpid()}"
     started = time.monotonic()
     try:
-        origin = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)
+        origin = _open_source(source, temporary)
         try:
             destination = sqlite3.connect(temporary)
             try:
@@ -246,11 +275,36 @@ def backup(source: str, target: str) -> int:
             origin.close()
         os.replace(temporary, target)
     except BaseException as exc:  # never a partial copy left behind: an error, or Ctrl-C during the copy
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
+        # (the copy's rollback journal too: a disk that filled during the copy left `<target>.partial-<pid>-journal`)
+        for leftover in ("", "-journal", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.remove(temporary + leftover)
         if isinstance(exc, sqlite3.Error):
-            raise StoreUnavailable(f"{getattr(exc, 'sqlite_errorname', '') or type(exc).__name__} ({exc})") from None
+            code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+            full = "; is the disk holding the copy full?" if code.startswith(("SQLITE_FULL", "SQLITE_IOERR_WRITE")) else ""
+            raise StoreUnavailable(f"{code} ({exc}){full}") from None
         raise
+    finally:
+        for leftover in ("", "-wal", "-shm", "-journal"):  # the source's own copy (a read-only filesystem)
+            with contextlib.suppress(OSError):
+                os.remove(f"{temporary}.source{leftover}")
     size = os.path.getsize(target)
     log.info("backup written", extra={"target": target, "bytes": size, "seconds": round(time.monotonic() - started, 3)})
     return size
+
+
+def _open_source(source: str, temporary: str) -> sqlite3.Connection:
+    """The database to copy from, read-only. On a read-only filesystem (a disk the kernel remounted read-only
+    after errors: the moment a backup is wanted most) SQLite cannot open a WAL database without creating its
+    `-shm` (SQLITE_CANTOPEN), and `immutable=1` would ignore the WAL's commits: the file and its WAL are copied
+    beside the target first (nothing can write a read-only filesystem, so the two are consistent) and read there."""
+    try:
+        read_only = bool(os.statvfs(Path(source).resolve().parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        shutil.copyfile(source, f"{temporary}.source")
+        if Path(f"{source}-wal").is_file():
+            shutil.copyfile(f"{source}-wal", f"{temporary}.source-wal")
+        return sqlite3.connect(f"{temporary}.source")
+    return sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)
