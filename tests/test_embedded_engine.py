@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from dialer.composition import build_app
 from dialer.core.clock import SystemClock
+from dialer.ports import StoreUnavailable
 from tests.conftest import Api, make_api
 
 
@@ -64,3 +66,35 @@ async def test_a_stopped_engine_leaves_no_simulated_call_in_flight(aiohttp_clien
             break
         await asyncio.sleep(0.05)
     assert len(second_ids) == 4 and not second_ids & first_ids
+
+
+async def test_a_store_outage_is_logged_when_it_starts_and_ends_not_at_every_poll(aiohttp_client, settings, caplog):
+    """A full disk or a lost MongoDB primary fails every poll of the dispatcher (20 a second here): one line
+    when the outage starts, one when it ends, never a traceback per poll; the calls wait and are placed after."""
+    fast = settings.replace(embedded_dispatcher="true", provider="simulator", sim_time_scale=2000.0,
+                            poll_interval_seconds=0.05, calls_per_second=50.0, lease_seconds=60)
+    app = build_app(fast, SystemClock())
+    client = await aiohttp_client(app)
+    api = await make_api(client, app)
+    batch = await api.create_batch(concurrencyLimit=3, callingWindow={"start": "00:00", "end": "24:00"})
+    calls = api.store.calls
+    look, read = calls.look, api.store.ledger.read
+
+    async def unavailable(*args, **kwargs):
+        raise StoreUnavailable("database error: disk is full")
+
+    calls.look = api.store.ledger.read = unavailable
+    caplog.set_level(logging.INFO, logger="workers")
+    assert (await api.add_calls(batch, [{"phoneNumber": f"+1212555{i:04d}"} for i in range(4)]))[0] == 200
+    await asyncio.sleep(1.0)  # ~20 polls fail
+    calls.look, api.store.ledger.read = look, read
+    for _ in range(200):
+        _, doc = await api.get(f"/api/call/batches/{batch}")
+        if doc["data"]["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    assert doc["data"]["status"] == "completed" and doc["data"]["counters"]["finished"] == 4
+    outage = [r for r in caplog.records if "store is" in r.getMessage()]
+    assert [r.getMessage() for r in outage] == ["dispatcher job: the store is unavailable; retrying at each interval",
+                                                "dispatcher job: the store is available again"], outage
+    assert outage[1].failures >= 10 and not any(r.exc_info for r in caplog.records if r.name.startswith("workers"))

@@ -19,6 +19,7 @@ from bson import ObjectId
 from dialer.core.clock import Clock
 from dialer.ports import CallRepo, Claim, ClaimResult, StoreUnavailable, line_key
 from workers.compliance_gate import ComplianceGate
+from workers.outage import Outage
 from workers.placer import Claimed, Placer
 from workers.slots import DispatchState, Reservation, Slots
 
@@ -38,6 +39,7 @@ class ClaimWriter:
         self.lease = lease
         self.max_concurrent_calls = max_concurrent_calls
         self.calls_per_second = calls_per_second
+        self.outage = Outage(log, "claim write")
 
     async def write(self, grants: dict[ObjectId, list[dict]], by_id: dict[ObjectId, dict], state: DispatchState,
                     deferrals: list[tuple], now: dt.datetime, earliest: dt.datetime | None = None
@@ -75,13 +77,14 @@ class ClaimWriter:
         except StoreUnavailable as exc:
             # Nothing or part was written: keep the provider ids for the next write, give the slots and the
             # caps back (a claim that did land is in flight under its token and keeps its slot anyway).
-            log.error("claim write failed", extra={"dispatcher": self.name, "error": str(exc)})
+            self.outage.failed(exc, dispatcher=self.name)
             self.placer.unrecorded = records + self.placer.unrecorded
             if reservation is not None:
                 with contextlib.suppress(StoreUnavailable):  # else the slots wait out the grace period
                     won = await self._keep_claimed(reservation, claimed_ids)
                     await self._give_back_caps(grants, token, won)
             return [], ClaimResult()
+        self.outage.ok(dispatcher=self.name)
         if not looked.reserved:  # another dispatcher wrote the ledger first: nothing was written; next tick
             self.stats.lost_races += 1
             self.placer.unrecorded = records + self.placer.unrecorded

@@ -15,7 +15,7 @@ import secrets
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dialer.core.clock import Clock
-from dialer.ports import Repositories
+from dialer.ports import Repositories, StoreUnavailable
 from dialer.services.call_events import CallEvents
 from dialer.services.chains import Chains
 from dialer.services.enrollment import Enrollment
@@ -23,6 +23,7 @@ from dialer.settings import Settings
 from workers.slots import Slots
 
 from workers.dispatcher import Dispatcher, DispatcherConfig
+from workers.outage import Outage
 from workers.telephony.base import CallEvent, TelephonyProvider
 from workers.telephony.simulator import Simulator, parse_outcomes
 from workers.reaper import Reaper
@@ -88,6 +89,7 @@ class Engine:
         self.reaper.on_started = self.dispatcher.wake
         self._scheduler: AsyncIOScheduler | None = None
         self._jobs_running = 0
+        self._outages: dict = {}  # job -> its Outage (how a store outage is logged)
 
     async def deliver(self, event: CallEvent) -> None:
         await self.events.apply(event.call_id, event.provider_call_id, event.status,
@@ -112,8 +114,12 @@ class Engine:
 
     async def _guarded(self, job) -> None:
         self._jobs_running += 1
+        outage = self._outages.setdefault(job, Outage(log, "dispatcher job" if job == self.step else "reaper"))
         try:
             await job()
+            outage.ok(dispatcher=self.name)
+        except StoreUnavailable as exc:  # one line when it starts, one a minute, one when it ends
+            outage.failed(exc, dispatcher=self.name)
         except Exception:
             log.exception("dispatcher job failed; it runs again at its next interval")
         finally:
