@@ -168,10 +168,13 @@ class Settings:
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """File (default config/default.yaml, or DIALER_CONFIG) < environment < explicit overrides."""
         env = os.environ if env is None else env
-        path = Path(path or env.get("DIALER_CONFIG") or DEFAULT_CONFIG)
+        named = path or env.get("DIALER_CONFIG")
+        path = Path(named or DEFAULT_CONFIG)
         values: dict[str, Any] = {}
         if path.exists():
             values.update(_read_file(path))
+        elif named:  # a mistyped name would start on the defaults (the simulator, not Twilio) without a word
+            raise ValueError(f"the settings file {path} does not exist (named by --config or DIALER_CONFIG)")
         for name, var in ENV_NAMES.items():
             if var in env:
                 values[name] = env[var]

@@ -26,7 +26,7 @@ def _dialer(args: list[str], env: dict[str, str], file_size_limit: int | None = 
         if file_size_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
-    return subprocess.run([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "dialer", "--config", "/dev/null", *args], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True,
                           timeout=120, preexec_fn=limit)
 
@@ -125,7 +125,7 @@ def test_a_start_on_a_full_disk_says_the_disk_is_full(existing, small_disk):
 
 
 def _worker(data: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", "worker"], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/dev/null", "worker"], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "DIALER_DATA_DIR": str(data),
                                  "DIALER_WORKER_METRICS_PORT": "0"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -189,7 +189,7 @@ def test_a_session_with_errors_logs_no_secret(tmp_path):
            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_API_BASE": f"http://127.0.0.1:{free_port()}",
            "DIALER_PUBLIC_BASE_URL": "https://dialer.example", "DIALER_WEBHOOKS_ALLOW_INSECURE": "true",
            "DIALER_WEBHOOK_RETRY_DELAYS": "0,0.5", **secrets}
-    server = subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", "serve"], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/dev/null", "serve"], cwd=ROOT,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     shown: list[str] = []
 
@@ -250,7 +250,7 @@ def test_a_disk_that_fills_under_a_running_server_is_503s_and_one_line_warnings_
            "DIALER_WARM_BODY_PARSER": "false", "DIALER_DEMO_API_KEY": "demo-key-0451",
            "DIALER_EMBEDDED_DISPATCHER": "false", "DIALER_WEBHOOKS_ALLOW_INSECURE": "true",
            "DIALER_WEBHOOK_RETRY_DELAYS": ",".join(["0"] + ["0.3"] * 50)}
-    server = subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", "serve"], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/dev/null", "serve"], cwd=ROOT,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ballast = small_disk / "ballast"
 
@@ -312,7 +312,7 @@ def test_a_backup_stopped_by_sigterm_leaves_no_partial_file(tmp_path):
                 "INSERT INTO ballast SELECT randomblob(8192) FROM n")  # 200 MB: a copy of a second or so
     big.commit()
     big.close()
-    copying = subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", "backup",
+    copying = subprocess.Popen([sys.executable, "-m", "dialer", "--config", "/dev/null", "backup",
                                 str(backups)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
                                                               "DIALER_DATA_DIR": str(data)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

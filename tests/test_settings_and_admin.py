@@ -35,7 +35,7 @@ def test_redacted_settings_hide_secrets():
 
 def test_cli_management_needs_a_shared_store(capsys, monkeypatch):
     monkeypatch.setenv("DIALER_DATA_DIR", ":memory:")
-    assert cli_main(["--config", "/nonexistent.yaml", "workspace-list"]) == 2
+    assert cli_main(["--config", "/dev/null", "workspace-list"]) == 2
     assert "admin" in capsys.readouterr().err
 
 
@@ -44,10 +44,10 @@ def test_cli_management_works_on_the_sqlite_file(capsys, monkeypatch, tmp_path):
     import json
 
     monkeypatch.setenv("DIALER_DATA_DIR", str(tmp_path))
-    assert cli_main(["--config", "/nonexistent.yaml", "workspace-create", "acme"]) == 0
+    assert cli_main(["--config", "/dev/null", "workspace-create", "acme"]) == 0
     created = json.loads(capsys.readouterr().out)
     assert created["apiKey"]
-    assert cli_main(["--config", "/nonexistent.yaml", "workspace-list"]) == 0
+    assert cli_main(["--config", "/dev/null", "workspace-list"]) == 0
     assert [w["name"] for w in json.loads(capsys.readouterr().out)] == ["acme"]
 
 
@@ -133,7 +133,7 @@ async def test_create_batch_needs_a_calling_number(api):
 
 def test_a_separate_worker_needs_a_shared_store(capsys, monkeypatch):
     monkeypatch.setenv("DIALER_DATA_DIR", ":memory:")
-    assert cli_main(["--config", "/nonexistent.yaml", "worker"]) == 2
+    assert cli_main(["--config", "/dev/null", "worker"]) == 2
     assert "shared store" in capsys.readouterr().err  # a JSON log line on stderr
 
 
@@ -213,3 +213,14 @@ async def test_admin_revokes_a_workspace_key_and_only_its_own(client):
     assert resp.status == 404  # already revoked
     resp = await client.post(revoke.format(a), json={"key": a_key}, headers=headers)
     assert resp.status == 400
+
+
+def test_a_settings_file_named_but_missing_stops_the_start(capsys, monkeypatch):
+    """A mistyped --config or DIALER_CONFIG used to start on the defaults (the simulator, not Twilio) without a word."""
+    monkeypatch.setenv("DIALER_DATA_DIR", ":memory:")
+    assert cli_main(["--config", "/etc/dialer/prodution.yaml", "serve"]) == 2
+    err = capsys.readouterr().err
+    assert "/etc/dialer/prodution.yaml does not exist" in err and "Traceback" not in err
+    monkeypatch.setenv("DIALER_CONFIG", "/etc/dialer/prodution.yaml")
+    assert cli_main(["worker"]) == 2
+    assert "does not exist" in capsys.readouterr().err

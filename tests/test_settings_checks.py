@@ -59,7 +59,7 @@ def _start(command: str, env: dict[str, str], monkeypatch, capsys, tmp_path) -> 
         monkeypatch.setenv("DIALER_WARM_BODY_PARSER", "false")
         for name, value in {**SECRETS, **env}.items():
             monkeypatch.setenv(name, value)
-        code = cli_main(["--config", "/nonexistent.yaml", command])
+        code = cli_main(["--config", "/dev/null", command])
     captured = capsys.readouterr()
     return code, captured.err + captured.out
 
@@ -149,7 +149,7 @@ def test_a_mongodb_that_cannot_be_reached_is_one_line_without_the_password(comma
         port = closed.getsockname()[1]  # bound, not listening: connections are refused
         env = {**os.environ, "MONGODB_URI": f"mongodb://dialer:pa55w0rd@127.0.0.1:{port}/dialer",
                "DIALER_LEASE_SECONDS": "4", "DIALER_PORT": str(free_port()), "DIALER_WARM_BODY_PARSER": "false"}
-        out = subprocess.run([sys.executable, "-m", "dialer", "--config", "/nonexistent.yaml", command],
+        out = subprocess.run([sys.executable, "-m", "dialer", "--config", "/dev/null", command],
                              capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     [line] = [line for line in out.stderr.splitlines() if not line.startswith("{")]

@@ -163,7 +163,7 @@ def _serve(folder: Path, capsys) -> tuple[int, str]:
     os.environ["DIALER_DATA_DIR"] = str(folder)
     os.environ["DIALER_PORT"] = str(free_port())  # not 8080: another server of the machine may hold it
     try:
-        code = cli_main(["--config", "/nonexistent.yaml", "serve"])
+        code = cli_main(["--config", "/dev/null", "serve"])
     finally:
         del os.environ["DIALER_DATA_DIR"], os.environ["DIALER_PORT"]
     return code, capsys.readouterr().err
@@ -264,7 +264,7 @@ async def test_a_live_database_is_backed_up_and_the_copy_restores(tmp_path, caps
         await app.call("POST", "/api/call/addCallsToBatch", {"batchId": batch_id, "call_data": records(30)})
         monkeypatch.setenv("DIALER_DATA_DIR", str(live))
         target = tmp_path / "backup.db"
-        assert await asyncio.to_thread(cli_main, ["--config", "/nonexistent.yaml", "backup", str(target)]) == 0
+        assert await asyncio.to_thread(cli_main, ["--config", "/dev/null", "backup", str(target)]) == 0
         assert '"bytes"' in capsys.readouterr().out
         await app.call("POST", "/api/call/addCallsToBatch", {"batchId": batch_id, "call_data": records(5, "+1646555")})
     restored.mkdir()
@@ -353,7 +353,7 @@ async def test_a_closed_store_answers_store_unavailable(tmp_path):
 def test_backup_of_a_missing_database_creates_nothing(tmp_path, capsys, monkeypatch):
     """Found in review: a mistyped DIALER_DATA_DIR made an empty database and 'backed it up'."""
     monkeypatch.setenv("DIALER_DATA_DIR", str(tmp_path / "typo"))
-    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "copy.db")]) == 1
+    assert cli_main(["--config", "/dev/null", "backup", str(tmp_path / "copy.db")]) == 1
     assert "no database" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists() and not (tmp_path / "copy.db").exists()
 
@@ -367,11 +367,11 @@ async def test_a_backup_into_a_folder_is_named_by_its_time_and_a_failed_one_leav
     monkeypatch.setenv("DIALER_DATA_DIR", str(data))
     folder = tmp_path / "backups"
     folder.mkdir()
-    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(folder)]) == 0
+    assert cli_main(["--config", "/dev/null", "backup", str(folder)]) == 0
     [copy] = folder.iterdir()
     assert copy.name.startswith("dialer-") and copy.suffix == ".db" and copy.stat().st_size > 0
     capsys.readouterr()
-    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "missing" / "x.db")]) == 1
+    assert cli_main(["--config", "/dev/null", "backup", str(tmp_path / "missing" / "x.db")]) == 1
     err = capsys.readouterr().err
     assert err.count("backup failed") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["backups", "data"]  # no partial file anywhere
@@ -387,10 +387,10 @@ async def test_a_backup_onto_the_live_database_or_into_no_folder_is_refused_befo
     monkeypatch.setenv("DIALER_DATA_DIR", str(data))
     live = data / "dialer.db"
     before = (live.stat().st_ino, sorted(p.name for p in data.iterdir()))
-    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(live)]) == 2
+    assert cli_main(["--config", "/dev/null", "backup", str(live)]) == 2
     assert "is the live database itself" in capsys.readouterr().err
     assert (live.stat().st_ino, sorted(p.name for p in data.iterdir())) == before  # untouched, no partial file
-    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "missing" / "x.db")]) == 1
+    assert cli_main(["--config", "/dev/null", "backup", str(tmp_path / "missing" / "x.db")]) == 1
     assert capsys.readouterr().err.strip() == f"backup failed: there is no folder {tmp_path / 'missing'}"
 
 
@@ -407,5 +407,5 @@ async def test_a_backup_interrupted_by_ctrl_c_leaves_no_partial_file(tmp_path, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(database.os, "replace", interrupted)
-    assert cli_main(["--config", "/nonexistent.yaml", "backup", str(tmp_path / "copy.db")]) == 1  # click: Abort
+    assert cli_main(["--config", "/dev/null", "backup", str(tmp_path / "copy.db")]) == 1  # click: Abort
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
