@@ -246,13 +246,17 @@ class Book:
             return [*ready, *(self.flying if self._look_done else ()), *self._targeted]
         return [*ready, *(self.flying if self._look_done else ()), *(self.parked if self.looked else ())]
 
-    def likely(self, looked_at: list[ObjectId], n: int) -> list[ObjectId]:
-        """Of the batches a look reads (`plan`), the `n` a claim will likely serve first: those in turn or
-        waiting on their slots, the longest unserved first (as they come back in turn)."""
-        candidates = [b for b in looked_at if b in self.ready or b in self.parked]
-        if len(candidates) <= n:
-            return candidates
-        return heapq.nsmallest(n, candidates, key=lambda b: self._last.get(b, 0))
+    def likely(self, n: int) -> list[ObjectId]:
+        """After `plan`, the `n` batches a claim will likely serve first: those waiting on their slots whose calls
+        ended here since (back in turn first, once `wake` sees their slots), then the first in turn, then, when
+        the look is at every batch waiting on its slots and they are few, those. A few heap steps, whatever the
+        number of batches."""
+        out = [b for b in self._targeted or () if b in self.parked][:n]
+        if len(out) < n:
+            out += [b for b in self._first(n) if b not in out][:n - len(out)]
+        if len(out) < n and self.looked and self._targeted is None and len(self.parked) <= n:
+            out += [b for b in self.parked if b not in out][:n - len(out)]
+        return out
 
     def _first(self, n: int) -> list[ObjectId]:
         """The first `n` batches in turn (thousands may wait in turn for the account's slots)."""

@@ -177,7 +177,7 @@ class Dispatcher:
         # operation), before their shares are known: enough for the slots the calls ended here since may have
         # freed, and two claim groups. Not while the account was full at the last look and no call has ended
         # here since (the look would claim nothing).
-        likely = book.likely(looked_at, LIKELY) if poked or not self._account_full else []
+        likely = book.likely(LIKELY) if poked or not self._account_full else []
         asked = {b: min(limit, 2 * self._group(limit) + poked) + 1
                  for b in likely for limit in (book.batches[b]["concurrencyLimit"],)}
         if asked:
