@@ -62,7 +62,7 @@ class DispatcherConfig:
     batch_full_seconds: float = 60.0  # every running batch is re-read this often (the placer reads those it places)
     metrics_seconds: float = 5.0  # the slots-in-flight gauges are refreshed this often
     claim_group_fraction: float = 0.04  # claim when at least this share of a batch's limit is free...
-    claim_group_max: int = 10  # ...or this many (a batch with a large limit would leave slots idle waiting for 5%)
+    claim_group_max: int = 10  # ...or this many (a batch with a large limit would leave slots idle waiting for 4%)
     account_group_fraction: float = 0.02  # and, while the account's cap binds, this share of the cap...
     account_group_min: int = 2  # ...or at least this many (a claim costs the same few operations)
     quiet_seconds: float = 30.0  # a batch with nothing due nor in flight is looked at again at least this often
