@@ -11,13 +11,17 @@ from dialer.ports import StoreUnavailable
 from tests.conftest import Api, make_api
 
 
-async def test_embedded_dispatcher_completes_a_batch(aiohttp_client, settings):
+async def fast_engine(aiohttp_client, settings) -> tuple[Api, str]:
+    """The API with its embedded dispatcher polling 20 times a second and a fast simulator; a batch of limit 3."""
     fast = settings.replace(embedded_dispatcher="true", provider="simulator", sim_time_scale=2000.0,
                             poll_interval_seconds=0.05, calls_per_second=50.0, lease_seconds=60)
     app = build_app(fast, SystemClock())
-    client = await aiohttp_client(app)
-    api = await make_api(client, app)
-    batch = await api.create_batch(concurrencyLimit=3, callingWindow={"start": "00:00", "end": "24:00"})
+    api = await make_api(await aiohttp_client(app), app)
+    return api, await api.create_batch(concurrencyLimit=3, callingWindow={"start": "00:00", "end": "24:00"})
+
+
+async def test_embedded_dispatcher_completes_a_batch(aiohttp_client, settings):
+    api, batch = await fast_engine(aiohttp_client, settings)
     code, _ = await api.add_calls(batch, [{"phoneNumber": f"+1212555{i:04d}"} for i in range(12)])
     assert code == 200
     for _ in range(200):
@@ -71,12 +75,7 @@ async def test_a_stopped_engine_leaves_no_simulated_call_in_flight(aiohttp_clien
 async def test_a_store_outage_is_logged_when_it_starts_and_ends_not_at_every_poll(aiohttp_client, settings, caplog):
     """A full disk or a lost MongoDB primary fails every poll of the dispatcher (20 a second here): one line
     when the outage starts, one when it ends, never a traceback per poll; the calls wait and are placed after."""
-    fast = settings.replace(embedded_dispatcher="true", provider="simulator", sim_time_scale=2000.0,
-                            poll_interval_seconds=0.05, calls_per_second=50.0, lease_seconds=60)
-    app = build_app(fast, SystemClock())
-    client = await aiohttp_client(app)
-    api = await make_api(client, app)
-    batch = await api.create_batch(concurrencyLimit=3, callingWindow={"start": "00:00", "end": "24:00"})
+    api, batch = await fast_engine(aiohttp_client, settings)
     calls = api.store.calls
     look, read = calls.look, api.store.ledger.read
 
