@@ -19,7 +19,7 @@ from bson import ObjectId
 from dialer.core.clock import Clock
 from dialer.ports import CallRepo, Claim, ClaimResult, StoreUnavailable, line_key
 from workers.compliance_gate import ComplianceGate
-from workers.outage import Outage
+from dialer.logs import Outage
 from workers.placer import Claimed, Placer
 from workers.slots import DispatchState, Reservation, Slots
 

@@ -23,7 +23,7 @@ from dialer.settings import Settings
 from workers.slots import Slots
 
 from workers.dispatcher import Dispatcher, DispatcherConfig
-from workers.outage import Outage
+from dialer.logs import Outage
 from workers.telephony.base import CallEvent, TelephonyProvider
 from workers.telephony.simulator import Simulator, parse_outcomes
 from workers.reaper import Reaper

@@ -38,6 +38,7 @@ from dialer.core.clock import Clock
 from dialer.delivery.guard import GuardedResolver
 from dialer.delivery.relay import relay_once
 from dialer.delivery.signing import signature_header
+from dialer.logs import Outage
 from dialer.metrics import Metrics
 from dialer.ports import Repositories, StoreUnavailable
 from dialer.services.webhook_urls import UrlRefused, check_url
@@ -63,6 +64,7 @@ class Sender:
         self.per_endpoint = per_endpoint
         self.allow_insecure = allow_insecure
         self.poll = poll_seconds
+        self.outage = Outage(log, "webhook sender")
         self.metrics = metrics or Metrics()
         self.resolver = resolver  # the URL checks' (aiohttp's default when None)
         self.lease = LANE_MESSAGES * dt.timedelta(seconds=timeout_seconds) + LEASE_MARGIN
@@ -99,10 +101,11 @@ class Sender:
         while True:
             try:
                 await self.tick()
+                self.outage.ok(sender=self.name)
             except asyncio.CancelledError:
                 raise
-            except StoreUnavailable as exc:  # a full disk, a lock held too long: one line, no traceback per pass
-                log.warning("webhook sender pass failed; it runs again", extra={"sender": self.name, "error": str(exc)})
+            except StoreUnavailable as exc:  # a full disk, a lock held too long: no traceback per pass
+                self.outage.failed(exc, sender=self.name)
             except Exception:
                 log.exception("webhook sender pass failed", extra={"sender": self.name})
             await asyncio.sleep(self.poll)
