@@ -49,8 +49,9 @@ def console_settings() -> Settings:
 
 
 @asynccontextmanager
-async def running_server():
-    runner = web.AppRunner(build_app(console_settings(), SystemClock()))
+async def running_server(settings: Settings | None = None):
+    """A real server for the browser (console_settings() unless given), on a free port: its URL."""
+    runner = web.AppRunner(build_app(settings or console_settings(), SystemClock()))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -65,6 +66,22 @@ async def running_server():
 async def base_url():
     async with running_server() as url:
         yield url
+
+
+def losing_first_answer():
+    """A playwright route handler: the first request it sees reaches the server, and its answer is lost (the
+    connection reset), as a network that drops an answer does; the later ones go through."""
+    lost = {"n": 0}
+
+    async def handle(route):
+        if lost["n"] == 0:
+            lost["n"] += 1
+            await route.fetch()
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    return handle
 
 
 @pytest.fixture

@@ -13,11 +13,8 @@ import re
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from dialer.composition import build_app
-from dialer.core.clock import SystemClock
-from tests.test_console_browser import open_page, KEY, Client, console_settings, expect, page, snap  # noqa: F401
+from tests.test_console_browser import running_server, losing_first_answer, open_page, KEY, Client, console_settings, expect, page, snap  # noqa: F401
 
 ADMIN = "console-flows-admin"
 
@@ -25,13 +22,8 @@ ADMIN = "console-flows-admin"
 @pytest.fixture
 async def base_url():
     """(Overrides test_console_browser's: with an admin token, to revoke the key.)"""
-    runner = web.AppRunner(build_app(console_settings().replace(admin_token=ADMIN), SystemClock()))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
-    await runner.cleanup()
+    async with running_server(console_settings().replace(admin_token=ADMIN)) as url:
+        yield url
 
 
 async def test_a_refused_retry_says_why_and_the_refresh_does_not_wipe_it(page, base_url):
@@ -315,18 +307,9 @@ async def test_no_other_csv_file_can_be_chosen_while_one_is_imported(page, base_
 async def test_create_batch_clicked_again_after_a_lost_answer_creates_one_batch(page, base_url):
     """Found: the server created the batch but its answer was lost (a restart, the network); "Create batch"
     clicked again created a second one. The form now sends an Idempotency-Key, the same while its body is."""
-    lost = {"n": 0}
-
-    async def lose_first_answer(route):
-        if lost["n"] == 0:
-            lost["n"] += 1
-            await route.fetch()  # the server does the work...
-            await route.abort("connectionreset")  # ...and the answer never reaches the page
-        else:
-            await route.continue_()
-
     await open_page(page, "New batch")
-    await page.route(re.compile(r"/api/call/createBatch$"), lose_first_answer)
+    # The server does the work, and the answer never reaches the page.
+    await page.route(re.compile(r"/api/call/createBatch$"), losing_first_answer())
     await page.get_by_label("Name", exact=True).fill("asked twice")
     await expect(page.get_by_role("button", name="Create batch")).to_be_enabled()
     await page.get_by_role("button", name="Create batch").click()
@@ -351,15 +334,7 @@ async def test_retry_clicked_again_after_a_lost_answer_retries_once(page, base_u
         await api.call("POST", "/api/call/addCallsToBatch", {
             "batchId": batch, "call_data": [{"phoneNumber": f"+1212555{i:04d}"} for i in range(30)]})
         await api.until(f"/api/call/batches/{batch}", lambda b: b["status"] == "completed", "the batch to complete")
-    lost = {"n": 0}
-
-    async def lose_first_answer(route):
-        if lost["n"] == 0:
-            lost["n"] += 1
-            await route.fetch()
-            await route.abort("connectionreset")
-        else:
-            await route.continue_()
+    lose_first_answer = losing_first_answer()
 
     await open_page(page, "Batches")
     await page.goto(f"/console#/batches/{batch}")

@@ -16,22 +16,14 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from dialer.composition import build_app
-from dialer.core.clock import SystemClock
-from tests.test_console_browser import KEY, open_page, console_settings, expect, page, snap  # noqa: F401 (page: a fixture)
+from tests.test_console_browser import running_server, losing_first_answer, KEY, open_page, console_settings, expect, page, snap  # noqa: F401 (page: a fixture)
 
 
 @pytest.fixture
 async def base_url():
     """(Overrides test_console_browser's: the `page` fixture opens this server.)"""
-    settings = console_settings().replace(webhooks_allow_insecure=True, webhook_retry_delays="0")
-    runner = web.AppRunner(build_app(settings, SystemClock()))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
-    await runner.cleanup()
+    async with running_server(console_settings().replace(webhooks_allow_insecure=True, webhook_retry_delays="0")) as url:
+        yield url
 
 
 class Receiver:
@@ -197,15 +189,7 @@ async def test_add_endpoint_clicked_again_after_a_lost_answer_adds_one_and_shows
     and "Add endpoint" clicked again created a second. The form sends an Idempotency-Key: the retry is answered
     with the first endpoint and its secret."""
     _, url = receiver
-    lost = {"n": 0}
-
-    async def lose_first_answer(route):
-        if lost["n"] == 0:
-            lost["n"] += 1
-            await route.fetch()
-            await route.abort("connectionreset")
-        else:
-            await route.continue_()
+    lose_first_answer = losing_first_answer()
 
     await open_page(page, "Webhooks")
     await page.route(re.compile(r"/api/webhooks/endpoints$"), lambda route: (

@@ -14,9 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from dialer.composition import build_app
-from dialer.core.clock import SystemClock
-from tests.test_console_browser import Client, console_settings, expect, open_page, page, snap  # noqa: F401
+from tests.test_console_browser import running_server, Client, console_settings, expect, open_page, page, snap  # noqa: F401
 
 ADMIN = "console-xss-admin"
 
@@ -29,14 +27,9 @@ def payload(name: str) -> str:
 @pytest.fixture
 async def base_url():
     """(Overrides test_console_browser's: an admin token, and endpoints on 127.0.0.1 allowed.)"""
-    settings = console_settings().replace(admin_token=ADMIN, webhooks_allow_insecure=True, webhook_retry_delays="0")
-    runner = web.AppRunner(build_app(settings, SystemClock()))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
-    await runner.cleanup()
+    async with running_server(console_settings().replace(admin_token=ADMIN, webhooks_allow_insecure=True,
+                                                  webhook_retry_delays="0")) as url:
+        yield url
 
 
 @pytest.fixture
