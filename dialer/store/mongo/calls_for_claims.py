@@ -144,25 +144,26 @@ class ClaimCalls:
             await self._record_again(records, refused(error), first_claim - len(records))
         return ClaimResult(won=won, running=running, listed=listed)
 
+    def _claimed(self, batch_id: ObjectId, outcome: str | None, attempts: int) -> None:
+        """The batch's counters after a claim of a call that was queued with this outcome and these attempts."""
+        self.counters.change(batch_id, (CallStatus.QUEUED.value, outcome, attempts),
+                             (CallStatus.DIALING.value, outcome, attempts + 1))
+
     def _won_as_seen(self, claims: list[Claim]) -> set[ObjectId]:
-        queued, dialing = CallStatus.QUEUED.value, CallStatus.DIALING.value
         for c in claims:
-            batch_id, outcome, attempts = c.seen
-            self.counters.change(batch_id, (queued, outcome, attempts), (dialing, outcome, attempts + 1))
+            self._claimed(*c.seen)
         return {c.call_id for c in claims}
 
     async def _landed(self, claims: list[Claim]) -> set[ObjectId]:
         """Which claims landed (some calls may have changed under us: another dispatcher, a cancel), and
         what they were before, for the batch counters: one read of the claimed calls."""
-        queued, dialing = CallStatus.QUEUED.value, CallStatus.DIALING.value
         tokens = {c.call_id: c.token for c in claims}
         won = set()
         async for d in self.c.find({"_id": {"$in": list(tokens)}}, {"claimToken": 1, "batchId": 1, "attempts": 1,
                                                                      "outcome": 1, "status": 1}):
-            if d.get("claimToken") == tokens[d["_id"]] and d["status"] == dialing:
+            if d.get("claimToken") == tokens[d["_id"]] and d["status"] == CallStatus.DIALING.value:
                 won.add(d["_id"])
-                outcome, attempts = d.get("outcome"), d.get("attempts", 1)
-                self.counters.change(d["batchId"], (queued, outcome, attempts - 1), (dialing, outcome, attempts))
+                self._claimed(d["batchId"], d.get("outcome"), d.get("attempts", 1) - 1)
         return won
 
     async def _record_again(self, records: list[PlacedRecord], failed: set[int] | None, first: int) -> None:
