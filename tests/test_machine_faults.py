@@ -58,13 +58,7 @@ def test_a_backup_from_a_filesystem_remounted_read_only_is_whole(stop, tmp_path)
     read-only after errors, when a backup is wanted most) `dialer backup` of a server stopped cleanly said only
     SQLITE_CANTOPEN: SQLite cannot open a WAL database read-only without creating its -shm. A server killed
     leaves its last commits in the WAL: the copy must hold them."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a filesystem needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with tmpfs(tmp_path / "disk", "4m") as mount:
         data = mount / "data"
         # A server killed after its last commits: they are in dialer.db-wal, not yet in dialer.db.
         writer = ("import os, sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
@@ -82,18 +76,23 @@ def test_a_backup_from_a_filesystem_remounted_read_only_is_whole(stop, tmp_path)
         assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         copy.close()
         assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "disk"]  # its working copies removed
-    finally:
-        subprocess.run(["umount", str(mount)])
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 2 MB filesystem of its own (a tmpfs: mounting needs root), unmounted afterwards."""
+    """A 2 MB filesystem of its own, unmounted afterwards."""
+    with tmpfs(tmp_path / "small", "2m") as mount:
+        yield mount
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str):
+    """A tmpfs of `size` mounted at `mount` (made here; mounting needs root, else the test is skipped), unmounted
+    on the way out."""
     if os.geteuid() != 0:
         pytest.skip("mounting a filesystem needs root")
-    mount = tmp_path / "small"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)]).returncode != 0:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)]).returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     try:
         yield mount
