@@ -34,8 +34,8 @@ WATCHED = ("enqueuedAt", "concurrencyLimit", "callingWindow", "status", "schedul
 READ_AT_ONCE = 500  # batch documents asked for in one read
 
 
-def _stamp(batch: dict | None) -> tuple | None:
-    return None if batch is None else (batch.get("updatedAt"), batch.get("enqueuedAt"))
+def _stamp(batch: dict) -> tuple:
+    return batch.get("updatedAt"), batch.get("enqueuedAt")
 
 
 class Book:
@@ -58,7 +58,8 @@ class Book:
         self.full = dt.timedelta(seconds=full_seconds)
         # Looks back this far before its last look: another process's clock, a write landing late.
         self.overlap = dt.timedelta(seconds=max(10.0, 2 * fresh_seconds))
-        self.readers: list[Callable[[dict], None]] = []  # told every runnable batch as read or found current
+        self.readers: list[Callable[[dict], None]] = []  # told every runnable batch read (new or changed)
+        self._stamps: dict[ObjectId, tuple] = {}  # batch -> the stamps of the book's copy (`_stamp`)
         self._fresh_at: dt.datetime | None = None
         self._full_at: dt.datetime | None = None
         self._since: dt.datetime | None = None
@@ -97,14 +98,7 @@ class Book:
             stamps = await self.repo.runnable_stamps(now)
             for gone in [b for b in self.batches if b not in stamps]:
                 self.drop(gone)
-            changed = sorted(self._moved(stamps))
-            if self.readers:  # the copies whose stamps are unchanged are current as of now
-                reread = set(changed)
-                for batch_id, batch in self.batches.items():
-                    if batch_id not in reread:
-                        for reader in self.readers:
-                            reader(batch)
-            await self._read(changed, now)
+            await self._read(sorted(self._moved(stamps)), now)
             self._full_at = now + self.full
         if full or self._fresh_at is None or now >= self._fresh_at:
             # The stamps of the batches changed since the last look (looking back a little before it); the
@@ -138,7 +132,8 @@ class Book:
 
     def _moved(self, stamps: dict[ObjectId, tuple]) -> list[ObjectId]:
         """Those of these batches whose stamps differ from the book's copies (or that it has no copy of)."""
-        return [b for b, stamp in stamps.items() if stamp != _stamp(self.batches.get(b))]
+        mine = self._stamps.get
+        return [b for b, stamp in stamps.items() if stamp != mine(b)]
 
     async def _read(self, batch_ids: list[ObjectId], now: dt.datetime) -> None:
         """The documents of these batches, as they are now (a few hundred a read); those not runnable leave."""
@@ -158,6 +153,7 @@ class Book:
                 continue
             old = self.batches.get(batch_id)
             self.batches[batch_id] = batch
+            self._stamps[batch_id] = _stamp(batch)
             for reader in self.readers:
                 reader(batch)
             if old is None or any(old.get(k) != batch.get(k) for k in WATCHED):
@@ -165,6 +161,7 @@ class Book:
 
     def drop(self, batch_id: ObjectId) -> None:
         self.batches.pop(batch_id, None)
+        self._stamps.pop(batch_id, None)
         self._last.pop(batch_id, None)
         self.ready.pop(batch_id, None)
         self.parked.pop(batch_id, None)

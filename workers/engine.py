@@ -82,7 +82,7 @@ class Engine:
             machine_detection=settings.machine_detection), name=self.name)
         policies = getattr(self.events, "policies", None)
         if policies is not None:  # the events this process applies read the batches' retry policies it reads
-            self.dispatcher.book.readers.append(policies.know)
+            policies.current = self.dispatcher.book.batches.get
         self.events.on_ended.append(self.ended)
         self.reaper = Reaper(repos, clock, provider, self.events, self.slots, settings.lease_seconds, name=self.name,
                              chains=chains, enrollment=enrollment, webhook_retention=settings.webhook_retention)

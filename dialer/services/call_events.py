@@ -51,15 +51,21 @@ def outcome_of(status: CallStatus, answered_by: str | None) -> str:
 
 
 class BatchPolicies:
-    """Retry policies of batches, cached 60 s per process (needed on every final event)."""
+    """Retry policies of batches (needed on every final event): the copy a dispatcher in this process holds of
+    a running batch (`current`: it re-reads a batch within seconds of a change), else cached 60 s per process."""
 
     def __init__(self, batches: BatchRepo, clock: Clock, ttl_seconds: float = 60.0) -> None:
         self.batches = batches
         self.clock = clock
         self.ttl = dt.timedelta(seconds=ttl_seconds)
         self._cache: dict[ObjectId, tuple[dt.datetime, dict]] = {}
+        # The running batches as this process's dispatcher read them (workers/engine.py sets it), so the events
+        # of thousands of batches cost no batch read each, and no refresh of a cache entry each either.
+        self.current: Callable[[ObjectId], dict | None] | None = None
 
     async def retry(self, batch_id: ObjectId) -> dict:
+        if self.current is not None and (doc := self.current(batch_id)) is not None:
+            return doc.get("retry") or NO_RETRY
         now = self.clock.now()
         hit = self._cache.get(batch_id)
         if hit and hit[0] > now:
@@ -68,11 +74,6 @@ class BatchPolicies:
         policy = (doc or {}).get("retry") or NO_RETRY
         self._cache[batch_id] = (now + self.ttl, policy)
         return policy
-
-    def know(self, batch: dict) -> None:
-        """A batch as read just now by another part of this process (the dispatcher's reads of the running
-        batches): its policy is cached afresh, so the events of many batches need no read of their own."""
-        self._cache[batch["_id"]] = (self.clock.now() + self.ttl, batch.get("retry") or NO_RETRY)
 
 
 class CallEvents:
