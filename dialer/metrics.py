@@ -33,7 +33,7 @@ class Metrics:
                                          registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
         self.provider_errors = Counter("dialer_provider_errors", "Provider refusals and failures", ["kind"], registry=r)
         self.outcomes = Counter("dialer_call_outcomes", "Calls that reached a final status", ["outcome"], registry=r)
-        self.in_flight = Gauge("dialer_calls_in_flight", "Calls holding a slot, as the dispatcher last saw",
+        self.in_flight = Gauge("dialer_calls_in_flight", "Calls in flight (holding a slot), at the scrape",
                                ["batch"], registry=r)
         self._slots_shown: dict[str, int] = {}  # batch -> the value its in_flight gauge shows
         self.account_in_flight = Gauge("dialer_account_calls_in_flight", "Calls holding an account slot",
@@ -45,9 +45,9 @@ class Metrics:
         self.webhook_oldest = Gauge("dialer_webhook_oldest_undelivered_seconds",
                                     "Age of the oldest webhook message not delivered yet (0: none)", registry=r)
 
-    def slots(self, per_batch: dict[str, int], total: int) -> None:
-        """The slot ledger as a dispatcher saw it (batches no longer holding slots are dropped); only the
-        gauges whose value changed are touched (thousands of batches may hold slots)."""
+    def _in_flight(self, per_batch: dict[str, int], total: int) -> None:
+        """Calls in flight per batch and on the account (batches with none are dropped); only the gauges whose
+        value changed are touched (thousands of batches may hold slots)."""
         shown = self._slots_shown
         for batch in [b for b in shown if b not in per_batch]:
             self.in_flight.remove(batch)
@@ -59,7 +59,11 @@ class Metrics:
         self.account_in_flight.set(total)
 
     async def refresh(self, repos, now) -> None:
-        """Before a scrape: the waiting calls of each running batch (one counters read per batch)."""
+        """Before a scrape: the calls in flight per batch (one read of the slot ledger: what every process
+        sees, at the scrape, not a dispatcher's periodic count), the waiting calls of each running batch (one
+        counters read per batch)."""
+        slots = await repos.ledger.read()
+        self._in_flight({b.hex(): n for b, n in slots.flying.by_binary.items()}, slots.flying.total)
         batches = await repos.batches.runnable(now)
         tallies = await repos.calls.tallies_many([b["_id"] for b in batches])
         self.waiting.clear()

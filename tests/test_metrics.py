@@ -46,6 +46,8 @@ async def test_api_metrics_follow_requests_records_calls_and_outcomes(api, clock
     assert value(found, "dialer_call_outcomes_total", outcome="busy") == 3
     assert value(found, "dialer_calls_placed_total", provider="simulator") == 3
     assert value(found, "dialer_placement_delay_seconds_count") == 3
+    assert ("dialer_calls_in_flight", (("batch", batch),)) not in found  # read at the scrape: none left
+    assert value(found, "dialer_account_calls_in_flight") == 0
 
 
 async def _done(h, batch):

@@ -32,7 +32,7 @@ from workers.book import Book
 from workers.claims import ClaimWriter
 from workers.compliance_gate import ComplianceGate
 from workers.due_calls import DueCalls
-from workers.placer import Claimed, Placer
+from workers.placer import Placer
 from workers.sharing import round_robin, spread
 from workers.slots import Slots
 from workers.telephony.base import TelephonyProvider
@@ -60,7 +60,6 @@ class DispatcherConfig:
     recheck_seconds: float = 2.0  # an idle dispatcher looks again this often (sooner when poked)
     batch_cache_seconds: float = 5.0  # batches changed or given calls since the last look are re-read this often
     batch_full_seconds: float = 60.0  # every running batch is re-read this often (the placer reads those it places)
-    metrics_seconds: float = 5.0  # the slots-in-flight gauges are refreshed this often
     claim_group_fraction: float = 0.04  # claim when at least this share of a batch's limit is free...
     claim_group_max: int = 10  # ...or this many (a batch with a large limit would leave slots idle waiting for 4%)
     account_group_fraction: float = 0.02  # and, while the account's cap binds, this share of the cap...
@@ -103,8 +102,6 @@ class Dispatcher:
         self._quiet_cap = dt.timedelta(seconds=config.quiet_seconds)
         self._recheck = dt.timedelta(seconds=config.recheck_seconds)
         self.book.full_scan_every = self._recheck
-        self._metrics_every = dt.timedelta(seconds=config.metrics_seconds)
-        self._metrics_at: dt.datetime | None = None
         # The most a claim can share out (its dial-rate budget, the account's cap): the batches in turn it may reach.
         self._reach = min(config.max_concurrent_calls,
                           math.floor(config.rate_horizon_seconds * config.calls_per_second) + 1)
@@ -169,10 +166,9 @@ class Dispatcher:
             return
         await self.rules.refresh(now, book.batches)
         # The slots of the batches this look needs only (a few, usually: not the thousands waiting); of every
-        # batch when the look needs many (the gauges per batch are refreshed then), or the gauges are late.
+        # batch when the look needs many.
         looked_at = book.plan(now, self._reach)
-        gauges_late = self._metrics_at is None or now >= self._metrics_at + self._metrics_every
-        scope = None if gauges_late or len(looked_at) > SCOPE_MAX else looked_at
+        scope = None if len(looked_at) > SCOPE_MAX else looked_at
         # The due calls of the batches this claim will likely serve are read with the slots (one store
         # operation), before their shares are known: enough for the slots the calls ended here since may have
         # freed, and two claim groups. Not while the account was full at the last look and no call has ended
@@ -204,7 +200,6 @@ class Dispatcher:
         candidates, deferrals, idle, drained = await self.due.gather(room, state, total, now, early, asked)
         grants = round_robin(candidates, total)
         claims, looked = await self.writer.write(grants, book.batches, state, deferrals, now, earliest)
-        self._count_slots(state, claims, now)
         self._account_full = account_free - len(claims) < account_group
         claimed = Counter(c.batch["_id"] for c in claims) if drained else Counter()
         for batch_id, granted in grants.items():  # after this claim, how many must end before the next
@@ -289,18 +284,6 @@ class Dispatcher:
         batch again at the next tick (no re-read of the changed batches: this one is known)."""
         self.book.wake_batch(batch_id)
         self._idle_until = None
-
-    def _count_slots(self, state, claims: list[Claimed], now: dt.datetime) -> None:
-        """The slots in use after this claim, for the metrics (as this dispatcher sees the ledger): every
-        few seconds, not every claim (a gauge per batch with calls in flight), from a read of every batch."""
-        if (self._metrics_at is not None and now < self._metrics_at) or state.flying.scope is not None:
-            return
-        self._metrics_at = now + self._metrics_every
-        per_batch = state.per_batch()
-        for claimed in claims:
-            key = str(claimed.batch["_id"])
-            per_batch[key] = per_batch.get(key, 0) + 1
-        self.placer.metrics.slots(per_batch, state.total + len(claims))
 
     def _rate_budget(self, now: dt.datetime, earliest: dt.datetime, next_dial_at: dt.datetime | None) -> int:
         """How many dial times may still be reserved from `earliest` (the placer's) up to now + the rate horizon."""
