@@ -3,6 +3,8 @@ reconciliation's batches that stopped running lately)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from bson import ObjectId
 
 from dialer.core.machine import COMPLETE, STOP
@@ -70,3 +72,21 @@ async def test_runnable_stamps_tell_which_copies_changed(repos):
     assert await repos.batches.runnable_stamps(at(0), [fed["_id"], renamed["_id"], later["_id"], paused["_id"],
                                                        ObjectId()]) == {fed["_id"]: (at(0), at(30))}
     assert await repos.batches.runnable_stamps(at(0), []) == {}
+
+
+async def test_times_read_as_stamps_equal_those_written_to_the_millisecond_in_any_century(repos):
+    """The stamps a dispatcher compares with its copies (changed_since, runnable_stamps) come back equal to the
+    documents' times: before 1970, after 2106 (past the SQLite store's fast conversion) and in between."""
+    times = [dt.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=dt.timezone.utc),
+             dt.datetime(2026, 3, 8, 7, 0, 0, 1000, tzinfo=dt.timezone.utc),
+             dt.datetime(2106, 2, 7, 6, 28, 15, 999000, tzinfo=dt.timezone.utc),
+             dt.datetime(2106, 2, 7, 6, 28, 16, 1000, tzinfo=dt.timezone.utc),
+             dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=dt.timezone.utc)]
+    docs = [batch_doc() for _ in times]
+    for doc, when in zip(docs, times):
+        await repos.batches.insert(doc)
+        assert await repos.batches.note_enqueued(doc["_id"], when) == doc["status"]
+    read = {b["_id"]: b["enqueuedAt"] for b in await repos.batches.changed_since(times[0])}
+    assert [read[d["_id"]] for d in docs] == times
+    stamps = await repos.batches.runnable_stamps(at(0), [d["_id"] for d in docs])
+    assert [stamps[d["_id"]][1] for d in docs] == times

@@ -42,8 +42,18 @@ def ms(value: dt.datetime | None) -> int | None:
     return (value - EPOCH) // ONE_MS
 
 
+# Below this (2106), a float of seconds is within half a microsecond of the milliseconds it came from, so
+# `fromtimestamp` (rounding to the nearest microsecond) is exact, and a third of the cost of the sum.
+EXACT_FLOAT_MS = 2 ** 32 * 1000
+_from_seconds = dt.datetime.fromtimestamp
+
+
 def at(millis: int | None) -> dt.datetime | None:
-    return None if millis is None else EPOCH + dt.timedelta(milliseconds=millis)
+    if millis is None:
+        return None
+    if 0 <= millis < EXACT_FLOAT_MS:
+        return _from_seconds(millis / 1000, UTC)
+    return EPOCH + dt.timedelta(milliseconds=millis)
 
 
 def stored(value: Any) -> Any:
