@@ -219,6 +219,25 @@ async def test_no_retry_for_outcomes_the_policy_does_not_name(api, clock, engine
     assert len(h.sim.placed) == 2
 
 
+async def test_a_retry_policy_patched_while_calls_ring_decides_their_outcomes(api, clock, engine_settings):
+    """The events read a running batch's retry policy from the dispatcher's copy, which a PATCH reaches within
+    seconds (not from a cache a minute old): calls placed before the change are retried by the new policy."""
+    h = Harness(api, clock, engine_settings, outcomes={"no_answer": 1.0})
+    batch = await api.create_batch(concurrencyLimit=2, ringingTimeoutSeconds=120)  # no retry
+    await api.add_calls(batch, nums(2))
+    await h.run_until(lambda: _placed(h, 2), seconds=10)
+    resp = await api.client.patch(f"/api/call/batches/{batch}", headers=api.headers(),
+                                  json={"retry": {"maxAttempts": 2, "delaySeconds": 60, "on": ["no_answer"]}})
+    assert resp.status == 200, await resp.text()
+    await h.run_until(lambda: _is(h, batch, "completed"), seconds=600)
+    assert len(h.sim.placed) == 4
+    assert sorted(c["attempts"] for c in await api.all_calls(batch)) == [2, 2]
+
+
+async def _placed(h, n):
+    return len(h.sim.placed) >= n
+
+
 async def test_scheduled_batch_starts_at_its_time(api, clock, engine_settings):
     h = Harness(api, clock, engine_settings)
     batch = await api.create_batch(scheduledAt="2026-11-23T18:00:00Z")
