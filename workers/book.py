@@ -160,7 +160,8 @@ class Book:
                 self.wake_batch(batch_id)
 
     def drop(self, batch_id: ObjectId) -> None:
-        self.batches.pop(batch_id, None)
+        if self.batches.pop(batch_id, None) is None:
+            return  # not in the book: no place holds it (each takes only the batches the book has a copy of)
         self._stamps.pop(batch_id, None)
         self._last.pop(batch_id, None)
         self.ready.pop(batch_id, None)
@@ -201,12 +202,16 @@ class Book:
 
     def park(self, batch_id: ObjectId, threshold: int, short: int) -> None:
         """Waiting until its slots in use fall to `threshold` (`short` more slots freed, as seen now)."""
+        if batch_id not in self.batches:
+            return  # dropped since it was looked at
         self.ready.pop(batch_id, None)
         self.parked[batch_id] = threshold
         self._short[batch_id] = short
 
     def hush(self, batch_id: ObjectId, until: dt.datetime | None, used: int) -> None:
         """Quiet until `until` (None: no time; back on a change, or when its calls in flight, `used`, fall)."""
+        if batch_id not in self.batches:
+            return  # dropped since it was looked at
         self.ready.pop(batch_id, None)
         self.quiet[batch_id] = until
         if used:
