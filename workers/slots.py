@@ -48,9 +48,10 @@ class DispatchState:
     def used(self, batch_id: ObjectId) -> int:
         # Called for every batch a dispatcher looks at (thousands waiting on their slots): one dict probe by
         # the id's bytes; the reservations (by ObjectId, slower to hash) only when there are any.
-        if not self.knows(batch_id):
+        key = batch_id.binary
+        if self.flying.scope is not None and key not in self.flying.scope:
             raise LookupError(f"the slots of batch {batch_id} were not read")  # a 0 here could pass its limit
-        n = self.flying.by_binary.get(batch_id.binary, 0)
+        n = self.flying.by_binary.get(key, 0)
         return n + self._reserved.get(batch_id, 0) if self._reserved else n
 
     def knows(self, batch_id: ObjectId) -> bool:
