@@ -46,6 +46,9 @@ def _ends_for_good(batch: dict, call: dict) -> bool:
 
 
 SCOPE_MAX = 500  # a look at more batches than this reads the slots of every batch (one count per batch)
+# With fewer running batches than this, a look reads the slots of every batch: as cheap as of a few, and one
+# query on MongoDB, where a few batches' counts and the account's total are two.
+SCOPE_ALL_UNDER = 32
 LIKELY = 2  # batches whose due calls a look reads with the slots
 
 
@@ -166,9 +169,9 @@ class Dispatcher:
             return
         await self.rules.refresh(now, book.batches)
         # The slots of the batches this look needs only (a few, usually: not the thousands waiting); of every
-        # batch when the look needs many.
+        # batch when the look needs many, or when few run.
         looked_at = book.plan(now, self._reach)
-        scope = None if len(looked_at) > SCOPE_MAX else looked_at
+        scope = None if len(looked_at) > SCOPE_MAX or len(book.batches) < SCOPE_ALL_UNDER else looked_at
         # The due calls of the batches this claim will likely serve are read with the slots (one store
         # operation), before their shares are known: enough for the slots the calls ended here since may have
         # freed, and two claim groups. Not while the account was full at the last look and no call has ended
