@@ -3,6 +3,7 @@ processes: a disk that fills under `dialer backup`. (tests/test_sqlite_store.py 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from dialer.store.sqlite import open_sqlite
@@ -169,14 +171,21 @@ def test_the_wake_up_sockets_of_killed_processes_do_not_pile_up(tmp_path):
     assert list(wake.iterdir()) == []  # a clean stop removes its own
 
 
+async def _until_healthy(http: aiohttp.ClientSession) -> None:
+    """Until the `dialer serve` a test started answers /health (at most 300 tries; its requests fail after)."""
+    for _ in range(300):
+        try:
+            if (await http.get("/health")).status == 200:
+                return
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.1)
+
+
 def test_a_session_with_errors_logs_no_secret(tmp_path):
     """`dialer serve` with every secret set, driven into errors (bad keys and tokens, a forged Twilio callback, a
     webhook endpoint that refuses, Twilio unreachable): nothing it prints holds a secret. Found by an exploratory
     run: the demo key configured in DIALER_DEMO_API_KEY was printed at the first start, into the logs."""
-    import asyncio
     import signal
-
-    import aiohttp
 
     from tests.crash_harness import free_port
 
@@ -195,12 +204,7 @@ def test_a_session_with_errors_logs_no_secret(tmp_path):
     async def drive() -> None:
         base, key = f"http://127.0.0.1:{port}", {"x-api-key": secrets["DIALER_DEMO_API_KEY"]}
         async with aiohttp.ClientSession(base) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/health")).status == 200:
-                        break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
+            await _until_healthy(http)
             await http.get("/api/call/batches", headers={"x-api-key": "wrong-key-0451"})
             await http.get("/api/admin/workspaces", headers={"Authorization": "Bearer wrong-admin-0451"})
             made = await (await http.post("/api/admin/workspaces", json={"name": "other"},
@@ -237,10 +241,7 @@ def test_a_disk_that_fills_under_a_running_server_is_503s_and_one_line_warnings_
     """Found by an exploratory run: with the disk full, the partner webhook sender logged a traceback at each pass
     (every 0.5 s), lane and unrecorded attempt: 36 tracebacks in half a minute. Requests must be 503s with a
     reason, the log one line per failure, and the server must take up again by itself once space is freed."""
-    import asyncio
     import signal
-
-    import aiohttp
 
     from tests.crash_harness import free_port
 
@@ -256,12 +257,7 @@ def test_a_disk_that_fills_under_a_running_server_is_503s_and_one_line_warnings_
     async def drive() -> None:
         key = {"x-api-key": "demo-key-0451"}
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=key) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/health")).status == 200:
-                        break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
+            await _until_healthy(http)
             endpoint = await (await http.post("/api/webhooks/endpoints",
                                               json={"url": f"http://127.0.0.1:{free_port()}/h"})).json()
             test = f"/api/webhooks/endpoints/{endpoint['data']['endpointId']}/test"
