@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Awaitable
 
 import click
 
@@ -241,12 +242,36 @@ def _server(f):
                         help="the server (DIALER_URL)")(f)
 
 
+async def _until_terminated(work: Awaitable[int]) -> int:
+    """`work`, cancelled by SIGTERM as asyncio.run cancels on Ctrl-C (raised as Terminated). The plain handler's
+    exception, raised wherever the loop happened to be, was kept by whichever task ran then: about one stop in
+    fifteen left the command waiting for its server's answer for ever."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        stopped = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if stopped:
+            raise Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)  # (which leaves the default: the plain handler again)
+        signal.signal(signal.SIGTERM, _terminated)
+
+
 def _remote(args: SimpleNamespace) -> None:
     # SIGTERM (a job's timeout, a container stopped) as Ctrl-C: it killed the command without a word before.
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if main else None
     try:
-        raise Exit(asyncio.run(remote.run(args)))
+        raise Exit(asyncio.run(_until_terminated(remote.run(args)) if main else remote.run(args)))
     except (KeyboardInterrupt, Terminated) as exc:
         click.echo("\ninterrupted: run the same command again (with --batch) to resume; nothing is written twice",
                    err=True)
